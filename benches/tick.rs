@@ -1,0 +1,85 @@
+//! Full region ticks (inputs, AI, movement, combat, life, borders, grid, interest) on one
+//! thread, PERFORMANCE.md goal 1: 100k moving entities with 1,000 observers, p99 <= 5 ms.
+//!
+//! Groups `tick/10k` and `tick/100k`, each with:
+//! - `dormant_baseline`: the same NPCs with no player anywhere, so all are dormant: the
+//!   floor cost of the population (grid rebuild and bookkeeping);
+//! - `spread_1000_observers`: NPCs and players uniform over a 2048 m region;
+//! - `dense_1000_observers`: everyone in a 512 m square crowd.
+//!
+//! Criterion reports means and medians; before it runs, this bench prints each scenario's
+//! p50/p99/max over 300 ticks measured on this thread, since the goal is a p99.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+#[path = "support.rs"]
+mod support;
+use support::{Layout, Scenario};
+
+const OBSERVERS: usize = 1_000;
+const P99_TICKS: usize = 300;
+
+fn print_percentiles(label: &str, scenario: &mut Scenario) {
+    let mut samples = Vec::with_capacity(P99_TICKS);
+    for _ in 0..P99_TICKS {
+        let input = scenario.next_input();
+        let started = Instant::now();
+        black_box(scenario.region.step(input));
+        samples.push(started.elapsed());
+    }
+    samples.sort_unstable();
+    let at =
+        |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let counts = scenario.region.counts();
+    println!(
+        "tick {label}: {} entities ({} players), {P99_TICKS} ticks, 1 thread: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+        counts.entities,
+        counts.players,
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(*samples.last().unwrap()),
+    );
+}
+
+fn bench_ticks(c: &mut Criterion) {
+    for (n_npcs, name) in [(10_000usize, "10k"), (100_000, "100k")] {
+        let mut group = c.benchmark_group(format!("tick/{name}"));
+        group.sample_size(20);
+        group.measurement_time(Duration::from_secs(6));
+
+        let mut dormant = Scenario::new(Layout::Spread, n_npcs, 0, 7);
+        print_percentiles(&format!("{name}/dormant_baseline"), &mut dormant);
+        group.bench_function("dormant_baseline", |b| {
+            b.iter_custom(|iters| timed_steps(&mut dormant, iters))
+        });
+        drop(dormant);
+
+        for layout in [Layout::Spread, Layout::Dense] {
+            let mut scenario = Scenario::new(layout, n_npcs, OBSERVERS, 7);
+            let label = format!("{}_{OBSERVERS}_observers", layout.name());
+            print_percentiles(&format!("{name}/{label}"), &mut scenario);
+            group.bench_function(label, |b| {
+                b.iter_custom(|iters| timed_steps(&mut scenario, iters))
+            });
+        }
+        group.finish();
+    }
+}
+
+/// Steps `iters` ticks, timing only the steps (input generation is the client's work).
+fn timed_steps(scenario: &mut Scenario, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let input = scenario.next_input();
+        let started = Instant::now();
+        black_box(scenario.region.step(input));
+        total += started.elapsed();
+    }
+    total
+}
+
+criterion_group!(benches, bench_ticks);
+criterion_main!(benches);

@@ -1,0 +1,264 @@
+//! NPC behaviour: dormancy far from players, wander, aggro, chase and leash.
+//!
+//! Cost follows activity: an NPC is awake only while some living player is within
+//! `wake_radius_m` of it (rounded out to whole grid cells); a dormant NPC neither thinks nor
+//! moves. Aggro is found from the players' side (one grid query per player rather than one
+//! per NPC), using the grid of the previous tick.
+
+use bevy_ecs::prelude::*;
+use tessera_shared::ids::NetId;
+use tessera_shared::math::{Aabb, Vec2};
+
+use crate::components::*;
+use crate::grid::SpatialIndex;
+use crate::plugin::RegionPlugin;
+use crate::resources::{Directory, RegionInfo, SimConfig, SimRng, TickClock};
+
+/// Systems of this feature; after inputs, before movement.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AiSystems;
+
+/// NPC AI.
+pub struct AiPlugin;
+
+/// How long an idle NPC waits before wandering again: 1 to 5 seconds.
+const IDLE_MS_MIN: u32 = 1_000;
+const IDLE_MS_MAX: u32 = 5_000;
+/// A chasing NPC stops this fraction of its attack range short of its target.
+const CHASE_STOP_FRACTION: f32 = 0.8;
+/// Closer than this (5 cm) to a destination counts as arrived.
+const ARRIVED_M: f32 = 0.05;
+
+/// One bit per grid cell: is a living player within wake radius of this cell?
+#[derive(Resource, Debug, Default)]
+pub struct WakeMap {
+    bits: Vec<u64>,
+}
+
+impl WakeMap {
+    fn reset(&mut self, n_cells: usize) {
+        self.bits.clear();
+        self.bits.resize(n_cells.div_ceil(64), 0);
+    }
+    fn set(&mut self, idx: usize) {
+        self.bits[idx / 64] |= 1 << (idx % 64);
+    }
+    fn get(&self, idx: usize) -> bool {
+        self.bits[idx / 64] & (1 << (idx % 64)) != 0
+    }
+}
+
+/// Aggro candidates found this tick: (npc, distance squared, player). Bounded by the
+/// number of NPCs within aggro radius of some player, itself bounded by the region's
+/// entity limit; cleared every tick.
+#[derive(Resource, Debug, Default)]
+struct AggroCandidates(Vec<(Entity, f32, NetId)>);
+
+impl RegionPlugin for AiPlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        world.init_resource::<WakeMap>();
+        world.init_resource::<AggroCandidates>();
+        schedule.add_systems(
+            (wake_npcs, acquire_targets, think)
+                .chain()
+                .in_set(AiSystems),
+        );
+    }
+}
+
+/// Marks NPCs near a living player awake, the rest dormant (and still).
+pub fn wake_npcs(
+    config: Res<SimConfig>,
+    index: Res<SpatialIndex>,
+    mut wake: ResMut<WakeMap>,
+    players: Query<(&Position, &Player)>,
+    mut npcs: Query<(&Position, &mut Npc, &mut Velocity)>,
+) {
+    let grid = &index.0;
+    let (w, h) = grid.dims();
+    wake.reset(w as usize * h as usize);
+    let radius = config.0.world.interest.wake_radius_m;
+    for (position, player) in &players {
+        if player.respawn_tick.is_some() {
+            continue;
+        }
+        let reach = Vec2::new(radius, radius);
+        let (x0, y0) = grid.cell_of(position.0 - reach);
+        let (x1, y1) = grid.cell_of(position.0 + reach);
+        for y in y0..=y1 {
+            for x in x0..=x1 {
+                wake.set(y as usize * w as usize + x as usize);
+            }
+        }
+    }
+    for (position, mut npc, mut velocity) in &mut npcs {
+        let (x, y) = grid.cell_of(position.0);
+        let awake = wake.get(y as usize * w as usize + x as usize);
+        if npc.awake != awake {
+            npc.awake = awake;
+            if !awake && velocity.0 != Vec2::ZERO {
+                velocity.0 = Vec2::ZERO;
+            }
+        }
+    }
+}
+
+/// Hostile, awake, idle or wandering NPCs within aggro radius of a living player start
+/// chasing the nearest one (ties broken by the player's id).
+fn acquire_targets(
+    config: Res<SimConfig>,
+    index: Res<SpatialIndex>,
+    mut candidates: ResMut<AggroCandidates>,
+    players: Query<(&Identity, &Position, &Player)>,
+    mut npcs: Query<(&Identity, &mut Npc)>,
+) {
+    let archetypes = &config.0.balance.archetypes;
+    let max_aggro = archetypes
+        .iter()
+        .filter(|a| a.hostile)
+        .map(|a| a.aggro_radius_m)
+        .fold(0.0f32, f32::max);
+    if max_aggro <= 0.0 {
+        return;
+    }
+    candidates.0.clear();
+    for (identity, position, player) in &players {
+        if player.respawn_tick.is_some() {
+            continue;
+        }
+        index
+            .0
+            .for_each_in_radius(position.0, max_aggro, |npc_pos, item| {
+                if item.is_player {
+                    return;
+                }
+                let arch = &archetypes[usize::from(item.archetype)];
+                let d2 = npc_pos.distance_squared(position.0);
+                if arch.hostile && d2 <= arch.aggro_radius_m * arch.aggro_radius_m {
+                    candidates.0.push((item.entity, d2, identity.id));
+                }
+            });
+    }
+    // Nearest player first for each NPC; total order so the outcome is deterministic.
+    candidates
+        .0
+        .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut last = None;
+    for &(entity, _, target) in &candidates.0 {
+        if last == Some(entity) {
+            continue;
+        }
+        last = Some(entity);
+        if let Ok((_, mut npc)) = npcs.get_mut(entity)
+            && npc.awake
+            && matches!(npc.brain, Brain::Idle { .. } | Brain::Wander { .. })
+        {
+            npc.brain = Brain::Chase { target };
+        }
+    }
+}
+
+/// Velocity from behaviour, and behaviour transitions.
+#[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
+fn think(
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    region: Res<RegionInfo>,
+    directory: Res<Directory>,
+    mut rng: ResMut<SimRng>,
+    targets: Query<(&Position, &Health), With<Player>>,
+    mut npcs: Query<(&Identity, &Position, &mut Velocity, &mut Npc, &mut Health), Without<Player>>,
+) {
+    let bounds = region.def.bounds;
+    for (identity, position, mut velocity, mut npc, mut health) in &mut npcs {
+        if !npc.awake || health.0 <= 0.0 {
+            continue;
+        }
+        let arch = config.archetype(identity.archetype);
+        let here = position.0;
+        let (next_brain, goal) = match npc.brain {
+            Brain::Chase { target } => {
+                let target = directory
+                    .by_net_id
+                    .get(&target)
+                    .and_then(|&e| targets.get(e).ok())
+                    .filter(|(_, h)| h.0 > 0.0)
+                    .map(|(p, _)| p.0);
+                let leash = arch.leash_radius_m;
+                match target {
+                    Some(t) if t.distance_squared(npc.home) <= leash * leash => {
+                        let stop = arch.attack_range_m * CHASE_STOP_FRACTION;
+                        let goal = if here.distance_squared(t) > stop * stop {
+                            Some(t)
+                        } else {
+                            None
+                        };
+                        (npc.brain, goal)
+                    }
+                    _ => (Brain::Return, Some(npc.home)),
+                }
+            }
+            Brain::Return => {
+                if here.distance_squared(npc.home) <= ARRIVED_M * ARRIVED_M {
+                    // Home: reset like an MMO mob does, then rest.
+                    if health.0 != arch.max_health {
+                        health.0 = arch.max_health;
+                    }
+                    (idle(&mut rng, &clock), None)
+                } else {
+                    (Brain::Return, Some(npc.home))
+                }
+            }
+            Brain::Idle { until_tick } => {
+                if clock.tick >= until_tick && arch.wander_radius_m > 0.0 {
+                    let r = arch.wander_radius_m;
+                    let around = Aabb::new(npc.home - Vec2::new(r, r), npc.home + Vec2::new(r, r));
+                    let to = bounds.clamp(rng.point_in(&around));
+                    (Brain::Wander { to }, Some(to))
+                } else {
+                    (npc.brain, None)
+                }
+            }
+            Brain::Wander { to } => {
+                if here.distance_squared(to) <= ARRIVED_M * ARRIVED_M {
+                    (idle(&mut rng, &clock), None)
+                } else {
+                    (npc.brain, Some(to))
+                }
+            }
+        };
+        if npc.brain != next_brain {
+            npc.brain = next_brain;
+        }
+        let wanted = match goal {
+            Some(goal) => seek(here, goal, arch.speed_mps, clock.dt_s),
+            None => Vec2::ZERO,
+        };
+        if velocity.0 != wanted {
+            velocity.0 = wanted;
+        }
+    }
+}
+
+fn idle(rng: &mut SimRng, clock: &TickClock) -> Brain {
+    let wait_ms = IDLE_MS_MIN + rng.below(IDLE_MS_MAX - IDLE_MS_MIN);
+    Brain::Idle {
+        until_tick: clock.tick + clock.ticks_for_ms(wait_ms),
+    }
+}
+
+/// The velocity that walks from `from` toward `to` at `speed`, landing exactly on `to`
+/// rather than overshooting it.
+fn seek(from: Vec2, to: Vec2, speed_mps: f32, dt_s: f32) -> Vec2 {
+    let delta = to - from;
+    let dist = delta.length();
+    if dist <= speed_mps * dt_s {
+        // Arrive this tick. Movement adds `v * dt`; rounding may leave us a hair short,
+        // in which case the next tick closes the gap.
+        delta * (1.0 / dt_s)
+    } else if dist > 0.0 {
+        delta * (speed_mps / dist)
+    } else {
+        Vec2::ZERO
+    }
+}

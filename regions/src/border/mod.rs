@@ -1,0 +1,186 @@
+//! Border crossings: an avatar that leaves the region becomes a [`HandoffRecord`] for the
+//! region it entered and is removed; an incoming record is applied at most once.
+//!
+//! Only players cross (NPCs are clamped to their region by movement). An avatar that
+//! steps outside the region where no other region lies (a gap in a list layout) is pushed
+//! back inside: an entity is never silently lost at a border.
+
+use bevy_ecs::prelude::*;
+use std::collections::{HashSet, VecDeque};
+
+use crate::components::*;
+use crate::io::{EntityState, HandoffRecord, Inbox, TickOutput};
+use crate::plugin::RegionPlugin;
+use crate::resources::{Directory, Mint, RegionInfo, SimConfig, TickClock};
+use crate::spawn;
+use tessera_shared::ids::HandoffId;
+
+/// Systems of this feature: `apply_handoffs` runs with the intake at the start of the
+/// tick, `detect_crossings` after life and before the grid.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BorderSystems {
+    /// Incoming handoffs.
+    Intake,
+    /// Outgoing handoffs.
+    Detect,
+}
+
+/// Handoffs in and out.
+pub struct BorderPlugin;
+
+/// How many applied handoff ids a region remembers to recognise redeliveries. A durable
+/// transport redelivers within seconds; 65,536 ids cover minutes of heavy traffic at
+/// 16 bytes each (1 MiB with the set's overhead).
+pub const APPLIED_HANDOFFS_REMEMBERED: usize = 65_536;
+
+/// The most recent applied handoff ids (a bounded window, oldest forgotten first).
+#[derive(Resource, Debug, Default)]
+pub struct AppliedHandoffs {
+    set: HashSet<HandoffId>,
+    order: VecDeque<HandoffId>,
+}
+
+impl AppliedHandoffs {
+    /// True if `id` was applied recently.
+    pub fn contains(&self, id: HandoffId) -> bool {
+        self.set.contains(&id)
+    }
+
+    fn insert(&mut self, id: HandoffId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > APPLIED_HANDOFFS_REMEMBERED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+impl RegionPlugin for BorderPlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        world.init_resource::<AppliedHandoffs>();
+        schedule.add_systems(apply_handoffs.in_set(BorderSystems::Intake));
+        schedule.add_systems(detect_crossings.in_set(BorderSystems::Detect));
+    }
+}
+
+/// Applies incoming handoffs, up to `handoffs_per_tick_max`; the rest are deferred.
+#[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
+pub fn apply_handoffs(
+    mut commands: Commands,
+    mut inbox: ResMut<Inbox>,
+    mut directory: ResMut<Directory>,
+    mut applied: ResMut<AppliedHandoffs>,
+    mut output: ResMut<TickOutput>,
+    config: Res<SimConfig>,
+    region: Res<RegionInfo>,
+    clock: Res<TickClock>,
+) {
+    let limit = config.0.world.limits.handoffs_per_tick_max as usize;
+    let entities_max = config.0.world.limits.entities_per_region_max as usize;
+    let n_archetypes = config.0.balance.archetypes.len();
+    let mut handoffs = std::mem::take(&mut inbox.0.handoffs);
+    if handoffs.len() > limit {
+        output.deferred_handoffs.extend(handoffs.drain(limit..));
+    }
+    for record in handoffs.drain(..) {
+        let state = &record.entity;
+        if applied.contains(record.id) || directory.by_net_id.contains_key(&state.id) {
+            output.stats.handoffs_duplicate += 1;
+            continue;
+        }
+        let valid = record.to == region.def.id
+            && state.position.is_finite()
+            && state.velocity.is_finite()
+            && state.health.is_finite()
+            && region.def.bounds.contains(state.position)
+            && usize::from(state.archetype) < n_archetypes
+            && directory.by_net_id.len() < entities_max;
+        let Some(player) = state.player.filter(|_| valid) else {
+            // Refused handoffs are reported, not silently dropped: the sender keeps
+            // responsibility (issue 4 routes them to dead letters).
+            output.stats.handoffs_refused += 1;
+            continue;
+        };
+        if directory.by_player.contains_key(&player) {
+            output.stats.handoffs_duplicate += 1;
+            continue;
+        }
+        let bundle = spawn::avatar_bundle(state, player, clock.tick);
+        spawn::spawn(
+            &mut commands,
+            &mut directory,
+            state.id,
+            Some(player),
+            bundle,
+        );
+        applied.insert(record.id);
+        output.stats.handoffs_applied += 1;
+    }
+    inbox.0.handoffs = handoffs; // Hand the (empty) allocation back for reuse.
+}
+
+/// Avatars outside the region's bounds leave for the region that contains them.
+#[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
+pub fn detect_crossings(
+    mut commands: Commands,
+    mut directory: ResMut<Directory>,
+    mut mint: ResMut<Mint>,
+    mut output: ResMut<TickOutput>,
+    config: Res<SimConfig>,
+    region: Res<RegionInfo>,
+    clock: Res<TickClock>,
+    mut avatars: Query<(
+        Entity,
+        &Identity,
+        &mut Position,
+        &Velocity,
+        &Health,
+        &AttackCooldown,
+        &Player,
+    )>,
+) {
+    let bounds = region.def.bounds;
+    for (entity, identity, mut position, velocity, health, cooldown, player) in &mut avatars {
+        if bounds.contains(position.0) {
+            continue;
+        }
+        let destination = config
+            .0
+            .world
+            .regions
+            .iter()
+            .find(|r| r.id != region.def.id && r.bounds.contains(position.0));
+        let Some(destination) = destination else {
+            position.0 = bounds.clamp(position.0);
+            continue;
+        };
+        let cooldown_ticks = cooldown.ready_tick.saturating_sub(clock.tick);
+        let record = HandoffRecord {
+            id: mint.handoff(region.def.id),
+            from: region.def.id,
+            to: destination.id,
+            tick: clock.tick,
+            entity: EntityState {
+                id: identity.id,
+                archetype: identity.archetype,
+                player: Some(player.player),
+                position: position.0,
+                velocity: velocity.0,
+                health: health.0,
+                cooldown_ticks: u32::try_from(cooldown_ticks).unwrap_or(u32::MAX),
+                last_input_seq: player.last_input_seq,
+            },
+        };
+        output.handoffs.push(record);
+        spawn::despawn(
+            &mut commands,
+            &mut directory,
+            entity,
+            identity.id,
+            Some(player.player),
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Combat: attacks requested by players (through inputs) and by chasing NPCs, checked for
+//! range, cooldown and liveness, with damage from the designer's formula.
+//!
+//! Attacks resolve in a fixed order (player requests in input order, then NPCs in query
+//! order), each seeing the effects of the previous ones, so a tick is deterministic.
+
+use bevy_ecs::prelude::*;
+use tessera_shared::ids::NetId;
+
+use crate::components::*;
+use crate::io::{GameEvent, TickOutput};
+use crate::plugin::RegionPlugin;
+use crate::resources::{Directory, SimConfig, TickClock};
+
+/// Systems of this feature; after movement.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CombatSystems;
+
+/// Attack resolution.
+pub struct CombatPlugin;
+
+/// Attacks requested by player inputs this tick: (attacker avatar, target id). Bounded by
+/// `inputs_per_tick_max` (at most one request per input); drained every tick.
+#[derive(Resource, Debug, Default)]
+pub struct AttackRequests(pub Vec<(Entity, NetId)>);
+
+impl RegionPlugin for CombatPlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        world.init_resource::<AttackRequests>();
+        schedule.add_systems(resolve_attacks.in_set(CombatSystems));
+    }
+}
+
+/// Why an attack did not land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    UnknownTarget,
+    Dead,
+    OutOfRange,
+    Cooldown,
+}
+
+/// Resolves this tick's attacks.
+pub fn resolve_attacks(
+    mut requests: ResMut<AttackRequests>,
+    directory: Res<Directory>,
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    mut output: ResMut<TickOutput>,
+    mut npc_attacks: Local<Vec<(Entity, NetId)>>,
+    mut fighters: Fighters,
+) {
+    npc_attacks.clear();
+    for (entity, _, _, health, cooldown, npc) in &fighters {
+        let Some(npc) = npc else { continue };
+        if let Brain::Chase { target } = npc.brain
+            && npc.awake
+            && health.0 > 0.0
+            && cooldown.ready_tick <= clock.tick
+        {
+            npc_attacks.push((entity, target));
+        }
+    }
+    let queue = requests.0.drain(..).chain(npc_attacks.drain(..));
+    for (attacker, target) in queue {
+        match attack(
+            &mut fighters,
+            &directory,
+            &config,
+            &clock,
+            &mut output,
+            attacker,
+            target,
+        ) {
+            Ok(()) => {}
+            Err(_refusal) => output.stats.attacks_refused += 1,
+        }
+    }
+}
+
+/// Everything an attack reads and writes.
+type Fighters<'w, 's> = Query<
+    'w,
+    's,
+    (
+        Entity,
+        &'static Identity,
+        &'static Position,
+        &'static mut Health,
+        &'static mut AttackCooldown,
+        Option<&'static mut Npc>,
+    ),
+>;
+
+fn attack(
+    fighters: &mut Fighters,
+    directory: &Directory,
+    config: &SimConfig,
+    clock: &TickClock,
+    output: &mut TickOutput,
+    attacker: Entity,
+    target_id: NetId,
+) -> Result<(), Refusal> {
+    let target = *directory
+        .by_net_id
+        .get(&target_id)
+        .ok_or(Refusal::UnknownTarget)?;
+    if target == attacker {
+        return Err(Refusal::UnknownTarget);
+    }
+    let (_, a_id, a_pos, a_health, a_cooldown, _) =
+        fighters.get(attacker).map_err(|_| Refusal::UnknownTarget)?;
+    let (_, t_id, t_pos, t_health, _, _) =
+        fighters.get(target).map_err(|_| Refusal::UnknownTarget)?;
+    if a_health.0 <= 0.0 || t_health.0 <= 0.0 {
+        return Err(Refusal::Dead);
+    }
+    if a_cooldown.ready_tick > clock.tick {
+        return Err(Refusal::Cooldown);
+    }
+    let a_arch = config.archetype(a_id.archetype);
+    let t_arch = config.archetype(t_id.archetype);
+    let range = a_arch.attack_range_m;
+    if a_pos.0.distance_squared(t_pos.0) > range * range {
+        return Err(Refusal::OutOfRange);
+    }
+    let attacker_id = a_id.id;
+    let raw = config.0.balance.formulas.damage.eval(&[
+        f64::from(a_arch.attack),
+        f64::from(t_arch.defense),
+        f64::from(a_arch.level),
+        f64::from(t_arch.level),
+    ]);
+    // A formula may divide by zero: a non-finite or negative result does no damage.
+    let amount = if raw.is_finite() && raw > 0.0 {
+        raw.min(f64::from(f32::MAX)) as f32
+    } else {
+        0.0
+    };
+    let cooldown_ticks = clock.ticks_for_ms(a_arch.attack_cooldown_ms);
+    {
+        let (_, _, _, _, mut cooldown, _) = fighters.get_mut(attacker).expect("checked above");
+        cooldown.ready_tick = clock.tick + cooldown_ticks.max(1);
+    }
+    let (_, _, _, mut health, _, npc) = fighters.get_mut(target).expect("checked above");
+    health.0 -= amount;
+    // A struck NPC turns on its attacker, unless it is already busy or walking home.
+    if let Some(mut npc) = npc
+        && matches!(npc.brain, Brain::Idle { .. } | Brain::Wander { .. })
+    {
+        npc.brain = Brain::Chase {
+            target: attacker_id,
+        };
+    }
+    output.events.push(GameEvent::Damage {
+        attacker: attacker_id,
+        target: target_id,
+        amount,
+    });
+    Ok(())
+}

@@ -1,0 +1,585 @@
+//! A uniform grid over a region's bounds, rebuilt from scratch every tick with a stable
+//! counting sort.
+//!
+//! Why a grid and not a tree: every entity moves every tick, so the index is rebuilt every
+//! tick, and a counting sort into fixed cells is a few linear passes over flat arrays with no
+//! allocation once warm (PERFORMANCE.md goal 2: >= 10x faster to rebuild than an rstar
+//! R-tree). Items of one cell are contiguous, and so are the items of a run of cells in one
+//! row, so a query walks one slice per row of cells.
+//!
+//! Determinism: the sort is stable, so items of a cell keep insertion order and every query
+//! visits items in the same order for the same inputs (row by row, cell by cell, then
+//! insertion order).
+//!
+//! Memory: one `u32` offset per cell plus one (`cell_start` has a sentinel), and per item one
+//! `(Vec2, T)` in the sorted storage, one in the staging buffer and one `u32` cell index.
+
+use tessera_shared::math::{Aabb, Vec2};
+
+/// The largest grid [`SpatialGrid::new`] accepts, in cells: 4,194,304 cells is 16 MiB of
+/// `u32` cell offsets (a 2048 m region at 1 m cells).
+pub const GRID_CELLS_MAX: usize = 4_194_304;
+
+/// The most items one [`SpatialGrid::rebuild`] accepts: cell offsets are `u32`.
+pub const GRID_ITEMS_MAX: usize = u32::MAX as usize;
+
+/// Relative slack added to a radius query's reach before it is turned into a cell range, so
+/// that the range covers every item whose rounded `distance_squared` passes the test (the
+/// rounding error of `c - r`, `dx * dx + dy * dy` and `r * r` is a few ulps, about 1.2e-7
+/// each; 1e-6 is ~8 ulps). It only ever adds cells to scan, never results.
+const QUERY_REACH_SLACK_REL: f32 = 1e-6;
+
+/// Absolute slack for the same purpose: below ~2.6e-23 a squared difference underflows to 0.
+const QUERY_REACH_SLACK_ABS: f32 = 1e-18;
+
+/// Why a [`SpatialGrid`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GridError {
+    /// The cell count `cells_x * cells_y` is above [`GRID_CELLS_MAX`].
+    #[error(
+        "grid would have {cells_x} x {cells_y} cells (region {width_m} x {height_m} m, \
+         cell_size_m {cell_size_m}), more than the limit of {cells_max} cells; \
+         use a larger cell_size_m"
+    )]
+    TooManyCells {
+        /// Cells along x (saturated at `u64::MAX`).
+        cells_x: u64,
+        /// Cells along y (saturated at `u64::MAX`).
+        cells_y: u64,
+        /// Region width.
+        width_m: f64,
+        /// Region height.
+        height_m: f64,
+        /// The requested cell size.
+        cell_size_m: f32,
+        /// [`GRID_CELLS_MAX`].
+        cells_max: usize,
+    },
+    /// The cell size is zero, negative, subnormal, infinite or NaN.
+    #[error("cell_size_m must be a finite number > 0 (and not subnormal), got {cell_size_m}")]
+    InvalidCellSize {
+        /// The rejected cell size.
+        cell_size_m: f32,
+    },
+    /// The bounds are not finite or are empty on an axis.
+    #[error("grid bounds must be finite with min < max on both axes, got {bounds:?}")]
+    InvalidBounds {
+        /// The rejected bounds.
+        bounds: Aabb,
+    },
+}
+
+/// A uniform grid of items `(position, T)` over fixed bounds, rebuilt wholesale by
+/// [`SpatialGrid::rebuild`].
+///
+/// Positions outside the bounds are kept and go to the nearest edge cell, so queries stay
+/// exact for them too (only slower if many pile up at an edge).
+#[derive(Clone, Debug)]
+pub struct SpatialGrid<T: Copy> {
+    bounds: Aabb,
+    cell_size_m: f32,
+    /// `1 / cell_size_m`: a multiply per axis instead of a divide per item.
+    cells_per_m: f32,
+    cells_x: u32,
+    cells_y: u32,
+    /// `cell_start[c]..cell_start[c + 1]` is cell `c`'s range in `items`; the last entry is
+    /// `items.len()`. Cell `c` is `cy * cells_x + cx`, so one row's cells are one range.
+    cell_start: Vec<u32>,
+    /// All items, sorted by cell, insertion order within a cell.
+    items: Vec<(Vec2, T)>,
+    /// Reused by `rebuild`: the items in insertion order.
+    staging: Vec<(Vec2, T)>,
+    /// Reused by `rebuild`: `staging[i]`'s cell.
+    staging_cell_idx: Vec<u32>,
+}
+
+impl<T: Copy> SpatialGrid<T> {
+    /// An empty grid of `ceil(width / cell_size_m) x ceil(height / cell_size_m)` cells.
+    ///
+    /// Errors if `cell_size_m` is not a normal positive number, if `bounds` is not finite or
+    /// is empty, or if the grid would have more than [`GRID_CELLS_MAX`] cells.
+    pub fn new(bounds: Aabb, cell_size_m: f32) -> Result<Self, GridError> {
+        if !(cell_size_m.is_normal() && cell_size_m > 0.0) {
+            return Err(GridError::InvalidCellSize { cell_size_m });
+        }
+        let finite = bounds.min.is_finite() && bounds.max.is_finite();
+        if !(finite && bounds.min.x < bounds.max.x && bounds.min.y < bounds.max.y) {
+            return Err(GridError::InvalidBounds { bounds });
+        }
+        // f64: the f32 width of a huge region can overflow, and the cell counts can too.
+        let width_m = f64::from(bounds.max.x) - f64::from(bounds.min.x);
+        let height_m = f64::from(bounds.max.y) - f64::from(bounds.min.y);
+        let cells_x = (width_m / f64::from(cell_size_m)).ceil();
+        let cells_y = (height_m / f64::from(cell_size_m)).ceil();
+        if cells_x * cells_y > GRID_CELLS_MAX as f64 {
+            return Err(GridError::TooManyCells {
+                // Saturating casts: these are only reported.
+                cells_x: cells_x as u64,
+                cells_y: cells_y as u64,
+                width_m,
+                height_m,
+                cell_size_m,
+                cells_max: GRID_CELLS_MAX,
+            });
+        }
+        let cells_x = cells_x as u32;
+        let cells_y = cells_y as u32;
+        assert!(cells_x >= 1 && cells_y >= 1);
+        let n_cells = cells_x as usize * cells_y as usize;
+        assert!(n_cells <= GRID_CELLS_MAX);
+        let cells_per_m = 1.0 / cell_size_m;
+        assert!(cells_per_m.is_finite() && cells_per_m > 0.0);
+        Ok(SpatialGrid {
+            bounds,
+            cell_size_m,
+            cells_per_m,
+            cells_x,
+            cells_y,
+            cell_start: vec![0; n_cells + 1],
+            items: Vec::new(),
+            staging: Vec::new(),
+            staging_cell_idx: Vec::new(),
+        })
+    }
+
+    /// Replaces the contents with `items`: a stable counting sort into contiguous storage.
+    ///
+    /// Buffers are reused, so once they have grown to the item count a rebuild does not
+    /// allocate. Positions outside the bounds go to the nearest edge cell. A NaN coordinate
+    /// is put at the low edge of its axis (cell 0 if both are NaN); such an item is never
+    /// returned by a radius query and never contained in a box, so it is inert (the
+    /// simulation checks positions with `Vec2::is_finite` before they get here).
+    ///
+    /// If `items` panics, the grid keeps its previous contents.
+    ///
+    /// # Panics
+    /// If there are more than [`GRID_ITEMS_MAX`] items.
+    pub fn rebuild(&mut self, items: impl IntoIterator<Item = (Vec2, T)>) {
+        // Pass 1: the only pass that runs caller code, and it touches only scratch buffers.
+        self.staging.clear();
+        self.staging_cell_idx.clear();
+        let items = items.into_iter();
+        let (n_hint, _) = items.size_hint();
+        self.staging.reserve(n_hint);
+        self.staging_cell_idx.reserve(n_hint);
+        for (p, t) in items {
+            self.staging_cell_idx.push(self.cell_idx(p));
+            self.staging.push((p, t));
+        }
+        let n_items = self.staging.len();
+        assert!(
+            n_items <= GRID_ITEMS_MAX,
+            "{n_items} items, more than {GRID_ITEMS_MAX}"
+        );
+        assert_eq!(self.staging_cell_idx.len(), n_items);
+
+        // Pass 2: counts, then inclusive prefix sums: cell_start[c] = end of cell c. The
+        // sentinel is never counted into, so it ends up as the total.
+        self.cell_start.fill(0);
+        for &c in &self.staging_cell_idx {
+            self.cell_start[c as usize] += 1;
+        }
+        let mut sum = 0u32;
+        for start in &mut self.cell_start {
+            sum += *start;
+            *start = sum;
+        }
+
+        // Pass 3: scatter back to front, decrementing each cell's end to its start. Walking
+        // backwards keeps the sort stable and leaves cell_start[c] = start of cell c.
+        if self.items.len() > n_items {
+            self.items.truncate(n_items);
+        } else if let Some(&first) = self.staging.first() {
+            // Only grows; every slot is overwritten below (the scatter is a permutation).
+            self.items.resize(n_items, first);
+        }
+        for (&item, &c) in self.staging.iter().zip(&self.staging_cell_idx).rev() {
+            let start = &mut self.cell_start[c as usize];
+            *start -= 1;
+            self.items[*start as usize] = item;
+        }
+        assert_eq!(self.cell_start[0], 0);
+        assert_eq!(self.cell_start[self.cell_start.len() - 1] as usize, n_items);
+        assert_eq!(self.items.len(), n_items);
+    }
+
+    /// Number of items from the last rebuild.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True if the last rebuild had no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Calls `f` for exactly the items with `pos.distance_squared(center) <= radius * radius`
+    /// (so a negative radius acts as its absolute value, and a NaN radius or center matches
+    /// nothing), in deterministic order. Does not allocate.
+    pub fn for_each_in_radius(&self, center: Vec2, radius: f32, mut f: impl FnMut(Vec2, T)) {
+        let radius_sq = radius * radius;
+        let reach = radius.abs();
+        if reach.is_nan() {
+            return;
+        }
+        let ((cx0, cy0), (cx1, cy1)) = if radius_sq.is_finite() {
+            // Grow the reach by the rounding slack so the cell range is conservative.
+            let reach_x = reach + (center.x.abs() + reach) * QUERY_REACH_SLACK_REL;
+            let reach_y = reach + (center.y.abs() + reach) * QUERY_REACH_SLACK_REL;
+            let reach_x = reach_x + QUERY_REACH_SLACK_ABS;
+            let reach_y = reach_y + QUERY_REACH_SLACK_ABS;
+            (
+                self.cell_of(Vec2::new(center.x - reach_x, center.y - reach_y)),
+                self.cell_of(Vec2::new(center.x + reach_x, center.y + reach_y)),
+            )
+        } else {
+            // An infinite squared radius matches items at any finite distance, even ones
+            // the f32 reach cannot express: scan everything.
+            ((0, 0), (self.cells_x - 1, self.cells_y - 1))
+        };
+        self.for_each_row_slice(cx0, cy0, cx1, cy1, |slice| {
+            for &(p, t) in slice {
+                if p.distance_squared(center) <= radius_sq {
+                    f(p, t);
+                }
+            }
+        });
+    }
+
+    /// Calls `f` for exactly the items with `bounds.contains(pos)`, in deterministic order.
+    /// Does not allocate.
+    pub fn for_each_in_box(&self, bounds: Aabb, mut f: impl FnMut(Vec2, T)) {
+        // Also rejects NaN: `contains` would be false for every item.
+        if !(bounds.min.x < bounds.max.x && bounds.min.y < bounds.max.y) {
+            return;
+        }
+        // The cell mapping is monotonic, so min..=max cells cover every contained position.
+        let (cx0, cy0) = self.cell_of(bounds.min);
+        let (cx1, cy1) = self.cell_of(bounds.max);
+        self.for_each_row_slice(cx0, cy0, cx1, cy1, |slice| {
+            for &(p, t) in slice {
+                if bounds.contains(p) {
+                    f(p, t);
+                }
+            }
+        });
+    }
+
+    /// The cell `(cx, cy)` holding position `p`, clamped to the grid (NaN goes to 0).
+    #[inline]
+    pub fn cell_of(&self, p: Vec2) -> (u32, u32) {
+        // `as u32` saturates (negative and NaN to 0), then `min` clamps the high side: the
+        // mapping is monotonic in each coordinate, which is what makes queries exact.
+        let cx = ((p.x - self.bounds.min.x) * self.cells_per_m) as u32;
+        let cy = ((p.y - self.bounds.min.y) * self.cells_per_m) as u32;
+        (cx.min(self.cells_x - 1), cy.min(self.cells_y - 1))
+    }
+
+    /// Cells along x and y.
+    pub fn dims(&self) -> (u32, u32) {
+        (self.cells_x, self.cells_y)
+    }
+
+    /// The cell edge length.
+    pub fn cell_size_m(&self) -> f32 {
+        self.cell_size_m
+    }
+
+    /// The bounds the grid was built over.
+    pub fn bounds(&self) -> Aabb {
+        self.bounds
+    }
+
+    /// The items of cell `(cx, cy)` in insertion order; empty for a cell outside the grid.
+    pub fn cell_items(&self, cx: u32, cy: u32) -> &[(Vec2, T)] {
+        if cx >= self.cells_x || cy >= self.cells_y {
+            return &[];
+        }
+        let c = cy as usize * self.cells_x as usize + cx as usize;
+        &self.items[self.cell_start[c] as usize..self.cell_start[c + 1] as usize]
+    }
+
+    /// All items, sorted by cell (row-major), insertion order within a cell.
+    pub fn items(&self) -> &[(Vec2, T)] {
+        &self.items
+    }
+
+    #[inline]
+    fn cell_idx(&self, p: Vec2) -> u32 {
+        let (cx, cy) = self.cell_of(p);
+        // Cannot overflow: cy < cells_y, cx < cells_x and cells_x * cells_y <= GRID_CELLS_MAX.
+        cy * self.cells_x + cx
+    }
+
+    /// Calls `f` with one slice per row for the cells `cx0..=cx1` x `cy0..=cy1`: a row's
+    /// cells are adjacent in `items`.
+    #[inline]
+    fn for_each_row_slice(
+        &self,
+        cx0: u32,
+        cy0: u32,
+        cx1: u32,
+        cy1: u32,
+        mut f: impl FnMut(&[(Vec2, T)]),
+    ) {
+        debug_assert!(cx0 <= cx1 && cx1 < self.cells_x);
+        debug_assert!(cy0 <= cy1 && cy1 < self.cells_y);
+        let cells_x = self.cells_x as usize;
+        for cy in cy0 as usize..=cy1 as usize {
+            let row = cy * cells_x;
+            let lo = self.cell_start[row + cx0 as usize] as usize;
+            let hi = self.cell_start[row + cx1 as usize + 1] as usize;
+            f(&self.items[lo..hi]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn region(w: f32, h: f32) -> Aabb {
+        Aabb::new(Vec2::ZERO, Vec2::new(w, h))
+    }
+
+    fn radius_ids(g: &SpatialGrid<u32>, c: Vec2, r: f32) -> Vec<u32> {
+        let mut out = Vec::new();
+        g.for_each_in_radius(c, r, |_, id| out.push(id));
+        out.sort_unstable();
+        out
+    }
+
+    fn box_ids(g: &SpatialGrid<u32>, b: Aabb) -> Vec<u32> {
+        let mut out = Vec::new();
+        g.for_each_in_box(b, |_, id| out.push(id));
+        out.sort_unstable();
+        out
+    }
+
+    fn brute_radius(pts: &[Vec2], c: Vec2, r: f32) -> Vec<u32> {
+        (0u32..)
+            .zip(pts)
+            .filter(|(_, p)| p.distance_squared(c) <= r * r)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn brute_box(pts: &[Vec2], b: Aabb) -> Vec<u32> {
+        (0u32..)
+            .zip(pts)
+            .filter(|(_, p)| b.contains(**p))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn constructor_rejects_bad_input() {
+        let b = region(100.0, 100.0);
+        for cell in [0.0, -1.0, f32::NAN, f32::INFINITY, 1e-40] {
+            assert!(
+                matches!(
+                    SpatialGrid::<u32>::new(b, cell),
+                    Err(GridError::InvalidCellSize { .. })
+                ),
+                "{cell}"
+            );
+        }
+        let e = SpatialGrid::<u32>::new(region(1e6, 1e6), 0.1).unwrap_err();
+        assert!(matches!(e, GridError::TooManyCells { .. }), "{e}");
+        assert!(e.to_string().contains("cell_size_m 0.1"), "{e}");
+        // Exactly at the limit is fine, one more row is not.
+        assert!(SpatialGrid::<u32>::new(region(2048.0, 2048.0), 1.0).is_ok());
+        assert!(SpatialGrid::<u32>::new(region(2048.0, 2049.0), 1.0).is_err());
+        // Width overflows f32.
+        let huge = Aabb::new(Vec2::new(-3e38, 0.0), Vec2::new(3e38, 1.0));
+        assert!(matches!(
+            SpatialGrid::<u32>::new(huge, 1e30),
+            Err(GridError::TooManyCells { .. })
+        ));
+        for bad in [
+            Aabb::new(Vec2::ZERO, Vec2::ZERO),
+            Aabb::new(Vec2::new(5.0, 0.0), Vec2::new(1.0, 10.0)),
+            Aabb::new(Vec2::ZERO, Vec2::new(f32::INFINITY, 1.0)),
+            Aabb::new(Vec2::new(f32::NAN, 0.0), Vec2::new(1.0, 1.0)),
+        ] {
+            assert!(
+                matches!(
+                    SpatialGrid::<u32>::new(bad, 1.0),
+                    Err(GridError::InvalidBounds { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dims_round_up() {
+        let g = SpatialGrid::<u32>::new(region(100.0, 33.0), 16.0).unwrap();
+        assert_eq!(g.dims(), (7, 3));
+        assert_eq!(g.cell_size_m(), 16.0);
+        assert_eq!(g.cell_of(Vec2::new(99.9, 32.9)), (6, 2));
+        assert_eq!(g.cell_of(Vec2::new(-5.0, 1e9)), (0, 2));
+        assert_eq!(g.cell_of(Vec2::new(f32::NAN, f32::NAN)), (0, 0));
+    }
+
+    #[test]
+    fn empty_grid_queries_are_empty() {
+        let mut g = SpatialGrid::<u32>::new(region(100.0, 100.0), 10.0).unwrap();
+        assert!(g.is_empty());
+        assert!(radius_ids(&g, Vec2::new(50.0, 50.0), 1e3).is_empty());
+        assert!(box_ids(&g, region(100.0, 100.0)).is_empty());
+        g.rebuild([(Vec2::new(1.0, 1.0), 7)]);
+        assert_eq!(g.len(), 1);
+        g.rebuild([]);
+        assert!(g.is_empty());
+        assert!(radius_ids(&g, Vec2::new(1.0, 1.0), f32::INFINITY).is_empty());
+        assert!(g.cell_items(0, 0).is_empty());
+    }
+
+    #[test]
+    fn rebuild_replaces_contents() {
+        let mut g = SpatialGrid::<u32>::new(region(100.0, 100.0), 10.0).unwrap();
+        g.rebuild((0..50).map(|i| (Vec2::new(i as f32 * 2.0, 5.0), i)));
+        assert_eq!(g.len(), 50);
+        g.rebuild((100..110).map(|i| (Vec2::new(50.0, (i - 100) as f32 * 9.0), i)));
+        assert_eq!(g.len(), 10);
+        assert_eq!(
+            box_ids(&g, region(100.0, 100.0)),
+            (100..110).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            radius_ids(&g, Vec2::new(50.0, 50.0), 200.0),
+            (100..110).collect::<Vec<_>>()
+        );
+        // Growing again after shrinking.
+        g.rebuild((0..200).map(|i| (Vec2::new((i % 100) as f32, 1.0), i)));
+        assert_eq!(
+            box_ids(&g, region(100.0, 100.0)),
+            (0..200).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn cells_keep_insertion_order_and_out_of_range_is_empty() {
+        let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
+        let pts = [
+            (15.0, 15.0),
+            (1.0, 1.0),
+            (12.0, 19.0),
+            (-50.0, -50.0),
+            (11.0, 11.0),
+        ];
+        g.rebuild((0u32..).zip(pts).map(|(i, (x, y))| (Vec2::new(x, y), i)));
+        let ids = |cx, cy| {
+            g.cell_items(cx, cy)
+                .iter()
+                .map(|&(_, id)| id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(1, 1), [0, 2, 4]);
+        assert_eq!(ids(0, 0), [1, 3]);
+        assert!(g.cell_items(4, 0).is_empty());
+        assert!(g.cell_items(0, u32::MAX).is_empty());
+        // Visiting order is deterministic: row by row, cell by cell, insertion order.
+        let mut seen = Vec::new();
+        g.for_each_in_radius(Vec2::new(10.0, 10.0), 100.0, |_, id| seen.push(id));
+        assert_eq!(seen, [1, 3, 0, 2, 4]);
+    }
+
+    #[test]
+    fn nan_positions_do_not_panic_and_never_match() {
+        let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
+        g.rebuild([
+            (Vec2::new(f32::NAN, f32::NAN), 0),
+            (Vec2::new(f32::NAN, 25.0), 1),
+            (Vec2::new(5.0, 5.0), 2),
+        ]);
+        assert_eq!(g.len(), 3);
+        assert_eq!(g.cell_items(0, 0).len(), 2);
+        assert_eq!(radius_ids(&g, Vec2::new(0.0, 0.0), f32::INFINITY), [2]);
+        assert_eq!(
+            box_ids(
+                &g,
+                Aabb::new(Vec2::new(-1e30, -1e30), Vec2::new(1e30, 1e30))
+            ),
+            [2]
+        );
+        assert!(radius_ids(&g, Vec2::new(f32::NAN, 0.0), 10.0).is_empty());
+        assert!(radius_ids(&g, Vec2::new(5.0, 5.0), f32::NAN).is_empty());
+    }
+
+    #[test]
+    fn panicking_iterator_keeps_previous_contents() {
+        let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
+        g.rebuild([(Vec2::new(5.0, 5.0), 1), (Vec2::new(35.0, 35.0), 2)]);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            g.rebuild((0..10).map(|i| {
+                assert!(i < 5, "boom");
+                (Vec2::new(20.0, 20.0), 100 + i)
+            }));
+        }));
+        assert!(r.is_err());
+        assert_eq!(box_ids(&g, region(40.0, 40.0)), [1, 2]);
+    }
+
+    fn coord() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            8 => -150.0f32..650.0,
+            // Exact cell edges and the region edges.
+            2 => (-4i32..40).prop_map(|k| k as f32 * 16.0),
+        ]
+    }
+
+    fn point() -> impl Strategy<Value = Vec2> {
+        (coord(), coord()).prop_map(|(x, y)| Vec2::new(x, y))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn queries_match_brute_force(
+            min in (-100.0f32..100.0, -100.0f32..100.0),
+            size in (0.5f32..500.0, 0.5f32..500.0),
+            cell_size_m in prop_oneof![0.5f32..64.0, Just(16.0f32), 100.0f32..1000.0],
+            pts in prop::collection::vec(point(), 0..300),
+            circles in prop::collection::vec((point(), prop_oneof![
+                8 => 0.0f32..200.0, 1 => Just(0.0f32), 1 => -50.0f32..0.0]), 1..20),
+            boxes in prop::collection::vec((point(), point()), 1..20),
+        ) {
+            let bounds = Aabb::new(
+                Vec2::new(min.0, min.1),
+                Vec2::new(min.0 + size.0, min.1 + size.1),
+            );
+            let mut g = SpatialGrid::new(bounds, cell_size_m).unwrap();
+            // Insert some junk first to check that a rebuild forgets it.
+            g.rebuild((0..50u32).map(|i| (Vec2::new(i as f32, i as f32), 10_000 + i)));
+            g.rebuild((0u32..).zip(&pts).map(|(i, &p)| (p, i)));
+            prop_assert_eq!(g.len(), pts.len());
+            let (w, h) = g.dims();
+            let n_in_cells: usize =
+                (0..h).flat_map(|cy| (0..w).map(move |cx| (cx, cy)))
+                    .map(|(cx, cy)| g.cell_items(cx, cy).len()).sum();
+            prop_assert_eq!(n_in_cells, pts.len());
+            for &(c, r) in &circles {
+                prop_assert_eq!(radius_ids(&g, c, r), brute_radius(&pts, c, r), "{:?} {}", c, r);
+            }
+            // Centred on an item, radius equal to the distance to another one: boundary cases.
+            for pair in pts.windows(2) {
+                let r = pair[0].distance_squared(pair[1]).sqrt();
+                prop_assert_eq!(radius_ids(&g, pair[0], r), brute_radius(&pts, pair[0], r));
+            }
+            for &(a, b) in &boxes {
+                let bx = Aabb::new(a, b);
+                prop_assert_eq!(box_ids(&g, bx), brute_box(&pts, bx), "{:?}", bx);
+                if let Some(&p) = pts.first() {
+                    // A box whose min edge is exactly an item position.
+                    let bx = Aabb::new(p, Vec2::new(p.x + 20.0, p.y + 20.0));
+                    prop_assert_eq!(box_ids(&g, bx), brute_box(&pts, bx));
+                }
+            }
+        }
+    }
+}

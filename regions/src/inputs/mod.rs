@@ -1,0 +1,240 @@
+//! Intake of everything players do: logins and logouts, server-side teleports, and
+//! authoritative movement with a speed cap.
+//!
+//! Movement rule: each tick a player may move at most `speed_mps * dt * (1 +
+//! speed_tolerance)` metres in total, whatever the number of inputs that arrive. A longer
+//! move is shortened to the cap (not rejected: a late burst of inputs from an honest client
+//! still moves it as far as it may go), a non-finite one is rejected whole. Server-side
+//! displacements (teleport, respawn) do not touch this budget.
+
+use bevy_ecs::prelude::*;
+use tessera_shared::math::Vec2;
+
+use crate::combat::AttackRequests;
+use crate::components::*;
+use crate::io::{EntityState, Inbox, JoinRefusal, SavedPlayer, TickOutput};
+use crate::plugin::RegionPlugin;
+use crate::resources::{Directory, RegionInfo, SimConfig, TickClock};
+use crate::spawn;
+use tessera_shared::ids::NetId;
+
+/// Systems of this feature, run first in the tick.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InputsSystems;
+
+/// Joins, leaves, teleports and player inputs.
+pub struct InputsPlugin;
+
+impl RegionPlugin for InputsPlugin {
+    fn build(&self, _world: &mut World, schedule: &mut Schedule) {
+        schedule.add_systems(
+            (
+                apply_leaves,
+                apply_joins,
+                apply_teleports,
+                reset_move_budgets,
+                apply_inputs,
+            )
+                .chain()
+                .in_set(InputsSystems),
+        );
+    }
+}
+
+/// Removes the avatars of players who logged out and reports their final state.
+pub fn apply_leaves(
+    mut commands: Commands,
+    mut inbox: ResMut<Inbox>,
+    mut directory: ResMut<Directory>,
+    mut output: ResMut<TickOutput>,
+    avatars: Query<(&Identity, &Position, &Health, &Player)>,
+) {
+    for player in inbox.0.leaves.drain(..) {
+        let Some(&entity) = directory.by_player.get(&player) else {
+            continue; // Not here (already gone, or handed off): nothing to do.
+        };
+        let Ok((identity, position, health, _)) = avatars.get(entity) else {
+            continue;
+        };
+        let saved = SavedPlayer {
+            position: position.0,
+            health: health.0,
+        };
+        output.departed.push((player, saved));
+        spawn::despawn(
+            &mut commands,
+            &mut directory,
+            entity,
+            identity.id,
+            Some(player),
+        );
+    }
+}
+
+/// Spawns avatars for logins, at their saved position if it lies in this region.
+pub fn apply_joins(
+    mut commands: Commands,
+    mut inbox: ResMut<Inbox>,
+    mut directory: ResMut<Directory>,
+    mut output: ResMut<TickOutput>,
+    config: Res<SimConfig>,
+    region: Res<RegionInfo>,
+    clock: Res<TickClock>,
+) {
+    let limits = config.0.world.limits;
+    let archetype_idx = u16::try_from(config.0.balance.player_archetype)
+        .expect("config validation bounds the archetype count");
+    let max_health = config.archetype(archetype_idx).max_health;
+    for join in inbox.0.joins.drain(..) {
+        let refusal = if directory.by_player.contains_key(&join.player) {
+            Some(JoinRefusal::AlreadyPresent)
+        } else if directory.by_player.len() >= limits.players_per_region_max as usize
+            || directory.by_net_id.len() >= limits.entities_per_region_max as usize
+        {
+            Some(JoinRefusal::RegionFull)
+        } else if join
+            .saved
+            .is_some_and(|s| !s.position.is_finite() || !s.health.is_finite())
+        {
+            Some(JoinRefusal::InvalidState)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            output.refused_joins.push((join.player, refusal));
+            continue;
+        }
+        let (position, health) = match join.saved {
+            Some(s) if region.def.bounds.contains(s.position) => {
+                (s.position, s.health.clamp(1.0, max_health))
+            }
+            _ => (region.def.spawn_point, max_health),
+        };
+        let id = NetId::of_player(join.player);
+        let state = EntityState {
+            id,
+            archetype: archetype_idx,
+            player: Some(join.player),
+            position,
+            velocity: Vec2::ZERO,
+            health,
+            cooldown_ticks: 0,
+            last_input_seq: 0,
+        };
+        let bundle = spawn::avatar_bundle(&state, join.player, clock.tick);
+        spawn::spawn(&mut commands, &mut directory, id, Some(join.player), bundle);
+    }
+}
+
+/// Applies server-side displacements: exempt from the speed cap, not from validation.
+pub fn apply_teleports(
+    mut inbox: ResMut<Inbox>,
+    directory: Res<Directory>,
+    region: Res<RegionInfo>,
+    mut output: ResMut<TickOutput>,
+    mut avatars: Query<&mut Position, With<Player>>,
+) {
+    for teleport in inbox.0.teleports.drain(..) {
+        let target = directory
+            .by_player
+            .get(&teleport.player)
+            .and_then(|&e| avatars.get_mut(e).ok());
+        match target {
+            Some(mut position)
+                if teleport.to.is_finite() && region.def.bounds.contains(teleport.to) =>
+            {
+                position.0 = teleport.to;
+            }
+            _ => output.stats.teleports_refused += 1,
+        }
+    }
+}
+
+/// Gives every living avatar this tick's movement allowance and zeroes its velocity (the
+/// inputs of this tick rebuild it).
+pub fn reset_move_budgets(
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    mut avatars: Query<(&Identity, &mut Player, &mut Velocity)>,
+) {
+    let tolerance = config.0.balance.movement.speed_tolerance;
+    for (identity, mut player, mut velocity) in &mut avatars {
+        let speed = config.archetype(identity.archetype).speed_mps;
+        player.move_budget_m = if player.respawn_tick.is_some() {
+            0.0
+        } else {
+            move_cap_m(speed, clock.dt_s, tolerance)
+        };
+        if velocity.0 != Vec2::ZERO {
+            velocity.0 = Vec2::ZERO;
+        }
+    }
+}
+
+/// The most a player may move in one tick.
+pub fn move_cap_m(speed_mps: f32, dt_s: f32, speed_tolerance: f32) -> f32 {
+    speed_mps * dt_s * (1.0 + speed_tolerance)
+}
+
+/// Applies player inputs in order: sequence check, finiteness, speed cap, world bounds;
+/// attack requests are queued for combat.
+#[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
+pub fn apply_inputs(
+    mut inbox: ResMut<Inbox>,
+    directory: Res<Directory>,
+    region: Res<RegionInfo>,
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    mut output: ResMut<TickOutput>,
+    mut attacks: ResMut<AttackRequests>,
+    mut avatars: Query<(&mut Player, &mut Position, &mut Velocity)>,
+) {
+    let limit = config.0.world.limits.inputs_per_tick_max as usize;
+    let stats = &mut output.stats;
+    let n_inputs = inbox.0.inputs.len();
+    if n_inputs > limit {
+        stats.inputs_over_limit += u32::try_from(n_inputs - limit).unwrap_or(u32::MAX);
+    }
+    for input in inbox.0.inputs.drain(..).take(limit) {
+        let Some(entity) = directory.by_player.get(&input.player).copied() else {
+            stats.inputs_unknown_player += 1;
+            continue;
+        };
+        let Ok((mut player, mut position, mut velocity)) = avatars.get_mut(entity) else {
+            stats.inputs_unknown_player += 1;
+            continue;
+        };
+        if input.seq <= player.last_input_seq {
+            stats.inputs_stale += 1;
+            continue;
+        }
+        if !input.move_m.is_finite() {
+            stats.inputs_non_finite += 1;
+            continue;
+        }
+        player.last_input_seq = input.seq;
+        if player.respawn_tick.is_some() {
+            continue; // Dead: the input is consumed but does nothing.
+        }
+        stats.inputs_applied += 1;
+        let wanted_m = input.move_m.length();
+        let step = if wanted_m > player.move_budget_m {
+            stats.moves_clamped += 1;
+            input.move_m.clamp_length(player.move_budget_m)
+        } else {
+            input.move_m
+        };
+        if step != Vec2::ZERO {
+            // The region's own bounds are not enforced here: leaving them is a border
+            // crossing, detected after movement. The world's edge is a wall.
+            let target = region.world_bounds.clamp(position.0 + step);
+            let moved = target - position.0;
+            player.move_budget_m = (player.move_budget_m - moved.length()).max(0.0);
+            position.0 = target;
+            velocity.0 += moved * (1.0 / clock.dt_s);
+        }
+        if let Some(target) = input.attack {
+            attacks.0.push((entity, target));
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Life and death: regeneration, death, player respawn at the spawn point, and spawn
+//! tables that keep each region's NPC population.
+//!
+//! A dead NPC is despawned and, if it belongs to a spawn-table entry, replaced after its
+//! archetype's `respawn_delay_ms` by a fresh NPC (new id) at a random point of the region.
+//! A dead player stays (visible, health 0, inputs ignored) until its respawn tick.
+
+use bevy_ecs::prelude::*;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::components::*;
+use crate::io::{GameEvent, TickOutput};
+use crate::plugin::RegionPlugin;
+use crate::resources::{Directory, Mint, RegionInfo, SimConfig, SimRng, TickClock};
+use crate::spawn;
+
+/// Systems of this feature; after combat.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LifeSystems;
+
+/// Regen, death, respawn, population.
+pub struct LifePlugin;
+
+/// Spawn-table bookkeeping: how many of each entry are alive, and the pending respawns.
+/// The queue holds at most one item per configured NPC (an entry's count), so it is
+/// bounded by the spawn table.
+#[derive(Resource, Debug, Default)]
+pub struct Population {
+    /// Alive count per spawn-table entry.
+    pub alive: Vec<u32>,
+    /// (due tick, sequence, entry), earliest first. The sequence makes the order total.
+    pending: BinaryHeap<Reverse<(u64, u64, u16)>>,
+    sequence: u64,
+}
+
+impl Population {
+    /// Bookkeeping for a spawn table of `n_entries` entries, none alive yet.
+    pub(crate) fn new(n_entries: usize) -> Population {
+        Population {
+            alive: vec![0; n_entries],
+            ..Population::default()
+        }
+    }
+
+    /// Schedules one NPC of `entry` at `due_tick`.
+    pub(crate) fn schedule(&mut self, due_tick: u64, entry: u16) {
+        self.pending.push(Reverse((due_tick, self.sequence, entry)));
+        self.sequence += 1;
+    }
+
+    /// Respawns waiting, for the world hash and tests.
+    pub fn n_pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+impl RegionPlugin for LifePlugin {
+    fn build(&self, world: &mut World, schedule: &mut Schedule) {
+        world.init_resource::<Population>();
+        schedule.add_systems(
+            (regenerate, handle_deaths, respawn_players, replenish_npcs)
+                .chain()
+                .in_set(LifeSystems),
+        );
+    }
+}
+
+/// Living entities below their maximum health regain `regen_per_s`.
+pub fn regenerate(
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    mut entities: Query<(&Identity, &mut Health)>,
+) {
+    for (identity, mut health) in &mut entities {
+        let arch = config.archetype(identity.archetype);
+        if health.0 > 0.0 && health.0 < arch.max_health && arch.regen_per_s > 0.0 {
+            health.0 = (health.0 + arch.regen_per_s * clock.dt_s).min(arch.max_health);
+        }
+    }
+}
+
+/// NPCs at zero health are removed (and queued for respawn); players start their respawn
+/// timer.
+#[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
+pub fn handle_deaths(
+    mut commands: Commands,
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    mut directory: ResMut<Directory>,
+    mut population: ResMut<Population>,
+    mut output: ResMut<TickOutput>,
+    npcs: Query<(Entity, &Identity, &Health, &Npc)>,
+    mut players: Query<(&Identity, &Health, &mut Player, &mut Velocity)>,
+) {
+    for (entity, identity, health, npc) in &npcs {
+        if health.0 > 0.0 {
+            continue;
+        }
+        output.events.push(GameEvent::Death {
+            entity: identity.id,
+        });
+        if let Some(entry) = npc.spawn_entry {
+            let alive = &mut population.alive[usize::from(entry)];
+            *alive = alive.saturating_sub(1);
+            let delay = config.archetype(identity.archetype).respawn_delay_ms;
+            let due = clock.tick + clock.ticks_for_ms(delay).max(1);
+            population.schedule(due, entry);
+        }
+        spawn::despawn(&mut commands, &mut directory, entity, identity.id, None);
+    }
+    for (identity, health, mut player, mut velocity) in &mut players {
+        if health.0 > 0.0 || player.respawn_tick.is_some() {
+            continue;
+        }
+        output.events.push(GameEvent::Death {
+            entity: identity.id,
+        });
+        let delay = config.archetype(identity.archetype).respawn_delay_ms;
+        player.respawn_tick = Some(clock.tick + clock.ticks_for_ms(delay).max(1));
+        velocity.0 = tessera_shared::math::Vec2::ZERO;
+    }
+}
+
+/// Dead players whose timer ran out reappear at the spawn point with full health: a
+/// server-side displacement, exempt from the speed check.
+pub fn respawn_players(
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    region: Res<RegionInfo>,
+    mut output: ResMut<TickOutput>,
+    mut players: Query<(&Identity, &mut Player, &mut Position, &mut Health)>,
+) {
+    for (identity, mut player, mut position, mut health) in &mut players {
+        if player.respawn_tick.is_some_and(|t| t <= clock.tick) {
+            player.respawn_tick = None;
+            position.0 = region.def.spawn_point;
+            health.0 = config.archetype(identity.archetype).max_health;
+            output.events.push(GameEvent::Respawn {
+                player: player.player,
+            });
+        }
+    }
+}
+
+/// Spawns the NPCs whose respawn is due, while the region has room.
+#[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
+pub fn replenish_npcs(
+    mut commands: Commands,
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    region: Res<RegionInfo>,
+    mut directory: ResMut<Directory>,
+    mut population: ResMut<Population>,
+    mut mint: ResMut<Mint>,
+    mut rng: ResMut<SimRng>,
+) {
+    let table = &config.0.balance.spawn_tables[region.def.spawn_table];
+    let entities_max = config.0.world.limits.entities_per_region_max as usize;
+    while let Some(&Reverse((due, _, entry))) = population.pending.peek() {
+        if due > clock.tick {
+            break;
+        }
+        population.pending.pop();
+        if directory.by_net_id.len() >= entities_max {
+            // Full (players take precedence): try again in a second.
+            let retry = clock.tick + clock.ticks_for_ms(1_000).max(1);
+            population.schedule(retry, entry);
+            break;
+        }
+        let Some(id) = mint.entity(region.def.id) else {
+            break; // 2^40 ids spent: nothing sensible left to do but stop spawning.
+        };
+        let archetype = table.entries[usize::from(entry)].archetype;
+        let archetype_idx = u16::try_from(archetype).expect("archetype count is validated");
+        let home = rng.point_in(&region.def.bounds);
+        let bundle = spawn::npc_bundle(
+            id,
+            archetype_idx,
+            config.archetype(archetype_idx),
+            home,
+            Some(entry),
+        );
+        spawn::spawn(&mut commands, &mut directory, id, None, bundle);
+        population.alive[usize::from(entry)] += 1;
+    }
+}

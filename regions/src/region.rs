@@ -1,0 +1,296 @@
+//! [`Region`]: one region's world and schedule, stepped one tick at a time.
+
+use bevy_ecs::prelude::*;
+use std::sync::Arc;
+use tessera_shared::config::{Config, RegionDef};
+use tessera_shared::ids::{NetId, RegionId};
+use tessera_shared::math::{Aabb, Vec2};
+
+use crate::ai::{AiPlugin, AiSystems};
+use crate::border::{BorderPlugin, BorderSystems};
+use crate::combat::{CombatPlugin, CombatSystems};
+use crate::components::*;
+use crate::error::RegionError;
+use crate::grid::{GridPlugin, GridSystems, SpatialIndex};
+use crate::hash::Fnv1a;
+use crate::inputs::{InputsPlugin, InputsSystems};
+use crate::interest::{InterestPlugin, InterestSystems};
+use crate::io::{Inbox, TickInput, TickOutput};
+use crate::life::{LifePlugin, LifeSystems, Population};
+use crate::movement::{MovementPlugin, MovementSystems};
+use crate::plugin::RegionPlugin;
+use crate::resources::{Directory, Mint, RegionInfo, SimConfig, SimRng, TickClock};
+
+/// One region's simulation: a bevy_ecs [`World`] and the [`Schedule`] that steps it.
+///
+/// Deterministic: the same definition, config, seed and sequence of [`TickInput`]s give
+/// the same [`Region::world_hash`] after every tick, on any machine. Single-threaded inside;
+/// run many regions in parallel (they share nothing but the read-only config).
+pub struct Region {
+    world: World,
+    schedule: Schedule,
+    id: RegionId,
+}
+
+/// Entity counts of a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionCounts {
+    /// Player avatars.
+    pub players: usize,
+    /// All entities (players included).
+    pub entities: usize,
+}
+
+impl Region {
+    /// A region of `config`'s world, with its NPC population queued to spawn on the first
+    /// tick. `seed` feeds the region's random number generator.
+    pub fn new(def: &RegionDef, config: Arc<Config>, seed: u64) -> Result<Region, RegionError> {
+        if !config.world.regions.iter().any(|r| r.id == def.id) {
+            return Err(RegionError::UnknownRegion(def.id));
+        }
+        let mut world = World::new();
+        let info = RegionInfo {
+            def: def.clone(),
+            world_bounds: Aabb::new(Vec2::ZERO, config.world.size_m),
+        };
+        world.insert_resource(SpatialIndex::new(&info, config.world.cell_size_m)?);
+        world.insert_resource(TickClock {
+            tick: 0,
+            dt_s: 1.0 / config.world.tick_hz as f32,
+        });
+        world.insert_resource(SimRng::new(seed, def.id));
+        let table = &config.balance.spawn_tables[def.spawn_table];
+        let mut population = Population::new(table.entries.len());
+        for (entry_idx, entry) in table.entries.iter().enumerate() {
+            let entry_idx = u16::try_from(entry_idx).expect("spawn table size is validated");
+            for _ in 0..entry.count {
+                population.schedule(1, entry_idx);
+            }
+        }
+        world.insert_resource(population);
+        world.insert_resource(info);
+        world.insert_resource(SimConfig(config));
+        world.init_resource::<Directory>();
+        world.init_resource::<Mint>();
+        world.init_resource::<Inbox>();
+        world.init_resource::<TickOutput>();
+
+        let mut schedule = Schedule::default();
+        // The tick's phases, in order (ARCHITECTURE.md, "Data flow in one tick").
+        schedule.configure_sets(
+            (
+                BorderSystems::Intake,
+                InputsSystems,
+                AiSystems,
+                MovementSystems,
+                CombatSystems,
+                LifeSystems,
+                BorderSystems::Detect,
+                GridSystems,
+                InterestSystems,
+            )
+                .chain(),
+        );
+        let plugins: [&dyn RegionPlugin; 8] = [
+            &BorderPlugin,
+            &InputsPlugin,
+            &AiPlugin,
+            &MovementPlugin,
+            &CombatPlugin,
+            &LifePlugin,
+            &GridPlugin,
+            &InterestPlugin,
+        ];
+        for plugin in plugins {
+            plugin.build(&mut world, &mut schedule);
+        }
+        Ok(Region {
+            world,
+            schedule,
+            id: def.id,
+        })
+    }
+
+    /// The region's id.
+    pub fn id(&self) -> RegionId {
+        self.id
+    }
+
+    /// The last tick simulated (0 before the first step).
+    pub fn tick(&self) -> u64 {
+        self.world.resource::<TickClock>().tick
+    }
+
+    /// Simulates one tick with `input` and returns what it produced. The output is reused
+    /// by the next step: copy out what you keep.
+    pub fn step(&mut self, input: TickInput) -> &TickOutput {
+        let tick = {
+            let mut clock = self.world.resource_mut::<TickClock>();
+            clock.tick += 1;
+            clock.tick
+        };
+        self.world.resource_mut::<TickOutput>().clear(tick);
+        self.world.resource_mut::<Inbox>().0 = input;
+        self.schedule.run(&mut self.world);
+        self.world.clear_trackers();
+        self.world.check_change_ticks();
+        self.world.resource::<TickOutput>()
+    }
+
+    /// The output of the last [`Region::step`] (empty before the first).
+    pub fn output(&self) -> &TickOutput {
+        self.world.resource::<TickOutput>()
+    }
+
+    /// Player and entity counts.
+    pub fn counts(&self) -> RegionCounts {
+        let directory = self.world.resource::<Directory>();
+        RegionCounts {
+            players: directory.by_player.len(),
+            entities: directory.by_net_id.len(),
+        }
+    }
+
+    /// Spawns an NPC outside the spawn tables (scripted or admin spawns; never respawned).
+    pub fn spawn_npc(&mut self, archetype: u16, home: Vec2) -> Result<NetId, RegionError> {
+        let config = self.world.resource::<SimConfig>().0.clone();
+        let info = self.world.resource::<RegionInfo>().def.clone();
+        let count = config.balance.archetypes.len();
+        let arch = config
+            .balance
+            .archetypes
+            .get(usize::from(archetype))
+            .ok_or(RegionError::UnknownArchetype {
+                index: archetype,
+                count,
+            })?;
+        if !home.is_finite() || !info.bounds.contains(home) {
+            return Err(RegionError::InvalidPosition {
+                region: info.id,
+                position: home,
+            });
+        }
+        let max = config.world.limits.entities_per_region_max;
+        if self.counts().entities >= max as usize {
+            return Err(RegionError::Full {
+                region: info.id,
+                max,
+            });
+        }
+        let id = self
+            .world
+            .resource_mut::<Mint>()
+            .entity(info.id)
+            .ok_or(RegionError::IdsExhausted(info.id))?;
+        let entity = self
+            .world
+            .spawn(crate::spawn::npc_bundle(id, archetype, arch, home, None))
+            .id();
+        self.world
+            .resource_mut::<Directory>()
+            .by_net_id
+            .insert(id, entity);
+        Ok(id)
+    }
+
+    /// The position of entity `id`, if it is in this region.
+    pub fn position_of(&self, id: NetId) -> Option<Vec2> {
+        let entity = *self.world.resource::<Directory>().by_net_id.get(&id)?;
+        self.world.get::<Position>(entity).map(|p| p.0)
+    }
+
+    /// The health of entity `id`, if it is in this region.
+    pub fn health_of(&self, id: NetId) -> Option<f32> {
+        let entity = *self.world.resource::<Directory>().by_net_id.get(&id)?;
+        self.world.get::<Health>(entity).map(|h| h.0)
+    }
+
+    /// Every entity's id, sorted.
+    pub fn entity_ids(&mut self) -> Vec<NetId> {
+        let mut ids: Vec<NetId> = self
+            .world
+            .query::<&Identity>()
+            .iter(&self.world)
+            .map(|i| i.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A digest of the complete simulation state: clock, RNG position, id counters, pending
+    /// respawns and every entity's components, in id order. Two regions with equal hashes
+    /// will produce equal futures from equal inputs.
+    pub fn world_hash(&mut self) -> u64 {
+        let mut h = Fnv1a::new();
+        h.u64(self.tick());
+        let word_pos = self.world.resource::<SimRng>().word_pos();
+        h.bytes(&word_pos.to_le_bytes());
+        let mint = *self.world.resource::<Mint>();
+        h.u64(mint.next_entity_seq);
+        h.u64(mint.next_handoff_seq);
+        let population = self.world.resource::<Population>();
+        h.u64(population.n_pending() as u64);
+        for &alive in &population.alive {
+            h.u32(alive);
+        }
+        let mut rows: Vec<_> = self
+            .world
+            .query::<(
+                &Identity,
+                &Position,
+                &Velocity,
+                &Health,
+                &AttackCooldown,
+                Option<&Npc>,
+                Option<&Player>,
+            )>()
+            .iter(&self.world)
+            .map(|(i, p, v, hp, cd, npc, player)| {
+                (*i, *p, *v, *hp, *cd, npc.cloned(), player.cloned())
+            })
+            .collect();
+        rows.sort_unstable_by_key(|row| row.0.id);
+        for (identity, position, velocity, health, cooldown, npc, player) in rows {
+            h.u64(identity.id.0);
+            h.u32(u32::from(identity.archetype));
+            h.f32(position.0.x);
+            h.f32(position.0.y);
+            h.f32(velocity.0.x);
+            h.f32(velocity.0.y);
+            h.f32(health.0);
+            h.u64(cooldown.ready_tick);
+            if let Some(npc) = npc {
+                h.f32(npc.home.x);
+                h.f32(npc.home.y);
+                h.u32(u32::from(npc.awake));
+                match npc.brain {
+                    Brain::Idle { until_tick } => {
+                        h.u32(0);
+                        h.u64(until_tick);
+                    }
+                    Brain::Wander { to } => {
+                        h.u32(1);
+                        h.f32(to.x);
+                        h.f32(to.y);
+                    }
+                    Brain::Chase { target } => {
+                        h.u32(2);
+                        h.u64(target.0);
+                    }
+                    Brain::Return => h.u32(3),
+                }
+            }
+            if let Some(player) = player {
+                h.u64(player.player.0);
+                h.u32(player.last_input_seq);
+                h.u64(player.respawn_tick.map_or(0, |t| t + 1));
+            }
+        }
+        h.finish()
+    }
+
+    /// Direct access to the world, for benches and tests of single systems.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+}

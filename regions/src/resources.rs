@@ -1,0 +1,132 @@
+//! Resources every feature may read: the clock, the seeded RNG, the frozen config, the
+//! region's own definition and the id indices.
+
+use bevy_ecs::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tessera_shared::config::{Archetype, Config, RegionDef};
+use tessera_shared::ids::{HandoffId, NetId, PlayerId, RegionId};
+use tessera_shared::math::{Aabb, Vec2};
+
+/// The simulation clock. The tick reads no wall clock: this is the only time there is.
+#[derive(Resource, Clone, Copy, Debug)]
+pub struct TickClock {
+    /// Number of the tick being simulated (the first tick is 1).
+    pub tick: u64,
+    /// Seconds per tick, `1 / tick_hz`.
+    pub dt_s: f32,
+}
+
+impl TickClock {
+    /// Whole ticks covering `ms` milliseconds, rounded up (at least 0).
+    pub fn ticks_for_ms(&self, ms: u32) -> u64 {
+        let ticks = (f64::from(ms) / 1000.0 / f64::from(self.dt_s)).ceil();
+        // `ms` is at most a few million by config validation, so this cannot overflow.
+        ticks as u64
+    }
+}
+
+/// The region's deterministic random number generator (ChaCha8: portable, reproducible
+/// across platforms and versions of rand_chacha). Seeded from the run seed and region id.
+#[derive(Resource, Clone, Debug)]
+pub struct SimRng(ChaCha8Rng);
+
+impl SimRng {
+    /// A generator for `region` in a run seeded with `seed`.
+    pub fn new(seed: u64, region: RegionId) -> SimRng {
+        let mixed = seed ^ (u64::from(region.0)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        SimRng(ChaCha8Rng::seed_from_u64(mixed))
+    }
+
+    /// Uniform in `[0, 1)`, with 24 bits of precision (exactly representable in f32).
+    pub fn unit_f32(&mut self) -> f32 {
+        (self.0.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn range_f32(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.unit_f32()
+    }
+
+    /// Uniform point in `bounds`.
+    pub fn point_in(&mut self, bounds: &Aabb) -> Vec2 {
+        let p = Vec2::new(
+            self.range_f32(bounds.min.x, bounds.max.x),
+            self.range_f32(bounds.min.y, bounds.max.y),
+        );
+        // Rounding can land exactly on the exclusive max edge.
+        bounds.clamp(p)
+    }
+
+    /// Uniform in `[0, n)`; `n` must be > 0.
+    pub fn below(&mut self, n: u32) -> u32 {
+        debug_assert!(n > 0);
+        ((u64::from(self.0.next_u32()) * u64::from(n)) >> 32) as u32
+    }
+
+    /// Where the stream is, for the world hash (two runs that drew differently differ).
+    pub fn word_pos(&self) -> u128 {
+        self.0.get_word_pos()
+    }
+}
+
+/// The frozen configuration, shared read-only across regions and threads.
+#[derive(Resource, Clone, Debug)]
+pub struct SimConfig(pub Arc<Config>);
+
+impl SimConfig {
+    /// The archetype at `idx`. Indices come from validated config or from
+    /// [`crate::Region`]'s checked entry points, so an out-of-range index is a bug.
+    pub fn archetype(&self, idx: u16) -> &Archetype {
+        &self.0.balance.archetypes[usize::from(idx)]
+    }
+}
+
+/// This region's definition and the world it belongs to.
+#[derive(Resource, Clone, Debug)]
+pub struct RegionInfo {
+    /// The region's id, bounds, spawn point and spawn table.
+    pub def: RegionDef,
+    /// The whole world's extent: `[0, size_m)`.
+    pub world_bounds: Aabb,
+}
+
+/// Id lookups. Used for lookups only: iteration order of a `HashMap` is not deterministic,
+/// so no system may iterate these to decide what happens.
+#[derive(Resource, Default, Debug)]
+pub struct Directory {
+    /// Every live entity by network id.
+    pub by_net_id: HashMap<NetId, Entity>,
+    /// Every player avatar by player id.
+    pub by_player: HashMap<PlayerId, Entity>,
+}
+
+/// Counters for minting ids: part of the region's state (a snapshot carries them).
+#[derive(Resource, Clone, Copy, Debug, Default)]
+pub struct Mint {
+    /// Next entity sequence number for [`NetId::mint`].
+    pub next_entity_seq: u64,
+    /// Next handoff sequence number.
+    pub next_handoff_seq: u64,
+}
+
+impl Mint {
+    /// A fresh entity id, or `None` once the region's 2^40 ids are spent.
+    pub fn entity(&mut self, region: RegionId) -> Option<NetId> {
+        let id = NetId::mint(region, self.next_entity_seq)?;
+        self.next_entity_seq += 1;
+        Some(id)
+    }
+
+    /// A fresh handoff id; same layout as entity ids, unique per region.
+    pub fn handoff(&mut self, region: RegionId) -> HandoffId {
+        let seq = self.next_handoff_seq;
+        self.next_handoff_seq += 1;
+        HandoffId(
+            (u64::from(region.0) << NetId::SEQUENCE_BITS)
+                | (seq & ((1 << NetId::SEQUENCE_BITS) - 1)),
+        )
+    }
+}

@@ -1,0 +1,174 @@
+//! The `tessera` command line, as a library function so that tests can run it in-process
+//! and check its exit code and output.
+
+use crate::serve::{ServeOptions, run_node};
+use crate::sim::{SimOptions, run_sim};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tessera_shared::config::{self, Config};
+
+/// Tessera: an authoritative region simulation server for MMO-style games.
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(missing_docs)] // clap uses the doc comments as help text.
+enum Command {
+    /// Run a node: every region of the world, ticking at the configured rate.
+    Serve {
+        /// Config directory (tessera.toml, world.toml, balance.toml). Default: the
+        /// embedded default world.
+        #[arg(long, env = "TESSERA_CONFIG")]
+        config: Option<PathBuf>,
+        /// Stop after this many ticks (default: run until killed).
+        #[arg(long)]
+        ticks: Option<u64>,
+        /// Seed of the regions' random number generators.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run the world headless and unpaced with scripted players; print tick timings,
+    /// entity counts and the final world hash.
+    Sim {
+        /// Ticks to simulate.
+        #[arg(long, default_value_t = 600)]
+        ticks: u64,
+        /// Seed of the regions and the scripted players.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Scripted players, spread over the regions.
+        #[arg(long, default_value_t = 200)]
+        players: usize,
+        /// Config directory. Default: the embedded default world.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Rayon threads stepping regions (default: from tessera.toml, 0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(missing_docs)]
+enum ConfigCommand {
+    /// Validate a config directory: print every error (file:line:col) and exit 1, or a
+    /// summary and exit 0.
+    Check {
+        /// The directory holding tessera.toml, world.toml and balance.toml.
+        #[arg(default_value = "config")]
+        dir: PathBuf,
+    },
+}
+
+/// Parses `args` (the first is the program name) and runs the command, writing its report
+/// to `out` and its errors to `err`. Never panics on bad arguments or files: clap's own
+/// messages go to `err` with exit code 2.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() {
+                write!(err, "{text}")
+            } else {
+                write!(out, "{text}")
+            };
+            return ExitCode::from(code);
+        }
+    };
+    match execute(cli, out, err) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check { dir },
+        } => match config::check_dir(&dir) {
+            Ok(summary) => {
+                writeln!(out, "{}: ok\n{summary}", dir.display())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                writeln!(err, "{errors}")?;
+                writeln!(err, "{}: {} error(s)", dir.display(), errors.0.len())?;
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Sim {
+            ticks,
+            seed,
+            players,
+            config,
+            threads,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let threads = threads.unwrap_or(config.node.sim_threads as usize);
+            let pool = sim_pool(threads)?;
+            let options = SimOptions {
+                ticks,
+                seed,
+                players,
+            };
+            let report = pool.install(|| run_sim(config, &options))?;
+            writeln!(out, "{report}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            config,
+            ticks,
+            seed,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let pool = sim_pool(config.node.sim_threads as usize)?;
+            pool.install(|| run_node(config, &ServeOptions { ticks, seed }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The config in `dir`, or the embedded default world.
+fn load_config(dir: Option<&Path>) -> anyhow::Result<Arc<Config>> {
+    let config = match dir {
+        Some(dir) => config::load_dir(dir).map_err(|errors| {
+            anyhow::anyhow!("invalid configuration in {}:\n{errors}", dir.display())
+        })?,
+        None => {
+            tracing::info!("no --config given: using the embedded default world");
+            Config::embedded_default()
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// The rayon pool that steps regions: `threads` threads, or one per core if 0.
+fn sim_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("tessera-sim-{i}"))
+        .build()
+        .context("starting the simulation thread pool")
+}

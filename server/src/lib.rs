@@ -1,0 +1,12 @@
+//! The `tessera` node: drives the region simulation and (later) connects it to clients,
+//! other nodes and storage. This crate owns all IO; the simulation in `tessera-regions`
+//! has none.
+//!
+//! Modules: [`local`] steps this node's regions in parallel and routes handoffs between
+//! them; [`serve`] is the paced tick driver; [`sim`] runs the world headless for
+//! measurement and determinism checks.
+
+pub mod cli;
+pub mod local;
+pub mod serve;
+pub mod sim;

@@ -1,0 +1,103 @@
+//! The regions this node simulates, stepped together: in parallel on rayon (each region
+//! single-threaded inside), then handoffs routed between them at the tick boundary.
+
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tessera_regions::hash::Fnv1a;
+use tessera_regions::{Region, RegionError, TickInput, TickOutput};
+use tessera_shared::config::Config;
+use tessera_shared::ids::RegionId;
+
+/// All regions of the world, local to this process (the embedded default; with a bus,
+/// issue 4 makes some of them remote).
+pub struct LocalRegions {
+    regions: Vec<Region>,
+    /// Next tick's input per region, same order as `regions`.
+    inputs: Vec<TickInput>,
+    slot_of: HashMap<RegionId, usize>,
+}
+
+impl LocalRegions {
+    /// Every region of `config`'s world, seeded with `seed`.
+    pub fn new(config: Arc<Config>, seed: u64) -> Result<LocalRegions, RegionError> {
+        let regions = config
+            .world
+            .regions
+            .iter()
+            .map(|def| Region::new(def, config.clone(), seed))
+            .collect::<Result<Vec<_>, _>>()?;
+        let slot_of = regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id(), i))
+            .collect();
+        let inputs = regions.iter().map(|_| TickInput::default()).collect();
+        Ok(LocalRegions {
+            regions,
+            inputs,
+            slot_of,
+        })
+    }
+
+    /// The regions, in id order.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// The region with id `id`.
+    pub fn region(&self, id: RegionId) -> Option<&Region> {
+        self.slot_of.get(&id).map(|&i| &self.regions[i])
+    }
+
+    /// Next tick's input for region `id`.
+    pub fn input_mut(&mut self, id: RegionId) -> Option<&mut TickInput> {
+        self.slot_of.get(&id).map(|&i| &mut self.inputs[i])
+    }
+
+    /// Steps every region once, in parallel on the current rayon pool, then routes each
+    /// region's outgoing handoffs (and deferred incoming ones) into next tick's inputs.
+    /// Returns the number of handoffs routed.
+    pub fn step(&mut self) -> usize {
+        self.regions
+            .par_iter_mut()
+            .zip(self.inputs.par_iter_mut())
+            .for_each(|(region, input)| {
+                region.step(std::mem::take(input));
+            });
+        let mut routed = 0;
+        for region in &self.regions {
+            let output: &TickOutput = region.output();
+            for record in output.handoffs.iter().chain(&output.deferred_handoffs) {
+                // Every region of the world is local, so the destination exists: config
+                // validation guarantees handoff targets are world regions.
+                let slot = self.slot_of[&record.to];
+                self.inputs[slot].handoffs.push(*record);
+                routed += 1;
+            }
+        }
+        routed
+    }
+
+    /// Handoffs routed but not yet applied: entities between two regions.
+    pub fn in_flight(&self) -> usize {
+        self.inputs.iter().map(|i| i.handoffs.len()).sum()
+    }
+
+    /// Players and entities over all regions.
+    pub fn counts(&self) -> (usize, usize) {
+        self.regions.iter().fold((0, 0), |(p, e), r| {
+            let c = r.counts();
+            (p + c.players, e + c.entities)
+        })
+    }
+
+    /// One hash over every region's [`Region::world_hash`], in region id order.
+    pub fn world_hash(&mut self) -> u64 {
+        let mut h = Fnv1a::new();
+        for region in &mut self.regions {
+            h.u64(region.world_hash());
+        }
+        h.finish()
+    }
+}

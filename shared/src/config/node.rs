@@ -1,0 +1,174 @@
+//! `tessera.toml` and its environment overrides.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::reader::{At, EnvOverride, SourceFile, Table};
+use super::schema::{NodeConfig, NodeMode};
+use super::{NAME_CHARS_MAX, is_node_name};
+
+/// Environment variables starting with this override keys of `tessera.toml`.
+pub(super) const ENV_PREFIX: &str = "TESSERA__";
+
+/// The sections of `tessera.toml`.
+const SECTIONS: &[&str] = &["node", "net", "sim"];
+
+/// Longest accepted `data_dir`, in bytes.
+const DATA_DIR_BYTES_MAX: usize = 4096;
+
+/// Turns `TESSERA__SECTION__KEY=value` variables (already filtered by prefix and sorted)
+/// into overrides, reporting malformed names, unknown sections and duplicates.
+pub(super) fn env_overrides<'a>(
+    file: &SourceFile<'_>,
+    env: &'a [(String, String)],
+) -> Vec<EnvOverride<'a>> {
+    let mut overrides: Vec<EnvOverride<'a>> = Vec::new();
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split("__").collect();
+        let [section, key] = parts.as_slice() else {
+            file.error(
+                At::Env(var),
+                "expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
+            );
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        if !SECTIONS.contains(&section.as_str()) {
+            file.error(
+                At::Env(var),
+                format!(
+                    "unknown section {section:?} of tessera.toml; allowed: {}",
+                    SECTIONS.join(", ")
+                ),
+            );
+            continue;
+        }
+        if let Some(first) = overrides
+            .iter()
+            .find(|o| o.section == section && o.key == key)
+        {
+            file.error(
+                At::Env(var),
+                format!("[{section}] {key} is already set by {}", first.var),
+            );
+            continue;
+        }
+        overrides.push(EnvOverride::new(var, section, key, raw));
+    }
+    overrides
+}
+
+/// Reads `tessera.toml` with the environment overrides applied. Not called when the file
+/// did not parse: the overrides are then checked for their form only.
+pub(super) fn read(
+    file: &SourceFile<'_>,
+    doc: &Spanned<DeTable<'_>>,
+    overrides: &[EnvOverride<'_>],
+) -> Option<NodeConfig> {
+    let env_for = |section: &str| -> Vec<&EnvOverride<'_>> {
+        overrides.iter().filter(|o| o.section == section).collect()
+    };
+    let mut root = Table::root(file, doc);
+
+    let node = root.table("node").map(|t| t.with_env(env_for("node")));
+    let (name, mode, data_dir) = match node {
+        Some(mut t) => {
+            let name = t
+                .string("name", "a node name such as \"node-1\"")
+                .and_then(|(name, at)| {
+                    if is_node_name(name) {
+                        Some(name.to_owned())
+                    } else {
+                        file.error(
+                            at,
+                            format!(
+                                "name must be 1 to {NAME_CHARS_MAX} characters of A-Z a-z 0-9 _ . -, got {name:?}"
+                            ),
+                        );
+                        None
+                    }
+                });
+            let mode = t
+                .string("mode", "\"dev\" or \"production\"")
+                .and_then(|(mode, at)| match mode {
+                    "dev" => Some(NodeMode::Dev),
+                    "production" => Some(NodeMode::Production),
+                    other => {
+                        file.error(
+                            at,
+                            format!("mode must be \"dev\" or \"production\", got {other:?}"),
+                        );
+                        None
+                    }
+                });
+            let data_dir = t
+                .string("data_dir", "a directory path such as \"./data\"")
+                .and_then(|(dir, at)| {
+                    if dir.is_empty() || dir.len() > DATA_DIR_BYTES_MAX || dir.contains('\0') {
+                        file.error(
+                            at,
+                            format!(
+                                "data_dir must be a non-empty path of at most {DATA_DIR_BYTES_MAX} bytes without NUL"
+                            ),
+                        );
+                        None
+                    } else {
+                        Some(PathBuf::from(dir))
+                    }
+                });
+            t.finish();
+            (name, mode, data_dir)
+        }
+        None => (None, None, None),
+    };
+
+    let net = root.table("net").map(|t| t.with_env(env_for("net")));
+    let (quic_listen, admin_listen) = match net {
+        Some(mut t) => {
+            let quic = socket_addr(&mut t, "quic_listen", "127.0.0.1:4433");
+            let admin = socket_addr(&mut t, "admin_listen", "127.0.0.1:8080");
+            t.finish();
+            (quic, admin)
+        }
+        None => (None, None),
+    };
+
+    let sim = root.table("sim").map(|t| t.with_env(env_for("sim")));
+    let sim_threads = match sim {
+        Some(mut t) => {
+            let threads = t.u32_in("threads", 0, 256);
+            t.finish();
+            threads
+        }
+        None => None,
+    };
+    root.finish();
+
+    Some(NodeConfig {
+        name: name?,
+        mode: mode?,
+        data_dir: data_dir?,
+        quic_listen: quic_listen?,
+        admin_listen: admin_listen?,
+        sim_threads: sim_threads?,
+    })
+}
+
+fn socket_addr(t: &mut Table<'_>, key: &'static str, example: &str) -> Option<SocketAddr> {
+    let expected = format!("an IP address and port such as \"{example}\" or \"[::1]:4433\"");
+    let (text, at) = t.string(key, &expected)?;
+    match text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            t.file
+                .error(at, format!("{key} must be {expected}, got {text:?}"));
+            None
+        }
+    }
+}

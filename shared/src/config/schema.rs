@@ -1,0 +1,204 @@
+//! The frozen, validated configuration the rest of Tessera reads.
+//!
+//! These types are produced only by the loader (see [`super::load_dir`]): every value in
+//! them has passed validation, so consumers never re-check ranges. They are immutable once
+//! built; a reload builds a new [`Config`] and swaps it in at a tick boundary.
+
+use crate::ids::RegionId;
+use crate::math::{Aabb, Vec2};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::formula::Formula;
+
+/// Everything a node needs: `tessera.toml`, `world.toml` and `balance.toml`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `tessera.toml`: the node (operator-owned).
+    pub node: NodeConfig,
+    /// `world.toml`: the world's shape (level-design-owned).
+    pub world: WorldConfig,
+    /// `balance.toml`: numbers and formulas (designer-owned, hot-reloadable later).
+    pub balance: BalanceConfig,
+}
+
+/// Whether the node runs with generated dev secrets or insists on explicit ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeMode {
+    /// Generates a dev TLS certificate and JWT secret in the data dir and says so.
+    Dev,
+    /// Refuses to start without explicit secrets.
+    Production,
+}
+
+/// `tessera.toml`.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// `[node] name`: shown in logs, metrics and the admin API. 1 to 64 chars of `[A-Za-z0-9_.-]`.
+    pub name: String,
+    /// `[node] mode`: `"dev"` or `"production"`.
+    pub mode: NodeMode,
+    /// `[node] data_dir`: embedded store, dev certificates and secrets live here. A relative
+    /// path is relative to the working directory. Non-empty, at most 4096 bytes.
+    pub data_dir: PathBuf,
+    /// `[net] quic_listen`: UDP address of the QUIC endpoint, written `"127.0.0.1:4433"` or
+    /// `"[::1]:4433"`.
+    pub quic_listen: SocketAddr,
+    /// `[net] admin_listen`: TCP address of the admin HTTP API.
+    pub admin_listen: SocketAddr,
+    /// `[sim] threads`: rayon threads stepping regions; 0 means one per core. 0 to 256.
+    pub sim_threads: u32,
+}
+
+/// `world.toml`.
+#[derive(Clone, Debug)]
+pub struct WorldConfig {
+    /// `[world] name`: 1 to 64 characters, no control characters.
+    pub name: String,
+    /// `[world] size_m = { x, y }`: the world spans `[0, x) x [0, y)` metres. Each 1 to 1_000_000.
+    pub size_m: Vec2,
+    /// `[world] tick_hz`: simulation rate, 1 to 120.
+    pub tick_hz: u32,
+    /// `[grid] cell_size_m`: spatial grid cell edge, 1 to 1024.
+    pub cell_size_m: f32,
+    /// `[interest]`.
+    pub interest: InterestConfig,
+    /// `[limits]`.
+    pub limits: WorldLimits,
+    /// `[regions]`: the regions, sorted by id; 1 to [`super::REGIONS_MAX`]. They tile the
+    /// world: inside it, pairwise disjoint. A `layout = "grid"` covers it exactly; a
+    /// `layout = "list"` may leave gaps, which no region simulates. Each region needs at
+    /// most [`super::GRID_CELLS_MAX`] grid cells.
+    pub regions: Vec<RegionDef>,
+}
+
+/// `[interest]` of `world.toml`: what each observer sees. Every key is required.
+#[derive(Clone, Copy, Debug)]
+pub struct InterestConfig {
+    /// `enter_radius_m`: an entity becomes visible when it comes this close. 1 to 10_000.
+    pub enter_radius_m: f32,
+    /// `leave_radius_m`: a visible entity stays visible until it is farther than this.
+    /// Must be >= `enter_radius_m` (the hysteresis band stops flicker at the edge).
+    pub leave_radius_m: f32,
+    /// `visible_entities_max`: cap on one observer's visible set; when more qualify, the
+    /// nearest are kept. 1 to 65_536.
+    pub visible_entities_max: u32,
+    /// `wake_radius_m`: NPCs farther than this from every player are dormant (no AI, no
+    /// movement). 0 to 10_000.
+    pub wake_radius_m: f32,
+}
+
+/// `[limits]` of `world.toml`: per-region bounds on work and memory.
+///
+/// Every key is optional; an absent key takes its value from [`WorldLimits::DEFAULT`]
+/// (200_000 / 2_000 / 8_192 / 1_024, in field order).
+#[derive(Clone, Copy, Debug)]
+pub struct WorldLimits {
+    /// `entities_per_region_max`: spawns and handoffs beyond this are refused. 1 to 1_000_000.
+    pub entities_per_region_max: u32,
+    /// `players_per_region_max`: joins beyond this are refused. 1 to 100_000.
+    pub players_per_region_max: u32,
+    /// `inputs_per_tick_max`: inputs beyond this in one tick are dropped and counted. 1 to 1_000_000.
+    pub inputs_per_tick_max: u32,
+    /// `handoffs_per_tick_max`: incoming handoffs applied per tick; the rest wait. 1 to 100_000.
+    pub handoffs_per_tick_max: u32,
+}
+
+/// One region: its id, area and NPC population.
+#[derive(Clone, Debug)]
+pub struct RegionDef {
+    /// Unique id, >= 1.
+    pub id: RegionId,
+    /// The area it simulates; inside the world, disjoint from every other region.
+    pub bounds: Aabb,
+    /// Where players join and respawn; inside `bounds`. A grid layout uses the centre; a
+    /// listed region's `spawn_point = { x, y }`, by default the centre.
+    pub spawn_point: Vec2,
+    /// Index into [`BalanceConfig::spawn_tables`] of this region's NPC population.
+    pub spawn_table: usize,
+}
+
+/// `balance.toml`.
+#[derive(Clone, Debug)]
+pub struct BalanceConfig {
+    /// `[movement]`.
+    pub movement: MovementRules,
+    /// `[player] archetype`: index into `archetypes` of the player avatar's archetype.
+    pub player_archetype: usize,
+    /// `[archetypes.NAME]`, sorted by name.
+    pub archetypes: Vec<Archetype>,
+    /// `[formulas]`.
+    pub formulas: Formulas,
+    /// `[spawn_tables.NAME]`, sorted by name.
+    pub spawn_tables: Vec<SpawnTable>,
+}
+
+/// `[movement]` of `balance.toml`.
+#[derive(Clone, Copy, Debug)]
+pub struct MovementRules {
+    /// `speed_tolerance`: a client move may exceed `speed_mps * dt` by this fraction before
+    /// it is clamped (absorbs float noise and jitter). 0 to 0.5.
+    pub speed_tolerance: f32,
+}
+
+/// A kind of creature: players' avatars and NPCs alike.
+#[derive(Clone, Debug)]
+pub struct Archetype {
+    /// The table key, `[archetypes.NAME]`: 1 to 64 characters of `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// `max_health`: 1 to 1_000_000.
+    pub max_health: f32,
+    /// `speed_mps`: 0 to 100.
+    pub speed_mps: f32,
+    /// `attack`: the formula's `atk`. 0 to 1_000_000.
+    pub attack: f32,
+    /// `defense`: the formula's `def`. 0 to 1_000_000.
+    pub defense: f32,
+    /// `level`: 1 to 1000.
+    pub level: u32,
+    /// `attack_range_m`: 0 to 100.
+    pub attack_range_m: f32,
+    /// `attack_cooldown_ms`: 0 to 600_000.
+    pub attack_cooldown_ms: u32,
+    /// `regen_per_s`: health per second while alive. 0 to 1_000_000.
+    pub regen_per_s: f32,
+    /// `hostile`: NPCs of a hostile archetype aggro on players.
+    pub hostile: bool,
+    /// `aggro_radius_m`: 0 to 1000.
+    pub aggro_radius_m: f32,
+    /// `leash_radius_m`: a chasing NPC farther than this from home gives up. >= `aggro_radius_m`, <= 10_000.
+    pub leash_radius_m: f32,
+    /// `wander_radius_m`: idle NPCs wander within this distance of home. 0 to 10_000.
+    pub wander_radius_m: f32,
+    /// `respawn_delay_ms`: 0 to 3_600_000.
+    pub respawn_delay_ms: u32,
+}
+
+/// `[formulas]` of `balance.toml`, each compiled once at load.
+#[derive(Clone, Debug)]
+pub struct Formulas {
+    /// `damage`: variables `atk`, `def`, `level`, `target_level`, passed to
+    /// [`Formula::eval`] in that order (see [`super::DAMAGE_VARS`]). Result clamped at 0 by
+    /// the simulation; a non-finite result counts as 0.
+    pub damage: Formula,
+}
+
+/// `[spawn_tables.NAME]`: the NPC population a region keeps.
+#[derive(Clone, Debug)]
+pub struct SpawnTable {
+    /// The table key, `[spawn_tables.NAME]`: 1 to 64 characters of `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// `entries = [{ archetype = "wolf", count = 40 }, ...]`: each archetype at most once,
+    /// at most [`super::SPAWN_ENTRIES_MAX`] entries. The counts' sum must not exceed
+    /// `entities_per_region_max` (world.toml `[limits]`) when a region uses the table.
+    pub entries: Vec<SpawnEntry>,
+}
+
+/// One line of a spawn table.
+#[derive(Clone, Copy, Debug)]
+pub struct SpawnEntry {
+    /// Index into [`BalanceConfig::archetypes`].
+    pub archetype: usize,
+    /// How many the region keeps alive. 0 to 1_000_000.
+    pub count: u32,
+}

@@ -1,0 +1,152 @@
+//! The `tessera` command line, run in-process: `config check` on good and broken files,
+//! and `sim` determinism as a user sees it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+fn run(args: &[&str]) -> (ExitCode, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let argv = std::iter::once("tessera").chain(args.iter().copied());
+    let code = tessera_server::cli::run(argv, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn shipped_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// A fresh copy of the shipped config directory, with `edit(file name, text)` applied.
+fn broken_copy(edit: impl Fn(&str, String) -> String) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tessera-cli-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["tessera.toml", "world.toml", "balance.toml"] {
+        let text = std::fs::read_to_string(shipped_config().join(name)).unwrap();
+        std::fs::write(dir.join(name), edit(name, text)).unwrap();
+    }
+    dir
+}
+
+/// 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in the file"))
+        + 1
+}
+
+#[test]
+fn config_check_accepts_the_shipped_files() {
+    let dir = shipped_config();
+    let (code, out, err) = run(&["config", "check", dir.to_str().unwrap()]);
+    assert_eq!(code, ExitCode::SUCCESS, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn config_check_reports_every_error_with_its_position() {
+    let dir = broken_copy(|name, text| match name {
+        "world.toml" => text
+            .replace("tick_hz = 20", "tick_hz = \"fast\"")
+            .replace("cell_size_m = 16", "cell_size_m = 0")
+            .replace("[interest]\n", "[interest]\nenter_radius = 3\n"),
+        "balance.toml" => text.replace(
+            "damage = \"max(1, atk * (1 + level * 0.1) - def)\"",
+            "damage = \"pow(atk, 2) - def\"",
+        ),
+        _ => text,
+    });
+    let world = std::fs::read_to_string(dir.join("world.toml")).unwrap();
+    let balance = std::fs::read_to_string(dir.join("balance.toml")).unwrap();
+    let (code, _out, err) = run(&["config", "check", dir.to_str().unwrap()]);
+    assert_eq!(code, ExitCode::FAILURE, "{err}");
+    let expect = [
+        (
+            format!("world.toml:{}:", line_of(&world, "tick_hz = \"fast\"")),
+            "tick_hz",
+        ),
+        (
+            format!("world.toml:{}:", line_of(&world, "cell_size_m = 0")),
+            "cell_size_m",
+        ),
+        (
+            format!("world.toml:{}:", line_of(&world, "enter_radius = 3")),
+            "enter_radius",
+        ),
+        (
+            format!("balance.toml:{}:", line_of(&balance, "pow(atk")),
+            "pow",
+        ),
+    ];
+    for (position, key) in &expect {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(position.as_str()) && l.contains(key)),
+            "no error at {position} about {key}:\n{err}"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn config_check_reports_formula_syntax_errors_and_garbage() {
+    let dir = broken_copy(|name, text| match name {
+        "balance.toml" => text.replace(
+            "damage = \"max(1, atk * (1 + level * 0.1) - def)\"",
+            "damage = \"atk * (1 + \"",
+        ),
+        // Not TOML at all.
+        "tessera.toml" => "[node\nname = \u{0}\u{7f}\n".to_string(),
+        _ => text,
+    });
+    let balance = std::fs::read_to_string(dir.join("balance.toml")).unwrap();
+    let (code, _out, err) = run(&["config", "check", dir.to_str().unwrap()]);
+    assert_eq!(code, ExitCode::FAILURE, "{err}");
+    let formula_line = format!(
+        "balance.toml:{}:",
+        line_of(&balance, "damage = \"atk * (1 + \"")
+    );
+    assert!(err.contains(&formula_line), "{err}");
+    assert!(err.contains("tessera.toml:1:"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn config_check_on_a_missing_directory_fails_cleanly() {
+    let (code, _out, err) = run(&["config", "check", "/nonexistent/tessera-config"]);
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(err.contains("tessera.toml"), "{err}");
+}
+
+#[test]
+fn sim_prints_the_same_hash_for_the_same_seed() {
+    let hash_line = |seed: &str| {
+        let (code, out, err) = run(&["sim", "--ticks", "600", "--seed", seed, "--players", "40"]);
+        assert_eq!(code, ExitCode::SUCCESS, "{err}");
+        assert!(out.contains("p99"), "{out}");
+        out.lines()
+            .find(|l| l.starts_with("world hash: "))
+            .unwrap_or_else(|| panic!("no hash in {out}"))
+            .to_owned()
+    };
+    let a = hash_line("7");
+    assert_eq!(a, hash_line("7"));
+    assert_ne!(a, hash_line("8"));
+}
+
+#[test]
+fn bad_arguments_are_a_usage_error_not_a_panic() {
+    let (code, _out, err) = run(&["sim", "--ticks", "many"]);
+    assert_eq!(code, ExitCode::from(2));
+    assert!(err.contains("--ticks"), "{err}");
+}

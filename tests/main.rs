@@ -1,0 +1,12 @@
+//! Tessera's integration tests: one binary, one module per capability.
+
+mod util;
+
+mod bounds;
+mod cli;
+mod determinism;
+mod handoff;
+mod interest;
+mod invalid_values;
+mod movement;
+mod sans_io;
