@@ -119,3 +119,25 @@ fn the_visible_set_is_capped_to_the_nearest() {
     near.sort();
     assert_eq!(entered, near);
 }
+
+#[test]
+fn a_member_that_leaves_the_region_is_reported_at_once_at_any_refresh_phase() {
+    use tessera::regions::interest::INTEREST_REFRESH_TICKS;
+    let (config, _) = quiet_config();
+    let centre = config.world.regions[0].bounds.center();
+    let mut region = region(config);
+    join_at(&mut region, P, centre);
+    let other = PlayerId(2);
+    // Try the departure at every phase of the observer's refresh cycle.
+    for _ in 0..INTEREST_REFRESH_TICKS {
+        join_at(&mut region, other, centre + Vec2::new(5.0, 0.0));
+        for _ in 0..INTEREST_REFRESH_TICKS {
+            region.step(TickInput::default());
+        }
+        let mut input = TickInput::default();
+        input.leaves.push(other);
+        let out = region.step(input);
+        let (_, _, left) = diff_of(out);
+        assert_eq!(left, vec![NetId::of_player(other)], "tick {}", out.tick);
+    }
+}

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use tessera_shared::config::{self, Config};
+use tessera_shared::config;
 
 /// Tessera: an authoritative region simulation server for MMO-style games.
 #[derive(Parser, Debug)]
@@ -151,14 +151,21 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
 }
 
 /// The config in `dir`, or the embedded default world.
-fn load_config(dir: Option<&Path>) -> anyhow::Result<Arc<Config>> {
+fn load_config(dir: Option<&Path>) -> anyhow::Result<Arc<config::Config>> {
     let config = match dir {
         Some(dir) => config::load_dir(dir).map_err(|errors| {
             anyhow::anyhow!("invalid configuration in {}:\n{errors}", dir.display())
         })?,
         None => {
             tracing::info!("no --config given: using the embedded default world");
-            Config::embedded_default()
+            // The embedded files are known good; only TESSERA__* overrides can fail here.
+            config::process_env()
+                .and_then(|env| config::load_strs(&config::ConfigSources::embedded(), env))
+                .map_err(|errors| {
+                    anyhow::anyhow!(
+                        "invalid environment override of the embedded config:\n{errors}"
+                    )
+                })?
         }
     };
     Ok(Arc::new(config))

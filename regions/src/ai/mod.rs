@@ -48,16 +48,23 @@ impl WakeMap {
     }
 }
 
-/// Aggro candidates found this tick: (npc, distance squared, player). Bounded by the
-/// number of NPCs within aggro radius of some player, itself bounded by the region's
-/// entity limit; cleared every tick.
+/// Per grid slot, the nearest living player within aggro radius found this tick, as
+/// (stamp, distance squared, player). A stamp older than the current one means "none":
+/// nothing is cleared between ticks. One entry per grid slot (bounded by the region's
+/// entity limit), 16 bytes each. `touched` lists the slots set this tick, in the order
+/// first found (deterministic: players in query order, grid in slot order).
 #[derive(Resource, Debug, Default)]
-struct AggroCandidates(Vec<(Entity, f32, NetId)>);
+struct AggroScratch {
+    best: Vec<(u64, f32, NetId)>,
+    touched: Vec<u32>,
+    /// Squared aggro radius per archetype (0 for non-hostile ones).
+    radius2: Vec<f32>,
+}
 
 impl RegionPlugin for AiPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<WakeMap>();
-        world.init_resource::<AggroCandidates>();
+        world.init_resource::<AggroScratch>();
         schedule.add_systems(
             (wake_npcs, acquire_targets, think)
                 .chain()
@@ -74,7 +81,7 @@ pub fn wake_npcs(
     players: Query<(&Position, &Player)>,
     mut npcs: Query<(&Position, &mut Npc, &mut Velocity)>,
 ) {
-    let grid = &index.0;
+    let grid = &index.grid;
     let (w, h) = grid.dims();
     wake.reset(w as usize * h as usize);
     let radius = config.0.world.interest.wake_radius_m;
@@ -104,52 +111,75 @@ pub fn wake_npcs(
 }
 
 /// Hostile, awake, idle or wandering NPCs within aggro radius of a living player start
-/// chasing the nearest one (ties broken by the player's id).
+/// chasing the nearest one (ties broken by the player's id, so the result does not depend
+/// on the order players are visited in).
 fn acquire_targets(
     config: Res<SimConfig>,
+    clock: Res<TickClock>,
     index: Res<SpatialIndex>,
-    mut candidates: ResMut<AggroCandidates>,
+    mut scratch: ResMut<AggroScratch>,
     players: Query<(&Identity, &Position, &Player)>,
-    mut npcs: Query<(&Identity, &mut Npc)>,
+    mut npcs: Query<&mut Npc>,
 ) {
+    let scratch = &mut *scratch;
     let archetypes = &config.0.balance.archetypes;
-    let max_aggro = archetypes
+    scratch.radius2.clear();
+    scratch.radius2.extend(archetypes.iter().map(|a| {
+        if a.hostile {
+            a.aggro_radius_m * a.aggro_radius_m
+        } else {
+            0.0
+        }
+    }));
+    let max_aggro = scratch
+        .radius2
         .iter()
-        .filter(|a| a.hostile)
-        .map(|a| a.aggro_radius_m)
-        .fold(0.0f32, f32::max);
+        .copied()
+        .fold(0.0f32, f32::max)
+        .sqrt();
     if max_aggro <= 0.0 {
         return;
     }
-    candidates.0.clear();
+    let grid = &index.grid;
+    scratch.best.resize(grid.len(), (0, 0.0, NetId(0)));
+    scratch.touched.clear();
+    // Stamps are tick + 1 so that the zeroed initial entries never match.
+    let stamp = clock.tick + 1;
+    let AggroScratch {
+        best,
+        touched,
+        radius2,
+    } = scratch;
     for (identity, position, player) in &players {
         if player.respawn_tick.is_some() {
             continue;
         }
-        index
-            .0
-            .for_each_in_radius(position.0, max_aggro, |npc_pos, item| {
-                if item.is_player {
-                    return;
-                }
-                let arch = &archetypes[usize::from(item.archetype)];
-                let d2 = npc_pos.distance_squared(position.0);
-                if arch.hostile && d2 <= arch.aggro_radius_m * arch.aggro_radius_m {
-                    candidates.0.push((item.entity, d2, identity.id));
-                }
-            });
+        let center = position.0;
+        grid.for_each_slot_in_radius(center, max_aggro, |slot, npc_pos, item| {
+            // Players and non-hostile archetypes have a zero radius. Whether the NPC is
+            // free to chase is checked once per NPC below, not per player.
+            let r2 = radius2[usize::from(item.archetype)];
+            if item.is_player || r2 == 0.0 {
+                return;
+            }
+            let d2 = npc_pos.distance_squared(center);
+            if d2 > r2 {
+                return;
+            }
+            let entry = &mut best[slot];
+            let candidate = (stamp, d2, identity.id);
+            if entry.0 != stamp {
+                *entry = candidate;
+                touched.push(slot as u32);
+            } else if (d2, identity.id) < (entry.1, entry.2) {
+                *entry = candidate;
+            }
+        });
     }
-    // Nearest player first for each NPC; total order so the outcome is deterministic.
-    candidates
-        .0
-        .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let mut last = None;
-    for &(entity, _, target) in &candidates.0 {
-        if last == Some(entity) {
-            continue;
-        }
-        last = Some(entity);
-        if let Ok((_, mut npc)) = npcs.get_mut(entity)
+    for &slot in touched.iter() {
+        let (_, item) = grid.items()[slot as usize];
+        let target = best[slot as usize].2;
+        if let Ok(mut npc) = npcs.get_mut(item.entity)
             && npc.awake
             && matches!(npc.brain, Brain::Idle { .. } | Brain::Wander { .. })
         {

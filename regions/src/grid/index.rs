@@ -218,6 +218,17 @@ impl<T: Copy> SpatialGrid<T> {
     /// (so a negative radius acts as its absolute value, and a NaN radius or center matches
     /// nothing), in deterministic order. Does not allocate.
     pub fn for_each_in_radius(&self, center: Vec2, radius: f32, mut f: impl FnMut(Vec2, T)) {
+        self.for_each_slot_in_radius(center, radius, |_, p, t| f(p, *t));
+    }
+
+    /// [`SpatialGrid::for_each_in_radius`], also passing each item's slot (its index in
+    /// [`SpatialGrid::items`], valid until the next rebuild) and the item by reference.
+    pub fn for_each_slot_in_radius(
+        &self,
+        center: Vec2,
+        radius: f32,
+        mut f: impl FnMut(usize, Vec2, &T),
+    ) {
         let radius_sq = radius * radius;
         let reach = radius.abs();
         if reach.is_nan() {
@@ -238,10 +249,11 @@ impl<T: Copy> SpatialGrid<T> {
             // the f32 reach cannot express: scan everything.
             ((0, 0), (self.cells_x - 1, self.cells_y - 1))
         };
-        self.for_each_row_slice(cx0, cy0, cx1, cy1, |slice| {
-            for &(p, t) in slice {
+        self.for_each_row_range(cx0, cy0, cx1, cy1, |range| {
+            let start = range.start;
+            for (i, (p, t)) in self.items[range].iter().enumerate() {
                 if p.distance_squared(center) <= radius_sq {
-                    f(p, t);
+                    f(start + i, *p, t);
                 }
             }
         });
@@ -293,11 +305,17 @@ impl<T: Copy> SpatialGrid<T> {
 
     /// The items of cell `(cx, cy)` in insertion order; empty for a cell outside the grid.
     pub fn cell_items(&self, cx: u32, cy: u32) -> &[(Vec2, T)] {
+        &self.items[self.cell_range(cx, cy)]
+    }
+
+    /// The indices into [`SpatialGrid::items`] of one cell's items (empty for a cell out
+    /// of range). Valid until the next rebuild.
+    pub fn cell_range(&self, cx: u32, cy: u32) -> std::ops::Range<usize> {
         if cx >= self.cells_x || cy >= self.cells_y {
-            return &[];
+            return 0..0;
         }
         let c = cy as usize * self.cells_x as usize + cx as usize;
-        &self.items[self.cell_start[c] as usize..self.cell_start[c + 1] as usize]
+        self.cell_start[c] as usize..self.cell_start[c + 1] as usize
     }
 
     /// All items, sorted by cell (row-major), insertion order within a cell.
@@ -323,6 +341,19 @@ impl<T: Copy> SpatialGrid<T> {
         cy1: u32,
         mut f: impl FnMut(&[(Vec2, T)]),
     ) {
+        self.for_each_row_range(cx0, cy0, cx1, cy1, |range| f(&self.items[range]));
+    }
+
+    /// Calls `f` with the slot range of each row of cells `cx0..=cx1` (contiguous in
+    /// `items`, since cells are stored row-major), rows `cy0..=cy1`.
+    fn for_each_row_range(
+        &self,
+        cx0: u32,
+        cy0: u32,
+        cx1: u32,
+        cy1: u32,
+        mut f: impl FnMut(std::ops::Range<usize>),
+    ) {
         debug_assert!(cx0 <= cx1 && cx1 < self.cells_x);
         debug_assert!(cy0 <= cy1 && cy1 < self.cells_y);
         let cells_x = self.cells_x as usize;
@@ -330,7 +361,7 @@ impl<T: Copy> SpatialGrid<T> {
             let row = cy * cells_x;
             let lo = self.cell_start[row + cx0 as usize] as usize;
             let hi = self.cell_start[row + cx1 as usize + 1] as usize;
-            f(&self.items[lo..hi]);
+            f(lo..hi);
         }
     }
 }

@@ -39,9 +39,17 @@ pub struct GridItem {
     pub is_player: bool,
 }
 
-/// The region's grid of all entities, positions as of the last [`update_grid`].
+/// The region's grid of all entities, positions as of the last [`update_grid`], and where
+/// each entity sits in it.
 #[derive(Resource, Debug)]
-pub struct SpatialIndex(pub SpatialGrid<GridItem>);
+pub struct SpatialIndex {
+    /// The grid.
+    pub grid: SpatialGrid<GridItem>,
+    /// Grid slot (index into `grid.items()`) by entity index. Entries of despawned
+    /// entities go stale rather than being cleared: [`SpatialIndex::slot`] checks that the
+    /// slot still holds the same entity. One `u32` per entity index.
+    slot_of: Vec<u32>,
+}
 
 /// Builds the grid for a region.
 pub struct GridPlugin;
@@ -56,11 +64,21 @@ impl SpatialIndex {
     /// An empty grid over `region`'s bounds.
     pub fn new(region: &RegionInfo, cell_size_m: f32) -> Result<SpatialIndex, RegionError> {
         SpatialGrid::new(region.def.bounds, cell_size_m)
-            .map(SpatialIndex)
+            .map(|grid| SpatialIndex {
+                grid,
+                slot_of: Vec::new(),
+            })
             .map_err(|source| RegionError::Grid {
                 region: region.def.id,
                 source,
             })
+    }
+
+    /// The grid slot of `entity` as of the last rebuild, if it was in the grid.
+    pub fn slot(&self, entity: Entity) -> Option<usize> {
+        let slot = *self.slot_of.get(entity.index_u32() as usize)? as usize;
+        let (_, item) = self.grid.items().get(slot)?;
+        (item.entity == entity).then_some(slot)
     }
 }
 
@@ -69,7 +87,8 @@ pub fn update_grid(
     mut index: ResMut<SpatialIndex>,
     entities: Query<(Entity, &Identity, Ref<Position>, Ref<Health>, Has<Player>)>,
 ) {
-    index.0.rebuild(
+    let index = &mut *index;
+    index.grid.rebuild(
         entities
             .iter()
             .map(|(entity, identity, position, health, is_player)| {
@@ -84,4 +103,12 @@ pub fn update_grid(
                 (position.0, item)
             }),
     );
+    for (slot, (_, item)) in index.grid.items().iter().enumerate() {
+        let idx = item.entity.index_u32() as usize;
+        if idx >= index.slot_of.len() {
+            index.slot_of.resize(idx + 1, u32::MAX);
+        }
+        // The grid holds at most GRID_ITEMS_MAX = u32::MAX items.
+        index.slot_of[idx] = slot as u32;
+    }
 }

@@ -12,6 +12,7 @@ use tessera_shared::math::Vec2;
 
 use crate::combat::AttackRequests;
 use crate::components::*;
+use crate::interest::Observer;
 use crate::io::{EntityState, Inbox, JoinRefusal, SavedPlayer, TickOutput};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, RegionInfo, SimConfig, TickClock};
@@ -132,7 +133,7 @@ pub fn apply_teleports(
     directory: Res<Directory>,
     region: Res<RegionInfo>,
     mut output: ResMut<TickOutput>,
-    mut avatars: Query<&mut Position, With<Player>>,
+    mut avatars: Query<(&mut Position, &mut Observer), With<Player>>,
 ) {
     for teleport in inbox.0.teleports.drain(..) {
         let target = directory
@@ -140,10 +141,11 @@ pub fn apply_teleports(
             .get(&teleport.player)
             .and_then(|&e| avatars.get_mut(e).ok());
         match target {
-            Some(mut position)
+            Some((mut position, mut observer))
                 if teleport.to.is_finite() && region.def.bounds.contains(teleport.to) =>
             {
                 position.0 = teleport.to;
+                observer.refresh_now();
             }
             _ => output.stats.teleports_refused += 1,
         }

@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use crate::components::*;
+use crate::interest::Observer;
 use crate::io::{GameEvent, TickOutput};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, Mint, RegionInfo, SimConfig, SimRng, TickClock};
@@ -129,12 +130,19 @@ pub fn respawn_players(
     clock: Res<TickClock>,
     region: Res<RegionInfo>,
     mut output: ResMut<TickOutput>,
-    mut players: Query<(&Identity, &mut Player, &mut Position, &mut Health)>,
+    mut players: Query<(
+        &Identity,
+        &mut Player,
+        &mut Position,
+        &mut Health,
+        &mut Observer,
+    )>,
 ) {
-    for (identity, mut player, mut position, mut health) in &mut players {
+    for (identity, mut player, mut position, mut health, mut observer) in &mut players {
         if player.respawn_tick.is_some_and(|t| t <= clock.tick) {
             player.respawn_tick = None;
             position.0 = region.def.spawn_point;
+            observer.refresh_now();
             health.0 = config.archetype(identity.archetype).max_health;
             output.events.push(GameEvent::Respawn {
                 player: player.player,

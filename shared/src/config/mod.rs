@@ -141,6 +141,12 @@ impl Config {
 ///
 /// Errors are reported under the files' paths (`dir/world.toml:12:15: ...`).
 pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
+    load_dir_with_env(dir, process_env()?)
+}
+
+/// The process's `TESSERA__*` environment variables, as `(name, value)` pairs. A variable
+/// whose value is not UTF-8 is an error (never a panic, unlike `std::env::vars`).
+pub fn process_env() -> Result<Vec<(String, String)>, ConfigErrors> {
     let mut env = Vec::new();
     let mut errors = Vec::new();
     for (key, value) in std::env::vars_os() {
@@ -157,10 +163,11 @@ pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
             )),
         }
     }
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
+    if errors.is_empty() {
+        Ok(env)
+    } else {
+        Err(ConfigErrors(errors))
     }
-    load_dir_with_env(dir, env)
 }
 
 /// Like [`load_dir`], with the environment given as `(name, value)` pairs (variables not
