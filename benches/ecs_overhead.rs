@@ -36,6 +36,38 @@ fn data() -> (Aabb, Vec<(Vec2, Vec2)>) {
     (bounds, items)
 }
 
+/// A world holding what `move_npcs` reads: the clock, the region, and one awake NPC per
+/// `(position, velocity)`.
+fn npc_world(bounds: &Aabb, items: &[(Vec2, Vec2)]) -> World {
+    let mut world = World::new();
+    world.insert_resource(TickClock {
+        tick: 1,
+        dt_s: DT_S,
+    });
+    world.insert_resource(RegionInfo {
+        def: RegionDef {
+            id: RegionId(1),
+            bounds: *bounds,
+            spawn_point: bounds.center(),
+            spawn_table: 0,
+        },
+        world_bounds: *bounds,
+    });
+    for &(p, v) in items {
+        world.spawn((
+            Position(p),
+            Velocity(v),
+            Npc {
+                home: p,
+                brain: Brain::Idle { until_tick: 0 },
+                awake: true,
+                spawn_entry: None,
+            },
+        ));
+    }
+    world
+}
+
 /// The same arithmetic as `move_npcs`, on a plain vector.
 fn raw_move(items: &mut [(Vec2, Vec2)], bounds: &Aabb, dt: f32) {
     for (position, velocity) in items.iter_mut() {
@@ -56,32 +88,7 @@ fn bench_movement(c: &mut Criterion) {
         b.iter(|| raw_move(black_box(&mut raw), &bounds, DT_S))
     });
 
-    let mut world = World::new();
-    world.insert_resource(TickClock {
-        tick: 1,
-        dt_s: DT_S,
-    });
-    world.insert_resource(RegionInfo {
-        def: RegionDef {
-            id: RegionId(1),
-            bounds,
-            spawn_point: bounds.center(),
-            spawn_table: 0,
-        },
-        world_bounds: bounds,
-    });
-    for &(p, v) in &items {
-        world.spawn((
-            Position(p),
-            Velocity(v),
-            Npc {
-                home: p,
-                brain: Brain::Idle { until_tick: 0 },
-                awake: true,
-                spawn_entry: None,
-            },
-        ));
-    }
+    let mut world = npc_world(&bounds, &items);
     let mut schedule = Schedule::default();
     schedule.add_systems(move_npcs);
     schedule.run(&mut world); // Initialise the system outside the timed loop.
@@ -92,21 +99,7 @@ fn bench_movement(c: &mut Criterion) {
     // Same results from both: one more step of each from identical state.
     let mut check_raw = items.clone();
     raw_move(&mut check_raw, &bounds, DT_S);
-    let mut check_world = World::new();
-    check_world.insert_resource(*world.resource::<TickClock>());
-    check_world.insert_resource(world.resource::<RegionInfo>().clone());
-    for &(p, v) in &items {
-        check_world.spawn((
-            Position(p),
-            Velocity(v),
-            Npc {
-                home: p,
-                brain: Brain::Idle { until_tick: 0 },
-                awake: true,
-                spawn_entry: None,
-            },
-        ));
-    }
+    let mut check_world = npc_world(&bounds, &items);
     let mut check_schedule = Schedule::default();
     check_schedule.add_systems(move_npcs);
     check_schedule.run(&mut check_world);

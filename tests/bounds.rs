@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use tessera::shared::config::Config;
+use tessera::shared::config::{Config, RegionDef};
+use tessera::shared::ids::RegionId;
 use tessera::shared::ids::{NetId, PlayerId};
 use tessera_server::sim::{SimOptions, run_sim_observed};
 
@@ -30,12 +31,7 @@ fn players_are_always_somewhere_exactly_once() {
             for p in 1..=PLAYERS {
                 if let Some(position) = region.position_of(NetId::of_player(PlayerId(p))) {
                     assert!(seen.insert(p), "tick {tick}: player {p} in two regions");
-                    let def = config
-                        .world
-                        .regions
-                        .iter()
-                        .find(|d| d.id == region.id())
-                        .unwrap();
+                    let def = def_of(&config, region.id());
                     assert!(
                         def.bounds.contains(position),
                         "tick {tick}: p{p} outside {}",
@@ -66,12 +62,7 @@ fn npcs_stay_inside_their_region() {
             return;
         }
         for region in local.regions() {
-            let def = config
-                .world
-                .regions
-                .iter()
-                .find(|d| d.id == region.id())
-                .unwrap();
+            let def = def_of(&config, region.id());
             for view in &region.output().interest.views {
                 // Every entity observers see is where it should be.
                 if let Some(position) = region.position_of(view.id) {
@@ -83,4 +74,13 @@ fn npcs_stay_inside_their_region() {
     })
     .unwrap();
     assert!(checked > 0);
+}
+
+fn def_of(config: &Config, id: RegionId) -> &RegionDef {
+    config
+        .world
+        .regions
+        .iter()
+        .find(|d| d.id == id)
+        .expect("a world region")
 }

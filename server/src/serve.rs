@@ -58,8 +58,8 @@ pub fn run_node(config: Arc<Config>, options: &ServeOptions) -> anyhow::Result<(
                 tick,
                 players,
                 entities,
-                tick_p50_ms = percentile(&window, 50.0).as_secs_f64() * 1e3,
-                tick_p99_ms = percentile(&window, 99.0).as_secs_f64() * 1e3,
+                tick_p50_ms = %format_args!("{:.3}", percentile(&window, 50.0).as_secs_f64() * 1e3),
+                tick_p99_ms = %format_args!("{:.3}", percentile(&window, 99.0).as_secs_f64() * 1e3),
                 "status"
             );
             window.clear();

@@ -48,6 +48,8 @@ pub struct SimReport {
     pub players: usize,
     /// Entities in the world at the end.
     pub entities: usize,
+    /// Players between two regions at the end (handed off, applied next tick).
+    pub in_flight: usize,
     /// Border crossings routed between regions.
     pub handoffs: u64,
     /// Damage events.
@@ -149,6 +151,7 @@ pub fn run_sim_observed(
         tick_max: durations.last().copied().unwrap_or_default(),
         players,
         entities,
+        in_flight: local.in_flight(),
         handoffs,
         hits,
         deaths,
@@ -183,10 +186,11 @@ impl fmt::Display for SimReport {
         )?;
         writeln!(
             f,
-            "entities: {} ({} players, {} npcs)",
+            "entities: {} ({} players, {} npcs), {} in flight between regions",
             self.entities,
             self.players,
-            self.entities - self.players
+            self.entities - self.players,
+            self.in_flight
         )?;
         writeln!(
             f,
