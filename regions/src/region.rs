@@ -14,7 +14,7 @@ use crate::error::RegionError;
 use crate::grid::{GridPlugin, GridSystems, SpatialIndex};
 use crate::hash::Fnv1a;
 use crate::inputs::{InputsPlugin, InputsSystems};
-use crate::interest::{InterestPlugin, InterestSystems};
+use crate::interest::{InterestPlugin, InterestSystems, Observer};
 use crate::io::{Inbox, TickInput, TickOutput};
 use crate::life::{LifePlugin, LifeSystems, Population};
 use crate::movement::{MovementPlugin, MovementSystems};
@@ -217,8 +217,9 @@ impl Region {
         ids
     }
 
-    /// A digest of the complete simulation state: clock, RNG position, id counters, pending
-    /// respawns and every entity's components, in id order. Two regions with equal hashes
+    /// A digest of the complete simulation state: clock, RNG position, id counters, spawn
+    /// bookkeeping and every entity's components (observers' visible sets included), in
+    /// id order. Two regions with equal hashes
     /// will produce equal futures from equal inputs.
     pub fn world_hash(&mut self) -> u64 {
         let mut h = Fnv1a::new();
@@ -228,11 +229,7 @@ impl Region {
         let mint = *self.world.resource::<Mint>();
         h.u64(mint.next_entity_seq);
         h.u64(mint.next_handoff_seq);
-        let population = self.world.resource::<Population>();
-        h.u64(population.n_pending() as u64);
-        for &alive in &population.alive {
-            h.u32(alive);
-        }
+        self.world.resource::<Population>().hash_into(&mut h);
         let mut rows: Vec<_> = self
             .world
             .query::<(
@@ -242,11 +239,19 @@ impl Region {
                 &Health,
                 &AttackCooldown,
                 Option<&Npc>,
-                Option<&Player>,
+                Option<(&Player, &Observer)>,
             )>()
             .iter(&self.world)
             .map(|(i, p, v, hp, cd, npc, player)| {
-                (*i, *p, *v, *hp, *cd, npc.cloned(), player.cloned())
+                (
+                    *i,
+                    *p,
+                    *v,
+                    *hp,
+                    *cd,
+                    npc.cloned(),
+                    player.map(|(p, o)| (p.clone(), o.clone())),
+                )
             })
             .collect();
         rows.sort_unstable_by_key(|row| row.0.id);
@@ -280,10 +285,15 @@ impl Region {
                     Brain::Return => h.u32(3),
                 }
             }
-            if let Some(player) = player {
+            if let Some((player, observer)) = player {
                 h.u64(player.player.0);
                 h.u32(player.last_input_seq);
                 h.u64(player.respawn_tick.map_or(0, |t| t + 1));
+                // What it sees shapes every future diff it is sent.
+                h.u64(observer.n_visible() as u64);
+                for id in observer.visible_ids() {
+                    h.u64(id.0);
+                }
             }
         }
         h.finish()

@@ -50,9 +50,26 @@ impl Population {
         self.sequence += 1;
     }
 
-    /// Respawns waiting, for the world hash and tests.
+    /// Respawns waiting.
     pub fn n_pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Feeds everything that decides future spawns into `h`: alive counts, and the
+    /// pending respawns in due order.
+    pub(crate) fn hash_into(&self, h: &mut crate::hash::Fnv1a) {
+        for &alive in &self.alive {
+            h.u32(alive);
+        }
+        let mut pending: Vec<_> = self.pending.iter().map(|r| r.0).collect();
+        pending.sort_unstable();
+        h.u64(pending.len() as u64);
+        for (due, sequence, entry) in pending {
+            h.u64(due);
+            h.u64(sequence);
+            h.u32(u32::from(entry));
+        }
+        h.u64(self.sequence);
     }
 }
 
