@@ -1,0 +1,342 @@
+//! Delta-encoded state: what a client sees at a tick, sent relative to a state it has
+//! acknowledged, so that unchanged entities cost nothing and a moving one a few bytes.
+//!
+//! Both sides hold [`Snapshot`]s: the entities visible to the client at a tick, quantized,
+//! sorted by id. The server ([`DeltaEncoder`]) encodes the current snapshot against the
+//! newest one the client acked (or against nothing: a keyframe); the client
+//! ([`DeltaDecoder`]) rebuilds it from the same baseline. The block format is in
+//! PROTOCOL.md, "State block"; all integers are [`super::varint`]s.
+
+use std::collections::VecDeque;
+
+use super::codec::DecodeError;
+use super::limits::{BASELINES_MAX, STATE_ENTITIES_MAX};
+use super::messages::StateS2c;
+use super::varint::{Reader, write_i64, write_u64};
+use crate::ids::NetId;
+
+/// One entity as the wire carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WireEntity {
+    /// Stable id.
+    pub id: NetId,
+    /// Archetype index.
+    pub archetype: u16,
+    /// Position in [`super::quantize::POSITION_UNITS_PER_M`] units.
+    pub position: [i32; 2],
+    /// Health in [`super::quantize::HEALTH_UNITS_PER_POINT`] units.
+    pub health: u32,
+}
+
+/// The entities visible to one client at one tick, sorted by id, ids unique.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The tick.
+    pub tick: u64,
+    /// Sorted by id.
+    pub entities: Vec<WireEntity>,
+}
+
+/// Field mask bits of an update (low four bits of its head).
+const MASK_X: u64 = 1;
+const MASK_Y: u64 = 2;
+const MASK_HEALTH: u64 = 4;
+const MASK_ARCHETYPE: u64 = 8;
+const MASK_BITS: u32 = 4;
+/// Smallest encoding of an added entity: five one-byte varints.
+const ADDED_BYTES_MIN: usize = 5;
+
+/// Appends the block that turns `baseline` into `current` (both sorted by id) to `out`.
+pub fn encode_block(baseline: &[WireEntity], current: &[WireEntity], out: &mut Vec<u8>) {
+    debug_assert!(current.windows(2).all(|w| w[0].id < w[1].id));
+    debug_assert!(baseline.windows(2).all(|w| w[0].id < w[1].id));
+    let mut removed = Vec::new();
+    let mut updated = Vec::new();
+    let mut added = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < baseline.len() || j < current.len() {
+        match (baseline.get(i), current.get(j)) {
+            (Some(b), Some(c)) if b.id == c.id => {
+                if b != c {
+                    updated.push((i, b, c));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(b), Some(c)) if b.id < c.id => {
+                removed.push(i);
+                i += 1;
+            }
+            (Some(_), None) => {
+                removed.push(i);
+                i += 1;
+            }
+            (_, Some(c)) => {
+                added.push(c);
+                j += 1;
+            }
+            (None, None) => unreachable!("loop condition"),
+        }
+    }
+    write_u64(out, removed.len() as u64);
+    let mut next = 0;
+    for idx in removed {
+        write_u64(out, (idx - next) as u64);
+        next = idx + 1;
+    }
+    write_u64(out, updated.len() as u64);
+    let mut next = 0;
+    for (idx, b, c) in updated {
+        let mut mask = 0;
+        if b.position[0] != c.position[0] {
+            mask |= MASK_X;
+        }
+        if b.position[1] != c.position[1] {
+            mask |= MASK_Y;
+        }
+        if b.health != c.health {
+            mask |= MASK_HEALTH;
+        }
+        if b.archetype != c.archetype {
+            mask |= MASK_ARCHETYPE;
+        }
+        write_u64(out, (((idx - next) as u64) << MASK_BITS) | mask);
+        next = idx + 1;
+        if mask & MASK_X != 0 {
+            write_i64(out, i64::from(c.position[0]) - i64::from(b.position[0]));
+        }
+        if mask & MASK_Y != 0 {
+            write_i64(out, i64::from(c.position[1]) - i64::from(b.position[1]));
+        }
+        if mask & MASK_HEALTH != 0 {
+            write_i64(out, i64::from(c.health) - i64::from(b.health));
+        }
+        if mask & MASK_ARCHETYPE != 0 {
+            write_u64(out, u64::from(c.archetype));
+        }
+    }
+    write_u64(out, added.len() as u64);
+    // Ids are gaps from the previous id plus one (from 0 for the first). An id of
+    // u64::MAX can only be last, as ids are strictly increasing.
+    let mut next_id = 0u64;
+    for c in added {
+        write_u64(out, c.id.0 - next_id);
+        next_id = c.id.0.saturating_add(1);
+        write_u64(out, u64::from(c.archetype));
+        write_i64(out, i64::from(c.position[0]));
+        write_i64(out, i64::from(c.position[1]));
+        write_u64(out, u64::from(c.health));
+    }
+}
+
+/// Rebuilds into `out` the entities that `block` describes relative to `baseline`.
+/// Validates everything: indices in range and increasing, ids increasing and not already
+/// present, values in range, no trailing bytes, at most [`STATE_ENTITIES_MAX`] entities.
+pub fn decode_block(
+    baseline: &[WireEntity],
+    block: &[u8],
+    out: &mut Vec<WireEntity>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader::new(block);
+    out.clear();
+    // Removals and updates index the baseline, so its length bounds their counts; the
+    // baseline is the receiver's own earlier snapshot, itself bounded.
+    let mut keep = vec![true; baseline.len()];
+    let mut next = 0usize;
+    for _ in 0..r.count(baseline.len())? {
+        let idx = next
+            .checked_add(usize::try_from(r.u64()?).map_err(|_| DecodeError::OutOfRange)?)
+            .filter(|&idx| idx < baseline.len())
+            .ok_or(DecodeError::Inconsistent("removed index out of range"))?;
+        keep[idx] = false;
+        next = idx + 1;
+    }
+    let mut kept: Vec<WireEntity> = Vec::with_capacity(baseline.len());
+    let mut updates = Vec::new();
+    next = 0;
+    for _ in 0..r.count(baseline.len())? {
+        let head = r.u64()?;
+        let mask = head & ((1 << MASK_BITS) - 1);
+        let idx = next
+            .checked_add(usize::try_from(head >> MASK_BITS).map_err(|_| DecodeError::OutOfRange)?)
+            .filter(|&idx| idx < baseline.len())
+            .ok_or(DecodeError::Inconsistent("updated index out of range"))?;
+        if mask == 0 || !keep[idx] {
+            return Err(DecodeError::Inconsistent(
+                "empty update or update of a removed entity",
+            ));
+        }
+        next = idx + 1;
+        let mut e = baseline[idx];
+        if mask & MASK_X != 0 {
+            e.position[0] = add_i32(e.position[0], r.i64()?)?;
+        }
+        if mask & MASK_Y != 0 {
+            e.position[1] = add_i32(e.position[1], r.i64()?)?;
+        }
+        if mask & MASK_HEALTH != 0 {
+            let h = i64::from(e.health) + r.i64()?;
+            e.health = u32::try_from(h).map_err(|_| DecodeError::OutOfRange)?;
+        }
+        if mask & MASK_ARCHETYPE != 0 {
+            e.archetype = u16::try_from(r.u64()?).map_err(|_| DecodeError::OutOfRange)?;
+        }
+        updates.push((idx, e));
+    }
+    let mut updates = updates.into_iter().peekable();
+    for (idx, b) in baseline.iter().enumerate() {
+        match updates.peek() {
+            Some(&(u, e)) if u == idx => {
+                kept.push(e);
+                updates.next();
+            }
+            _ if keep[idx] => kept.push(*b),
+            _ => {}
+        }
+    }
+    let n_added = r.count(STATE_ENTITIES_MAX.saturating_sub(kept.len()))?;
+    // Each added entity takes at least ADDED_BYTES_MIN bytes: refuse counts the block
+    // cannot hold before reserving memory for them.
+    if n_added > r.remaining() / ADDED_BYTES_MIN {
+        return Err(DecodeError::Truncated);
+    }
+    let mut added = Vec::with_capacity(n_added);
+    let mut next_id = Some(0u64);
+    for _ in 0..n_added {
+        let gap = r.u64()?;
+        let id = next_id
+            .and_then(|n| n.checked_add(gap))
+            .ok_or(DecodeError::Inconsistent(
+                "entity ids out of order or overflowing",
+            ))?;
+        next_id = id.checked_add(1);
+        let archetype = u16::try_from(r.u64()?).map_err(|_| DecodeError::OutOfRange)?;
+        let position = [r.i32()?, r.i32()?];
+        let health = r.u32()?;
+        added.push(WireEntity {
+            id: NetId(id),
+            archetype,
+            position,
+            health,
+        });
+    }
+    if r.remaining() != 0 {
+        return Err(DecodeError::TrailingBytes);
+    }
+    // Merge the kept (sorted) and the added (sorted) lists; a duplicate id is an error.
+    let (mut i, mut j) = (0, 0);
+    while i < kept.len() || j < added.len() {
+        let take_kept = match (kept.get(i), added.get(j)) {
+            (Some(k), Some(a)) if k.id == a.id => {
+                return Err(DecodeError::Inconsistent("added entity already present"));
+            }
+            (Some(k), Some(a)) => k.id < a.id,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if take_kept {
+            out.push(kept[i]);
+            i += 1;
+        } else {
+            out.push(added[j]);
+            j += 1;
+        }
+    }
+    Ok(())
+}
+
+fn add_i32(base: i32, delta: i64) -> Result<i32, DecodeError> {
+    i32::try_from(i64::from(base) + delta).map_err(|_| DecodeError::OutOfRange)
+}
+
+/// The server's side, one per client: remembers the snapshots sent since the last one the
+/// client acknowledged, and encodes each new one against the newest acknowledged.
+#[derive(Debug, Default)]
+pub struct DeltaEncoder {
+    /// Sent snapshots not yet superseded by an ack, oldest first; at most
+    /// [`BASELINES_MAX`] (older ones are dropped: an ack for them gets a keyframe).
+    sent: VecDeque<Snapshot>,
+    block: Vec<u8>,
+}
+
+impl DeltaEncoder {
+    /// Encodes `current` (sorted by id) for a client whose newest applied state is
+    /// `ack_tick` (0: none).
+    pub fn encode(&mut self, current: Snapshot, ack_tick: u64) -> StateS2c {
+        // Snapshots older than the acked one will never be needed again.
+        while self.sent.front().is_some_and(|s| s.tick < ack_tick) {
+            self.sent.pop_front();
+        }
+        let baseline = self
+            .sent
+            .iter()
+            .find(|s| s.tick == ack_tick && ack_tick != 0);
+        self.block.clear();
+        let baseline_tick = match baseline {
+            Some(b) => {
+                encode_block(&b.entities, &current.entities, &mut self.block);
+                b.tick
+            }
+            None => {
+                encode_block(&[], &current.entities, &mut self.block);
+                0
+            }
+        };
+        let state = StateS2c {
+            tick: current.tick,
+            baseline_tick,
+            block: self.block.clone(),
+        };
+        if self.sent.len() == BASELINES_MAX {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(current);
+        state
+    }
+
+    /// Snapshots held (memory: their entity count times 24 bytes).
+    pub fn n_held(&self) -> usize {
+        self.sent.len()
+    }
+}
+
+/// The client's side: the newest received snapshots, to decode deltas against.
+#[derive(Debug, Default)]
+pub struct DeltaDecoder {
+    received: VecDeque<Snapshot>,
+}
+
+impl DeltaDecoder {
+    /// Applies `state`. Returns the new snapshot, or `None` if `state` is not newer than
+    /// the newest one applied (datagrams may be reordered or duplicated).
+    pub fn apply(&mut self, state: &StateS2c) -> Result<Option<&Snapshot>, DecodeError> {
+        if state.tick <= self.newest_tick() {
+            return Ok(None);
+        }
+        let baseline: &[WireEntity] = if state.baseline_tick == 0 {
+            &[]
+        } else {
+            &self
+                .received
+                .iter()
+                .find(|s| s.tick == state.baseline_tick)
+                .ok_or(DecodeError::UnknownBaseline(state.baseline_tick))?
+                .entities
+        };
+        let mut entities = Vec::new();
+        decode_block(baseline, &state.block, &mut entities)?;
+        if self.received.len() == BASELINES_MAX {
+            self.received.pop_front();
+        }
+        self.received.push_back(Snapshot {
+            tick: state.tick,
+            entities,
+        });
+        Ok(self.received.back())
+    }
+
+    /// The tick to acknowledge: the newest applied (0 before any).
+    pub fn newest_tick(&self) -> u64 {
+        self.received.back().map_or(0, |s| s.tick)
+    }
+}

@@ -1,0 +1,191 @@
+//! The messages. Names end in `C2s` (client to server) or `S2c` (server to client). Field
+//! order is the wire order (bincode writes fields in declaration order): never reorder,
+//! only append new enum variants at the end, and bump [`super::PROTOCOL_VERSION`] for
+//! anything else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{NetId, PlayerId, RegionId};
+
+/// Control stream, client to server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ControlC2s {
+    /// The first message on a connection.
+    Hello(HelloC2s),
+    /// The player logs out; the server saves, answers `Bye`, and closes.
+    Logout,
+}
+
+/// Login.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HelloC2s {
+    /// Must equal the server's [`super::PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// A JWT (at most [`super::limits::TOKEN_BYTES_MAX`] bytes).
+    pub token: String,
+    /// A resume or redirect ticket from a previous connection, if any.
+    pub ticket: Option<Vec<u8>>,
+}
+
+/// Control stream, server to client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ControlS2c {
+    /// Login accepted.
+    Welcome(WelcomeS2c),
+    /// Login or a request refused; see the code.
+    Error(ErrorS2c),
+    /// Something happened that the client must not miss.
+    Event(EventS2c),
+    /// The player's region lives on another node: reconnect there with the ticket.
+    Redirect(RedirectS2c),
+    /// The session ends.
+    Kicked(KickedS2c),
+    /// Logout acknowledged: the player's state is saved.
+    Bye,
+}
+
+/// The session's parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WelcomeS2c {
+    /// Session id, for logs and support.
+    pub session: u64,
+    /// The authenticated player.
+    pub player: PlayerId,
+    /// The player's avatar.
+    pub entity: NetId,
+    /// The region it is in.
+    pub region: RegionId,
+    /// The server's current tick.
+    pub tick: u64,
+    /// Ticks per second.
+    pub tick_hz: u16,
+    /// A ticket to resume this session after a dropped connection.
+    pub resume_ticket: Vec<u8>,
+}
+
+/// Error codes. On the wire an enum is its variant index (a varint, in declaration order),
+/// so the numbers in the comments are the wire values: stable, clients switch on them,
+/// new codes only appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// 0: `protocol_version` is not supported.
+    VersionMismatch,
+    /// 1: The token is malformed or its signature or algorithm is wrong.
+    BadToken,
+    /// 2: The token has expired.
+    TokenExpired,
+    /// 3: The token is for another audience or issuer.
+    WrongAudience,
+    /// 4: The node is at its connection or player limit; retry later.
+    ServerFull,
+    /// 5: Too many requests; retry later.
+    RateLimited,
+    /// 6: A message could not be decoded or broke the protocol.
+    Malformed,
+    /// 7: The player's region is not available (moving, or failed); retry later.
+    RegionUnavailable,
+    /// 8: A ticket was unknown or expired.
+    BadTicket,
+    /// 9: The player is banned.
+    Banned,
+    /// 10: A server fault.
+    Internal,
+}
+
+/// A refusal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorS2c {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// For people (at most [`super::limits::TEXT_BYTES_MAX`] bytes).
+    pub message: String,
+    /// When set, the client may retry after this many milliseconds.
+    pub retry_after_ms: Option<u32>,
+}
+
+/// A reliable game event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventS2c {
+    /// `attacker` hit `target` for `amount`.
+    Damage {
+        /// Who hit.
+        attacker: NetId,
+        /// Who was hit.
+        target: NetId,
+        /// Health removed.
+        amount: f32,
+    },
+    /// `entity` died.
+    Death {
+        /// Who died.
+        entity: NetId,
+    },
+    /// The player's avatar respawned.
+    Respawn,
+}
+
+/// Go to another node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RedirectS2c {
+    /// `host:port` of the node that now holds the player.
+    pub addr: String,
+    /// Present it in `HelloC2s::ticket` there.
+    pub ticket: Vec<u8>,
+}
+
+/// Why a session ended (wire values in the comments, as for [`ErrorCode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KickReason {
+    /// 0: The same player logged in on another connection.
+    LoggedInElsewhere,
+    /// 1: An operator removed the player.
+    Admin,
+    /// 2: The client broke the protocol (malformed messages, floods).
+    ProtocolViolation,
+    /// 3: The node is shutting down.
+    Shutdown,
+    /// 4: The client fell too far behind.
+    TooSlow,
+}
+
+/// The session ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KickedS2c {
+    /// Why.
+    pub reason: KickReason,
+    /// For people.
+    pub message: String,
+}
+
+/// Datagram, client to server: the newest input and the previous ones repeated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputC2s {
+    /// Sequence number of `frames[0]`; `frames[i]` has `seq - i`.
+    pub seq: u32,
+    /// The newest state tick the client has applied (0: none): the server's delta baseline.
+    pub ack_tick: u64,
+    /// Newest first, 1 to [`super::limits::INPUT_FRAMES_MAX`].
+    pub frames: Vec<InputFrame>,
+}
+
+/// One tick's worth of input.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputFrame {
+    /// Desired displacement since the previous input, in 1/1024 m per axis
+    /// ([`super::quantize::INPUT_UNITS_PER_M`]).
+    pub move_q: [i16; 2],
+    /// Attack this entity.
+    pub attack: Option<NetId>,
+}
+
+/// Datagram (or unidirectional stream), server to client: the visible world at `tick`,
+/// delta-encoded against the client's state at `baseline_tick`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateS2c {
+    /// The tick this state describes.
+    pub tick: u64,
+    /// The state it is relative to; 0 for a keyframe (relative to nothing).
+    pub baseline_tick: u64,
+    /// The packed delta (PROTOCOL.md, "State block").
+    pub block: Vec<u8>,
+}
