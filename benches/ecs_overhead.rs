@@ -21,7 +21,8 @@ mod support;
 use support::SplitMix;
 
 const N: usize = 100_000;
-const DT_S: f32 = 0.05;
+const TICK_HZ: u32 = 20;
+const DT_S: f32 = 1.0 / TICK_HZ as f32;
 
 fn data() -> (Aabb, Vec<(Vec2, Vec2)>) {
     let bounds = Aabb::new(Vec2::ZERO, Vec2::new(2048.0, 2048.0));
@@ -42,7 +43,7 @@ fn npc_world(bounds: &Aabb, items: &[(Vec2, Vec2)]) -> World {
     let mut world = World::new();
     world.insert_resource(TickClock {
         tick: 1,
-        dt_s: DT_S,
+        ..TickClock::new(TICK_HZ)
     });
     world.insert_resource(RegionInfo {
         def: RegionDef {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use tessera_regions::Region;
-use tessera_regions::io::{Join, SavedPlayer, TickInput};
+use tessera_regions::io::{Join, SavedPlayer, SessionEvent, TickInput};
 use tessera_regions::scripted::ScriptedPlayers;
 use tessera_shared::config::{Config, RegionDef};
 use tessera_shared::ids::RegionId;
@@ -98,13 +98,13 @@ impl Scenario {
         let mut input = TickInput::default();
         for player in bots.players() {
             let position = rng.point_in(&area);
-            input.joins.push(Join {
+            input.sessions.push(SessionEvent::Join(Join {
                 player,
                 saved: Some(SavedPlayer {
                     position,
                     health: 100.0,
                 }),
-            });
+            }));
         }
         region.step(input);
         let arch = &config.balance.archetypes[config.balance.player_archetype];

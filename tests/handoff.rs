@@ -111,14 +111,16 @@ fn walking_across_a_border_moves_the_player_exactly_once() {
     local
         .input_mut(from.id)
         .unwrap()
-        .joins
-        .push(tessera::regions::io::Join {
-            player,
-            saved: Some(tessera::regions::io::SavedPlayer {
-                position: start,
-                health: 80.0,
-            }),
-        });
+        .sessions
+        .push(tessera::regions::io::SessionEvent::Join(
+            tessera::regions::io::Join {
+                player,
+                saved: Some(tessera::regions::io::SavedPlayer {
+                    position: start,
+                    health: 80.0,
+                }),
+            },
+        ));
     local.step();
     let mut crossed_at = None;
     for seq in 1..=40u32 {
@@ -157,4 +159,73 @@ fn walking_across_a_border_moves_the_player_exactly_once() {
     let to_region = local.region(to.id).unwrap();
     assert_eq!(to_region.health_of(avatar).map(|h| h >= 80.0), Some(true));
     assert!(to_region.position_of(avatar).unwrap().x >= to.bounds.min.x);
+}
+
+#[test]
+fn a_crossing_into_a_full_region_waits_instead_of_vanishing() {
+    let (mut config, _) = quiet_config();
+    config.world.limits.players_per_region_max = 1;
+    let def = config.world.regions[0].clone();
+    let mut region = region(config);
+    crate::util::join_at(&mut region, PlayerId(1), def.bounds.center());
+    let mut input = TickInput::default();
+    input
+        .handoffs
+        .push(record(def.id, PlayerId(2), def.bounds.center()));
+    let out = region.step(input);
+    assert_eq!(out.stats.handoffs_deferred, 1);
+    assert_eq!(out.stats.handoffs_refused, 0);
+    assert_eq!(
+        out.deferred_handoffs.len(),
+        1,
+        "the record must come back to be resent"
+    );
+}
+
+#[test]
+fn the_dead_do_not_cross_borders() {
+    let (config, _) = quiet_config();
+    let def = config.world.regions[0].clone();
+    let mut region = region(config);
+    let player = PlayerId(4);
+    // Arrives dead right at the east border and, in the same tick, steps over it.
+    let mut rec = record(
+        def.id,
+        player,
+        Vec2::new(def.bounds.max.x - 0.05, def.bounds.center().y),
+    );
+    rec.entity.health = 0.0;
+    let mut input = TickInput::default();
+    input.handoffs.push(rec);
+    input.inputs.push(PlayerInput {
+        player,
+        seq: 10,
+        move_m: Vec2::new(0.2, 0.0),
+        attack: None,
+    });
+    let out = region.step(input);
+    assert!(out.handoffs.is_empty(), "a corpse was handed off");
+    let at = region
+        .position_of(NetId::of_player(player))
+        .expect("still here");
+    assert!(def.bounds.contains(at));
+}
+
+#[test]
+fn deferred_handoffs_with_a_bogus_destination_do_not_crash_the_node() {
+    let mut config = Config::embedded_default();
+    config.world.limits.handoffs_per_tick_max = 1;
+    let mut local = LocalRegions::new(Arc::new(config.clone()), 1).unwrap();
+    let first = config.world.regions[0].clone();
+    let input = local.input_mut(first.id).unwrap();
+    input
+        .handoffs
+        .push(record(first.id, PlayerId(1), first.bounds.center()));
+    let mut bogus = record(RegionId(999_999), PlayerId(2), first.bounds.center());
+    bogus.id = HandoffId(78);
+    input.handoffs.push(bogus);
+    local.step(); // The bogus record is deferred back to its region...
+    local.step(); // ...which then refuses it.
+    assert_eq!(local.counts().0, 1);
+    assert_eq!(local.in_flight(), 0);
 }

@@ -135,7 +135,9 @@ fn a_member_that_leaves_the_region_is_reported_at_once_at_any_refresh_phase() {
             region.step(TickInput::default());
         }
         let mut input = TickInput::default();
-        input.leaves.push(other);
+        input
+            .sessions
+            .push(tessera::regions::io::SessionEvent::Leave(other));
         let out = region.step(input);
         let (_, _, left) = diff_of(out);
         assert_eq!(left, vec![NetId::of_player(other)], "tick {}", out.tick);

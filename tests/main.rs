@@ -10,3 +10,4 @@ mod interest;
 mod invalid_values;
 mod movement;
 mod sans_io;
+mod sessions;

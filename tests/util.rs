@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use tessera::regions::Region;
-use tessera::regions::io::{Join, SavedPlayer, TickInput};
+use tessera::regions::io::{Join, SavedPlayer, SessionEvent, TickInput};
 use tessera::shared::config::{Archetype, Config, RegionDef};
 use tessera::shared::ids::PlayerId;
 use tessera::shared::math::Vec2;
@@ -45,13 +45,13 @@ pub(crate) fn region(config: Config) -> Region {
 /// Joins `player` at `position` (with full health) and steps one tick.
 pub(crate) fn join_at(region: &mut Region, player: PlayerId, position: Vec2) {
     let mut input = TickInput::default();
-    input.joins.push(Join {
+    input.sessions.push(SessionEvent::Join(Join {
         player,
         saved: Some(SavedPlayer {
             position,
             health: 100.0,
         }),
-    });
+    }));
     let out = region.step(input);
     assert!(
         out.refused_joins.is_empty(),

@@ -54,27 +54,45 @@ pub struct Teleport {
     pub to: Vec2,
 }
 
+/// A player entering or leaving through a session (login, logout), as opposed to a border
+/// crossing. Applied in order, so a logout followed by a login of the same player in one
+/// tick (a reconnect) and the reverse both do what they say.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SessionEvent {
+    /// Login: the avatar appears.
+    Join(Join),
+    /// Logout: the avatar is removed and its state reported in [`TickOutput::departed`].
+    /// A player not in this region is reported in [`TickOutput::leaves_not_found`] (it
+    /// may be in flight to another region: the caller routes the logout there).
+    Leave(PlayerId),
+}
+
+/// Session events applied per tick; the rest are returned in
+/// [`TickOutput::deferred_sessions`] for the next tick (a login storm is spread over
+/// ticks, a logout is never dropped).
+pub const SESSION_EVENTS_PER_TICK_MAX: usize = 1_024;
+
+/// Teleports applied per tick; the rest are refused and counted.
+pub const TELEPORTS_PER_TICK_MAX: usize = 1_024;
+
 /// Everything that happens to a region from outside during one tick.
 #[derive(Clone, Debug, Default)]
 pub struct TickInput {
-    /// Logins into this region.
-    pub joins: Vec<Join>,
-    /// Logouts: the avatar is removed and its state reported in [`TickOutput::departed`].
-    pub leaves: Vec<PlayerId>,
+    /// Logins and logouts, in order. At most [`SESSION_EVENTS_PER_TICK_MAX`] are applied.
+    pub sessions: Vec<SessionEvent>,
     /// Inputs, applied in order. At most `inputs_per_tick_max` are looked at.
     pub inputs: Vec<PlayerInput>,
     /// Entities arriving over a border. At most `handoffs_per_tick_max` are applied; the
     /// rest are returned in [`TickOutput::deferred_handoffs`] for the caller to resend.
     pub handoffs: Vec<HandoffRecord>,
-    /// Server-side displacements.
+    /// Server-side displacements. At most [`TELEPORTS_PER_TICK_MAX`] are applied.
     pub teleports: Vec<Teleport>,
 }
 
 impl TickInput {
     /// Empties every list, keeping allocations.
     pub fn clear(&mut self) {
-        self.joins.clear();
-        self.leaves.clear();
+        self.sessions.clear();
         self.inputs.clear();
         self.handoffs.clear();
         self.teleports.clear();
@@ -205,6 +223,8 @@ pub enum GameEvent {
 pub enum JoinRefusal {
     /// The player is already in this region.
     AlreadyPresent,
+    /// The player id is above [`PlayerId::MAX`].
+    InvalidPlayer,
     /// `players_per_region_max` or `entities_per_region_max` reached.
     RegionFull,
     /// The saved state held a non-finite number.
@@ -232,8 +252,11 @@ pub struct TickStats {
     pub handoffs_applied: u32,
     /// Handoffs ignored because already applied (redelivery).
     pub handoffs_duplicate: u32,
-    /// Handoffs refused as invalid (wrong region, non-finite, unknown archetype, full).
+    /// Handoffs refused as invalid (wrong region, non-finite, forged id or archetype).
     pub handoffs_refused: u32,
+    /// Handoffs waiting because this region was full or over its per-tick limit (returned
+    /// in [`TickOutput::deferred_handoffs`]).
+    pub handoffs_deferred: u32,
     /// Teleports refused (unknown player, non-finite or outside the region).
     pub teleports_refused: u32,
 }
@@ -252,6 +275,7 @@ impl TickStats {
             handoffs_applied,
             handoffs_duplicate,
             handoffs_refused,
+            handoffs_deferred,
             teleports_refused,
         } = *other;
         self.inputs_applied = self.inputs_applied.saturating_add(inputs_applied);
@@ -266,6 +290,7 @@ impl TickStats {
         self.handoffs_applied = self.handoffs_applied.saturating_add(handoffs_applied);
         self.handoffs_duplicate = self.handoffs_duplicate.saturating_add(handoffs_duplicate);
         self.handoffs_refused = self.handoffs_refused.saturating_add(handoffs_refused);
+        self.handoffs_deferred = self.handoffs_deferred.saturating_add(handoffs_deferred);
         self.teleports_refused = self.teleports_refused.saturating_add(teleports_refused);
     }
 }
@@ -280,10 +305,15 @@ pub struct TickOutput {
     pub interest: InterestOutput,
     /// Entities that left this region, to deliver to their new region.
     pub handoffs: Vec<HandoffRecord>,
-    /// Incoming handoffs not applied this tick (over the per-tick limit): resend them.
+    /// Incoming handoffs not applied this tick (over the per-tick limit, or the region is
+    /// full): resend them. The entity is in flight until one is applied.
     pub deferred_handoffs: Vec<HandoffRecord>,
+    /// Session events not applied this tick (over the per-tick limit): resend them first.
+    pub deferred_sessions: Vec<SessionEvent>,
     /// Players that logged out, with their final state (to persist).
     pub departed: Vec<(PlayerId, SavedPlayer)>,
+    /// Logouts of players not in this region.
+    pub leaves_not_found: Vec<PlayerId>,
     /// Joins that were refused, with the reason.
     pub refused_joins: Vec<(PlayerId, JoinRefusal)>,
     /// Reliable events.
@@ -300,7 +330,9 @@ impl TickOutput {
         self.interest.left.clear();
         self.handoffs.clear();
         self.deferred_handoffs.clear();
+        self.deferred_sessions.clear();
         self.departed.clear();
+        self.leaves_not_found.clear();
         self.refused_joins.clear();
         self.events.clear();
         self.stats = TickStats::default();

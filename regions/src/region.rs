@@ -54,10 +54,7 @@ impl Region {
             world_bounds: Aabb::new(Vec2::ZERO, config.world.size_m),
         };
         world.insert_resource(SpatialIndex::new(&info, config.world.cell_size_m)?);
-        world.insert_resource(TickClock {
-            tick: 0,
-            dt_s: 1.0 / config.world.tick_hz as f32,
-        });
+        world.insert_resource(TickClock::new(config.world.tick_hz));
         world.insert_resource(SimRng::new(seed, def.id));
         let table = &config.balance.spawn_tables[def.spawn_table];
         let mut population = Population::new(table.entries.len());
@@ -230,6 +227,14 @@ impl Region {
         h.u64(mint.next_entity_seq);
         h.u64(mint.next_handoff_seq);
         self.world.resource::<Population>().hash_into(&mut h);
+        // Which redeliveries would be ignored is part of the future too.
+        for id in self
+            .world
+            .resource::<crate::border::AppliedHandoffs>()
+            .ids()
+        {
+            h.u64(id.0);
+        }
         let mut rows: Vec<_> = self
             .world
             .query::<(

@@ -15,16 +15,26 @@ use tessera_shared::math::{Aabb, Vec2};
 pub struct TickClock {
     /// Number of the tick being simulated (the first tick is 1).
     pub tick: u64,
+    /// Ticks per second.
+    pub tick_hz: u32,
     /// Seconds per tick, `1 / tick_hz`.
     pub dt_s: f32,
 }
 
 impl TickClock {
-    /// Whole ticks covering `ms` milliseconds, rounded up (at least 0).
+    /// A clock before its first tick.
+    pub fn new(tick_hz: u32) -> TickClock {
+        TickClock {
+            tick: 0,
+            tick_hz,
+            dt_s: 1.0 / tick_hz as f32,
+        }
+    }
+
+    /// Whole ticks covering `ms` milliseconds, rounded up. Integer arithmetic: `1 / hz`
+    /// in `f32` is inexact at most rates and would add a tick.
     pub fn ticks_for_ms(&self, ms: u32) -> u64 {
-        let ticks = (f64::from(ms) / 1000.0 / f64::from(self.dt_s)).ceil();
-        // `ms` is at most a few million by config validation, so this cannot overflow.
-        ticks as u64
+        (u64::from(ms) * u64::from(self.tick_hz)).div_ceil(1000)
     }
 }
 
@@ -128,5 +138,30 @@ impl Mint {
             (u64::from(region.0) << NetId::SEQUENCE_BITS)
                 | (seq & ((1 << NetId::SEQUENCE_BITS) - 1)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_for_ms_is_exact_at_every_rate() {
+        for (hz, ms, ticks) in [
+            (20, 1000, 20),
+            (25, 1000, 25),
+            (50, 1000, 50),
+            (100, 1000, 100),
+            (20, 800, 16),
+            (30, 100, 3),
+            (60, 1, 1),
+            (20, 0, 0),
+        ] {
+            assert_eq!(
+                TickClock::new(hz).ticks_for_ms(ms),
+                ticks,
+                "{ms} ms at {hz} Hz"
+            );
+        }
     }
 }

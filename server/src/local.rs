@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tessera_regions::hash::Fnv1a;
-use tessera_regions::{Region, RegionError, TickInput, TickOutput};
+use tessera_regions::{Region, RegionError, TickInput};
 use tessera_shared::config::Config;
 use tessera_shared::ids::RegionId;
 
@@ -56,8 +56,10 @@ impl LocalRegions {
     }
 
     /// Steps every region once, in parallel on the current rayon pool, then routes each
-    /// region's outgoing handoffs (and deferred incoming ones) into next tick's inputs.
-    /// Returns the number of handoffs routed.
+    /// region's outgoing handoffs into next tick's inputs. What a region deferred (handoffs
+    /// it had no room for, session events over its per-tick limit) goes back to it, ahead
+    /// of anything new, so that nothing waits forever behind fresh arrivals. Returns the
+    /// number of handoffs routed between regions.
     pub fn step(&mut self) -> usize {
         self.regions
             .par_iter_mut()
@@ -65,13 +67,20 @@ impl LocalRegions {
             .for_each(|(region, input)| {
                 region.step(std::mem::take(input));
             });
+        for (region, input) in self.regions.iter().zip(&mut self.inputs) {
+            let output = region.output();
+            input.handoffs.extend_from_slice(&output.deferred_handoffs);
+            input.sessions.extend_from_slice(&output.deferred_sessions);
+        }
         let mut routed = 0;
         for region in &self.regions {
-            let output: &TickOutput = region.output();
-            for record in output.handoffs.iter().chain(&output.deferred_handoffs) {
-                // Every region of the world is local, so the destination exists: config
-                // validation guarantees handoff targets are world regions.
-                let slot = self.slot_of[&record.to];
+            for record in &region.output().handoffs {
+                // A region hands off only into regions of the same world config, all of
+                // which are local here.
+                let slot = *self
+                    .slot_of
+                    .get(&record.to)
+                    .expect("handoff destinations are regions of the world");
                 self.inputs[slot].handoffs.push(*record);
                 routed += 1;
             }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessera_regions::RegionError;
-use tessera_regions::io::{GameEvent, Join, SavedPlayer, TickStats};
+use tessera_regions::io::{GameEvent, Join, SavedPlayer, SessionEvent, TickStats};
 use tessera_regions::scripted::ScriptedPlayers;
 use tessera_shared::config::Config;
 use tessera_shared::ids::{PlayerId, RegionId};
@@ -82,13 +82,13 @@ pub fn run_sim_observed(
         let def = &config.world.regions[i % config.world.regions.len()];
         let position = bots.random_point(&def.bounds);
         let input = local.input_mut(def.id).expect("every region is local");
-        input.joins.push(Join {
+        input.sessions.push(SessionEvent::Join(Join {
             player,
             saved: Some(SavedPlayer {
                 position,
                 health: f32::MAX, // Clamped to the archetype's maximum.
             }),
-        });
+        }));
     }
     let player_arch = &config.balance.archetypes[config.balance.player_archetype];
     let dt_s = 1.0 / config.world.tick_hz as f32;

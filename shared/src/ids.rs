@@ -42,6 +42,24 @@ id_type!(
     "h"
 );
 
+impl RegionId {
+    /// The largest valid region id, 2^23 - 1: region ids fill the bits of a [`NetId`]
+    /// above its 40-bit sequence and below the player-avatar bit, so that ids minted by
+    /// different regions never collide.
+    pub const MAX: u32 = (1 << 23) - 1;
+}
+
+impl PlayerId {
+    /// The largest valid player id, 2^63 - 1 (the top bit marks avatars in [`NetId`]).
+    /// Ids above it are refused wherever they enter.
+    pub const MAX: u64 = (1 << 63) - 1;
+
+    /// True if the id is in the valid range `0..=PlayerId::MAX`.
+    pub fn is_valid(self) -> bool {
+        self.0 <= Self::MAX
+    }
+}
+
 impl NetId {
     /// Number of low bits of a [`NetId`] that count entities within their origin region.
     pub const SEQUENCE_BITS: u32 = 40;
@@ -49,9 +67,10 @@ impl NetId {
     /// The id of the `sequence`-th entity created by region `region`.
     ///
     /// Regions mint ids independently and without coordination: the region id in the
-    /// high bits keeps them disjoint. Returns `None` once a region has minted 2^40 ids.
+    /// high bits keeps them disjoint. Returns `None` once a region has minted 2^40 ids, or
+    /// for a region id above [`RegionId::MAX`].
     pub fn mint(region: RegionId, sequence: u64) -> Option<NetId> {
-        if sequence >= 1 << Self::SEQUENCE_BITS {
+        if sequence >= 1 << Self::SEQUENCE_BITS || region.0 > RegionId::MAX {
             return None;
         }
         Some(NetId(
@@ -60,8 +79,11 @@ impl NetId {
     }
 
     /// The id a player's avatar carries: players are not minted by a region, their avatar
-    /// follows them between regions and sessions. The top bit marks player avatars.
+    /// follows them between regions and sessions. The top bit marks player avatars, so
+    /// this is one-to-one only for valid ids ([`PlayerId::is_valid`]); callers check that
+    /// first.
     pub fn of_player(player: PlayerId) -> NetId {
+        debug_assert!(player.is_valid(), "{player} is out of range");
         NetId(player.0 | (1 << 63))
     }
 }
@@ -77,5 +99,10 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, NetId::of_player(PlayerId(5)));
         assert!(NetId::mint(RegionId(1), 1 << 40).is_none());
+        assert!(NetId::mint(RegionId(RegionId::MAX + 1), 0).is_none());
+        // The largest region's ids stay below the avatar bit.
+        let top = NetId::mint(RegionId(RegionId::MAX), (1 << 40) - 1).unwrap();
+        assert!(top.0 < 1 << 63);
+        assert!(!PlayerId(1 << 63).is_valid() && PlayerId(PlayerId::MAX).is_valid());
     }
 }

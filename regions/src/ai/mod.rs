@@ -26,8 +26,16 @@ const IDLE_MS_MIN: u32 = 1_000;
 const IDLE_MS_MAX: u32 = 5_000;
 /// A chasing NPC stops this fraction of its attack range short of its target.
 const CHASE_STOP_FRACTION: f32 = 0.8;
-/// Closer than this (5 cm) to a destination counts as arrived.
+/// Closer than this (5 cm) to a destination counts as arrived...
 const ARRIVED_M: f32 = 0.05;
+
+/// ...or closer than a few float steps where coordinates are so large (beyond ~500 km)
+/// that 5 cm is below f32 resolution.
+fn arrived(here: Vec2, to: Vec2) -> bool {
+    let resolution = here.x.abs().max(here.y.abs()) * f32::EPSILON * 4.0;
+    let r = ARRIVED_M.max(resolution);
+    here.distance_squared(to) <= r * r
+}
 
 /// One bit per grid cell: is a living player within wake radius of this cell?
 #[derive(Resource, Debug, Default)]
@@ -229,7 +237,7 @@ fn think(
                 }
             }
             Brain::Return => {
-                if here.distance_squared(npc.home) <= ARRIVED_M * ARRIVED_M {
+                if arrived(here, npc.home) {
                     // Home: reset like an MMO mob does, then rest.
                     if health.0 != arch.max_health {
                         health.0 = arch.max_health;
@@ -250,7 +258,7 @@ fn think(
                 }
             }
             Brain::Wander { to } => {
-                if here.distance_squared(to) <= ARRIVED_M * ARRIVED_M {
+                if arrived(here, to) {
                     (idle(&mut rng, &clock), None)
                 } else {
                     (npc.brain, Some(to))

@@ -13,7 +13,7 @@ use crate::io::{EntityState, HandoffRecord, Inbox, TickOutput};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, Mint, RegionInfo, SimConfig, TickClock};
 use crate::spawn;
-use tessera_shared::ids::HandoffId;
+use tessera_shared::ids::{HandoffId, NetId};
 
 /// Systems of this feature: `apply_handoffs` runs with the intake at the start of the
 /// tick, `detect_crossings` after life and before the grid.
@@ -46,6 +46,11 @@ impl AppliedHandoffs {
         self.set.contains(&id)
     }
 
+    /// The remembered ids, oldest first.
+    pub fn ids(&self) -> impl Iterator<Item = HandoffId> + '_ {
+        self.order.iter().copied()
+    }
+
     fn insert(&mut self, id: HandoffId) {
         if self.set.insert(id) {
             self.order.push_back(id);
@@ -66,7 +71,8 @@ impl RegionPlugin for BorderPlugin {
     }
 }
 
-/// Applies incoming handoffs, up to `handoffs_per_tick_max`; the rest are deferred.
+/// Applies incoming handoffs, up to `handoffs_per_tick_max`; the rest, and arrivals into
+/// a full region, are deferred (returned for the caller to resend).
 #[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
 pub fn apply_handoffs(
     mut commands: Commands,
@@ -78,11 +84,13 @@ pub fn apply_handoffs(
     region: Res<RegionInfo>,
     clock: Res<TickClock>,
 ) {
-    let limit = config.0.world.limits.handoffs_per_tick_max as usize;
-    let entities_max = config.0.world.limits.entities_per_region_max as usize;
-    let n_archetypes = config.0.balance.archetypes.len();
+    let limits = config.0.world.limits;
+    let limit = limits.handoffs_per_tick_max as usize;
+    let player_archetype = config.0.balance.player_archetype;
+    let max_health = config.0.balance.archetypes[player_archetype].max_health;
     let mut handoffs = std::mem::take(&mut inbox.0.handoffs);
     if handoffs.len() > limit {
+        output.stats.handoffs_deferred += u32::try_from(handoffs.len() - limit).unwrap_or(u32::MAX);
         output.deferred_handoffs.extend(handoffs.drain(limit..));
     }
     for record in handoffs.drain(..) {
@@ -91,13 +99,18 @@ pub fn apply_handoffs(
             output.stats.handoffs_duplicate += 1;
             continue;
         }
+        // Only player avatars cross, and a record must describe one exactly: its id is the
+        // player's avatar id (never a minted id it could collide with), its archetype the
+        // player archetype, its numbers finite and inside this region.
         let valid = record.to == region.def.id
+            && state
+                .player
+                .is_some_and(|p| p.is_valid() && state.id == NetId::of_player(p))
+            && usize::from(state.archetype) == player_archetype
             && state.position.is_finite()
             && state.velocity.is_finite()
             && state.health.is_finite()
-            && region.def.bounds.contains(state.position)
-            && usize::from(state.archetype) < n_archetypes
-            && directory.by_net_id.len() < entities_max;
+            && region.def.bounds.contains(state.position);
         let Some(player) = state.player.filter(|_| valid) else {
             // Refused handoffs are reported, not silently dropped: the sender keeps
             // responsibility (issue 4 routes them to dead letters).
@@ -108,7 +121,17 @@ pub fn apply_handoffs(
             output.stats.handoffs_duplicate += 1;
             continue;
         }
-        let bundle = spawn::avatar_bundle(state, player, clock.tick);
+        if directory.by_player.len() >= limits.players_per_region_max as usize
+            || directory.by_net_id.len() >= limits.entities_per_region_max as usize
+        {
+            // Full: the player waits in flight rather than being lost.
+            output.stats.handoffs_deferred += 1;
+            output.deferred_handoffs.push(record);
+            continue;
+        }
+        let mut state = *state;
+        state.health = state.health.min(max_health);
+        let bundle = spawn::avatar_bundle(&state, player, clock.tick);
         spawn::spawn(
             &mut commands,
             &mut directory,
@@ -145,6 +168,12 @@ pub fn detect_crossings(
     let bounds = region.def.bounds;
     for (entity, identity, mut position, velocity, health, cooldown, player) in &mut avatars {
         if bounds.contains(position.0) {
+            continue;
+        }
+        // The dead do not travel: a corpse pushed over the border (it moved, then died in
+        // the same tick) stays here until it respawns.
+        if player.respawn_tick.is_some() || health.0 <= 0.0 {
+            position.0 = bounds.clamp(position.0);
             continue;
         }
         let destination = config

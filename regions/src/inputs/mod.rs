@@ -13,25 +13,27 @@ use tessera_shared::math::Vec2;
 use crate::combat::AttackRequests;
 use crate::components::*;
 use crate::interest::Observer;
-use crate::io::{EntityState, Inbox, JoinRefusal, SavedPlayer, TickOutput};
+use crate::io::{
+    EntityState, Inbox, JoinRefusal, SESSION_EVENTS_PER_TICK_MAX, SavedPlayer, SessionEvent,
+    TELEPORTS_PER_TICK_MAX, TickOutput,
+};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, RegionInfo, SimConfig, TickClock};
 use crate::spawn;
-use tessera_shared::ids::NetId;
+use tessera_shared::ids::{NetId, PlayerId};
 
 /// Systems of this feature, run first in the tick.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct InputsSystems;
 
-/// Joins, leaves, teleports and player inputs.
+/// Logins, logouts, teleports and player inputs.
 pub struct InputsPlugin;
 
 impl RegionPlugin for InputsPlugin {
     fn build(&self, _world: &mut World, schedule: &mut Schedule) {
         schedule.add_systems(
             (
-                apply_leaves,
-                apply_joins,
+                apply_sessions,
                 apply_teleports,
                 reset_move_budgets,
                 apply_inputs,
@@ -42,38 +44,9 @@ impl RegionPlugin for InputsPlugin {
     }
 }
 
-/// Removes the avatars of players who logged out and reports their final state.
-pub fn apply_leaves(
-    mut commands: Commands,
-    mut inbox: ResMut<Inbox>,
-    mut directory: ResMut<Directory>,
-    mut output: ResMut<TickOutput>,
-    avatars: Query<(&Identity, &Position, &Health, &Player)>,
-) {
-    for player in inbox.0.leaves.drain(..) {
-        let Some(&entity) = directory.by_player.get(&player) else {
-            continue; // Not here (already gone, or handed off): nothing to do.
-        };
-        let Ok((identity, position, health, _)) = avatars.get(entity) else {
-            continue;
-        };
-        let saved = SavedPlayer {
-            position: position.0,
-            health: health.0,
-        };
-        output.departed.push((player, saved));
-        spawn::despawn(
-            &mut commands,
-            &mut directory,
-            entity,
-            identity.id,
-            Some(player),
-        );
-    }
-}
-
-/// Spawns avatars for logins, at their saved position if it lies in this region.
-pub fn apply_joins(
+/// Applies logins and logouts in order, up to [`SESSION_EVENTS_PER_TICK_MAX`].
+#[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
+pub fn apply_sessions(
     mut commands: Commands,
     mut inbox: ResMut<Inbox>,
     mut directory: ResMut<Directory>,
@@ -81,50 +54,102 @@ pub fn apply_joins(
     config: Res<SimConfig>,
     region: Res<RegionInfo>,
     clock: Res<TickClock>,
+    avatars: Query<(&Position, &Health)>,
+    mut joined: Local<Vec<(PlayerId, SavedPlayer)>>,
 ) {
     let limits = config.0.world.limits;
     let archetype_idx = u16::try_from(config.0.balance.player_archetype)
         .expect("config validation bounds the archetype count");
     let max_health = config.archetype(archetype_idx).max_health;
-    for join in inbox.0.joins.drain(..) {
-        let refusal = if directory.by_player.contains_key(&join.player) {
-            Some(JoinRefusal::AlreadyPresent)
-        } else if directory.by_player.len() >= limits.players_per_region_max as usize
-            || directory.by_net_id.len() >= limits.entities_per_region_max as usize
-        {
-            Some(JoinRefusal::RegionFull)
-        } else if join
-            .saved
-            .is_some_and(|s| !s.position.is_finite() || !s.health.is_finite())
-        {
-            Some(JoinRefusal::InvalidState)
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            output.refused_joins.push((join.player, refusal));
-            continue;
-        }
-        let (position, health) = match join.saved {
-            Some(s) if region.def.bounds.contains(s.position) => {
-                (s.position, s.health.clamp(1.0, max_health))
-            }
-            _ => (region.def.spawn_point, max_health),
-        };
-        let id = NetId::of_player(join.player);
-        let state = EntityState {
-            id,
-            archetype: archetype_idx,
-            player: Some(join.player),
-            position,
-            velocity: Vec2::ZERO,
-            health,
-            cooldown_ticks: 0,
-            last_input_seq: 0,
-        };
-        let bundle = spawn::avatar_bundle(&state, join.player, clock.tick);
-        spawn::spawn(&mut commands, &mut directory, id, Some(join.player), bundle);
+    let mut events = std::mem::take(&mut inbox.0.sessions);
+    if events.len() > SESSION_EVENTS_PER_TICK_MAX {
+        output
+            .deferred_sessions
+            .extend(events.drain(SESSION_EVENTS_PER_TICK_MAX..));
     }
+    // Avatars spawned by this system are not queryable until its commands apply: remember
+    // their state for a logout in the same tick.
+    joined.clear();
+    for event in events.drain(..) {
+        match event {
+            SessionEvent::Leave(player) => {
+                let Some(&entity) = directory.by_player.get(&player) else {
+                    output.leaves_not_found.push(player);
+                    continue;
+                };
+                let saved = match avatars.get(entity) {
+                    Ok((position, health)) => SavedPlayer {
+                        position: position.0,
+                        health: health.0,
+                    },
+                    Err(_) => match joined.iter().rev().find(|(p, _)| *p == player) {
+                        Some(&(_, saved)) => saved,
+                        None => {
+                            // Every directory entry is queryable or joined this tick; if
+                            // that ever breaks, save a safe state rather than crash.
+                            debug_assert!(false, "{player} in the directory but not found");
+                            SavedPlayer {
+                                position: region.def.spawn_point,
+                                health: max_health,
+                            }
+                        }
+                    },
+                };
+                output.departed.push((player, saved));
+                let id = NetId::of_player(player);
+                spawn::despawn(&mut commands, &mut directory, entity, id, Some(player));
+            }
+            SessionEvent::Join(join) => {
+                let refusal = if !join.player.is_valid() {
+                    Some(JoinRefusal::InvalidPlayer)
+                } else if directory.by_player.contains_key(&join.player)
+                    || directory
+                        .by_net_id
+                        .contains_key(&NetId::of_player(join.player))
+                {
+                    Some(JoinRefusal::AlreadyPresent)
+                } else if directory.by_player.len() >= limits.players_per_region_max as usize
+                    || directory.by_net_id.len() >= limits.entities_per_region_max as usize
+                {
+                    Some(JoinRefusal::RegionFull)
+                } else if join
+                    .saved
+                    .is_some_and(|s| !s.position.is_finite() || !s.health.is_finite())
+                {
+                    Some(JoinRefusal::InvalidState)
+                } else {
+                    None
+                };
+                if let Some(refusal) = refusal {
+                    output.refused_joins.push((join.player, refusal));
+                    continue;
+                }
+                // A saved state outside this region, or of a dead player, starts over at
+                // the spawn point with full health (as a respawn would).
+                let (position, health) = match join.saved {
+                    Some(s) if region.def.bounds.contains(s.position) && s.health > 0.0 => {
+                        (s.position, s.health.min(max_health))
+                    }
+                    _ => (region.def.spawn_point, max_health),
+                };
+                let id = NetId::of_player(join.player);
+                let state = EntityState {
+                    id,
+                    archetype: archetype_idx,
+                    player: Some(join.player),
+                    position,
+                    velocity: Vec2::ZERO,
+                    health,
+                    cooldown_ticks: 0,
+                    last_input_seq: 0,
+                };
+                let bundle = spawn::avatar_bundle(&state, join.player, clock.tick);
+                spawn::spawn(&mut commands, &mut directory, id, Some(join.player), bundle);
+                joined.push((join.player, SavedPlayer { position, health }));
+            }
+        }
+    }
+    inbox.0.sessions = events; // Hand the (empty) allocation back for reuse.
 }
 
 /// Applies server-side displacements: exempt from the speed cap, not from validation.
@@ -135,7 +160,12 @@ pub fn apply_teleports(
     mut output: ResMut<TickOutput>,
     mut avatars: Query<(&mut Position, &mut Observer), With<Player>>,
 ) {
-    for teleport in inbox.0.teleports.drain(..) {
+    let n_teleports = inbox.0.teleports.len();
+    if n_teleports > TELEPORTS_PER_TICK_MAX {
+        output.stats.teleports_refused +=
+            u32::try_from(n_teleports - TELEPORTS_PER_TICK_MAX).unwrap_or(u32::MAX);
+    }
+    for teleport in inbox.0.teleports.drain(..).take(TELEPORTS_PER_TICK_MAX) {
         let target = directory
             .by_player
             .get(&teleport.player)

@@ -150,7 +150,9 @@ pub fn update_interest(
         let observer = &mut *observer;
         let refresh = observer.refresh_now
             || observer.visible.is_empty()
-            || (clock.tick + player.player.0).is_multiple_of(INTEREST_REFRESH_TICKS);
+            // Modulo before adding: player ids are untrusted and may be near u64::MAX.
+            || (clock.tick % INTEREST_REFRESH_TICKS + player.player.0 % INTEREST_REFRESH_TICKS)
+                .is_multiple_of(INTEREST_REFRESH_TICKS);
         observer.refresh_now = false;
         let entered_start = out.views.len();
         let left_start = out.left.len();

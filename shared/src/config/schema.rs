@@ -107,7 +107,7 @@ pub struct WorldLimits {
 /// One region: its id, area and NPC population.
 #[derive(Clone, Debug)]
 pub struct RegionDef {
-    /// Unique id, >= 1.
+    /// Unique id, 1 to [`RegionId::MAX`] (8,388,607).
     pub id: RegionId,
     /// The area it simulates; inside the world, disjoint from every other region.
     pub bounds: Aabb,

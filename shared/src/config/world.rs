@@ -275,8 +275,8 @@ fn read_list<'a>(ctx: &RegionCtx<'a>, t: &mut Table<'a>) -> Option<Vec<Candidate
 
 fn read_list_region<'a>(ctx: &RegionCtx<'a>, r: &mut Table<'a>) -> Option<Candidate<'a>> {
     let id = r
-        .required("id", "an integer between 1 and 4294967295")
-        .and_then(|item| Some((r.u32_of("id", item, 1, u32::MAX)?, item.at)));
+        .required("id", "an integer between 1 and 8388607")
+        .and_then(|item| Some((r.u32_of("id", item, 1, RegionId::MAX)?, item.at)));
     let min = r.vec2_in("min", 0.0, WORLD_EDGE_M_MAX);
     let max = r.vec2_in("max", 0.0, WORLD_EDGE_M_MAX);
     let spawn_table = r
