@@ -175,7 +175,9 @@ pub fn decode_block(
             e.position[1] = add_i32(e.position[1], r.i64()?)?;
         }
         if mask & MASK_HEALTH != 0 {
-            let h = i64::from(e.health) + r.i64()?;
+            let h = i64::from(e.health)
+                .checked_add(r.i64()?)
+                .ok_or(DecodeError::OutOfRange)?;
             e.health = u32::try_from(h).map_err(|_| DecodeError::OutOfRange)?;
         }
         if mask & MASK_ARCHETYPE != 0 {
@@ -245,8 +247,13 @@ pub fn decode_block(
     Ok(())
 }
 
+/// `base + delta` if it fits `i32`. Deltas come from the network: a hostile one near
+/// `i64::MAX` must be an error, not an overflow (found by the `state_block` fuzz target).
 fn add_i32(base: i32, delta: i64) -> Result<i32, DecodeError> {
-    i32::try_from(i64::from(base) + delta).map_err(|_| DecodeError::OutOfRange)
+    i64::from(base)
+        .checked_add(delta)
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or(DecodeError::OutOfRange)
 }
 
 /// The server's side, one per client: remembers the snapshots sent since the last one the

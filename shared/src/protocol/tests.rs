@@ -76,6 +76,19 @@ proptest! {
     }
 
     #[test]
+    fn hostile_deltas_near_the_integer_limits_are_errors(big in prop_oneof![Just(i64::MAX), Just(i64::MIN), any::<i64>()], field in 0u64..3) {
+        let base = [WireEntity { id: NetId(1), archetype: 0, position: [5, 5], health: 5 }];
+        let mut block = Vec::new();
+        super::varint::write_u64(&mut block, 0); // nothing removed
+        super::varint::write_u64(&mut block, 1); // one update, of index 0
+        super::varint::write_u64(&mut block, 1 << field); // mask: x, y or health
+        super::varint::write_i64(&mut block, big);
+        super::varint::write_u64(&mut block, 0); // nothing added
+        let mut out = Vec::new();
+        let _ = decode_block(&base, &block, &mut out);
+    }
+
+    #[test]
     fn arbitrary_blocks_never_panic(base in entities(), block in prop::collection::vec(any::<u8>(), 0..400)) {
         let mut out = Vec::new();
         if decode_block(&base, &block, &mut out).is_ok() {
