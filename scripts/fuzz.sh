@@ -17,10 +17,10 @@ for target in protocol_datagram protocol_control state_block config_files; do
     log="target/fuzz-$target.log"
     mkdir -p target
     if cargo +nightly fuzz run "$target" -- -runs="$RUNS" -max_len=4096 > "$log" 2>&1; then
-        grep -E "^Done [0-9]+ runs" "$log"
+        grep -a -E "^Done [0-9]+ runs" "$log"
     else
         echo "FAILED: see fuzz/$log and fuzz/artifacts/$target/"
-        grep -E "panicked|ERROR|SUMMARY" "$log" | head -20
+        grep -a -E "panicked|ERROR|SUMMARY" "$log" | head -20
         status=1
     fi
 done
