@@ -9,5 +9,6 @@ mod handoff;
 mod interest;
 mod invalid_values;
 mod movement;
+mod net;
 mod sans_io;
 mod sessions;

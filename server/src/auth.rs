@@ -171,6 +171,31 @@ pub fn mint(secret: &[u8], claims: &Claims) -> String {
     .expect("HS256 signing of serializable claims cannot fail")
 }
 
+/// Issuer of dev tokens.
+pub const DEV_ISSUER: &str = "tessera-dev";
+/// Audience of dev tokens (and of the dev node).
+pub const DEV_AUDIENCE: &str = "tessera";
+/// File in the data dir holding the dev node's generated HS256 secret.
+pub const DEV_SECRET_FILE: &str = "dev-jwt-secret";
+
+/// The dev node's HS256 secret, generated (32 random bytes from the OS) on first use.
+pub fn dev_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use ring::rand::SecureRandom;
+    let path = data_dir.join(DEV_SECRET_FILE);
+    if !path.exists() {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+        let mut secret = vec![0u8; SECRET_BYTES_MIN];
+        ring::rand::SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| anyhow::anyhow!("the OS random number generator failed"))?;
+        std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+        tracing::warn!(path = %path.display(), "generated a DEV token secret; not for production");
+    }
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
 /// The player id a dev token gives the display name `name`: a stable hash, in range.
 pub fn dev_player_id(name: &str) -> PlayerId {
     let mut h = Fnv1a::new();

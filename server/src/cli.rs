@@ -54,6 +54,19 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Mint a dev login token for a player name (signed with the dev secret in the data
+    /// dir, generated if absent).
+    Token {
+        /// The player's display name; the player id is derived from it.
+        #[arg(long)]
+        player: String,
+        /// Config directory. Default: the embedded default world.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_s: u64,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -143,8 +156,29 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             seed,
         } => {
             let config = load_config(config.as_deref())?;
-            let pool = sim_pool(config.node.sim_threads as usize)?;
-            pool.install(|| run_node(config, &ServeOptions { ticks, seed }))?;
+            run_node(config, &ServeOptions { ticks, seed })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            player,
+            config,
+            ttl_s,
+        } => {
+            let config = load_config(config.as_deref())?;
+            let secret = crate::auth::dev_secret(&config.node.data_dir)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("the system clock is before 1970")?
+                .as_secs();
+            let claims = crate::auth::Claims {
+                sub: crate::auth::dev_player_id(&player).0.to_string(),
+                iss: crate::auth::DEV_ISSUER.into(),
+                aud: crate::auth::DEV_AUDIENCE.into(),
+                exp: now + ttl_s,
+                iat: Some(now),
+                name: Some(player),
+            };
+            writeln!(out, "{}", crate::auth::mint(&secret, &claims))?;
             Ok(ExitCode::SUCCESS)
         }
     }

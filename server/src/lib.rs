@@ -2,12 +2,15 @@
 //! other nodes and storage. This crate owns all IO; the simulation in `tessera-regions`
 //! has none.
 //!
-//! Modules: [`auth`] verifies login tokens; [`local`] steps this node's regions in parallel and routes handoffs between
+//! Modules: [`auth`] verifies login tokens; [`net`] is the QUIC edge (endpoint,
+//! sessions, TLS); [`node`] the tick driver that connects sessions to regions; [`local`] steps this node's regions in parallel and routes handoffs between
 //! them; [`serve`] is the paced tick driver; [`sim`] runs the world headless for
 //! measurement and determinism checks.
 
 pub mod auth;
 pub mod cli;
 pub mod local;
+pub mod net;
+pub mod node;
 pub mod serve;
 pub mod sim;

@@ -1,15 +1,20 @@
-//! `tessera serve`: the node's tick driver. Steps every local region at the configured
-//! rate on a rayon pool and logs a status line every few seconds.
-//!
-//! This is the node without its network edges: the QUIC endpoint, admin API, bus and
-//! snapshot writer attach here (issues 3 to 5), through the bounded inboxes and outboxes
-//! of each region's `TickInput`/`TickOutput`.
+//! `tessera serve`: the node. The tick driver runs on its own thread (inside the rayon
+//! pool that steps regions), the QUIC endpoint on a tokio runtime; they meet only through
+//! the bounded channels of [`crate::node`].
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tessera_shared::config::Config;
 
-use crate::local::LocalRegions;
+use anyhow::Context;
+use tessera_shared::config::{Config, NodeMode};
+
+use crate::auth::{self, TokenVerifier};
+use crate::net::{self, EndpointStats, tls};
+use crate::node::Driver;
 use crate::sim::percentile;
 
 /// How often the driver logs its status.
@@ -17,55 +22,174 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// A driver that falls further behind than this skips ahead instead of bursting ticks to
 /// catch up (a burst would stall clients more than the skip does).
 pub const CATCH_UP_MAX: Duration = Duration::from_secs(1);
+/// tokio worker threads for the network edge.
+pub const NET_THREADS: usize = 2;
 
 /// How to run the node.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Stop after this many ticks (for tests and scripted runs); `None` runs until killed.
+    /// Stop after this many ticks (for tests and scripted runs); `None` runs until
+    /// SIGINT or SIGTERM.
     pub ticks: Option<u64>,
     /// Seed of every region's RNG.
     pub seed: u64,
 }
 
-/// Runs the tick driver on the current thread until `options.ticks` ticks have run.
-pub fn run_node(config: Arc<Config>, options: &ServeOptions) -> anyhow::Result<()> {
-    let mut local = LocalRegions::new(config.clone(), options.seed)?;
-    let tick_hz = config.world.tick_hz;
-    let interval = Duration::from_secs_f64(1.0 / f64::from(tick_hz));
-    tracing::info!(
-        node = %config.node.name,
-        world = %config.world.name,
-        regions = local.regions().len(),
-        tick_hz,
-        threads = rayon::current_num_threads(),
-        "node running (no network yet: clients arrive with the QUIC endpoint)"
-    );
-    let mut window =
-        Vec::with_capacity((STATUS_INTERVAL.as_secs_f64() * f64::from(tick_hz)) as usize + 1);
+/// A node running in this process.
+pub struct RunningNode {
+    /// The QUIC address it listens on.
+    pub addr: SocketAddr,
+    /// Its certificate (DER), for clients to pin.
+    pub cert_der: Vec<u8>,
+    /// Endpoint counters.
+    pub stats: Arc<EndpointStats>,
+    stop: Arc<AtomicBool>,
+    driver: Option<JoinHandle<()>>,
+    endpoint: quinn::Endpoint,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl RunningNode {
+    /// Starts a node for `config` with dev credentials from `data_dir`.
+    pub fn start_dev(config: Arc<Config>, options: &ServeOptions) -> anyhow::Result<RunningNode> {
+        let data_dir = config.node.data_dir.clone();
+        if config.node.mode == NodeMode::Production {
+            anyhow::bail!(
+                "production mode needs an explicit token secret and TLS certificate, which this \
+                 version cannot configure yet; run with [node] mode = \"dev\""
+            );
+        }
+        let secret = auth::dev_secret(&data_dir)?;
+        let verifier = TokenVerifier::hs256(&secret, auth::DEV_ISSUER, auth::DEV_AUDIENCE)?;
+        let identity = tls::dev_identity(&data_dir)?;
+        Self::start(config, options, verifier, identity)
+    }
+
+    /// Starts a node with the given credentials.
+    pub fn start(
+        config: Arc<Config>,
+        options: &ServeOptions,
+        verifier: TokenVerifier,
+        identity: tls::Identity,
+    ) -> anyhow::Result<RunningNode> {
+        let cert_der = identity.chain[0].to_vec();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(NET_THREADS)
+            .thread_name("tessera-net")
+            .enable_all()
+            .build()
+            .context("starting the network runtime")?;
+        let server_config = tls::server_config(identity)?;
+        let listen = config.node.quic_listen;
+        let endpoint = runtime
+            .block_on(async { quinn::Endpoint::server(server_config, listen) })
+            .with_context(|| format!("binding the QUIC endpoint on {listen}"))?;
+        let addr = endpoint.local_addr().context("the endpoint's address")?;
+        let (driver, node) = Driver::new(config.clone(), options.seed)?;
+        let stats = Arc::new(EndpointStats::default());
+        runtime.spawn(net::accept_loop(
+            endpoint.clone(),
+            node,
+            Arc::new(verifier),
+            stats.clone(),
+        ));
+        let stop = Arc::new(AtomicBool::new(false));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.node.sim_threads as usize)
+            .thread_name(|i| format!("tessera-sim-{i}"))
+            .build()
+            .context("starting the simulation thread pool")?;
+        let driver_stop = stop.clone();
+        let ticks = options.ticks;
+        let driver = std::thread::Builder::new()
+            .name("tessera-driver".into())
+            .spawn(move || pool.install(|| drive(driver, &driver_stop, ticks)))
+            .context("starting the tick driver")?;
+        tracing::info!(%addr, node = %config.node.name, regions = config.world.regions.len(), "node running");
+        Ok(RunningNode {
+            addr,
+            cert_der,
+            stats,
+            stop,
+            driver: Some(driver),
+            endpoint,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Blocks until the driver stops (its tick budget ran out) or SIGINT/SIGTERM arrives.
+    pub fn wait(mut self) {
+        let stop = self.stop.clone();
+        if let Some(runtime) = &self.runtime {
+            runtime.block_on(async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                loop {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => break,
+                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                            if stop.load(Ordering::Relaxed) { break; }
+                        }
+                    }
+                }
+            });
+        }
+        self.shutdown_inner();
+    }
+
+    /// Stops the node: no new connections, sessions closed, driver stopped.
+    pub fn shutdown(mut self) {
+        self.shutdown_inner();
+    }
+
+    fn shutdown_inner(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.endpoint.close(0u32.into(), b"node shutting down");
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if self.runtime.is_some() {
+            self.shutdown_inner();
+        }
+    }
+}
+
+/// The paced tick loop.
+fn drive(mut driver: Driver, stop: &AtomicBool, ticks: Option<u64>) {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(driver.tick_hz()));
+    let mut window = Vec::new();
     let mut next_tick = Instant::now();
     let mut last_status = Instant::now();
     let mut tick = 0u64;
-    while options.ticks.is_none_or(|max| tick < max) {
+    while !stop.load(Ordering::Relaxed) && ticks.is_none_or(|max| tick < max) {
         let started = Instant::now();
-        local.step();
+        driver.tick();
         window.push(started.elapsed());
         tick += 1;
-
         if last_status.elapsed() >= STATUS_INTERVAL {
             window.sort_unstable();
-            let (players, entities) = local.counts();
+            let (players, entities) = driver.local().counts();
             tracing::info!(
                 tick,
                 players,
                 entities,
                 tick_p50_ms = %format_args!("{:.3}", percentile(&window, 50.0).as_secs_f64() * 1e3),
                 tick_p99_ms = %format_args!("{:.3}", percentile(&window, 99.0).as_secs_f64() * 1e3),
+                states_dropped = driver.stats.states_dropped,
                 "status"
             );
             window.clear();
             last_status = Instant::now();
         }
-
         next_tick += interval;
         let now = Instant::now();
         if next_tick > now {
@@ -78,6 +202,18 @@ pub fn run_node(config: Arc<Config>, options: &ServeOptions) -> anyhow::Result<(
             next_tick = now;
         }
     }
-    tracing::info!(tick, "node stopped");
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// Runs a dev node until its tick budget runs out or it is signalled.
+pub fn run_node(config: Arc<Config>, options: &ServeOptions) -> anyhow::Result<()> {
+    let node = RunningNode::start_dev(config, options)?;
+    node.wait();
     Ok(())
+}
+
+/// Paths a dev client needs: the certificate to pin and the secret to mint tokens with.
+pub fn dev_credentials(data_dir: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let identity = tls::dev_identity(data_dir)?;
+    Ok((identity.chain[0].to_vec(), auth::dev_secret(data_dir)?))
 }

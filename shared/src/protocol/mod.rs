@@ -8,6 +8,8 @@
 
 pub mod codec;
 pub mod delta;
+#[cfg(feature = "quic")]
+pub mod io;
 pub mod limits;
 pub mod messages;
 pub mod quantize;

@@ -1,0 +1,73 @@
+//! The network edge: the QUIC endpoint, its accept loop (connection cap, QUIC Retry under
+//! handshake load) and one [`session`] task per connection. Everything here runs on tokio;
+//! the simulation runs on the driver thread and meets it only through bounded channels.
+
+pub mod session;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::auth::TokenVerifier;
+use crate::node::NodeHandle;
+
+/// Connections a node holds at once; more are refused at the handshake.
+pub const CONNECTIONS_MAX: usize = 2_000;
+/// Handshakes in progress above which new clients must first prove their address (QUIC
+/// Retry), so a spoofed flood costs the node one stateless packet each.
+pub const RETRY_ABOVE_HANDSHAKES: usize = 64;
+
+/// Counters of the endpoint.
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    /// Connections open now.
+    pub connections: AtomicUsize,
+    /// Handshakes in progress now.
+    pub handshakes: AtomicUsize,
+    /// Connections refused at the cap.
+    pub refused: AtomicU64,
+    /// Retries sent.
+    pub retries: AtomicU64,
+}
+
+/// Accepts connections until the endpoint is closed.
+pub async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    node: NodeHandle,
+    verifier: Arc<TokenVerifier>,
+    stats: Arc<EndpointStats>,
+) {
+    let next_session = Arc::new(AtomicU64::new(1));
+    while let Some(incoming) = endpoint.accept().await {
+        if stats.connections.load(Ordering::Relaxed) >= CONNECTIONS_MAX {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            incoming.refuse();
+            continue;
+        }
+        if !incoming.remote_address_validated()
+            && stats.handshakes.load(Ordering::Relaxed) >= RETRY_ABOVE_HANDSHAKES
+        {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            let _ = incoming.retry();
+            continue;
+        }
+        let (node, verifier, stats) = (node.clone(), verifier.clone(), stats.clone());
+        let session = next_session.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            stats.handshakes.fetch_add(1, Ordering::Relaxed);
+            let connecting = incoming.accept();
+            let connection = match connecting {
+                Ok(connecting) => connecting.await,
+                Err(e) => Err(e),
+            };
+            stats.handshakes.fetch_sub(1, Ordering::Relaxed);
+            let Ok(connection) = connection else { return };
+            stats.connections.fetch_add(1, Ordering::Relaxed);
+            let remote: SocketAddr = connection.remote_address();
+            let end = session::run(connection, node, verifier, session).await;
+            tracing::debug!(session, %remote, ?end, "session ended");
+            stats.connections.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}

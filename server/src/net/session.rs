@@ -1,0 +1,281 @@
+//! One client connection: login on the control stream, then inputs in and states out until
+//! logout, kick or disconnect. Untrusted bytes are decoded with size limits; a malformed
+//! message ends the session (the node keeps running).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_shared::protocol::PROTOCOL_VERSION;
+use tessera_shared::protocol::codec::{self, DecodeError};
+use tessera_shared::protocol::io::{FrameError, read_frame, write_frame};
+use tessera_shared::protocol::limits::{INPUT_FRAMES_MAX, TOKEN_BYTES_MAX};
+use tessera_shared::protocol::messages::*;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::TokenVerifier;
+use crate::node::{Command, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
+
+/// How long a client has to open its control stream and log in.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Control frames queued from the reader task: a client sends almost none.
+const CONTROL_QUEUE_LEN_MAX: usize = 4;
+
+/// Why a session ended, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Login refused with this code.
+    Refused(ErrorCode),
+    /// The player logged out.
+    LoggedOut,
+    /// Another connection took the player over.
+    TakenOver,
+    /// The client broke the protocol.
+    Violation(String),
+    /// The connection went away.
+    Disconnected,
+}
+
+/// Runs a session on an established connection until it ends.
+pub async fn run(
+    connection: quinn::Connection,
+    node: NodeHandle,
+    verifier: Arc<TokenVerifier>,
+    session: u64,
+) -> SessionEnd {
+    let Ok(Ok((mut send, mut recv))) =
+        tokio::time::timeout(LOGIN_TIMEOUT, connection.accept_bi()).await
+    else {
+        connection.close(1u32.into(), b"no control stream");
+        return SessionEnd::Disconnected;
+    };
+    let hello = match tokio::time::timeout(LOGIN_TIMEOUT, read_frame::<ControlC2s>(&mut recv)).await
+    {
+        Ok(Ok(ControlC2s::Hello(hello))) => hello,
+        Ok(Ok(_)) => {
+            return refuse(
+                &connection,
+                &mut send,
+                ErrorCode::Malformed,
+                "Hello must come first",
+            )
+            .await;
+        }
+        Ok(Err(FrameError::Closed(_))) | Err(_) => {
+            connection.close(1u32.into(), b"login timeout");
+            return SessionEnd::Disconnected;
+        }
+        Ok(Err(e)) => {
+            return refuse(&connection, &mut send, ErrorCode::Malformed, &e.to_string()).await;
+        }
+    };
+    if hello.protocol_version != PROTOCOL_VERSION {
+        let msg = format!(
+            "protocol version {} is not supported; this node speaks {PROTOCOL_VERSION}",
+            hello.protocol_version
+        );
+        return refuse(&connection, &mut send, ErrorCode::VersionMismatch, &msg).await;
+    }
+    if hello.token.len() > TOKEN_BYTES_MAX {
+        return refuse(
+            &connection,
+            &mut send,
+            ErrorCode::BadToken,
+            "token too long",
+        )
+        .await;
+    }
+    let login = match verifier.verify(&hello.token) {
+        Ok(login) => login,
+        Err(e) => return refuse(&connection, &mut send, e.code(), &e.to_string()).await,
+    };
+    let player = login.player;
+
+    let (outbox, mut outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (reply, joined) = oneshot::channel();
+    if node
+        .try_send(Command::Join {
+            player,
+            session,
+            outbox,
+            reply,
+        })
+        .is_err()
+    {
+        return refuse(
+            &connection,
+            &mut send,
+            ErrorCode::ServerFull,
+            "node busy, retry",
+        )
+        .await;
+    }
+    let joined = match joined.await {
+        Ok(Ok(joined)) => joined,
+        Ok(Err(error)) => {
+            let code = error.code;
+            let _ = write_frame(&mut send, &ControlS2c::Error(error)).await;
+            let _ = send.finish();
+            connection.close(2u32.into(), b"refused");
+            return SessionEnd::Refused(code);
+        }
+        Err(_) => {
+            return refuse(&connection, &mut send, ErrorCode::Internal, "node stopping").await;
+        }
+    };
+    let welcome = ControlS2c::Welcome(WelcomeS2c {
+        session,
+        player,
+        entity: tessera_shared::ids::NetId::of_player(player),
+        region: joined.region,
+        tick: joined.tick,
+        tick_hz: u16::try_from(node.tick_hz()).unwrap_or(u16::MAX),
+        resume_ticket: Vec::new(),
+    });
+    if write_frame(&mut send, &welcome).await.is_err() {
+        leave(&node, player, session, None);
+        return SessionEnd::Disconnected;
+    }
+    tracing::debug!(session, %player, name = %login.name, "logged in");
+
+    // Control frames are read by their own task: `read_exact` is not cancel-safe in select!.
+    let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE_LEN_MAX);
+    let reader = tokio::spawn(async move {
+        loop {
+            let frame = read_frame::<ControlC2s>(&mut recv).await;
+            let end = frame.is_err();
+            if control_tx.send(frame).await.is_err() || end {
+                break;
+            }
+        }
+    });
+
+    let end = loop {
+        tokio::select! {
+            datagram = connection.read_datagram() => {
+                let Ok(bytes) = datagram else { break SessionEnd::Disconnected };
+                match decode_input(&bytes) {
+                    Ok(input) => {
+                        // A saturated node drops inputs rather than stalling the network.
+                        let _ = node.try_send(Command::Input { player, session, input });
+                    }
+                    Err(e) => break SessionEnd::Violation(format!("bad input datagram: {e}")),
+                }
+            }
+            frame = control_rx.recv() => match frame {
+                Some(Ok(ControlC2s::Logout)) => {
+                    let (done, saved) = oneshot::channel();
+                    leave(&node, player, session, Some(done));
+                    let _ = saved.await;
+                    let _ = write_frame(&mut send, &ControlS2c::Bye).await;
+                    let _ = send.finish();
+                    reader.abort();
+                    return SessionEnd::LoggedOut;
+                }
+                Some(Ok(ControlC2s::Hello(_))) => break SessionEnd::Violation("second Hello".into()),
+                Some(Err(FrameError::Closed(_))) | None => break SessionEnd::Disconnected,
+                Some(Err(e)) => break SessionEnd::Violation(e.to_string()),
+            },
+            out = outbox_rx.recv() => match out {
+                Some(Outgoing::Datagram(bytes)) => {
+                    // Errors mean the peer cannot take datagrams now: the state is lost,
+                    // and the next one (a delta against the client's ack) makes up for it.
+                    let _ = connection.send_datagram(bytes);
+                }
+                Some(Outgoing::Stream(bytes)) => {
+                    let connection = connection.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut uni) = connection.open_uni().await {
+                            let _ = uni.write_all(&bytes).await;
+                            let _ = uni.finish();
+                        }
+                    });
+                }
+                Some(Outgoing::Control(message)) => {
+                    if write_frame(&mut send, &message).await.is_err() {
+                        break SessionEnd::Disconnected;
+                    }
+                }
+                Some(Outgoing::Kick(kicked)) => {
+                    let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
+                    let _ = send.finish();
+                    reader.abort();
+                    // Give the frame a moment to leave before closing.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    connection.close(3u32.into(), b"taken over");
+                    return SessionEnd::TakenOver;
+                }
+                None => break SessionEnd::Disconnected,
+            },
+        }
+    };
+    reader.abort();
+    if let SessionEnd::Violation(reason) = &end {
+        tracing::info!(session, %player, %reason, "disconnecting a client that broke the protocol");
+        let _ = write_frame(
+            &mut send,
+            &ControlS2c::Kicked(KickedS2c {
+                reason: KickReason::ProtocolViolation,
+                message: reason.clone(),
+            }),
+        )
+        .await;
+        connection.close(4u32.into(), b"protocol violation");
+    }
+    leave(&node, player, session, None);
+    end
+}
+
+fn decode_input(bytes: &[u8]) -> Result<InputC2s, DecodeError> {
+    let input: InputC2s = codec::decode_datagram(bytes)?;
+    if input.frames.is_empty() || input.frames.len() > INPUT_FRAMES_MAX {
+        return Err(DecodeError::TooMany {
+            max: INPUT_FRAMES_MAX,
+        });
+    }
+    Ok(input)
+}
+
+fn leave(
+    node: &NodeHandle,
+    player: tessera_shared::ids::PlayerId,
+    session: u64,
+    reply: Option<oneshot::Sender<()>>,
+) {
+    // If the node is saturated the logout is retried once the channel has room: a logout
+    // must not be lost.
+    let mut command = Command::Leave {
+        player,
+        session,
+        reply,
+    };
+    for _ in 0..100 {
+        match node.try_send(command) {
+            Ok(()) => return,
+            Err(back) => {
+                command = back;
+                std::thread::yield_now();
+            }
+        }
+    }
+    tracing::error!(%player, session, "node saturated: logout not delivered");
+}
+
+async fn refuse(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    code: ErrorCode,
+    message: &str,
+) -> SessionEnd {
+    let error = ControlS2c::Error(ErrorS2c {
+        code,
+        message: message.chars().take(200).collect(),
+        retry_after_ms: matches!(code, ErrorCode::ServerFull | ErrorCode::RateLimited)
+            .then_some(1_000),
+    });
+    let _ = write_frame(send, &error).await;
+    let _ = send.finish();
+    // Let the refusal reach the client before the connection closes.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    connection.close(2u32.into(), b"refused");
+    SessionEnd::Refused(code)
+}

@@ -1,0 +1,430 @@
+//! The node's tick driver with its network edges: sessions send [`Command`]s through one
+//! bounded channel; every tick the driver drains them into the regions' inputs, steps the
+//! regions, and fans each region's output out to the sessions as delta-encoded states and
+//! reliable events, through bounded per-session outboxes. It never blocks on a session:
+//! a full outbox drops that state (the client's ack falls behind and it gets a keyframe).
+//!
+//! The driver is the authority on which session holds a player: a second login of the same
+//! player rebinds the avatar to the new session and kicks the old one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tessera_regions::io::{EntityView, InterestOutput, Join, ObserverDiff};
+use tessera_regions::io::{GameEvent, JoinRefusal, PlayerInput, SessionEvent};
+use tessera_shared::config::Config;
+use tessera_shared::ids::{NetId, PlayerId, RegionId};
+use tessera_shared::protocol::codec;
+use tessera_shared::protocol::delta::{DeltaEncoder, Snapshot, WireEntity};
+use tessera_shared::protocol::limits::{DATAGRAM_BYTES_MAX, STATE_STREAM_BYTES_MAX};
+use tessera_shared::protocol::messages::*;
+use tessera_shared::protocol::quantize::{dequantize_move, quantize_health, quantize_position};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::local::LocalRegions;
+
+/// Commands queued from all sessions to the driver. At ~100 bytes each, 64 MiB at most.
+pub const NODE_INBOX_LEN_MAX: usize = 65_536;
+/// Messages queued from the driver to one session: a few ticks of states and events.
+pub const SESSION_OUTBOX_LEN_MAX: usize = 64;
+
+/// A session's request to the driver.
+#[derive(Debug)]
+pub enum Command {
+    /// Log `player` in on `session`.
+    Join {
+        /// The player.
+        player: PlayerId,
+        /// The session's id, unique per node run.
+        session: u64,
+        /// Where the driver sends this session's states and events.
+        outbox: mpsc::Sender<Outgoing>,
+        /// The answer: where the player is, or why not.
+        reply: oneshot::Sender<Result<Joined, ErrorS2c>>,
+    },
+    /// Log `player` out of `session` (ignored if another session holds the player now).
+    Leave {
+        /// The player.
+        player: PlayerId,
+        /// The session asking.
+        session: u64,
+        /// Answered once the player's final state is out of the world.
+        reply: Option<oneshot::Sender<()>>,
+    },
+    /// An input datagram from `session`.
+    Input {
+        /// The player.
+        player: PlayerId,
+        /// The session it came on.
+        session: u64,
+        /// The decoded input.
+        input: InputC2s,
+    },
+}
+
+/// Where a login landed.
+#[derive(Clone, Copy, Debug)]
+pub struct Joined {
+    /// The region holding the avatar.
+    pub region: RegionId,
+    /// The tick at which it appeared.
+    pub tick: u64,
+}
+
+/// What the driver sends a session.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A state that fits a datagram.
+    Datagram(bytes::Bytes),
+    /// A state too large for a datagram: send it on a unidirectional stream.
+    Stream(bytes::Bytes),
+    /// A control message.
+    Control(ControlS2c),
+    /// End the session with this message (another session took the player over).
+    Kick(KickedS2c),
+}
+
+/// The sending side, cloned into every session.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
+    commands: Sender<Command>,
+    tick_hz: u32,
+}
+
+impl NodeHandle {
+    /// The node's tick rate.
+    pub fn tick_hz(&self) -> u32 {
+        self.tick_hz
+    }
+
+    /// Queues `command`; `Err` if the node is saturated (the caller refuses or drops).
+    pub fn try_send(&self, command: Command) -> Result<(), Command> {
+        self.commands.try_send(command).map_err(|e| match e {
+            TrySendError::Full(c) | TrySendError::Disconnected(c) => c,
+        })
+    }
+}
+
+/// One connected player's view, as its client knows it.
+struct ClientView {
+    session: u64,
+    outbox: mpsc::Sender<Outgoing>,
+    /// Visible entities, sorted by id, in wire units.
+    visible: Vec<WireEntity>,
+    encoder: DeltaEncoder,
+    ack_tick: u64,
+}
+
+/// Counters the driver keeps (exported as metrics later).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DriverStats {
+    /// States dropped because a session's outbox was full.
+    pub states_dropped: u64,
+    /// Inputs from a session that no longer holds its player.
+    pub inputs_stale_session: u64,
+}
+
+/// The tick driver. Owns the regions and the per-client delta state.
+pub struct Driver {
+    config: Arc<Config>,
+    local: LocalRegions,
+    commands: Receiver<Command>,
+    clients: HashMap<PlayerId, ClientView>,
+    region_of: HashMap<PlayerId, RegionId>,
+    pending_joins: Vec<(
+        PlayerId,
+        u64,
+        mpsc::Sender<Outgoing>,
+        oneshot::Sender<Result<Joined, ErrorS2c>>,
+    )>,
+    pending_leaves: Vec<oneshot::Sender<()>>,
+    /// Counters.
+    pub stats: DriverStats,
+}
+
+impl Driver {
+    /// A driver for every region of `config`'s world, and the handle sessions use.
+    pub fn new(config: Arc<Config>, seed: u64) -> anyhow::Result<(Driver, NodeHandle)> {
+        let (tx, rx) = crossbeam_channel::bounded(NODE_INBOX_LEN_MAX);
+        let config_tick_hz = config.world.tick_hz;
+        let local = LocalRegions::new(config.clone(), seed)?;
+        Ok((
+            Driver {
+                config,
+                local,
+                commands: rx,
+                clients: HashMap::new(),
+                region_of: HashMap::new(),
+                pending_joins: Vec::new(),
+                pending_leaves: Vec::new(),
+                stats: DriverStats::default(),
+            },
+            NodeHandle {
+                commands: tx,
+                tick_hz: config_tick_hz,
+            },
+        ))
+    }
+
+    /// Ticks per second.
+    pub fn tick_hz(&self) -> u32 {
+        self.config.world.tick_hz
+    }
+
+    /// The regions.
+    pub fn local(&self) -> &LocalRegions {
+        &self.local
+    }
+
+    /// One tick: commands in, regions stepped, outputs out.
+    pub fn tick(&mut self) {
+        let first_region = self.config.world.regions[0].id;
+        // Drain what is queued now (bounded by the channel's capacity).
+        for _ in 0..self.commands.len() {
+            let Ok(command) = self.commands.try_recv() else {
+                break;
+            };
+            self.apply(command, first_region);
+        }
+        self.local.step();
+        let tick = self.local.regions().first().map_or(0, |r| r.tick());
+        self.settle_sessions(tick);
+        self.fan_out();
+    }
+
+    fn apply(&mut self, command: Command, first_region: RegionId) {
+        match command {
+            Command::Join {
+                player,
+                session,
+                outbox,
+                reply,
+            } => {
+                if let Some(view) = self.clients.get_mut(&player) {
+                    // Takeover: the avatar stays, the old session is told why it ends.
+                    let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
+                        reason: KickReason::LoggedInElsewhere,
+                        message: "logged in from another connection".into(),
+                    }));
+                    view.session = session;
+                    view.outbox = outbox;
+                    view.encoder = DeltaEncoder::default();
+                    view.ack_tick = 0;
+                    let region = self.region_of.get(&player).copied().unwrap_or(first_region);
+                    let tick = self.local.regions().first().map_or(0, |r| r.tick());
+                    let _ = reply.send(Ok(Joined { region, tick }));
+                    return;
+                }
+                let input = self.local.input_mut(first_region).expect("a world region");
+                input.sessions.push(SessionEvent::Join(Join {
+                    player,
+                    saved: None,
+                }));
+                self.pending_joins.push((player, session, outbox, reply));
+            }
+            Command::Leave {
+                player,
+                session,
+                reply,
+            } => {
+                let holds = self
+                    .clients
+                    .get(&player)
+                    .is_some_and(|v| v.session == session);
+                if !holds {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                    return;
+                }
+                self.clients.remove(&player);
+                if let Some(region) = self.region_of.remove(&player)
+                    && let Some(input) = self.local.input_mut(region)
+                {
+                    input.sessions.push(SessionEvent::Leave(player));
+                }
+                if let Some(reply) = reply {
+                    self.pending_leaves.push(reply);
+                }
+            }
+            Command::Input {
+                player,
+                session,
+                input,
+            } => {
+                let Some(view) = self
+                    .clients
+                    .get_mut(&player)
+                    .filter(|v| v.session == session)
+                else {
+                    self.stats.inputs_stale_session += 1;
+                    return;
+                };
+                view.ack_tick = view.ack_tick.max(input.ack_tick);
+                let Some(region) = self.region_of.get(&player).copied() else {
+                    return;
+                };
+                let Some(tick_input) = self.local.input_mut(region) else {
+                    return;
+                };
+                // Oldest first; the region ignores sequence numbers it has already applied.
+                for (i, frame) in input.frames.iter().enumerate().rev() {
+                    let Some(seq) = input.seq.checked_sub(i as u32) else {
+                        continue;
+                    };
+                    tick_input.inputs.push(PlayerInput {
+                        player,
+                        seq,
+                        move_m: dequantize_move(frame.move_q),
+                        attack: frame.attack,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Answers the logins and logouts of this tick, and follows handoffs.
+    fn settle_sessions(&mut self, tick: u64) {
+        let mut refused: HashMap<PlayerId, JoinRefusal> = HashMap::new();
+        for region in self.local.regions() {
+            let out = region.output();
+            for &(player, why) in &out.refused_joins {
+                refused.insert(player, why);
+            }
+            for record in &out.handoffs {
+                if let Some(player) = record.entity.player {
+                    self.region_of.insert(player, record.to);
+                }
+            }
+        }
+        let first_region = self.config.world.regions[0].id;
+        for (player, session, outbox, reply) in self.pending_joins.drain(..) {
+            if let Some(why) = refused.get(&player) {
+                let (code, message) = match why {
+                    JoinRefusal::RegionFull => (ErrorCode::ServerFull, "the region is full"),
+                    JoinRefusal::AlreadyPresent => {
+                        (ErrorCode::RegionUnavailable, "already in the world")
+                    }
+                    _ => (ErrorCode::Internal, "login refused"),
+                };
+                let _ = reply.send(Err(ErrorS2c {
+                    code,
+                    message: message.into(),
+                    retry_after_ms: Some(1_000),
+                }));
+                continue;
+            }
+            self.region_of.insert(player, first_region);
+            self.clients.insert(
+                player,
+                ClientView {
+                    session,
+                    outbox,
+                    visible: Vec::new(),
+                    encoder: DeltaEncoder::default(),
+                    ack_tick: 0,
+                },
+            );
+            let _ = reply.send(Ok(Joined {
+                region: first_region,
+                tick,
+            }));
+        }
+        for reply in self.pending_leaves.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+
+    /// States and events to every client.
+    fn fan_out(&mut self) {
+        let Driver {
+            local,
+            clients,
+            stats,
+            ..
+        } = self;
+        for region in local.regions() {
+            let out = region.output();
+            for diff in &out.interest.observers {
+                let Some(view) = clients.get_mut(&diff.player) else {
+                    continue;
+                };
+                apply_diff(&mut view.visible, &out.interest, diff);
+                let snapshot = Snapshot {
+                    tick: out.tick,
+                    entities: view.visible.clone(),
+                };
+                let state = view.encoder.encode(snapshot, view.ack_tick);
+                let message = match codec::encode(&state, STATE_STREAM_BYTES_MAX) {
+                    Ok(bytes) if bytes.len() <= DATAGRAM_BYTES_MAX => {
+                        Outgoing::Datagram(bytes.into())
+                    }
+                    Ok(bytes) => Outgoing::Stream(bytes.into()),
+                    Err(_) => continue, // Larger than any view can be: the cap prevents it.
+                };
+                if view.outbox.try_send(message).is_err() {
+                    stats.states_dropped += 1;
+                }
+            }
+            for event in &out.events {
+                let (recipients, message) = match *event {
+                    GameEvent::Damage {
+                        attacker,
+                        target,
+                        amount,
+                    } => (
+                        [avatar_owner(attacker), avatar_owner(target)],
+                        EventS2c::Damage {
+                            attacker,
+                            target,
+                            amount,
+                        },
+                    ),
+                    GameEvent::Death { entity } => {
+                        ([avatar_owner(entity), None], EventS2c::Death { entity })
+                    }
+                    GameEvent::Respawn { player } => ([Some(player), None], EventS2c::Respawn),
+                };
+                for player in recipients.into_iter().flatten() {
+                    if let Some(view) = clients.get(&player) {
+                        let _ = view
+                            .outbox
+                            .try_send(Outgoing::Control(ControlS2c::Event(message.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The player whose avatar `id` is, if it is one.
+fn avatar_owner(id: NetId) -> Option<PlayerId> {
+    (id.0 >> 63 == 1).then_some(PlayerId(id.0 & PlayerId::MAX))
+}
+
+fn wire(view: &EntityView) -> WireEntity {
+    WireEntity {
+        id: view.id,
+        archetype: view.archetype,
+        // Positions are finite and inside the world (the region guarantees it).
+        position: quantize_position(view.position).unwrap_or([0, 0]),
+        health: quantize_health(view.health),
+    }
+}
+
+/// Applies one tick's diff to a sorted visible list.
+fn apply_diff(visible: &mut Vec<WireEntity>, interest: &InterestOutput, diff: &ObserverDiff) {
+    for id in interest.left_ids(diff) {
+        if let Ok(i) = visible.binary_search_by_key(id, |e| e.id) {
+            visible.remove(i);
+        }
+    }
+    for view in interest.updated(diff) {
+        let entity = wire(view);
+        match visible.binary_search_by_key(&entity.id, |e| e.id) {
+            Ok(i) => visible[i] = entity,
+            Err(i) => visible.insert(i, entity),
+        }
+    }
+}
