@@ -28,6 +28,10 @@ impl Drop for TestNode {
 }
 
 fn start() -> TestNode {
+    start_with(|_| {})
+}
+
+fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "tessera-net-test-{}-{}",
@@ -38,6 +42,7 @@ fn start() -> TestNode {
     config.node.data_dir = dir.clone();
     config.node.quic_listen = "127.0.0.1:0".parse().unwrap();
     config.node.sim_threads = 1;
+    tweak(&mut config);
     let node = RunningNode::start_dev(
         Arc::new(config),
         &ServeOptions {
@@ -216,5 +221,61 @@ fn a_malformed_datagram_disconnects_only_its_sender() {
                 .expect("states keep flowing")
                 .unwrap();
         }
+    });
+}
+
+#[test]
+fn a_crowded_view_arrives_whole_even_when_it_exceeds_a_datagram() {
+    // 20,000 NPCs in a 1024 m region: a few hundred within view of the spawn point, so
+    // the first (key)frame is several kilobytes and must go on a stream.
+    let node = start_with(|config| {
+        config.world.limits.entities_per_region_max = 50_000;
+        for entry in &mut config.balance.spawn_tables[0].entries {
+            entry.count *= 60;
+        }
+    });
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let mut most = 0;
+        for _ in 0..10 {
+            client.send_input(Vec2::ZERO, None).unwrap();
+            let snapshot = tokio::time::timeout(Duration::from_secs(5), client.next_state())
+                .await
+                .expect("a state within 5 s")
+                .unwrap();
+            most = most.max(snapshot.entities.len());
+        }
+        assert!(most > 100, "expected a crowd, saw {most} entities");
+    });
+}
+
+#[test]
+fn walking_across_a_region_border_keeps_the_session() {
+    // Spawn 4 m west of the border between regions 1 and 2 (x = 1024 in the default world).
+    let node = start_with(|config| {
+        let border = config.world.regions[0].bounds.max.x;
+        config.world.regions[0].spawn_point.x = border - 4.0;
+    });
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let avatar = client.welcome().entity;
+        let mut max_x = 0.0f32;
+        for _ in 0..80 {
+            client.send_input(Vec2::new(0.25, 0.0), None).unwrap();
+            let snapshot = tokio::time::timeout(Duration::from_secs(5), client.next_state())
+                .await
+                .expect("states keep flowing across the border")
+                .expect("same session");
+            if let Some(me) = snapshot.entities.iter().find(|e| e.id == avatar) {
+                let x = tessera::shared::protocol::quantize::dequantize_position(me.position).x;
+                max_x = max_x.max(x);
+            }
+        }
+        assert!(
+            max_x > 1026.0,
+            "the avatar should be well inside region 2, got x = {max_x}"
+        );
+        // Still the same, working session: logout is acknowledged.
+        client.logout().await.expect("Bye after crossing");
     });
 }

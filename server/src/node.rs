@@ -338,6 +338,7 @@ impl Driver {
 
     /// States and events to every client.
     fn fan_out(&mut self) {
+        let player_archetype = self.config.balance.player_archetype as u16;
         let Driver {
             local,
             clients,
@@ -351,6 +352,20 @@ impl Driver {
                     continue;
                 };
                 apply_diff(&mut view.visible, &out.interest, diff);
+                // The client's own avatar is part of its view (it reconciles against it),
+                // though the simulation's interest never lists an observer to itself.
+                let avatar = NetId::of_player(diff.player);
+                if let (Some(position), Some(health)) =
+                    (region.position_of(avatar), region.health_of(avatar))
+                {
+                    let own = EntityView {
+                        id: avatar,
+                        archetype: player_archetype,
+                        position,
+                        health,
+                    };
+                    upsert(&mut view.visible, wire(&own));
+                }
                 let snapshot = Snapshot {
                     tick: out.tick,
                     entities: view.visible.clone(),
@@ -421,10 +436,13 @@ fn apply_diff(visible: &mut Vec<WireEntity>, interest: &InterestOutput, diff: &O
         }
     }
     for view in interest.updated(diff) {
-        let entity = wire(view);
-        match visible.binary_search_by_key(&entity.id, |e| e.id) {
-            Ok(i) => visible[i] = entity,
-            Err(i) => visible.insert(i, entity),
-        }
+        upsert(visible, wire(view));
+    }
+}
+
+fn upsert(visible: &mut Vec<WireEntity>, entity: WireEntity) {
+    match visible.binary_search_by_key(&entity.id, |e| e.id) {
+        Ok(i) => visible[i] = entity,
+        Err(i) => visible.insert(i, entity),
     }
 }

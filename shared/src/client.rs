@@ -18,7 +18,7 @@ use crate::math::Vec2;
 use crate::protocol::codec::{self, DecodeError};
 use crate::protocol::delta::{DeltaDecoder, Snapshot};
 use crate::protocol::io::{FrameError, read_frame, write_frame};
-use crate::protocol::limits::INPUT_FRAMES_MAX;
+use crate::protocol::limits::{INPUT_FRAMES_MAX, STATE_STREAM_BYTES_MAX};
 use crate::protocol::messages::*;
 use crate::protocol::quantize::quantize_move;
 use crate::protocol::{ALPN, PROTOCOL_VERSION};
@@ -199,12 +199,22 @@ impl Client {
     /// sends a keyframe once it sees the client's ack lagging).
     pub async fn next_state(&mut self) -> Result<Snapshot, ClientError> {
         loop {
-            let bytes = self
-                .connection
-                .read_datagram()
-                .await
-                .map_err(|e| ClientError::Connection(e.to_string()))?;
-            let state: StateS2c = codec::decode_datagram(&bytes)?;
+            // A state arrives as a datagram, or (too large for one) alone on a
+            // unidirectional stream. Both awaits are cancel-safe; the stream is read to
+            // its end only once accepted.
+            let bytes: Vec<u8> = tokio::select! {
+                datagram = self.connection.read_datagram() => {
+                    datagram.map_err(|e| ClientError::Connection(e.to_string()))?.to_vec()
+                }
+                stream = self.connection.accept_uni() => {
+                    let mut stream = stream.map_err(|e| ClientError::Connection(e.to_string()))?;
+                    stream
+                        .read_to_end(STATE_STREAM_BYTES_MAX)
+                        .await
+                        .map_err(|e| ClientError::Protocol(format!("state stream: {e}")))?
+                }
+            };
+            let state: StateS2c = codec::decode(&bytes, STATE_STREAM_BYTES_MAX)?;
             match self.decoder.apply(&state) {
                 Ok(Some(snapshot)) => return Ok(snapshot.clone()),
                 Ok(None) | Err(DecodeError::UnknownBaseline(_)) => continue,

@@ -17,6 +17,9 @@ use crate::node::{Command, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
 
 /// How long a client has to open its control stream and log in.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a final frame (Bye, Error, Kicked) the session waits this long for the client to
+/// close: closing first could drop the frame undelivered.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Control frames queued from the reader task: a client sends almost none.
 const CONTROL_QUEUE_LEN_MAX: usize = 4;
 
@@ -115,7 +118,7 @@ pub async fn run(
             let code = error.code;
             let _ = write_frame(&mut send, &ControlS2c::Error(error)).await;
             let _ = send.finish();
-            connection.close(2u32.into(), b"refused");
+            close_gracefully(&connection, 2, b"refused").await;
             return SessionEnd::Refused(code);
         }
         Err(_) => {
@@ -169,6 +172,7 @@ pub async fn run(
                     let _ = write_frame(&mut send, &ControlS2c::Bye).await;
                     let _ = send.finish();
                     reader.abort();
+                    close_gracefully(&connection, 0, b"bye").await;
                     return SessionEnd::LoggedOut;
                 }
                 Some(Ok(ControlC2s::Hello(_))) => break SessionEnd::Violation("second Hello".into()),
@@ -199,9 +203,7 @@ pub async fn run(
                     let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
                     let _ = send.finish();
                     reader.abort();
-                    // Give the frame a moment to leave before closing.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    connection.close(3u32.into(), b"taken over");
+                    close_gracefully(&connection, 3, b"taken over").await;
                     return SessionEnd::TakenOver;
                 }
                 None => break SessionEnd::Disconnected,
@@ -274,8 +276,13 @@ async fn refuse(
     });
     let _ = write_frame(send, &error).await;
     let _ = send.finish();
-    // Let the refusal reach the client before the connection closes.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    connection.close(2u32.into(), b"refused");
+    close_gracefully(connection, 2, b"refused").await;
     SessionEnd::Refused(code)
+}
+
+/// Waits (at most [`CLOSE_GRACE`]) for the client to close after reading our last frame,
+/// then closes: `Connection::close` discards data not yet delivered.
+async fn close_gracefully(connection: &quinn::Connection, code: u32, reason: &[u8]) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, connection.closed()).await;
+    connection.close(code.into(), reason);
 }
