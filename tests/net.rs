@@ -279,3 +279,45 @@ fn walking_across_a_region_border_keeps_the_session() {
         client.logout().await.expect("Bye after crossing");
     });
 }
+
+#[test]
+fn an_input_flood_is_dropped_and_counted_and_others_are_unaffected() {
+    use tessera_server::net::session::INPUTS_PER_TICK_MAX;
+    let node = start();
+    let stats = node.node.as_ref().unwrap().stats.clone();
+    client_runtime().block_on(async {
+        let mut flooder = login(&node, "flooder").await.unwrap();
+        let mut honest = login(&node, "ada").await.unwrap();
+        let started = std::time::Instant::now();
+        const FLOOD: u64 = 3_000;
+        for _ in 0..FLOOD {
+            // send_datagram drops locally when its buffer is full; pace a little so most
+            // of the flood reaches the node.
+            let _ = flooder.send_input(Vec2::new(0.01, 0.0), None);
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            honest.send_input(Vec2::ZERO, None).unwrap();
+            tokio::time::timeout(Duration::from_secs(5), honest.next_state())
+                .await
+                .expect("the honest client keeps getting states")
+                .unwrap();
+        }
+        let elapsed_s = started.elapsed().as_secs_f64();
+        let limited = stats
+            .inputs_rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let accepted = stats
+            .inputs_accepted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // The limit's own bound: one burst plus the rate over the elapsed time, for both
+        // clients (the honest one sent 10).
+        let rate = f64::from(20 * INPUTS_PER_TICK_MAX);
+        let bound = 20.0 + rate * elapsed_s + 10.0;
+        assert!(limited > 0, "nothing was rate limited");
+        assert!(
+            (accepted as f64) <= bound,
+            "accepted {accepted} > {bound:.0} in {elapsed_s:.2} s"
+        );
+    });
+}

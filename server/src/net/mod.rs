@@ -29,6 +29,14 @@ pub struct EndpointStats {
     pub refused: AtomicU64,
     /// Retries sent.
     pub retries: AtomicU64,
+    /// Input datagrams passed to the driver.
+    pub inputs_accepted: AtomicU64,
+    /// Input datagrams dropped by a player's rate limit.
+    pub inputs_rate_limited: AtomicU64,
+    /// Input datagrams dropped because the driver's inbox was full.
+    pub inputs_node_busy: AtomicU64,
+    /// Sessions ended for breaking the protocol.
+    pub violations: AtomicU64,
 }
 
 /// Accepts connections until the endpoint is closed.
@@ -65,7 +73,7 @@ pub async fn accept_loop(
             let Ok(connection) = connection else { return };
             stats.connections.fetch_add(1, Ordering::Relaxed);
             let remote: SocketAddr = connection.remote_address();
-            let end = session::run(connection, node, verifier, session).await;
+            let end = session::run(connection, node, verifier, session, stats.clone()).await;
             tracing::debug!(session, %remote, ?end, "session ended");
             stats.connections.fetch_sub(1, Ordering::Relaxed);
         });

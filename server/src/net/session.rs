@@ -2,8 +2,12 @@
 //! logout, kick or disconnect. Untrusted bytes are decoded with size limits; a malformed
 //! message ends the session (the node keeps running).
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use governor::{Quota, RateLimiter};
 
 use tessera_shared::protocol::PROTOCOL_VERSION;
 use tessera_shared::protocol::codec::{self, DecodeError};
@@ -12,11 +16,18 @@ use tessera_shared::protocol::limits::{INPUT_FRAMES_MAX, TOKEN_BYTES_MAX};
 use tessera_shared::protocol::messages::*;
 use tokio::sync::{mpsc, oneshot};
 
+use super::EndpointStats;
 use crate::auth::TokenVerifier;
 use crate::node::{Command, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
 
 /// How long a client has to open its control stream and log in.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Input datagrams a player may send per second, per tick of the node's rate: one per
+/// tick is normal, twice that absorbs jitter. Beyond it (and a burst of one second of
+/// ticks) datagrams are dropped and counted; the redundancy of `InputC2s` makes an honest
+/// client lose nothing to an occasional drop.
+pub const INPUTS_PER_TICK_MAX: u32 = 2;
+
 /// After a final frame (Bye, Error, Kicked) the session waits this long for the client to
 /// close: closing first could drop the frame undelivered.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -44,6 +55,7 @@ pub async fn run(
     node: NodeHandle,
     verifier: Arc<TokenVerifier>,
     session: u64,
+    stats: Arc<EndpointStats>,
 ) -> SessionEnd {
     let Ok(Ok((mut send, mut recv))) =
         tokio::time::timeout(LOGIN_TIMEOUT, connection.accept_bi()).await
@@ -152,14 +164,25 @@ pub async fn run(
         }
     });
 
+    let tick_hz = NonZeroU32::new(node.tick_hz()).unwrap_or(NonZeroU32::MIN);
+    let rate =
+        tick_hz.saturating_mul(NonZeroU32::new(INPUTS_PER_TICK_MAX).unwrap_or(NonZeroU32::MIN));
+    let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(tick_hz));
     let end = loop {
         tokio::select! {
             datagram = connection.read_datagram() => {
                 let Ok(bytes) = datagram else { break SessionEnd::Disconnected };
+                if limiter.check().is_err() {
+                    stats.inputs_rate_limited.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 match decode_input(&bytes) {
                     Ok(input) => {
                         // A saturated node drops inputs rather than stalling the network.
-                        let _ = node.try_send(Command::Input { player, session, input });
+                        match node.try_send(Command::Input { player, session, input }) {
+                            Ok(()) => stats.inputs_accepted.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => stats.inputs_node_busy.fetch_add(1, Ordering::Relaxed),
+                        };
                     }
                     Err(e) => break SessionEnd::Violation(format!("bad input datagram: {e}")),
                 }
@@ -212,6 +235,7 @@ pub async fn run(
     };
     reader.abort();
     if let SessionEnd::Violation(reason) = &end {
+        stats.violations.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session, %player, %reason, "disconnecting a client that broke the protocol");
         let _ = write_frame(
             &mut send,
