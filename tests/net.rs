@@ -321,3 +321,28 @@ fn an_input_flood_is_dropped_and_counted_and_others_are_unaffected() {
         );
     });
 }
+
+#[test]
+fn bots_connect_play_and_report() {
+    let node = start();
+    let options = tessera_server::bots::BotsOptions {
+        count: 20,
+        addr: node.node.as_ref().unwrap().addr,
+        duration: Duration::from_secs(3),
+        data_dir: node.dir.clone(),
+        progress: false,
+    };
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(tessera_server::bots::run_bots(&options))
+        .unwrap();
+    assert_eq!(report.connected, 20, "{report}");
+    assert_eq!(report.failed, 0, "{report}");
+    assert!(
+        report.states_per_s > 5.0 && report.inputs_per_s > 5.0,
+        "{report}"
+    );
+}

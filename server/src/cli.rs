@@ -67,6 +67,21 @@ enum Command {
         #[arg(long, default_value_t = 86_400)]
         ttl_s: u64,
     },
+    /// Run many QUIC clients against a node and print a summary.
+    Bots {
+        /// How many.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
+        /// The node's QUIC address.
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        addr: std::net::SocketAddr,
+        /// How long: `30s`, `2m`, `500ms`, or seconds.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// The node's data dir (its dev certificate and token secret).
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -159,6 +174,31 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             run_node(config, &ServeOptions { ticks, seed })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bots {
+            count,
+            addr,
+            duration,
+            data_dir,
+        } => {
+            let options = crate::bots::BotsOptions {
+                count,
+                addr,
+                duration,
+                data_dir,
+                progress: true,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the bots' runtime")?;
+            let report = runtime.block_on(crate::bots::run_bots(&options))?;
+            writeln!(out, "{report}")?;
+            Ok(if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Token {
             player,
             config,
@@ -212,4 +252,22 @@ fn sim_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
         .thread_name(|i| format!("tessera-sim-{i}"))
         .build()
         .context("starting the simulation thread pool")
+}
+
+/// `30s`, `2m`, `500ms` or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 2m or 500ms"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("unknown unit {unit:?}; use ms, s or m")),
+    }
 }

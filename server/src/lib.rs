@@ -8,6 +8,7 @@
 //! measurement and determinism checks.
 
 pub mod auth;
+pub mod bots;
 pub mod cli;
 pub mod local;
 pub mod net;
