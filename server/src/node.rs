@@ -123,6 +123,10 @@ pub struct DriverStats {
     pub states_dropped: u64,
     /// Inputs from a session that no longer holds its player.
     pub inputs_stale_session: u64,
+    /// Time the last tick spent stepping regions.
+    pub last_step: std::time::Duration,
+    /// Time the last tick spent encoding states and handing them to sessions.
+    pub last_fan_out: std::time::Duration,
 }
 
 /// The tick driver. Owns the regions and the per-client delta state.
@@ -187,10 +191,14 @@ impl Driver {
             };
             self.apply(command, first_region);
         }
+        let started = std::time::Instant::now();
         self.local.step();
+        self.stats.last_step = started.elapsed();
         let tick = self.local.regions().first().map_or(0, |r| r.tick());
         self.settle_sessions(tick);
+        let started = std::time::Instant::now();
         self.fan_out();
+        self.stats.last_fan_out = started.elapsed();
     }
 
     fn apply(&mut self, command: Command, first_region: RegionId) {

@@ -167,6 +167,7 @@ impl Drop for RunningNode {
 fn drive(mut driver: Driver, stop: &AtomicBool, ticks: Option<u64>) {
     let interval = Duration::from_secs_f64(1.0 / f64::from(driver.tick_hz()));
     let mut window = Vec::new();
+    let mut fan_out_window = Vec::new();
     let mut next_tick = Instant::now();
     let mut last_status = Instant::now();
     let mut tick = 0u64;
@@ -174,9 +175,11 @@ fn drive(mut driver: Driver, stop: &AtomicBool, ticks: Option<u64>) {
         let started = Instant::now();
         driver.tick();
         window.push(started.elapsed());
+        fan_out_window.push(driver.stats.last_fan_out);
         tick += 1;
         if last_status.elapsed() >= STATUS_INTERVAL {
             window.sort_unstable();
+            fan_out_window.sort_unstable();
             let (players, entities) = driver.local().counts();
             tracing::info!(
                 tick,
@@ -184,10 +187,13 @@ fn drive(mut driver: Driver, stop: &AtomicBool, ticks: Option<u64>) {
                 entities,
                 tick_p50_ms = %format_args!("{:.3}", percentile(&window, 50.0).as_secs_f64() * 1e3),
                 tick_p99_ms = %format_args!("{:.3}", percentile(&window, 99.0).as_secs_f64() * 1e3),
+                fan_out_p50_ms = %format_args!("{:.3}", percentile(&fan_out_window, 50.0).as_secs_f64() * 1e3),
+                fan_out_p99_ms = %format_args!("{:.3}", percentile(&fan_out_window, 99.0).as_secs_f64() * 1e3),
                 states_dropped = driver.stats.states_dropped,
                 "status"
             );
             window.clear();
+            fan_out_window.clear();
             last_status = Instant::now();
         }
         next_tick += interval;
