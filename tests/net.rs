@@ -68,21 +68,11 @@ fn client_runtime() -> tokio::runtime::Runtime {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    auth::unix_now_s()
 }
 
 fn claims(name: &str) -> Claims {
-    Claims {
-        sub: auth::dev_player_id(name).0.to_string(),
-        iss: auth::DEV_ISSUER.into(),
-        aud: auth::DEV_AUDIENCE.into(),
-        exp: now() + 600,
-        iat: Some(now()),
-        name: Some(name.into()),
-    }
+    auth::dev_claims(name, now(), 600)
 }
 
 fn client_config(node: &TestNode, token: String) -> ClientConfig {

@@ -196,6 +196,25 @@ pub fn dev_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The claims of a dev token for the display name `name`, valid for `ttl_s` from `now_s`.
+pub fn dev_claims(name: &str, now_s: u64, ttl_s: u64) -> Claims {
+    Claims {
+        sub: dev_player_id(name).0.to_string(),
+        iss: DEV_ISSUER.into(),
+        aud: DEV_AUDIENCE.into(),
+        exp: now_s.saturating_add(ttl_s),
+        iat: Some(now_s),
+        name: Some(name.into()),
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before 1970).
+pub fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The player id a dev token gives the display name `name`: a stable hash, in range.
 pub fn dev_player_id(name: &str) -> PlayerId {
     let mut h = Fnv1a::new();

@@ -13,7 +13,7 @@ use tessera_shared::client::{Client, ClientConfig};
 use tessera_shared::math::Vec2;
 use tessera_shared::protocol::quantize::dequantize_position;
 
-use crate::auth::{self, Claims};
+use crate::auth;
 
 /// Most bots one command runs (each holds a UDP socket and a connection).
 pub const BOTS_MAX: usize = 5_000;
@@ -138,21 +138,7 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
 }
 
 fn token(secret: &[u8], name: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    auth::mint(
-        secret,
-        &Claims {
-            sub: auth::dev_player_id(name).0.to_string(),
-            iss: auth::DEV_ISSUER.into(),
-            aud: auth::DEV_AUDIENCE.into(),
-            exp: now + 3_600,
-            iat: Some(now),
-            name: Some(name.into()),
-        },
-    )
+    auth::mint(secret, &auth::dev_claims(name, auth::unix_now_s(), 3_600))
 }
 
 async fn run_bot(

@@ -206,18 +206,7 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
         } => {
             let config = load_config(config.as_deref())?;
             let secret = crate::auth::dev_secret(&config.node.data_dir)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("the system clock is before 1970")?
-                .as_secs();
-            let claims = crate::auth::Claims {
-                sub: crate::auth::dev_player_id(&player).0.to_string(),
-                iss: crate::auth::DEV_ISSUER.into(),
-                aud: crate::auth::DEV_AUDIENCE.into(),
-                exp: now + ttl_s,
-                iat: Some(now),
-                name: Some(player),
-            };
+            let claims = crate::auth::dev_claims(&player, crate::auth::unix_now_s(), ttl_s);
             writeln!(out, "{}", crate::auth::mint(&secret, &claims))?;
             Ok(ExitCode::SUCCESS)
         }
