@@ -9,6 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tessera_regions::io::{EntityView, InterestOutput, Join, ObserverDiff};
@@ -344,7 +347,9 @@ impl Driver {
         }
     }
 
-    /// States and events to every client.
+    /// States and events to every client. Clients are independent (each has its own view
+    /// and encoder), so their states are built in parallel on the rayon pool the driver
+    /// runs in; events, rare, go out sequentially afterwards.
     fn fan_out(&mut self) {
         let player_archetype = self.config.balance.player_archetype as u16;
         let Driver {
@@ -353,43 +358,54 @@ impl Driver {
             stats,
             ..
         } = self;
-        for region in local.regions() {
-            let out = region.output();
-            for diff in &out.interest.observers {
-                let Some(view) = clients.get_mut(&diff.player) else {
-                    continue;
-                };
-                apply_diff(&mut view.visible, &out.interest, diff);
-                // The client's own avatar is part of its view (it reconciles against it),
-                // though the simulation's interest never lists an observer to itself.
-                let avatar = NetId::of_player(diff.player);
-                if let (Some(position), Some(health)) =
-                    (region.position_of(avatar), region.health_of(avatar))
-                {
-                    let own = EntityView {
-                        id: avatar,
-                        archetype: player_archetype,
-                        position,
-                        health,
-                    };
-                    upsert(&mut view.visible, wire(&own));
-                }
-                let snapshot = Snapshot {
-                    tick: out.tick,
-                    entities: view.visible.clone(),
-                };
-                let state = view.encoder.encode(snapshot, view.ack_tick);
-                let message = match codec::encode(&state, STATE_STREAM_BYTES_MAX) {
-                    Ok(bytes) if bytes.len() <= DATAGRAM_BYTES_MAX => {
-                        Outgoing::Datagram(bytes.into())
-                    }
-                    Ok(bytes) => Outgoing::Stream(bytes.into()),
-                    Err(_) => continue, // Larger than any view can be: the cap prevents it.
-                };
-                if view.outbox.try_send(message).is_err() {
-                    stats.states_dropped += 1;
-                }
+        let regions = local.regions();
+        // Where each observer's diff is: (region index, diff index).
+        let mut diff_of: HashMap<PlayerId, (usize, usize)> = HashMap::with_capacity(clients.len());
+        for (r, region) in regions.iter().enumerate() {
+            for (d, diff) in region.output().interest.observers.iter().enumerate() {
+                diff_of.insert(diff.player, (r, d));
             }
+        }
+        let dropped = AtomicU64::new(0);
+        clients.par_iter_mut().for_each(|(player, view)| {
+            let Some(&(r, d)) = diff_of.get(player) else {
+                return;
+            };
+            let region = &regions[r];
+            let out = region.output();
+            let diff = &out.interest.observers[d];
+            apply_diff(&mut view.visible, &out.interest, diff);
+            // The client's own avatar is part of its view (it reconciles against it),
+            // though the simulation's interest never lists an observer to itself.
+            let avatar = NetId::of_player(*player);
+            if let (Some(position), Some(health)) =
+                (region.position_of(avatar), region.health_of(avatar))
+            {
+                let own = EntityView {
+                    id: avatar,
+                    archetype: player_archetype,
+                    position,
+                    health,
+                };
+                upsert(&mut view.visible, wire(&own));
+            }
+            let snapshot = Snapshot {
+                tick: out.tick,
+                entities: view.visible.clone(),
+            };
+            let state = view.encoder.encode(snapshot, view.ack_tick);
+            let message = match codec::encode(&state, STATE_STREAM_BYTES_MAX) {
+                Ok(bytes) if bytes.len() <= DATAGRAM_BYTES_MAX => Outgoing::Datagram(bytes.into()),
+                Ok(bytes) => Outgoing::Stream(bytes.into()),
+                Err(_) => return, // Larger than any view can be: the cap prevents it.
+            };
+            if view.outbox.try_send(message).is_err() {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        stats.states_dropped += dropped.into_inner();
+        for region in regions {
+            let out = region.output();
             for event in &out.events {
                 let (recipients, message) = match *event {
                     GameEvent::Damage {
