@@ -179,6 +179,11 @@ impl Driver {
         self.config.world.tick_hz
     }
 
+    /// Every client's current visible list (for the fan-out bench's baseline).
+    pub fn client_views_for_bench(&self) -> Vec<Vec<WireEntity>> {
+        self.clients.values().map(|v| v.visible.clone()).collect()
+    }
+
     /// The regions.
     pub fn local(&self) -> &LocalRegions {
         &self.local
