@@ -49,9 +49,8 @@ fn main() {
     let mut fan_out = Vec::with_capacity(TICKS);
     let mut naive = Vec::with_capacity(TICKS);
     let (mut delta_bytes, mut naive_bytes, mut states) = (0usize, 0usize, 0usize);
-    let mut seq = 0u32;
     for tick in 0..TICKS as u64 {
-        seq += 1;
+        let seq = tick as u32 + 1;
         for p in 1..=CLIENTS {
             // Walk in a direction of its own; ack two ticks back.
             let dir = [(p % 7) as i16 - 3, (p % 5) as i16 - 2];
