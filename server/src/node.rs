@@ -18,7 +18,6 @@ use tessera_regions::io::{EntityView, InterestOutput, Join, ObserverDiff};
 use tessera_regions::io::{GameEvent, JoinRefusal, PlayerInput, SessionEvent};
 use tessera_shared::config::Config;
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
-use tessera_shared::protocol::codec;
 use tessera_shared::protocol::delta::{DeltaEncoder, Snapshot, WireEntity};
 use tessera_shared::protocol::limits::{DATAGRAM_BYTES_MAX, STATE_STREAM_BYTES_MAX};
 use tessera_shared::protocol::messages::*;
@@ -398,11 +397,15 @@ impl Driver {
                 tick: out.tick,
                 entities: view.visible.clone(),
             };
-            let state = view.encoder.encode(snapshot, view.ack_tick);
-            let message = match codec::encode(&state, STATE_STREAM_BYTES_MAX) {
-                Ok(bytes) if bytes.len() <= DATAGRAM_BYTES_MAX => Outgoing::Datagram(bytes.into()),
-                Ok(bytes) => Outgoing::Stream(bytes.into()),
-                Err(_) => return, // Larger than any view can be: the cap prevents it.
+            let mut bytes = Vec::new();
+            view.encoder
+                .encode_message_into(snapshot, view.ack_tick, &mut bytes);
+            let message = if bytes.len() <= DATAGRAM_BYTES_MAX {
+                Outgoing::Datagram(bytes.into())
+            } else if bytes.len() <= STATE_STREAM_BYTES_MAX {
+                Outgoing::Stream(bytes.into())
+            } else {
+                return; // Larger than any view can be: the cap prevents it.
             };
             if view.outbox.try_send(message).is_err() {
                 dropped.fetch_add(1, Ordering::Relaxed);

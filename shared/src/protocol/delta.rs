@@ -270,6 +270,19 @@ impl DeltaEncoder {
     /// Encodes `current` (sorted by id) for a client whose newest applied state is
     /// `ack_tick` (0: none).
     pub fn encode(&mut self, current: Snapshot, ack_tick: u64) -> StateS2c {
+        let tick = current.tick;
+        let baseline_tick = self.encode_block_for(&current, ack_tick);
+        self.remember(current);
+        StateS2c {
+            tick,
+            baseline_tick,
+            block: self.block.clone(),
+        }
+    }
+
+    /// Encodes `current` into `self.block` against the acked baseline (dropping older
+    /// ones) and returns the baseline's tick (0: keyframe).
+    fn encode_block_for(&mut self, current: &Snapshot, ack_tick: u64) -> u64 {
         // Snapshots older than the acked one will never be needed again.
         while self.sent.front().is_some_and(|s| s.tick < ack_tick) {
             self.sent.pop_front();
@@ -279,7 +292,7 @@ impl DeltaEncoder {
             .iter()
             .find(|s| s.tick == ack_tick && ack_tick != 0);
         self.block.clear();
-        let baseline_tick = match baseline {
+        match baseline {
             Some(b) => {
                 encode_block(&b.entities, &current.entities, &mut self.block);
                 b.tick
@@ -288,17 +301,29 @@ impl DeltaEncoder {
                 encode_block(&[], &current.entities, &mut self.block);
                 0
             }
-        };
-        let state = StateS2c {
-            tick: current.tick,
-            baseline_tick,
-            block: self.block.clone(),
-        };
+        }
+    }
+
+    fn remember(&mut self, current: Snapshot) {
         if self.sent.len() == BASELINES_MAX {
             self.sent.pop_front();
         }
         self.sent.push_back(current);
-        state
+    }
+
+    /// Like [`DeltaEncoder::encode`], but writes the encoded `StateS2c` message (exactly
+    /// the bytes `codec::encode` would produce) into `out`, without building the message:
+    /// the block is written once, where it will be sent from.
+    pub fn encode_message_into(&mut self, current: Snapshot, ack_tick: u64, out: &mut Vec<u8>) {
+        let baseline_tick = self.encode_block_for(&current, ack_tick);
+        // StateS2c's bincode layout: tick, baseline_tick, then the block as a byte vector
+        // (its length, then its bytes).
+        out.clear();
+        write_u64(out, current.tick);
+        write_u64(out, baseline_tick);
+        write_u64(out, self.block.len() as u64);
+        out.extend_from_slice(&self.block);
+        self.remember(current);
     }
 
     /// Snapshots held (memory: their entity count times 24 bytes).

@@ -76,6 +76,20 @@ proptest! {
     }
 
     #[test]
+    fn direct_message_encoding_equals_bincode(first in entities(), second in entities(), tick in 1u64..1_000_000) {
+        let mut a = DeltaEncoder::default();
+        let mut b = DeltaEncoder::default();
+        let mut out = Vec::new();
+        for (i, entities) in [first, second].into_iter().enumerate() {
+            let t = tick + i as u64;
+            let ack = if i == 0 { 0 } else { tick };
+            let state = a.encode(Snapshot { tick: t, entities: entities.clone() }, ack);
+            b.encode_message_into(Snapshot { tick: t, entities }, ack, &mut out);
+            prop_assert_eq!(&out, &encode(&state, STATE_STREAM_BYTES_MAX).unwrap());
+        }
+    }
+
+    #[test]
     fn hostile_deltas_near_the_integer_limits_are_errors(big in prop_oneof![Just(i64::MAX), Just(i64::MIN), any::<i64>()], field in 0u64..3) {
         let base = [WireEntity { id: NetId(1), archetype: 0, position: [5, 5], health: 5 }];
         let mut block = Vec::new();
