@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_server::node::{Command, Driver, Outgoing};
+use tessera_server::sim::percentile;
 use tessera_shared::config::Config;
 use tessera_shared::ids::PlayerId;
 use tessera_shared::protocol::messages::{InputC2s, InputFrame};
@@ -98,12 +99,14 @@ fn main() {
         }
         naive.push(started.elapsed());
     }
-    let p = |v: &mut Vec<Duration>, q: f64| {
-        v.sort_unstable();
-        v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1e3
-    };
-    let (f50, f99) = (p(&mut fan_out, 0.5), p(&mut fan_out, 0.99));
-    let n50 = p(&mut naive, 0.5);
+    fan_out.sort_unstable();
+    naive.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (f50, f99) = (
+        ms(percentile(&fan_out, 50.0)),
+        ms(percentile(&fan_out, 99.0)),
+    );
+    let n50 = ms(percentile(&naive, 50.0));
     let avg_visible: f64 = driver
         .client_views_for_bench()
         .iter()

@@ -14,6 +14,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use tessera_server::sim::percentile;
 
 #[path = "support.rs"]
 mod support;
@@ -35,9 +36,6 @@ fn print_percentiles(label: &str, scenario: &mut Scenario) {
             samples.push(started.elapsed());
         }
         samples.sort_unstable();
-        let at = |p: f64| {
-            samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
         let counts = scenario.region.counts();
         println!(
             "tick {label} [{window}, ticks {}..{}]: {} entities ({} players), 1 thread: \
@@ -46,8 +44,8 @@ fn print_percentiles(label: &str, scenario: &mut Scenario) {
             scenario.region.tick(),
             counts.entities,
             counts.players,
-            ms(at(0.50)),
-            ms(at(0.99)),
+            ms(percentile(&samples, 50.0)),
+            ms(percentile(&samples, 99.0)),
             ms(*samples.last().unwrap()),
         );
     }

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tessera_shared::config::{ConfigSources, SourceText, load_strs};
+use tessera_shared::config::{ConfigSources, load_strs};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -15,20 +15,7 @@ fuzz_target!(|data: &[u8]| {
         parts.next().unwrap_or(""),
         parts.next().unwrap_or(""),
     );
-    let sources = ConfigSources {
-        tessera: SourceText {
-            name: "tessera.toml",
-            text: tessera,
-        },
-        world: SourceText {
-            name: "world.toml",
-            text: world,
-        },
-        balance: SourceText {
-            name: "balance.toml",
-            text: balance,
-        },
-    };
+    let sources = ConfigSources::new(tessera, world, balance);
     if let Err(errors) = load_strs(&sources, Vec::new()) {
         assert!(!errors.0.is_empty());
     }

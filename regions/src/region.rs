@@ -190,6 +190,13 @@ impl Region {
         Ok(id)
     }
 
+    /// The position and health of entity `id`, with one lookup, if it is in this region.
+    pub fn position_and_health(&self, id: NetId) -> Option<(Vec2, f32)> {
+        let entity = *self.world.resource::<Directory>().by_net_id.get(&id)?;
+        let entity = self.world.get_entity(entity).ok()?;
+        Some((entity.get::<Position>()?.0, entity.get::<Health>()?.0))
+    }
+
     /// The position of entity `id`, if it is in this region.
     pub fn position_of(&self, id: NetId) -> Option<Vec2> {
         let entity = *self.world.resource::<Directory>().by_net_id.get(&id)?;
@@ -200,18 +207,6 @@ impl Region {
     pub fn health_of(&self, id: NetId) -> Option<f32> {
         let entity = *self.world.resource::<Directory>().by_net_id.get(&id)?;
         self.world.get::<Health>(entity).map(|h| h.0)
-    }
-
-    /// Every entity's id, sorted.
-    pub fn entity_ids(&mut self) -> Vec<NetId> {
-        let mut ids: Vec<NetId> = self
-            .world
-            .query::<&Identity>()
-            .iter(&self.world)
-            .map(|i| i.id)
-            .collect();
-        ids.sort_unstable();
-        ids
     }
 
     /// A digest of the complete simulation state: clock, RNG position, id counters, spawn
@@ -302,10 +297,5 @@ impl Region {
             }
         }
         h.finish()
-    }
-
-    /// Direct access to the world, for benches and tests of single systems.
-    pub fn world_mut(&mut self) -> &mut World {
-        &mut self.world
     }
 }

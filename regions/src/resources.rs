@@ -113,6 +113,14 @@ pub struct Directory {
     pub by_player: HashMap<PlayerId, Entity>,
 }
 
+impl Directory {
+    /// True if one more player avatar fits under `limits`.
+    pub fn has_room_for_player(&self, limits: &tessera_shared::config::WorldLimits) -> bool {
+        self.by_player.len() < limits.players_per_region_max as usize
+            && self.by_net_id.len() < limits.entities_per_region_max as usize
+    }
+}
+
 /// Counters for minting ids: part of the region's state (a snapshot carries them).
 #[derive(Resource, Clone, Copy, Debug, Default)]
 pub struct Mint {
@@ -130,14 +138,13 @@ impl Mint {
         Some(id)
     }
 
-    /// A fresh handoff id; same layout as entity ids, unique per region.
+    /// A fresh handoff id; the layout of [`NetId::mint`], unique per region (the sequence
+    /// wraps after 2^40 crossings, far beyond the dedup window).
     pub fn handoff(&mut self, region: RegionId) -> HandoffId {
-        let seq = self.next_handoff_seq;
+        let seq = self.next_handoff_seq & ((1 << NetId::SEQUENCE_BITS) - 1);
         self.next_handoff_seq += 1;
-        HandoffId(
-            (u64::from(region.0) << NetId::SEQUENCE_BITS)
-                | (seq & ((1 << NetId::SEQUENCE_BITS) - 1)),
-        )
+        let id = NetId::mint(region, seq).expect("region ids are validated by the config");
+        HandoffId(id.0)
     }
 }
 

@@ -14,6 +14,7 @@ use tessera_shared::math::Vec2;
 use tessera_shared::protocol::quantize::dequantize_position;
 
 use crate::auth;
+use crate::sim::percentile;
 
 /// Most bots one command runs (each holds a UDP socket and a connection).
 pub const BOTS_MAX: usize = 5_000;
@@ -251,7 +252,6 @@ fn summarize(count: usize, reports: &[BotReport]) -> BotsReport {
         .flat_map(|r| r.lag_ticks.iter().copied())
         .collect();
     lags.sort_unstable();
-    let at = |len: usize, p: f64| ((p * len as f64).ceil() as usize).clamp(1, len.max(1)) - 1;
     BotsReport {
         count,
         connected: reports.iter().filter(|r| r.connected).count(),
@@ -261,10 +261,10 @@ fn summarize(count: usize, reports: &[BotReport]) -> BotsReport {
         states_per_s: per_s(|r| r.states),
         bytes_in_per_s: per_s(|r| r.bytes_in),
         bytes_out_per_s: per_s(|r| r.bytes_out),
-        rtt_p50: rtts.get(at(rtts.len(), 0.5)).copied().unwrap_or_default(),
-        rtt_p99: rtts.get(at(rtts.len(), 0.99)).copied().unwrap_or_default(),
-        lag_ticks_p50: lags.get(at(lags.len(), 0.5)).copied().unwrap_or_default(),
-        lag_ticks_p99: lags.get(at(lags.len(), 0.99)).copied().unwrap_or_default(),
+        rtt_p50: percentile(&rtts, 50.0),
+        rtt_p99: percentile(&rtts, 99.0),
+        lag_ticks_p50: percentile(&lags, 50.0),
+        lag_ticks_p99: percentile(&lags, 99.0),
     }
 }
 

@@ -155,7 +155,7 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
         } => {
             let config = load_config(config.as_deref())?;
             let threads = threads.unwrap_or(config.node.sim_threads as usize);
-            let pool = sim_pool(threads)?;
+            let pool = crate::serve::sim_pool(threads)?;
             let options = SimOptions {
                 ticks,
                 seed,
@@ -232,15 +232,6 @@ fn load_config(dir: Option<&Path>) -> anyhow::Result<Arc<config::Config>> {
         }
     };
     Ok(Arc::new(config))
-}
-
-/// The rayon pool that steps regions: `threads` threads, or one per core if 0.
-fn sim_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("tessera-sim-{i}"))
-        .build()
-        .context("starting the simulation thread pool")
 }
 
 /// `30s`, `2m`, `500ms` or plain seconds.

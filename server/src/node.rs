@@ -382,9 +382,7 @@ impl Driver {
             // The client's own avatar is part of its view (it reconciles against it),
             // though the simulation's interest never lists an observer to itself.
             let avatar = NetId::of_player(*player);
-            if let (Some(position), Some(health)) =
-                (region.position_of(avatar), region.health_of(avatar))
-            {
+            if let Some((position, health)) = region.position_and_health(avatar) {
                 let own = EntityView {
                     id: avatar,
                     archetype: player_archetype,

@@ -94,11 +94,7 @@ impl RunningNode {
             stats.clone(),
         ));
         let stop = Arc::new(AtomicBool::new(false));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.node.sim_threads as usize)
-            .thread_name(|i| format!("tessera-sim-{i}"))
-            .build()
-            .context("starting the simulation thread pool")?;
+        let pool = sim_pool(config.node.sim_threads as usize)?;
         let driver_stop = stop.clone();
         let ticks = options.ticks;
         let driver = std::thread::Builder::new()
@@ -209,6 +205,15 @@ fn drive(mut driver: Driver, stop: &AtomicBool, ticks: Option<u64>) {
         }
     }
     stop.store(true, Ordering::Relaxed);
+}
+
+/// The rayon pool that steps regions: `threads` threads, or one per core if 0.
+pub fn sim_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("tessera-sim-{i}"))
+        .build()
+        .context("starting the simulation thread pool")
 }
 
 /// Runs a dev node until its tick budget runs out or it is signalled.

@@ -160,10 +160,11 @@ pub fn run_sim_observed(
     })
 }
 
-/// The `p`th percentile of sorted `samples` (nearest rank).
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `p`th percentile (0 to 100) of `sorted` samples, by nearest rank; the default
+/// value (zero) for no samples.
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {
-        return Duration::ZERO;
+        return T::default();
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]

@@ -121,9 +121,7 @@ pub fn apply_handoffs(
             output.stats.handoffs_duplicate += 1;
             continue;
         }
-        if directory.by_player.len() >= limits.players_per_region_max as usize
-            || directory.by_net_id.len() >= limits.entities_per_region_max as usize
-        {
+        if !directory.has_room_for_player(&limits) {
             // Full: the player waits in flight rather than being lost.
             output.stats.handoffs_deferred += 1;
             output.deferred_handoffs.push(record);

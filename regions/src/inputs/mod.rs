@@ -108,9 +108,7 @@ pub fn apply_sessions(
                         .contains_key(&NetId::of_player(join.player))
                 {
                     Some(JoinRefusal::AlreadyPresent)
-                } else if directory.by_player.len() >= limits.players_per_region_max as usize
-                    || directory.by_net_id.len() >= limits.entities_per_region_max as usize
-                {
+                } else if !directory.has_room_for_player(&limits) {
                     Some(JoinRefusal::RegionFull)
                 } else if join
                     .saved

@@ -50,11 +50,6 @@ impl Population {
         self.sequence += 1;
     }
 
-    /// Respawns waiting.
-    pub fn n_pending(&self) -> usize {
-        self.pending.len()
-    }
-
     /// Feeds everything that decides future spawns into `h`: alive counts, and the
     /// pending respawns in due order.
     pub(crate) fn hash_into(&self, h: &mut crate::hash::Fnv1a) {

@@ -147,7 +147,7 @@ pub async fn run(
         resume_ticket: Vec::new(),
     });
     if write_frame(&mut send, &welcome).await.is_err() {
-        leave(&node, player, session, None);
+        leave(&node, player, session, None).await;
         return SessionEnd::Disconnected;
     }
     tracing::debug!(session, %player, name = %login.name, "logged in");
@@ -190,7 +190,7 @@ pub async fn run(
             frame = control_rx.recv() => match frame {
                 Some(Ok(ControlC2s::Logout)) => {
                     let (done, saved) = oneshot::channel();
-                    leave(&node, player, session, Some(done));
+                    leave(&node, player, session, Some(done)).await;
                     let _ = saved.await;
                     let _ = write_frame(&mut send, &ControlS2c::Bye).await;
                     let _ = send.finish();
@@ -247,7 +247,7 @@ pub async fn run(
         .await;
         connection.close(4u32.into(), b"protocol violation");
     }
-    leave(&node, player, session, None);
+    leave(&node, player, session, None).await;
     end
 }
 
@@ -261,14 +261,14 @@ fn decode_input(bytes: &[u8]) -> Result<InputC2s, DecodeError> {
     Ok(input)
 }
 
-fn leave(
+async fn leave(
     node: &NodeHandle,
     player: tessera_shared::ids::PlayerId,
     session: u64,
     reply: Option<oneshot::Sender<()>>,
 ) {
-    // If the node is saturated the logout is retried once the channel has room: a logout
-    // must not be lost.
+    // If the node is saturated the logout is retried (for up to a second) once the channel
+    // has room: a logout must not be lost, and waiting must not block a runtime worker.
     let mut command = Command::Leave {
         player,
         session,
@@ -279,7 +279,7 @@ fn leave(
             Ok(()) => return,
             Err(back) => {
                 command = back;
-                std::thread::yield_now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }

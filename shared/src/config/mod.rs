@@ -101,6 +101,18 @@ pub struct ConfigSources<'a> {
     pub balance: SourceText<'a>,
 }
 
+impl<'a> ConfigSources<'a> {
+    /// The three files' texts, named `tessera.toml`, `world.toml`, `balance.toml`.
+    pub fn new(tessera: &'a str, world: &'a str, balance: &'a str) -> ConfigSources<'a> {
+        let source = |name, text| SourceText { name, text };
+        ConfigSources {
+            tessera: source("tessera.toml", tessera),
+            world: source("world.toml", world),
+            balance: source("balance.toml", balance),
+        }
+    }
+}
+
 impl ConfigSources<'static> {
     /// The shipped `config/*.toml`, compiled in.
     pub fn embedded() -> ConfigSources<'static> {

@@ -110,20 +110,7 @@ fn load_env(
     balance: &str,
     env: &[(&str, &str)],
 ) -> Result<Config, ConfigErrors> {
-    let sources = ConfigSources {
-        tessera: SourceText {
-            name: "tessera.toml",
-            text: tessera,
-        },
-        world: SourceText {
-            name: "world.toml",
-            text: world,
-        },
-        balance: SourceText {
-            name: "balance.toml",
-            text: balance,
-        },
-    };
+    let sources = ConfigSources::new(tessera, world, balance);
     load_strs(
         &sources,
         env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
