@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use tessera::shared::client::{Client, ClientConfig, ClientError};
+use tessera::shared::client::{Client, ClientConfig, ClientError, ConnectionState};
 use tessera::shared::config::Config;
+use tessera::shared::ids::RegionId;
 use tessera::shared::math::Vec2;
 use tessera::shared::protocol::messages::{ControlS2c, ErrorCode, KickReason};
+use tessera::shared::protocol::quantize::dequantize_position;
 use tessera_server::auth::{self, Claims};
 use tessera_server::serve::{RunningNode, ServeOptions};
 
@@ -38,25 +40,24 @@ fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut config = Config::embedded_default();
-    config.node.data_dir = dir.clone();
-    config.node.quic_listen = "127.0.0.1:0".parse().unwrap();
-    config.node.sim_threads = 1;
-    tweak(&mut config);
-    let node = RunningNode::start_dev(
-        Arc::new(config),
-        &ServeOptions {
-            ticks: None,
-            seed: 1,
-        },
-    )
-    .expect("node starts");
+    let node = start_node(&dir, 1, tweak);
     let secret = auth::dev_secret(&dir).unwrap();
     TestNode {
         node: Some(node),
         secret,
         dir,
     }
+}
+
+/// A node on a free loopback port with its (dev) credentials in `dir`.
+fn start_node(dir: &std::path::Path, seed: u64, tweak: impl FnOnce(&mut Config)) -> RunningNode {
+    let mut config = Config::embedded_default();
+    config.node.data_dir = dir.to_path_buf();
+    config.node.quic_listen = "127.0.0.1:0".parse().unwrap();
+    config.node.sim_threads = 1;
+    tweak(&mut config);
+    RunningNode::start_configured(Arc::new(config), &ServeOptions { ticks: None, seed })
+        .expect("node starts")
 }
 
 /// The client side runs on its own runtime: the node owns another one.
@@ -77,13 +78,7 @@ fn claims(name: &str) -> Claims {
 
 fn client_config(node: &TestNode, token: String) -> ClientConfig {
     let running = node.node.as_ref().unwrap();
-    ClientConfig {
-        server: running.addr,
-        server_name: "localhost".into(),
-        pinned_cert: running.cert_der.clone(),
-        token,
-        login_timeout: Duration::from_secs(5),
-    }
+    ClientConfig::new(running.addr, "localhost", running.cert_der.clone(), token)
 }
 
 async fn login(node: &TestNode, name: &str) -> Result<Client, ClientError> {
@@ -170,7 +165,7 @@ fn a_second_login_kicks_the_first() {
         let kicked = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match first.next_control().await {
-                    Ok(ControlS2c::Kicked(k)) => return k.reason,
+                    Err(ClientError::Kicked(k)) => return k.reason,
                     Ok(_) => continue,
                     Err(e) => panic!("connection ended without a kick: {e}"),
                 }
@@ -179,6 +174,8 @@ fn a_second_login_kicks_the_first() {
         .await
         .expect("kicked within 5 s");
         assert_eq!(kicked, KickReason::LoggedInElsewhere);
+        // A kick is final: the client does not fight back for its session.
+        assert_eq!(first.state(), ConnectionState::Failed);
     });
 }
 
@@ -189,20 +186,24 @@ fn a_malformed_datagram_disconnects_only_its_sender() {
         let mut bad = login(&node, "mallory").await.unwrap();
         let mut good = login(&node, "ada").await.unwrap();
         bad.connection()
+            .unwrap()
             .send_datagram(vec![0xff, 0xfe, 0xfd, 0x00].into())
             .unwrap();
         let reason = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match bad.next_control().await {
-                    Ok(ControlS2c::Kicked(k)) => return Some(k.reason),
+                    Err(ClientError::Kicked(k)) => return Some(k.reason),
                     Ok(_) => continue,
-                    Err(_) => return None, // Closed before the frame was read: also a disconnect.
+                    // Closed before the frame was read: also a disconnect.
+                    Err(_) => return None,
                 }
             }
         })
         .await
         .expect("disconnected within 5 s");
         assert!(matches!(reason, Some(KickReason::ProtocolViolation) | None));
+        // A violation ends the session for good: no automatic reconnect.
+        assert_eq!(bad.state(), ConnectionState::Failed);
         // The other client keeps getting states.
         for _ in 0..5 {
             good.send_input(Vec2::ZERO, None).unwrap();
@@ -335,4 +336,128 @@ fn bots_connect_play_and_report() {
         report.states_per_s > 5.0 && report.inputs_per_s > 5.0,
         "{report}"
     );
+}
+
+/// The avatar's x coordinate in the next state that shows it.
+async fn own_x(client: &mut Client) -> f32 {
+    loop {
+        client.send_input(Vec2::ZERO, None).ok();
+        let snapshot = tokio::time::timeout(Duration::from_secs(5), client.next_state())
+            .await
+            .expect("a state within 5 s")
+            .expect("a valid state");
+        let avatar = client.welcome().entity;
+        if let Some(me) = snapshot.entities.iter().find(|e| e.id == avatar) {
+            return dequantize_position(me.position).x;
+        }
+    }
+}
+
+#[test]
+fn a_dropped_connection_resumes_the_same_avatar_with_its_ticket() {
+    let node = start();
+    let stats = node.node.as_ref().unwrap().stats.clone();
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let spawn_x = own_x(&mut client).await;
+        for _ in 0..40 {
+            let _ = client.send_input(Vec2::new(0.25, 0.0), None);
+            client.next_state().await.unwrap();
+        }
+        let walked_x = own_x(&mut client).await;
+        assert!(walked_x > spawn_x + 3.0, "{spawn_x} -> {walked_x}");
+        let first = client.connection().unwrap();
+        // The network drops the connection (from the node's side, a vanished client).
+        first.close(0u32.into(), b"simulated network loss");
+        let resumed_x = own_x(&mut client).await;
+        assert_eq!(client.state(), ConnectionState::Connected);
+        assert_eq!(client.stats().reconnects, 1);
+        assert_eq!(stats.resumes.load(Ordering::Relaxed), 1);
+        assert_ne!(client.connection().unwrap().stable_id(), first.stable_id());
+        // Same avatar, where it was: not respawned.
+        assert!(
+            (resumed_x - walked_x).abs() < 1.0,
+            "walked to {walked_x}, resumed at {resumed_x} (spawn {spawn_x})"
+        );
+        client.logout().await.expect("Bye on the resumed session");
+    });
+}
+
+#[test]
+fn a_saved_resume_ticket_continues_the_player_and_bad_tickets_are_refused() {
+    use tessera_server::auth::{Ticket, TicketKeys, TicketKind};
+    let node = start();
+    let ticket_secret = auth::generated_secret(&node.dir, auth::DEV_TICKET_SECRET_FILE).unwrap();
+    client_runtime().block_on(async {
+        let first = login(&node, "ada").await.unwrap();
+        let ticket = first.welcome().resume_ticket.clone();
+        assert!(!ticket.is_empty() && ticket.len() <= 512);
+        // A restarted game client presents the saved ticket, with no valid token at all.
+        let mut config = client_config(&node, String::new());
+        config.resume_ticket = Some(ticket);
+        let resumed = Client::connect(&config)
+            .await
+            .expect("resume with the ticket");
+        assert_eq!(resumed.welcome().player, auth::dev_player_id("ada"));
+
+        let player = auth::dev_player_id("eve");
+        let other_cluster = TicketKeys::new(b"ffffffffffffffffffffffffffffffff").unwrap();
+        let ours = TicketKeys::new(&ticket_secret).unwrap();
+        let resume = Ticket {
+            player,
+            kind: TicketKind::Resume,
+            region: None,
+        };
+        let cases = [
+            b"garbage".to_vec(),
+            vec![0xff; 513],
+            other_cluster.issue(resume, now()),
+            ours.issue(resume, now() - 3_600),
+        ];
+        for ticket in cases {
+            let mut config = client_config(&node, auth::mint(&node.secret, &claims("eve")));
+            config.resume_ticket = Some(ticket);
+            assert_eq!(
+                refusal(Client::connect(&config).await),
+                ErrorCode::BadTicket
+            );
+        }
+        // A valid token does not excuse a bad ticket, and the node is unharmed.
+        login(&node, "eve").await.expect("plain login still works");
+    });
+}
+
+#[test]
+fn a_redirect_moves_the_session_to_the_named_node() {
+    // Two nodes of one cluster: same data dir, so the same dev certificate, token secret
+    // and ticket secret.
+    let a = start();
+    let b = start_node(&a.dir, 2, |_| {});
+    client_runtime().block_on(async {
+        let mut client = login(&a, "ada").await.unwrap();
+        client.next_state().await.unwrap();
+        let node_a = a.node.as_ref().unwrap();
+        node_a
+            .redirect(client.welcome().player, b.addr.to_string(), RegionId(2))
+            .unwrap();
+        let redirect = tokio::time::timeout(Duration::from_secs(5), client.next_control())
+            .await
+            .expect("a redirect within 5 s")
+            .expect("the session goes on");
+        let ControlS2c::Redirect(redirect) = redirect else {
+            panic!("expected a Redirect, got {redirect:?}");
+        };
+        assert_eq!(redirect.addr, b.addr.to_string());
+        // States now come from B, to the same player.
+        tokio::time::timeout(Duration::from_secs(5), client.next_state())
+            .await
+            .expect("states from B")
+            .unwrap();
+        assert_eq!(client.connection().unwrap().remote_address(), b.addr);
+        assert_eq!(client.welcome().player, auth::dev_player_id("ada"));
+        assert_eq!(client.stats().redirects, 1);
+        assert_eq!(b.stats.redirect_logins.load(Ordering::Relaxed), 1);
+        client.logout().await.expect("Bye from B");
+    });
+    b.shutdown();
 }

@@ -1,16 +1,23 @@
-//! Login tokens: JWTs signed with HS256 (a secret shared with the studio's login service),
-//! checked for signature, algorithm, expiry (with [`TOKEN_LEEWAY_S`]), audience and issuer.
-//! Each refusal maps to the protocol's [`ErrorCode`].
+//! Login tokens and session tickets.
 //!
-//! The claims a token must carry: `sub` (the player id, decimal, at most
-//! [`PlayerId::MAX`]), `iss`, `aud`, `exp`; optionally `name` (display name) and `iat`.
+//! Login tokens are JWTs from the studio's login service, signed with one pinned algorithm
+//! (HS256 with a shared secret, or RS256/ES256/EdDSA with the node holding the public
+//! key), checked for signature, algorithm, expiry (with [`TOKEN_LEEWAY_S`]), audience and
+//! issuer. Each refusal maps to the protocol's [`ErrorCode`]. The claims a token must
+//! carry: `sub` (the player id, decimal, at most [`PlayerId::MAX`]), `iss`, `aud`, `exp`;
+//! optionally `name` (display name) and `iat`.
+//!
+//! Tickets (resume and redirect, PROTOCOL.md section 6) are minted by nodes for their own
+//! clients: HS256 JWTs under a secret every node of a cluster shares, valid for
+//! [`TICKET_TTL_S`]. To a client they are opaque bytes.
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tessera_regions::hash::Fnv1a;
-use tessera_shared::ids::PlayerId;
-use tessera_shared::protocol::limits::TOKEN_BYTES_MAX;
+use tessera_shared::config::TokenAlgorithm;
+use tessera_shared::ids::{PlayerId, RegionId};
+use tessera_shared::protocol::limits::{TICKET_BYTES_MAX, TOKEN_BYTES_MAX};
 use tessera_shared::protocol::messages::ErrorCode;
 
 /// Clock skew tolerated on `exp`, in seconds.
@@ -89,6 +96,14 @@ pub enum KeyError {
     /// The secret is shorter than [`SECRET_BYTES_MIN`].
     #[error("the HS256 secret must be at least {SECRET_BYTES_MIN} bytes, got {0}")]
     SecretTooShort(usize),
+    /// The public key is not a PEM key of the configured algorithm.
+    #[error("not a {algorithm} public key in PEM: {reason}")]
+    BadPublicKey {
+        /// The configured algorithm.
+        algorithm: &'static str,
+        /// What the parser said.
+        reason: String,
+    },
 }
 
 /// Verifies login tokens against one secret, issuer and audience.
@@ -111,20 +126,51 @@ impl std::fmt::Debug for TokenVerifier {
 impl TokenVerifier {
     /// A verifier for HS256 tokens signed with `secret`, issued by `issuer` for `audience`.
     pub fn hs256(secret: &[u8], issuer: &str, audience: &str) -> Result<TokenVerifier, KeyError> {
-        if secret.len() < SECRET_BYTES_MIN {
-            return Err(KeyError::SecretTooShort(secret.len()));
-        }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
+        TokenVerifier::new(TokenAlgorithm::Hs256, secret, issuer, audience)
+    }
+
+    /// A verifier for tokens signed with `algorithm`: `key` is the HS256 secret (raw
+    /// bytes) or the PEM public key of the others. Only that algorithm is accepted.
+    pub fn new(
+        algorithm: TokenAlgorithm,
+        key: &[u8],
+        issuer: &str,
+        audience: &str,
+    ) -> Result<TokenVerifier, KeyError> {
+        let bad = |name: &'static str| {
+            move |e: jsonwebtoken::errors::Error| KeyError::BadPublicKey {
+                algorithm: name,
+                reason: e.to_string(),
+            }
+        };
+        let (alg, key) = match algorithm {
+            TokenAlgorithm::Hs256 => {
+                if key.len() < SECRET_BYTES_MIN {
+                    return Err(KeyError::SecretTooShort(key.len()));
+                }
+                (Algorithm::HS256, DecodingKey::from_secret(key))
+            }
+            TokenAlgorithm::Rs256 => (
+                Algorithm::RS256,
+                DecodingKey::from_rsa_pem(key).map_err(bad("RS256"))?,
+            ),
+            TokenAlgorithm::Es256 => (
+                Algorithm::ES256,
+                DecodingKey::from_ec_pem(key).map_err(bad("ES256"))?,
+            ),
+            TokenAlgorithm::EdDsa => (
+                Algorithm::EdDSA,
+                DecodingKey::from_ed_pem(key).map_err(bad("EdDSA"))?,
+            ),
+        };
+        let mut validation = Validation::new(alg);
+        validation.algorithms = vec![alg];
         validation.leeway = TOKEN_LEEWAY_S;
         validation.validate_exp = true;
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        Ok(TokenVerifier {
-            key: DecodingKey::from_secret(secret),
-            validation,
-        })
+        Ok(TokenVerifier { key, validation })
     }
 
     /// Checks `token` and returns who it logs in.
@@ -141,13 +187,7 @@ impl TokenVerifier {
             },
         )?;
         let claims = data.claims;
-        let player = claims
-            .sub
-            .parse::<u64>()
-            .ok()
-            .map(PlayerId)
-            .filter(|p| p.is_valid())
-            .ok_or(AuthError::BadSubject)?;
+        let player = player_of(&claims.sub).ok_or(AuthError::BadSubject)?;
         let mut name = claims.name.unwrap_or_default();
         if name.len() > NAME_BYTES_MAX {
             let mut end = NAME_BYTES_MAX;
@@ -177,12 +217,19 @@ pub const DEV_ISSUER: &str = "tessera-dev";
 pub const DEV_AUDIENCE: &str = "tessera";
 /// File in the data dir holding the dev node's generated HS256 secret.
 pub const DEV_SECRET_FILE: &str = "dev-jwt-secret";
+/// File in the data dir holding the dev node's generated ticket secret.
+pub const DEV_TICKET_SECRET_FILE: &str = "dev-ticket-secret";
 
 /// The dev node's HS256 secret, generated (32 random bytes from the OS) on first use.
 pub fn dev_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    generated_secret(data_dir, DEV_SECRET_FILE)
+}
+
+/// The secret in `data_dir/file`, generated (32 random bytes from the OS) on first use.
+pub fn generated_secret(data_dir: &std::path::Path, file: &str) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     use ring::rand::SecureRandom;
-    let path = data_dir.join(DEV_SECRET_FILE);
+    let path = data_dir.join(file);
     if !path.exists() {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
@@ -191,21 +238,180 @@ pub fn dev_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
             .fill(&mut secret)
             .map_err(|_| anyhow::anyhow!("the OS random number generator failed"))?;
         std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
-        tracing::warn!(path = %path.display(), "generated a DEV token secret; not for production");
+        tracing::warn!(path = %path.display(), "generated a DEV secret; not for production");
     }
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// The claims of a dev token for the display name `name`, valid for `ttl_s` from `now_s`.
 pub fn dev_claims(name: &str, now_s: u64, ttl_s: u64) -> Claims {
+    claims_for(name, DEV_ISSUER, DEV_AUDIENCE, now_s, ttl_s)
+}
+
+/// Token claims for the display name `name` (player id [`dev_player_id`]) from `issuer`
+/// for `audience`, valid for `ttl_s` from `now_s`.
+pub fn claims_for(name: &str, issuer: &str, audience: &str, now_s: u64, ttl_s: u64) -> Claims {
     Claims {
         sub: dev_player_id(name).0.to_string(),
-        iss: DEV_ISSUER.into(),
-        aud: DEV_AUDIENCE.into(),
+        iss: issuer.into(),
+        aud: audience.into(),
         exp: now_s.saturating_add(ttl_s),
         iat: Some(now_s),
         name: Some(name.into()),
     }
+}
+
+/// The HS256 secret `tessera token` and `tessera bots` sign with: the configured
+/// `[auth] key_file`, or the generated dev secret. Nodes verifying public-key tokens
+/// cannot mint: their tokens come from the login service only.
+pub fn signing_secret(node: &tessera_shared::config::NodeConfig) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    if node.auth.algorithm != TokenAlgorithm::Hs256 {
+        anyhow::bail!(
+            "this node verifies {:?} tokens with a public key; only the login service holding \
+             the private key can mint them",
+            node.auth.algorithm
+        );
+    }
+    match &node.auth.key_file {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display())),
+        None => dev_secret(&node.data_dir),
+    }
+}
+
+/// How long a ticket is valid. A resume ticket is also how long a dropped player's avatar
+/// stays in the world waiting for it.
+pub const TICKET_TTL_S: u64 = 30;
+/// Clock skew between nodes tolerated on a ticket's expiry, in seconds.
+pub const TICKET_LEEWAY_S: u64 = 5;
+const TICKET_ISSUER: &str = "tessera-node";
+const TICKET_AUDIENCE: &str = "tessera-ticket";
+
+/// What a ticket lets its holder do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketKind {
+    /// Continue a session after a dropped connection.
+    Resume,
+    /// Log in on the node a `Redirect` named, into `region`.
+    Redirect,
+}
+
+/// The content of a valid ticket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// The player it logs in.
+    pub player: PlayerId,
+    /// Resume or redirect.
+    pub kind: TicketKind,
+    /// The region the player is expected in (redirects).
+    pub region: Option<RegionId>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TicketClaims {
+    sub: String,
+    kind: TicketKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<u32>,
+    iss: String,
+    aud: String,
+    exp: u64,
+}
+
+/// Why a ticket was refused (the client gets `BadTicket` with this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TicketError {
+    /// Longer than the protocol allows, not UTF-8, or not a ticket of this cluster.
+    #[error("invalid ticket")]
+    Invalid,
+    /// Past its lifetime.
+    #[error("ticket expired")]
+    Expired,
+}
+
+/// Mints and checks tickets with the cluster's shared secret.
+#[derive(Clone)]
+pub struct TicketKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TicketKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketKeys").finish_non_exhaustive()
+    }
+}
+
+impl TicketKeys {
+    /// Keys from the shared `secret` (at least [`SECRET_BYTES_MIN`] bytes).
+    pub fn new(secret: &[u8]) -> Result<TicketKeys, KeyError> {
+        if secret.len() < SECRET_BYTES_MIN {
+            return Err(KeyError::SecretTooShort(secret.len()));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = TICKET_LEEWAY_S;
+        validation.set_issuer(&[TICKET_ISSUER]);
+        validation.set_audience(&[TICKET_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Ok(TicketKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        })
+    }
+
+    /// A ticket for `ticket`, valid for [`TICKET_TTL_S`] from `now_s`. About 200 bytes,
+    /// well under `TICKET_BYTES_MAX`.
+    pub fn issue(&self, ticket: Ticket, now_s: u64) -> Vec<u8> {
+        let claims = TicketClaims {
+            sub: ticket.player.0.to_string(),
+            kind: ticket.kind,
+            region: ticket.region.map(|r| r.0),
+            iss: TICKET_ISSUER.into(),
+            aud: TICKET_AUDIENCE.into(),
+            exp: now_s.saturating_add(TICKET_TTL_S),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing of serializable claims cannot fail")
+            .into_bytes()
+    }
+
+    /// Checks a ticket a client presented.
+    pub fn verify(&self, bytes: &[u8]) -> Result<Ticket, TicketError> {
+        if bytes.len() > TICKET_BYTES_MAX {
+            return Err(TicketError::Invalid);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| TicketError::Invalid)?;
+        let data = jsonwebtoken::decode::<TicketClaims>(text, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TicketError::Expired,
+                _ => TicketError::Invalid,
+            })?;
+        let claims = data.claims;
+        let player = player_of(&claims.sub).ok_or(TicketError::Invalid)?;
+        let region = match claims.region {
+            Some(r) if r <= RegionId::MAX => Some(RegionId(r)),
+            Some(_) => return Err(TicketError::Invalid),
+            None => None,
+        };
+        Ok(Ticket {
+            player,
+            kind: claims.kind,
+            region,
+        })
+    }
+}
+
+/// The player a `sub` claim names: a decimal id in range.
+fn player_of(sub: &str) -> Option<PlayerId> {
+    sub.parse::<u64>()
+        .ok()
+        .map(PlayerId)
+        .filter(|p| p.is_valid())
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
@@ -336,6 +542,69 @@ mod tests {
             TokenVerifier::hs256(b"short", ISS, AUD).unwrap_err(),
             KeyError::SecretTooShort(5)
         );
+    }
+
+    #[test]
+    fn tickets_round_trip_and_refuse_forgery_and_expiry() {
+        let keys = TicketKeys::new(SECRET).unwrap();
+        let ticket = Ticket {
+            player: PlayerId(PlayerId::MAX),
+            kind: TicketKind::Redirect,
+            region: Some(RegionId(7)),
+        };
+        let bytes = keys.issue(ticket, now());
+        assert!(bytes.len() <= TICKET_BYTES_MAX, "{} bytes", bytes.len());
+        assert_eq!(keys.verify(&bytes), Ok(ticket));
+        // Another cluster's secret, an expired ticket, a login token, garbage: refused.
+        let other = TicketKeys::new(b"ffffffffffffffffffffffffffffffff").unwrap();
+        assert_eq!(other.verify(&bytes), Err(TicketError::Invalid));
+        let old = keys.issue(ticket, now() - TICKET_TTL_S - TICKET_LEEWAY_S - 10);
+        assert_eq!(keys.verify(&old), Err(TicketError::Expired));
+        let login = mint(SECRET, &claims());
+        assert_eq!(keys.verify(login.as_bytes()), Err(TicketError::Invalid));
+        for garbage in [&b""[..], b"\xff\xfe", &[b'a'; TICKET_BYTES_MAX + 1]] {
+            assert_eq!(keys.verify(garbage), Err(TicketError::Invalid));
+        }
+        // A flipped byte anywhere breaks it.
+        for i in 0..bytes.len() {
+            let mut forged = bytes.clone();
+            forged[i] ^= 0x01;
+            assert_ne!(keys.verify(&forged), Ok(ticket), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn public_key_algorithms_verify_their_own_tokens_only() {
+        use base64::Engine;
+        use rcgen::PublicKeyData;
+        // An Ed25519 key pair, the public half in PEM as a login service would publish it.
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let public_pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(pair.subject_public_key_info())
+        );
+        let v = TokenVerifier::new(TokenAlgorithm::EdDsa, public_pem.as_bytes(), ISS, AUD).unwrap();
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims(),
+            &EncodingKey::from_ed_der(&pair.serialize_der()),
+        )
+        .unwrap();
+        assert_eq!(v.verify(&token).unwrap().player, PlayerId(42));
+        // An HS256 token is refused by an EdDSA node, whatever its secret.
+        assert_eq!(
+            v.verify(&mint(SECRET, &claims())).unwrap_err().code(),
+            ErrorCode::BadToken
+        );
+        // A key of the wrong kind is refused at startup.
+        assert!(matches!(
+            TokenVerifier::new(TokenAlgorithm::Rs256, public_pem.as_bytes(), ISS, AUD),
+            Err(KeyError::BadPublicKey { .. })
+        ));
+        assert!(matches!(
+            TokenVerifier::new(TokenAlgorithm::Es256, b"not pem", ISS, AUD),
+            Err(KeyError::BadPublicKey { .. })
+        ));
     }
 
     #[test]

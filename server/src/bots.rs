@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tessera_shared::client::{Client, ClientConfig};
+use tessera_shared::client::{Client, ClientConfig, ClientError};
 use tessera_shared::math::Vec2;
 use tessera_shared::protocol::quantize::dequantize_position;
 
@@ -50,6 +50,7 @@ struct BotReport {
     rtt: Duration,
     lag_ticks: Vec<u64>,
     played: Duration,
+    reconnects: u64,
 }
 
 /// What a run measured.
@@ -79,6 +80,8 @@ pub struct BotsReport {
     pub lag_ticks_p50: u64,
     /// 99th percentile.
     pub lag_ticks_p99: u64,
+    /// Sessions resumed after a dropped connection, over all bots.
+    pub reconnects: u64,
 }
 
 /// Runs the bots to completion.
@@ -97,13 +100,13 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
     let deadline = Instant::now() + options.duration;
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
-        let config = ClientConfig {
-            server: options.addr,
-            server_name: "localhost".into(),
-            pinned_cert: cert.clone(),
-            token: token(&secret, &format!("bot-{i}")),
-            login_timeout: Duration::from_secs(10),
-        };
+        let mut config = ClientConfig::new(
+            options.addr,
+            "localhost",
+            cert.clone(),
+            token(&secret, &format!("bot-{i}")),
+        );
+        config.login_timeout = Duration::from_secs(10);
         let connected = connected.clone();
         tasks.push(tokio::spawn(async move {
             run_bot(config, deadline, i as u64, connected).await
@@ -187,11 +190,15 @@ async fn run_bot(
                     }
                     _ => (heading * step_m, None),
                 };
-                if client.send_input(move_m, attack).is_err() {
-                    report.error = Some("connection lost".into());
-                    break;
+                match client.send_input(move_m, attack) {
+                    Ok(()) => report.inputs += 1,
+                    // Reconnecting: this input is lost, the bot carries on.
+                    Err(ClientError::NotConnected) => {}
+                    Err(e) => {
+                        report.error = Some(e.to_string());
+                        break;
+                    }
                 }
-                report.inputs += 1;
             }
             state = client.next_state() => match state {
                 Ok(snapshot) => {
@@ -217,10 +224,11 @@ async fn run_bot(
         }
     }
     report.played = started.elapsed();
-    let stats = client.connection().stats();
-    report.bytes_in = stats.udp_rx.bytes;
-    report.bytes_out = stats.udp_tx.bytes;
-    report.rtt = client.connection().rtt();
+    let stats = client.stats();
+    report.bytes_in = stats.bytes_in;
+    report.bytes_out = stats.bytes_out;
+    report.reconnects = stats.reconnects;
+    report.rtt = client.connection().map_or(Duration::ZERO, |c| c.rtt());
     if report.error.is_none() {
         let _ = tokio::time::timeout(Duration::from_secs(5), client.logout()).await;
     }
@@ -265,6 +273,7 @@ fn summarize(count: usize, reports: &[BotReport]) -> BotsReport {
         rtt_p99: percentile(&rtts, 99.0),
         lag_ticks_p50: percentile(&lags, 50.0),
         lag_ticks_p99: percentile(&lags, 99.0),
+        reconnects: reports.iter().map(|r| r.reconnects).sum(),
     }
 }
 
@@ -273,6 +282,7 @@ impl std::fmt::Display for BotsReport {
         writeln!(f, "bots             {:>10}", self.count)?;
         writeln!(f, "connected        {:>10}", self.connected)?;
         writeln!(f, "failed           {:>10}", self.failed)?;
+        writeln!(f, "reconnects       {:>10}", self.reconnects)?;
         writeln!(f, "inputs/s/client  {:>10.1}", self.inputs_per_s)?;
         writeln!(f, "states/s/client  {:>10.1}", self.states_per_s)?;
         writeln!(

@@ -205,8 +205,14 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             ttl_s,
         } => {
             let config = load_config(config.as_deref())?;
-            let secret = crate::auth::dev_secret(&config.node.data_dir)?;
-            let claims = crate::auth::dev_claims(&player, crate::auth::unix_now_s(), ttl_s);
+            let secret = crate::auth::signing_secret(&config.node)?;
+            let claims = crate::auth::claims_for(
+                &player,
+                &config.node.auth.issuer,
+                &config.node.auth.audience,
+                crate::auth::unix_now_s(),
+                ttl_s,
+            );
             writeln!(out, "{}", crate::auth::mint(&secret, &claims))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -30,6 +30,10 @@ use crate::local::LocalRegions;
 pub const NODE_INBOX_LEN_MAX: usize = 65_536;
 /// Messages queued from the driver to one session: a few ticks of states and events.
 pub const SESSION_OUTBOX_LEN_MAX: usize = 64;
+/// How long the avatar of a dropped connection waits for its client to resume: the
+/// lifetime of the resume ticket the client holds.
+pub const RESUME_LINGER: std::time::Duration =
+    std::time::Duration::from_secs(crate::auth::TICKET_TTL_S);
 
 /// A session's request to the driver.
 #[derive(Debug)]
@@ -53,6 +57,24 @@ pub enum Command {
         session: u64,
         /// Answered once the player's final state is out of the world.
         reply: Option<oneshot::Sender<()>>,
+    },
+    /// `session`'s connection dropped without a logout: the avatar stays in the world
+    /// for [`RESUME_LINGER`], for the client to resume with its ticket.
+    Detach {
+        /// The player.
+        player: PlayerId,
+        /// The session whose connection dropped.
+        session: u64,
+    },
+    /// Send `player` to another node: its session gets a `Redirect` to `addr` and ends,
+    /// and the avatar leaves this node's world.
+    Redirect {
+        /// The player.
+        player: PlayerId,
+        /// `host:port` of the node that takes the player.
+        addr: String,
+        /// The region it will be in there.
+        region: RegionId,
     },
     /// An input datagram from `session`.
     Input {
@@ -85,6 +107,13 @@ pub enum Outgoing {
     Control(ControlS2c),
     /// End the session with this message (another session took the player over).
     Kick(KickedS2c),
+    /// End the session with a `Redirect` to `addr` (the session mints the ticket).
+    Redirect {
+        /// `host:port` of the node that takes the player.
+        addr: String,
+        /// The region it will be in there.
+        region: RegionId,
+    },
 }
 
 /// The sending side, cloned into every session.
@@ -116,6 +145,9 @@ struct ClientView {
     visible: Vec<WireEntity>,
     encoder: DeltaEncoder,
     ack_tick: u64,
+    /// Set while the connection is gone and the avatar waits for a resume: its view is
+    /// kept current, nothing is encoded or sent.
+    detached: bool,
 }
 
 /// Counters the driver keeps (exported as metrics later).
@@ -125,6 +157,12 @@ pub struct DriverStats {
     pub states_dropped: u64,
     /// Inputs from a session that no longer holds its player.
     pub inputs_stale_session: u64,
+    /// Sessions resumed (a login found the player's avatar still in the world).
+    pub resumed: u64,
+    /// Avatars removed because their client did not resume in time.
+    pub resume_expired: u64,
+    /// Players redirected to another node.
+    pub redirected: u64,
     /// Time the last tick spent stepping regions.
     pub last_step: std::time::Duration,
     /// Time the last tick spent encoding states and handing them to sessions.
@@ -145,6 +183,8 @@ pub struct Driver {
         oneshot::Sender<Result<Joined, ErrorS2c>>,
     )>,
     pending_leaves: Vec<oneshot::Sender<()>>,
+    /// Detached players, oldest first: (player, session, the tick it is evicted at).
+    detached: std::collections::VecDeque<(PlayerId, u64, u64)>,
     /// Counters.
     pub stats: DriverStats,
 }
@@ -164,6 +204,7 @@ impl Driver {
                 region_of: HashMap::new(),
                 pending_joins: Vec::new(),
                 pending_leaves: Vec::new(),
+                detached: std::collections::VecDeque::new(),
                 stats: DriverStats::default(),
             },
             NodeHandle {
@@ -198,6 +239,7 @@ impl Driver {
             };
             self.apply(command, first_region);
         }
+        self.evict_detached();
         let started = std::time::Instant::now();
         self.local.step();
         self.stats.last_step = started.elapsed();
@@ -217,11 +259,17 @@ impl Driver {
                 reply,
             } => {
                 if let Some(view) = self.clients.get_mut(&player) {
-                    // Takeover: the avatar stays, the old session is told why it ends.
-                    let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
-                        reason: KickReason::LoggedInElsewhere,
-                        message: "logged in from another connection".into(),
-                    }));
+                    // Takeover or resume: the avatar stays; a live old session is told
+                    // why it ends.
+                    if view.detached {
+                        self.stats.resumed += 1;
+                    } else {
+                        let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
+                            reason: KickReason::LoggedInElsewhere,
+                            message: "logged in from another connection".into(),
+                        }));
+                    }
+                    view.detached = false;
                     view.session = session;
                     view.outbox = outbox;
                     view.encoder = DeltaEncoder::default();
@@ -253,15 +301,39 @@ impl Driver {
                     }
                     return;
                 }
-                self.clients.remove(&player);
-                if let Some(region) = self.region_of.remove(&player)
-                    && let Some(input) = self.local.input_mut(region)
-                {
-                    input.sessions.push(SessionEvent::Leave(player));
-                }
+                self.remove_player(player);
                 if let Some(reply) = reply {
                     self.pending_leaves.push(reply);
                 }
+            }
+            Command::Detach { player, session } => {
+                let Some(view) = self
+                    .clients
+                    .get_mut(&player)
+                    .filter(|v| v.session == session)
+                else {
+                    return;
+                };
+                view.detached = true;
+                let tick = self.local.regions().first().map_or(0, |r| r.tick());
+                let linger_ticks =
+                    (RESUME_LINGER.as_secs() * u64::from(self.config.world.tick_hz)).max(1);
+                self.detached
+                    .push_back((player, session, tick.saturating_add(linger_ticks)));
+            }
+            Command::Redirect {
+                player,
+                addr,
+                region,
+            } => {
+                let Some(view) = self.clients.get(&player) else {
+                    return;
+                };
+                // A detached session cannot be told: its client will resume here, find
+                // no avatar and log in afresh.
+                let _ = view.outbox.try_send(Outgoing::Redirect { addr, region });
+                self.stats.redirected += 1;
+                self.remove_player(player);
             }
             Command::Input {
                 player,
@@ -295,6 +367,36 @@ impl Driver {
                         attack: frame.attack,
                     });
                 }
+            }
+        }
+    }
+
+    /// Takes `player`'s avatar out of the world and forgets its view.
+    fn remove_player(&mut self, player: PlayerId) {
+        self.clients.remove(&player);
+        if let Some(region) = self.region_of.remove(&player)
+            && let Some(input) = self.local.input_mut(region)
+        {
+            input.sessions.push(SessionEvent::Leave(player));
+        }
+    }
+
+    /// Removes the avatars whose clients did not resume within [`RESUME_LINGER`].
+    fn evict_detached(&mut self) {
+        let tick = self.local.regions().first().map_or(0, |r| r.tick());
+        while let Some(&(player, session, deadline)) = self.detached.front() {
+            if deadline > tick {
+                break;
+            }
+            self.detached.pop_front();
+            // Still the same detached session (not resumed, not taken over)?
+            if self
+                .clients
+                .get(&player)
+                .is_some_and(|v| v.detached && v.session == session)
+            {
+                self.stats.resume_expired += 1;
+                self.remove_player(player);
             }
         }
     }
@@ -339,6 +441,7 @@ impl Driver {
                     visible: Vec::new(),
                     encoder: DeltaEncoder::default(),
                     ack_tick: 0,
+                    detached: false,
                 },
             );
             let _ = reply.send(Ok(Joined {
@@ -390,6 +493,9 @@ impl Driver {
                     health,
                 };
                 upsert(&mut view.visible, wire(&own));
+            }
+            if view.detached {
+                return; // Kept current for a resume; nobody to send to.
             }
             let snapshot = Snapshot {
                 tick: out.tick,
@@ -474,5 +580,80 @@ fn upsert(visible: &mut Vec<WireEntity>, entity: WireEntity) {
     match visible.binary_search_by_key(&entity.id, |e| e.id) {
         Ok(i) => visible[i] = entity,
         Err(i) => visible.insert(i, entity),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A driver at 1 Hz (so the linger is [`RESUME_LINGER`] in ticks) and a logged-in
+    /// player on session 1.
+    fn driver_with_player(player: PlayerId) -> (Driver, NodeHandle, mpsc::Receiver<Outgoing>) {
+        let mut config = Config::embedded_default();
+        config.world.tick_hz = 1;
+        let (mut driver, node) = Driver::new(Arc::new(config), 1).unwrap();
+        let (outbox, outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+        let (reply, mut joined) = oneshot::channel();
+        node.try_send(Command::Join {
+            player,
+            session: 1,
+            outbox,
+            reply,
+        })
+        .unwrap();
+        driver.tick();
+        assert!(matches!(joined.try_recv(), Ok(Ok(_))));
+        assert_eq!(driver.local().counts().0, 1);
+        (driver, node, outbox_rx)
+    }
+
+    const LINGER_TICKS: u64 = crate::auth::TICKET_TTL_S;
+
+    #[test]
+    fn a_detached_avatar_waits_for_its_resume_then_leaves() {
+        let player = PlayerId(7);
+        let (mut driver, node, _outbox) = driver_with_player(player);
+        node.try_send(Command::Detach { player, session: 1 })
+            .unwrap();
+        for _ in 0..LINGER_TICKS - 1 {
+            driver.tick();
+        }
+        assert_eq!(driver.local().counts().0, 1, "still waiting for a resume");
+        driver.tick();
+        driver.tick();
+        assert_eq!(driver.local().counts().0, 0, "gone after the linger");
+        assert_eq!(driver.stats.resume_expired, 1);
+    }
+
+    #[test]
+    fn a_resume_within_the_linger_keeps_the_avatar() {
+        let player = PlayerId(7);
+        let (mut driver, node, _outbox) = driver_with_player(player);
+        node.try_send(Command::Detach { player, session: 1 })
+            .unwrap();
+        driver.tick();
+        let (outbox, mut states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+        let (reply, _joined) = oneshot::channel();
+        node.try_send(Command::Join {
+            player,
+            session: 2,
+            outbox,
+            reply,
+        })
+        .unwrap();
+        for _ in 0..LINGER_TICKS + 2 {
+            driver.tick();
+        }
+        assert_eq!(driver.local().counts().0, 1);
+        assert_eq!((driver.stats.resumed, driver.stats.resume_expired), (1, 0));
+        // The resumed session gets states again; a stale detach of it is ignored.
+        assert!(matches!(states.try_recv(), Ok(Outgoing::Datagram(_))));
+        node.try_send(Command::Detach { player, session: 1 })
+            .unwrap();
+        for _ in 0..LINGER_TICKS + 2 {
+            driver.tick();
+        }
+        assert_eq!(driver.local().counts().0, 1);
     }
 }

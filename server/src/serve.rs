@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tessera_shared::config::{Config, NodeMode};
 
-use crate::auth::{self, TokenVerifier};
+use crate::auth::{self, TicketKeys, TokenVerifier};
 use crate::net::{self, EndpointStats, tls};
-use crate::node::Driver;
+use crate::node::{Command, Driver, NodeHandle};
 use crate::sim::percentile;
+use tessera_shared::ids::{PlayerId, RegionId};
 
 /// How often the driver logs its status.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
@@ -24,6 +25,60 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 pub const CATCH_UP_MAX: Duration = Duration::from_secs(1);
 /// tokio worker threads for the network edge.
 pub const NET_THREADS: usize = 2;
+
+/// What a node proves itself and its clients with.
+pub struct Credentials {
+    /// Checks login tokens.
+    pub verifier: TokenVerifier,
+    /// Mints and checks resume and redirect tickets.
+    pub tickets: TicketKeys,
+    /// The endpoint's certificate and key.
+    pub identity: tls::Identity,
+}
+
+impl Credentials {
+    /// The credentials `config` names: `[auth]` and `[tls]` files, or (where a path is
+    /// empty, dev mode only) generated dev ones in `data_dir`.
+    pub fn from_config(config: &Config) -> anyhow::Result<Credentials> {
+        let node = &config.node;
+        let dev_allowed = node.mode == NodeMode::Dev;
+        let read = |path: &Path, what: &str| {
+            std::fs::read(path).with_context(|| format!("reading the {what} {}", path.display()))
+        };
+        let token_key = match &node.auth.key_file {
+            Some(path) => read(path, "[auth] key_file")?,
+            None if dev_allowed => auth::dev_secret(&node.data_dir)?,
+            None => anyhow::bail!("production mode needs [auth] key_file"),
+        };
+        let verifier = TokenVerifier::new(
+            node.auth.algorithm,
+            &token_key,
+            &node.auth.issuer,
+            &node.auth.audience,
+        )
+        .context("[auth] key_file")?;
+        let ticket_secret = match &node.auth.ticket_secret_file {
+            Some(path) => read(path, "[auth] ticket_secret_file")?,
+            None if dev_allowed => {
+                auth::generated_secret(&node.data_dir, auth::DEV_TICKET_SECRET_FILE)?
+            }
+            None => anyhow::bail!("production mode needs [auth] ticket_secret_file"),
+        };
+        let tickets = TicketKeys::new(&ticket_secret).context("[auth] ticket_secret_file")?;
+        let identity = match (&node.tls.cert_file, &node.tls.key_file) {
+            (Some(cert), Some(key)) => tls::identity_from_pem_files(cert, key)?,
+            (None, None) if dev_allowed => tls::dev_identity(&node.data_dir)?,
+            _ => anyhow::bail!(
+                "[tls] cert_file and key_file must be given together (both empty: a dev certificate, dev mode only)"
+            ),
+        };
+        Ok(Credentials {
+            verifier,
+            tickets,
+            identity,
+        })
+    }
+}
 
 /// How to run the node.
 #[derive(Clone, Debug)]
@@ -44,34 +99,34 @@ pub struct RunningNode {
     /// Endpoint counters.
     pub stats: Arc<EndpointStats>,
     stop: Arc<AtomicBool>,
+    node: NodeHandle,
     driver: Option<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl RunningNode {
-    /// Starts a node for `config` with dev credentials from `data_dir`.
-    pub fn start_dev(config: Arc<Config>, options: &ServeOptions) -> anyhow::Result<RunningNode> {
-        let data_dir = config.node.data_dir.clone();
-        if config.node.mode == NodeMode::Production {
-            anyhow::bail!(
-                "production mode needs an explicit token secret and TLS certificate, which this \
-                 version cannot configure yet; run with [node] mode = \"dev\""
-            );
-        }
-        let secret = auth::dev_secret(&data_dir)?;
-        let verifier = TokenVerifier::hs256(&secret, auth::DEV_ISSUER, auth::DEV_AUDIENCE)?;
-        let identity = tls::dev_identity(&data_dir)?;
-        Self::start(config, options, verifier, identity)
+    /// Starts a node for `config` with the credentials it names (generated dev ones in
+    /// `data_dir` where it names none, which only dev mode allows).
+    pub fn start_configured(
+        config: Arc<Config>,
+        options: &ServeOptions,
+    ) -> anyhow::Result<RunningNode> {
+        let credentials = Credentials::from_config(&config)?;
+        Self::start(config, options, credentials)
     }
 
     /// Starts a node with the given credentials.
     pub fn start(
         config: Arc<Config>,
         options: &ServeOptions,
-        verifier: TokenVerifier,
-        identity: tls::Identity,
+        credentials: Credentials,
     ) -> anyhow::Result<RunningNode> {
+        let Credentials {
+            verifier,
+            tickets,
+            identity,
+        } = credentials;
         let cert_der = identity.chain[0].to_vec();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(NET_THREADS)
@@ -89,8 +144,8 @@ impl RunningNode {
         let stats = Arc::new(EndpointStats::default());
         runtime.spawn(net::accept_loop(
             endpoint.clone(),
-            node,
-            Arc::new(verifier),
+            node.clone(),
+            Arc::new(net::Auth { verifier, tickets }),
             stats.clone(),
         ));
         let stop = Arc::new(AtomicBool::new(false));
@@ -107,10 +162,24 @@ impl RunningNode {
             cert_der,
             stats,
             stop,
+            node,
             driver: Some(driver),
             endpoint,
             runtime: Some(runtime),
         })
+    }
+
+    /// Sends `player` to the node at `addr` (into its `region`): the client gets a
+    /// `Redirect` with a ticket that node accepts (a cluster shares its ticket secret), and
+    /// the avatar leaves this node. `Err` if the driver's inbox is full.
+    pub fn redirect(&self, player: PlayerId, addr: String, region: RegionId) -> anyhow::Result<()> {
+        self.node
+            .try_send(Command::Redirect {
+                player,
+                addr,
+                region,
+            })
+            .map_err(|_| anyhow::anyhow!("the node is saturated; retry"))
     }
 
     /// Blocks until the driver stops (its tick budget ran out) or SIGINT/SIGTERM arrives.
@@ -216,9 +285,9 @@ pub fn sim_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
         .context("starting the simulation thread pool")
 }
 
-/// Runs a dev node until its tick budget runs out or it is signalled.
+/// Runs a node until its tick budget runs out or it is signalled.
 pub fn run_node(config: Arc<Config>, options: &ServeOptions) -> anyhow::Result<()> {
-    let node = RunningNode::start_dev(config, options)?;
+    let node = RunningNode::start_configured(config, options)?;
     node.wait();
     Ok(())
 }

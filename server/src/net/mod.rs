@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::auth::TokenVerifier;
+use crate::auth::{TicketKeys, TokenVerifier};
 use crate::node::NodeHandle;
 
 /// Connections a node holds at once; more are refused at the handshake.
@@ -37,13 +37,28 @@ pub struct EndpointStats {
     pub inputs_node_busy: AtomicU64,
     /// Sessions ended for breaking the protocol.
     pub violations: AtomicU64,
+    /// Logins with a resume ticket.
+    pub resumes: AtomicU64,
+    /// Logins with a redirect ticket.
+    pub redirect_logins: AtomicU64,
+    /// Logins refused for a bad or expired ticket.
+    pub bad_tickets: AtomicU64,
+}
+
+/// How sessions authenticate clients.
+#[derive(Debug)]
+pub struct Auth {
+    /// Checks login tokens.
+    pub verifier: TokenVerifier,
+    /// Mints and checks resume and redirect tickets.
+    pub tickets: TicketKeys,
 }
 
 /// Accepts connections until the endpoint is closed.
 pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     node: NodeHandle,
-    verifier: Arc<TokenVerifier>,
+    auth: Arc<Auth>,
     stats: Arc<EndpointStats>,
 ) {
     let next_session = Arc::new(AtomicU64::new(1));
@@ -60,7 +75,7 @@ pub async fn accept_loop(
             let _ = incoming.retry();
             continue;
         }
-        let (node, verifier, stats) = (node.clone(), verifier.clone(), stats.clone());
+        let (node, auth, stats) = (node.clone(), auth.clone(), stats.clone());
         let session = next_session.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             stats.handshakes.fetch_add(1, Ordering::Relaxed);
@@ -73,7 +88,7 @@ pub async fn accept_loop(
             let Ok(connection) = connection else { return };
             stats.connections.fetch_add(1, Ordering::Relaxed);
             let remote: SocketAddr = connection.remote_address();
-            let end = session::run(connection, node, verifier, session, stats.clone()).await;
+            let end = session::run(connection, node, auth, session, stats.clone()).await;
             tracing::debug!(session, %remote, ?end, "session ended");
             stats.connections.fetch_sub(1, Ordering::Relaxed);
         });

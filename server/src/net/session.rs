@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
 
-use tessera_shared::protocol::PROTOCOL_VERSION;
 use tessera_shared::protocol::codec::{self, DecodeError};
 use tessera_shared::protocol::io::{FrameError, read_frame, write_frame};
 use tessera_shared::protocol::limits::{INPUT_FRAMES_MAX, TOKEN_BYTES_MAX};
 use tessera_shared::protocol::messages::*;
+use tessera_shared::protocol::{PROTOCOL_VERSION, close_code};
 use tokio::sync::{mpsc, oneshot};
 
-use super::EndpointStats;
-use crate::auth::TokenVerifier;
+use super::{Auth, EndpointStats};
+use crate::auth::{Ticket, TicketKind, unix_now_s};
 use crate::node::{Command, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
 
 /// How long a client has to open its control stream and log in.
@@ -45,22 +45,24 @@ pub enum SessionEnd {
     TakenOver,
     /// The client broke the protocol.
     Violation(String),
-    /// The connection went away.
+    /// The connection went away (the avatar waits for a resume).
     Disconnected,
+    /// The player was sent to another node.
+    Redirected,
 }
 
 /// Runs a session on an established connection until it ends.
 pub async fn run(
     connection: quinn::Connection,
     node: NodeHandle,
-    verifier: Arc<TokenVerifier>,
+    auth: Arc<Auth>,
     session: u64,
     stats: Arc<EndpointStats>,
 ) -> SessionEnd {
     let Ok(Ok((mut send, mut recv))) =
         tokio::time::timeout(LOGIN_TIMEOUT, connection.accept_bi()).await
     else {
-        connection.close(1u32.into(), b"no control stream");
+        connection.close(close_code::LOGIN_TIMEOUT.into(), b"no control stream");
         return SessionEnd::Disconnected;
     };
     let hello = match tokio::time::timeout(LOGIN_TIMEOUT, read_frame::<ControlC2s>(&mut recv)).await
@@ -76,7 +78,7 @@ pub async fn run(
             .await;
         }
         Ok(Err(FrameError::Closed(_))) | Err(_) => {
-            connection.close(1u32.into(), b"login timeout");
+            connection.close(close_code::LOGIN_TIMEOUT.into(), b"login timeout");
             return SessionEnd::Disconnected;
         }
         Ok(Err(e)) => {
@@ -99,11 +101,27 @@ pub async fn run(
         )
         .await;
     }
-    let login = match verifier.verify(&hello.token) {
-        Ok(login) => login,
-        Err(e) => return refuse(&connection, &mut send, e.code(), &e.to_string()).await,
+    // A ticket (resume or redirect) stands in for the token, which may have expired since.
+    let player = match &hello.ticket {
+        Some(ticket) => match auth.tickets.verify(ticket) {
+            Ok(ticket) => {
+                let counter = match ticket.kind {
+                    TicketKind::Resume => &stats.resumes,
+                    TicketKind::Redirect => &stats.redirect_logins,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                ticket.player
+            }
+            Err(e) => {
+                stats.bad_tickets.fetch_add(1, Ordering::Relaxed);
+                return refuse(&connection, &mut send, ErrorCode::BadTicket, &e.to_string()).await;
+            }
+        },
+        None => match auth.verifier.verify(&hello.token) {
+            Ok(login) => login.player,
+            Err(e) => return refuse(&connection, &mut send, e.code(), &e.to_string()).await,
+        },
     };
-    let player = login.player;
 
     let (outbox, mut outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
     let (reply, joined) = oneshot::channel();
@@ -130,7 +148,7 @@ pub async fn run(
             let code = error.code;
             let _ = write_frame(&mut send, &ControlS2c::Error(error)).await;
             let _ = send.finish();
-            close_gracefully(&connection, 2, b"refused").await;
+            close_gracefully(&connection, close_code::REFUSED, b"refused").await;
             return SessionEnd::Refused(code);
         }
         Err(_) => {
@@ -144,13 +162,20 @@ pub async fn run(
         region: joined.region,
         tick: joined.tick,
         tick_hz: u16::try_from(node.tick_hz()).unwrap_or(u16::MAX),
-        resume_ticket: Vec::new(),
+        resume_ticket: auth.tickets.issue(
+            Ticket {
+                player,
+                kind: TicketKind::Resume,
+                region: None,
+            },
+            unix_now_s(),
+        ),
     });
     if write_frame(&mut send, &welcome).await.is_err() {
-        leave(&node, player, session, None).await;
+        detach(&node, player, session).await;
         return SessionEnd::Disconnected;
     }
-    tracing::debug!(session, %player, name = %login.name, "logged in");
+    tracing::debug!(session, %player, "logged in");
 
     // Control frames are read by their own task: `read_exact` is not cancel-safe in select!.
     let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE_LEN_MAX);
@@ -195,7 +220,7 @@ pub async fn run(
                     let _ = write_frame(&mut send, &ControlS2c::Bye).await;
                     let _ = send.finish();
                     reader.abort();
-                    close_gracefully(&connection, 0, b"bye").await;
+                    close_gracefully(&connection, close_code::NORMAL, b"bye").await;
                     return SessionEnd::LoggedOut;
                 }
                 Some(Ok(ControlC2s::Hello(_))) => break SessionEnd::Violation("second Hello".into()),
@@ -222,11 +247,23 @@ pub async fn run(
                         break SessionEnd::Disconnected;
                     }
                 }
+                Some(Outgoing::Redirect { addr, region }) => {
+                    let ticket = auth.tickets.issue(
+                        Ticket { player, kind: TicketKind::Redirect, region: Some(region) },
+                        unix_now_s(),
+                    );
+                    let redirect = ControlS2c::Redirect(RedirectS2c { addr, ticket });
+                    let _ = write_frame(&mut send, &redirect).await;
+                    let _ = send.finish();
+                    reader.abort();
+                    close_gracefully(&connection, close_code::REDIRECTED, b"redirected").await;
+                    return SessionEnd::Redirected;
+                }
                 Some(Outgoing::Kick(kicked)) => {
                     let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
                     let _ = send.finish();
                     reader.abort();
-                    close_gracefully(&connection, 3, b"taken over").await;
+                    close_gracefully(&connection, close_code::TAKEN_OVER, b"taken over").await;
                     return SessionEnd::TakenOver;
                 }
                 None => break SessionEnd::Disconnected,
@@ -234,6 +271,11 @@ pub async fn run(
         }
     };
     reader.abort();
+    if end == SessionEnd::Disconnected {
+        // Not a logout: the client may come back with its resume ticket.
+        detach(&node, player, session).await;
+        return end;
+    }
     if let SessionEnd::Violation(reason) = &end {
         stats.violations.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session, %player, %reason, "disconnecting a client that broke the protocol");
@@ -245,7 +287,7 @@ pub async fn run(
             }),
         )
         .await;
-        connection.close(4u32.into(), b"protocol violation");
+        connection.close(close_code::PROTOCOL_VIOLATION.into(), b"protocol violation");
     }
     leave(&node, player, session, None).await;
     end
@@ -267,13 +309,25 @@ async fn leave(
     session: u64,
     reply: Option<oneshot::Sender<()>>,
 ) {
-    // If the node is saturated the logout is retried (for up to a second) once the channel
-    // has room: a logout must not be lost, and waiting must not block a runtime worker.
-    let mut command = Command::Leave {
-        player,
-        session,
-        reply,
-    };
+    deliver(
+        node,
+        Command::Leave {
+            player,
+            session,
+            reply,
+        },
+    )
+    .await;
+}
+
+async fn detach(node: &NodeHandle, player: tessera_shared::ids::PlayerId, session: u64) {
+    deliver(node, Command::Detach { player, session }).await;
+}
+
+/// Queues a command that must not be lost (a logout, a detach). If the node is saturated
+/// it is retried for up to a second once the channel has room; waiting must not block a
+/// runtime worker.
+async fn deliver(node: &NodeHandle, mut command: Command) {
     for _ in 0..100 {
         match node.try_send(command) {
             Ok(()) => return,
@@ -283,7 +337,7 @@ async fn leave(
             }
         }
     }
-    tracing::error!(%player, session, "node saturated: logout not delivered");
+    tracing::error!(?command, "node saturated: command not delivered");
 }
 
 async fn refuse(
@@ -300,7 +354,7 @@ async fn refuse(
     });
     let _ = write_frame(send, &error).await;
     let _ = send.finish();
-    close_gracefully(connection, 2, b"refused").await;
+    close_gracefully(connection, close_code::REFUSED, b"refused").await;
     SessionEnd::Refused(code)
 }
 

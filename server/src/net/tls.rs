@@ -2,7 +2,8 @@
 //! crypto provider, and transport limits a client cannot negotiate around.
 //!
 //! Development nodes use a self-signed certificate generated once into the data dir
-//! (`dev-cert.der`, `dev-key.der`); clients pin it. Production nodes load configured files.
+//! (`dev-cert.der`, `dev-key.der`); clients pin it. Production nodes load configured PEM
+//! files (`[tls] cert_file`, `key_file`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +66,21 @@ pub fn dev_identity(data_dir: &Path) -> anyhow::Result<Identity> {
         chain: vec![CertificateDer::from(cert)],
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
     })
+}
+
+/// The identity in PEM files: the chain (leaf first) and its private key.
+pub fn identity_from_pem_files(cert_file: &Path, key_file: &Path) -> anyhow::Result<Identity> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .with_context(|| format!("reading the certificate chain {}", cert_file.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing the certificate chain {}", cert_file.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", cert_file.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .with_context(|| format!("reading the private key {}", key_file.display()))?;
+    Ok(Identity { chain, key })
 }
 
 /// The transport limits shared by server and client.

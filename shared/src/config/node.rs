@@ -7,14 +7,17 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 use super::reader::{At, EnvOverride, SourceFile, Table};
-use super::schema::{NodeConfig, NodeMode};
+use super::schema::{AuthConfig, NodeConfig, NodeMode, TlsConfig, TokenAlgorithm};
 use super::{NAME_CHARS_MAX, is_node_name};
 
 /// Environment variables starting with this override keys of `tessera.toml`.
 pub(super) const ENV_PREFIX: &str = "TESSERA__";
 
 /// The sections of `tessera.toml`.
-const SECTIONS: &[&str] = &["node", "net", "sim"];
+const SECTIONS: &[&str] = &["node", "net", "sim", "auth", "tls"];
+
+/// Longest accepted `[auth] issuer` and `audience`, in bytes.
+const AUTH_NAME_BYTES_MAX: usize = 256;
 
 /// Longest accepted `data_dir`, in bytes.
 const DATA_DIR_BYTES_MAX: usize = 4096;
@@ -148,6 +151,73 @@ pub(super) fn read(
         }
         None => None,
     };
+
+    let auth = root.table("auth").map(|t| t.with_env(env_for("auth")));
+    let auth = match auth {
+        Some(mut t) => {
+            let mut name = |key: &'static str, example: &str| {
+                t.string(key, example).and_then(|(text, at)| {
+                    if text.is_empty() || text.len() > AUTH_NAME_BYTES_MAX {
+                        file.error(
+                            at,
+                            format!(
+                                "{key} must be 1 to {AUTH_NAME_BYTES_MAX} bytes, got {} bytes",
+                                text.len()
+                            ),
+                        );
+                        None
+                    } else {
+                        Some(text.to_owned())
+                    }
+                })
+            };
+            let issuer = name("issuer", "the iss of login tokens, such as \"tessera-dev\"");
+            let audience = name("audience", "the aud of login tokens, such as \"tessera\"");
+            const ALGORITHMS: &str = "\"HS256\", \"RS256\", \"ES256\" or \"EdDSA\"";
+            let algorithm = t
+                .string("algorithm", ALGORITHMS)
+                .and_then(|(text, at)| match text {
+                    "HS256" => Some(TokenAlgorithm::Hs256),
+                    "RS256" => Some(TokenAlgorithm::Rs256),
+                    "ES256" => Some(TokenAlgorithm::Es256),
+                    "EdDSA" => Some(TokenAlgorithm::EdDsa),
+                    other => {
+                        file.error(at, format!("algorithm must be {ALGORITHMS}, got {other:?}"));
+                        None
+                    }
+                });
+            let key_file = optional_path(&mut t, "key_file", mode);
+            let ticket_secret_file = optional_path(&mut t, "ticket_secret_file", mode);
+            t.finish();
+            // Every key is checked (and reported) before any missing one ends the section.
+            (|| {
+                Some(AuthConfig {
+                    issuer: issuer?,
+                    audience: audience?,
+                    algorithm: algorithm?,
+                    key_file: key_file?,
+                    ticket_secret_file: ticket_secret_file?,
+                })
+            })()
+        }
+        None => None,
+    };
+
+    let tls = root.table("tls").map(|t| t.with_env(env_for("tls")));
+    let tls = match tls {
+        Some(mut t) => {
+            let cert_file = optional_path(&mut t, "cert_file", mode);
+            let key_file = optional_path(&mut t, "key_file", mode);
+            t.finish();
+            (|| {
+                Some(TlsConfig {
+                    cert_file: cert_file?,
+                    key_file: key_file?,
+                })
+            })()
+        }
+        None => None,
+    };
     root.finish();
 
     Some(NodeConfig {
@@ -157,7 +227,37 @@ pub(super) fn read(
         quic_listen: quic_listen?,
         admin_listen: admin_listen?,
         sim_threads: sim_threads?,
+        auth: auth?,
+        tls: tls?,
     })
+}
+
+/// A file path where `""` means "generate a dev one", which production mode refuses.
+/// `Some(None)` is that empty path; `None` an error (reported).
+fn optional_path(
+    t: &mut Table<'_>,
+    key: &'static str,
+    mode: Option<NodeMode>,
+) -> Option<Option<PathBuf>> {
+    let (text, at) = t.string(key, "a file path, or \"\" for a generated dev one")?;
+    if text.is_empty() {
+        if mode == Some(NodeMode::Production) {
+            t.file.error(
+                at,
+                format!("{key} is required in production mode (an empty path generates dev credentials, which production refuses)"),
+            );
+            return None;
+        }
+        return Some(None);
+    }
+    if text.len() > DATA_DIR_BYTES_MAX || text.contains('\0') {
+        t.file.error(
+            at,
+            format!("{key} must be a path of at most {DATA_DIR_BYTES_MAX} bytes without NUL"),
+        );
+        return None;
+    }
+    Some(Some(PathBuf::from(text)))
 }
 
 fn socket_addr(t: &mut Table<'_>, key: &'static str, example: &str) -> Option<SocketAddr> {

@@ -48,6 +48,51 @@ pub struct NodeConfig {
     pub admin_listen: SocketAddr,
     /// `[sim] threads`: rayon threads stepping regions; 0 means one per core. 0 to 256.
     pub sim_threads: u32,
+    /// `[auth]`: how login tokens and session tickets are checked.
+    pub auth: AuthConfig,
+    /// `[tls]`: the QUIC endpoint's certificate.
+    pub tls: TlsConfig,
+}
+
+/// `[auth]` of `tessera.toml`. In production mode both files are required (the loader
+/// refuses empty paths); in dev mode an empty path means "generate into `data_dir`".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `[auth] issuer`: the `iss` every login token must carry. 1 to 256 bytes.
+    pub issuer: String,
+    /// `[auth] audience`: the `aud` every login token must carry. 1 to 256 bytes.
+    pub audience: String,
+    /// `[auth] algorithm`: how login tokens are signed.
+    pub algorithm: TokenAlgorithm,
+    /// `[auth] key_file`: the HS256 secret (raw bytes, at least 32) or the public key (PEM)
+    /// that verifies login tokens. `None` (empty in the file): a generated dev secret.
+    pub key_file: Option<PathBuf>,
+    /// `[auth] ticket_secret_file`: the secret (raw bytes, at least 32) that signs resume
+    /// and redirect tickets; every node of a cluster must share it. `None`: generated.
+    pub ticket_secret_file: Option<PathBuf>,
+}
+
+/// The signature algorithm of login tokens: one, pinned (a token naming another is refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenAlgorithm {
+    /// HMAC-SHA256 with a secret shared with the login service.
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256; the node holds the public key.
+    Rs256,
+    /// ECDSA P-256 with SHA-256; the node holds the public key.
+    Es256,
+    /// Ed25519; the node holds the public key.
+    EdDsa,
+}
+
+/// `[tls]` of `tessera.toml`. Both or neither: `None` means a generated dev certificate
+/// (dev mode only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `[tls] cert_file`: the certificate chain, PEM, leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// `[tls] key_file`: the leaf's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
 }
 
 /// `world.toml`.

@@ -15,6 +15,15 @@ quic_listen = "127.0.0.1:4433"
 admin_listen = "127.0.0.1:8080"
 [sim]
 threads = 2
+[auth]
+issuer = "tessera-dev"
+audience = "tessera"
+algorithm = "HS256"
+key_file = ""
+ticket_secret_file = ""
+[tls]
+cert_file = ""
+key_file = ""
 "#;
 
 const WORLD: &str = r#"[world]
@@ -527,6 +536,10 @@ fn env_overrides_apply_to_tessera_toml() {
             ("TESSERA__SIM__THREADS", "8"),
             ("TESSERA__NODE__NAME", "prod-1"),
             ("TESSERA__node__mode", "\"production\""),
+            ("TESSERA__AUTH__KEY_FILE", "/run/secrets/jwt"),
+            ("TESSERA__AUTH__TICKET_SECRET_FILE", "/run/secrets/tickets"),
+            ("TESSERA__TLS__CERT_FILE", "/etc/tessera/cert.pem"),
+            ("TESSERA__TLS__KEY_FILE", "/etc/tessera/key.pem"),
             ("PATH", "/usr/bin"),
             ("TESSERA_NOT_OURS", "x"),
         ],
@@ -536,6 +549,14 @@ fn env_overrides_apply_to_tessera_toml() {
     assert_eq!(c.node.sim_threads, 8);
     assert_eq!(c.node.name, "prod-1");
     assert_eq!(c.node.mode, NodeMode::Production);
+    assert_eq!(
+        c.node.auth.key_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/jwt"))
+    );
+    assert_eq!(
+        c.node.tls.key_file.as_deref(),
+        Some(std::path::Path::new("/etc/tessera/key.pem"))
+    );
 
     // A section absent from the file can come entirely from the environment.
     let c = load_env(
@@ -570,7 +591,7 @@ fn bad_env_overrides_error() {
     assert_eq!(
         e.to_string(),
         [
-            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim"#,
+            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls"#,
             r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen"#,
             "env TESSERA__NODE: expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
             "env TESSERA__SIM__THREADS: threads must be an integer between 0 and 256, got many",
@@ -692,4 +713,36 @@ fn empty_files_report_missing_tables() {
     let e = errors(load(TESSERA, WORLD, "world = 1"));
     assert!(e.contains(&"balance.toml:1:1: [archetypes] must define at least one archetype, e.g. [archetypes.adventurer]".to_owned()), "{e:?}");
     assert!(e.contains(&r#"balance.toml:1:1: unknown key "world" in the top level; allowed: movement, player, archetypes, formulas, spawn_tables"#.to_owned()), "{e:?}");
+}
+
+#[test]
+fn production_mode_refuses_generated_credentials() {
+    let tessera = with_line(TESSERA, 3, r#"mode = "production""#);
+    assert_eq!(
+        errors(load(&tessera, WORLD, BALANCE)),
+        [
+            "tessera.toml:14:12: key_file is required in production mode (an empty path generates dev credentials, which production refuses)",
+            "tessera.toml:15:22: ticket_secret_file is required in production mode (an empty path generates dev credentials, which production refuses)",
+            "tessera.toml:17:13: cert_file is required in production mode (an empty path generates dev credentials, which production refuses)",
+            "tessera.toml:18:12: key_file is required in production mode (an empty path generates dev credentials, which production refuses)",
+        ]
+    );
+    // Dev mode: empty paths are the generated dev credentials.
+    let c = load(TESSERA, WORLD, BALANCE).unwrap();
+    assert_eq!(c.node.auth.key_file, None);
+    assert_eq!(c.node.auth.algorithm, TokenAlgorithm::Hs256);
+    assert_eq!(c.node.tls.cert_file, None);
+}
+
+#[test]
+fn auth_values_are_checked() {
+    let tessera = with_line(TESSERA, 13, r#"algorithm = "none""#);
+    let tessera = with_line(&tessera, 11, r#"issuer = """#);
+    assert_eq!(
+        errors(load(&tessera, WORLD, BALANCE)),
+        [
+            "tessera.toml:11:10: issuer must be 1 to 256 bytes, got 0 bytes",
+            r#"tessera.toml:13:13: algorithm must be "HS256", "RS256", "ES256" or "EdDSA", got "none""#,
+        ]
+    );
 }
