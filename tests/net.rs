@@ -461,3 +461,71 @@ fn a_redirect_moves_the_session_to_the_named_node() {
     });
     b.shutdown();
 }
+
+#[test]
+fn a_production_node_uses_its_configured_credentials() {
+    use base64::Engine;
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("tessera-prod-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["game.example".into()]).unwrap();
+    let files = [
+        (
+            "cert.pem",
+            pem("CERTIFICATE", generated.cert.der()).into_bytes(),
+        ),
+        (
+            "key.pem",
+            pem("PRIVATE KEY", &generated.signing_key.serialize_der()).into_bytes(),
+        ),
+        ("jwt", b"production-secret-of-32-bytes!!!".to_vec()),
+        ("tickets", b"ticket-secret-of-at-least-32-b!!".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let node = start_node(&dir, 1, |config| {
+        config.node.mode = tessera::shared::config::NodeMode::Production;
+        config.node.auth.issuer = "https://login.example".into();
+        config.node.auth.audience = "my-game".into();
+        config.node.auth.key_file = Some(dir.join("jwt"));
+        config.node.auth.ticket_secret_file = Some(dir.join("tickets"));
+        config.node.tls.cert_file = Some(dir.join("cert.pem"));
+        config.node.tls.key_file = Some(dir.join("key.pem"));
+    });
+    // No dev credentials were generated.
+    assert!(!dir.join(auth::DEV_SECRET_FILE).exists());
+    assert!(!dir.join("dev-cert.der").exists());
+    assert_eq!(node.cert_der, generated.cert.der().to_vec());
+    client_runtime().block_on(async {
+        let token = |iss: &str| {
+            auth::mint(
+                b"production-secret-of-32-bytes!!!",
+                &auth::claims_for("ada", iss, "my-game", now(), 600),
+            )
+        };
+        let config =
+            |token| ClientConfig::new(node.addr, "game.example", node.cert_der.clone(), token);
+        let client = Client::connect(&config(token("https://login.example")))
+            .await
+            .expect("a token of the configured issuer, audience and secret logs in");
+        assert_eq!(client.welcome().player, auth::dev_player_id("ada"));
+        assert_eq!(
+            refusal(Client::connect(&config(token("tessera-dev"))).await),
+            ErrorCode::WrongAudience
+        );
+    });
+    node.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
