@@ -2,10 +2,11 @@
 # Runs Tessera's whole test suite the way CI does, on a fresh Debian machine with only
 # the Rust toolchain: formatting, lints, then every unit and integration test.
 #
-# Test services (Redis, a MongoDB-wire server) are installed, started on free loopback
-# ports and stopped again by this script once persistence lands (see TESTING notes in
-# README.md); tests that need them skip with a message under plain `cargo test`, and fail
-# when CI is set.
+# Test services (Redis, and secantusd-rs as the MongoDB-wire server) are installed if
+# missing (apt; the MongoDB-wire server is built once into ~/.cache/tessera, about 7
+# minutes the first time), started on free loopback ports, and stopped when this script
+# exits (scripts/services.sh). Tests that need them skip with a message under plain
+# `cargo test`, and fail when CI is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,11 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy (workspace, all targets, -D warnings)"
 cargo clippy -j"$JOBS" --workspace --all-targets --locked -- -D warnings
+
+echo "== test services"
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+services_start
 
 echo "== cargo test (workspace)"
 cargo test -j"$JOBS" --workspace --locked

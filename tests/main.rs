@@ -10,5 +10,6 @@ mod interest;
 mod invalid_values;
 mod movement;
 mod net;
+mod persistence;
 mod sans_io;
 mod sessions;

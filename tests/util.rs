@@ -59,3 +59,38 @@ pub(crate) fn join_at(region: &mut Region, player: PlayerId, position: Vec2) {
         out.refused_joins
     );
 }
+
+/// The test services (`./scripts/test.sh` starts them and exports their URIs).
+pub(crate) mod services {
+    /// Whether this run is CI, where a missing service is a failure, never a skip.
+    fn in_ci() -> bool {
+        std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+    }
+
+    fn service(var: &str, what: &str, test: &str) -> Option<String> {
+        match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Some(value),
+            _ if in_ci() => panic!(
+                "{test}: CI is set but {var} is not: run the suite with ./scripts/test.sh, \
+                 which starts {what}"
+            ),
+            _ => {
+                eprintln!(
+                    "SKIPPED {test}: {var} is not set (run ./scripts/test.sh to start {what})"
+                );
+                None
+            }
+        }
+    }
+
+    /// The MongoDB URI, or `None` (the test skips, saying so) outside CI.
+    pub(crate) fn mongo_uri(test: &str) -> Option<String> {
+        service("TESSERA_TEST_MONGO_URI", "a MongoDB-wire server", test)
+    }
+
+    /// The Redis URL, or `None` (the test skips, saying so) outside CI.
+    #[allow(dead_code)] // The bus tests arrive next.
+    pub(crate) fn redis_url(test: &str) -> Option<String> {
+        service("TESSERA_TEST_REDIS_URL", "Redis", test)
+    }
+}

@@ -1,0 +1,183 @@
+//! The embedded snapshot store: one redb file in the node's data dir, no setup. The
+//! default, and what tests run without services.
+//!
+//! A commit is one redb write transaction (copy-on-write B-trees, fsync on commit), so it
+//! is atomic and durable by construction: the fence check, the cells and the head are
+//! written together or not at all. redb is synchronous; each call runs on tokio's blocking
+//! pool.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tessera_shared::ids::{PlayerId, RegionId};
+
+use crate::snapshot::*;
+
+/// region -> (epoch, tick, schema_version)
+const HEADS: TableDefinition<u32, (u64, u64, u32)> = TableDefinition::new("region_heads");
+/// (region, cell) -> (schema_version, data)
+const CELLS: TableDefinition<(u32, u32), (u32, &[u8])> = TableDefinition::new("region_cells");
+/// player -> (schema_version, data)
+const PLAYERS: TableDefinition<u64, (u32, &[u8])> = TableDefinition::new("players");
+
+/// The file name in the data dir.
+pub const FILE_NAME: &str = "snapshots.redb";
+
+/// A redb-backed [`SnapshotStore`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(unavailable)?;
+        let db = Database::create(data_dir.join(FILE_NAME)).map_err(unavailable)?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(HEADS).map_err(unavailable)?;
+        txn.open_table(CELLS).map_err(unavailable)?;
+        txn.open_table(PLAYERS).map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(unavailable)?
+    }
+
+    /// Test hook: performs a commit up to the point just before it becomes visible, then
+    /// "crashes" (the transaction is dropped). Proves atomicity in the conformance tests.
+    #[doc(hidden)]
+    pub async fn commit_crashing_before_publish(
+        &self,
+        commit: &RegionCommit,
+    ) -> Result<(), StoreError> {
+        let commit = commit.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            write_commit(&txn, &commit)?;
+            drop(txn); // Aborted: as if the process died here.
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Checks the fence and writes the commit's cells and head inside `txn`.
+fn write_commit(txn: &redb::WriteTransaction, commit: &RegionCommit) -> Result<(), StoreError> {
+    let region = commit.region.0;
+    let mut heads = txn.open_table(HEADS).map_err(unavailable)?;
+    if let Some(head) = heads.get(region).map_err(unavailable)? {
+        let (epoch, tick, _) = head.value();
+        check_fence(epoch, tick, commit.epoch, commit.tick)?;
+    }
+    let mut cells = txn.open_table(CELLS).map_err(unavailable)?;
+    for write in &commit.cells {
+        match &write.data {
+            Some(data) => {
+                cells
+                    .insert((region, write.cell), (SCHEMA_VERSION, data.as_slice()))
+                    .map_err(unavailable)?;
+            }
+            None => {
+                cells.remove((region, write.cell)).map_err(unavailable)?;
+            }
+        }
+    }
+    heads
+        .insert(region, (commit.epoch, commit.tick, SCHEMA_VERSION))
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+impl SnapshotStore for EmbeddedStore {
+    async fn commit(&self, commit: &RegionCommit) -> Result<(), StoreError> {
+        check_commit(commit)?;
+        let commit = commit.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            write_commit(&txn, &commit)?;
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn load(&self, region: RegionId) -> Result<Option<RegionSnapshot>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let heads = txn.open_table(HEADS).map_err(unavailable)?;
+            let Some(head) = heads.get(region.0).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            let (epoch, tick, version) = head.value();
+            upgrade(version, Vec::new())?;
+            let cells_table = txn.open_table(CELLS).map_err(unavailable)?;
+            let mut cells = std::collections::BTreeMap::new();
+            for entry in cells_table
+                .range((region.0, 0)..=(region.0, u32::MAX))
+                .map_err(unavailable)?
+            {
+                let (key, value) = entry.map_err(unavailable)?;
+                let (version, data) = value.value();
+                cells.insert(key.value().1, upgrade(version, data.to_vec())?);
+            }
+            Ok(Some(RegionSnapshot {
+                region,
+                epoch,
+                tick,
+                cells,
+            }))
+        })
+        .await
+    }
+
+    async fn save_player(&self, record: &PlayerRecord) -> Result<(), StoreError> {
+        check_payload(&record.data)?;
+        let record = record.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut players = txn.open_table(PLAYERS).map_err(unavailable)?;
+                players
+                    .insert(record.player.0, (SCHEMA_VERSION, record.data.as_slice()))
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn load_player(&self, player: PlayerId) -> Result<Option<PlayerRecord>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let players = txn.open_table(PLAYERS).map_err(unavailable)?;
+            let Some(value) = players.get(player.0).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            let (version, data) = value.value();
+            Ok(Some(PlayerRecord {
+                player,
+                data: upgrade(version, data.to_vec())?,
+            }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,434 @@
+//! The MongoDB snapshot store (production; sharded clusters included).
+//!
+//! Collections and shard keys (see `scripts/mongo-shard.js`):
+//! - `regions`: one head document per region, `_id` = region id (shard key `_id`): the
+//!   committed `epoch` and `tick` and the **manifest**, which version of each cell is
+//!   current;
+//! - `region_cells`: one document per written version of a cell, `_id` =
+//!   `{r, c, e, t}` (region, cell, epoch, tick), with `region` (shard key) repeated;
+//! - `players`: one document per player, `_id` = player id (shard key `_id`).
+//!
+//! A commit writes the dirty cells' new versions first (invisible: no manifest names
+//! them), then swaps the head with a compare-and-set on the head it read (`epoch`, `tick`),
+//! which is the single atomic step: a crash before it leaves the old snapshot, after it
+//! the new one. Older versions of the rewritten cells are deleted afterwards (garbage is
+//! harmless: loads read only what the manifest names). The compare-and-set is also the
+//! fence: a writer whose epoch is older than the stored one matches nothing, its upsert
+//! collides on `_id` (duplicate key, 11000), and it gets [`StoreError::StaleEpoch`].
+//!
+//! Every driver call is bounded: server selection and connection within
+//! [`SELECTION_TIMEOUT`], and each operation runs as its own task timed out after
+//! [`OPERATION_TIMEOUT`] (the driver's futures are not cancelled mid-operation).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mongodb::bson::{Binary, Bson, Document, doc, spec::BinarySubtype};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection};
+use tessera_shared::ids::{PlayerId, RegionId};
+
+use crate::snapshot::*;
+
+/// How long the driver may look for a usable server before an operation fails.
+pub const SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one operation may take, selection included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// MongoDB's duplicate key error.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// A MongoDB-backed [`SnapshotStore`].
+#[derive(Clone, Debug)]
+pub struct MongoStore {
+    heads: Collection<Document>,
+    cells: Collection<Document>,
+    players: Collection<Document>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().all(|w| w.code == DUPLICATE_KEY)),
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+/// Runs `op` as its own task and gives up on it after [`OPERATION_TIMEOUT`].
+async fn bounded<T: Send + 'static>(
+    op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(OPERATION_TIMEOUT, tokio::spawn(op)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(unavailable(join)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {OPERATION_TIMEOUT:?}"
+        ))),
+    }
+}
+
+fn binary(data: &[u8]) -> Bson {
+    Bson::Binary(Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: data.to_vec(),
+    })
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("malformed {what}"))
+}
+
+/// The manifest entry of a cell: the version (epoch, tick) that is current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Version {
+    epoch: u64,
+    tick: u64,
+}
+
+/// A head document, decoded.
+struct Head {
+    epoch: u64,
+    tick: u64,
+    manifest: BTreeMap<u32, Version>,
+}
+
+fn u64_of(doc: &Document, key: &str) -> Result<u64, StoreError> {
+    doc.get_i64(key)
+        .ok()
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| corrupt(key))
+}
+
+fn schema_of(doc: &Document) -> Result<u32, StoreError> {
+    doc.get_i32("schema_version")
+        .ok()
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| corrupt("schema_version"))
+}
+
+fn decode_head(doc: &Document) -> Result<Head, StoreError> {
+    let version = schema_of(doc)?;
+    upgrade(version, Vec::new())?;
+    let mut manifest = BTreeMap::new();
+    for entry in doc.get_array("manifest").map_err(|_| corrupt("manifest"))? {
+        let entry = entry
+            .as_document()
+            .ok_or_else(|| corrupt("manifest entry"))?;
+        let cell = entry
+            .get_i64("c")
+            .ok()
+            .and_then(|c| u32::try_from(c).ok())
+            .ok_or_else(|| corrupt("manifest cell"))?;
+        manifest.insert(
+            cell,
+            Version {
+                epoch: u64_of(entry, "e")?,
+                tick: u64_of(entry, "t")?,
+            },
+        );
+    }
+    Ok(Head {
+        epoch: u64_of(doc, "epoch")?,
+        tick: u64_of(doc, "tick")?,
+        manifest,
+    })
+}
+
+fn cell_id(region: RegionId, cell: u32, version: Version) -> Document {
+    doc! {
+        "r": i64::from(region.0),
+        "c": i64::from(cell),
+        "e": version.epoch as i64,
+        "t": version.tick as i64,
+    }
+}
+
+impl MongoStore {
+    /// Connects to `uri` and uses `database`. Fails within [`SELECTION_TIMEOUT`] plus
+    /// [`OPERATION_TIMEOUT`] if no server answers.
+    pub async fn connect(uri: &str, database: &str) -> Result<MongoStore, StoreError> {
+        let mut options = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| StoreError::Invalid(format!("MongoDB URI: {e}")))?;
+        options.server_selection_timeout = Some(SELECTION_TIMEOUT);
+        options.connect_timeout = Some(SELECTION_TIMEOUT);
+        options.app_name = Some("tessera".into());
+        let client = Client::with_options(options).map_err(unavailable)?;
+        let db = client.database(database);
+        let store = MongoStore {
+            heads: db.collection("regions"),
+            cells: db.collection("region_cells"),
+            players: db.collection("players"),
+        };
+        let cells = store.cells.clone();
+        bounded(async move {
+            cells
+                .create_index(
+                    mongodb::IndexModel::builder()
+                        .keys(doc! { "region": 1, "cell": 1 })
+                        .build(),
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await?;
+        Ok(store)
+    }
+
+    async fn read_head(&self, region: RegionId) -> Result<Option<Document>, StoreError> {
+        let heads = self.heads.clone();
+        bounded(async move {
+            heads
+                .find_one(doc! { "_id": i64::from(region.0) })
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    /// Phase 1 of a commit: the new cell versions, invisible until the head names them.
+    async fn write_cells(&self, commit: &RegionCommit) -> Result<(), StoreError> {
+        let version = Version {
+            epoch: commit.epoch,
+            tick: commit.tick,
+        };
+        let docs: Vec<Document> = commit
+            .cells
+            .iter()
+            .filter_map(|w| {
+                let data = w.data.as_ref()?;
+                Some(doc! {
+                    "_id": cell_id(commit.region, w.cell, version),
+                    "region": i64::from(commit.region.0),
+                    "cell": i64::from(w.cell),
+                    "schema_version": SCHEMA_VERSION as i32,
+                    "data": binary(data),
+                })
+            })
+            .collect();
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let cells = self.cells.clone();
+        bounded(async move {
+            match cells.insert_many(docs).ordered(false).await {
+                Ok(_) => Ok(()),
+                // A retried commit: those versions are already there, identical.
+                Err(e) if is_duplicate_key(&e) => Ok(()),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+        .await
+    }
+
+    /// Test hook: phase 1 only, as if the node died before the head swap.
+    #[doc(hidden)]
+    pub async fn commit_crashing_before_publish(
+        &self,
+        commit: &RegionCommit,
+    ) -> Result<(), StoreError> {
+        check_commit(commit)?;
+        self.write_cells(commit).await
+    }
+}
+
+impl SnapshotStore for MongoStore {
+    async fn commit(&self, commit: &RegionCommit) -> Result<(), StoreError> {
+        check_commit(commit)?;
+        let region = commit.region;
+        let stored = self.read_head(region).await?;
+        let head = stored.as_ref().map(decode_head).transpose()?;
+        if let Some(head) = &head {
+            check_fence(head.epoch, head.tick, commit.epoch, commit.tick)?;
+        }
+        self.write_cells(commit).await?;
+
+        let version = Version {
+            epoch: commit.epoch,
+            tick: commit.tick,
+        };
+        let mut manifest = head
+            .as_ref()
+            .map(|h| h.manifest.clone())
+            .unwrap_or_default();
+        for write in &commit.cells {
+            match write.data {
+                Some(_) => manifest.insert(write.cell, version),
+                None => manifest.remove(&write.cell),
+            };
+        }
+        let manifest: Vec<Bson> = manifest
+            .iter()
+            .map(|(&cell, v)| {
+                Bson::Document(
+                    doc! { "c": i64::from(cell), "e": v.epoch as i64, "t": v.tick as i64 },
+                )
+            })
+            .collect();
+        // Compare-and-set on the head we read (or its absence).
+        let filter = match &head {
+            Some(h) => doc! {
+                "_id": i64::from(region.0),
+                "epoch": h.epoch as i64,
+                "tick": h.tick as i64,
+            },
+            None => doc! { "_id": i64::from(region.0), "epoch": { "$exists": false } },
+        };
+        let update = doc! { "$set": {
+            "epoch": commit.epoch as i64,
+            "tick": commit.tick as i64,
+            "schema_version": SCHEMA_VERSION as i32,
+            "manifest": manifest,
+        }};
+        let heads = self.heads.clone();
+        let swapped = bounded(async move {
+            match heads.update_one(filter, update).upsert(true).await {
+                Ok(_) => Ok(true),
+                Err(e) if is_duplicate_key(&e) => Ok(false),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+        .await?;
+        if !swapped {
+            // Someone committed in between: newer epoch (we are fenced out) or, which a
+            // lease forbids, a concurrent writer of our epoch.
+            let now = self.read_head(region).await?;
+            let now = now.as_ref().map(decode_head).transpose()?;
+            return Err(match now {
+                Some(h) => check_fence(h.epoch, h.tick, commit.epoch, commit.tick)
+                    .err()
+                    .unwrap_or_else(|| {
+                        StoreError::Unavailable("concurrent commit of the same epoch".into())
+                    }),
+                None => StoreError::Unavailable("head vanished during commit".into()),
+            });
+        }
+
+        // Garbage: older versions of the rewritten cells. Best effort.
+        let rewritten: Vec<i64> = commit.cells.iter().map(|w| i64::from(w.cell)).collect();
+        let cells = self.cells.clone();
+        let filter = doc! {
+            "region": i64::from(region.0),
+            "cell": { "$in": rewritten },
+            "$or": [
+                { "_id.e": { "$ne": commit.epoch as i64 } },
+                { "_id.t": { "$ne": commit.tick as i64 } },
+            ],
+        };
+        if let Err(e) = bounded(async move {
+            cells.delete_many(filter).await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+        {
+            tracing::warn!(region = region.0, error = %e, "could not delete old cell versions; they are ignored");
+        }
+        Ok(())
+    }
+
+    async fn load(&self, region: RegionId) -> Result<Option<RegionSnapshot>, StoreError> {
+        let Some(head) = self.read_head(region).await? else {
+            return Ok(None);
+        };
+        let head = decode_head(&head)?;
+        let cells = self.cells.clone();
+        let docs: Vec<Document> = bounded(async move {
+            use futures_util::TryStreamExt;
+            cells
+                .find(doc! { "region": i64::from(region.0) })
+                .await
+                .map_err(unavailable)?
+                .try_collect()
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        let mut out = BTreeMap::new();
+        for doc in docs {
+            let id = doc.get_document("_id").map_err(|_| corrupt("cell _id"))?;
+            let cell = id
+                .get_i64("c")
+                .ok()
+                .and_then(|c| u32::try_from(c).ok())
+                .ok_or_else(|| corrupt("cell index"))?;
+            let version = Version {
+                epoch: u64_of(id, "e")?,
+                tick: u64_of(id, "t")?,
+            };
+            if head.manifest.get(&cell) != Some(&version) {
+                continue; // Garbage from a crashed or superseded commit.
+            }
+            let schema = schema_of(&doc)?;
+            let data = doc
+                .get_binary_generic("data")
+                .map_err(|_| corrupt("cell data"))?;
+            out.insert(cell, upgrade(schema, data.clone())?);
+        }
+        if out.len() != head.manifest.len() {
+            return Err(StoreError::Corrupt(format!(
+                "region {}: the manifest names {} cells, {} found",
+                region.0,
+                head.manifest.len(),
+                out.len()
+            )));
+        }
+        Ok(Some(RegionSnapshot {
+            region,
+            epoch: head.epoch,
+            tick: head.tick,
+            cells: out,
+        }))
+    }
+
+    async fn save_player(&self, record: &PlayerRecord) -> Result<(), StoreError> {
+        check_payload(&record.data)?;
+        let player = i64::try_from(record.player.0)
+            .map_err(|_| StoreError::Invalid("player id out of range".into()))?;
+        let replacement = doc! {
+            "_id": player,
+            "schema_version": SCHEMA_VERSION as i32,
+            "data": binary(&record.data),
+        };
+        let players = self.players.clone();
+        bounded(async move {
+            players
+                .replace_one(doc! { "_id": player }, replacement)
+                .upsert(true)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_player(&self, player: PlayerId) -> Result<Option<PlayerRecord>, StoreError> {
+        let id = i64::try_from(player.0)
+            .map_err(|_| StoreError::Invalid("player id out of range".into()))?;
+        let players = self.players.clone();
+        let doc = bounded(async move {
+            players
+                .find_one(doc! { "_id": id })
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        let Some(doc) = doc else { return Ok(None) };
+        let schema = schema_of(&doc)?;
+        let data = doc
+            .get_binary_generic("data")
+            .map_err(|_| corrupt("player data"))?;
+        Ok(Some(PlayerRecord {
+            player,
+            data: upgrade(schema, data.clone())?,
+        }))
+    }
+}

@@ -1,0 +1,270 @@
+//! The snapshot store contract, run against both implementations: the embedded redb store
+//! always, MongoDB when the test services are up (`./scripts/test.sh` starts a real
+//! MongoDB-wire server and exports `TESSERA_TEST_MONGO_URI`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tessera::persistence::embedded::EmbeddedStore;
+use tessera::persistence::mongo::MongoStore;
+use tessera::persistence::snapshot::PAYLOAD_BYTES_MAX;
+use tessera::persistence::*;
+use tessera::shared::ids::{PlayerId, RegionId};
+
+use crate::util::services;
+
+/// A store the tests can also make "crash" halfway through a commit.
+trait TestStore: SnapshotStore {
+    async fn crash_commit(&self, commit: &RegionCommit) -> Result<(), StoreError>;
+}
+
+impl TestStore for EmbeddedStore {
+    async fn crash_commit(&self, commit: &RegionCommit) -> Result<(), StoreError> {
+        self.commit_crashing_before_publish(commit).await
+    }
+}
+
+impl TestStore for MongoStore {
+    async fn crash_commit(&self, commit: &RegionCommit) -> Result<(), StoreError> {
+        self.commit_crashing_before_publish(commit).await
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Two handles on one fresh embedded store (two "writers").
+fn embedded_pair() -> (EmbeddedStore, EmbeddedStore, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(unique("tessera-store-test"));
+    let a = EmbeddedStore::open(&dir).unwrap();
+    (a.clone(), a, dir)
+}
+
+/// Two clients on one fresh MongoDB database, or `None` (skipped) without the service.
+async fn mongo_pair(test: &str) -> Option<(MongoStore, MongoStore)> {
+    let uri = services::mongo_uri(test)?;
+    let db = unique("tessera_test");
+    let a = MongoStore::connect(&uri, &db)
+        .await
+        .expect("MongoDB reachable");
+    let b = MongoStore::connect(&uri, &db)
+        .await
+        .expect("MongoDB reachable");
+    Some((a, b))
+}
+
+fn cell(cell: u32, data: &str) -> CellWrite {
+    CellWrite {
+        cell,
+        data: Some(data.as_bytes().to_vec()),
+    }
+}
+
+fn commit(epoch: u64, tick: u64, cells: Vec<CellWrite>) -> RegionCommit {
+    RegionCommit {
+        region: RegionId(3),
+        epoch,
+        tick,
+        cells,
+    }
+}
+
+fn cells_of(snapshot: &RegionSnapshot) -> BTreeMap<u32, String> {
+    snapshot
+        .cells
+        .iter()
+        .map(|(&c, d)| (c, String::from_utf8(d.clone()).unwrap()))
+        .collect()
+}
+
+fn expect(pairs: &[(u32, &str)]) -> BTreeMap<u32, String> {
+    pairs.iter().map(|&(c, d)| (c, d.to_string())).collect()
+}
+
+async fn check_incremental_commits<S: TestStore>(store: &S) {
+    assert_eq!(store.load(RegionId(3)).await.unwrap(), None);
+    store
+        .commit(&commit(
+            1,
+            10,
+            vec![cell(0, "a"), cell(1, "b"), cell(2, "c"), cell(7, "h")],
+        ))
+        .await
+        .unwrap();
+    // Only the dirty cells: 1 changes, 2 empties, 9 appears; 0 and 7 are untouched.
+    store
+        .commit(&commit(
+            1,
+            11,
+            vec![
+                cell(1, "b2"),
+                CellWrite {
+                    cell: 2,
+                    data: None,
+                },
+                cell(9, "j"),
+            ],
+        ))
+        .await
+        .unwrap();
+    let loaded = store.load(RegionId(3)).await.unwrap().unwrap();
+    assert_eq!((loaded.epoch, loaded.tick), (1, 11));
+    assert_eq!(
+        cells_of(&loaded),
+        expect(&[(0, "a"), (1, "b2"), (7, "h"), (9, "j")])
+    );
+    // Other regions are separate.
+    assert_eq!(store.load(RegionId(4)).await.unwrap(), None);
+}
+
+async fn check_stale_epochs_are_fenced<S: TestStore>(a: &S, b: &S) {
+    a.commit(&commit(1, 10, vec![cell(0, "a1")])).await.unwrap();
+    // B takes the region over under epoch 2.
+    b.commit(&commit(2, 12, vec![cell(0, "b2")])).await.unwrap();
+    // A, unaware, writes again under epoch 1: refused, whatever its tick.
+    assert_eq!(
+        a.commit(&commit(1, 99, vec![cell(0, "a-late")])).await,
+        Err(StoreError::StaleEpoch {
+            stored: 2,
+            attempted: 1
+        })
+    );
+    // The same epoch must move forward.
+    assert_eq!(
+        b.commit(&commit(2, 12, vec![cell(0, "b-again")])).await,
+        Err(StoreError::StaleTick {
+            stored: 12,
+            attempted: 12
+        })
+    );
+    let loaded = a.load(RegionId(3)).await.unwrap().unwrap();
+    assert_eq!((loaded.epoch, loaded.tick), (2, 12));
+    assert_eq!(cells_of(&loaded), expect(&[(0, "b2")]));
+}
+
+async fn check_a_crash_mid_commit_leaves_the_old_snapshot<S: TestStore>(store: &S) {
+    store
+        .commit(&commit(1, 10, vec![cell(0, "a"), cell(1, "b")]))
+        .await
+        .unwrap();
+    store
+        .crash_commit(&commit(1, 11, vec![cell(0, "torn"), cell(5, "torn")]))
+        .await
+        .unwrap();
+    let loaded = store.load(RegionId(3)).await.unwrap().unwrap();
+    assert_eq!(loaded.tick, 10);
+    assert_eq!(cells_of(&loaded), expect(&[(0, "a"), (1, "b")]));
+    // A later commit touching other cells must not surface the torn commit's leftovers.
+    store
+        .commit(&commit(1, 12, vec![cell(1, "b3")]))
+        .await
+        .unwrap();
+    let loaded = store.load(RegionId(3)).await.unwrap().unwrap();
+    assert_eq!(loaded.tick, 12);
+    assert_eq!(cells_of(&loaded), expect(&[(0, "a"), (1, "b3")]));
+}
+
+async fn check_players_round_trip<S: TestStore>(store: &S) {
+    let top = PlayerId(PlayerId::MAX);
+    assert_eq!(store.load_player(top).await.unwrap(), None);
+    for data in [&b"v1"[..], b"version two"] {
+        let record = PlayerRecord {
+            player: top,
+            data: data.to_vec(),
+        };
+        store.save_player(&record).await.unwrap();
+        assert_eq!(store.load_player(top).await.unwrap(), Some(record));
+    }
+    assert_eq!(store.load_player(PlayerId(1)).await.unwrap(), None);
+}
+
+async fn check_limits_are_refused_before_any_write<S: TestStore>(store: &S) {
+    let huge = CellWrite {
+        cell: 0,
+        data: Some(vec![0; PAYLOAD_BYTES_MAX + 1]),
+    };
+    assert!(matches!(
+        store.commit(&commit(1, 1, vec![huge])).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .commit(&commit(1, 1, vec![cell(4, "x"), cell(4, "y")]))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.load(RegionId(3)).await.unwrap(), None);
+}
+
+macro_rules! conformance {
+    ($($name:ident => |$a:ident, $b:ident| $body:expr;)*) => {
+        mod embedded {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    let ($a, $b, dir) = embedded_pair();
+                    let _ = &$b;
+                    runtime().block_on(async { $body.await });
+                    drop(($a, $b));
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            )*
+        }
+        mod mongo {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    runtime().block_on(async {
+                        let Some(($a, $b)) = mongo_pair(stringify!($name)).await else {
+                            return;
+                        };
+                        let _ = &$b;
+                        $body.await
+                    });
+                }
+            )*
+        }
+    };
+}
+
+conformance! {
+    commits_are_incremental_and_load_what_was_committed => |a, b| check_incremental_commits(&a);
+    a_stale_epoch_is_rejected_between_two_writers => |a, b| check_stale_epochs_are_fenced(&a, &b);
+    a_crash_mid_commit_leaves_the_old_snapshot => |a, b| check_a_crash_mid_commit_leaves_the_old_snapshot(&a);
+    players_are_saved_and_loaded => |a, b| check_players_round_trip(&a);
+    limits_are_refused_before_any_write => |a, b| check_limits_are_refused_before_any_write(&a);
+}
+
+#[test]
+fn the_embedded_store_survives_a_reopen() {
+    let dir = std::env::temp_dir().join(unique("tessera-store-reopen"));
+    runtime().block_on(async {
+        let store = EmbeddedStore::open(&dir).unwrap();
+        store
+            .commit(&commit(4, 40, vec![cell(2, "kept")]))
+            .await
+            .unwrap();
+        drop(store);
+        let store = EmbeddedStore::open(&dir).unwrap();
+        let loaded = store.load(RegionId(3)).await.unwrap().unwrap();
+        assert_eq!((loaded.epoch, loaded.tick), (4, 40));
+        assert_eq!(cells_of(&loaded), expect(&[(2, "kept")]));
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
