@@ -89,6 +89,19 @@ async fn login(node: &TestNode, name: &str) -> Result<Client, ClientError> {
     .await
 }
 
+/// The client's next state, which must arrive (valid) within 5 s; `what` names the
+/// expectation in the failure message.
+async fn state_within_5s(
+    client: &mut Client,
+    what: &str,
+) -> tessera::shared::protocol::delta::Snapshot {
+    match tokio::time::timeout(Duration::from_secs(5), client.next_state()).await {
+        Ok(Ok(snapshot)) => snapshot,
+        Ok(Err(e)) => panic!("{what}: the session failed: {e}"),
+        Err(_) => panic!("{what}: no state within 5 s"),
+    }
+}
+
 fn refusal(result: Result<Client, ClientError>) -> ErrorCode {
     match result {
         Err(ClientError::Refused(e)) => e.code,
@@ -106,10 +119,7 @@ fn login_works_and_states_flow() {
         let mut last_tick = 0;
         for _ in 0..10 {
             client.send_input(Vec2::new(0.1, 0.0), None).unwrap();
-            let snapshot = tokio::time::timeout(Duration::from_secs(5), client.next_state())
-                .await
-                .expect("a state within 5 s")
-                .expect("a valid state");
+            let snapshot = state_within_5s(&mut client, "a state within 5 s").await;
             assert!(snapshot.tick > last_tick, "states must advance");
             last_tick = snapshot.tick;
         }
@@ -207,10 +217,7 @@ fn a_malformed_datagram_disconnects_only_its_sender() {
         // The other client keeps getting states.
         for _ in 0..5 {
             good.send_input(Vec2::ZERO, None).unwrap();
-            tokio::time::timeout(Duration::from_secs(5), good.next_state())
-                .await
-                .expect("states keep flowing")
-                .unwrap();
+            state_within_5s(&mut good, "states keep flowing").await;
         }
     });
 }
@@ -230,10 +237,7 @@ fn a_crowded_view_arrives_whole_even_when_it_exceeds_a_datagram() {
         let mut most = 0;
         for _ in 0..10 {
             client.send_input(Vec2::ZERO, None).unwrap();
-            let snapshot = tokio::time::timeout(Duration::from_secs(5), client.next_state())
-                .await
-                .expect("a state within 5 s")
-                .unwrap();
+            let snapshot = state_within_5s(&mut client, "a state within 5 s").await;
             most = most.max(snapshot.entities.len());
         }
         assert!(most > 100, "expected a crowd, saw {most} entities");
@@ -253,10 +257,8 @@ fn walking_across_a_region_border_keeps_the_session() {
         let mut max_x = 0.0f32;
         for _ in 0..80 {
             client.send_input(Vec2::new(0.25, 0.0), None).unwrap();
-            let snapshot = tokio::time::timeout(Duration::from_secs(5), client.next_state())
-                .await
-                .expect("states keep flowing across the border")
-                .expect("same session");
+            let snapshot =
+                state_within_5s(&mut client, "states keep flowing across the border").await;
             if let Some(me) = snapshot.entities.iter().find(|e| e.id == avatar) {
                 let x = tessera::shared::protocol::quantize::dequantize_position(me.position).x;
                 max_x = max_x.max(x);
@@ -289,10 +291,7 @@ fn an_input_flood_is_dropped_and_counted_and_others_are_unaffected() {
         }
         for _ in 0..10 {
             honest.send_input(Vec2::ZERO, None).unwrap();
-            tokio::time::timeout(Duration::from_secs(5), honest.next_state())
-                .await
-                .expect("the honest client keeps getting states")
-                .unwrap();
+            state_within_5s(&mut honest, "the honest client keeps getting states").await;
         }
         let elapsed_s = started.elapsed().as_secs_f64();
         let limited = stats
@@ -342,10 +341,7 @@ fn bots_connect_play_and_report() {
 async fn own_x(client: &mut Client) -> f32 {
     loop {
         client.send_input(Vec2::ZERO, None).ok();
-        let snapshot = tokio::time::timeout(Duration::from_secs(5), client.next_state())
-            .await
-            .expect("a state within 5 s")
-            .expect("a valid state");
+        let snapshot = state_within_5s(client, "a state within 5 s").await;
         let avatar = client.welcome().entity;
         if let Some(me) = snapshot.entities.iter().find(|e| e.id == avatar) {
             return dequantize_position(me.position).x;
@@ -449,10 +445,7 @@ fn a_redirect_moves_the_session_to_the_named_node() {
         };
         assert_eq!(redirect.addr, b.addr.to_string());
         // States now come from B, to the same player.
-        tokio::time::timeout(Duration::from_secs(5), client.next_state())
-            .await
-            .expect("states from B")
-            .unwrap();
+        state_within_5s(&mut client, "states from B").await;
         assert_eq!(client.connection().unwrap().remote_address(), b.addr);
         assert_eq!(client.welcome().player, auth::dev_player_id("ada"));
         assert_eq!(client.stats().redirects, 1);

@@ -124,11 +124,6 @@ impl std::fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// A verifier for HS256 tokens signed with `secret`, issued by `issuer` for `audience`.
-    pub fn hs256(secret: &[u8], issuer: &str, audience: &str) -> Result<TokenVerifier, KeyError> {
-        TokenVerifier::new(TokenAlgorithm::Hs256, secret, issuer, audience)
-    }
-
     /// A verifier for tokens signed with `algorithm`: `key` is the HS256 secret (raw
     /// bytes) or the PEM public key of the others. Only that algorithm is accepted.
     pub fn new(
@@ -455,7 +450,7 @@ mod tests {
     }
 
     fn verifier() -> TokenVerifier {
-        TokenVerifier::hs256(SECRET, ISS, AUD).unwrap()
+        TokenVerifier::new(TokenAlgorithm::Hs256, SECRET, ISS, AUD).unwrap()
     }
 
     #[test]
@@ -539,7 +534,7 @@ mod tests {
     #[test]
     fn short_secrets_are_refused() {
         assert_eq!(
-            TokenVerifier::hs256(b"short", ISS, AUD).unwrap_err(),
+            TokenVerifier::new(TokenAlgorithm::Hs256, b"short", ISS, AUD).unwrap_err(),
             KeyError::SecretTooShort(5)
         );
     }

@@ -185,6 +185,8 @@ pub struct Driver {
     pending_leaves: Vec<oneshot::Sender<()>>,
     /// Detached players, oldest first: (player, session, the tick it is evicted at).
     detached: std::collections::VecDeque<(PlayerId, u64, u64)>,
+    /// [`RESUME_LINGER`] in ticks.
+    resume_linger_ticks: u64,
     /// Counters.
     pub stats: DriverStats,
 }
@@ -205,6 +207,7 @@ impl Driver {
                 pending_joins: Vec::new(),
                 pending_leaves: Vec::new(),
                 detached: std::collections::VecDeque::new(),
+                resume_linger_ticks: (RESUME_LINGER.as_secs() * u64::from(config_tick_hz)).max(1),
                 stats: DriverStats::default(),
             },
             NodeHandle {
@@ -243,7 +246,7 @@ impl Driver {
         let started = std::time::Instant::now();
         self.local.step();
         self.stats.last_step = started.elapsed();
-        let tick = self.local.regions().first().map_or(0, |r| r.tick());
+        let tick = self.current_tick();
         self.settle_sessions(tick);
         let started = std::time::Instant::now();
         self.fan_out();
@@ -275,7 +278,7 @@ impl Driver {
                     view.encoder = DeltaEncoder::default();
                     view.ack_tick = 0;
                     let region = self.region_of.get(&player).copied().unwrap_or(first_region);
-                    let tick = self.local.regions().first().map_or(0, |r| r.tick());
+                    let tick = self.current_tick();
                     let _ = reply.send(Ok(Joined { region, tick }));
                     return;
                 }
@@ -315,11 +318,8 @@ impl Driver {
                     return;
                 };
                 view.detached = true;
-                let tick = self.local.regions().first().map_or(0, |r| r.tick());
-                let linger_ticks =
-                    (RESUME_LINGER.as_secs() * u64::from(self.config.world.tick_hz)).max(1);
-                self.detached
-                    .push_back((player, session, tick.saturating_add(linger_ticks)));
+                let deadline = self.current_tick().saturating_add(self.resume_linger_ticks);
+                self.detached.push_back((player, session, deadline));
             }
             Command::Redirect {
                 player,
@@ -371,6 +371,11 @@ impl Driver {
         }
     }
 
+    /// The tick the regions are at (they step together).
+    fn current_tick(&self) -> u64 {
+        self.local.regions().first().map_or(0, |r| r.tick())
+    }
+
     /// Takes `player`'s avatar out of the world and forgets its view.
     fn remove_player(&mut self, player: PlayerId) {
         self.clients.remove(&player);
@@ -383,7 +388,7 @@ impl Driver {
 
     /// Removes the avatars whose clients did not resume within [`RESUME_LINGER`].
     fn evict_detached(&mut self) {
-        let tick = self.local.regions().first().map_or(0, |r| r.tick());
+        let tick = self.current_tick();
         while let Some(&(player, session, deadline)) = self.detached.front() {
             if deadline > tick {
                 break;

@@ -30,7 +30,7 @@ use crate::ids::NetId;
 use crate::math::Vec2;
 use crate::protocol::codec::{self, DecodeError};
 use crate::protocol::delta::{DeltaDecoder, Snapshot};
-use crate::protocol::io::{FrameError, read_frame, write_frame};
+use crate::protocol::io::{FrameError, FrameReader, read_frame, write_frame};
 use crate::protocol::limits::{INPUT_FRAMES_MAX, STATE_STREAM_BYTES_MAX};
 use crate::protocol::messages::*;
 use crate::protocol::quantize::quantize_move;
@@ -414,19 +414,14 @@ impl Client {
     }
 }
 
+/// Control frames waiting in a link's reader: the server sends few.
+const LINK_FRAMES_LEN_MAX: usize = 4;
+
 /// One QUIC connection with its control stream.
 struct Link {
     connection: quinn::Connection,
     send: quinn::SendStream,
-    /// Control frames, read by their own task (`read_exact` is not cancel-safe).
-    frames: mpsc::Receiver<Result<ControlS2c, FrameError>>,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
+    frames: FrameReader<ControlS2c>,
 }
 
 /// Why the connection task leaves its current link.
@@ -672,7 +667,7 @@ fn hello(token: &str, ticket: Option<Vec<u8>>) -> ControlC2s {
 /// session; anything else (a timeout, a reset, a node restart) is resumed.
 fn lost(link: &mut Link, error: String) -> Leave {
     // A final frame may have arrived just before the close.
-    while let Ok(frame) = link.frames.try_recv() {
+    while let Some(frame) = link.frames.try_recv() {
         match frame {
             Ok(ControlS2c::Kicked(kicked)) => return Leave::Final(ClientError::Kicked(kicked)),
             Ok(ControlS2c::Redirect(redirect)) => return Leave::Redirect(redirect),
@@ -767,22 +762,11 @@ async fn open_link(
                 )));
             }
         };
-        let (frames_tx, frames) = mpsc::channel(4);
-        let reader = tokio::spawn(async move {
-            loop {
-                let frame = read_frame::<ControlS2c>(&mut recv).await;
-                let end = frame.is_err();
-                if frames_tx.send(frame).await.is_err() || end {
-                    break;
-                }
-            }
-        });
         Ok((
             Link {
                 connection,
                 send,
-                frames,
-                reader,
+                frames: FrameReader::spawn(recv, LINK_FRAMES_LEN_MAX),
             },
             welcome,
         ))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use governor::{Quota, RateLimiter};
 
 use tessera_shared::protocol::codec::{self, DecodeError};
-use tessera_shared::protocol::io::{FrameError, read_frame, write_frame};
+use tessera_shared::protocol::io::{FrameError, FrameReader, read_frame, write_frame};
 use tessera_shared::protocol::limits::{INPUT_FRAMES_MAX, TOKEN_BYTES_MAX};
 use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::{PROTOCOL_VERSION, close_code};
@@ -177,17 +177,7 @@ pub async fn run(
     }
     tracing::debug!(session, %player, "logged in");
 
-    // Control frames are read by their own task: `read_exact` is not cancel-safe in select!.
-    let (control_tx, mut control_rx) = mpsc::channel(CONTROL_QUEUE_LEN_MAX);
-    let reader = tokio::spawn(async move {
-        loop {
-            let frame = read_frame::<ControlC2s>(&mut recv).await;
-            let end = frame.is_err();
-            if control_tx.send(frame).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let mut control = FrameReader::<ControlC2s>::spawn(recv, CONTROL_QUEUE_LEN_MAX);
 
     let tick_hz = NonZeroU32::new(node.tick_hz()).unwrap_or(NonZeroU32::MIN);
     let rate =
@@ -212,14 +202,14 @@ pub async fn run(
                     Err(e) => break SessionEnd::Violation(format!("bad input datagram: {e}")),
                 }
             }
-            frame = control_rx.recv() => match frame {
+            frame = control.recv() => match frame {
                 Some(Ok(ControlC2s::Logout)) => {
                     let (done, saved) = oneshot::channel();
                     leave(&node, player, session, Some(done)).await;
                     let _ = saved.await;
                     let _ = write_frame(&mut send, &ControlS2c::Bye).await;
                     let _ = send.finish();
-                    reader.abort();
+                    drop(control);
                     close_gracefully(&connection, close_code::NORMAL, b"bye").await;
                     return SessionEnd::LoggedOut;
                 }
@@ -255,14 +245,14 @@ pub async fn run(
                     let redirect = ControlS2c::Redirect(RedirectS2c { addr, ticket });
                     let _ = write_frame(&mut send, &redirect).await;
                     let _ = send.finish();
-                    reader.abort();
+                    drop(control);
                     close_gracefully(&connection, close_code::REDIRECTED, b"redirected").await;
                     return SessionEnd::Redirected;
                 }
                 Some(Outgoing::Kick(kicked)) => {
                     let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
                     let _ = send.finish();
-                    reader.abort();
+                    drop(control);
                     close_gracefully(&connection, close_code::TAKEN_OVER, b"taken over").await;
                     return SessionEnd::TakenOver;
                 }
@@ -270,7 +260,7 @@ pub async fn run(
             },
         }
     };
-    reader.abort();
+    drop(control);
     if end == SessionEnd::Disconnected {
         // Not a logout: the client may come back with its resume ticket.
         detach(&node, player, session).await;

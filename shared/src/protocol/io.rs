@@ -2,6 +2,7 @@
 //! async code in this crate; everything it decodes goes through [`super::codec`].
 
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::mpsc;
 
 use super::codec::{self, DecodeError, EncodeError, FRAME_HEADER_BYTES};
 
@@ -46,4 +47,48 @@ pub async fn write_frame<T: Serialize>(
     send.write_all(&frame)
         .await
         .map_err(|e| FrameError::Closed(e.to_string()))
+}
+
+/// Frames of one stream, read by their own task: `read_exact` is not cancel-safe, so a
+/// `select!` must never poll [`read_frame`] directly; [`FrameReader::recv`] is. Frames
+/// arrive in order; the first error is delivered and ends the stream. At most
+/// `queue_len` frames wait unread (then the task stops reading and QUIC flow control
+/// holds the peer back). Dropping the reader stops its task.
+#[derive(Debug)]
+pub struct FrameReader<T> {
+    frames: mpsc::Receiver<Result<T, FrameError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T: DeserializeOwned + Send + 'static> FrameReader<T> {
+    /// Starts reading `recv` on a task of the current runtime.
+    pub fn spawn(mut recv: quinn::RecvStream, queue_len: usize) -> FrameReader<T> {
+        let (tx, frames) = mpsc::channel(queue_len);
+        let task = tokio::spawn(async move {
+            loop {
+                let frame = read_frame::<T>(&mut recv).await;
+                let end = frame.is_err();
+                if tx.send(frame).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        FrameReader { frames, task }
+    }
+
+    /// The next frame (cancel-safe); `None` once the stream ended after its error.
+    pub async fn recv(&mut self) -> Option<Result<T, FrameError>> {
+        self.frames.recv().await
+    }
+
+    /// A frame already read, if any.
+    pub fn try_recv(&mut self) -> Option<Result<T, FrameError>> {
+        self.frames.try_recv().ok()
+    }
+}
+
+impl<T> Drop for FrameReader<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
