@@ -522,3 +522,41 @@ fn a_production_node_uses_its_configured_credentials() {
     node.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn unread_events_never_stall_states() {
+    // Every NPC hostile, reaching 50 m and striking every tick: the player's client gets
+    // tens of Damage events per tick, and this test never reads them.
+    let node = start_with(|config| {
+        let player = config.balance.player_archetype;
+        for (i, archetype) in config.balance.archetypes.iter_mut().enumerate() {
+            if i == player {
+                archetype.max_health = 1e9;
+                continue;
+            }
+            archetype.hostile = true;
+            archetype.aggro_radius_m = 50.0;
+            archetype.leash_radius_m = 100.0;
+            archetype.attack_range_m = 50.0;
+            archetype.attack_cooldown_ms = 0;
+        }
+        for entry in &mut config.balance.spawn_tables[0].entries {
+            entry.count *= 10;
+        }
+    });
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let mut states = 0;
+        while client.stats().events_dropped == 0 || states < 20 {
+            let _ = client.send_input(Vec2::ZERO, None);
+            state_within_5s(&mut client, "states flow while events pile up unread").await;
+            states += 1;
+            assert!(
+                states < 600,
+                "no event was ever dropped: {:?}",
+                client.stats()
+            );
+        }
+        assert_eq!(client.state(), ConnectionState::Connected);
+    });
+}

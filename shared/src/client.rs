@@ -39,8 +39,10 @@ use crate::protocol::{ALPN, PROTOCOL_VERSION, close_code};
 /// States queued from the connection task to the caller. When full (the caller reads too
 /// slowly) new states are dropped: the next one, a delta against the acked tick, makes up.
 pub const STATES_QUEUE_LEN_MAX: usize = 64;
-/// Control messages (events, redirects) queued for the caller. When full the connection
-/// task stops reading the control stream, and QUIC flow control holds the server back.
+/// Control messages (events, redirects) queued for the caller. When full (the caller does
+/// not read them) newer ones are dropped and counted in [`ClientStats::events_dropped`]:
+/// the connection task never waits on the caller, so states, kicks and redirects keep
+/// flowing.
 pub const CONTROL_QUEUE_LEN_MAX: usize = 256;
 
 /// Where the client is in its life.
@@ -188,6 +190,8 @@ pub struct ClientStats {
     pub bytes_out: u64,
     /// States dropped because the caller read too slowly.
     pub states_dropped: u64,
+    /// Control messages (events) dropped because the caller did not read them.
+    pub events_dropped: u64,
 }
 
 /// What the connection task hands the caller, in order.
@@ -208,6 +212,7 @@ struct Shared {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     states_dropped: AtomicU64,
+    events_dropped: AtomicU64,
 }
 
 impl Shared {
@@ -261,6 +266,7 @@ impl Client {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             states_dropped: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
         });
         let endpoint = client_endpoint(config)?;
         let hello = hello(&config.token, config.resume_ticket.clone());
@@ -324,6 +330,7 @@ impl Client {
             bytes_in: load(&self.shared.bytes_in) + current.map_or(0, |s| s.udp_rx.bytes),
             bytes_out: load(&self.shared.bytes_out) + current.map_or(0, |s| s.udp_tx.bytes),
             states_dropped: load(&self.shared.states_dropped),
+            events_dropped: load(&self.shared.events_dropped),
         }
     }
 
@@ -482,10 +489,7 @@ impl ConnectionTask {
                     match resolve(&redirect.addr).await {
                         Some(addr) => {
                             self.shared.redirects.fetch_add(1, Ordering::Relaxed);
-                            let _ = self
-                                .control
-                                .send(ControlS2c::Redirect(redirect.clone()))
-                                .await;
+                            self.forward(ControlS2c::Redirect(redirect.clone()));
                             (addr, redirect.ticket)
                         }
                         None => {
@@ -520,30 +524,25 @@ impl ConnectionTask {
             tokio::select! {
                 datagram = link.connection.read_datagram() => match datagram {
                     Ok(bytes) => self.deliver_state(&bytes),
-                    Err(e) => return lost(link, e.to_string()),
+                    Err(e) => return self.lost(link, e.to_string()),
                 },
                 stream = link.connection.accept_uni() => {
                     let mut stream = match stream {
                         Ok(stream) => stream,
-                        Err(e) => return lost(link, e.to_string()),
+                        Err(e) => return self.lost(link, e.to_string()),
                     };
                     match stream.read_to_end(STATE_STREAM_BYTES_MAX).await {
                         Ok(bytes) => self.deliver_state(&bytes),
-                        Err(e) => return lost(link, format!("state stream: {e}")),
+                        Err(e) => return self.lost(link, format!("state stream: {e}")),
                     }
                 }
                 frame = link.frames.recv() => match frame {
                     Some(Ok(ControlS2c::Redirect(redirect))) => return Leave::Redirect(redirect),
                     Some(Ok(ControlS2c::Kicked(kicked))) => return Leave::Final(ClientError::Kicked(kicked)),
                     Some(Ok(ControlS2c::Error(error))) => return Leave::Final(ClientError::Refused(error)),
-                    Some(Ok(message)) => {
-                        // Back-pressure: while the caller does not read, neither do we.
-                        if self.control.send(message).await.is_err() {
-                            return Leave::Final(ClientError::NotConnected);
-                        }
-                    }
-                    Some(Err(FrameError::Closed(reason))) => return lost(link, reason),
-                    None => return lost(link, "control stream ended".into()),
+                    Some(Ok(message)) => self.forward(message),
+                    Some(Err(FrameError::Closed(reason))) => return self.lost(link, reason),
+                    None => return self.lost(link, "control stream ended".into()),
                     Some(Err(e)) => return Leave::Final(e.into()),
                 },
                 done = &mut *logout => match done {
@@ -552,6 +551,48 @@ impl ConnectionTask {
                     Err(_) => return Leave::Final(ClientError::NotConnected),
                 },
             }
+        }
+    }
+
+    /// Hands a control message to the caller without waiting (see
+    /// [`CONTROL_QUEUE_LEN_MAX`]). A closed queue means the `Client` is gone, and this task
+    /// with it.
+    fn forward(&self, message: ControlS2c) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.control.try_send(message) {
+            self.shared.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Classifies the end of `link`: a final frame or close code the server sent ends the
+    /// session; anything else (a timeout, a reset, a node restart) is resumed.
+    fn lost(&self, link: &mut Link, error: String) -> Leave {
+        // Frames read just before the close: a final one decides; events still go out.
+        while let Some(frame) = link.frames.try_recv() {
+            match frame {
+                Ok(ControlS2c::Kicked(kicked)) => {
+                    return Leave::Final(ClientError::Kicked(kicked));
+                }
+                Ok(ControlS2c::Redirect(redirect)) => return Leave::Redirect(redirect),
+                Ok(message) => self.forward(message),
+                Err(_) => break,
+            }
+        }
+        match link.connection.close_reason() {
+            Some(quinn::ConnectionError::ApplicationClosed(close))
+                if [
+                    close_code::REFUSED,
+                    close_code::TAKEN_OVER,
+                    close_code::PROTOCOL_VIOLATION,
+                ]
+                .iter()
+                .any(|&code| close.error_code == code.into()) =>
+            {
+                Leave::Final(ClientError::Connection(format!(
+                    "closed by the server: {close}"
+                )))
+            }
+            Some(reason) => Leave::Dropped(ClientError::Connection(reason.to_string())),
+            None => Leave::Dropped(ClientError::Connection(error)),
         }
     }
 
@@ -661,36 +702,6 @@ fn hello(token: &str, ticket: Option<Vec<u8>>) -> ControlC2s {
         token: token.into(),
         ticket,
     })
-}
-
-/// Classifies the end of `link`: a final frame or close code the server sent ends the
-/// session; anything else (a timeout, a reset, a node restart) is resumed.
-fn lost(link: &mut Link, error: String) -> Leave {
-    // A final frame may have arrived just before the close.
-    while let Some(frame) = link.frames.try_recv() {
-        match frame {
-            Ok(ControlS2c::Kicked(kicked)) => return Leave::Final(ClientError::Kicked(kicked)),
-            Ok(ControlS2c::Redirect(redirect)) => return Leave::Redirect(redirect),
-            _ => continue,
-        }
-    }
-    match link.connection.close_reason() {
-        Some(quinn::ConnectionError::ApplicationClosed(close))
-            if [
-                close_code::REFUSED,
-                close_code::TAKEN_OVER,
-                close_code::PROTOCOL_VIOLATION,
-            ]
-            .iter()
-            .any(|&code| close.error_code == code.into()) =>
-        {
-            Leave::Final(ClientError::Connection(format!(
-                "closed by the server: {close}"
-            )))
-        }
-        Some(reason) => Leave::Dropped(ClientError::Connection(reason.to_string())),
-        None => Leave::Dropped(ClientError::Connection(error)),
-    }
 }
 
 /// `host:port` to an address (the first the resolver gives).
