@@ -339,12 +339,21 @@ fn bots_connect_play_and_report() {
 
 /// The avatar's x coordinate in the next state that shows it.
 async fn own_x(client: &mut Client) -> f32 {
+    own_tick_and_x(client, 0).await.1
+}
+
+/// The tick and the avatar's x coordinate of the first state of tick `tick_min` or later
+/// that shows the avatar (sending zero moves meanwhile).
+async fn own_tick_and_x(client: &mut Client, tick_min: u64) -> (u64, f32) {
     loop {
         client.send_input(Vec2::ZERO, None).ok();
         let snapshot = state_within_5s(client, "a state within 5 s").await;
         let avatar = client.welcome().entity;
+        if snapshot.tick < tick_min {
+            continue;
+        }
         if let Some(me) = snapshot.entities.iter().find(|e| e.id == avatar) {
-            return dequantize_position(me.position).x;
+            return (snapshot.tick, dequantize_position(me.position).x);
         }
     }
 }
@@ -558,5 +567,95 @@ fn unread_events_never_stall_states() {
             );
         }
         assert_eq!(client.state(), ConnectionState::Connected);
+    });
+}
+
+#[test]
+fn a_malformed_control_frame_disconnects_only_its_sender() {
+    use tessera::shared::protocol::PROTOCOL_VERSION;
+    use tessera::shared::protocol::io::{read_frame, write_frame};
+    use tessera::shared::protocol::messages::{ControlC2s, HelloC2s};
+    let node = start();
+    let stats = node.node.as_ref().unwrap().stats.clone();
+    client_runtime().block_on(async {
+        let mut good = login(&node, "ada").await.unwrap();
+        // Mallory speaks the protocol by hand: a valid login, then a frame whose header is
+        // fine but whose body is no ControlC2s.
+        let config = client_config(&node, auth::mint(&node.secret, &claims("mallory")));
+        let endpoint = tessera::shared::client::endpoint(&config).unwrap();
+        let connection = endpoint
+            .connect(config.server, &config.server_name)
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let hello = ControlC2s::Hello(HelloC2s {
+            protocol_version: PROTOCOL_VERSION,
+            token: config.token.clone(),
+            ticket: None,
+        });
+        write_frame(&mut send, &hello).await.unwrap();
+        let welcome = read_frame::<ControlS2c>(&mut recv).await.unwrap();
+        assert!(matches!(welcome, ControlS2c::Welcome(_)), "{welcome:?}");
+        // Length 3, then variant index 0xff: no such message.
+        send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), connection.closed())
+            .await
+            .expect("disconnected within 5 s");
+        match closed {
+            quinn::ConnectionError::ApplicationClosed(close) => assert_eq!(
+                close.error_code,
+                tessera::shared::protocol::close_code::PROTOCOL_VIOLATION.into()
+            ),
+            other => panic!("expected an application close, got {other}"),
+        }
+        assert_eq!(stats.violations.load(Ordering::Relaxed), 1);
+        // The other client keeps getting states: the node kept ticking.
+        let before = state_within_5s(&mut good, "a state").await.tick;
+        for _ in 0..5 {
+            good.send_input(Vec2::ZERO, None).unwrap();
+            state_within_5s(&mut good, "states keep flowing").await;
+        }
+        let after = state_within_5s(&mut good, "a state").await.tick;
+        assert!(after > before + 4, "ticks {before} -> {after}");
+    });
+}
+
+#[test]
+fn replayed_input_datagrams_are_ignored() {
+    use tessera::shared::protocol::codec::encode_datagram;
+    use tessera::shared::protocol::messages::{InputC2s, InputFrame};
+    use tessera::shared::protocol::quantize::quantize_move;
+    let node = start();
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let (start_tick, start_x) = own_tick_and_x(&mut client, 0).await;
+        // One input moving 0.25 m east (under the 0.33 m a tick allows), captured and
+        // replayed 10 times over several ticks. Were each applied, the avatar would walk
+        // 2.5 m.
+        let input = InputC2s {
+            seq: 1_000,
+            ack_tick: 0,
+            frames: vec![InputFrame {
+                move_q: quantize_move(Vec2::new(0.25, 0.0)),
+                attack: None,
+            }],
+        };
+        let datagram = bytes::Bytes::from(encode_datagram(&input).unwrap());
+        let connection = client.connection().unwrap();
+        for _ in 0..10 {
+            connection.send_datagram(datagram.clone()).unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        // A state from well after the last replay (20 ticks: 1 s at 20 Hz; the replays
+        // took 0.3 s). The client's own zero moves carry lower sequence numbers: ignored.
+        let (_, end_x) = own_tick_and_x(&mut client, start_tick + 20).await;
+        let walked = end_x - start_x;
+        assert!(
+            (0.2..0.4).contains(&walked),
+            "one input applied means about 0.25 m, walked {walked} m"
+        );
     });
 }

@@ -268,7 +268,7 @@ impl Client {
             states_dropped: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
         });
-        let endpoint = client_endpoint(config)?;
+        let endpoint = endpoint(config)?;
         let hello = hello(&config.token, config.resume_ticket.clone());
         let (link, welcome) = match open_link(&endpoint, config.server, config, &hello).await {
             Ok(opened) => opened,
@@ -712,8 +712,10 @@ async fn resolve(addr: &str) -> Option<SocketAddr> {
     tokio::net::lookup_host(addr).await.ok()?.next()
 }
 
-/// A client endpoint trusting only the pinned certificate.
-fn client_endpoint(config: &ClientConfig) -> Result<quinn::Endpoint, ClientError> {
+/// The QUIC endpoint a [`Client`] connects from: TLS 1.3, ALPN `tessera/1`, trusting only
+/// [`ClientConfig::pinned_cert`]. Public for tools and tests that speak the protocol by
+/// hand (PROTOCOL.md) on a correctly configured connection.
+pub fn endpoint(config: &ClientConfig) -> Result<quinn::Endpoint, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(config.pinned_cert.clone()))
