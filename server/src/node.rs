@@ -18,7 +18,7 @@ use tessera_regions::io::{EntityView, InterestOutput, Join, ObserverDiff};
 use tessera_regions::io::{GameEvent, JoinRefusal, PlayerInput, SessionEvent};
 use tessera_shared::config::Config;
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
-use tessera_shared::protocol::delta::{DeltaEncoder, Snapshot, WireEntity};
+use tessera_shared::protocol::delta::{DeltaEncoder, WireEntity};
 use tessera_shared::protocol::limits::{DATAGRAM_BYTES_MAX, STATE_STREAM_BYTES_MAX};
 use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::quantize::{dequantize_move, quantize_health, quantize_position};
@@ -502,13 +502,9 @@ impl Driver {
             if view.detached {
                 return; // Kept current for a resume; nobody to send to.
             }
-            let snapshot = Snapshot {
-                tick: out.tick,
-                entities: view.visible.clone(),
-            };
             let mut bytes = Vec::new();
             view.encoder
-                .encode_message_into(snapshot, view.ack_tick, &mut bytes);
+                .encode_message_into(out.tick, &view.visible, view.ack_tick, &mut bytes);
             let message = if bytes.len() <= DATAGRAM_BYTES_MAX {
                 Outgoing::Datagram(bytes.into())
             } else if bytes.len() <= STATE_STREAM_BYTES_MAX {

@@ -48,84 +48,107 @@ const ADDED_BYTES_MIN: usize = 5;
 
 /// Appends the block that turns `baseline` into `current` (both sorted by id) to `out`.
 pub fn encode_block(baseline: &[WireEntity], current: &[WireEntity], out: &mut Vec<u8>) {
+    encode_block_with(baseline, current, &mut BlockScratch::default(), out);
+}
+
+/// The three sections of a block while it is being written (one merge pass fills all
+/// three; their counts come first on the wire). Kept by [`DeltaEncoder`] so that encoding
+/// allocates nothing once warm.
+#[derive(Debug, Default)]
+struct BlockScratch {
+    removed: Vec<u8>,
+    updated: Vec<u8>,
+    added: Vec<u8>,
+}
+
+/// [`encode_block`] with reusable section buffers.
+fn encode_block_with(
+    baseline: &[WireEntity],
+    current: &[WireEntity],
+    scratch: &mut BlockScratch,
+    out: &mut Vec<u8>,
+) {
     debug_assert!(current.windows(2).all(|w| w[0].id < w[1].id));
     debug_assert!(baseline.windows(2).all(|w| w[0].id < w[1].id));
-    let mut removed = Vec::new();
-    let mut updated = Vec::new();
-    let mut added = Vec::new();
+    let BlockScratch {
+        removed,
+        updated,
+        added,
+    } = scratch;
+    removed.clear();
+    updated.clear();
+    added.clear();
+    let (mut n_removed, mut n_updated, mut n_added) = (0u64, 0u64, 0u64);
+    // Removed and updated entries are baseline indices, each written as the gap from the
+    // previous one of its section plus one; added ids likewise from the previous added id.
+    let (mut next_removed, mut next_updated, mut next_id) = (0usize, 0usize, 0u64);
     let (mut i, mut j) = (0, 0);
     while i < baseline.len() || j < current.len() {
         match (baseline.get(i), current.get(j)) {
             (Some(b), Some(c)) if b.id == c.id => {
                 if b != c {
-                    updated.push((i, b, c));
+                    n_updated += 1;
+                    write_update(updated, ((i - next_updated) as u64) << MASK_BITS, b, c);
+                    next_updated = i + 1;
                 }
                 i += 1;
                 j += 1;
             }
-            (Some(b), Some(c)) if b.id < c.id => {
-                removed.push(i);
+            (Some(b), c) if c.is_none_or(|c| b.id < c.id) => {
+                n_removed += 1;
+                write_u64(removed, (i - next_removed) as u64);
+                next_removed = i + 1;
                 i += 1;
             }
-            (Some(_), None) => {
-                removed.push(i);
-                i += 1;
-            }
+            (_, None) => unreachable!("loop condition and the arm above"),
             (_, Some(c)) => {
-                added.push(c);
+                n_added += 1;
+                // An id of u64::MAX can only be last, as ids are strictly increasing.
+                write_u64(added, c.id.0 - next_id);
+                next_id = c.id.0.saturating_add(1);
+                write_u64(added, u64::from(c.archetype));
+                write_i64(added, i64::from(c.position[0]));
+                write_i64(added, i64::from(c.position[1]));
+                write_u64(added, u64::from(c.health));
                 j += 1;
             }
-            (None, None) => unreachable!("loop condition"),
         }
     }
-    write_u64(out, removed.len() as u64);
-    let mut next = 0;
-    for idx in removed {
-        write_u64(out, (idx - next) as u64);
-        next = idx + 1;
+    out.reserve(removed.len() + updated.len() + added.len() + 3 * 10);
+    for (count, section) in [(n_removed, &*removed), (n_updated, updated), (n_added, added)] {
+        write_u64(out, count);
+        out.extend_from_slice(section);
     }
-    write_u64(out, updated.len() as u64);
-    let mut next = 0;
-    for (idx, b, c) in updated {
-        let mut mask = 0;
-        if b.position[0] != c.position[0] {
-            mask |= MASK_X;
-        }
-        if b.position[1] != c.position[1] {
-            mask |= MASK_Y;
-        }
-        if b.health != c.health {
-            mask |= MASK_HEALTH;
-        }
-        if b.archetype != c.archetype {
-            mask |= MASK_ARCHETYPE;
-        }
-        write_u64(out, (((idx - next) as u64) << MASK_BITS) | mask);
-        next = idx + 1;
-        if mask & MASK_X != 0 {
-            write_i64(out, i64::from(c.position[0]) - i64::from(b.position[0]));
-        }
-        if mask & MASK_Y != 0 {
-            write_i64(out, i64::from(c.position[1]) - i64::from(b.position[1]));
-        }
-        if mask & MASK_HEALTH != 0 {
-            write_i64(out, i64::from(c.health) - i64::from(b.health));
-        }
-        if mask & MASK_ARCHETYPE != 0 {
-            write_u64(out, u64::from(c.archetype));
-        }
+}
+
+/// One update: its head (the index gap, already shifted, with the field mask), then the
+/// changed fields.
+fn write_update(out: &mut Vec<u8>, gap_shifted: u64, b: &WireEntity, c: &WireEntity) {
+    let mut mask = 0;
+    if b.position[0] != c.position[0] {
+        mask |= MASK_X;
     }
-    write_u64(out, added.len() as u64);
-    // Ids are gaps from the previous id plus one (from 0 for the first). An id of
-    // u64::MAX can only be last, as ids are strictly increasing.
-    let mut next_id = 0u64;
-    for c in added {
-        write_u64(out, c.id.0 - next_id);
-        next_id = c.id.0.saturating_add(1);
+    if b.position[1] != c.position[1] {
+        mask |= MASK_Y;
+    }
+    if b.health != c.health {
+        mask |= MASK_HEALTH;
+    }
+    if b.archetype != c.archetype {
+        mask |= MASK_ARCHETYPE;
+    }
+    write_u64(out, gap_shifted | mask);
+    if mask & MASK_X != 0 {
+        write_i64(out, i64::from(c.position[0]) - i64::from(b.position[0]));
+    }
+    if mask & MASK_Y != 0 {
+        write_i64(out, i64::from(c.position[1]) - i64::from(b.position[1]));
+    }
+    if mask & MASK_HEALTH != 0 {
+        write_i64(out, i64::from(c.health) - i64::from(b.health));
+    }
+    if mask & MASK_ARCHETYPE != 0 {
         write_u64(out, u64::from(c.archetype));
-        write_i64(out, i64::from(c.position[0]));
-        write_i64(out, i64::from(c.position[1]));
-        write_u64(out, u64::from(c.health));
     }
 }
 
@@ -257,12 +280,17 @@ fn add_i32(base: i32, delta: i64) -> Result<i32, DecodeError> {
 }
 
 /// The server's side, one per client: remembers the snapshots sent since the last one the
-/// client acknowledged, and encodes each new one against the newest acknowledged.
+/// client acknowledged, and encodes each new one against the newest acknowledged. Once
+/// warm it allocates nothing: section buffers are reused and the entity list of a dropped
+/// snapshot holds the next one.
 #[derive(Debug, Default)]
 pub struct DeltaEncoder {
     /// Sent snapshots not yet superseded by an ack, oldest first; at most
     /// [`BASELINES_MAX`] (older ones are dropped: an ack for them gets a keyframe).
     sent: VecDeque<Snapshot>,
+    /// A dropped snapshot's entity list, to copy the next snapshot into.
+    spare: Vec<WireEntity>,
+    scratch: BlockScratch,
     block: Vec<u8>,
 }
 
@@ -271,7 +299,7 @@ impl DeltaEncoder {
     /// `ack_tick` (0: none).
     pub fn encode(&mut self, current: Snapshot, ack_tick: u64) -> StateS2c {
         let tick = current.tick;
-        let baseline_tick = self.encode_block_for(&current, ack_tick);
+        let baseline_tick = self.encode_block_for(&current.entities, ack_tick);
         self.remember(current);
         StateS2c {
             tick,
@@ -280,28 +308,25 @@ impl DeltaEncoder {
         }
     }
 
-    /// Encodes `current` into `self.block` against the acked baseline (dropping older
+    /// Encodes `entities` into `self.block` against the acked baseline (dropping older
     /// ones) and returns the baseline's tick (0: keyframe).
-    fn encode_block_for(&mut self, current: &Snapshot, ack_tick: u64) -> u64 {
+    fn encode_block_for(&mut self, entities: &[WireEntity], ack_tick: u64) -> u64 {
         // Snapshots older than the acked one will never be needed again.
         while self.sent.front().is_some_and(|s| s.tick < ack_tick) {
-            self.sent.pop_front();
+            let dropped = self.sent.pop_front().expect("checked non-empty");
+            self.spare = dropped.entities;
         }
         let baseline = self
             .sent
             .iter()
             .find(|s| s.tick == ack_tick && ack_tick != 0);
         self.block.clear();
-        match baseline {
-            Some(b) => {
-                encode_block(&b.entities, &current.entities, &mut self.block);
-                b.tick
-            }
-            None => {
-                encode_block(&[], &current.entities, &mut self.block);
-                0
-            }
-        }
+        let (baseline, tick) = match baseline {
+            Some(b) => (&b.entities[..], b.tick),
+            None => (&[][..], 0),
+        };
+        encode_block_with(baseline, entities, &mut self.scratch, &mut self.block);
+        tick
     }
 
     fn remember(&mut self, current: Snapshot) {
@@ -312,18 +337,31 @@ impl DeltaEncoder {
     }
 
     /// Like [`DeltaEncoder::encode`], but writes the encoded `StateS2c` message (exactly
-    /// the bytes `codec::encode` would produce) into `out`, without building the message:
-    /// the block is written once, where it will be sent from.
-    pub fn encode_message_into(&mut self, current: Snapshot, ack_tick: u64, out: &mut Vec<u8>) {
-        let baseline_tick = self.encode_block_for(&current, ack_tick);
+    /// the bytes `codec::encode` would produce) into `out`, without building the message,
+    /// and copies `entities` (sorted by id) rather than taking them.
+    pub fn encode_message_into(
+        &mut self,
+        tick: u64,
+        entities: &[WireEntity],
+        ack_tick: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let baseline_tick = self.encode_block_for(entities, ack_tick);
         // StateS2c's bincode layout: tick, baseline_tick, then the block as a byte vector
         // (its length, then its bytes).
         out.clear();
-        write_u64(out, current.tick);
+        out.reserve(self.block.len() + 3 * 9);
+        write_u64(out, tick);
         write_u64(out, baseline_tick);
         write_u64(out, self.block.len() as u64);
         out.extend_from_slice(&self.block);
-        self.remember(current);
+        let mut copy = std::mem::take(&mut self.spare);
+        copy.clear();
+        copy.extend_from_slice(entities);
+        self.remember(Snapshot {
+            tick,
+            entities: copy,
+        });
     }
 
     /// Snapshots held (memory: their entity count times 24 bytes).

@@ -84,7 +84,7 @@ proptest! {
             let t = tick + i as u64;
             let ack = if i == 0 { 0 } else { tick };
             let state = a.encode(Snapshot { tick: t, entities: entities.clone() }, ack);
-            b.encode_message_into(Snapshot { tick: t, entities }, ack, &mut out);
+            b.encode_message_into(t, &entities, ack, &mut out);
             prop_assert_eq!(&out, &encode(&state, STATE_STREAM_BYTES_MAX).unwrap());
         }
     }
