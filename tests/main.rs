@@ -3,6 +3,7 @@
 mod util;
 
 mod bounds;
+mod bus;
 mod cli;
 mod determinism;
 mod handoff;

@@ -11,7 +11,7 @@ use tessera::persistence::snapshot::PAYLOAD_BYTES_MAX;
 use tessera::persistence::*;
 use tessera::shared::ids::{PlayerId, RegionId};
 
-use crate::util::services;
+use crate::util::{runtime, services};
 
 /// A store the tests can also make "crash" halfway through a commit.
 trait TestStore: SnapshotStore {
@@ -37,14 +37,6 @@ fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Two handles on one fresh embedded store (two "writers").

@@ -61,6 +61,15 @@ pub(crate) fn join_at(region: &mut Region, player: PlayerId, position: Vec2) {
 }
 
 /// The test services (`./scripts/test.sh` starts them and exports their URIs).
+/// A two-worker tokio runtime for tests of async stores and buses.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub(crate) mod services {
     /// Whether this run is CI, where a missing service is a failure, never a skip.
     fn in_ci() -> bool {
@@ -89,7 +98,6 @@ pub(crate) mod services {
     }
 
     /// The Redis URL, or `None` (the test skips, saying so) outside CI.
-    #[allow(dead_code)] // The bus tests arrive next.
     pub(crate) fn redis_url(test: &str) -> Option<String> {
         service("TESSERA_TEST_REDIS_URL", "Redis", test)
     }

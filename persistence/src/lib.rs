@@ -2,11 +2,18 @@
 //! implementations, [`mongo::MongoStore`] (production) and [`embedded::EmbeddedStore`]
 //! (the default; a redb file in the data dir, no setup).
 //!
-//! Still to come here: the event bus (Redis Streams and pub/sub, in-process) and region
-//! leases. The simulation never depends on this crate: the server moves bytes between them.
+//! The cross-region event bus contract ([`bus`]) and its two implementations,
+//! [`redis_bus::RedisBus`] (production: Streams for mail, pub/sub for ghosts) and
+//! [`local_bus::LocalBus`] (the default; in-process).
+//!
+//! Still to come here: region leases. The simulation never depends on this crate: the
+//! server moves bytes between them.
 
+pub mod bus;
 pub mod embedded;
+pub mod local_bus;
 pub mod mongo;
+pub mod redis_bus;
 pub mod snapshot;
 
 pub use snapshot::{

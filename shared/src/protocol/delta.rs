@@ -115,7 +115,11 @@ fn encode_block_with(
         }
     }
     out.reserve(removed.len() + updated.len() + added.len() + 3 * 10);
-    for (count, section) in [(n_removed, &*removed), (n_updated, updated), (n_added, added)] {
+    for (count, section) in [
+        (n_removed, &*removed),
+        (n_updated, updated),
+        (n_added, added),
+    ] {
         write_u64(out, count);
         out.extend_from_slice(section);
     }
