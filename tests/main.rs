@@ -9,6 +9,7 @@ mod determinism;
 mod handoff;
 mod interest;
 mod invalid_values;
+mod lease;
 mod movement;
 mod net;
 mod persistence;

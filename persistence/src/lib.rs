@@ -6,11 +6,13 @@
 //! [`redis_bus::RedisBus`] (production: Streams for mail, pub/sub for ghosts) and
 //! [`local_bus::LocalBus`] (the default; in-process).
 //!
-//! Still to come here: region leases. The simulation never depends on this crate: the
-//! server moves bytes between them.
+//! Region ownership: [`lease`] (a lease per region with a fencing epoch; Redis, and
+//! in-process). The simulation never depends on this crate: the server moves bytes
+//! between them.
 
 pub mod bus;
 pub mod embedded;
+pub mod lease;
 pub mod local_bus;
 pub mod mongo;
 pub mod redis_bus;

@@ -81,6 +81,26 @@ fn ghost_channel(region: RegionId) -> String {
     format!("tessera:{{r{}}}:ghosts", region.0)
 }
 
+/// A command connection to `url` with the bus's timeouts ([`RESPONSE_TIMEOUT`],
+/// [`CONNECTION_TIMEOUT`]); it reconnects by itself. Leases share this setup.
+pub async fn connection(url: &str) -> Result<ConnectionManager, BusError> {
+    connection_of(&redis::Client::open(url).map_err(unavailable)?).await
+}
+
+async fn connection_of(client: &redis::Client) -> Result<ConnectionManager, BusError> {
+    let manager_config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_number_of_retries(2);
+    tokio::time::timeout(
+        CONNECTION_TIMEOUT * 2,
+        ConnectionManager::new_with_config(client.clone(), manager_config),
+    )
+    .await
+    .map_err(|_| BusError::Unavailable("connecting to Redis timed out".into()))?
+    .map_err(unavailable)
+}
+
 /// The region of a ghost channel name.
 fn region_of_channel(channel: &str) -> Option<RegionId> {
     let id = channel
@@ -98,17 +118,7 @@ impl RedisBus {
     /// Redis cannot be reached.
     pub async fn connect(url: &str, config: BusConfig) -> Result<RedisBus, BusError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
-            .set_number_of_retries(2);
-        let commands = tokio::time::timeout(
-            CONNECTION_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client.clone(), manager_config),
-        )
-        .await
-        .map_err(|_| BusError::Unavailable("connecting to Redis timed out".into()))?
-        .map_err(unavailable)?;
+        let commands = connection_of(&client).await?;
         Ok(RedisBus {
             client,
             commands,

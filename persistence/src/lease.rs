@@ -1,0 +1,354 @@
+//! Region ownership: a lease per region with a fencing epoch.
+//!
+//! A node simulates a region only while it holds the region's lease. Each acquisition
+//! takes a new, strictly greater **epoch**; every snapshot the holder writes carries it,
+//! and the snapshot store rejects writes of an older epoch ([`crate::StoreError::StaleEpoch`]),
+//! so a node that lost its lease (paused, partitioned) cannot overwrite its successor.
+//!
+//! The holder must stop before the lease can expire anywhere: [`Lease::must_stop`] says so
+//! from the holder's own clock, counting the lease from when the acquire or renew request
+//! was *sent* (the store starts the TTL later), less [`STOP_MARGIN`]. A holder renews
+//! every [`Lease::renew_due`]; a renew that fails or is refused leaves the old deadline in
+//! force, so a holder that cannot reach the store stops in time.
+//!
+//! Two implementations: [`RedisLeases`] (`SET` of `holder|epoch` with a TTL, `INCR` of a
+//! per-region epoch counter, both in one Lua script) and [`LocalLeases`] (in-process).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tessera_shared::ids::RegionId;
+
+/// Shortest lease: below it a renew round trip may not fit.
+pub const TTL_MIN: Duration = Duration::from_millis(500);
+/// How long before the lease's deadline (by the holder's clock) the holder stops.
+pub const STOP_MARGIN: Duration = Duration::from_millis(200);
+/// Longest holder name, in bytes.
+pub const HOLDER_BYTES_MAX: usize = 128;
+
+/// A held lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The region.
+    pub region: RegionId,
+    /// The holder (a node id).
+    pub holder: String,
+    /// The fencing epoch of this holding: greater than every earlier one of the region.
+    pub epoch: u64,
+    /// The lease's length.
+    pub ttl: Duration,
+    /// When the last successful acquire or renew was sent (holder's clock).
+    pub sent_at: Instant,
+}
+
+impl Lease {
+    /// The holder's deadline: the lease cannot have expired in the store before it.
+    pub fn valid_until(&self) -> Instant {
+        self.sent_at + self.ttl
+    }
+
+    /// Whether the holder must stop simulating the region now.
+    pub fn must_stop(&self, now: Instant) -> bool {
+        now + STOP_MARGIN >= self.valid_until()
+    }
+
+    /// When the next renew is due: a third of the way, so two can fail before stopping.
+    pub fn renew_due(&self) -> Instant {
+        self.sent_at + self.ttl / 3
+    }
+}
+
+/// Why a lease operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// A TTL below [`TTL_MIN`] or a holder name over [`HOLDER_BYTES_MAX`] or with `|`.
+    #[error("invalid lease request: {0}")]
+    Invalid(String),
+    /// The store could not be reached or did not answer in time.
+    #[error("lease store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The contract.
+pub trait LeaseStore: Clone + Send + Sync + 'static {
+    /// Takes `region`'s lease for `holder` if nobody holds it: `Ok(None)` if another does.
+    fn acquire(
+        &self,
+        region: RegionId,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Lease>, LeaseError>> + Send;
+
+    /// Extends `lease` by its TTL from now: `Ok(None)` if it was lost (expired, or taken
+    /// by another holder since).
+    fn renew(
+        &self,
+        lease: &Lease,
+    ) -> impl Future<Output = Result<Option<Lease>, LeaseError>> + Send;
+
+    /// Gives `lease` up; `false` if it was no longer held.
+    fn release(&self, lease: &Lease) -> impl Future<Output = Result<bool, LeaseError>> + Send;
+
+    /// Who holds `region` now, with the epoch.
+    fn holder(
+        &self,
+        region: RegionId,
+    ) -> impl Future<Output = Result<Option<(String, u64)>, LeaseError>> + Send;
+}
+
+fn check(holder: &str, ttl: Duration) -> Result<(), LeaseError> {
+    if ttl < TTL_MIN {
+        return Err(LeaseError::Invalid(format!(
+            "a TTL of {ttl:?} is below the minimum of {TTL_MIN:?}"
+        )));
+    }
+    if holder.is_empty() || holder.len() > HOLDER_BYTES_MAX || holder.contains('|') {
+        return Err(LeaseError::Invalid(format!(
+            "a holder name must be 1 to {HOLDER_BYTES_MAX} bytes without '|'"
+        )));
+    }
+    Ok(())
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// In-process leases (the embedded default: one node holds every region).
+#[derive(Clone, Debug, Default)]
+pub struct LocalLeases {
+    state: Arc<Mutex<LocalState>>,
+}
+
+#[derive(Debug, Default)]
+struct LocalState {
+    epochs: HashMap<RegionId, u64>,
+    held: HashMap<RegionId, (String, u64, Instant)>,
+}
+
+impl LocalLeases {
+    fn with<T>(&self, f: impl FnOnce(&mut LocalState, Instant) -> T) -> T {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut state, Instant::now())
+    }
+}
+
+impl LocalState {
+    fn current(&mut self, region: RegionId, now: Instant) -> Option<&(String, u64, Instant)> {
+        if self.held.get(&region).is_some_and(|h| h.2 <= now) {
+            self.held.remove(&region);
+        }
+        self.held.get(&region)
+    }
+}
+
+impl LeaseStore for LocalLeases {
+    async fn acquire(
+        &self,
+        region: RegionId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        check(holder, ttl)?;
+        Ok(self.with(|state, now| {
+            if state.current(region, now).is_some() {
+                return None;
+            }
+            let epoch = state.epochs.entry(region).or_insert(0);
+            *epoch += 1;
+            let epoch = *epoch;
+            state
+                .held
+                .insert(region, (holder.to_owned(), epoch, now + ttl));
+            Some(Lease {
+                region,
+                holder: holder.to_owned(),
+                epoch,
+                ttl,
+                sent_at: now,
+            })
+        }))
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Option<Lease>, LeaseError> {
+        Ok(self.with(|state, now| {
+            let held = state.current(lease.region, now)?;
+            if held.0 != lease.holder || held.1 != lease.epoch {
+                return None;
+            }
+            state.held.insert(
+                lease.region,
+                (lease.holder.clone(), lease.epoch, now + lease.ttl),
+            );
+            Some(Lease {
+                sent_at: now,
+                ..lease.clone()
+            })
+        }))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool, LeaseError> {
+        Ok(self.with(|state, now| {
+            let mine = state
+                .current(lease.region, now)
+                .is_some_and(|h| h.0 == lease.holder && h.1 == lease.epoch);
+            if mine {
+                state.held.remove(&lease.region);
+            }
+            mine
+        }))
+    }
+
+    async fn holder(&self, region: RegionId) -> Result<Option<(String, u64)>, LeaseError> {
+        Ok(self.with(|state, now| state.current(region, now).map(|h| (h.0.clone(), h.1))))
+    }
+}
+
+/// Takes the lease if free: KEYS lease, epoch counter; ARGV holder, ttl ms. Returns the new
+/// epoch, or nil if held.
+const ACQUIRE_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return false end \
+local e = redis.call('INCR', KEYS[2]) \
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. e, 'PX', ARGV[2]) \
+return e";
+/// Extends the lease if it is still this holding: KEYS lease; ARGV `holder|epoch`, ttl ms.
+const RENEW_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+/// Deletes the lease if it is still this holding: KEYS lease; ARGV `holder|epoch`.
+const RELEASE_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+return redis.call('DEL', KEYS[1]) end return 0";
+
+/// Leases in Redis. Keys (hash-tagged by region): `tessera:{r<id>}:lease` (value
+/// `holder|epoch`, with the TTL) and `tessera:{r<id>}:epoch` (the counter, never expires).
+#[derive(Clone)]
+pub struct RedisLeases {
+    commands: ConnectionManager,
+}
+
+impl std::fmt::Debug for RedisLeases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLeases").finish_non_exhaustive()
+    }
+}
+
+fn lease_key(region: RegionId) -> String {
+    format!("tessera:{{r{}}}:lease", region.0)
+}
+
+fn epoch_key(region: RegionId) -> String {
+    format!("tessera:{{r{}}}:epoch", region.0)
+}
+
+fn unavailable(e: redis::RedisError) -> LeaseError {
+    LeaseError::Unavailable(e.to_string())
+}
+
+impl RedisLeases {
+    /// Leases over `commands` (a connection manager with response timeouts set, such as
+    /// [`crate::redis_bus::connection`] makes).
+    pub fn new(commands: ConnectionManager) -> Self {
+        RedisLeases { commands }
+    }
+
+    /// Connects to `url`, with the bus's timeouts.
+    pub async fn connect(url: &str) -> Result<Self, LeaseError> {
+        crate::redis_bus::connection(url)
+            .await
+            .map(RedisLeases::new)
+            .map_err(|e| LeaseError::Unavailable(e.to_string()))
+    }
+}
+
+impl LeaseStore for RedisLeases {
+    async fn acquire(
+        &self,
+        region: RegionId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        check(holder, ttl)?;
+        let sent_at = Instant::now();
+        let epoch: Option<u64> = redis::cmd("EVAL")
+            .arg(ACQUIRE_SCRIPT)
+            .arg(2)
+            .arg(lease_key(region))
+            .arg(epoch_key(region))
+            .arg(holder)
+            .arg(ttl_ms(ttl))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(epoch.map(|epoch| Lease {
+            region,
+            holder: holder.to_owned(),
+            epoch,
+            ttl,
+            sent_at,
+        }))
+    }
+
+    async fn renew(&self, lease: &Lease) -> Result<Option<Lease>, LeaseError> {
+        let sent_at = Instant::now();
+        let renewed: u64 = redis::cmd("EVAL")
+            .arg(RENEW_SCRIPT)
+            .arg(1)
+            .arg(lease_key(lease.region))
+            .arg(format!("{}|{}", lease.holder, lease.epoch))
+            .arg(ttl_ms(lease.ttl))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((renewed == 1).then(|| Lease {
+            sent_at,
+            ..lease.clone()
+        }))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool, LeaseError> {
+        let released: u64 = redis::cmd("EVAL")
+            .arg(RELEASE_SCRIPT)
+            .arg(1)
+            .arg(lease_key(lease.region))
+            .arg(format!("{}|{}", lease.holder, lease.epoch))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(released == 1)
+    }
+
+    async fn holder(&self, region: RegionId) -> Result<Option<(String, u64)>, LeaseError> {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(lease_key(region))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(value.and_then(|v| {
+            let (holder, epoch) = v.rsplit_once('|')?;
+            Some((holder.to_owned(), epoch.parse().ok()?))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_stops_before_the_lease_can_expire_and_renews_well_before() {
+        let now = Instant::now();
+        let lease = Lease {
+            region: RegionId(1),
+            holder: "a".into(),
+            epoch: 1,
+            ttl: Duration::from_secs(3),
+            sent_at: now,
+        };
+        assert!(!lease.must_stop(now));
+        assert!(!lease.must_stop(now + Duration::from_millis(2_700)));
+        assert!(lease.must_stop(now + Duration::from_millis(2_800)));
+        assert_eq!(lease.renew_due(), now + Duration::from_secs(1));
+    }
+}
