@@ -10,6 +10,7 @@ use tessera::persistence::local_bus::LocalBus;
 use tessera::persistence::redis_bus::RedisBus;
 use tessera::shared::ids::RegionId;
 
+use crate::private_redis::PrivateRedis;
 use crate::util::{runtime, services};
 
 /// A region id no other test (or earlier run against the same Redis) uses.
@@ -326,7 +327,8 @@ fn a_stalled_redis_fails_calls_within_5_s_instead_of_hanging() {
     let Some(_url) = services::redis_url("bus::stalled") else {
         return;
     };
-    let server = PrivateRedis::start();
+    let server =
+        PrivateRedis::start().expect("redis-server on PATH (scripts/services.sh installs it)");
     runtime().block_on(async {
         let bus = RedisBus::connect(&server.url(), BusConfig::default())
             .await
@@ -376,55 +378,4 @@ fn a_stalled_redis_fails_calls_within_5_s_instead_of_hanging() {
         }
         assert!(got.iter().any(|d| d.key == "before"), "{got:?}");
     });
-}
-
-/// A redis-server of this test's own on a free loopback port, stopped on drop.
-struct PrivateRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (scripts/services.sh installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return PrivateRedis { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

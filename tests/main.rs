@@ -13,5 +13,6 @@ mod lease;
 mod movement;
 mod net;
 mod persistence;
+mod private_redis;
 mod sans_io;
 mod sessions;
