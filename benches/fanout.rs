@@ -37,6 +37,7 @@ fn main() {
             player: PlayerId(p),
             session: p,
             outbox: tx,
+            saved: None,
             reply,
         })
         .expect("room in the inbox");

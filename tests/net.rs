@@ -434,10 +434,19 @@ fn a_saved_resume_ticket_continues_the_player_and_bad_tickets_are_refused() {
 
 #[test]
 fn a_redirect_moves_the_session_to_the_named_node() {
-    // Two nodes of one cluster: same data dir, so the same dev certificate, token secret
-    // and ticket secret.
+    // Two nodes of one cluster: each its own data dir, sharing the dev certificate, token
+    // secret and ticket secret (as a cluster's nodes share their configured ones).
     let a = start();
-    let b = start_node(&a.dir, 2, |_| {});
+    let b_dir = a.dir.with_extension("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let (cert, key) = tessera_server::net::tls::dev_cert_paths(&a.dir);
+    for file in [cert, key] {
+        std::fs::copy(&file, b_dir.join(file.file_name().unwrap())).unwrap();
+    }
+    for file in [auth::DEV_SECRET_FILE, auth::DEV_TICKET_SECRET_FILE] {
+        std::fs::copy(a.dir.join(file), b_dir.join(file)).unwrap();
+    }
+    let b = start_node(&b_dir, 2, |_| {});
     client_runtime().block_on(async {
         let mut client = login(&a, "ada").await.unwrap();
         client.next_state().await.unwrap();
@@ -462,6 +471,7 @@ fn a_redirect_moves_the_session_to_the_named_node() {
         client.logout().await.expect("Bye from B");
     });
     b.shutdown();
+    let _ = std::fs::remove_dir_all(&b_dir);
 }
 
 #[test]
@@ -658,4 +668,50 @@ fn replayed_input_datagrams_are_ignored() {
             "one input applied means about 0.25 m, walked {walked} m"
         );
     });
+}
+
+#[test]
+fn an_acknowledged_logout_is_durable_and_the_next_login_continues_there() {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tessera-net-durable-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let first = start_node(&dir, 1, |_| {});
+    let secret = auth::dev_secret(&dir).unwrap();
+    let config = |node: &RunningNode| {
+        ClientConfig::new(
+            node.addr,
+            "localhost",
+            node.cert_der.clone(),
+            auth::mint(&secret, &claims("ada")),
+        )
+    };
+    let runtime = client_runtime();
+    let (spawn_x, walked_x) = runtime.block_on(async {
+        let mut client = Client::connect(&config(&first)).await.unwrap();
+        let spawn_x = own_x(&mut client).await;
+        for _ in 0..40 {
+            let _ = client.send_input(Vec2::new(0.25, 0.0), None);
+            client.next_state().await.unwrap();
+        }
+        let walked_x = own_x(&mut client).await;
+        assert!(walked_x > spawn_x + 3.0, "{spawn_x} -> {walked_x}");
+        client.logout().await.expect("Bye: the state is saved");
+        (spawn_x, walked_x)
+    });
+    // The node goes away entirely; a new one on the same data dir takes over.
+    first.shutdown();
+    let second = start_node(&dir, 1, |_| {});
+    let resumed_x = runtime.block_on(async {
+        let mut client = Client::connect(&config(&second)).await.unwrap();
+        own_x(&mut client).await
+    });
+    second.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        (resumed_x - walked_x).abs() < 1.0,
+        "logged out at {walked_x}, back at {resumed_x} (spawn {spawn_x})"
+    );
 }

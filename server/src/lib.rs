@@ -13,5 +13,6 @@ pub mod cli;
 pub mod local;
 pub mod net;
 pub mod node;
+pub mod players;
 pub mod serve;
 pub mod sim;

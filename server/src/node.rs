@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tessera_regions::io::{EntityView, InterestOutput, Join, ObserverDiff};
-use tessera_regions::io::{GameEvent, JoinRefusal, PlayerInput, SessionEvent};
+use tessera_regions::io::{GameEvent, JoinRefusal, PlayerInput, SavedPlayer, SessionEvent};
 use tessera_shared::config::Config;
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
 use tessera_shared::protocol::delta::{DeltaEncoder, WireEntity};
@@ -25,6 +25,7 @@ use tessera_shared::protocol::quantize::{dequantize_move, quantize_health, quant
 use tokio::sync::{mpsc, oneshot};
 
 use crate::local::LocalRegions;
+use crate::players::{SaveReply, SaveRequest};
 
 /// Commands queued from all sessions to the driver. At ~100 bytes each, 64 MiB at most.
 pub const NODE_INBOX_LEN_MAX: usize = 65_536;
@@ -46,6 +47,8 @@ pub enum Command {
         session: u64,
         /// Where the driver sends this session's states and events.
         outbox: mpsc::Sender<Outgoing>,
+        /// The player's last save (the avatar appears there, in the region holding it).
+        saved: Option<SavedPlayer>,
         /// The answer: where the player is, or why not.
         reply: oneshot::Sender<Result<Joined, ErrorS2c>>,
     },
@@ -55,8 +58,9 @@ pub enum Command {
         player: PlayerId,
         /// The session asking.
         session: u64,
-        /// Answered once the player's final state is out of the world.
-        reply: Option<oneshot::Sender<()>>,
+        /// Answered once the player's final state is out of the world and saved (with
+        /// the save's outcome; `Ok` at once where the node saves no players).
+        reply: Option<SaveReply>,
     },
     /// `session`'s connection dropped without a logout: the avatar stays in the world
     /// for [`RESUME_LINGER`], for the client to resume with its ticket.
@@ -163,6 +167,8 @@ pub struct DriverStats {
     pub resume_expired: u64,
     /// Players redirected to another node.
     pub redirected: u64,
+    /// Departed players' saves dropped because the save queue was full.
+    pub saves_dropped: u64,
     /// Time the last tick spent stepping regions.
     pub last_step: std::time::Duration,
     /// Time the last tick spent encoding states and handing them to sessions.
@@ -179,10 +185,14 @@ pub struct Driver {
     pending_joins: Vec<(
         PlayerId,
         u64,
+        RegionId,
         mpsc::Sender<Outgoing>,
         oneshot::Sender<Result<Joined, ErrorS2c>>,
     )>,
-    pending_leaves: Vec<oneshot::Sender<()>>,
+    /// Logouts waiting for their player's final state (from the regions' `departed`).
+    pending_leaves: HashMap<PlayerId, SaveReply>,
+    /// Where departed players' states go to be saved (none: nothing is saved).
+    saves: Option<mpsc::Sender<SaveRequest>>,
     /// Detached players, oldest first: (player, session, the tick it is evicted at).
     detached: std::collections::VecDeque<(PlayerId, u64, u64)>,
     /// [`RESUME_LINGER`] in ticks.
@@ -205,7 +215,8 @@ impl Driver {
                 clients: HashMap::new(),
                 region_of: HashMap::new(),
                 pending_joins: Vec::new(),
-                pending_leaves: Vec::new(),
+                pending_leaves: HashMap::new(),
+                saves: None,
                 detached: std::collections::VecDeque::new(),
                 resume_linger_ticks: (RESUME_LINGER.as_secs() * u64::from(config_tick_hz)).max(1),
                 stats: DriverStats::default(),
@@ -215,6 +226,12 @@ impl Driver {
                 tick_hz: config_tick_hz,
             },
         ))
+    }
+
+    /// Saves every departing player's final state through `saves` (see
+    /// [`crate::players`]). Without it the node keeps no player state across sessions.
+    pub fn save_players_to(&mut self, saves: mpsc::Sender<SaveRequest>) {
+        self.saves = Some(saves);
     }
 
     /// Ticks per second.
@@ -259,6 +276,7 @@ impl Driver {
                 player,
                 session,
                 outbox,
+                saved,
                 reply,
             } => {
                 if let Some(view) = self.clients.get_mut(&player) {
@@ -282,12 +300,29 @@ impl Driver {
                     let _ = reply.send(Ok(Joined { region, tick }));
                     return;
                 }
-                let input = self.local.input_mut(first_region).expect("a world region");
-                input.sessions.push(SessionEvent::Join(Join {
-                    player,
-                    saved: None,
-                }));
-                self.pending_joins.push((player, session, outbox, reply));
+                // Into the region holding the saved position (the first one otherwise, or
+                // if that region is not on this node).
+                let region = saved
+                    .and_then(|s| {
+                        self.config
+                            .world
+                            .regions
+                            .iter()
+                            .find(|r| r.bounds.contains(s.position))
+                    })
+                    .map_or(first_region, |r| r.id);
+                let (region, input) = match self.local.input_mut(region) {
+                    Some(input) => (region, input),
+                    None => (
+                        first_region,
+                        self.local.input_mut(first_region).expect("a world region"),
+                    ),
+                };
+                input
+                    .sessions
+                    .push(SessionEvent::Join(Join { player, saved }));
+                self.pending_joins
+                    .push((player, session, region, outbox, reply));
             }
             Command::Leave {
                 player,
@@ -300,13 +335,13 @@ impl Driver {
                     .is_some_and(|v| v.session == session);
                 if !holds {
                     if let Some(reply) = reply {
-                        let _ = reply.send(());
+                        let _ = reply.send(Ok(()));
                     }
                     return;
                 }
                 self.remove_player(player);
                 if let Some(reply) = reply {
-                    self.pending_leaves.push(reply);
+                    self.pending_leaves.insert(player, reply);
                 }
             }
             Command::Detach { player, session } => {
@@ -406,7 +441,8 @@ impl Driver {
         }
     }
 
-    /// Answers the logins and logouts of this tick, and follows handoffs.
+    /// Answers the logins and logouts of this tick, saves departed players, and follows
+    /// handoffs.
     fn settle_sessions(&mut self, tick: u64) {
         let mut refused: HashMap<PlayerId, JoinRefusal> = HashMap::new();
         for region in self.local.regions() {
@@ -414,14 +450,45 @@ impl Driver {
             for &(player, why) in &out.refused_joins {
                 refused.insert(player, why);
             }
+            for &(player, state) in &out.departed {
+                let done = self.pending_leaves.remove(&player);
+                match &self.saves {
+                    Some(saves) => {
+                        let request = SaveRequest {
+                            player,
+                            state,
+                            done,
+                        };
+                        // Never wait on the store: a full queue loses this save (counted;
+                        // a logout waiting on it is told).
+                        if let Err(e) = saves.try_send(request) {
+                            self.stats.saves_dropped += 1;
+                            let request = match e {
+                                mpsc::error::TrySendError::Full(r)
+                                | mpsc::error::TrySendError::Closed(r) => r,
+                            };
+                            if let Some(done) = request.done {
+                                let _ =
+                                    done.send(Err(tessera_persistence::StoreError::Unavailable(
+                                        "the save queue is full".into(),
+                                    )));
+                            }
+                        }
+                    }
+                    None => {
+                        if let Some(done) = done {
+                            let _ = done.send(Ok(()));
+                        }
+                    }
+                }
+            }
             for record in &out.handoffs {
                 if let Some(player) = record.entity.player {
                     self.region_of.insert(player, record.to);
                 }
             }
         }
-        let first_region = self.config.world.regions[0].id;
-        for (player, session, outbox, reply) in self.pending_joins.drain(..) {
+        for (player, session, region, outbox, reply) in self.pending_joins.drain(..) {
             if let Some(why) = refused.get(&player) {
                 let (code, message) = match why {
                     JoinRefusal::RegionFull => (ErrorCode::ServerFull, "the region is full"),
@@ -437,7 +504,7 @@ impl Driver {
                 }));
                 continue;
             }
-            self.region_of.insert(player, first_region);
+            self.region_of.insert(player, region);
             self.clients.insert(
                 player,
                 ClientView {
@@ -449,13 +516,11 @@ impl Driver {
                     detached: false,
                 },
             );
-            let _ = reply.send(Ok(Joined {
-                region: first_region,
-                tick,
-            }));
+            let _ = reply.send(Ok(Joined { region, tick }));
         }
-        for reply in self.pending_leaves.drain(..) {
-            let _ = reply.send(());
+        // Logouts whose player left no state (it was in flight between regions).
+        for (_, reply) in self.pending_leaves.drain() {
+            let _ = reply.send(Ok(()));
         }
     }
 
@@ -600,6 +665,7 @@ mod tests {
             player,
             session: 1,
             outbox,
+            saved: None,
             reply,
         })
         .unwrap();
@@ -628,6 +694,55 @@ mod tests {
     }
 
     #[test]
+    fn departed_players_are_saved_and_a_logout_waits_for_its_save() {
+        let player = PlayerId(7);
+        let (mut driver, node, _outbox) = driver_with_player(player);
+        let (saves, mut queue) = mpsc::channel(4);
+        driver.save_players_to(saves);
+        // A dropped connection whose client never comes back: saved, nobody waits.
+        node.try_send(Command::Detach { player, session: 1 })
+            .unwrap();
+        for _ in 0..LINGER_TICKS + 2 {
+            driver.tick();
+        }
+        let saved = queue
+            .try_recv()
+            .expect("the expired avatar's state is saved");
+        assert_eq!(saved.player, player);
+        assert!(saved.done.is_none());
+        assert!(saved.state.health > 0.0);
+        // A logout: its reply rides with the save, answered by whoever writes it.
+        let other = PlayerId(8);
+        let (outbox, _states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+        let (reply, _joined) = oneshot::channel();
+        node.try_send(Command::Join {
+            player: other,
+            session: 2,
+            outbox,
+            saved: None,
+            reply,
+        })
+        .unwrap();
+        driver.tick();
+        let (done, mut answer) = oneshot::channel();
+        node.try_send(Command::Leave {
+            player: other,
+            session: 2,
+            reply: Some(done),
+        })
+        .unwrap();
+        driver.tick();
+        let save = queue.try_recv().expect("the logout's state is saved");
+        assert_eq!(save.player, other);
+        assert!(
+            answer.try_recv().is_err(),
+            "not answered before the save is durable"
+        );
+        save.done.expect("the logout waits").send(Ok(())).unwrap();
+        assert_eq!(answer.try_recv().unwrap(), Ok(()));
+    }
+
+    #[test]
     fn a_resume_within_the_linger_keeps_the_avatar() {
         let player = PlayerId(7);
         let (mut driver, node, _outbox) = driver_with_player(player);
@@ -640,6 +755,7 @@ mod tests {
             player,
             session: 2,
             outbox,
+            saved: None,
             reply,
         })
         .unwrap();

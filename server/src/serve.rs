@@ -15,7 +15,9 @@ use tessera_shared::config::{Config, NodeMode};
 use crate::auth::{self, TicketKeys, TokenVerifier};
 use crate::net::{self, EndpointStats, tls};
 use crate::node::{Command, Driver, NodeHandle};
+use crate::players::Players;
 use crate::sim::percentile;
+use tessera_persistence::embedded::EmbeddedStore;
 use tessera_shared::ids::{PlayerId, RegionId};
 
 /// How often the driver logs its status.
@@ -140,12 +142,20 @@ impl RunningNode {
             .block_on(async { quinn::Endpoint::server(server_config, listen) })
             .with_context(|| format!("binding the QUIC endpoint on {listen}"))?;
         let addr = endpoint.local_addr().context("the endpoint's address")?;
-        let (driver, node) = Driver::new(config.clone(), options.seed)?;
+        let (mut driver, node) = Driver::new(config.clone(), options.seed)?;
+        let store = EmbeddedStore::open(&config.node.data_dir)
+            .with_context(|| format!("opening the store in {}", config.node.data_dir.display()))?;
+        let players = {
+            let _guard = runtime.enter();
+            Arc::new(Players::start(store))
+        };
+        driver.save_players_to(players.saves());
         let stats = Arc::new(EndpointStats::default());
         runtime.spawn(net::accept_loop(
             endpoint.clone(),
             node.clone(),
             Arc::new(net::Auth { verifier, tickets }),
+            players,
             stats.clone(),
         ));
         let stop = Arc::new(AtomicBool::new(false));

@@ -59,6 +59,7 @@ pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     node: NodeHandle,
     auth: Arc<Auth>,
+    players: Arc<crate::players::NodePlayers>,
     stats: Arc<EndpointStats>,
 ) {
     let next_session = Arc::new(AtomicU64::new(1));
@@ -76,6 +77,7 @@ pub async fn accept_loop(
             continue;
         }
         let (node, auth, stats) = (node.clone(), auth.clone(), stats.clone());
+        let players = players.clone();
         let session = next_session.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             stats.handshakes.fetch_add(1, Ordering::Relaxed);
@@ -88,7 +90,7 @@ pub async fn accept_loop(
             let Ok(connection) = connection else { return };
             stats.connections.fetch_add(1, Ordering::Relaxed);
             let remote: SocketAddr = connection.remote_address();
-            let end = session::run(connection, node, auth, session, stats.clone()).await;
+            let end = session::run(connection, node, auth, players, session, stats.clone()).await;
             tracing::debug!(session, %remote, ?end, "session ended");
             stats.connections.fetch_sub(1, Ordering::Relaxed);
         });

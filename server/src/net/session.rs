@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
 use crate::node::{Command, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
+use crate::players::{NodePlayers, SaveReply};
 
 /// How long a client has to open its control stream and log in.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,6 +57,7 @@ pub async fn run(
     connection: quinn::Connection,
     node: NodeHandle,
     auth: Arc<Auth>,
+    players: Arc<NodePlayers>,
     session: u64,
     stats: Arc<EndpointStats>,
 ) -> SessionEnd {
@@ -123,6 +125,21 @@ pub async fn run(
         },
     };
 
+    // The player continues where its last session ended. An unreadable save refuses the
+    // login rather than resetting the player's progress.
+    let saved = match players.load(player).await {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::warn!(session, %player, error = %e, "player state could not be loaded");
+            return refuse(
+                &connection,
+                &mut send,
+                ErrorCode::RegionUnavailable,
+                "player state unavailable, retry",
+            )
+            .await;
+        }
+    };
     let (outbox, mut outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
     let (reply, joined) = oneshot::channel();
     if node
@@ -130,6 +147,7 @@ pub async fn run(
             player,
             session,
             outbox,
+            saved,
             reply,
         })
         .is_err()
@@ -206,8 +224,25 @@ pub async fn run(
                 Some(Ok(ControlC2s::Logout)) => {
                     let (done, saved) = oneshot::channel();
                     leave(&node, player, session, Some(done)).await;
-                    let _ = saved.await;
-                    let _ = write_frame(&mut send, &ControlS2c::Bye).await;
+                    // Bye only once the final state is durable: an acknowledged logout
+                    // is never lost. Otherwise the client is told, and may log in again.
+                    let answer = match saved.await {
+                        Ok(Ok(())) => ControlS2c::Bye,
+                        Ok(Err(e)) => {
+                            tracing::error!(session, %player, error = %e, "logout not saved");
+                            ControlS2c::Error(ErrorS2c {
+                                code: ErrorCode::Internal,
+                                message: "logout could not be saved".into(),
+                                retry_after_ms: Some(1_000),
+                            })
+                        }
+                        Err(_) => ControlS2c::Error(ErrorS2c {
+                            code: ErrorCode::Internal,
+                            message: "node stopping".into(),
+                            retry_after_ms: Some(1_000),
+                        }),
+                    };
+                    let _ = write_frame(&mut send, &answer).await;
                     let _ = send.finish();
                     drop(control);
                     close_gracefully(&connection, close_code::NORMAL, b"bye").await;
@@ -297,7 +332,7 @@ async fn leave(
     node: &NodeHandle,
     player: tessera_shared::ids::PlayerId,
     session: u64,
-    reply: Option<oneshot::Sender<()>>,
+    reply: Option<SaveReply>,
 ) {
     deliver(
         node,
