@@ -671,7 +671,7 @@ fn replayed_input_datagrams_are_ignored() {
 }
 
 #[test]
-fn an_acknowledged_logout_is_durable_and_the_next_login_continues_there() {
+fn logouts_and_graceful_stops_are_durable_and_the_next_login_continues_there() {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "tessera-net-durable-{}-{}",
@@ -704,14 +704,30 @@ fn an_acknowledged_logout_is_durable_and_the_next_login_continues_there() {
     // The node goes away entirely; a new one on the same data dir takes over.
     first.shutdown();
     let second = start_node(&dir, 1, |_| {});
-    let resumed_x = runtime.block_on(async {
+    let (resumed_x, walked_on_x) = runtime.block_on(async {
         let mut client = Client::connect(&config(&second)).await.unwrap();
-        own_x(&mut client).await
+        let resumed_x = own_x(&mut client).await;
+        for _ in 0..40 {
+            let _ = client.send_input(Vec2::new(0.25, 0.0), None);
+            client.next_state().await.unwrap();
+        }
+        (resumed_x, own_x(&mut client).await)
     });
-    second.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         (resumed_x - walked_x).abs() < 1.0,
         "logged out at {walked_x}, back at {resumed_x} (spawn {spawn_x})"
+    );
+    // Stopped gracefully with the player still connected: its state is saved too.
+    second.shutdown();
+    let third = start_node(&dir, 1, |_| {});
+    let back_x = runtime.block_on(async {
+        let mut client = Client::connect(&config(&third)).await.unwrap();
+        own_x(&mut client).await
+    });
+    third.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        walked_on_x > resumed_x + 3.0 && (back_x - walked_on_x).abs() < 1.0,
+        "walked on to {walked_on_x}, back after the shutdown at {back_x}"
     );
 }

@@ -31,6 +31,11 @@ use crate::players::{SaveReply, SaveRequest};
 pub const NODE_INBOX_LEN_MAX: usize = 65_536;
 /// Messages queued from the driver to one session: a few ticks of states and events.
 pub const SESSION_OUTBOX_LEN_MAX: usize = 64;
+/// How often every connected player's state is saved (staggered by player id over the
+/// interval): what a crash of the node can lose at most.
+pub const PLAYER_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a graceful shutdown waits for the connected players' final saves.
+pub const SHUTDOWN_SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long the avatar of a dropped connection waits for its client to resume: the
 /// lifetime of the resume ticket the client holds.
 pub const RESUME_LINGER: std::time::Duration =
@@ -197,6 +202,8 @@ pub struct Driver {
     detached: std::collections::VecDeque<(PlayerId, u64, u64)>,
     /// [`RESUME_LINGER`] in ticks.
     resume_linger_ticks: u64,
+    /// [`PLAYER_SAVE_INTERVAL`] in ticks.
+    save_interval_ticks: u64,
     /// Counters.
     pub stats: DriverStats,
 }
@@ -219,6 +226,8 @@ impl Driver {
                 saves: None,
                 detached: std::collections::VecDeque::new(),
                 resume_linger_ticks: (RESUME_LINGER.as_secs() * u64::from(config_tick_hz)).max(1),
+                save_interval_ticks: (PLAYER_SAVE_INTERVAL.as_secs() * u64::from(config_tick_hz))
+                    .max(1),
                 stats: DriverStats::default(),
             },
             NodeHandle {
@@ -265,6 +274,7 @@ impl Driver {
         self.stats.last_step = started.elapsed();
         let tick = self.current_tick();
         self.settle_sessions(tick);
+        self.save_due_players(tick);
         let started = std::time::Instant::now();
         self.fan_out();
         self.stats.last_fan_out = started.elapsed();
@@ -404,6 +414,81 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Queues the periodic save of the players whose turn it is this tick (each player
+    /// once per [`PLAYER_SAVE_INTERVAL`], spread over it by id).
+    fn save_due_players(&mut self, tick: u64) {
+        let interval = self.save_interval_ticks;
+        let phase = tick % interval;
+        let due: Vec<PlayerId> = self
+            .clients
+            .keys()
+            .filter(|p| p.0 % interval == phase)
+            .copied()
+            .collect();
+        for player in due {
+            self.queue_save(player, None);
+        }
+    }
+
+    /// Queues a save of `player`'s current state; `false` if it could not be queued (no
+    /// store, no avatar, or a full queue: counted).
+    fn queue_save(&mut self, player: PlayerId, done: Option<SaveReply>) -> bool {
+        let (Some(saves), Some(region)) = (&self.saves, self.region_of.get(&player)) else {
+            return false;
+        };
+        let Some((position, health)) = self
+            .local
+            .regions()
+            .iter()
+            .find(|r| r.id() == *region)
+            .and_then(|r| r.position_and_health(NetId::of_player(player)))
+        else {
+            return false;
+        };
+        let request = SaveRequest {
+            player,
+            state: SavedPlayer { position, health },
+            done,
+        };
+        if saves.try_send(request).is_err() {
+            self.stats.saves_dropped += 1;
+            return false;
+        }
+        true
+    }
+
+    /// Saves every player still in the world (a graceful shutdown) and waits up to
+    /// `timeout` for the saves to be durable. Returns how many were.
+    pub fn save_all_players(&mut self, timeout: std::time::Duration) -> usize {
+        let players: Vec<PlayerId> = self.clients.keys().copied().collect();
+        let mut waiting = Vec::new();
+        for player in players {
+            let (done, answer) = oneshot::channel();
+            if self.queue_save(player, Some(done)) {
+                waiting.push(answer);
+            }
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut durable = 0;
+        for mut answer in waiting {
+            loop {
+                match answer.try_recv() {
+                    Ok(result) => {
+                        durable += usize::from(result.is_ok());
+                        break;
+                    }
+                    Err(oneshot::error::TryRecvError::Empty)
+                        if std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        durable
     }
 
     /// The tick the regions are at (they step together).
@@ -705,12 +790,16 @@ mod tests {
         for _ in 0..LINGER_TICKS + 2 {
             driver.tick();
         }
-        let saved = queue
-            .try_recv()
-            .expect("the expired avatar's state is saved");
+        // Its departure is the last save of it (periodic ones may come before).
+        let mut last = None;
+        while let Ok(request) = queue.try_recv() {
+            last = Some(request);
+        }
+        let saved = last.expect("the expired avatar's state is saved");
         assert_eq!(saved.player, player);
         assert!(saved.done.is_none());
         assert!(saved.state.health > 0.0);
+        assert_eq!(driver.local().counts().0, 0, "and it left the world");
         // A logout: its reply rides with the save, answered by whoever writes it.
         let other = PlayerId(8);
         let (outbox, _states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
@@ -732,7 +821,9 @@ mod tests {
         })
         .unwrap();
         driver.tick();
-        let save = queue.try_recv().expect("the logout's state is saved");
+        let save = std::iter::from_fn(|| queue.try_recv().ok())
+            .find(|r| r.done.is_some())
+            .expect("the logout's state is saved");
         assert_eq!(save.player, other);
         assert!(
             answer.try_recv().is_err(),
@@ -740,6 +831,24 @@ mod tests {
         );
         save.done.expect("the logout waits").send(Ok(())).unwrap();
         assert_eq!(answer.try_recv().unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn every_player_is_saved_once_per_interval() {
+        let player = PlayerId(7);
+        let (mut driver, _node, _outbox) = driver_with_player(player);
+        let (saves, mut queue) = mpsc::channel(64);
+        driver.save_players_to(saves);
+        let interval = PLAYER_SAVE_INTERVAL.as_secs(); // ticks at 1 Hz
+        for _ in 0..interval * 3 {
+            driver.tick();
+        }
+        let mut saved = 0;
+        while let Ok(request) = queue.try_recv() {
+            assert_eq!(request.player, player);
+            saved += 1;
+        }
+        assert_eq!(saved, 3);
     }
 
     #[test]

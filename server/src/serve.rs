@@ -284,6 +284,10 @@ fn drive(mut driver: Driver, stop: &AtomicBool, ticks: Option<u64>) {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    // Players still in the world keep their progress across a graceful stop.
+    let players = driver.local().counts().0;
+    let saved = driver.save_all_players(crate::node::SHUTDOWN_SAVE_TIMEOUT);
+    tracing::info!(players, saved, "saved the players still connected");
 }
 
 /// The rayon pool that steps regions: `threads` threads, or one per core if 0.
