@@ -60,6 +60,19 @@ fn start_node(dir: &std::path::Path, seed: u64, tweak: impl FnOnce(&mut Config))
         .expect("node starts")
 }
 
+/// Gives the node of data dir `to` the dev credentials of the node of `from` (as a
+/// cluster's nodes share their configured certificate and secrets).
+fn share_credentials(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let (cert, key) = tessera_server::net::tls::dev_cert_paths(from);
+    for file in [cert, key] {
+        std::fs::copy(&file, to.join(file.file_name().unwrap())).unwrap();
+    }
+    for file in [auth::DEV_SECRET_FILE, auth::DEV_TICKET_SECRET_FILE] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+}
+
 /// The client side runs on its own runtime: the node owns another one.
 fn client_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -438,14 +451,7 @@ fn a_redirect_moves_the_session_to_the_named_node() {
     // secret and ticket secret (as a cluster's nodes share their configured ones).
     let a = start();
     let b_dir = a.dir.with_extension("b");
-    std::fs::create_dir_all(&b_dir).unwrap();
-    let (cert, key) = tessera_server::net::tls::dev_cert_paths(&a.dir);
-    for file in [cert, key] {
-        std::fs::copy(&file, b_dir.join(file.file_name().unwrap())).unwrap();
-    }
-    for file in [auth::DEV_SECRET_FILE, auth::DEV_TICKET_SECRET_FILE] {
-        std::fs::copy(a.dir.join(file), b_dir.join(file)).unwrap();
-    }
+    share_credentials(&a.dir, &b_dir);
     let b = start_node(&b_dir, 2, |_| {});
     client_runtime().block_on(async {
         let mut client = login(&a, "ada").await.unwrap();
@@ -730,4 +736,45 @@ fn logouts_and_graceful_stops_are_durable_and_the_next_login_continues_there() {
         walked_on_x > resumed_x + 3.0 && (back_x - walked_on_x).abs() < 1.0,
         "walked on to {walked_on_x}, back after the shutdown at {back_x}"
     );
+}
+
+#[test]
+fn nodes_sharing_mongodb_continue_each_others_players() {
+    let Some(uri) = crate::util::services::mongo_uri("net::shared_mongodb") else {
+        return;
+    };
+    let database = format!("tessera_net_{}", std::process::id());
+    let with_mongo = |config: &mut Config| {
+        config.node.services.mongodb_uri = Some(uri.clone());
+        config.node.services.mongodb_database = database.clone();
+    };
+    let a = start_with(with_mongo);
+    let b_dir = a.dir.with_extension("b");
+    share_credentials(&a.dir, &b_dir);
+    let b = start_node(&b_dir, 2, with_mongo);
+    client_runtime().block_on(async {
+        let mut client = login(&a, "ada").await.unwrap();
+        let spawn_x = own_x(&mut client).await;
+        for _ in 0..40 {
+            let _ = client.send_input(Vec2::new(0.25, 0.0), None);
+            client.next_state().await.unwrap();
+        }
+        let walked_x = own_x(&mut client).await;
+        assert!(walked_x > spawn_x + 3.0, "{spawn_x} -> {walked_x}");
+        client.logout().await.expect("Bye from A: saved in MongoDB");
+        let config = ClientConfig::new(
+            b.addr,
+            "localhost",
+            b.cert_der.clone(),
+            auth::mint(&a.secret, &claims("ada")),
+        );
+        let mut client = Client::connect(&config).await.unwrap();
+        let on_b = own_x(&mut client).await;
+        assert!(
+            (on_b - walked_x).abs() < 1.0,
+            "left A at {walked_x}, came to B at {on_b} (spawn {spawn_x})"
+        );
+    });
+    b.shutdown();
+    let _ = std::fs::remove_dir_all(&b_dir);
 }

@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod lease;
 pub mod local_bus;
 pub mod mongo;
+pub mod node_store;
 pub mod redis_bus;
 pub mod snapshot;
 

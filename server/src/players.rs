@@ -75,9 +75,8 @@ pub struct SaveStats {
     pub dropped: AtomicU64,
 }
 
-/// A node's player persistence over the embedded store (MongoDB comes with the node's
-/// store selection).
-pub type NodePlayers = Players<tessera_persistence::embedded::EmbeddedStore>;
+/// A node's player persistence, over the store it is configured with.
+pub type NodePlayers = Players<tessera_persistence::node_store::NodeStore>;
 
 /// The node's player persistence: loads for sessions, the save queue for the driver.
 #[derive(Debug)]

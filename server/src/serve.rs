@@ -18,6 +18,8 @@ use crate::node::{Command, Driver, NodeHandle};
 use crate::players::Players;
 use crate::sim::percentile;
 use tessera_persistence::embedded::EmbeddedStore;
+use tessera_persistence::mongo::MongoStore;
+use tessera_persistence::node_store::NodeStore;
 use tessera_shared::ids::{PlayerId, RegionId};
 
 /// How often the driver logs its status.
@@ -143,8 +145,8 @@ impl RunningNode {
             .with_context(|| format!("binding the QUIC endpoint on {listen}"))?;
         let addr = endpoint.local_addr().context("the endpoint's address")?;
         let (mut driver, node) = Driver::new(config.clone(), options.seed)?;
-        let store = EmbeddedStore::open(&config.node.data_dir)
-            .with_context(|| format!("opening the store in {}", config.node.data_dir.display()))?;
+        let store = open_store(&runtime, &config)?;
+        tracing::info!(store = store.kind(), "player and snapshot store");
         let players = {
             let _guard = runtime.enter();
             Arc::new(Players::start(store))
@@ -234,6 +236,26 @@ impl Drop for RunningNode {
     fn drop(&mut self) {
         if self.runtime.is_some() {
             self.shutdown_inner();
+        }
+    }
+}
+
+/// The store `[services] mongodb_uri` names, or the embedded one in the data dir. A
+/// MongoDB that cannot be reached at start is an error (within its selection timeout).
+fn open_store(runtime: &tokio::runtime::Runtime, config: &Config) -> anyhow::Result<NodeStore> {
+    let services = &config.node.services;
+    match &services.mongodb_uri {
+        Some(uri) => {
+            let store = runtime
+                .block_on(MongoStore::connect(uri, &services.mongodb_database))
+                .context("connecting to MongoDB ([services] mongodb_uri)")?;
+            Ok(NodeStore::Mongo(store))
+        }
+        None => {
+            let dir = &config.node.data_dir;
+            let store = EmbeddedStore::open(dir)
+                .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
+            Ok(NodeStore::Embedded(store))
         }
     }
 }

@@ -7,14 +7,14 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 use super::reader::{At, EnvOverride, SourceFile, Table};
-use super::schema::{AuthConfig, NodeConfig, NodeMode, TlsConfig, TokenAlgorithm};
+use super::schema::{AuthConfig, NodeConfig, NodeMode, ServicesConfig, TlsConfig, TokenAlgorithm};
 use super::{NAME_CHARS_MAX, is_node_name};
 
 /// Environment variables starting with this override keys of `tessera.toml`.
 pub(super) const ENV_PREFIX: &str = "TESSERA__";
 
 /// The sections of `tessera.toml`.
-const SECTIONS: &[&str] = &["node", "net", "sim", "auth", "tls"];
+const SECTIONS: &[&str] = &["node", "net", "sim", "auth", "tls", "services"];
 
 /// Longest accepted `[auth] issuer` and `audience`, in bytes.
 const AUTH_NAME_BYTES_MAX: usize = 256;
@@ -218,6 +218,44 @@ pub(super) fn read(
         }
         None => None,
     };
+    let services = root
+        .table("services")
+        .map(|t| t.with_env(env_for("services")));
+    let services = match services {
+        Some(mut t) => {
+            let mongodb_uri = service_uri(&mut t, "mongodb_uri", &["mongodb://"]);
+            let mongodb_database = t
+                .string("mongodb_database", "a database name such as \"tessera\"")
+                .and_then(|(name, at)| {
+                    let valid = !name.is_empty()
+                        && name.len() <= 63
+                        && name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if valid {
+                        Some(name.to_owned())
+                    } else {
+                        file.error(
+                            at,
+                            format!(
+                                "mongodb_database must be 1 to 63 characters of A-Z a-z 0-9 _ -, got {name:?}"
+                            ),
+                        );
+                        None
+                    }
+                });
+            let redis_url = service_uri(&mut t, "redis_url", &["redis://"]);
+            t.finish();
+            (|| {
+                Some(ServicesConfig {
+                    mongodb_uri: mongodb_uri?,
+                    mongodb_database: mongodb_database?,
+                    redis_url: redis_url?,
+                })
+            })()
+        }
+        None => None,
+    };
     root.finish();
 
     Some(NodeConfig {
@@ -229,7 +267,30 @@ pub(super) fn read(
         sim_threads: sim_threads?,
         auth: auth?,
         tls: tls?,
+        services: services?,
     })
+}
+
+/// A service URI where `""` means "none: the embedded default". `Some(None)` is that;
+/// `None` an error (reported).
+fn service_uri(t: &mut Table<'_>, key: &'static str, schemes: &[&str]) -> Option<Option<String>> {
+    let expected = format!(
+        "a URI starting with {}, or \"\" for none",
+        schemes.join(" or ")
+    );
+    let (text, at) = t.string(key, &expected)?;
+    if text.is_empty() {
+        return Some(None);
+    }
+    if text.len() > DATA_DIR_BYTES_MAX || !schemes.iter().any(|s| text.starts_with(s)) {
+        // The URI may hold a password: it is not echoed.
+        t.file.error(
+            at,
+            format!("{key} must be {expected} (at most {DATA_DIR_BYTES_MAX} bytes)"),
+        );
+        return None;
+    }
+    Some(Some(text.to_owned()))
 }
 
 /// A file path where `""` means "generate a dev one", which production mode refuses.

@@ -52,6 +52,20 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     /// `[tls]`: the QUIC endpoint's certificate.
     pub tls: TlsConfig,
+    /// `[services]`: the cluster's shared MongoDB and Redis, or none (embedded default).
+    pub services: ServicesConfig,
+}
+
+/// `[services]` of `tessera.toml`. An empty URI means the embedded default: the redb
+/// store in `data_dir` instead of MongoDB, the in-process bus and leases instead of Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicesConfig {
+    /// `[services] mongodb_uri`: `mongodb://...` (at most 4096 bytes), or `None`.
+    pub mongodb_uri: Option<String>,
+    /// `[services] mongodb_database`: the database holding Tessera's collections.
+    pub mongodb_database: String,
+    /// `[services] redis_url`: `redis://...` (at most 4096 bytes), or `None`.
+    pub redis_url: Option<String>,
 }
 
 /// `[auth]` of `tessera.toml`. In production mode both files are required (the loader

@@ -24,6 +24,10 @@ ticket_secret_file = ""
 [tls]
 cert_file = ""
 key_file = ""
+[services]
+mongodb_uri = ""
+mongodb_database = "tessera"
+redis_url = ""
 "#;
 
 const WORLD: &str = r#"[world]
@@ -526,6 +530,35 @@ fn node_errors() {
 }
 
 #[test]
+fn service_uris_are_checked_and_not_echoed() {
+    let bad = with_line(TESSERA, 20, r#"mongodb_uri = "http://user:secret@db""#);
+    let found = errors(load(&bad, WORLD, BALANCE));
+    assert_eq!(
+        found,
+        [
+            r#"tessera.toml:20:15: mongodb_uri must be a URI starting with mongodb://, or "" for none (at most 4096 bytes)"#
+        ]
+    );
+    assert!(!found[0].contains("secret"));
+    let bad = with_line(TESSERA, 21, r#"mongodb_database = "a.b""#);
+    assert_eq!(
+        errors(load(&bad, WORLD, BALANCE)),
+        [
+            r#"tessera.toml:21:20: mongodb_database must be 1 to 63 characters of A-Z a-z 0-9 _ -, got "a.b""#
+        ]
+    );
+    let empty = load(TESSERA, WORLD, BALANCE).unwrap();
+    assert_eq!(empty.node.services.mongodb_uri, None);
+    assert_eq!(empty.node.services.redis_url, None);
+    let set = with_line(TESSERA, 22, r#"redis_url = "redis://127.0.0.1:6379/""#);
+    let set = load(&set, WORLD, BALANCE).unwrap();
+    assert_eq!(
+        set.node.services.redis_url.as_deref(),
+        Some("redis://127.0.0.1:6379/")
+    );
+}
+
+#[test]
 fn env_overrides_apply_to_tessera_toml() {
     let c = load_env(
         TESSERA,
@@ -591,7 +624,7 @@ fn bad_env_overrides_error() {
     assert_eq!(
         e.to_string(),
         [
-            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls"#,
+            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services"#,
             r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen"#,
             "env TESSERA__NODE: expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
             "env TESSERA__SIM__THREADS: threads must be an integer between 0 and 256, got many",
