@@ -244,13 +244,11 @@ pub(super) fn read(
                         None
                     }
                 });
-            let redis_url = service_uri(&mut t, "redis_url", &["redis://"]);
             t.finish();
             (|| {
                 Some(ServicesConfig {
                     mongodb_uri: mongodb_uri?,
                     mongodb_database: mongodb_database?,
-                    redis_url: redis_url?,
                 })
             })()
         }

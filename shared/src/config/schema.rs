@@ -57,15 +57,13 @@ pub struct NodeConfig {
 }
 
 /// `[services]` of `tessera.toml`. An empty URI means the embedded default: the redb
-/// store in `data_dir` instead of MongoDB, the in-process bus and leases instead of Redis.
+/// store in `data_dir` instead of MongoDB. (Redis joins it with the cross-node bus.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServicesConfig {
     /// `[services] mongodb_uri`: `mongodb://...` (at most 4096 bytes), or `None`.
     pub mongodb_uri: Option<String>,
     /// `[services] mongodb_database`: the database holding Tessera's collections.
     pub mongodb_database: String,
-    /// `[services] redis_url`: `redis://...` (at most 4096 bytes), or `None`.
-    pub redis_url: Option<String>,
 }
 
 /// `[auth]` of `tessera.toml`. In production mode both files are required (the loader

@@ -27,7 +27,6 @@ key_file = ""
 [services]
 mongodb_uri = ""
 mongodb_database = "tessera"
-redis_url = ""
 "#;
 
 const WORLD: &str = r#"[world]
@@ -549,12 +548,11 @@ fn service_uris_are_checked_and_not_echoed() {
     );
     let empty = load(TESSERA, WORLD, BALANCE).unwrap();
     assert_eq!(empty.node.services.mongodb_uri, None);
-    assert_eq!(empty.node.services.redis_url, None);
-    let set = with_line(TESSERA, 22, r#"redis_url = "redis://127.0.0.1:6379/""#);
+    let set = with_line(TESSERA, 20, r#"mongodb_uri = "mongodb://127.0.0.1:27017/""#);
     let set = load(&set, WORLD, BALANCE).unwrap();
     assert_eq!(
-        set.node.services.redis_url.as_deref(),
-        Some("redis://127.0.0.1:6379/")
+        set.node.services.mongodb_uri.as_deref(),
+        Some("mongodb://127.0.0.1:27017/")
     );
 }
 
