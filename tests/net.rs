@@ -355,6 +355,15 @@ async fn own_x(client: &mut Client) -> f32 {
     own_tick_and_x(client, 0).await.1
 }
 
+/// Walks east for 40 ticks at 0.25 m a tick (about 10 m); the x coordinate afterwards.
+async fn walk_east(client: &mut Client) -> f32 {
+    for _ in 0..40 {
+        let _ = client.send_input(Vec2::new(0.25, 0.0), None);
+        client.next_state().await.unwrap();
+    }
+    own_x(client).await
+}
+
 /// The tick and the avatar's x coordinate of the first state of tick `tick_min` or later
 /// that shows the avatar (sending zero moves meanwhile).
 async fn own_tick_and_x(client: &mut Client, tick_min: u64) -> (u64, f32) {
@@ -378,11 +387,7 @@ fn a_dropped_connection_resumes_the_same_avatar_with_its_ticket() {
     client_runtime().block_on(async {
         let mut client = login(&node, "ada").await.unwrap();
         let spawn_x = own_x(&mut client).await;
-        for _ in 0..40 {
-            let _ = client.send_input(Vec2::new(0.25, 0.0), None);
-            client.next_state().await.unwrap();
-        }
-        let walked_x = own_x(&mut client).await;
+        let walked_x = walk_east(&mut client).await;
         assert!(walked_x > spawn_x + 3.0, "{spawn_x} -> {walked_x}");
         let first = client.connection().unwrap();
         // The network drops the connection (from the node's side, a vanished client).
@@ -698,11 +703,7 @@ fn logouts_and_graceful_stops_are_durable_and_the_next_login_continues_there() {
     let (spawn_x, walked_x) = runtime.block_on(async {
         let mut client = Client::connect(&config(&first)).await.unwrap();
         let spawn_x = own_x(&mut client).await;
-        for _ in 0..40 {
-            let _ = client.send_input(Vec2::new(0.25, 0.0), None);
-            client.next_state().await.unwrap();
-        }
-        let walked_x = own_x(&mut client).await;
+        let walked_x = walk_east(&mut client).await;
         assert!(walked_x > spawn_x + 3.0, "{spawn_x} -> {walked_x}");
         client.logout().await.expect("Bye: the state is saved");
         (spawn_x, walked_x)
@@ -713,11 +714,7 @@ fn logouts_and_graceful_stops_are_durable_and_the_next_login_continues_there() {
     let (resumed_x, walked_on_x) = runtime.block_on(async {
         let mut client = Client::connect(&config(&second)).await.unwrap();
         let resumed_x = own_x(&mut client).await;
-        for _ in 0..40 {
-            let _ = client.send_input(Vec2::new(0.25, 0.0), None);
-            client.next_state().await.unwrap();
-        }
-        (resumed_x, own_x(&mut client).await)
+        (resumed_x, walk_east(&mut client).await)
     });
     assert!(
         (resumed_x - walked_x).abs() < 1.0,
@@ -755,11 +752,7 @@ fn nodes_sharing_mongodb_continue_each_others_players() {
     client_runtime().block_on(async {
         let mut client = login(&a, "ada").await.unwrap();
         let spawn_x = own_x(&mut client).await;
-        for _ in 0..40 {
-            let _ = client.send_input(Vec2::new(0.25, 0.0), None);
-            client.next_state().await.unwrap();
-        }
-        let walked_x = own_x(&mut client).await;
+        let walked_x = walk_east(&mut client).await;
         assert!(walked_x > spawn_x + 3.0, "{spawn_x} -> {walked_x}");
         client.logout().await.expect("Bye from A: saved in MongoDB");
         let config = ClientConfig::new(
