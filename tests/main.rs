@@ -13,6 +13,7 @@ mod lease;
 mod movement;
 mod net;
 mod persistence;
+mod private_mongo;
 mod private_redis;
 mod sans_io;
 mod sessions;

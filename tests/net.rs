@@ -771,3 +771,38 @@ fn nodes_sharing_mongodb_continue_each_others_players() {
     b.shutdown();
     let _ = std::fs::remove_dir_all(&b_dir);
 }
+
+#[test]
+fn a_logout_while_mongodb_is_down_is_saved_when_it_returns() {
+    let Some(bin) = crate::util::services::mongo_bin("net::mongodb_outage") else {
+        return;
+    };
+    let mut mongo = crate::private_mongo::PrivateMongo::start(&bin);
+    let uri = mongo.uri();
+    let node = start_with(|config| config.node.services.mongodb_uri = Some(uri.clone()));
+    let runtime = client_runtime();
+    let walked_x = runtime.block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let walked_x = walk_east(&mut client).await;
+        // MongoDB dies; the player logs out; MongoDB is back 2 s later.
+        mongo.kill();
+        let logout = tokio::spawn(client.logout());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        mongo.restart();
+        let answer = tokio::time::timeout(Duration::from_secs(15), logout)
+            .await
+            .expect("the logout is answered")
+            .unwrap();
+        answer.expect("Bye once the save is durable, after MongoDB returned");
+        walked_x
+    });
+    // A fresh login (any node sharing the store) continues where the player logged out.
+    let back_x = runtime.block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        own_x(&mut client).await
+    });
+    assert!(
+        (back_x - walked_x).abs() < 1.0,
+        "logged out at {walked_x} during the outage, back at {back_x}"
+    );
+}

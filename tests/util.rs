@@ -97,6 +97,12 @@ pub(crate) mod services {
         service("TESSERA_TEST_MONGO_URI", "a MongoDB-wire server", test)
     }
 
+    /// The MongoDB-wire server's binary, for tests that run (and stop) one of their own, or
+    /// `None` (the test skips, saying so) outside CI.
+    pub(crate) fn mongo_bin(test: &str) -> Option<String> {
+        service("TESSERA_TEST_MONGO_BIN", "a MongoDB-wire server", test)
+    }
+
     /// The Redis URL, or `None` (the test skips, saying so) outside CI.
     pub(crate) fn redis_url(test: &str) -> Option<String> {
         service("TESSERA_TEST_REDIS_URL", "Redis", test)

@@ -1,13 +1,20 @@
 //! Player persistence at the node's edge: a login loads the player's last save, a departure
-//! (logout, or a dropped connection whose resume linger ran out) saves the final state.
+//! (logout, or a dropped connection whose resume linger ran out) saves the final state, and
+//! every connected player is saved periodically.
 //!
 //! Saves go through one bounded queue ([`SAVES_QUEUE_LEN_MAX`]) to one writer task, so
 //! the tick driver never waits on the store: it `try_send`s (a full queue drops the save
-//! and counts it). A logout's save carries the session's reply, answered once the state is
-//! durable: the session says `Bye` only then, so an acknowledged logout is never lost.
+//! and counts it). The writer coalesces per player (the newest state wins) into its
+//! pending set, bounded by the number of players, and writes it out. While the store is
+//! unavailable it keeps the pending set and retries with capped backoff
+//! ([`RETRY_DELAY_MIN`] to [`RETRY_DELAY_MAX`]), still taking new saves off the queue: an
+//! outage delays saves, it does not lose them. A load sees a pending save before the
+//! store. A logout's save carries the session's reply, answered once the state is durable:
+//! the session says `Bye` only then, so an acknowledged logout is never lost.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -22,8 +29,10 @@ use tokio::sync::{mpsc, oneshot};
 pub const SAVES_QUEUE_LEN_MAX: usize = 4_096;
 /// Largest stored player state accepted on load, in bytes.
 pub const STORED_PLAYER_BYTES_MAX: usize = 256;
-/// Attempts per save before it is reported failed (with backoff between).
-pub const SAVE_ATTEMPTS_MAX: usize = 3;
+/// First delay before retrying saves while the store is unavailable.
+pub const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
+/// Longest delay between retries while the store is unavailable.
+pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
 
 /// A save's outcome, for a caller that waits on it.
 pub type SaveReply = oneshot::Sender<Result<(), StoreError>>;
@@ -64,16 +73,22 @@ pub fn decode(bytes: &[u8]) -> Result<SavedPlayer, codec::DecodeError> {
     })
 }
 
-/// Counters of the writer.
+/// Counters and state of the writer.
 #[derive(Debug, Default)]
 pub struct SaveStats {
     /// Saves made durable.
     pub saved: AtomicU64,
-    /// Saves that failed after every attempt.
+    /// Saves refused by the store for good (not retryable).
     pub failed: AtomicU64,
-    /// Saves dropped because the queue was full.
-    pub dropped: AtomicU64,
+    /// Write attempts that found the store unavailable.
+    pub retries: AtomicU64,
+    /// Set while saves wait for an unavailable store (health reports it).
+    pub degraded: AtomicBool,
 }
+
+/// Players whose newest state is not yet durable, with the replies waiting on it. At most
+/// one entry per player.
+type PendingSaves = Arc<Mutex<BTreeMap<PlayerId, (SavedPlayer, Vec<SaveReply>)>>>;
 
 /// A node's player persistence, over the store it is configured with.
 pub type NodePlayers = Players<tessera_persistence::node_store::NodeStore>;
@@ -83,6 +98,7 @@ pub type NodePlayers = Players<tessera_persistence::node_store::NodeStore>;
 pub struct Players<S> {
     store: S,
     saves: mpsc::Sender<SaveRequest>,
+    pending: PendingSaves,
     /// Counters.
     pub stats: Arc<SaveStats>,
 }
@@ -93,10 +109,17 @@ impl<S: SnapshotStore + Clone + Send + Sync + 'static> Players<S> {
     pub fn start(store: S) -> Players<S> {
         let (saves, queue) = mpsc::channel(SAVES_QUEUE_LEN_MAX);
         let stats = Arc::new(SaveStats::default());
-        tokio::spawn(write_saves(store.clone(), queue, stats.clone()));
+        let pending = PendingSaves::default();
+        tokio::spawn(write_saves(
+            store.clone(),
+            queue,
+            pending.clone(),
+            stats.clone(),
+        ));
         Players {
             store,
             saves,
+            pending,
             stats,
         }
     }
@@ -109,6 +132,9 @@ impl<S: SnapshotStore + Clone + Send + Sync + 'static> Players<S> {
     /// The player's last save, if any. A stored state that does not decode is an error,
     /// not a fresh start: the player's progress is not silently reset.
     pub async fn load(&self, player: PlayerId) -> Result<Option<SavedPlayer>, StoreError> {
+        if let Some((state, _)) = lock(&self.pending).get(&player) {
+            return Ok(Some(*state)); // Newer than the store's, not yet written.
+        }
         let Some(record) = self.store.load_player(player).await? else {
             return Ok(None);
         };
@@ -118,37 +144,109 @@ impl<S: SnapshotStore + Clone + Send + Sync + 'static> Players<S> {
     }
 }
 
+fn lock(
+    pending: &PendingSaves,
+) -> std::sync::MutexGuard<'_, BTreeMap<PlayerId, (SavedPlayer, Vec<SaveReply>)>> {
+    pending.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Adds a request to the pending set: its state replaces an older one of the player.
+fn add(pending: &PendingSaves, request: SaveRequest) {
+    let mut pending = lock(pending);
+    let entry = pending
+        .entry(request.player)
+        .or_insert_with(|| (request.state, Vec::new()));
+    entry.0 = request.state;
+    entry.1.extend(request.done);
+}
+
 async fn write_saves<S: SnapshotStore>(
     store: S,
     mut queue: mpsc::Receiver<SaveRequest>,
+    pending: PendingSaves,
     stats: Arc<SaveStats>,
 ) {
-    while let Some(request) = queue.recv().await {
-        let record = PlayerRecord {
-            player: request.player,
-            data: encode(&request.state),
-        };
-        let mut result = Err(StoreError::Unavailable("not attempted".into()));
-        for attempt in 0..SAVE_ATTEMPTS_MAX {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            }
-            result = store.save_player(&record).await;
-            if !result.as_ref().is_err_and(StoreError::is_retryable) {
-                break;
+    let mut delay = RETRY_DELAY_MIN;
+    loop {
+        if lock(&pending).is_empty() {
+            match queue.recv().await {
+                Some(request) => add(&pending, request),
+                None => return,
             }
         }
+        while let Ok(request) = queue.try_recv() {
+            add(&pending, request);
+        }
+        if write_pending(&store, &pending, &stats).await {
+            stats.degraded.store(false, Ordering::Relaxed);
+            delay = RETRY_DELAY_MIN;
+            continue;
+        }
+        if !stats.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                pending = lock(&pending).len(),
+                "player store unavailable: saves wait and are retried"
+            );
+        }
+        // Wait before retrying, still taking saves off the queue.
+        let retry_at = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(retry_at) => break,
+                request = queue.recv() => match request {
+                    Some(request) => add(&pending, request),
+                    None => break,
+                },
+            }
+        }
+        delay = (delay * 2).min(RETRY_DELAY_MAX);
+    }
+}
+
+/// Writes every pending save, oldest player id first; `false` at the first one that found
+/// the store unavailable (it and the rest stay pending).
+async fn write_pending<S: SnapshotStore>(
+    store: &S,
+    pending: &PendingSaves,
+    stats: &SaveStats,
+) -> bool {
+    let players: Vec<PlayerId> = lock(pending).keys().copied().collect();
+    for player in players {
+        let Some(state) = lock(pending).get(&player).map(|e| e.0) else {
+            continue;
+        };
+        let record = PlayerRecord {
+            player,
+            data: encode(&state),
+        };
+        let result = store.save_player(&record).await;
+        if result.as_ref().is_err_and(StoreError::is_retryable) {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        // Done with this state; a newer one queued meanwhile stays for the next round.
+        let replies = {
+            let mut pending = lock(pending);
+            match pending.get(&player) {
+                Some((newest, _)) if *newest == state => {
+                    pending.remove(&player).map(|e| e.1).unwrap_or_default()
+                }
+                // A newer state arrived meanwhile: its write answers them all.
+                Some(_) | None => Vec::new(),
+            }
+        };
         match &result {
             Ok(()) => stats.saved.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
-                tracing::error!(player = request.player.0, error = %e, "player save failed");
+                tracing::error!(player = player.0, error = %e, "player save refused");
                 stats.failed.fetch_add(1, Ordering::Relaxed)
             }
         };
-        if let Some(done) = request.done {
-            let _ = done.send(result);
+        for reply in replies {
+            let _ = reply.send(result.clone());
         }
     }
+    true
 }
 
 #[cfg(test)]

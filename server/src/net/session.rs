@@ -29,6 +29,9 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// client lose nothing to an occasional drop.
 pub const INPUTS_PER_TICK_MAX: u32 = 2;
 
+/// How long a logout waits for its save to be durable before the client is told it is
+/// not (the save stays pending and is written once the store is back).
+pub const LOGOUT_SAVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a final frame (Bye, Error, Kicked) the session waits this long for the client to
 /// close: closing first could drop the frame undelivered.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -226,9 +229,16 @@ pub async fn run(
                     leave(&node, player, session, Some(done)).await;
                     // Bye only once the final state is durable: an acknowledged logout
                     // is never lost. Otherwise the client is told, and may log in again.
-                    let answer = match saved.await {
-                        Ok(Ok(())) => ControlS2c::Bye,
-                        Ok(Err(e)) => {
+                    let answer = match tokio::time::timeout(LOGOUT_SAVE_TIMEOUT, saved).await {
+                        Ok(Ok(Ok(()))) => ControlS2c::Bye,
+                        // The store is down: the save stays pending and is written when
+                        // it is back, but the client is not told it is durable.
+                        Err(_) => ControlS2c::Error(ErrorS2c {
+                            code: ErrorCode::Internal,
+                            message: "logout not yet saved (store unavailable)".into(),
+                            retry_after_ms: Some(5_000),
+                        }),
+                        Ok(Ok(Err(e))) => {
                             tracing::error!(session, %player, error = %e, "logout not saved");
                             ControlS2c::Error(ErrorS2c {
                                 code: ErrorCode::Internal,
@@ -236,7 +246,7 @@ pub async fn run(
                                 retry_after_ms: Some(1_000),
                             })
                         }
-                        Err(_) => ControlS2c::Error(ErrorS2c {
+                        Ok(Err(_)) => ControlS2c::Error(ErrorS2c {
                             code: ErrorCode::Internal,
                             message: "node stopping".into(),
                             retry_after_ms: Some(1_000),
