@@ -260,3 +260,54 @@ fn the_embedded_store_survives_a_reopen() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_breaker_fails_fast_while_mongodb_is_down_and_closes_when_it_is_back() {
+    use tessera::persistence::node_store::{FAILURES_TO_OPEN, NodeStore};
+    let Some(bin) = services::mongo_bin("persistence::breaker") else {
+        return;
+    };
+    let mut mongo = crate::private_mongo::PrivateMongo::start(&bin);
+    runtime().block_on(async {
+        let store = NodeStore::mongo(MongoStore::connect(&mongo.uri(), "breaker").await.unwrap());
+        let player = PlayerId(42);
+        assert_eq!(store.load_player(player).await.unwrap(), None);
+        mongo.kill();
+        // Each call waits out the driver's server selection, until the breaker opens.
+        for _ in 0..FAILURES_TO_OPEN {
+            let result = store.load_player(player).await;
+            assert!(
+                matches!(result, Err(StoreError::Unavailable(_))),
+                "{result:?}"
+            );
+        }
+        let started = std::time::Instant::now();
+        let result = store.load_player(player).await;
+        let took = started.elapsed();
+        match result {
+            Err(StoreError::Unavailable(why)) => assert!(why.contains("circuit open"), "{why}"),
+            other => panic!("expected the open breaker's refusal, got {other:?}"),
+        }
+        eprintln!("persistence::breaker: refused in {took:?} while open");
+        mongo.restart();
+        // Half-open after at most OPEN_MAX: a probe gets through and closes it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            match store.load_player(player).await {
+                Ok(None) => break,
+                Ok(Some(record)) => panic!("nothing was saved: {record:?}"),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("still failing after MongoDB returned: {e}"),
+            }
+        }
+        let record = PlayerRecord {
+            player,
+            data: b"back".to_vec(),
+        };
+        store.save_player(&record).await.unwrap();
+        assert_eq!(store.load_player(player).await.unwrap(), Some(record));
+    });
+}

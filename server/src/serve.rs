@@ -249,13 +249,13 @@ fn open_store(runtime: &tokio::runtime::Runtime, config: &Config) -> anyhow::Res
             let store = runtime
                 .block_on(MongoStore::connect(uri, &services.mongodb_database))
                 .context("connecting to MongoDB ([services] mongodb_uri)")?;
-            Ok(NodeStore::Mongo(store))
+            Ok(NodeStore::mongo(store))
         }
         None => {
             let dir = &config.node.data_dir;
             let store = EmbeddedStore::open(dir)
                 .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
-            Ok(NodeStore::Embedded(store))
+            Ok(NodeStore::embedded(store))
         }
     }
 }
