@@ -143,3 +143,58 @@ fn a_member_that_leaves_the_region_is_reported_at_once_at_any_refresh_phase() {
         assert_eq!(left, vec![NetId::of_player(other)], "tick {}", out.tick);
     }
 }
+
+#[test]
+fn every_diff_is_sorted_by_id_as_consumers_merge_it() {
+    // The default world's NPCs wander near ten walking players: entries, changes and
+    // departures every tick, at every refresh phase.
+    let config = tessera::shared::config::Config::embedded_default();
+    let centre = config.world.regions[0].spawn_point;
+    let mut region = region(config);
+    for p in 1..=10u64 {
+        join_at(
+            &mut region,
+            PlayerId(p),
+            centre + Vec2::new(p as f32 * 7.0, 0.0),
+        );
+    }
+    let (mut entered_seen, mut changed_seen, mut left_seen) = (0, 0, 0);
+    for tick in 0..200u32 {
+        let mut input = TickInput::default();
+        for p in 1..=10u64 {
+            let dir = if (tick / 50 + p as u32).is_multiple_of(2) {
+                0.3
+            } else {
+                -0.3
+            };
+            input.inputs.push(tessera::regions::io::PlayerInput {
+                player: PlayerId(p),
+                seq: tick + 10,
+                move_m: Vec2::new(dir, 0.1),
+                attack: None,
+            });
+        }
+        let out = region.step(input);
+        for diff in &out.interest.observers {
+            let sorted = |ids: &[NetId]| ids.windows(2).all(|w| w[0] < w[1]);
+            let ids = |v: &[tessera::regions::io::EntityView]| -> Vec<NetId> {
+                v.iter().map(|e| e.id).collect()
+            };
+            let (entered, changed) = (
+                ids(out.interest.entered(diff)),
+                ids(out.interest.changed(diff)),
+            );
+            let left = out.interest.left_ids(diff);
+            assert!(sorted(&entered), "entered not sorted at tick {tick}");
+            assert!(sorted(&changed), "changed not sorted at tick {tick}");
+            assert!(sorted(left), "left not sorted at tick {tick}");
+            entered_seen += entered.len();
+            changed_seen += changed.len();
+            left_seen += left.len();
+        }
+    }
+    assert!(
+        entered_seen > 0 && changed_seen > 0 && left_seen > 0,
+        "the scenario must exercise all three lists: {entered_seen} {changed_seen} {left_seen}"
+    );
+}

@@ -153,6 +153,8 @@ pub struct EntityView {
 /// [`InterestOutput::views`] and [`InterestOutput::left`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObserverDiff {
+    // Each of `entered`, `changed` and `left` is sorted by id (the observer's visible set
+    // is kept sorted), so a consumer keeping a sorted view merges rather than searches.
     /// The observing player.
     pub player: PlayerId,
     /// Entities that became visible: full views.

@@ -715,15 +715,26 @@ fn wire(view: &EntityView) -> WireEntity {
     }
 }
 
-/// Applies one tick's diff to a sorted visible list.
+/// Applies one tick's diff to a sorted visible list. Departures and arrivals (few, but for
+/// a first view) are looked up; changes (most of a moving crowd, every tick) come sorted
+/// by id like the list, so one forward pass applies them all, with no search.
 fn apply_diff(visible: &mut Vec<WireEntity>, interest: &InterestOutput, diff: &ObserverDiff) {
     for id in interest.left_ids(diff) {
         if let Ok(i) = visible.binary_search_by_key(id, |e| e.id) {
             visible.remove(i);
         }
     }
-    for view in interest.updated(diff) {
+    for view in interest.entered(diff) {
         upsert(visible, wire(view));
+    }
+    let mut at = 0;
+    for view in interest.changed(diff) {
+        at += visible[at..].partition_point(|e| e.id < view.id);
+        match visible.get_mut(at) {
+            Some(e) if e.id == view.id => *e = wire(view),
+            // Not visible (cannot happen: changes are of members): inserted in place.
+            _ => upsert(visible, wire(view)),
+        }
     }
 }
 

@@ -45,8 +45,8 @@ pub struct InterestPlugin;
 /// 4 ticks is 200 ms of extra latency at the edge of view, for a quarter of the work.
 pub const INTEREST_REFRESH_TICKS: u64 = 4;
 
-/// An observer's visible set, at most `visible_entities_max` long, in a deterministic
-/// (not sorted) order.
+/// An observer's visible set, at most `visible_entities_max` long, sorted by id (so that
+/// every diff it produces is in id order and its consumer merges instead of searching).
 #[derive(Component, Clone, Debug, Default)]
 pub struct Observer {
     visible: Vec<(Entity, NetId)>,
@@ -116,6 +116,8 @@ pub struct InterestScratch {
     /// (distance squared, index into the grid's items) of this observer's candidates.
     candidates: Vec<(f32, u32)>,
     next_visible: Vec<(Entity, NetId)>,
+    /// (id, entity, grid slot) of the candidates not visible before, sorted by id.
+    entered: Vec<(NetId, Entity, u32)>,
     changed: Vec<EntityView>,
     marks: Marks,
 }
@@ -142,6 +144,7 @@ pub fn update_interest(
     let InterestScratch {
         candidates,
         next_visible,
+        entered,
         changed,
         marks,
     } = &mut *scratch;
@@ -173,23 +176,44 @@ pub fn update_interest(
                 candidates,
             );
             debug_assert!(candidates.len() <= cap);
+            entered.clear();
             for &(_, slot) in candidates.iter() {
-                let (pos, item) = &items[slot as usize];
+                let (_, item) = &items[slot as usize];
                 if marks.is(item.entity, was) {
                     marks.set(item.entity, kept);
+                } else {
+                    entered.push((item.id, item.entity, slot));
+                }
+            }
+            // Ids are unique: the order is total.
+            entered.sort_unstable_by_key(|&(id, _, _)| id);
+            for &(_, _, slot) in entered.iter() {
+                let (pos, item) = &items[slot as usize];
+                out.views.push(view(*pos, item));
+            }
+            // The kept members (in id order already) merged with the entered ones, so
+            // the visible set stays sorted; changes and departures follow in id order.
+            let mut entering = entered.iter().peekable();
+            for &(entity, id) in &observer.visible {
+                while let Some(&&(new_id, new_entity, _)) = entering.peek()
+                    && new_id < id
+                {
+                    next_visible.push((new_entity, new_id));
+                    entering.next();
+                }
+                if !marks.is(entity, kept) {
+                    out.left.push(id);
+                    continue;
+                }
+                if let Some(slot) = index.slot(entity) {
+                    let (pos, item) = &items[slot];
                     if item.changed {
                         changed.push(view(*pos, item));
                     }
-                } else {
-                    out.views.push(view(*pos, item));
                 }
-                next_visible.push((item.entity, item.id));
+                next_visible.push((entity, id));
             }
-            for &(entity, id) in &observer.visible {
-                if !marks.is(entity, kept) {
-                    out.left.push(id);
-                }
-            }
+            next_visible.extend(entering.map(|&(id, entity, _)| (entity, id)));
         } else {
             // Nothing enters between refreshes: changed views go straight to the output.
             for &(entity, id) in &observer.visible {
