@@ -15,7 +15,7 @@ use tessera_shared::config::{Config, NodeMode};
 use crate::auth::{self, TicketKeys, TokenVerifier};
 use crate::net::{self, EndpointStats, tls};
 use crate::node::{Command, Driver, NodeHandle};
-use crate::players::Players;
+use crate::players::{Players, SaveStats};
 use crate::sim::percentile;
 use tessera_persistence::embedded::EmbeddedStore;
 use tessera_persistence::mongo::MongoStore;
@@ -152,6 +152,7 @@ impl RunningNode {
             Arc::new(Players::start(store))
         };
         driver.save_players_to(players.saves());
+        let save_stats = players.stats.clone();
         let stats = Arc::new(EndpointStats::default());
         runtime.spawn(net::accept_loop(
             endpoint.clone(),
@@ -166,7 +167,7 @@ impl RunningNode {
         let ticks = options.ticks;
         let driver = std::thread::Builder::new()
             .name("tessera-driver".into())
-            .spawn(move || pool.install(|| drive(driver, &driver_stop, ticks)))
+            .spawn(move || pool.install(|| drive(driver, &save_stats, &driver_stop, ticks)))
             .context("starting the tick driver")?;
         tracing::info!(%addr, node = %config.node.name, regions = config.world.regions.len(), "node running");
         Ok(RunningNode {
@@ -261,7 +262,7 @@ fn open_store(runtime: &tokio::runtime::Runtime, config: &Config) -> anyhow::Res
 }
 
 /// The paced tick loop.
-fn drive(mut driver: Driver, stop: &AtomicBool, ticks: Option<u64>) {
+fn drive(mut driver: Driver, saves: &SaveStats, stop: &AtomicBool, ticks: Option<u64>) {
     let interval = Duration::from_secs_f64(1.0 / f64::from(driver.tick_hz()));
     let mut window = Vec::new();
     let mut fan_out_window = Vec::new();
@@ -287,6 +288,9 @@ fn drive(mut driver: Driver, stop: &AtomicBool, ticks: Option<u64>) {
                 fan_out_p50_ms = %format_args!("{:.3}", percentile(&fan_out_window, 50.0).as_secs_f64() * 1e3),
                 fan_out_p99_ms = %format_args!("{:.3}", percentile(&fan_out_window, 99.0).as_secs_f64() * 1e3),
                 states_dropped = driver.stats.states_dropped,
+                players_saved = saves.saved.load(Ordering::Relaxed),
+                saves_dropped = driver.stats.saves_dropped,
+                store_degraded = saves.degraded.load(Ordering::Relaxed),
                 "status"
             );
             window.clear();
