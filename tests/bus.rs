@@ -2,7 +2,6 @@
 //! Redis when the test services are up (`./scripts/test.sh` starts a real Redis and
 //! exports `TESSERA_TEST_REDIS_URL`).
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tessera::persistence::bus::*;
@@ -11,14 +10,7 @@ use tessera::persistence::redis_bus::RedisBus;
 use tessera::shared::ids::RegionId;
 
 use crate::private_redis::PrivateRedis;
-use crate::util::{runtime, services};
-
-/// A region id no other test (or earlier run against the same Redis) uses.
-fn fresh_region() -> RegionId {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let seed = std::process::id().wrapping_mul(7_919) ^ N.fetch_add(1, Ordering::Relaxed);
-    RegionId(seed % RegionId::MAX)
-}
+use crate::util::{fresh_region, runtime, services};
 
 /// Reclaim at once and dead-letter after 3 deliveries, so the tests need no waiting.
 fn quick() -> BusConfig {

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 fn run(args: &[&str]) -> (ExitCode, String, String) {
     let mut out = Vec::new();
@@ -23,12 +22,7 @@ fn shipped_config() -> PathBuf {
 
 /// A fresh copy of the shipped config directory, with `edit(file name, text)` applied.
 fn broken_copy(edit: impl Fn(&str, String) -> String) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-cli-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = std::env::temp_dir().join(crate::util::unique("tessera-cli-test"));
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["tessera.toml", "world.toml", "balance.toml"] {
         let text = std::fs::read_to_string(shipped_config().join(name)).unwrap();

@@ -2,7 +2,6 @@
 //! services are up), and the fencing they give the snapshot store: a node that lost its
 //! lease cannot overwrite its successor.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tessera::persistence::embedded::EmbeddedStore;
@@ -10,13 +9,7 @@ use tessera::persistence::lease::*;
 use tessera::persistence::{CellWrite, RegionCommit, SnapshotStore, StoreError};
 use tessera::shared::ids::RegionId;
 
-use crate::util::{runtime, services};
-
-fn fresh_region() -> RegionId {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let seed = std::process::id().wrapping_mul(104_729) ^ N.fetch_add(1, Ordering::Relaxed);
-    RegionId(seed % RegionId::MAX)
-}
+use crate::util::{fresh_region, runtime, services};
 
 /// Runs `check` against the in-process leases, then Redis's when it is up.
 fn both<F, Fut>(test: &str, check: F)

@@ -2,7 +2,7 @@
 //! session per player, states flowing, malformed input disconnecting only its sender.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tessera::shared::client::{Client, ClientConfig, ClientError, ConnectionState};
@@ -34,12 +34,7 @@ fn start() -> TestNode {
 }
 
 fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-net-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = std::env::temp_dir().join(crate::util::unique("tessera-net-test"));
     let node = start_node(&dir, 1, tweak);
     let secret = auth::dev_secret(&dir).unwrap();
     TestNode {
@@ -683,12 +678,7 @@ fn replayed_input_datagrams_are_ignored() {
 
 #[test]
 fn logouts_and_graceful_stops_are_durable_and_the_next_login_continues_there() {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-net-durable-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = std::env::temp_dir().join(crate::util::unique("tessera-net-durable"));
     let first = start_node(&dir, 1, |_| {});
     let secret = auth::dev_secret(&dir).unwrap();
     let config = |node: &RunningNode| {

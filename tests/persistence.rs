@@ -3,7 +3,6 @@
 //! MongoDB-wire server and exports `TESSERA_TEST_MONGO_URI`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use tessera::persistence::embedded::EmbeddedStore;
 use tessera::persistence::mongo::MongoStore;
@@ -11,7 +10,7 @@ use tessera::persistence::snapshot::PAYLOAD_BYTES_MAX;
 use tessera::persistence::*;
 use tessera::shared::ids::{PlayerId, RegionId};
 
-use crate::util::{runtime, services};
+use crate::util::{runtime, services, unique};
 
 /// A store the tests can also make "crash" halfway through a commit.
 trait TestStore: SnapshotStore {
@@ -28,15 +27,6 @@ impl TestStore for MongoStore {
     async fn crash_commit(&self, commit: &RegionCommit) -> Result<(), StoreError> {
         self.commit_crashing_before_publish(commit).await
     }
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Two handles on one fresh embedded store (two "writers").

@@ -60,7 +60,27 @@ pub(crate) fn join_at(region: &mut Region, player: PlayerId, position: Vec2) {
     );
 }
 
-/// The test services (`./scripts/test.sh` starts them and exports their URIs).
+/// `prefix_PID_N`: a name no other test of this run (or a concurrent run) uses, for temp
+/// dirs and databases.
+pub(crate) fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A region id no other test of this run (or an earlier run against the same Redis)
+/// uses, for tests that share a service.
+pub(crate) fn fresh_region() -> tessera::shared::ids::RegionId {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7_919) ^ N.fetch_add(1, Ordering::Relaxed);
+    tessera::shared::ids::RegionId(seed % tessera::shared::ids::RegionId::MAX)
+}
+
 /// A two-worker tokio runtime for tests of async stores and buses.
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -70,6 +90,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The test services (`./scripts/test.sh` starts them and exports their URIs).
 pub(crate) mod services {
     /// Whether this run is CI, where a missing service is a failure, never a skip.
     fn in_ci() -> bool {

@@ -17,7 +17,7 @@
 //! instead of hanging. A ghost subscription runs on its own connection and resubscribes
 //! with capped, jittered backoff after losing it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -188,6 +188,12 @@ impl RedisBus {
             return Ok(Vec::new());
         }
         let n_max = self.config.deliveries_max as usize;
+        // Deliveries so far, by entry id (XCLAIM's answer carries no count).
+        let delivered: HashMap<String, usize> = stuck
+            .ids
+            .iter()
+            .map(|p| (p.id.clone(), p.times_delivered))
+            .collect();
         let (dead, again): (Vec<_>, Vec<_>) = stuck
             .ids
             .into_iter()
@@ -199,10 +205,7 @@ impl RedisBus {
             let ids = again.iter().map(|p| p.id.as_str());
             let claimed = self.claim(&key, consumer, idle, ids, None).await?;
             for entry in claimed.ids {
-                let before = again
-                    .iter()
-                    .find(|p| p.id == entry.id)
-                    .map_or(0, |p| p.times_delivered);
+                let before = delivered.get(&entry.id).copied().unwrap_or(0);
                 out.push((entry, u32::try_from(before + 1).unwrap_or(u32::MAX)));
             }
         }
@@ -215,10 +218,7 @@ impl RedisBus {
             pipe.atomic();
             for entry in &claimed.ids {
                 let (k, p) = fields(entry)?;
-                let n = dead
-                    .iter()
-                    .find(|d| d.id == entry.id)
-                    .map_or(n_max, |d| d.times_delivered);
+                let n = delivered.get(&entry.id).copied().unwrap_or(n_max);
                 pipe.cmd("XADD")
                     .arg(dead_key(region))
                     .arg("MAXLEN")

@@ -313,13 +313,7 @@ impl Driver {
                 // Into the region holding the saved position (the first one otherwise, or
                 // if that region is not on this node).
                 let region = saved
-                    .and_then(|s| {
-                        self.config
-                            .world
-                            .regions
-                            .iter()
-                            .find(|r| r.bounds.contains(s.position))
-                    })
+                    .and_then(|s| self.config.world.region_at(s.position))
                     .map_or(first_region, |r| r.id);
                 let (region, input) = match self.local.input_mut(region) {
                     Some(input) => (region, input),
@@ -419,6 +413,9 @@ impl Driver {
     /// Queues the periodic save of the players whose turn it is this tick (each player
     /// once per [`PLAYER_SAVE_INTERVAL`], spread over it by id).
     fn save_due_players(&mut self, tick: u64) {
+        if self.saves.is_none() {
+            return;
+        }
         let interval = self.save_interval_ticks;
         let phase = tick % interval;
         let due: Vec<PlayerId> = self
@@ -435,28 +432,46 @@ impl Driver {
     /// Queues a save of `player`'s current state; `false` if it could not be queued (no
     /// store, no avatar, or a full queue: counted).
     fn queue_save(&mut self, player: PlayerId, done: Option<SaveReply>) -> bool {
-        let (Some(saves), Some(region)) = (&self.saves, self.region_of.get(&player)) else {
-            return false;
-        };
         let Some((position, health)) = self
-            .local
-            .regions()
-            .iter()
-            .find(|r| r.id() == *region)
+            .region_of
+            .get(&player)
+            .and_then(|&region| self.local.region(region))
             .and_then(|r| r.position_and_health(NetId::of_player(player)))
         else {
             return false;
         };
-        let request = SaveRequest {
+        self.send_save(SaveRequest {
             player,
             state: SavedPlayer { position, health },
             done,
-        };
-        if saves.try_send(request).is_err() {
-            self.stats.saves_dropped += 1;
+        })
+    }
+
+    /// Hands `request` to the save writer without waiting: `false` if it could not be
+    /// (a full queue: counted, and a caller waiting on it is told). Without a writer the
+    /// save is not made and a waiting caller is answered at once.
+    fn send_save(&mut self, request: SaveRequest) -> bool {
+        let Some(saves) = &self.saves else {
+            if let Some(done) = request.done {
+                let _ = done.send(Ok(()));
+            }
             return false;
+        };
+        match saves.try_send(request) {
+            Ok(()) => true,
+            Err(
+                mpsc::error::TrySendError::Full(request)
+                | mpsc::error::TrySendError::Closed(request),
+            ) => {
+                self.stats.saves_dropped += 1;
+                if let Some(done) = request.done {
+                    let _ = done.send(Err(tessera_persistence::StoreError::Unavailable(
+                        "the save queue is full".into(),
+                    )));
+                }
+                false
+            }
         }
-        true
     }
 
     /// Saves every player still in the world (a graceful shutdown) and waits up to
@@ -530,6 +545,7 @@ impl Driver {
     /// handoffs.
     fn settle_sessions(&mut self, tick: u64) {
         let mut refused: HashMap<PlayerId, JoinRefusal> = HashMap::new();
+        let mut departed = Vec::new();
         for region in self.local.regions() {
             let out = region.output();
             for &(player, why) in &out.refused_joins {
@@ -537,41 +553,20 @@ impl Driver {
             }
             for &(player, state) in &out.departed {
                 let done = self.pending_leaves.remove(&player);
-                match &self.saves {
-                    Some(saves) => {
-                        let request = SaveRequest {
-                            player,
-                            state,
-                            done,
-                        };
-                        // Never wait on the store: a full queue loses this save (counted;
-                        // a logout waiting on it is told).
-                        if let Err(e) = saves.try_send(request) {
-                            self.stats.saves_dropped += 1;
-                            let request = match e {
-                                mpsc::error::TrySendError::Full(r)
-                                | mpsc::error::TrySendError::Closed(r) => r,
-                            };
-                            if let Some(done) = request.done {
-                                let _ =
-                                    done.send(Err(tessera_persistence::StoreError::Unavailable(
-                                        "the save queue is full".into(),
-                                    )));
-                            }
-                        }
-                    }
-                    None => {
-                        if let Some(done) = done {
-                            let _ = done.send(Ok(()));
-                        }
-                    }
-                }
+                departed.push(SaveRequest {
+                    player,
+                    state,
+                    done,
+                });
             }
             for record in &out.handoffs {
                 if let Some(player) = record.entity.player {
                     self.region_of.insert(player, record.to);
                 }
             }
+        }
+        for request in departed {
+            self.send_save(request);
         }
         for (player, session, region, outbox, reply) in self.pending_joins.drain(..) {
             if let Some(why) = refused.get(&player) {

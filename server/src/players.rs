@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tessera_persistence::node_store::NodeStore;
 use tessera_persistence::{PlayerRecord, SnapshotStore, StoreError};
 use tessera_regions::io::SavedPlayer;
 use tessera_shared::ids::PlayerId;
@@ -80,33 +81,30 @@ pub struct SaveStats {
     pub saved: AtomicU64,
     /// Saves refused by the store for good (not retryable).
     pub failed: AtomicU64,
-    /// Write attempts that found the store unavailable.
-    pub retries: AtomicU64,
     /// Set while saves wait for an unavailable store (health reports it).
     pub degraded: AtomicBool,
 }
 
 /// Players whose newest state is not yet durable, with the replies waiting on it. At most
 /// one entry per player.
-type PendingSaves = Arc<Mutex<BTreeMap<PlayerId, (SavedPlayer, Vec<SaveReply>)>>>;
+type PendingMap = BTreeMap<PlayerId, (SavedPlayer, Vec<SaveReply>)>;
+type PendingSaves = Arc<Mutex<PendingMap>>;
 
-/// A node's player persistence, over the store it is configured with.
-pub type NodePlayers = Players<tessera_persistence::node_store::NodeStore>;
-
-/// The node's player persistence: loads for sessions, the save queue for the driver.
+/// The node's player persistence over the store it is configured with: loads for
+/// sessions, the save queue for the driver.
 #[derive(Debug)]
-pub struct Players<S> {
-    store: S,
+pub struct Players {
+    store: NodeStore,
     saves: mpsc::Sender<SaveRequest>,
     pending: PendingSaves,
     /// Counters.
     pub stats: Arc<SaveStats>,
 }
 
-impl<S: SnapshotStore + Clone + Send + Sync + 'static> Players<S> {
+impl Players {
     /// Player persistence over `store`, with its writer task spawned on the current
     /// runtime.
-    pub fn start(store: S) -> Players<S> {
+    pub fn start(store: NodeStore) -> Players {
         let (saves, queue) = mpsc::channel(SAVES_QUEUE_LEN_MAX);
         let stats = Arc::new(SaveStats::default());
         let pending = PendingSaves::default();
@@ -144,24 +142,22 @@ impl<S: SnapshotStore + Clone + Send + Sync + 'static> Players<S> {
     }
 }
 
-fn lock(
-    pending: &PendingSaves,
-) -> std::sync::MutexGuard<'_, BTreeMap<PlayerId, (SavedPlayer, Vec<SaveReply>)>> {
+fn lock(pending: &PendingSaves) -> std::sync::MutexGuard<'_, PendingMap> {
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Adds a request to the pending set: its state replaces an older one of the player.
 fn add(pending: &PendingSaves, request: SaveRequest) {
     let mut pending = lock(pending);
-    let entry = pending
+    let (state, replies) = pending
         .entry(request.player)
         .or_insert_with(|| (request.state, Vec::new()));
-    entry.0 = request.state;
-    entry.1.extend(request.done);
+    *state = request.state; // The newest state wins.
+    replies.extend(request.done);
 }
 
-async fn write_saves<S: SnapshotStore>(
-    store: S,
+async fn write_saves(
+    store: NodeStore,
     mut queue: mpsc::Receiver<SaveRequest>,
     pending: PendingSaves,
     stats: Arc<SaveStats>,
@@ -205,11 +201,7 @@ async fn write_saves<S: SnapshotStore>(
 
 /// Writes every pending save, oldest player id first; `false` at the first one that found
 /// the store unavailable (it and the rest stay pending).
-async fn write_pending<S: SnapshotStore>(
-    store: &S,
-    pending: &PendingSaves,
-    stats: &SaveStats,
-) -> bool {
+async fn write_pending(store: &NodeStore, pending: &PendingSaves, stats: &SaveStats) -> bool {
     let players: Vec<PlayerId> = lock(pending).keys().copied().collect();
     for player in players {
         let Some(state) = lock(pending).get(&player).map(|e| e.0) else {
@@ -221,7 +213,6 @@ async fn write_pending<S: SnapshotStore>(
         };
         let result = store.save_player(&record).await;
         if result.as_ref().is_err_and(StoreError::is_retryable) {
-            stats.retries.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         // Done with this state; a newer one queued meanwhile stays for the next round.

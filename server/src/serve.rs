@@ -289,6 +289,7 @@ fn drive(mut driver: Driver, saves: &SaveStats, stop: &AtomicBool, ticks: Option
                 fan_out_p99_ms = %format_args!("{:.3}", percentile(&fan_out_window, 99.0).as_secs_f64() * 1e3),
                 states_dropped = driver.stats.states_dropped,
                 players_saved = saves.saved.load(Ordering::Relaxed),
+                saves_failed = saves.failed.load(Ordering::Relaxed),
                 saves_dropped = driver.stats.saves_dropped,
                 store_degraded = saves.degraded.load(Ordering::Relaxed),
                 "status"

@@ -174,12 +174,8 @@ pub fn detect_crossings(
             position.0 = bounds.clamp(position.0);
             continue;
         }
-        let destination = config
-            .0
-            .world
-            .regions
-            .iter()
-            .find(|r| r.id != region.def.id && r.bounds.contains(position.0));
+        // Outside this region's bounds, so any region holding the position is another.
+        let destination = config.0.world.region_at(position.0);
         let Some(destination) = destination else {
             position.0 = bounds.clamp(position.0);
             continue;

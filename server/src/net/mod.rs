@@ -59,7 +59,7 @@ pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     node: NodeHandle,
     auth: Arc<Auth>,
-    players: Arc<crate::players::NodePlayers>,
+    players: Arc<crate::players::Players>,
     stats: Arc<EndpointStats>,
 ) {
     let next_session = Arc::new(AtomicU64::new(1));

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
 use crate::node::{Command, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
-use crate::players::{NodePlayers, SaveReply};
+use crate::players::{Players, SaveReply};
 
 /// How long a client has to open its control stream and log in.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,7 +60,7 @@ pub async fn run(
     connection: quinn::Connection,
     node: NodeHandle,
     auth: Arc<Auth>,
-    players: Arc<NodePlayers>,
+    players: Arc<Players>,
     session: u64,
     stats: Arc<EndpointStats>,
 ) -> SessionEnd {
@@ -229,28 +229,23 @@ pub async fn run(
                     leave(&node, player, session, Some(done)).await;
                     // Bye only once the final state is durable: an acknowledged logout
                     // is never lost. Otherwise the client is told, and may log in again.
+                    let not_saved = |message: &str, retry_after_ms| {
+                        ControlS2c::Error(ErrorS2c {
+                            code: ErrorCode::Internal,
+                            message: message.into(),
+                            retry_after_ms: Some(retry_after_ms),
+                        })
+                    };
                     let answer = match tokio::time::timeout(LOGOUT_SAVE_TIMEOUT, saved).await {
                         Ok(Ok(Ok(()))) => ControlS2c::Bye,
                         // The store is down: the save stays pending and is written when
                         // it is back, but the client is not told it is durable.
-                        Err(_) => ControlS2c::Error(ErrorS2c {
-                            code: ErrorCode::Internal,
-                            message: "logout not yet saved (store unavailable)".into(),
-                            retry_after_ms: Some(5_000),
-                        }),
+                        Err(_) => not_saved("logout not yet saved (store unavailable)", 5_000),
                         Ok(Ok(Err(e))) => {
                             tracing::error!(session, %player, error = %e, "logout not saved");
-                            ControlS2c::Error(ErrorS2c {
-                                code: ErrorCode::Internal,
-                                message: "logout could not be saved".into(),
-                                retry_after_ms: Some(1_000),
-                            })
+                            not_saved("logout could not be saved", 1_000)
                         }
-                        Ok(Err(_)) => ControlS2c::Error(ErrorS2c {
-                            code: ErrorCode::Internal,
-                            message: "node stopping".into(),
-                            retry_after_ms: Some(1_000),
-                        }),
+                        Ok(Err(_)) => not_saved("node stopping", 1_000),
                     };
                     let _ = write_frame(&mut send, &answer).await;
                     let _ = send.finish();

@@ -129,6 +129,13 @@ pub struct WorldConfig {
     pub regions: Vec<RegionDef>,
 }
 
+impl WorldConfig {
+    /// The region whose bounds hold `position` (regions do not overlap; the loader checks).
+    pub fn region_at(&self, position: Vec2) -> Option<&RegionDef> {
+        self.regions.iter().find(|r| r.bounds.contains(position))
+    }
+}
+
 /// `[interest]` of `world.toml`: what each observer sees. Every key is required.
 #[derive(Clone, Copy, Debug)]
 pub struct InterestConfig {
