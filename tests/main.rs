@@ -15,5 +15,6 @@ mod net;
 mod persistence;
 mod private_mongo;
 mod private_redis;
+mod region_snapshots;
 mod sans_io;
 mod sessions;

@@ -45,6 +45,9 @@ pub enum RegionError {
         /// The configured limit.
         max: u32,
     },
+    /// A stored snapshot does not decode.
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     /// The region minted all 2^40 entity ids it may.
     #[error("region {0} has exhausted its entity ids")]
     IdsExhausted(RegionId),

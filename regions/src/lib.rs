@@ -26,6 +26,7 @@ pub mod plugin;
 mod region;
 pub mod resources;
 pub mod scripted;
+pub mod snapshot;
 mod spawn;
 
 pub use error::RegionError;

@@ -1,13 +1,14 @@
 //! [`Region`]: one region's world and schedule, stepped one tick at a time.
 
 use bevy_ecs::prelude::*;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tessera_shared::config::{Config, RegionDef};
-use tessera_shared::ids::{NetId, RegionId};
+use tessera_shared::ids::{HandoffId, NetId, RegionId};
 use tessera_shared::math::{Aabb, Vec2};
 
 use crate::ai::{AiPlugin, AiSystems};
-use crate::border::{BorderPlugin, BorderSystems};
+use crate::border::{AppliedHandoffs, BorderPlugin, BorderSystems};
 use crate::combat::{CombatPlugin, CombatSystems};
 use crate::components::*;
 use crate::error::RegionError;
@@ -20,6 +21,10 @@ use crate::life::{LifePlugin, LifeSystems, Population};
 use crate::movement::{MovementPlugin, MovementSystems};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, Mint, RegionInfo, SimConfig, SimRng, TickClock};
+use crate::snapshot::{
+    CellLayout, FORMAT_VERSION, META_CELL, NpcRecord, Reader, RestoreStats, SnapshotDelta,
+    SnapshotError, SnapshotTracker, decode_npcs, npc_components,
+};
 
 /// One region's simulation: a bevy_ecs [`World`] and the [`Schedule`] that steps it.
 ///
@@ -30,6 +35,7 @@ pub struct Region {
     world: World,
     schedule: Schedule,
     id: RegionId,
+    snapshots: SnapshotTracker,
 }
 
 /// Entity counts of a region.
@@ -45,6 +51,102 @@ impl Region {
     /// A region of `config`'s world, with its NPC population queued to spawn on the first
     /// tick. `seed` feeds the region's random number generator.
     pub fn new(def: &RegionDef, config: Arc<Config>, seed: u64) -> Result<Region, RegionError> {
+        let table = &config.balance.spawn_tables[def.spawn_table];
+        let mut population = Population::new(table.entries.len());
+        for (entry_idx, entry) in table.entries.iter().enumerate() {
+            let entry_idx = u16::try_from(entry_idx).expect("spawn table size is validated");
+            for _ in 0..entry.count {
+                population.schedule(1, entry_idx);
+            }
+        }
+        Region::build(def, config, SimRng::new(seed, def.id), population)
+    }
+
+    /// The region `def` of `config`'s world as of its stored snapshot `cells` (every cell
+    /// of the last commit, [`META_CELL`] included; see [`crate::snapshot`]). `seed` is not
+    /// needed: the random stream's state is part of the snapshot.
+    ///
+    /// NPCs the current config no longer fits are left out and counted
+    /// ([`RestoreStats::dropped`]); their spawn-table slots refill. Corrupt data is an
+    /// error, never a panic. The first [`Region::capture_snapshot`] after a restore
+    /// rewrites every cell (and deletes stored cells the current layout does not have).
+    pub fn restore(
+        def: &RegionDef,
+        config: Arc<Config>,
+        cells: &BTreeMap<u32, Vec<u8>>,
+    ) -> Result<(Region, RestoreStats), RegionError> {
+        let meta = cells.get(&META_CELL).ok_or(SnapshotError::MissingMeta)?;
+        let n_entries = config
+            .balance
+            .spawn_tables
+            .get(def.spawn_table)
+            .map_or(0, |t| t.entries.len());
+        let mut r = Reader::new(META_CELL, meta)?;
+        let tick = r.u64()?;
+        let rng = SimRng::from_state(r.array_of::<32>()?, r.u64()?, r.u128()?);
+        let mint = Mint {
+            next_entity_seq: r.u64()?,
+            next_handoff_seq: r.u64()?,
+        };
+        let mut population = Population::decode(&mut r, n_entries)?;
+        let n_applied = r.count(8)?;
+        let mut applied = AppliedHandoffs::default();
+        for _ in 0..n_applied {
+            applied.insert(HandoffId(r.u64()?));
+        }
+        r.finish()?;
+
+        let mut region = Region::build(def, config.clone(), rng, Population::default())?;
+        region.world.resource_mut::<TickClock>().tick = tick;
+        *region.world.resource_mut::<Mint>() = mint;
+        *region.world.resource_mut::<AppliedHandoffs>() = applied;
+        let mut stats = RestoreStats::default();
+        let bounds = def.bounds;
+        let archetypes = config.balance.archetypes.len();
+        for (&cell, bytes) in cells.range(..META_CELL) {
+            for npc in decode_npcs(cell, bytes)? {
+                let fits = usize::from(npc.identity.archetype) < archetypes
+                    && bounds.contains(npc.position)
+                    && npc.spawn_entry.is_none_or(|e| usize::from(e) < n_entries);
+                if region
+                    .world
+                    .resource::<Directory>()
+                    .by_net_id
+                    .contains_key(&npc.identity.id)
+                {
+                    stats.dropped += 1;
+                    continue;
+                }
+                if !fits {
+                    // Its spawn-table slot, if it still exists, refills next tick.
+                    stats.dropped += 1;
+                    if let Some(entry) = npc.spawn_entry.filter(|&e| usize::from(e) < n_entries) {
+                        let alive = &mut population.alive[usize::from(entry)];
+                        *alive = alive.saturating_sub(1);
+                        population.schedule(tick + 1, entry);
+                    }
+                    continue;
+                }
+                let entity = region.world.spawn(npc_components(&npc)).id();
+                region
+                    .world
+                    .resource_mut::<Directory>()
+                    .by_net_id
+                    .insert(npc.identity.id, entity);
+                stats.npcs += 1;
+            }
+        }
+        *region.world.resource_mut::<Population>() = population;
+        region.snapshots.restored_from(cells.keys().copied());
+        Ok((region, stats))
+    }
+
+    fn build(
+        def: &RegionDef,
+        config: Arc<Config>,
+        rng: SimRng,
+        population: Population,
+    ) -> Result<Region, RegionError> {
         if !config.world.regions.iter().any(|r| r.id == def.id) {
             return Err(RegionError::UnknownRegion(def.id));
         }
@@ -55,16 +157,9 @@ impl Region {
         };
         world.insert_resource(SpatialIndex::new(&info, config.world.cell_size_m)?);
         world.insert_resource(TickClock::new(config.world.tick_hz));
-        world.insert_resource(SimRng::new(seed, def.id));
-        let table = &config.balance.spawn_tables[def.spawn_table];
-        let mut population = Population::new(table.entries.len());
-        for (entry_idx, entry) in table.entries.iter().enumerate() {
-            let entry_idx = u16::try_from(entry_idx).expect("spawn table size is validated");
-            for _ in 0..entry.count {
-                population.schedule(1, entry_idx);
-            }
-        }
+        world.insert_resource(rng);
         world.insert_resource(population);
+        let snapshots = SnapshotTracker::new(CellLayout::new(def.bounds, config.world.cell_size_m));
         world.insert_resource(info);
         world.insert_resource(SimConfig(config));
         world.init_resource::<Directory>();
@@ -105,6 +200,7 @@ impl Region {
             world,
             schedule,
             id: def.id,
+            snapshots,
         })
     }
 
@@ -137,6 +233,73 @@ impl Region {
     /// The output of the last [`Region::step`] (empty before the first).
     pub fn output(&self) -> &TickOutput {
         self.world.resource::<TickOutput>()
+    }
+
+    /// The cells of the region's durable state that changed since the last capture (all
+    /// of them at the first), to be committed to a snapshot store in order. Call between
+    /// steps. Costs one walk over the NPCs plus the encoding of the changed cells; no
+    /// per-tick bookkeeping. See [`crate::snapshot`] for what is and is not saved.
+    pub fn capture_snapshot(&mut self) -> SnapshotDelta {
+        let tick = self.tick();
+        let this_run = self.world.change_tick();
+        let mut meta = Vec::with_capacity(256);
+        meta.push(FORMAT_VERSION);
+        meta.extend_from_slice(&tick.to_le_bytes());
+        let (seed, stream, word_pos) = self.world.resource::<SimRng>().state();
+        meta.extend_from_slice(&seed);
+        meta.extend_from_slice(&stream.to_le_bytes());
+        meta.extend_from_slice(&word_pos.to_le_bytes());
+        let mint = *self.world.resource::<Mint>();
+        meta.extend_from_slice(&mint.next_entity_seq.to_le_bytes());
+        meta.extend_from_slice(&mint.next_handoff_seq.to_le_bytes());
+        self.world.resource::<Population>().encode_into(&mut meta);
+        let applied = self.world.resource::<AppliedHandoffs>();
+        meta.extend_from_slice(&(applied.ids().count() as u32).to_le_bytes());
+        for id in applied.ids() {
+            meta.extend_from_slice(&id.0.to_le_bytes());
+        }
+
+        let mut query = self.world.query_filtered::<(
+            &Identity,
+            Ref<Position>,
+            Ref<Velocity>,
+            Ref<Health>,
+            Ref<AttackCooldown>,
+            Ref<Npc>,
+        ), Without<Player>>();
+        query.update_archetypes(&self.world);
+        let world = &self.world;
+        let query = &query;
+        self.snapshots.capture(
+            this_run,
+            tick,
+            || {
+                query.iter_manual(world).map(
+                    |(identity, position, velocity, health, cooldown, npc)| {
+                        let changed_at = [
+                            position.last_changed(),
+                            velocity.last_changed(),
+                            health.last_changed(),
+                            cooldown.last_changed(),
+                            npc.last_changed(),
+                        ];
+                        let record = NpcRecord {
+                            identity: *identity,
+                            position: position.0,
+                            velocity: velocity.0,
+                            health: health.0,
+                            cooldown: *cooldown,
+                            home: npc.home,
+                            brain: npc.brain,
+                            awake: npc.awake,
+                            spawn_entry: npc.spawn_entry,
+                        };
+                        (record, changed_at)
+                    },
+                )
+            },
+            meta,
+        )
     }
 
     /// Player and entity counts.

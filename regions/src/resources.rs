@@ -76,6 +76,23 @@ impl SimRng {
         ((u64::from(self.0.next_u32()) * u64::from(n)) >> 32) as u32
     }
 
+    /// The generator's complete state: seed, stream and position in it.
+    pub(crate) fn state(&self) -> ([u8; 32], u64, u128) {
+        (
+            self.0.get_seed(),
+            self.0.get_stream(),
+            self.0.get_word_pos(),
+        )
+    }
+
+    /// The generator in a state [`SimRng::state`] returned.
+    pub(crate) fn from_state(seed: [u8; 32], stream: u64, word_pos: u128) -> SimRng {
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(stream);
+        rng.set_word_pos(word_pos);
+        SimRng(rng)
+    }
+
     /// Where the stream is, for the world hash (two runs that drew differently differ).
     pub fn word_pos(&self) -> u128 {
         self.0.get_word_pos()

@@ -51,7 +51,7 @@ impl AppliedHandoffs {
         self.order.iter().copied()
     }
 
-    fn insert(&mut self, id: HandoffId) {
+    pub(crate) fn insert(&mut self, id: HandoffId) {
         if self.set.insert(id) {
             self.order.push_back(id);
             if self.order.len() > APPLIED_HANDOFFS_REMEMBERED

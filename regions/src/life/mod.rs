@@ -50,6 +50,53 @@ impl Population {
         self.sequence += 1;
     }
 
+    /// Appends the bookkeeping to a snapshot's meta cell.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.alive.len() as u32).to_le_bytes());
+        for &alive in &self.alive {
+            out.extend_from_slice(&alive.to_le_bytes());
+        }
+        let mut pending: Vec<_> = self.pending.iter().map(|r| r.0).collect();
+        pending.sort_unstable();
+        out.extend_from_slice(&(pending.len() as u32).to_le_bytes());
+        for (due, sequence, entry) in pending {
+            out.extend_from_slice(&due.to_le_bytes());
+            out.extend_from_slice(&sequence.to_le_bytes());
+            out.extend_from_slice(&entry.to_le_bytes());
+        }
+        out.extend_from_slice(&self.sequence.to_le_bytes());
+    }
+
+    /// Reads what [`Population::encode_into`] wrote, fitted to a spawn table of
+    /// `n_entries` entries (the table may have changed since): counts of entries that no
+    /// longer exist and their pending spawns are dropped, new entries start at 0 alive
+    /// with their full count scheduled by the caller's config check on the next tick.
+    pub(crate) fn decode(
+        r: &mut crate::snapshot::Reader<'_>,
+        n_entries: usize,
+    ) -> Result<Population, crate::snapshot::SnapshotError> {
+        let n_alive = r.count(4)?;
+        let mut alive = Vec::with_capacity(n_alive);
+        for _ in 0..n_alive {
+            alive.push(r.u32()?);
+        }
+        alive.resize(n_entries, 0);
+        let n_pending = r.count(18)?;
+        let mut pending = BinaryHeap::with_capacity(n_pending);
+        for _ in 0..n_pending {
+            let (due, sequence, entry) = (r.u64()?, r.u64()?, r.u16()?);
+            if usize::from(entry) < n_entries {
+                pending.push(Reverse((due, sequence, entry)));
+            }
+        }
+        let sequence = r.u64()?;
+        Ok(Population {
+            alive,
+            pending,
+            sequence,
+        })
+    }
+
     /// Feeds everything that decides future spawns into `h`: alive counts, and the
     /// pending respawns in due order.
     pub(crate) fn hash_into(&self, h: &mut crate::hash::Fnv1a) {
