@@ -55,6 +55,9 @@ impl PrivateMongo {
             .arg("--storage-path")
             .arg(&self.storage)
             .args(["--cache-size", "64M"])
+            // This server is SIGKILLed: honour j:true (journaled writes) as mongod does,
+            // or acknowledged writes are lost with it.
+            .arg("--sync-on-commit")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -11,6 +11,10 @@ use tessera::regions::{RegionError, TickOutput};
 use tessera::shared::config::Config;
 use tessera::shared::ids::NetId;
 
+use crate::util::{runtime, services};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
 const PLAYERS: usize = 40;
 
 /// Inputs for every bot: a random walk, attacking whatever it saw enter its view.
@@ -32,43 +36,74 @@ fn inputs(bots: &mut ScriptedPlayers, tick: u64, out: &TickOutput) -> TickInput 
     input
 }
 
-/// The default world's first region, busy for `ticks` ticks with bots that walk, fight
-/// and die, capturing every `every` ticks into `stored` (as a store would apply them);
-/// then the bots log out and one last capture is taken.
+/// The default world's first region with bots that walk, fight and die.
+struct Busy {
+    region: Region,
+    bots: ScriptedPlayers,
+    input: TickInput,
+}
+
+impl Busy {
+    fn new() -> Busy {
+        let config = Arc::new(Config::embedded_default());
+        let def = config.world.regions[0].clone();
+        let region = Region::new(&def, config, 11).unwrap();
+        let bots = ScriptedPlayers::new(PLAYERS, 1, 11);
+        let input = TickInput {
+            sessions: bots
+                .players()
+                .map(|player| {
+                    SessionEvent::Join(Join {
+                        player,
+                        saved: None,
+                    })
+                })
+                .collect(),
+            ..TickInput::default()
+        };
+        Busy {
+            region,
+            bots,
+            input,
+        }
+    }
+
+    fn step(&mut self) {
+        let out = self.region.step(std::mem::take(&mut self.input));
+        self.input = inputs(&mut self.bots, out.tick, out);
+    }
+
+    /// The bots log out.
+    fn empty(mut self) -> Region {
+        let leave = TickInput {
+            sessions: self.bots.players().map(SessionEvent::Leave).collect(),
+            ..TickInput::default()
+        };
+        self.region.step(leave);
+        self.region.step(TickInput::default());
+        assert_eq!(self.region.counts().players, 0);
+        self.region
+    }
+}
+
+/// A busy region for `ticks` ticks, capturing every `every` ticks into `stored` (as a
+/// store would apply them); then the bots log out and one last capture is taken.
 fn busy_region(
     ticks: u64,
     every: u64,
     stored: &mut BTreeMap<u32, Vec<u8>>,
 ) -> (Region, Vec<SnapshotDelta>) {
-    let config = Arc::new(Config::embedded_default());
-    let def = config.world.regions[0].clone();
-    let mut region = Region::new(&def, config, 11).unwrap();
-    let mut bots = ScriptedPlayers::new(PLAYERS, 1, 11);
-    let mut input = TickInput::default();
-    input.sessions = bots
-        .players()
-        .map(|player| {
-            SessionEvent::Join(Join {
-                player,
-                saved: None,
-            })
-        })
-        .collect();
+    let mut busy = Busy::new();
     let mut deltas = Vec::new();
     for tick in 1..=ticks {
-        let out = region.step(input);
-        input = inputs(&mut bots, tick, out);
+        busy.step();
         if tick % every == 0 {
-            let delta = region.capture_snapshot();
+            let delta = busy.region.capture_snapshot();
             apply_delta(stored, delta.clone());
             deltas.push(delta);
         }
     }
-    let mut leave = TickInput::default();
-    leave.sessions = bots.players().map(SessionEvent::Leave).collect();
-    region.step(leave);
-    region.step(TickInput::default());
-    assert_eq!(region.counts().players, 0);
+    let mut region = busy.empty();
     let delta = region.capture_snapshot();
     apply_delta(stored, delta.clone());
     deltas.push(delta);
@@ -176,4 +211,220 @@ fn corrupt_snapshots_are_refused_with_a_typed_error() {
             );
         }
     }
+}
+
+#[test]
+fn region_snapshots_wait_out_a_mongodb_outage_and_flush_after_it_with_no_loss() {
+    use tessera::persistence::mongo::MongoStore;
+    use tessera::persistence::node_store::NodeStore;
+    use tessera::persistence::{SnapshotStore, StoreError};
+    use tessera::shared::ids::RegionId;
+    use tessera_server::snapshots::Snapshots;
+
+    let Some(bin) = services::mongo_bin("region_snapshots::mongodb_outage") else {
+        return;
+    };
+    let mut mongo = crate::private_mongo::PrivateMongo::start(&bin);
+    let rt = runtime();
+    let store = rt.block_on(async {
+        NodeStore::mongo(MongoStore::connect(&mongo.uri(), "outage").await.unwrap())
+    });
+    let region = RegionId(1);
+    let snapshots = {
+        let _guard = rt.enter();
+        Snapshots::start(store, BTreeMap::from([(region, 1)]))
+    };
+    let mut busy = Busy::new();
+    let mut expected = BTreeMap::new();
+    let capture = |busy: &mut Busy, expected: &mut BTreeMap<u32, Vec<u8>>| {
+        let delta = busy.region.capture_snapshot();
+        apply_delta(expected, delta.clone());
+        snapshots.offer(region, delta);
+    };
+    for _ in 0..50 {
+        busy.step();
+    }
+    capture(&mut busy, &mut expected);
+    assert!(
+        snapshots.flush_blocking(Duration::from_secs(30)),
+        "first commit"
+    );
+    let full_bytes: usize = expected.values().map(Vec::len).sum();
+
+    mongo.kill();
+    // The region keeps ticking and capturing; offers never wait on the store.
+    let tick_at_kill = busy.region.tick();
+    for round in 1..=12 {
+        for _ in 0..25 {
+            busy.step();
+        }
+        capture(&mut busy, &mut expected);
+        if round == 6 {
+            // Let the writer find the store down.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !snapshots.stats.degraded.load(Ordering::Relaxed) {
+                assert!(Instant::now() < deadline, "never reported degraded");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    assert_eq!(busy.region.tick(), tick_at_kill + 300);
+    assert!(!snapshots.is_flushed());
+    assert!(snapshots.stats.degraded.load(Ordering::Relaxed));
+    // Twelve captures wait merged: bounded by the region's state, not by the outage.
+    let waiting = snapshots.stats.outbox_bytes.load(Ordering::Relaxed);
+    assert!(waiting > 0);
+    assert!(
+        waiting <= full_bytes * 2,
+        "{waiting} bytes waiting for a region of {full_bytes}"
+    );
+    eprintln!(
+        "region_snapshots::mongodb_outage: {waiting} bytes waiting after 12 captures (region state {full_bytes} bytes)"
+    );
+
+    mongo.restart();
+    assert!(
+        snapshots.flush_blocking(Duration::from_secs(60)),
+        "not flushed after MongoDB came back"
+    );
+    assert!(!snapshots.stats.degraded.load(Ordering::Relaxed));
+    let loaded = rt.block_on(async {
+        let store = MongoStore::connect(&mongo.uri(), "outage").await.unwrap();
+        store.load(region).await
+    });
+    let loaded: Result<_, StoreError> = loaded;
+    let loaded = loaded.unwrap().expect("a snapshot");
+    assert_eq!(loaded.tick, busy.region.tick());
+    // 0 loss: exactly what the captures added up to, every cell.
+    let differing: Vec<_> = expected
+        .keys()
+        .chain(loaded.cells.keys())
+        .filter(|c| loaded.cells.get(c) != expected.get(c))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "cells {differing:?} differ from the captures ({} stored, {} expected)",
+        loaded.cells.len(),
+        expected.len()
+    );
+}
+
+/// Set in the environment of a re-executed test binary that is to be a node.
+const NODE_PROCESS: &str = "TESSERA_TEST_NODE_PROCESS";
+
+/// Not a test: the entry point of the node processes the kill test starts, by running
+/// this test binary again with [`NODE_PROCESS`] set (the `tessera` binary belongs to
+/// another package, so cargo does not build it for these tests). Without the variable it
+/// returns at once.
+#[test]
+fn node_process() {
+    if std::env::var_os(NODE_PROCESS).is_none() {
+        return;
+    }
+    tessera_server::cli::init_tracing();
+    let code = tessera_server::cli::run(
+        ["tessera", "serve"],
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    );
+    std::process::exit(if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    });
+}
+
+#[test]
+fn a_node_killed_with_sigkill_comes_back_from_its_last_committed_snapshot() {
+    let dir = std::env::temp_dir().join(crate::util::unique("tessera-kill9"));
+    let start = || {
+        // This test binary, re-executed as `tessera serve` (see `node_process`).
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "region_snapshots::node_process", "--nocapture"])
+            .env(NODE_PROCESS, "1")
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .env("TESSERA__NODE__DATA_DIR", &dir)
+            .env("TESSERA__NET__QUIC_LISTEN", "127.0.0.1:0")
+            .env("TESSERA__PERSISTENCE__SNAPSHOT_INTERVAL_S", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tessera starts")
+    };
+    let mut node = start();
+    let log = Log::of(&mut node);
+    // A status line that reports committed snapshots.
+    let committed = log.find(Duration::from_secs(60), |line| {
+        field(line, "snapshot_tick").filter(|&tick| tick > 0)
+    });
+    node.kill().unwrap(); // SIGKILL: no shutdown flush.
+    node.wait().unwrap();
+    let committed = committed.expect("no committed snapshot reported within 60 s");
+
+    let mut node = start();
+    let log = Log::of(&mut node);
+    let restored = log.find(Duration::from_secs(60), |line| {
+        line.contains("regions restored from snapshots")
+            .then(|| line.to_owned())
+    });
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let restored = restored.expect("no restore reported within 60 s");
+    let regions = Config::embedded_default().world.regions.len() as u64;
+    assert_eq!(field(&restored, "restored"), Some(regions), "{restored}");
+    // At least as new as the last commit it reported before the kill.
+    let tick = field(&restored, "tick").unwrap();
+    assert!(
+        tick >= committed,
+        "restored at tick {tick}, committed {committed}: {restored}"
+    );
+    assert!(field(&restored, "npcs").unwrap() > 0, "{restored}");
+}
+
+/// A child's stderr, line by line, read on a thread of its own.
+struct Log {
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Log {
+    fn of(child: &mut std::process::Child) -> Log {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Log { lines }
+    }
+
+    /// The first `found` of a line within `timeout`.
+    fn find<T>(&self, timeout: Duration, mut found: impl FnMut(&str) -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            if let Some(value) = found(&line) {
+                return Some(value);
+            }
+        }
+    }
+}
+
+/// The number in ` key=123` of a log line.
+fn field(line: &str, key: &str) -> Option<u64> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }

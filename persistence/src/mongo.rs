@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mongodb::bson::{Binary, Bson, Document, doc, spec::BinarySubtype};
-use mongodb::options::ClientOptions;
+use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection};
 use tessera_shared::ids::{PlayerId, RegionId};
 
@@ -161,6 +161,14 @@ impl MongoStore {
         options.server_selection_timeout = Some(SELECTION_TIMEOUT);
         options.connect_timeout = Some(SELECTION_TIMEOUT);
         options.app_name = Some("tessera".into());
+        // An acknowledged commit or save must survive a crash of the server: journaled,
+        // on a majority of a replica set, unless the URI asks for something else.
+        options.write_concern.get_or_insert_with(|| {
+            WriteConcern::builder()
+                .w(Acknowledgment::Majority)
+                .journal(true)
+                .build()
+        });
         let client = Client::with_options(options).map_err(unavailable)?;
         let db = client.database(database);
         let store = MongoStore {

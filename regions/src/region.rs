@@ -62,6 +62,20 @@ impl Region {
         Region::build(def, config, SimRng::new(seed, def.id), population)
     }
 
+    /// A new region (as [`Region::new`]) whose clock starts at `tick` instead of 0, to
+    /// join regions that are already running (restored from snapshots): regions of one
+    /// node step together, at one tick.
+    pub fn new_at(
+        def: &RegionDef,
+        config: Arc<Config>,
+        seed: u64,
+        tick: u64,
+    ) -> Result<Region, RegionError> {
+        let mut region = Region::new(def, config, seed)?;
+        region.world.resource_mut::<TickClock>().tick = tick;
+        Ok(region)
+    }
+
     /// The region `def` of `config`'s world as of its stored snapshot `cells` (every cell
     /// of the last commit, [`META_CELL`] included; see [`crate::snapshot`]). `seed` is not
     /// needed: the random stream's state is part of the snapshot.

@@ -16,3 +16,4 @@ pub mod node;
 pub mod players;
 pub mod serve;
 pub mod sim;
+pub mod snapshots;

@@ -2,9 +2,10 @@
 //! single-threaded inside), then handoffs routed between them at the tick boundary.
 
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tessera_regions::hash::Fnv1a;
+use tessera_regions::snapshot::{RestoreStats, SnapshotDelta};
 use tessera_regions::{Region, RegionError, TickInput};
 use tessera_shared::config::Config;
 use tessera_shared::ids::RegionId;
@@ -21,11 +22,50 @@ pub struct LocalRegions {
 impl LocalRegions {
     /// Every region of `config`'s world, seeded with `seed`.
     pub fn new(config: Arc<Config>, seed: u64) -> Result<LocalRegions, RegionError> {
-        let regions = config
-            .world
-            .regions
+        Self::restore(config, seed, &BTreeMap::new()).map(|(local, _)| local)
+    }
+
+    /// Every region of `config`'s world: restored from its snapshot cells in `stored`
+    /// where there are some, new (seeded with `seed`) where not. The regions step
+    /// together, so all are brought to the newest restored tick: a new region starts
+    /// there, and a restored one that lags (the node stopped between two regions'
+    /// commits) is stepped with empty input up to it, as if time had passed without
+    /// players, which it did.
+    pub fn restore(
+        config: Arc<Config>,
+        seed: u64,
+        stored: &BTreeMap<RegionId, BTreeMap<u32, Vec<u8>>>,
+    ) -> Result<(LocalRegions, Vec<(RegionId, RestoreStats)>), RegionError> {
+        let mut restored = Vec::new();
+        let mut regions = Vec::with_capacity(config.world.regions.len());
+        for def in &config.world.regions {
+            match stored.get(&def.id) {
+                Some(cells) => {
+                    let (region, stats) = Region::restore(def, config.clone(), cells)?;
+                    restored.push((def.id, stats));
+                    regions.push(Some(region));
+                }
+                None => regions.push(None),
+            }
+        }
+        let tick = regions
             .iter()
-            .map(|def| Region::new(def, config.clone(), seed))
+            .flatten()
+            .map(Region::tick)
+            .max()
+            .unwrap_or(0);
+        let regions = regions
+            .into_iter()
+            .zip(&config.world.regions)
+            .map(|(region, def)| match region {
+                Some(mut region) => {
+                    while region.tick() < tick {
+                        region.step(TickInput::default());
+                    }
+                    Ok(region)
+                }
+                None => Region::new_at(def, config.clone(), seed, tick),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let slot_of = regions
             .iter()
@@ -33,11 +73,22 @@ impl LocalRegions {
             .map(|(i, r)| (r.id(), i))
             .collect();
         let inputs = regions.iter().map(|_| TickInput::default()).collect();
-        Ok(LocalRegions {
-            regions,
-            inputs,
-            slot_of,
-        })
+        Ok((
+            LocalRegions {
+                regions,
+                inputs,
+                slot_of,
+            },
+            restored,
+        ))
+    }
+
+    /// Captures every region's snapshot delta (in parallel), in region order.
+    pub fn capture_snapshots(&mut self) -> Vec<(RegionId, SnapshotDelta)> {
+        self.regions
+            .par_iter_mut()
+            .map(|region| (region.id(), region.capture_snapshot()))
+            .collect()
     }
 
     /// The regions, in id order.

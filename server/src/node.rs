@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
+use crate::snapshots::Snapshots;
 
 /// Commands queued from all sessions to the driver. At ~100 bytes each, 64 MiB at most.
 pub const NODE_INBOX_LEN_MAX: usize = 65_536;
@@ -178,6 +179,8 @@ pub struct DriverStats {
     pub last_step: std::time::Duration,
     /// Time the last tick spent encoding states and handing them to sessions.
     pub last_fan_out: std::time::Duration,
+    /// Time the last snapshot capture took (every region's changed cells, encoded).
+    pub last_capture: std::time::Duration,
 }
 
 /// The tick driver. Owns the regions and the per-client delta state.
@@ -204,6 +207,10 @@ pub struct Driver {
     resume_linger_ticks: u64,
     /// [`PLAYER_SAVE_INTERVAL`] in ticks.
     save_interval_ticks: u64,
+    /// Where region snapshots go (none: regions are not persisted).
+    snapshots: Option<Snapshots>,
+    /// `[persistence] snapshot_interval_s` in ticks.
+    snapshot_interval_ticks: u64,
     /// Counters.
     pub stats: DriverStats,
 }
@@ -211,10 +218,17 @@ pub struct Driver {
 impl Driver {
     /// A driver for every region of `config`'s world, and the handle sessions use.
     pub fn new(config: Arc<Config>, seed: u64) -> anyhow::Result<(Driver, NodeHandle)> {
+        let local = LocalRegions::new(config.clone(), seed)?;
+        Ok(Self::with_regions(config, local))
+    }
+
+    /// A driver for `local` (regions of `config`'s world, restored or new).
+    pub fn with_regions(config: Arc<Config>, local: LocalRegions) -> (Driver, NodeHandle) {
         let (tx, rx) = crossbeam_channel::bounded(NODE_INBOX_LEN_MAX);
         let config_tick_hz = config.world.tick_hz;
-        let local = LocalRegions::new(config.clone(), seed)?;
-        Ok((
+        let snapshot_interval_ticks =
+            (config.node.snapshot_interval.as_secs() * u64::from(config_tick_hz)).max(1);
+        (
             Driver {
                 config,
                 local,
@@ -228,13 +242,21 @@ impl Driver {
                 resume_linger_ticks: (RESUME_LINGER.as_secs() * u64::from(config_tick_hz)).max(1),
                 save_interval_ticks: (PLAYER_SAVE_INTERVAL.as_secs() * u64::from(config_tick_hz))
                     .max(1),
+                snapshots: None,
+                snapshot_interval_ticks,
                 stats: DriverStats::default(),
             },
             NodeHandle {
                 commands: tx,
                 tick_hz: config_tick_hz,
             },
-        ))
+        )
+    }
+
+    /// Commits the regions' snapshots through `snapshots` every
+    /// `[persistence] snapshot_interval_s` (see [`crate::snapshots`]).
+    pub fn snapshot_to(&mut self, snapshots: Snapshots) {
+        self.snapshots = Some(snapshots);
     }
 
     /// Saves every departing player's final state through `saves` (see
@@ -278,6 +300,29 @@ impl Driver {
         let started = std::time::Instant::now();
         self.fan_out();
         self.stats.last_fan_out = started.elapsed();
+        if tick.is_multiple_of(self.snapshot_interval_ticks) {
+            self.capture_snapshots();
+        }
+    }
+
+    /// Captures every region's changed state into the snapshot outbox (if there is one).
+    fn capture_snapshots(&mut self) {
+        if let Some(snapshots) = &self.snapshots {
+            let started = std::time::Instant::now();
+            for (region, delta) in self.local.capture_snapshots() {
+                snapshots.offer(region, delta);
+            }
+            self.stats.last_capture = started.elapsed();
+        }
+    }
+
+    /// Captures every region one last time and waits up to `timeout` for the snapshot
+    /// outbox to be durable (a graceful shutdown). Returns whether it all was.
+    pub fn flush_snapshots(&mut self, timeout: std::time::Duration) -> bool {
+        self.capture_snapshots();
+        self.snapshots
+            .as_ref()
+            .is_none_or(|s| s.flush_blocking(timeout))
     }
 
     fn apply(&mut self, command: Command, first_region: RegionId) {

@@ -6,7 +6,7 @@
 //! the tick driver never waits on the store: it `try_send`s (a full queue drops the save
 //! and counts it). The writer coalesces per player (the newest state wins) into its
 //! pending set, bounded by the number of players, and writes it out. While the store is
-//! unavailable it keeps the pending set and retries with capped backoff
+//! unavailable it keeps the pending set and retries with capped, jittered backoff
 //! ([`RETRY_DELAY_MIN`] to [`RETRY_DELAY_MAX`]), still taking new saves off the queue: an
 //! outage delays saves, it does not lose them. A load sees a pending save before the
 //! store. A logout's save carries the session's reply, answered once the state is durable:
@@ -156,13 +156,27 @@ fn add(pending: &PendingSaves, request: SaveRequest) {
     replies.extend(request.done);
 }
 
+/// Delays between retries of a store that is unavailable: exponential from `min`, capped
+/// at `max`, jittered (backon) so that nodes recovering together do not retry in step;
+/// endless.
+pub(crate) fn store_backoff(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 async fn write_saves(
     store: NodeStore,
     mut queue: mpsc::Receiver<SaveRequest>,
     pending: PendingSaves,
     stats: Arc<SaveStats>,
 ) {
-    let mut delay = RETRY_DELAY_MIN;
+    let mut delays = store_backoff(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
     loop {
         if lock(&pending).is_empty() {
             match queue.recv().await {
@@ -175,7 +189,7 @@ async fn write_saves(
         }
         if write_pending(&store, &pending, &stats).await {
             stats.degraded.store(false, Ordering::Relaxed);
-            delay = RETRY_DELAY_MIN;
+            delays = store_backoff(RETRY_DELAY_MIN, RETRY_DELAY_MAX);
             continue;
         }
         if !stats.degraded.swap(true, Ordering::Relaxed) {
@@ -185,7 +199,7 @@ async fn write_saves(
             );
         }
         // Wait before retrying, still taking saves off the queue.
-        let retry_at = tokio::time::Instant::now() + delay;
+        let retry_at = tokio::time::Instant::now() + delays.next().unwrap_or(RETRY_DELAY_MAX);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(retry_at) => break,
@@ -195,7 +209,6 @@ async fn write_saves(
                 },
             }
         }
-        delay = (delay * 2).min(RETRY_DELAY_MAX);
     }
 }
 

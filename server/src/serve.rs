@@ -2,6 +2,7 @@
 //! pool that steps regions), the QUIC endpoint on a tokio runtime; they meet only through
 //! the bounded channels of [`crate::node`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,10 +14,12 @@ use anyhow::Context;
 use tessera_shared::config::{Config, NodeMode};
 
 use crate::auth::{self, TicketKeys, TokenVerifier};
+use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
 use crate::node::{Command, Driver, NodeHandle};
 use crate::players::{Players, SaveStats};
 use crate::sim::percentile;
+use crate::snapshots::{SnapshotStats, Snapshots};
 use tessera_persistence::embedded::EmbeddedStore;
 use tessera_persistence::mongo::MongoStore;
 use tessera_persistence::node_store::NodeStore;
@@ -144,14 +147,18 @@ impl RunningNode {
             .block_on(async { quinn::Endpoint::server(server_config, listen) })
             .with_context(|| format!("binding the QUIC endpoint on {listen}"))?;
         let addr = endpoint.local_addr().context("the endpoint's address")?;
-        let (mut driver, node) = Driver::new(config.clone(), options.seed)?;
         let store = open_store(&runtime, &config)?;
         tracing::info!(store = store.kind(), "player and snapshot store");
-        let players = {
+        let (mut driver, node, epochs) = restore_regions(&runtime, &store, &config, options.seed)?;
+        let (players, snapshots) = {
             let _guard = runtime.enter();
-            Arc::new(Players::start(store))
+            (
+                Arc::new(Players::start(store.clone())),
+                Snapshots::start(store, epochs),
+            )
         };
         driver.save_players_to(players.saves());
+        driver.snapshot_to(snapshots.clone());
         let save_stats = players.stats.clone();
         let stats = Arc::new(EndpointStats::default());
         runtime.spawn(net::accept_loop(
@@ -167,7 +174,9 @@ impl RunningNode {
         let ticks = options.ticks;
         let driver = std::thread::Builder::new()
             .name("tessera-driver".into())
-            .spawn(move || pool.install(|| drive(driver, &save_stats, &driver_stop, ticks)))
+            .spawn(move || {
+                pool.install(|| drive(driver, &save_stats, &snapshots.stats, &driver_stop, ticks))
+            })
             .context("starting the tick driver")?;
         tracing::info!(%addr, node = %config.node.name, regions = config.world.regions.len(), "node running");
         Ok(RunningNode {
@@ -261,8 +270,63 @@ fn open_store(runtime: &tokio::runtime::Runtime, config: &Config) -> anyhow::Res
     }
 }
 
+/// Every region of the world from its last committed snapshot (new where there is none),
+/// and the epoch this node commits each one under: one past the stored snapshot's.
+/// (Region leases, which will hand out the epochs, are not wired into the node yet.)
+fn restore_regions(
+    runtime: &tokio::runtime::Runtime,
+    store: &NodeStore,
+    config: &Arc<Config>,
+    seed: u64,
+) -> anyhow::Result<(Driver, NodeHandle, BTreeMap<RegionId, u64>)> {
+    let ids = config.world.regions.iter().map(|r| r.id);
+    let stored = runtime
+        .block_on(crate::snapshots::load_all(
+            store,
+            ids,
+            crate::snapshots::LOAD_TIMEOUT,
+        ))
+        .context("loading the regions' snapshots")?;
+    let epochs = config
+        .world
+        .regions
+        .iter()
+        .map(|r| (r.id, stored.get(&r.id).map_or(1, |s| s.epoch + 1)))
+        .collect();
+    let cells = stored
+        .into_iter()
+        .map(|(region, snapshot)| (region, snapshot.cells))
+        .collect();
+    let (local, restored) = LocalRegions::restore(config.clone(), seed, &cells)
+        .context("restoring the regions from their snapshots")?;
+    for (region, stats) in &restored {
+        if stats.dropped > 0 {
+            tracing::warn!(
+                region = region.0,
+                dropped = stats.dropped,
+                "NPCs left out of the restore: the config no longer fits them"
+            );
+        }
+    }
+    let tick = local.regions().first().map_or(0, |r| r.tick());
+    tracing::info!(
+        restored = restored.len(),
+        tick,
+        npcs = restored.iter().map(|(_, s)| s.npcs).sum::<usize>(),
+        "regions restored from snapshots"
+    );
+    let (driver, node) = Driver::with_regions(config.clone(), local);
+    Ok((driver, node, epochs))
+}
+
 /// The paced tick loop.
-fn drive(mut driver: Driver, saves: &SaveStats, stop: &AtomicBool, ticks: Option<u64>) {
+fn drive(
+    mut driver: Driver,
+    saves: &SaveStats,
+    snapshots: &SnapshotStats,
+    stop: &AtomicBool,
+    ticks: Option<u64>,
+) {
     let interval = Duration::from_secs_f64(1.0 / f64::from(driver.tick_hz()));
     let mut window = Vec::new();
     let mut fan_out_window = Vec::new();
@@ -291,7 +355,12 @@ fn drive(mut driver: Driver, saves: &SaveStats, stop: &AtomicBool, ticks: Option
                 players_saved = saves.saved.load(Ordering::Relaxed),
                 saves_failed = saves.failed.load(Ordering::Relaxed),
                 saves_dropped = driver.stats.saves_dropped,
-                store_degraded = saves.degraded.load(Ordering::Relaxed),
+                snapshots_committed = snapshots.committed.load(Ordering::Relaxed),
+                snapshot_tick = snapshots.committed_tick.load(Ordering::Relaxed),
+                snapshot_outbox_bytes = snapshots.outbox_bytes.load(Ordering::Relaxed),
+                capture_ms = %format_args!("{:.3}", driver.stats.last_capture.as_secs_f64() * 1e3),
+                store_degraded = saves.degraded.load(Ordering::Relaxed)
+                    || snapshots.degraded.load(Ordering::Relaxed),
                 "status"
             );
             window.clear();
@@ -315,6 +384,16 @@ fn drive(mut driver: Driver, saves: &SaveStats, stop: &AtomicBool, ticks: Option
     let players = driver.local().counts().0;
     let saved = driver.save_all_players(crate::node::SHUTDOWN_SAVE_TIMEOUT);
     tracing::info!(players, saved, "saved the players still connected");
+    let flushed = driver.flush_snapshots(crate::node::SHUTDOWN_SAVE_TIMEOUT);
+    let tick = snapshots.committed_tick.load(Ordering::Relaxed);
+    if flushed {
+        tracing::info!(tick, "region snapshots committed");
+    } else {
+        tracing::warn!(
+            tick,
+            "region snapshots not all committed before the shutdown timeout"
+        );
+    }
 }
 
 /// The rayon pool that steps regions: `threads` threads, or one per core if 0.

@@ -14,7 +14,15 @@ use super::{NAME_CHARS_MAX, is_node_name};
 pub(super) const ENV_PREFIX: &str = "TESSERA__";
 
 /// The sections of `tessera.toml`.
-const SECTIONS: &[&str] = &["node", "net", "sim", "auth", "tls", "services"];
+const SECTIONS: &[&str] = &[
+    "node",
+    "net",
+    "sim",
+    "auth",
+    "tls",
+    "services",
+    "persistence",
+];
 
 /// Longest accepted `[auth] issuer` and `audience`, in bytes.
 const AUTH_NAME_BYTES_MAX: usize = 256;
@@ -254,6 +262,17 @@ pub(super) fn read(
         }
         None => None,
     };
+    let persistence = root
+        .table("persistence")
+        .map(|t| t.with_env(env_for("persistence")));
+    let snapshot_interval = match persistence {
+        Some(mut t) => {
+            let seconds = t.u32_in("snapshot_interval_s", 1, 3_600);
+            t.finish();
+            seconds.map(|s| std::time::Duration::from_secs(u64::from(s)))
+        }
+        None => None,
+    };
     root.finish();
 
     Some(NodeConfig {
@@ -266,6 +285,7 @@ pub(super) fn read(
         auth: auth?,
         tls: tls?,
         services: services?,
+        snapshot_interval: snapshot_interval?,
     })
 }
 

@@ -54,6 +54,9 @@ pub struct NodeConfig {
     pub tls: TlsConfig,
     /// `[services]`: the cluster's shared MongoDB and Redis, or none (embedded default).
     pub services: ServicesConfig,
+    /// `[persistence] snapshot_interval_s`: how often each region's changed cells are
+    /// committed to the snapshot store; what a crash can lose at most. 1 to 3600 s.
+    pub snapshot_interval: std::time::Duration,
 }
 
 /// `[services]` of `tessera.toml`. An empty URI means the embedded default: the redb

@@ -27,6 +27,8 @@ key_file = ""
 [services]
 mongodb_uri = ""
 mongodb_database = "tessera"
+[persistence]
+snapshot_interval_s = 10
 "#;
 
 const WORLD: &str = r#"[world]
@@ -162,6 +164,7 @@ fn fixtures_load() {
     let c = load(TESSERA, WORLD, BALANCE).unwrap();
     assert_eq!(c.node.name, "n1");
     assert_eq!(c.node.sim_threads, 2);
+    assert_eq!(c.node.snapshot_interval, std::time::Duration::from_secs(10));
     assert_eq!(c.world.regions.len(), 2);
     let r2 = &c.world.regions[1];
     assert_eq!(r2.id, RegionId(2));
