@@ -1,0 +1,195 @@
+//! Region snapshots, PERFORMANCE.md goal 8: 100k entities flushed to MongoDB in <= 2 s,
+//! with tick p99 within 10% of a no-snapshot control.
+//!
+//! One region of `NPCS` NPCs and `OBSERVERS` scripted players (the tick bench's "spread"
+//! scenario: everything awake and moving, so every capture rewrites every cell, the worst
+//! case for incremental snapshots). Ticks are paced at the world's rate, as the node paces
+//! them. The snapshot run captures at its first tick (all 100k entities) and then every
+//! `CAPTURE_EVERY` ticks (10x more often than the default interval), offering each
+//! capture to the node's own writer (`tessera_server::snapshots::Snapshots`) over the
+//! store; the control run is the same scenario without captures. Runs alternate control
+//! and snapshot `ROUNDS` times on a fresh scenario each. Reported: tick p50/p99 of each
+//! and their ratio, the capture cost, and the time from offering the full capture to it
+//! being durable (resolution: one tick).
+//!
+//! Store: MongoDB at `TESSERA_TEST_MONGO_URI`, or a private MongoDB-wire server when
+//! `TESSERA_TEST_MONGO_BIN` names one (`./scripts/services.sh` provides both); the
+//! embedded store always, for comparison.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tessera::persistence::embedded::EmbeddedStore;
+use tessera::persistence::mongo::MongoStore;
+use tessera::persistence::node_store::NodeStore;
+use tessera_server::sim::percentile;
+use tessera_server::snapshots::Snapshots;
+
+mod support;
+use support::{Layout, Scenario};
+
+#[path = "../tests/private_mongo.rs"]
+#[allow(dead_code)]
+mod private_mongo;
+
+const NPCS: usize = 100_000;
+const OBSERVERS: usize = 1_000;
+const TICKS: usize = 200;
+const CAPTURE_EVERY: usize = 20;
+const ROUNDS: usize = 2;
+
+struct Run {
+    ticks: Vec<Duration>,
+    /// Full capture: encode time, payload bytes, cells.
+    full: Option<(Duration, usize, usize)>,
+    /// Time from offering the full capture until the outbox was empty.
+    durable_after: Option<Duration>,
+    incremental: Vec<Duration>,
+}
+
+fn run(store: Option<&NodeStore>, runtime: &tokio::runtime::Runtime, round: usize) -> Run {
+    let mut scenario = Scenario::new(Layout::Spread, NPCS, OBSERVERS, 7 + round as u64);
+    let region = scenario.region.id();
+    let snapshots = store.map(|store| {
+        let _guard = runtime.enter();
+        // Each round takes the region over from the previous one (a newer epoch).
+        Snapshots::start(store.clone(), BTreeMap::from([(region, round as u64 + 1)]))
+    });
+    let interval = Duration::from_secs_f64(1.0 / 20.0);
+    let mut out = Run {
+        ticks: Vec::with_capacity(TICKS),
+        full: None,
+        durable_after: None,
+        incremental: Vec::new(),
+    };
+    let mut offered_at = None;
+    let mut next = Instant::now();
+    for tick in 0..TICKS {
+        let started = Instant::now();
+        let input = scenario.next_input();
+        scenario.region.step(input);
+        if let Some(snapshots) = &snapshots
+            && tick % CAPTURE_EVERY == 0
+        {
+            let capture_started = Instant::now();
+            let delta = scenario.region.capture_snapshot();
+            let took = capture_started.elapsed();
+            if tick == 0 {
+                out.full = Some((took, delta.bytes(), delta.cells.len()));
+                offered_at = Some(Instant::now());
+            } else {
+                out.incremental.push(took);
+            }
+            snapshots.offer(region, delta);
+        }
+        out.ticks.push(started.elapsed());
+        if let (Some(snapshots), Some(at)) = (&snapshots, offered_at)
+            && out.durable_after.is_none()
+            && snapshots.is_flushed()
+        {
+            out.durable_after = Some(at.elapsed());
+        }
+        next += interval;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+    if let Some(snapshots) = &snapshots {
+        if !snapshots.flush_blocking(Duration::from_secs(60)) {
+            println!("  warning: the outbox did not drain within 60 s after the run");
+        }
+        if out.durable_after.is_none() {
+            out.durable_after = offered_at.map(|at| at.elapsed());
+        }
+    }
+    out
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn p(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    percentile(&sorted, q)
+}
+
+fn bench(name: &str, store: &NodeStore, runtime: &tokio::runtime::Runtime) {
+    println!("snapshot/{name}:");
+    let mut control = Vec::new();
+    let mut flushed = Vec::new();
+    for round in 0..ROUNDS {
+        control.extend(run(None, runtime, round).ticks);
+        let r = run(Some(store), runtime, round);
+        flushed.extend(r.ticks.iter().copied());
+        let (full_took, bytes, cells) = r.full.expect("a full capture");
+        let inc = p(&r.incremental, 50.0);
+        println!(
+            "  round {round}: full capture {:.1} ms ({:.2} MB in {cells} cells), durable after {:.0} ms; incremental captures p50 {:.1} ms",
+            ms(full_took),
+            bytes as f64 / 1e6,
+            r.durable_after.map_or(f64::NAN, ms),
+            ms(inc),
+        );
+    }
+    let (c50, c99) = (p(&control, 50.0), p(&control, 99.0));
+    let (f50, f99) = (p(&flushed, 50.0), p(&flushed, 99.0));
+    println!(
+        "  tick control p50 {:.2} ms p99 {:.2} ms | with snapshots p50 {:.2} ms p99 {:.2} ms | p99 ratio {:.3} (goal <= 1.10)",
+        ms(c50),
+        ms(c99),
+        ms(f50),
+        ms(f99),
+        f99.as_secs_f64() / c99.as_secs_f64()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument that does not match skips.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"snapshot".contains(&a))
+    {
+        return;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "snapshot: {NPCS} NPCs, {OBSERVERS} observers, {TICKS} ticks paced at 20 Hz per run, capture every {CAPTURE_EVERY} ticks, {ROUNDS} rounds of control then snapshots, {threads} cores shared with the store"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let dir = std::env::temp_dir().join(format!("tessera-bench-snapshot-{}", std::process::id()));
+    let embedded = NodeStore::embedded(EmbeddedStore::open(&dir).expect("embedded store"));
+    bench("embedded", &embedded, &runtime);
+    drop(embedded);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    let (uri, _private) = match (env("TESSERA_TEST_MONGO_URI"), env("TESSERA_TEST_MONGO_BIN")) {
+        (Some(uri), _) => (uri, None),
+        (None, Some(bin)) => {
+            let server = private_mongo::PrivateMongo::start(&bin);
+            (server.uri(), Some(server))
+        }
+        (None, None) => {
+            println!(
+                "snapshot/mongodb: skipped: neither TESSERA_TEST_MONGO_URI nor TESSERA_TEST_MONGO_BIN is set (source scripts/services.sh; services_start)"
+            );
+            return;
+        }
+    };
+    // A database of this invocation's own: earlier runs' epochs do not fence it.
+    let database = format!("tessera_bench_snapshot_{}", std::process::id());
+    let mongo = runtime
+        .block_on(MongoStore::connect(&uri, &database))
+        .expect("MongoDB reachable");
+    bench("mongodb", &NodeStore::mongo(mongo), &runtime);
+}
