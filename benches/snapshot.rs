@@ -25,6 +25,8 @@ use tessera::persistence::node_store::NodeStore;
 use tessera_server::sim::percentile;
 use tessera_server::snapshots::Snapshots;
 
+#[path = "support.rs"]
+#[allow(dead_code)] // Each bench uses part of it.
 mod support;
 use support::{Layout, Scenario};
 
