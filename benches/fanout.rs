@@ -38,6 +38,7 @@ fn main() {
             session: p,
             outbox: tx,
             saved: None,
+            arriving: None,
             reply,
         })
         .expect("room in the inbox");

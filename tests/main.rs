@@ -5,6 +5,7 @@ mod util;
 mod bounds;
 mod bus;
 mod cli;
+mod cluster;
 mod determinism;
 mod handoff;
 mod interest;

@@ -57,7 +57,7 @@ fn start_node(dir: &std::path::Path, seed: u64, tweak: impl FnOnce(&mut Config))
 
 /// Gives the node of data dir `to` the dev credentials of the node of `from` (as a
 /// cluster's nodes share their configured certificate and secrets).
-fn share_credentials(from: &std::path::Path, to: &std::path::Path) {
+pub(crate) fn share_credentials(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     let (cert, key) = tessera_server::net::tls::dev_cert_paths(from);
     for file in [cert, key] {

@@ -76,11 +76,16 @@ pub enum LeaseError {
 /// The contract.
 pub trait LeaseStore: Clone + Send + Sync + 'static {
     /// Takes `region`'s lease for `holder` if nobody holds it: `Ok(None)` if another does.
+    /// The epoch is greater than every earlier one and at least `min_epoch`: the caller
+    /// passes one past its newest stored snapshot's, so a lease store that lost its
+    /// counters (a Redis restarted empty) cannot hand out an epoch the snapshot store
+    /// would refuse.
     fn acquire(
         &self,
         region: RegionId,
         holder: &str,
         ttl: Duration,
+        min_epoch: u64,
     ) -> impl Future<Output = Result<Option<Lease>, LeaseError>> + Send;
 
     /// Extends `lease` by its TTL from now: `Ok(None)` if it was lost (expired, or taken
@@ -152,6 +157,7 @@ impl LeaseStore for LocalLeases {
         region: RegionId,
         holder: &str,
         ttl: Duration,
+        min_epoch: u64,
     ) -> Result<Option<Lease>, LeaseError> {
         check(holder, ttl)?;
         Ok(self.with(|state, now| {
@@ -159,7 +165,7 @@ impl LeaseStore for LocalLeases {
                 return None;
             }
             let epoch = state.epochs.entry(region).or_insert(0);
-            *epoch += 1;
+            *epoch = (*epoch + 1).max(min_epoch);
             let epoch = *epoch;
             state
                 .held
@@ -212,6 +218,7 @@ impl LeaseStore for LocalLeases {
 /// epoch, or nil if held.
 const ACQUIRE_SCRIPT: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return false end \
 local e = redis.call('INCR', KEYS[2]) \
+if e < tonumber(ARGV[3]) then e = tonumber(ARGV[3]) redis.call('SET', KEYS[2], e) end \
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. e, 'PX', ARGV[2]) \
 return e";
 /// Extends the lease if it is still this holding: KEYS lease; ARGV `holder|epoch`, ttl ms.
@@ -262,12 +269,47 @@ impl RedisLeases {
     }
 }
 
+fn node_key(holder: &str) -> String {
+    format!("tessera:node:{holder}:addr")
+}
+
+impl RedisLeases {
+    /// Publishes where `holder` (a node) takes clients, for `ttl` (refresh it with the
+    /// leases): other nodes redirect players crossing into its regions there.
+    pub async fn advertise(
+        &self,
+        holder: &str,
+        addr: &str,
+        ttl: Duration,
+    ) -> Result<(), LeaseError> {
+        check(holder, ttl)?;
+        redis::cmd("SET")
+            .arg(node_key(holder))
+            .arg(addr)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async::<()>(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Where `holder` takes clients, if it advertised within its TTL.
+    pub async fn address_of(&self, holder: &str) -> Result<Option<String>, LeaseError> {
+        redis::cmd("GET")
+            .arg(node_key(holder))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)
+    }
+}
+
 impl LeaseStore for RedisLeases {
     async fn acquire(
         &self,
         region: RegionId,
         holder: &str,
         ttl: Duration,
+        min_epoch: u64,
     ) -> Result<Option<Lease>, LeaseError> {
         check(holder, ttl)?;
         let sent_at = Instant::now();
@@ -278,6 +320,7 @@ impl LeaseStore for RedisLeases {
             .arg(epoch_key(region))
             .arg(holder)
             .arg(ttl_ms(ttl))
+            .arg(min_epoch)
             .query_async(&mut self.commands.clone())
             .await
             .map_err(unavailable)?;

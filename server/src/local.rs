@@ -5,6 +5,7 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tessera_regions::hash::Fnv1a;
+use tessera_regions::io::HandoffRecord;
 use tessera_regions::snapshot::{RestoreStats, SnapshotDelta};
 use tessera_regions::{Region, RegionError, TickInput};
 use tessera_shared::config::Config;
@@ -17,12 +18,15 @@ pub struct LocalRegions {
     /// Next tick's input per region, same order as `regions`.
     inputs: Vec<TickInput>,
     slot_of: HashMap<RegionId, usize>,
+    /// Handoffs into regions not held here, for the caller to send on.
+    outbound: Vec<HandoffRecord>,
 }
 
 impl LocalRegions {
     /// Every region of `config`'s world, seeded with `seed`.
     pub fn new(config: Arc<Config>, seed: u64) -> Result<LocalRegions, RegionError> {
-        Self::restore(config, seed, &BTreeMap::new()).map(|(local, _)| local)
+        let all: Vec<RegionId> = config.world.regions.iter().map(|r| r.id).collect();
+        Self::restore(config, seed, &BTreeMap::new(), &all).map(|(local, _)| local)
     }
 
     /// Every region of `config`'s world: restored from its snapshot cells in `stored`
@@ -35,10 +39,18 @@ impl LocalRegions {
         config: Arc<Config>,
         seed: u64,
         stored: &BTreeMap<RegionId, BTreeMap<u32, Vec<u8>>>,
+        held: &[RegionId],
     ) -> Result<(LocalRegions, Vec<(RegionId, RestoreStats)>), RegionError> {
+        let defs: Vec<_> = config
+            .world
+            .regions
+            .iter()
+            .filter(|d| held.contains(&d.id))
+            .cloned()
+            .collect();
         let mut restored = Vec::new();
-        let mut regions = Vec::with_capacity(config.world.regions.len());
-        for def in &config.world.regions {
+        let mut regions = Vec::with_capacity(defs.len());
+        for def in &defs {
             match stored.get(&def.id) {
                 Some(cells) => {
                     let (region, stats) = Region::restore(def, config.clone(), cells)?;
@@ -56,7 +68,7 @@ impl LocalRegions {
             .unwrap_or(0);
         let regions = regions
             .into_iter()
-            .zip(&config.world.regions)
+            .zip(&defs)
             .map(|(region, def)| match region {
                 Some(mut region) => {
                     while region.tick() < tick {
@@ -78,6 +90,7 @@ impl LocalRegions {
                 regions,
                 inputs,
                 slot_of,
+                outbound: Vec::new(),
             },
             restored,
         ))
@@ -109,8 +122,9 @@ impl LocalRegions {
     /// Steps every region once, in parallel on the current rayon pool, then routes each
     /// region's outgoing handoffs into next tick's inputs. What a region deferred (handoffs
     /// it had no room for, session events over its per-tick limit) goes back to it, ahead
-    /// of anything new, so that nothing waits forever behind fresh arrivals. Returns the
-    /// number of handoffs routed between regions.
+    /// of anything new, so that nothing waits forever behind fresh arrivals. Handoffs into
+    /// regions held elsewhere wait in [`LocalRegions::take_outbound`]. Returns the number of
+    /// handoffs routed between local regions.
     pub fn step(&mut self) -> usize {
         self.regions
             .par_iter_mut()
@@ -126,17 +140,36 @@ impl LocalRegions {
         let mut routed = 0;
         for region in &self.regions {
             for record in &region.output().handoffs {
-                // A region hands off only into regions of the same world config, all of
-                // which are local here.
-                let slot = *self
-                    .slot_of
-                    .get(&record.to)
-                    .expect("handoff destinations are regions of the world");
-                self.inputs[slot].handoffs.push(*record);
-                routed += 1;
+                match self.slot_of.get(&record.to) {
+                    Some(&slot) => {
+                        self.inputs[slot].handoffs.push(*record);
+                        routed += 1;
+                    }
+                    // Held by another node: the caller sends it on.
+                    None => self.outbound.push(*record),
+                }
             }
         }
         routed
+    }
+
+    /// Handoffs into regions held elsewhere since the last call, oldest first.
+    pub fn take_outbound(&mut self) -> Vec<HandoffRecord> {
+        std::mem::take(&mut self.outbound)
+    }
+
+    /// Stops holding `region` (its lease was lost): it is no longer stepped. Returns
+    /// whether it was held.
+    pub fn remove(&mut self, region: RegionId) -> bool {
+        let Some(slot) = self.slot_of.remove(&region) else {
+            return false;
+        };
+        self.regions.remove(slot);
+        self.inputs.remove(slot);
+        for (i, r) in self.regions.iter().enumerate() {
+            self.slot_of.insert(r.id(), i);
+        }
+        true
     }
 
     /// Handoffs routed but not yet applied: entities between two regions.

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tessera_regions::io::{EntityView, InterestOutput, Join, ObserverDiff};
+use tessera_regions::io::{EntityView, HandoffRecord, InterestOutput, Join, ObserverDiff};
 use tessera_regions::io::{GameEvent, JoinRefusal, PlayerInput, SavedPlayer, SessionEvent};
 use tessera_shared::config::Config;
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
@@ -24,6 +24,7 @@ use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::quantize::{dequantize_move, quantize_health, quantize_position};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::{Arrival, ClusterLink};
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
@@ -42,6 +43,13 @@ pub const SHUTDOWN_SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from
 pub const RESUME_LINGER: std::time::Duration =
     std::time::Duration::from_secs(crate::auth::TICKET_TTL_S);
 
+/// How long a redirected login waits for its avatar's handoff to arrive before the player
+/// is logged in from its last save instead.
+pub const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a player handed off to another node waits for that node's address before its
+/// session is ended (it can log in again).
+pub const REDIRECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A session's request to the driver.
 #[derive(Debug)]
 pub enum Command {
@@ -55,6 +63,10 @@ pub enum Command {
         outbox: mpsc::Sender<Outgoing>,
         /// The player's last save (the avatar appears there, in the region holding it).
         saved: Option<SavedPlayer>,
+        /// For a login with a redirect ticket: the region the player was handed off to.
+        /// Its avatar may still be in flight: the login waits for it (up to
+        /// [`ARRIVAL_WAIT`]) rather than creating a second one from the save.
+        arriving: Option<RegionId>,
         /// The answer: where the player is, or why not.
         reply: oneshot::Sender<Result<Joined, ErrorS2c>>,
     },
@@ -147,6 +159,15 @@ impl NodeHandle {
     }
 }
 
+/// A login waiting to be applied.
+struct PendingJoin {
+    player: PlayerId,
+    session: u64,
+    outbox: mpsc::Sender<Outgoing>,
+    saved: Option<SavedPlayer>,
+    reply: oneshot::Sender<Result<Joined, ErrorS2c>>,
+}
+
 /// One connected player's view, as its client knows it.
 struct ClientView {
     session: u64,
@@ -209,6 +230,16 @@ pub struct Driver {
     save_interval_ticks: u64,
     /// Where region snapshots go (none: regions are not persisted).
     snapshots: Option<Snapshots>,
+    /// The cluster (none: every region of the world is here).
+    cluster: Option<ClusterLink>,
+    /// Handoffs to other nodes not yet queued (the queue was full), oldest first.
+    outbound_backlog: Vec<HandoffRecord>,
+    /// Players handed off to another node whose address is not known yet: their view
+    /// (to redirect) and the tick their session is ended at.
+    pending_redirects: Vec<(PlayerId, ClientView, RegionId, u64)>,
+    /// Redirected logins waiting for their avatar's handoff, with the tick they stop
+    /// waiting at.
+    awaiting_arrival: Vec<(PendingJoin, u64)>,
     /// `[persistence] snapshot_interval_s` in ticks.
     snapshot_interval_ticks: u64,
     /// Counters.
@@ -243,6 +274,10 @@ impl Driver {
                 save_interval_ticks: (PLAYER_SAVE_INTERVAL.as_secs() * u64::from(config_tick_hz))
                     .max(1),
                 snapshots: None,
+                cluster: None,
+                outbound_backlog: Vec::new(),
+                pending_redirects: Vec::new(),
+                awaiting_arrival: Vec::new(),
                 snapshot_interval_ticks,
                 stats: DriverStats::default(),
             },
@@ -251,6 +286,12 @@ impl Driver {
                 tick_hz: config_tick_hz,
             },
         )
+    }
+
+    /// Joins the cluster behind `link`: handoffs into regions held elsewhere go out through
+    /// it (their players redirected), handoffs into this node's regions come in through it.
+    pub fn join_cluster(&mut self, link: ClusterLink) {
+        self.cluster = Some(link);
     }
 
     /// Commits the regions' snapshots through `snapshots` every
@@ -282,7 +323,12 @@ impl Driver {
 
     /// One tick: commands in, regions stepped, outputs out.
     pub fn tick(&mut self) {
-        let first_region = self.config.world.regions[0].id;
+        // Logins without a saved position land in the first region held here.
+        let first_region = self
+            .local
+            .regions()
+            .first()
+            .map_or(self.config.world.regions[0].id, |r| r.id());
         // Drain what is queued now (bounded by the channel's capacity).
         for _ in 0..self.commands.len() {
             let Ok(command) = self.commands.try_recv() else {
@@ -291,11 +337,14 @@ impl Driver {
             self.apply(command, first_region);
         }
         self.evict_detached();
+        self.drop_lost_regions();
+        let arrivals = self.take_arrivals();
         let started = std::time::Instant::now();
         self.local.step();
         self.stats.last_step = started.elapsed();
         let tick = self.current_tick();
         self.settle_sessions(tick);
+        self.settle_cluster(arrivals, tick);
         self.save_due_players(tick);
         let started = std::time::Instant::now();
         self.fan_out();
@@ -325,6 +374,69 @@ impl Driver {
             .is_none_or(|s| s.flush_blocking(timeout))
     }
 
+    /// Ticks in `d` at this world's rate.
+    fn ticks_for(&self, d: std::time::Duration) -> u64 {
+        (d.as_millis() as u64 * u64::from(self.config.world.tick_hz)).div_ceil(1000)
+    }
+
+    /// A login: onto the avatar already here (a resume, a takeover, an arrival), or a new
+    /// avatar in the region holding the saved position.
+    fn join(&mut self, join: PendingJoin, first_region: RegionId) {
+        let player = join.player;
+        if let Some(view) = self.clients.get_mut(&player) {
+            // Takeover or resume: the avatar stays; a live old session is told
+            // why it ends.
+            if view.detached {
+                self.stats.resumed += 1;
+            } else {
+                let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
+                    reason: KickReason::LoggedInElsewhere,
+                    message: "logged in from another connection".into(),
+                }));
+            }
+            view.detached = false;
+            view.session = join.session;
+            view.outbox = join.outbox;
+            view.encoder = DeltaEncoder::default();
+            view.ack_tick = 0;
+            let region = self.region_of.get(&player).copied().unwrap_or(first_region);
+            let tick = self.current_tick();
+            let _ = join.reply.send(Ok(Joined { region, tick }));
+            return;
+        }
+        // Into the region holding the saved position (the first one otherwise, or
+        // if that region is not on this node).
+        let PendingJoin {
+            player,
+            session,
+            outbox,
+            saved,
+            reply,
+        } = join;
+        let region = saved
+            .and_then(|s| self.config.world.region_at(s.position))
+            .map_or(first_region, |r| r.id);
+        let region = if self.local.region(region).is_some() {
+            region
+        } else {
+            first_region
+        };
+        let Some(input) = self.local.input_mut(region) else {
+            // This node holds no region (all leases lost).
+            let _ = reply.send(Err(ErrorS2c {
+                code: ErrorCode::RegionUnavailable,
+                message: "this node holds no region".into(),
+                retry_after_ms: Some(1_000),
+            }));
+            return;
+        };
+        input
+            .sessions
+            .push(SessionEvent::Join(Join { player, saved }));
+        self.pending_joins
+            .push((player, session, region, outbox, reply));
+    }
+
     fn apply(&mut self, command: Command, first_region: RegionId) {
         match command {
             Command::Join {
@@ -332,46 +444,27 @@ impl Driver {
                 session,
                 outbox,
                 saved,
+                arriving,
                 reply,
             } => {
-                if let Some(view) = self.clients.get_mut(&player) {
-                    // Takeover or resume: the avatar stays; a live old session is told
-                    // why it ends.
-                    if view.detached {
-                        self.stats.resumed += 1;
-                    } else {
-                        let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
-                            reason: KickReason::LoggedInElsewhere,
-                            message: "logged in from another connection".into(),
-                        }));
-                    }
-                    view.detached = false;
-                    view.session = session;
-                    view.outbox = outbox;
-                    view.encoder = DeltaEncoder::default();
-                    view.ack_tick = 0;
-                    let region = self.region_of.get(&player).copied().unwrap_or(first_region);
-                    let tick = self.current_tick();
-                    let _ = reply.send(Ok(Joined { region, tick }));
+                let join = PendingJoin {
+                    player,
+                    session,
+                    outbox,
+                    saved,
+                    reply,
+                };
+                let awaited = arriving.filter(|&r| {
+                    self.cluster.is_some()
+                        && self.local.region(r).is_some()
+                        && !self.clients.contains_key(&player)
+                });
+                if awaited.is_some() {
+                    let deadline = self.current_tick() + self.ticks_for(ARRIVAL_WAIT);
+                    self.awaiting_arrival.push((join, deadline));
                     return;
                 }
-                // Into the region holding the saved position (the first one otherwise, or
-                // if that region is not on this node).
-                let region = saved
-                    .and_then(|s| self.config.world.region_at(s.position))
-                    .map_or(first_region, |r| r.id);
-                let (region, input) = match self.local.input_mut(region) {
-                    Some(input) => (region, input),
-                    None => (
-                        first_region,
-                        self.local.input_mut(first_region).expect("a world region"),
-                    ),
-                };
-                input
-                    .sessions
-                    .push(SessionEvent::Join(Join { player, saved }));
-                self.pending_joins
-                    .push((player, session, region, outbox, reply));
+                self.join(join, first_region);
             }
             Command::Leave {
                 player,
@@ -554,6 +647,155 @@ impl Driver {
     /// The tick the regions are at (they step together).
     fn current_tick(&self) -> u64 {
         self.local.regions().first().map_or(0, |r| r.tick())
+    }
+
+    /// Stops stepping the regions whose lease was lost, ending their players' sessions
+    /// (another node takes the region over from its last snapshot; the players log in
+    /// again there).
+    fn drop_lost_regions(&mut self) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        for region in cluster.take_lost() {
+            if !self.local.remove(region) {
+                continue;
+            }
+            let players: Vec<PlayerId> = self
+                .region_of
+                .iter()
+                .filter(|(_, r)| **r == region)
+                .map(|(p, _)| *p)
+                .collect();
+            for player in players {
+                self.region_of.remove(&player);
+                if let Some(view) = self.clients.remove(&player) {
+                    let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
+                        reason: KickReason::Shutdown,
+                        message: "this node lost the region; log in again".into(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Handoffs other nodes sent into this node's regions, queued into next tick's input;
+    /// returns them, to settle after the step.
+    fn take_arrivals(&mut self) -> Vec<Arrival> {
+        let Some(cluster) = &self.cluster else {
+            return Vec::new();
+        };
+        let mut arrivals = Vec::with_capacity(cluster.inbound.len());
+        for _ in 0..cluster.inbound.len() {
+            let Ok(arrival) = cluster.inbound.try_recv() else {
+                break;
+            };
+            if let Some(input) = self.local.input_mut(arrival.record.to) {
+                input.handoffs.push(arrival.record);
+                arrivals.push(arrival);
+            }
+        }
+        arrivals
+    }
+
+    /// After a step: acknowledges the applied arrivals, gives each arrived player a
+    /// detached view for its redirected client to claim, answers the logins that waited
+    /// for them, and sends handoffs into other nodes' regions on, redirecting their
+    /// players there.
+    fn settle_cluster(&mut self, arrivals: Vec<Arrival>, tick: u64) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let linger = self.resume_linger_ticks;
+        for arrival in arrivals {
+            // Applied, or a duplicate of one applied earlier: either way done with.
+            let _ = cluster.acks.try_send(arrival.delivery);
+            let Some(player) = arrival.record.entity.player else {
+                continue;
+            };
+            let here = self
+                .local
+                .region(arrival.record.to)
+                .and_then(|r| r.position_of(NetId::of_player(player)))
+                .is_some();
+            if here && !self.clients.contains_key(&player) {
+                self.region_of.insert(player, arrival.record.to);
+                let (outbox, _) = mpsc::channel(1);
+                self.clients.insert(
+                    player,
+                    ClientView {
+                        session: 0,
+                        outbox,
+                        visible: Vec::new(),
+                        encoder: DeltaEncoder::default(),
+                        ack_tick: 0,
+                        detached: true,
+                    },
+                );
+                self.detached
+                    .push_back((player, 0, tick.saturating_add(linger)));
+            }
+        }
+        let first_region = self.local.regions().first().map(|r| r.id());
+        let waiting = std::mem::take(&mut self.awaiting_arrival);
+        for (join, deadline) in waiting {
+            let arrived = self.clients.contains_key(&join.player);
+            match first_region {
+                Some(first) if arrived || deadline <= tick => self.join(join, first),
+                Some(_) => self.awaiting_arrival.push((join, deadline)),
+                None => {
+                    let _ = join.reply.send(Err(ErrorS2c {
+                        code: ErrorCode::RegionUnavailable,
+                        message: "this node holds no region".into(),
+                        retry_after_ms: Some(1_000),
+                    }));
+                }
+            }
+        }
+
+        let mut outbound = std::mem::take(&mut self.outbound_backlog);
+        outbound.extend(self.local.take_outbound());
+        let cluster = self.cluster.as_ref().expect("checked above");
+        for record in outbound {
+            if let Some(player) = record.entity.player {
+                self.region_of.remove(&player);
+                if let Some(view) = self.clients.remove(&player)
+                    && !view.detached
+                {
+                    let deadline =
+                        tick + (REDIRECT_WAIT.as_secs() * u64::from(self.config.world.tick_hz));
+                    self.pending_redirects
+                        .push((player, view, record.to, deadline));
+                }
+            }
+            match cluster.outbound.try_send(record) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(record)) => {
+                    self.outbound_backlog.push(record);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::error!("the handoff publisher stopped; a handoff is lost");
+                }
+            }
+        }
+        let redirects = std::mem::take(&mut self.pending_redirects);
+        for (player, view, region, deadline) in redirects {
+            match cluster.address_of(region) {
+                Some(addr) => {
+                    let _ = view.outbox.try_send(Outgoing::Redirect { addr, region });
+                    self.stats.redirected += 1;
+                }
+                None if deadline <= tick => {
+                    tracing::warn!(%player, region = region.0, "no node address for the region the player crossed into");
+                    let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
+                        reason: KickReason::Shutdown,
+                        message: "the region you entered is unavailable; log in again".into(),
+                    }));
+                }
+                None => self
+                    .pending_redirects
+                    .push((player, view, region, deadline)),
+            }
+        }
     }
 
     /// Takes `player`'s avatar out of the world and forgets its view.
@@ -802,6 +1044,7 @@ mod tests {
             session: 1,
             outbox,
             saved: None,
+            arriving: None,
             reply,
         })
         .unwrap();
@@ -860,6 +1103,7 @@ mod tests {
             session: 2,
             outbox,
             saved: None,
+            arriving: None,
             reply,
         })
         .unwrap();
@@ -916,6 +1160,7 @@ mod tests {
             session: 2,
             outbox,
             saved: None,
+            arriving: None,
             reply,
         })
         .unwrap();

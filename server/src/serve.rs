@@ -14,6 +14,7 @@ use anyhow::Context;
 use tessera_shared::config::{Config, NodeMode};
 
 use crate::auth::{self, TicketKeys, TokenVerifier};
+use crate::cluster::Cluster;
 use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
 use crate::node::{Command, Driver, NodeHandle};
@@ -105,11 +106,24 @@ pub struct RunningNode {
     pub cert_der: Vec<u8>,
     /// Endpoint counters.
     pub stats: Arc<EndpointStats>,
+    /// What the node holds, updated every tick.
+    pub gauges: Arc<NodeGauges>,
     stop: Arc<AtomicBool>,
     node: NodeHandle,
     driver: Option<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// What a running node holds, as of its last tick.
+#[derive(Debug, Default)]
+pub struct NodeGauges {
+    /// Player avatars in its regions.
+    pub players: std::sync::atomic::AtomicUsize,
+    /// Regions it steps.
+    pub regions: std::sync::atomic::AtomicUsize,
+    /// Ticks stepped.
+    pub ticks: std::sync::atomic::AtomicU64,
 }
 
 impl RunningNode {
@@ -149,7 +163,50 @@ impl RunningNode {
         let addr = endpoint.local_addr().context("the endpoint's address")?;
         let store = open_store(&runtime, &config)?;
         tracing::info!(store = store.kind(), "player and snapshot store");
-        let (mut driver, node, epochs) = restore_regions(&runtime, &store, &config, options.seed)?;
+        let held = held_regions(&config)?;
+        let stored = runtime
+            .block_on(crate::snapshots::load_all(
+                &store,
+                held.iter().copied(),
+                crate::snapshots::LOAD_TIMEOUT,
+            ))
+            .context("loading the regions' snapshots")?;
+        // One past the newest snapshot's epoch; with a cluster, the lease's (at least that).
+        let mut epochs: BTreeMap<RegionId, u64> = held
+            .iter()
+            .map(|&r| (r, stored.get(&r).map_or(1, |s| s.epoch + 1)))
+            .collect();
+        let cluster = match &config.node.services.redis_url {
+            None => None,
+            Some(url) => {
+                let cluster = runtime.block_on(Cluster::connect(url, &config.node.name))?;
+                let floors = epochs.iter().map(|(&r, &e)| (r, e)).collect();
+                let leases = runtime.block_on(cluster.acquire(&held, &floors))?;
+                for lease in &leases {
+                    epochs.insert(lease.region, lease.epoch);
+                }
+                let others = config
+                    .world
+                    .regions
+                    .iter()
+                    .map(|r| r.id)
+                    .filter(|r| !held.contains(r))
+                    .collect();
+                let advertise = config
+                    .node
+                    .cluster
+                    .advertise_addr
+                    .clone()
+                    .unwrap_or_else(|| addr.to_string());
+                tracing::info!(regions = ?held.iter().map(|r| r.0).collect::<Vec<_>>(), %advertise, "region leases taken");
+                let _guard = runtime.enter();
+                Some(cluster.start(leases, others, advertise))
+            }
+        };
+        let (mut driver, node) = restore_regions(&config, options.seed, stored, &held)?;
+        if let Some(link) = cluster {
+            driver.join_cluster(link);
+        }
         let (players, snapshots) = {
             let _guard = runtime.enter();
             (
@@ -171,11 +228,22 @@ impl RunningNode {
         let stop = Arc::new(AtomicBool::new(false));
         let pool = sim_pool(config.node.sim_threads as usize)?;
         let driver_stop = stop.clone();
+        let gauges = Arc::new(NodeGauges::default());
+        let driver_gauges = gauges.clone();
         let ticks = options.ticks;
         let driver = std::thread::Builder::new()
             .name("tessera-driver".into())
             .spawn(move || {
-                pool.install(|| drive(driver, &save_stats, &snapshots.stats, &driver_stop, ticks))
+                pool.install(|| {
+                    drive(
+                        driver,
+                        &save_stats,
+                        &snapshots.stats,
+                        &driver_gauges,
+                        &driver_stop,
+                        ticks,
+                    )
+                })
             })
             .context("starting the tick driver")?;
         tracing::info!(%addr, node = %config.node.name, regions = config.world.regions.len(), "node running");
@@ -183,6 +251,7 @@ impl RunningNode {
             addr,
             cert_der,
             stats,
+            gauges,
             stop,
             node,
             driver: Some(driver),
@@ -270,34 +339,40 @@ fn open_store(runtime: &tokio::runtime::Runtime, config: &Config) -> anyhow::Res
     }
 }
 
-/// Every region of the world from its last committed snapshot (new where there is none),
-/// and the epoch this node commits each one under: one past the stored snapshot's.
-/// (Region leases, which will hand out the epochs, are not wired into the node yet.)
+/// The regions this node holds: `[cluster] regions`, or every region of the world.
+fn held_regions(config: &Config) -> anyhow::Result<Vec<RegionId>> {
+    let world: Vec<RegionId> = config.world.regions.iter().map(|r| r.id).collect();
+    let listed = &config.node.cluster.regions;
+    if listed.is_empty() {
+        return Ok(world);
+    }
+    if config.node.services.redis_url.is_none() && listed.len() < world.len() {
+        anyhow::bail!(
+            "[cluster] regions names only some regions, but without [services] redis_url there is no other node to hold the rest"
+        );
+    }
+    if let Some(unknown) = listed.iter().find(|r| !world.contains(r)) {
+        anyhow::bail!(
+            "[cluster] regions names region {}, which world.toml does not define",
+            unknown.0
+        );
+    }
+    Ok(listed.clone())
+}
+
+/// The `held` regions from their last committed snapshots in `stored` (new where there
+/// is none).
 fn restore_regions(
-    runtime: &tokio::runtime::Runtime,
-    store: &NodeStore,
     config: &Arc<Config>,
     seed: u64,
-) -> anyhow::Result<(Driver, NodeHandle, BTreeMap<RegionId, u64>)> {
-    let ids = config.world.regions.iter().map(|r| r.id);
-    let stored = runtime
-        .block_on(crate::snapshots::load_all(
-            store,
-            ids,
-            crate::snapshots::LOAD_TIMEOUT,
-        ))
-        .context("loading the regions' snapshots")?;
-    let epochs = config
-        .world
-        .regions
-        .iter()
-        .map(|r| (r.id, stored.get(&r.id).map_or(1, |s| s.epoch + 1)))
-        .collect();
+    stored: BTreeMap<RegionId, tessera_persistence::RegionSnapshot>,
+    held: &[RegionId],
+) -> anyhow::Result<(Driver, NodeHandle)> {
     let cells = stored
         .into_iter()
         .map(|(region, snapshot)| (region, snapshot.cells))
         .collect();
-    let (local, restored) = LocalRegions::restore(config.clone(), seed, &cells)
+    let (local, restored) = LocalRegions::restore(config.clone(), seed, &cells, held)
         .context("restoring the regions from their snapshots")?;
     for (region, stats) in &restored {
         if stats.dropped > 0 {
@@ -315,8 +390,7 @@ fn restore_regions(
         npcs = restored.iter().map(|(_, s)| s.npcs).sum::<usize>(),
         "regions restored from snapshots"
     );
-    let (driver, node) = Driver::with_regions(config.clone(), local);
-    Ok((driver, node, epochs))
+    Ok(Driver::with_regions(config.clone(), local))
 }
 
 /// The paced tick loop.
@@ -324,6 +398,7 @@ fn drive(
     mut driver: Driver,
     saves: &SaveStats,
     snapshots: &SnapshotStats,
+    gauges: &NodeGauges,
     stop: &AtomicBool,
     ticks: Option<u64>,
 ) {
@@ -337,6 +412,13 @@ fn drive(
         let started = Instant::now();
         driver.tick();
         window.push(started.elapsed());
+        gauges
+            .players
+            .store(driver.local().counts().0, Ordering::Relaxed);
+        gauges
+            .regions
+            .store(driver.local().regions().len(), Ordering::Relaxed);
+        gauges.ticks.fetch_add(1, Ordering::Relaxed);
         fan_out_window.push(driver.stats.last_fan_out);
         tick += 1;
         if last_status.elapsed() >= STATUS_INTERVAL {

@@ -107,15 +107,15 @@ pub async fn run(
         .await;
     }
     // A ticket (resume or redirect) stands in for the token, which may have expired since.
-    let player = match &hello.ticket {
+    let (player, arriving) = match &hello.ticket {
         Some(ticket) => match auth.tickets.verify(ticket) {
             Ok(ticket) => {
-                let counter = match ticket.kind {
-                    TicketKind::Resume => &stats.resumes,
-                    TicketKind::Redirect => &stats.redirect_logins,
+                let (counter, arriving) = match ticket.kind {
+                    TicketKind::Resume => (&stats.resumes, None),
+                    TicketKind::Redirect => (&stats.redirect_logins, ticket.region),
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                ticket.player
+                (ticket.player, arriving)
             }
             Err(e) => {
                 stats.bad_tickets.fetch_add(1, Ordering::Relaxed);
@@ -123,7 +123,7 @@ pub async fn run(
             }
         },
         None => match auth.verifier.verify(&hello.token) {
-            Ok(login) => login.player,
+            Ok(login) => (login.player, None),
             Err(e) => return refuse(&connection, &mut send, e.code(), &e.to_string()).await,
         },
     };
@@ -151,6 +151,7 @@ pub async fn run(
             session,
             outbox,
             saved,
+            arriving,
             reply,
         })
         .is_err()

@@ -7,8 +7,11 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 use super::reader::{At, EnvOverride, SourceFile, Table};
-use super::schema::{AuthConfig, NodeConfig, NodeMode, ServicesConfig, TlsConfig, TokenAlgorithm};
+use super::schema::{
+    AuthConfig, ClusterConfig, NodeConfig, NodeMode, ServicesConfig, TlsConfig, TokenAlgorithm,
+};
 use super::{NAME_CHARS_MAX, is_node_name};
+use crate::ids::RegionId;
 
 /// Environment variables starting with this override keys of `tessera.toml`.
 pub(super) const ENV_PREFIX: &str = "TESSERA__";
@@ -22,6 +25,7 @@ const SECTIONS: &[&str] = &[
     "tls",
     "services",
     "persistence",
+    "cluster",
 ];
 
 /// Longest accepted `[auth] issuer` and `audience`, in bytes.
@@ -232,6 +236,7 @@ pub(super) fn read(
     let services = match services {
         Some(mut t) => {
             let mongodb_uri = service_uri(&mut t, "mongodb_uri", &["mongodb://"]);
+            let redis_url = service_uri(&mut t, "redis_url", &["redis://", "rediss://"]);
             let mongodb_database = t
                 .string("mongodb_database", "a database name such as \"tessera\"")
                 .and_then(|(name, at)| {
@@ -257,6 +262,7 @@ pub(super) fn read(
                 Some(ServicesConfig {
                     mongodb_uri: mongodb_uri?,
                     mongodb_database: mongodb_database?,
+                    redis_url: redis_url?,
                 })
             })()
         }
@@ -273,6 +279,43 @@ pub(super) fn read(
         }
         None => None,
     };
+    let cluster = root
+        .table("cluster")
+        .map(|t| t.with_env(env_for("cluster")));
+    let cluster = match cluster {
+        Some(mut t) => {
+            let regions = region_list(&mut t, file);
+            let advertise = t
+                .string("advertise_addr", "a host:port such as \"10.0.0.5:4433\", or \"\"")
+                .and_then(|(text, at)| {
+                    if text.is_empty() {
+                        Some(None)
+                    } else if text.len() <= ADVERTISE_BYTES_MAX
+                        && text.rsplit_once(':').is_some_and(|(host, port)| {
+                            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                        })
+                    {
+                        Some(Some(text.to_owned()))
+                    } else {
+                        file.error(
+                            at,
+                            format!(
+                                "advertise_addr must be host:port (at most {ADVERTISE_BYTES_MAX} bytes), or \"\" for the QUIC listen address, got {text:?}"
+                            ),
+                        );
+                        None
+                    }
+                });
+            t.finish();
+            (|| {
+                Some(ClusterConfig {
+                    regions: regions?,
+                    advertise_addr: advertise?,
+                })
+            })()
+        }
+        None => None,
+    };
     root.finish();
 
     Some(NodeConfig {
@@ -286,7 +329,31 @@ pub(super) fn read(
         tls: tls?,
         services: services?,
         snapshot_interval: snapshot_interval?,
+        cluster: cluster?,
     })
+}
+
+/// Longest `[cluster] advertise_addr`, in bytes.
+const ADVERTISE_BYTES_MAX: usize = 256;
+
+/// `[cluster] regions`: distinct region ids, `[]` for all.
+fn region_list(t: &mut Table<'_>, file: &SourceFile<'_>) -> Option<Vec<RegionId>> {
+    let expected = "an array of region ids such as [1, 2], or [] for every region";
+    let (array, _) = t.array("regions", expected)?;
+    let mut ok = true;
+    let mut ids = Vec::with_capacity(array.len());
+    for value in array.iter() {
+        let item = super::reader::Item::from_spanned(value);
+        match t.u32_of("regions", item, 1, RegionId::MAX) {
+            Some(id) if ids.contains(&RegionId(id)) => {
+                file.error(item.at, format!("region {id} is listed twice"));
+                ok = false;
+            }
+            Some(id) => ids.push(RegionId(id)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(ids)
 }
 
 /// A service URI where `""` means "none: the embedded default". `Some(None)` is that;

@@ -57,6 +57,8 @@ pub struct NodeConfig {
     /// `[persistence] snapshot_interval_s`: how often each region's changed cells are
     /// committed to the snapshot store; what a crash can lose at most. 1 to 3600 s.
     pub snapshot_interval: std::time::Duration,
+    /// `[cluster]`: which regions this node holds, and how other nodes reach it.
+    pub cluster: ClusterConfig,
 }
 
 /// `[services]` of `tessera.toml`. An empty URI means the embedded default: the redb
@@ -67,6 +69,20 @@ pub struct ServicesConfig {
     pub mongodb_uri: Option<String>,
     /// `[services] mongodb_database`: the database holding Tessera's collections.
     pub mongodb_database: String,
+    /// `[services] redis_url`: `redis://...` or `rediss://...` (at most 4096 bytes), or
+    /// `None`: the in-process bus and leases (one node holds every region).
+    pub redis_url: Option<String>,
+}
+
+/// `[cluster]` of `tessera.toml`: this node's part of a cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `[cluster] regions`: the regions this node takes at start (their leases); empty
+    /// means every region of the world.
+    pub regions: Vec<crate::ids::RegionId>,
+    /// `[cluster] advertise_addr`: `host:port` other nodes redirect clients to; `None`
+    /// means the QUIC endpoint's bound address.
+    pub advertise_addr: Option<String>,
 }
 
 /// `[auth]` of `tessera.toml`. In production mode both files are required (the loader

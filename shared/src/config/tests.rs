@@ -27,8 +27,12 @@ key_file = ""
 [services]
 mongodb_uri = ""
 mongodb_database = "tessera"
+redis_url = ""
 [persistence]
 snapshot_interval_s = 10
+[cluster]
+regions = []
+advertise_addr = ""
 "#;
 
 const WORLD: &str = r#"[world]
@@ -625,7 +629,7 @@ fn bad_env_overrides_error() {
     assert_eq!(
         e.to_string(),
         [
-            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence"#,
+            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster"#,
             r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen"#,
             "env TESSERA__NODE: expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
             "env TESSERA__SIM__THREADS: threads must be an integer between 0 and 256, got many",

@@ -1,0 +1,457 @@
+//! The node as part of a cluster (`[services] redis_url` set): the regions it holds under
+//! Redis leases, and handoffs to and from regions other nodes hold, over the bus.
+//!
+//! - **Leases.** At start the node takes the lease of each region of `[cluster] regions`
+//!   (waiting up to [`ACQUIRE_TIMEOUT`] for a previous holder's lease to run out), with an
+//!   epoch above its newest snapshot's; the epoch fences its snapshot commits. One task
+//!   renews them every third of [`LEASE_TTL`] and advertises the node's address beside
+//!   them. A region whose lease could not be renewed before [`Lease::must_stop`] is
+//!   reported lost: the driver stops stepping it.
+//! - **Directory.** Every [`DIRECTORY_REFRESH`] the task looks up who holds each region
+//!   this node does not, and where that node takes clients.
+//! - **Handoffs out.** An entity crossing into a region held elsewhere leaves the driver as
+//!   a [`HandoffRecord`] on a bounded queue ([`HANDOFFS_OUT_LEN_MAX`]; when full the driver
+//!   keeps it and retries next tick); the publisher sends each tick's records as one bus
+//!   batch of high-lane mail keyed by handoff id, retrying with backoff while Redis is
+//!   down. The player's session gets a `Redirect` to the holder's address.
+//! - **Handoffs in.** A receiver polls the held regions' mail and hands decoded records to
+//!   the driver (bounded, [`HANDOFFS_IN_LEN_MAX`]: it receives no more than there is room
+//!   for); the driver acknowledges each after the tick that applied it (a region applies
+//!   a handoff id at most once, so a redelivery changes nothing). Mail that does not
+//!   decode is never acknowledged: after `deliveries_max` deliveries it is a dead letter.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tessera_persistence::bus::{Batch, BusConfig, Delivery, EventBus, Lane, Mail, RECEIVE_MAX};
+use tessera_persistence::lease::{Lease, LeaseError, LeaseStore, RedisLeases};
+use tessera_persistence::redis_bus::RedisBus;
+use tessera_regions::io::{EntityState, HandoffRecord};
+use tessera_shared::ids::{HandoffId, NetId, PlayerId, RegionId};
+use tessera_shared::math::Vec2;
+use tessera_shared::protocol::codec;
+use tokio::sync::mpsc;
+
+/// Length of a region lease. A node that dies loses its regions this long after.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How long a node waits at start for each region's lease (a previous holder's may still
+/// be running out).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the directory of other nodes' regions is refreshed.
+pub const DIRECTORY_REFRESH: Duration = Duration::from_millis(250);
+/// Handoffs queued from the driver to the publisher.
+pub const HANDOFFS_OUT_LEN_MAX: usize = 8_192;
+/// Received handoffs queued for the driver.
+pub const HANDOFFS_IN_LEN_MAX: usize = 8_192;
+/// Acknowledgements queued from the driver to the receiver.
+pub const ACKS_LEN_MAX: usize = 16_384;
+/// How often the receiver polls the held regions' mail.
+pub const RECEIVE_POLL: Duration = Duration::from_millis(10);
+/// Largest encoded handoff record.
+pub const HANDOFF_BYTES_MAX: usize = 256;
+
+/// A received handoff: the record, and the delivery to acknowledge once it is applied.
+#[derive(Debug)]
+pub struct Arrival {
+    /// The record.
+    pub record: HandoffRecord,
+    /// For the acknowledgement.
+    pub delivery: Delivery,
+}
+
+/// The driver's side of the cluster.
+#[derive(Debug)]
+pub struct ClusterLink {
+    /// Handoffs into regions held elsewhere.
+    pub outbound: mpsc::Sender<HandoffRecord>,
+    /// Handoffs into regions held here.
+    pub inbound: crossbeam_channel::Receiver<Arrival>,
+    /// Deliveries applied, to acknowledge.
+    pub acks: mpsc::Sender<Delivery>,
+    /// Where the regions held elsewhere take clients.
+    pub directory: Arc<RwLock<HashMap<RegionId, String>>>,
+    /// Held regions whose lease was lost.
+    pub lost: Arc<Mutex<HashSet<RegionId>>>,
+}
+
+impl ClusterLink {
+    /// The address of the node holding `region`, if known.
+    pub fn address_of(&self, region: RegionId) -> Option<String> {
+        self.directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&region)
+            .cloned()
+    }
+
+    /// Held regions lost since the last call.
+    pub fn take_lost(&self) -> Vec<RegionId> {
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        lost.drain().collect()
+    }
+}
+
+/// Redis leases and bus of a cluster node, before it starts.
+pub struct Cluster {
+    leases: RedisLeases,
+    bus: RedisBus,
+    node: String,
+}
+
+impl Cluster {
+    /// Connects to the cluster's Redis as node `node`.
+    pub async fn connect(url: &str, node: &str) -> anyhow::Result<Cluster> {
+        let leases = RedisLeases::connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}"))?;
+        let bus = RedisBus::connect(url, BusConfig::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}"))?;
+        Ok(Cluster {
+            leases,
+            bus,
+            node: node.to_owned(),
+        })
+    }
+
+    /// Takes the lease of each of `regions` with an epoch of at least its entry in
+    /// `min_epochs`, waiting up to [`ACQUIRE_TIMEOUT`] for each.
+    pub async fn acquire(
+        &self,
+        regions: &[RegionId],
+        min_epochs: &HashMap<RegionId, u64>,
+    ) -> anyhow::Result<Vec<Lease>> {
+        let deadline = Instant::now() + ACQUIRE_TIMEOUT;
+        let mut leases = Vec::with_capacity(regions.len());
+        for &region in regions {
+            let min_epoch = min_epochs.get(&region).copied().unwrap_or(1);
+            loop {
+                match self
+                    .leases
+                    .acquire(region, &self.node, LEASE_TTL, min_epoch)
+                    .await
+                {
+                    Ok(Some(lease)) => {
+                        leases.push(lease);
+                        break;
+                    }
+                    Ok(None) | Err(LeaseError::Unavailable(_)) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Ok(None) => {
+                        let holder = self.leases.holder(region).await.ok().flatten();
+                        anyhow::bail!(
+                            "region {} is held by {:?}; not taken within {ACQUIRE_TIMEOUT:?}",
+                            region.0,
+                            holder.map(|h| h.0)
+                        );
+                    }
+                    Err(e) => anyhow::bail!("taking the lease of region {}: {e}", region.0),
+                }
+            }
+        }
+        Ok(leases)
+    }
+
+    /// Starts the cluster's tasks on the current runtime for the `held` leases, with
+    /// `others` the regions held elsewhere, advertising `addr`; returns the driver's side.
+    pub fn start(self, held: Vec<Lease>, others: Vec<RegionId>, addr: String) -> ClusterLink {
+        let (outbound, outbound_rx) = mpsc::channel(HANDOFFS_OUT_LEN_MAX);
+        let (inbound_tx, inbound) = crossbeam_channel::bounded(HANDOFFS_IN_LEN_MAX);
+        let (acks, acks_rx) = mpsc::channel(ACKS_LEN_MAX);
+        let directory = Arc::new(RwLock::new(HashMap::new()));
+        let lost = Arc::new(Mutex::new(HashSet::new()));
+        let regions: Vec<RegionId> = held.iter().map(|l| l.region).collect();
+        tokio::spawn(renew_leases(
+            self.leases.clone(),
+            held,
+            self.node.clone(),
+            addr,
+            lost.clone(),
+        ));
+        tokio::spawn(refresh_directory(
+            self.leases.clone(),
+            others,
+            directory.clone(),
+        ));
+        tokio::spawn(publish_handoffs(self.bus.clone(), outbound_rx));
+        tokio::spawn(receive_handoffs(
+            self.bus,
+            regions,
+            self.node,
+            inbound_tx,
+            acks_rx,
+            lost.clone(),
+        ));
+        ClusterLink {
+            outbound,
+            inbound,
+            acks,
+            directory,
+            lost,
+        }
+    }
+}
+
+async fn renew_leases(
+    leases: RedisLeases,
+    mut held: Vec<Lease>,
+    node: String,
+    addr: String,
+    lost: Arc<Mutex<HashSet<RegionId>>>,
+) {
+    loop {
+        if let Err(e) = leases.advertise(&node, &addr, LEASE_TTL).await {
+            tracing::warn!(error = %e, "could not advertise the node's address");
+        }
+        let mut kept = Vec::with_capacity(held.len());
+        for lease in held {
+            match leases.renew(&lease).await {
+                Ok(Some(renewed)) => kept.push(renewed),
+                Ok(None) => lose(&lost, lease.region, "taken or expired"),
+                Err(e) if lease.must_stop(Instant::now()) => {
+                    lose(&lost, lease.region, &e.to_string());
+                }
+                Err(e) => {
+                    tracing::warn!(region = lease.region.0, error = %e, "lease renewal failed; retrying");
+                    kept.push(lease);
+                }
+            }
+        }
+        held = kept;
+        let next = held
+            .iter()
+            .map(Lease::renew_due)
+            .min()
+            .unwrap_or_else(|| Instant::now() + LEASE_TTL / 3);
+        tokio::time::sleep_until(next.max(Instant::now() + Duration::from_millis(50)).into()).await;
+    }
+}
+
+fn lose(lost: &Mutex<HashSet<RegionId>>, region: RegionId, why: &str) {
+    tracing::error!(
+        region = region.0,
+        why,
+        "region lease lost: this node stops simulating it"
+    );
+    lost.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(region);
+}
+
+async fn refresh_directory(
+    leases: RedisLeases,
+    regions: Vec<RegionId>,
+    directory: Arc<RwLock<HashMap<RegionId, String>>>,
+) {
+    loop {
+        let mut found = HashMap::with_capacity(regions.len());
+        let mut addresses: HashMap<String, Option<String>> = HashMap::new();
+        for &region in &regions {
+            let Ok(Some((holder, _))) = leases.holder(region).await else {
+                continue;
+            };
+            if !addresses.contains_key(&holder) {
+                let addr = leases.address_of(&holder).await.ok().flatten();
+                addresses.insert(holder.clone(), addr);
+            }
+            if let Some(Some(addr)) = addresses.get(&holder) {
+                found.insert(region, addr.clone());
+            }
+        }
+        *directory.write().unwrap_or_else(|p| p.into_inner()) = found;
+        tokio::time::sleep(DIRECTORY_REFRESH).await;
+    }
+}
+
+async fn publish_handoffs(bus: RedisBus, mut queue: mpsc::Receiver<HandoffRecord>) {
+    let mut waiting: Vec<Mail> = Vec::new();
+    let mut delays =
+        crate::players::store_backoff(Duration::from_millis(50), Duration::from_secs(2));
+    loop {
+        if waiting.is_empty() {
+            match queue.recv().await {
+                Some(record) => waiting.push(mail_of(&record)),
+                None => return,
+            }
+        }
+        while waiting.len() < RECEIVE_MAX
+            && let Ok(record) = queue.try_recv()
+        {
+            waiting.push(mail_of(&record));
+        }
+        let batch = Batch {
+            mail: std::mem::take(&mut waiting),
+            ghosts: Vec::new(),
+        };
+        match bus.publish(&batch).await {
+            Ok(published) => {
+                delays = crate::players::store_backoff(
+                    Duration::from_millis(50),
+                    Duration::from_secs(2),
+                );
+                // Refused (a full lane): kept and resent.
+                let mut mail = batch.mail;
+                for &i in published.refused.iter().rev() {
+                    waiting.push(mail.swap_remove(i));
+                }
+                if !waiting.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pending = batch.mail.len(), "handoffs not sent; retrying");
+                waiting = batch.mail;
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2))).await;
+            }
+        }
+    }
+}
+
+async fn receive_handoffs(
+    bus: RedisBus,
+    regions: Vec<RegionId>,
+    node: String,
+    inbound: crossbeam_channel::Sender<Arrival>,
+    mut acks: mpsc::Receiver<Delivery>,
+    lost: Arc<Mutex<HashSet<RegionId>>>,
+) {
+    let mut malformed = 0u64;
+    loop {
+        let mut by_region: HashMap<RegionId, Vec<Delivery>> = HashMap::new();
+        while let Ok(delivery) = acks.try_recv() {
+            by_region.entry(delivery.region).or_default().push(delivery);
+        }
+        for (region, deliveries) in by_region {
+            if let Err(e) = bus.ack(region, &deliveries).await {
+                // Redelivered later and applied at most once.
+                tracing::warn!(region = region.0, error = %e, "handoff acks failed");
+            }
+        }
+        let lost_now = lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for &region in regions.iter().filter(|r| !lost_now.contains(r)) {
+            let room = HANDOFFS_IN_LEN_MAX.saturating_sub(inbound.len());
+            if room == 0 {
+                break;
+            }
+            let deliveries = match bus.receive(region, &node, room.min(RECEIVE_MAX)).await {
+                Ok(deliveries) => deliveries,
+                Err(e) => {
+                    tracing::warn!(region = region.0, error = %e, "receiving handoffs failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            for delivery in deliveries {
+                match decode(&delivery.payload) {
+                    Some(record) if record.to == region => {
+                        let _ = inbound.try_send(Arrival { record, delivery });
+                    }
+                    _ => {
+                        malformed += 1;
+                        tracing::warn!(region = region.0, key = %delivery.key, malformed, "mail that is no handoff for this region; left for the dead letters");
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(RECEIVE_POLL).await;
+    }
+}
+
+/// The wire form of a [`HandoffRecord`] (bincode, through the protocol codec's limits).
+#[derive(Serialize, Deserialize)]
+struct WireHandoff {
+    id: u64,
+    from: u32,
+    to: u32,
+    tick: u64,
+    entity: u64,
+    archetype: u16,
+    player: Option<u64>,
+    position: [f32; 2],
+    velocity: [f32; 2],
+    health: f32,
+    cooldown_ticks: u32,
+    last_input_seq: u32,
+}
+
+fn mail_of(record: &HandoffRecord) -> Mail {
+    Mail {
+        to: record.to,
+        lane: Lane::High,
+        key: format!("handoff-{}", record.id.0),
+        payload: encode(record),
+    }
+}
+
+/// Encodes a handoff for the bus.
+pub fn encode(record: &HandoffRecord) -> Vec<u8> {
+    let e = &record.entity;
+    let wire = WireHandoff {
+        id: record.id.0,
+        from: record.from.0,
+        to: record.to.0,
+        tick: record.tick,
+        entity: e.id.0,
+        archetype: e.archetype,
+        player: e.player.map(|p| p.0),
+        position: [e.position.x, e.position.y],
+        velocity: [e.velocity.x, e.velocity.y],
+        health: e.health,
+        cooldown_ticks: e.cooldown_ticks,
+        last_input_seq: e.last_input_seq,
+    };
+    codec::encode(&wire, HANDOFF_BYTES_MAX).expect("a handoff record fits its limit")
+}
+
+/// Decodes a handoff from the bus; `None` for bytes that are not one. (The region checks
+/// the values themselves: finiteness, bounds, archetype.)
+pub fn decode(bytes: &[u8]) -> Option<HandoffRecord> {
+    let w: WireHandoff = codec::decode(bytes, HANDOFF_BYTES_MAX).ok()?;
+    Some(HandoffRecord {
+        id: HandoffId(w.id),
+        from: RegionId(w.from),
+        to: RegionId(w.to),
+        tick: w.tick,
+        entity: EntityState {
+            id: NetId(w.entity),
+            archetype: w.archetype,
+            player: w.player.map(PlayerId),
+            position: Vec2::new(w.position[0], w.position[1]),
+            velocity: Vec2::new(w.velocity[0], w.velocity[1]),
+            health: w.health,
+            cooldown_ticks: w.cooldown_ticks,
+            last_input_seq: w.last_input_seq,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handoff_records_round_trip_and_garbage_is_refused() {
+        let record = HandoffRecord {
+            id: HandoffId(99),
+            from: RegionId(1),
+            to: RegionId(2),
+            tick: 1234,
+            entity: EntityState {
+                id: NetId::of_player(PlayerId(5)),
+                archetype: 0,
+                player: Some(PlayerId(5)),
+                position: Vec2::new(1024.5, 3.0),
+                velocity: Vec2::new(-1.0, 0.5),
+                health: 77.0,
+                cooldown_ticks: 3,
+                last_input_seq: 410,
+            },
+        };
+        assert_eq!(decode(&encode(&record)), Some(record));
+        assert_eq!(decode(b"not a handoff"), None);
+        assert_eq!(decode(&[]), None);
+    }
+}

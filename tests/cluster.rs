@@ -1,0 +1,279 @@
+//! Two nodes sharing one Redis and one MongoDB, each holding half of the world: players
+//! walking back and forth over the border between them are handed off exactly once,
+//! redirected, and continue with their state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tessera::persistence::mongo::MongoStore;
+use tessera::persistence::{PlayerRecord, SnapshotStore};
+use tessera::regions::io::SavedPlayer;
+use tessera::shared::client::{Client, ClientConfig};
+use tessera::shared::config::Config;
+use tessera::shared::ids::RegionId;
+use tessera::shared::math::Vec2;
+use tessera::shared::protocol::quantize::{dequantize_health, dequantize_position};
+use tessera_server::auth;
+use tessera_server::serve::{RunningNode, ServeOptions};
+
+use crate::util::{services, unique};
+
+/// Players in the test.
+const BOTS: usize = 200;
+/// How long they walk back and forth.
+const PLAY: Duration = Duration::from_secs(60);
+/// The border between region 1 (node A) and region 2 (node B) of the default world.
+const BORDER_X: f32 = 1024.0;
+/// Each bot turns this far past the border.
+const TURN_M: f32 = 3.0;
+/// Metres per tick (the player speed allows more).
+const STEP_M: f32 = 0.25;
+
+struct Node {
+    node: Option<RunningNode>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(
+    dir: std::path::PathBuf,
+    regions: &[u32],
+    redis: &str,
+    mongo: &str,
+    database: &str,
+    name: &str,
+) -> Node {
+    let mut config = Config::embedded_default();
+    config.node.name = name.into();
+    config.node.data_dir = dir.clone();
+    config.node.quic_listen = "127.0.0.1:0".parse().unwrap();
+    config.node.sim_threads = 1;
+    config.node.services.redis_url = Some(redis.into());
+    config.node.services.mongodb_uri = Some(mongo.into());
+    config.node.services.mongodb_database = database.into();
+    config.node.cluster.regions = regions.iter().map(|&r| RegionId(r)).collect();
+    // No NPCs: nothing kills the players and sends them to a respawn point.
+    for table in &mut config.balance.spawn_tables {
+        for entry in &mut table.entries {
+            entry.count = 0;
+        }
+    }
+    let node = RunningNode::start_configured(
+        Arc::new(config),
+        &ServeOptions {
+            ticks: None,
+            seed: 1,
+        },
+    )
+    .expect("node starts");
+    Node {
+        node: Some(node),
+        dir,
+    }
+}
+
+/// What one bot saw.
+#[derive(Debug, Default)]
+struct Walk {
+    crossings: u32,
+    redirects: u64,
+    /// Largest jump of the avatar's position between two consecutive states (across a
+    /// redirect included): a handoff that lost or reset state shows here.
+    max_jump_m: f32,
+    /// Largest drop of the avatar's health between two states (nothing hurts it here).
+    health_drop: f32,
+}
+
+#[test]
+fn players_crossing_between_two_nodes_are_handed_off_exactly_once() {
+    let (Some(redis), Some(mongo)) = (
+        services::redis_url("cluster::two_nodes"),
+        services::mongo_uri("cluster::two_nodes"),
+    ) else {
+        return;
+    };
+    let database = unique("tessera_cluster");
+    let a_dir = std::env::temp_dir().join(unique("tessera-cluster-a"));
+    let a = start(
+        a_dir.clone(),
+        &[1, 3],
+        &redis,
+        &mongo,
+        &database,
+        &unique("node-a"),
+    );
+    let b_dir = a_dir.with_extension("b");
+    crate::net::share_credentials(&a_dir, &b_dir);
+    let b = start(b_dir, &[2, 4], &redis, &mongo, &database, &unique("node-b"));
+    let a_node = a.node.as_ref().unwrap();
+    let b_node = b.node.as_ref().unwrap();
+    let secret = auth::dev_secret(&a_dir).unwrap();
+    let names: Vec<String> = (0..BOTS).map(|i| format!("walker-{i}")).collect();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Every player starts just west of the border, in region 1 (node A).
+    runtime.block_on(async {
+        let store = MongoStore::connect(&mongo, &database).await.unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let state = SavedPlayer {
+                position: Vec2::new(BORDER_X - 4.0, 100.0 + 4.0 * i as f32),
+                health: 100.0,
+            };
+            let record = PlayerRecord {
+                player: auth::dev_player_id(name),
+                data: tessera_server::players::encode(&state),
+            };
+            store.save_player(&record).await.unwrap();
+        }
+    });
+
+    // The bots walk, then wait (at `walked`) while the world is counted, then log out.
+    let walked = Arc::new(tokio::sync::Barrier::new(BOTS + 1));
+    let counted = Arc::new(tokio::sync::Barrier::new(BOTS + 1));
+    let logged_out = Arc::new(AtomicU64::new(0));
+    let (a_gauges, b_gauges) = (a_node.gauges.clone(), b_node.gauges.clone());
+    let (walks, at_rest) = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for name in &names {
+            let config = ClientConfig::new(
+                a_node.addr,
+                "localhost",
+                a_node.cert_der.clone(),
+                auth::mint(&secret, &auth::dev_claims(name, auth::unix_now_s(), 600)),
+            );
+            let (logged_out, walked, counted) =
+                (logged_out.clone(), walked.clone(), counted.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut client = Client::connect(&config).await.expect("login on node A");
+                let walk = walk(&mut client).await;
+                walked.wait().await;
+                counted.wait().await;
+                if client.logout().await.is_ok() {
+                    logged_out.fetch_add(1, Ordering::Relaxed);
+                }
+                walk
+            }));
+        }
+        walked.wait().await;
+        // Nobody moves: after a few ticks, every avatar is in exactly one region.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let at_rest = (
+            a_gauges.players.load(Ordering::Relaxed),
+            b_gauges.players.load(Ordering::Relaxed),
+        );
+        counted.wait().await;
+        let mut walks = Vec::new();
+        for task in tasks {
+            walks.push(task.await.expect("bot task"));
+        }
+        (walks, at_rest)
+    });
+
+    let crossings: u32 = walks.iter().map(|w| w.crossings).sum();
+    let redirects: u64 = walks.iter().map(|w| w.redirects).sum();
+    let max_jump = walks.iter().map(|w| w.max_jump_m).fold(0.0, f32::max);
+    let health_drop = walks.iter().map(|w| w.health_drop).fold(0.0, f32::max);
+    eprintln!(
+        "cluster::two_nodes: {BOTS} players, {crossings} border crossings, {redirects} redirects, largest position jump {max_jump:.2} m, largest health drop {health_drop}, at rest {} on A + {} on B",
+        at_rest.0, at_rest.1
+    );
+    assert!(
+        walks.iter().all(|w| w.crossings >= 10),
+        "some players crossed fewer than 10 times: {:?}",
+        walks.iter().map(|w| w.crossings).min()
+    );
+    assert!(
+        redirects >= u64::from(crossings) * 9 / 10,
+        "{redirects} redirects for {crossings} crossings"
+    );
+    assert!(
+        max_jump < 2.0,
+        "a player's position jumped {max_jump} m across a handoff"
+    );
+    assert_eq!(health_drop, 0.0, "health lost across handoffs");
+    // Every player in exactly one region: as many avatars as players, each bot's session
+    // showing its own.
+    assert_eq!(at_rest.0 + at_rest.1, BOTS, "avatars at rest: {at_rest:?}");
+    // 0 lost: every logout was acknowledged (durable), and no avatar stayed behind.
+    assert_eq!(logged_out.load(Ordering::Relaxed), BOTS as u64);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a_node.gauges.players.load(Ordering::Relaxed)
+        + b_node.gauges.players.load(Ordering::Relaxed)
+        > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "avatars left in the world after every logout"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Each player's durable state is where it last walked, near the border.
+    runtime.block_on(async {
+        let store = MongoStore::connect(&mongo, &database).await.unwrap();
+        for name in &names {
+            let record = store
+                .load_player(auth::dev_player_id(name))
+                .await
+                .unwrap()
+                .expect("a save");
+            let state = tessera_server::players::decode(&record.data).unwrap();
+            assert!(
+                (state.position.x - BORDER_X).abs() < 30.0,
+                "{name} saved at {:?}",
+                state.position
+            );
+        }
+    });
+}
+
+/// Walks east and west over the border for [`PLAY`], turning [`TURN_M`] past it,
+/// following redirects.
+async fn walk(client: &mut Client) -> Walk {
+    let started = Instant::now();
+    let mut walk = Walk::default();
+    let mut last: Option<(Vec2, f32)> = None;
+    let mut east = true;
+    while started.elapsed() < PLAY {
+        let step = if east { STEP_M } else { -STEP_M };
+        let _ = client.send_input(Vec2::new(step, 0.0), None);
+        let state = match tokio::time::timeout(Duration::from_secs(5), client.next_state()).await {
+            Ok(Ok(state)) => state,
+            Ok(Err(e)) => panic!("the session failed: {e}"),
+            Err(_) => panic!("no state within 5 s (state {:?})", client.state()),
+        };
+        let avatar = client.welcome().entity;
+        let Some(me) = state.entities.iter().find(|e| e.id == avatar) else {
+            continue;
+        };
+        let position = dequantize_position(me.position);
+        let health = dequantize_health(me.health);
+        if let Some((prev, prev_health)) = last {
+            walk.max_jump_m = walk.max_jump_m.max(prev.distance_squared(position).sqrt());
+            walk.health_drop = walk.health_drop.max(prev_health - health);
+            if (prev.x < BORDER_X) != (position.x < BORDER_X) {
+                walk.crossings += 1;
+            }
+        }
+        if east && position.x > BORDER_X + TURN_M {
+            east = false;
+        } else if !east && position.x < BORDER_X - TURN_M {
+            east = true;
+        }
+        last = Some((position, health));
+    }
+    walk.redirects = client.stats().redirects;
+    walk
+}
