@@ -277,3 +277,107 @@ async fn walk(client: &mut Client) -> Walk {
     walk.redirects = client.stats().redirects;
     walk
 }
+
+#[test]
+fn entities_near_the_border_are_visible_from_the_other_node_as_read_only_ghosts() {
+    let (Some(redis), Some(mongo)) = (
+        services::redis_url("cluster::ghosts"),
+        services::mongo_uri("cluster::ghosts"),
+    ) else {
+        return;
+    };
+    let database = unique("tessera_ghosts");
+    let a_dir = std::env::temp_dir().join(unique("tessera-ghosts-a"));
+    let a = start(
+        a_dir.clone(),
+        &[1, 3],
+        &redis,
+        &mongo,
+        &database,
+        &unique("node-a"),
+    );
+    let b_dir = a_dir.with_extension("b");
+    crate::net::share_credentials(&a_dir, &b_dir);
+    let b = start(b_dir, &[2, 4], &redis, &mongo, &database, &unique("node-b"));
+    let secret = auth::dev_secret(&a_dir).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // A watcher on A and a neighbour on B, 1.5 m apart across the border.
+        let store = MongoStore::connect(&mongo, &database).await.unwrap();
+        for (name, x) in [("watcher", BORDER_X - 1.0), ("neighbour", BORDER_X + 0.5)] {
+            let state = SavedPlayer {
+                position: Vec2::new(x, 500.0),
+                health: 100.0,
+            };
+            let record = PlayerRecord {
+                player: auth::dev_player_id(name),
+                data: tessera_server::players::encode(&state),
+            };
+            store.save_player(&record).await.unwrap();
+        }
+        let login = |node: &RunningNode, name: &str| {
+            ClientConfig::new(
+                node.addr,
+                "localhost",
+                node.cert_der.clone(),
+                auth::mint(&secret, &auth::dev_claims(name, auth::unix_now_s(), 600)),
+            )
+        };
+        let mut watcher = Client::connect(&login(a.node.as_ref().unwrap(), "watcher"))
+            .await
+            .unwrap();
+        let mut neighbour = Client::connect(&login(b.node.as_ref().unwrap(), "neighbour"))
+            .await
+            .unwrap();
+        let ghost_id = neighbour.welcome().entity;
+        // The watcher sees the neighbour, where it stands, though it lives on node B.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let seen = loop {
+            assert!(
+                Instant::now() < deadline,
+                "the ghost never showed within 10 s"
+            );
+            let _ = watcher.send_input(Vec2::ZERO, Some(ghost_id));
+            let _ = neighbour.send_input(Vec2::ZERO, None);
+            let state = tokio::time::timeout(Duration::from_secs(5), watcher.next_state())
+                .await
+                .expect("a state")
+                .expect("the session lives");
+            if let Some(ghost) = state.entities.iter().find(|e| e.id == ghost_id) {
+                break dequantize_position(ghost.position);
+            }
+        };
+        assert!(
+            seen.distance_squared(Vec2::new(BORDER_X + 0.5, 500.0)) < 0.25,
+            "ghost at {seen:?}"
+        );
+        // Read-only: the watcher has been attacking the ghost, in reach, all along; it
+        // is not in the watcher's world, so nothing happened to the neighbour.
+        for _ in 0..20 {
+            let _ = watcher.send_input(Vec2::ZERO, Some(ghost_id));
+            let _ = neighbour.send_input(Vec2::ZERO, None);
+            let _ = watcher.next_state().await;
+        }
+        let own = loop {
+            let state = neighbour.next_state().await.unwrap();
+            if let Some(me) = state.entities.iter().find(|e| e.id == ghost_id) {
+                break dequantize_health(me.health);
+            }
+        };
+        assert_eq!(own, 100.0, "the neighbour was hurt through a ghost");
+        assert_eq!(
+            a.node
+                .as_ref()
+                .unwrap()
+                .gauges
+                .players
+                .load(Ordering::Relaxed),
+            1,
+            "the ghost is no avatar on A"
+        );
+    });
+}

@@ -374,6 +374,20 @@ impl Region {
         Some((entity.get::<Position>()?.0, entity.get::<Health>()?.0))
     }
 
+    /// The entities inside `area` as of the last step, as observers see them, appended
+    /// to `out` in grid order (for ghosts: what a neighbouring region's players may see).
+    pub fn views_in(&self, area: Aabb, out: &mut Vec<crate::io::EntityView>) {
+        let index = self.world.resource::<SpatialIndex>();
+        index.grid.for_each_in_box(area, |position, item| {
+            out.push(crate::io::EntityView {
+                id: item.id,
+                archetype: item.archetype,
+                position,
+                health: item.health,
+            });
+        });
+    }
+
     /// The position of entity `id`, if it is in this region.
     pub fn position_of(&self, id: NetId) -> Option<Vec2> {
         let entity = *self.world.resource::<Directory>().by_net_id.get(&id)?;

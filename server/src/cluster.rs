@@ -19,18 +19,29 @@
 //!   for); the driver acknowledges each after the tick that applied it (a region applies
 //!   a handoff id at most once, so a redelivery changes nothing). Mail that does not
 //!   decode is never acknowledged: after `deliveries_max` deliveries it is a dead letter.
+//! - **Ghosts.** Each tick the driver publishes, per held region bordering a region held
+//!   elsewhere, the entities within the interest leave radius of that border
+//!   ([`GhostUpdate`], at most [`GHOSTS_PER_REGION_MAX`], on a bounded queue of
+//!   [`GHOSTS_OUT_LEN_MAX`] that drops when full: ghosts are loss-tolerant), in the same
+//!   bus batch as the tick's handoffs. A subscriber keeps the newest ghosts of each
+//!   neighbouring region on the [`GhostBoard`] (counting gaps); the driver shows a client
+//!   near the border the ghosts within its enter radius. Ghosts are read-only: they are
+//!   not in the simulation, so nothing here can move, hit or see them as targets.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tessera_persistence::bus::{Batch, BusConfig, Delivery, EventBus, Lane, Mail, RECEIVE_MAX};
+use tessera_persistence::bus::{
+    Batch, BusConfig, Delivery, EventBus, GhostUpdate, Lane, Mail, RECEIVE_MAX,
+};
 use tessera_persistence::lease::{Lease, LeaseError, LeaseStore, RedisLeases};
 use tessera_persistence::redis_bus::RedisBus;
-use tessera_regions::io::{EntityState, HandoffRecord};
+use tessera_regions::io::{EntityState, EntityView, HandoffRecord};
+use tessera_shared::config::Config;
 use tessera_shared::ids::{HandoffId, NetId, PlayerId, RegionId};
-use tessera_shared::math::Vec2;
+use tessera_shared::math::{Aabb, Vec2};
 use tessera_shared::protocol::codec;
 use tokio::sync::mpsc;
 
@@ -51,6 +62,74 @@ pub const ACKS_LEN_MAX: usize = 16_384;
 pub const RECEIVE_POLL: Duration = Duration::from_millis(10);
 /// Largest encoded handoff record.
 pub const HANDOFF_BYTES_MAX: usize = 256;
+/// Ghost updates queued from the driver to the publisher; beyond it they are dropped.
+pub const GHOSTS_OUT_LEN_MAX: usize = 64;
+/// Most entities one region's ghost update carries (about 20 bytes each).
+pub const GHOSTS_PER_REGION_MAX: usize = 4_096;
+/// Ghosts older than this are not shown (their region stopped publishing).
+pub const GHOST_TTL: Duration = Duration::from_millis(500);
+
+/// Where a held region meets one held elsewhere.
+#[derive(Clone, Copy, Debug)]
+pub struct Border {
+    /// The held region.
+    pub held: RegionId,
+    /// The region across, held elsewhere.
+    pub remote: RegionId,
+    /// The part of the held region within the interest enter radius of the remote one:
+    /// what its ghosts show.
+    pub band: Aabb,
+    /// The remote region's bounds.
+    pub remote_bounds: Aabb,
+}
+
+/// Every border between a region of `held` and a region of `config`'s world not in it.
+pub fn borders(config: &Config, held: &[RegionId]) -> Vec<Border> {
+    let reach = config.world.interest.enter_radius_m;
+    let mut borders = Vec::new();
+    for mine in config.world.regions.iter().filter(|r| held.contains(&r.id)) {
+        for other in config
+            .world
+            .regions
+            .iter()
+            .filter(|r| !held.contains(&r.id))
+        {
+            if let Some(band) = mine.bounds.intersection(&other.bounds.expanded(reach)) {
+                borders.push(Border {
+                    held: mine.id,
+                    remote: other.id,
+                    band,
+                    remote_bounds: other.bounds,
+                });
+            }
+        }
+    }
+    borders
+}
+
+/// The newest ghosts of each neighbouring region held elsewhere.
+#[derive(Debug, Default)]
+pub struct GhostBoard {
+    by_region: Mutex<HashMap<RegionId, (Instant, Arc<Vec<EntityView>>)>>,
+    /// Ghost messages missed (sequence gaps).
+    pub gaps: std::sync::atomic::AtomicU64,
+    /// Ghost messages that did not decode.
+    pub malformed: std::sync::atomic::AtomicU64,
+}
+
+impl GhostBoard {
+    /// The current ghosts of every neighbouring region (fresher than [`GHOST_TTL`]).
+    pub fn current(&self) -> HashMap<RegionId, Arc<Vec<EntityView>>> {
+        let now = Instant::now();
+        self.by_region
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, (at, _))| now.duration_since(*at) < GHOST_TTL)
+            .map(|(&r, (_, ghosts))| (r, ghosts.clone()))
+            .collect()
+    }
+}
 
 /// A received handoff: the record, and the delivery to acknowledge once it is applied.
 #[derive(Debug)]
@@ -74,6 +153,10 @@ pub struct ClusterLink {
     pub directory: Arc<RwLock<HashMap<RegionId, String>>>,
     /// Held regions whose lease was lost.
     pub lost: Arc<Mutex<HashSet<RegionId>>>,
+    /// Border entities of held regions, to publish.
+    pub ghosts_out: mpsc::Sender<GhostUpdate>,
+    /// Border entities of neighbouring regions held elsewhere.
+    pub ghosts: Arc<GhostBoard>,
 }
 
 impl ClusterLink {
@@ -157,8 +240,19 @@ impl Cluster {
 
     /// Starts the cluster's tasks on the current runtime for the `held` leases, with
     /// `others` the regions held elsewhere, advertising `addr`; returns the driver's side.
-    pub fn start(self, held: Vec<Lease>, others: Vec<RegionId>, addr: String) -> ClusterLink {
+    ///
+    /// `neighbours` are the regions held elsewhere that border a held one: their ghosts
+    /// are subscribed to.
+    pub fn start(
+        self,
+        held: Vec<Lease>,
+        others: Vec<RegionId>,
+        neighbours: Vec<RegionId>,
+        addr: String,
+    ) -> ClusterLink {
         let (outbound, outbound_rx) = mpsc::channel(HANDOFFS_OUT_LEN_MAX);
+        let (ghosts_out, ghosts_rx) = mpsc::channel(GHOSTS_OUT_LEN_MAX);
+        let ghosts = Arc::new(GhostBoard::default());
         let (inbound_tx, inbound) = crossbeam_channel::bounded(HANDOFFS_IN_LEN_MAX);
         let (acks, acks_rx) = mpsc::channel(ACKS_LEN_MAX);
         let directory = Arc::new(RwLock::new(HashMap::new()));
@@ -176,7 +270,10 @@ impl Cluster {
             others,
             directory.clone(),
         ));
-        tokio::spawn(publish_handoffs(self.bus.clone(), outbound_rx));
+        tokio::spawn(publish(self.bus.clone(), outbound_rx, ghosts_rx));
+        if !neighbours.is_empty() {
+            tokio::spawn(follow_ghosts(self.bus.clone(), neighbours, ghosts.clone()));
+        }
         tokio::spawn(receive_handoffs(
             self.bus,
             regions,
@@ -191,6 +288,8 @@ impl Cluster {
             acks,
             directory,
             lost,
+            ghosts_out,
+            ghosts,
         }
     }
 }
@@ -266,32 +365,47 @@ async fn refresh_directory(
     }
 }
 
-async fn publish_handoffs(bus: RedisBus, mut queue: mpsc::Receiver<HandoffRecord>) {
+/// Sends the handoffs and ghosts queued since the last batch, one batch (one round trip)
+/// at a time. Handoffs are kept and resent until the bus takes them; ghosts that could not
+/// be sent are dropped (the next tick's replace them).
+async fn publish(
+    bus: RedisBus,
+    mut handoffs: mpsc::Receiver<HandoffRecord>,
+    mut ghosts: mpsc::Receiver<GhostUpdate>,
+) {
     let mut waiting: Vec<Mail> = Vec::new();
-    let mut delays =
-        crate::players::store_backoff(Duration::from_millis(50), Duration::from_secs(2));
+    let mut fresh: HashMap<RegionId, GhostUpdate> = HashMap::new();
+    let backoff =
+        || crate::players::store_backoff(Duration::from_millis(50), Duration::from_secs(2));
+    let mut delays = backoff();
     loop {
-        if waiting.is_empty() {
-            match queue.recv().await {
-                Some(record) => waiting.push(mail_of(&record)),
-                None => return,
+        if waiting.is_empty() && fresh.is_empty() {
+            tokio::select! {
+                record = handoffs.recv() => match record {
+                    Some(record) => waiting.push(mail_of(&record)),
+                    None => return,
+                },
+                update = ghosts.recv() => match update {
+                    Some(update) => { fresh.insert(update.region, update); }
+                    None => return,
+                },
             }
         }
         while waiting.len() < RECEIVE_MAX
-            && let Ok(record) = queue.try_recv()
+            && let Ok(record) = handoffs.try_recv()
         {
             waiting.push(mail_of(&record));
         }
+        while let Ok(update) = ghosts.try_recv() {
+            fresh.insert(update.region, update); // The newest of each region wins.
+        }
         let batch = Batch {
             mail: std::mem::take(&mut waiting),
-            ghosts: Vec::new(),
+            ghosts: fresh.drain().map(|(_, update)| update).collect(),
         };
         match bus.publish(&batch).await {
             Ok(published) => {
-                delays = crate::players::store_backoff(
-                    Duration::from_millis(50),
-                    Duration::from_secs(2),
-                );
+                delays = backoff();
                 // Refused (a full lane): kept and resent.
                 let mut mail = batch.mail;
                 for &i in published.refused.iter().rev() {
@@ -302,9 +416,45 @@ async fn publish_handoffs(bus: RedisBus, mut queue: mpsc::Receiver<HandoffRecord
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, pending = batch.mail.len(), "handoffs not sent; retrying");
+                if !batch.mail.is_empty() {
+                    tracing::warn!(error = %e, pending = batch.mail.len(), "handoffs not sent; retrying");
+                }
                 waiting = batch.mail;
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2))).await;
+            }
+        }
+    }
+}
+
+/// Keeps the newest ghosts of `regions` on `board`.
+async fn follow_ghosts(bus: RedisBus, regions: Vec<RegionId>, board: Arc<GhostBoard>) {
+    let mut delays =
+        crate::players::store_backoff(Duration::from_millis(200), Duration::from_secs(5));
+    let mut feed = loop {
+        match bus.subscribe_ghosts(&regions).await {
+            Ok(feed) => break feed,
+            Err(e) => {
+                tracing::warn!(error = %e, "subscribing to neighbours' ghosts failed; retrying");
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+            }
+        }
+    };
+    while let Some(ghost) = feed.recv().await {
+        board
+            .gaps
+            .fetch_add(ghost.gap, std::sync::atomic::Ordering::Relaxed);
+        match decode_ghosts(&ghost.payload) {
+            Some(views) => {
+                board
+                    .by_region
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(ghost.region, (Instant::now(), Arc::new(views)));
+            }
+            None => {
+                board
+                    .malformed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -375,6 +525,52 @@ struct WireHandoff {
     health: f32,
     cooldown_ticks: u32,
     last_input_seq: u32,
+}
+
+/// The wire form of one ghost.
+#[derive(Serialize, Deserialize)]
+struct WireGhost {
+    id: u64,
+    archetype: u16,
+    position: [f32; 2],
+    health: f32,
+}
+
+/// Encodes a region's ghosts for the bus (at most [`GHOSTS_PER_REGION_MAX`]; the rest
+/// are left out).
+pub fn encode_ghosts(views: &[EntityView]) -> Vec<u8> {
+    let wire: Vec<WireGhost> = views
+        .iter()
+        .take(GHOSTS_PER_REGION_MAX)
+        .map(|v| WireGhost {
+            id: v.id.0,
+            archetype: v.archetype,
+            position: [v.position.x, v.position.y],
+            health: v.health,
+        })
+        .collect();
+    codec::encode(&wire, tessera_persistence::bus::GHOST_BYTES_MAX)
+        .expect("GHOSTS_PER_REGION_MAX ghosts fit GHOST_BYTES_MAX")
+}
+
+/// Decodes a region's ghosts; `None` for bytes that are not, or hold a number that is not
+/// finite.
+pub fn decode_ghosts(bytes: &[u8]) -> Option<Vec<EntityView>> {
+    let wire: Vec<WireGhost> =
+        codec::decode(bytes, tessera_persistence::bus::GHOST_BYTES_MAX).ok()?;
+    let views: Vec<EntityView> = wire
+        .into_iter()
+        .map(|g| EntityView {
+            id: NetId(g.id),
+            archetype: g.archetype,
+            position: Vec2::new(g.position[0], g.position[1]),
+            health: g.health,
+        })
+        .collect();
+    let finite = views
+        .iter()
+        .all(|v| v.position.is_finite() && v.health.is_finite());
+    (finite && views.len() <= GHOSTS_PER_REGION_MAX).then_some(views)
 }
 
 fn mail_of(record: &HandoffRecord) -> Mail {
@@ -453,5 +649,20 @@ mod tests {
         assert_eq!(decode(&encode(&record)), Some(record));
         assert_eq!(decode(b"not a handoff"), None);
         assert_eq!(decode(&[]), None);
+    }
+
+    #[test]
+    fn ghosts_round_trip_and_non_finite_values_are_refused() {
+        let views = vec![EntityView {
+            id: NetId(7),
+            archetype: 2,
+            position: Vec2::new(1020.0, 5.5),
+            health: 40.0,
+        }];
+        assert_eq!(decode_ghosts(&encode_ghosts(&views)), Some(views.clone()));
+        let mut bad = views;
+        bad[0].health = f32::NAN;
+        assert_eq!(decode_ghosts(&encode_ghosts(&bad)), None);
+        assert_eq!(decode_ghosts(b"garbage"), None);
     }
 }

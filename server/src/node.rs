@@ -24,7 +24,7 @@ use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::quantize::{dequantize_move, quantize_health, quantize_position};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::{Arrival, ClusterLink};
+use crate::cluster::{Arrival, Border, ClusterLink};
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
@@ -202,6 +202,8 @@ pub struct DriverStats {
     pub last_fan_out: std::time::Duration,
     /// Time the last snapshot capture took (every region's changed cells, encoded).
     pub last_capture: std::time::Duration,
+    /// Ghost updates dropped because the publisher's queue was full.
+    pub ghosts_dropped: u64,
 }
 
 /// The tick driver. Owns the regions and the per-client delta state.
@@ -232,6 +234,8 @@ pub struct Driver {
     snapshots: Option<Snapshots>,
     /// The cluster (none: every region of the world is here).
     cluster: Option<ClusterLink>,
+    /// Where this node's regions meet regions held elsewhere (ghosts cross them).
+    borders: Vec<Border>,
     /// Handoffs to other nodes not yet queued (the queue was full), oldest first.
     outbound_backlog: Vec<HandoffRecord>,
     /// Players handed off to another node whose address is not known yet: their view
@@ -275,6 +279,7 @@ impl Driver {
                     .max(1),
                 snapshots: None,
                 cluster: None,
+                borders: Vec::new(),
                 outbound_backlog: Vec::new(),
                 pending_redirects: Vec::new(),
                 awaiting_arrival: Vec::new(),
@@ -291,6 +296,8 @@ impl Driver {
     /// Joins the cluster behind `link`: handoffs into regions held elsewhere go out through
     /// it (their players redirected), handoffs into this node's regions come in through it.
     pub fn join_cluster(&mut self, link: ClusterLink) {
+        let held: Vec<RegionId> = self.local.regions().iter().map(|r| r.id()).collect();
+        self.borders = crate::cluster::borders(&self.config, &held);
         self.cluster = Some(link);
     }
 
@@ -796,6 +803,34 @@ impl Driver {
                     .push((player, view, region, deadline)),
             }
         }
+        self.publish_ghosts();
+    }
+
+    /// Sends each held region's entities near a border with a region held elsewhere to
+    /// the publisher (dropped and counted if its queue is full: ghosts are loss-tolerant).
+    fn publish_ghosts(&mut self) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let mut views = Vec::new();
+        for region in self.local.regions() {
+            if !self.borders.iter().any(|b| b.held == region.id()) {
+                continue;
+            }
+            views.clear();
+            for border in self.borders.iter().filter(|b| b.held == region.id()) {
+                region.views_in(border.band, &mut views);
+            }
+            views.sort_unstable_by_key(|v| v.id);
+            views.dedup_by_key(|v| v.id);
+            let update = tessera_persistence::bus::GhostUpdate {
+                region: region.id(),
+                payload: crate::cluster::encode_ghosts(&views),
+            };
+            if cluster.ghosts_out.try_send(update).is_err() {
+                self.stats.ghosts_dropped += 1;
+            }
+        }
     }
 
     /// Takes `player`'s avatar out of the world and forgets its view.
@@ -896,10 +931,18 @@ impl Driver {
     /// runs in; events, rare, go out sequentially afterwards.
     fn fan_out(&mut self) {
         let player_archetype = self.config.balance.player_archetype as u16;
+        let ghosts = self
+            .cluster
+            .as_ref()
+            .map(|c| c.ghosts.current())
+            .unwrap_or_default();
+        let reach = self.config.world.interest.enter_radius_m;
+        let visible_max = self.config.world.interest.visible_entities_max as usize;
         let Driver {
             local,
             clients,
             stats,
+            borders,
             ..
         } = self;
         let regions = local.regions();
@@ -922,21 +965,40 @@ impl Driver {
             // The client's own avatar is part of its view (it reconciles against it),
             // though the simulation's interest never lists an observer to itself.
             let avatar = NetId::of_player(*player);
-            if let Some((position, health)) = region.position_and_health(avatar) {
-                let own = EntityView {
-                    id: avatar,
-                    archetype: player_archetype,
-                    position,
-                    health,
-                };
-                upsert(&mut view.visible, wire(&own));
-            }
+            let own_position = region
+                .position_and_health(avatar)
+                .map(|(position, health)| {
+                    let own = EntityView {
+                        id: avatar,
+                        archetype: player_archetype,
+                        position,
+                        health,
+                    };
+                    upsert(&mut view.visible, wire(&own));
+                    position
+                });
             if view.detached {
                 return; // Kept current for a resume; nobody to send to.
             }
+            // Near a border with a region held elsewhere: its ghosts within reach too.
+            let with_ghosts = own_position.and_then(|at| {
+                let mut near: Vec<WireEntity> = borders
+                    .iter()
+                    .filter(|b| b.held == region.id() && b.remote_bounds.distance_to(at) <= reach)
+                    .filter_map(|b| ghosts.get(&b.remote))
+                    .flat_map(|g| g.iter())
+                    .filter(|g| g.position.distance_squared(at) <= reach * reach)
+                    .map(wire)
+                    .collect();
+                (!near.is_empty()).then(|| {
+                    near.sort_unstable_by_key(|e| e.id);
+                    merge_ghosts(&view.visible, &near, visible_max)
+                })
+            });
+            let entities = with_ghosts.as_deref().unwrap_or(&view.visible);
             let mut bytes = Vec::new();
             view.encoder
-                .encode_message_into(out.tick, &view.visible, view.ack_tick, &mut bytes);
+                .encode_message_into(out.tick, entities, view.ack_tick, &mut bytes);
             let message = if bytes.len() <= DATAGRAM_BYTES_MAX {
                 Outgoing::Datagram(bytes.into())
             } else if bytes.len() <= STATE_STREAM_BYTES_MAX {
@@ -1020,6 +1082,26 @@ fn apply_diff(visible: &mut Vec<WireEntity>, interest: &InterestOutput, diff: &O
     }
 }
 
+/// `visible` and the `ghosts` not in it, both sorted by id, merged by id; at most `max`
+/// entities (ghosts are the ones left out).
+fn merge_ghosts(visible: &[WireEntity], ghosts: &[WireEntity], max: usize) -> Vec<WireEntity> {
+    let mut room = max.saturating_sub(visible.len());
+    let mut merged = Vec::with_capacity(visible.len() + ghosts.len().min(room));
+    let mut ghosts = ghosts.iter().peekable();
+    for entity in visible {
+        while let Some(ghost) = ghosts.next_if(|g| g.id < entity.id) {
+            if room > 0 {
+                merged.push(*ghost);
+                room -= 1;
+            }
+        }
+        ghosts.next_if(|g| g.id == entity.id); // The region's own view wins.
+        merged.push(*entity);
+    }
+    merged.extend(ghosts.take(room).copied());
+    merged
+}
+
 fn upsert(visible: &mut Vec<WireEntity>, entity: WireEntity) {
     match visible.binary_search_by_key(&entity.id, |e| e.id) {
         Ok(i) => visible[i] = entity,
@@ -1030,6 +1112,26 @@ fn upsert(visible: &mut Vec<WireEntity>, entity: WireEntity) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ghosts_merge_by_id_without_duplicates_and_within_the_cap() {
+        let e = |id: u64| WireEntity {
+            id: NetId(id),
+            archetype: 0,
+            position: [0, 0],
+            health: 0,
+        };
+        let visible = [e(2), e(5), e(9)];
+        let ghosts = [e(1), e(5), e(7), e(12)];
+        let ids = |v: Vec<WireEntity>| v.iter().map(|e| e.id.0).collect::<Vec<_>>();
+        assert_eq!(
+            ids(merge_ghosts(&visible, &ghosts, 100)),
+            [1, 2, 5, 7, 9, 12]
+        );
+        // The cap leaves ghosts out, never the region's own entities.
+        assert_eq!(ids(merge_ghosts(&visible, &ghosts, 4)), [1, 2, 5, 9]);
+        assert_eq!(ids(merge_ghosts(&visible, &ghosts, 2)), [2, 5, 9]);
+    }
 
     /// A driver at 1 Hz (so the linger is [`RESUME_LINGER`] in ticks) and a logged-in
     /// player on session 1.

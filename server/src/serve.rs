@@ -200,7 +200,13 @@ impl RunningNode {
                     .unwrap_or_else(|| addr.to_string());
                 tracing::info!(regions = ?held.iter().map(|r| r.0).collect::<Vec<_>>(), %advertise, "region leases taken");
                 let _guard = runtime.enter();
-                Some(cluster.start(leases, others, advertise))
+                let mut neighbours: Vec<RegionId> = crate::cluster::borders(&config, &held)
+                    .iter()
+                    .map(|b| b.remote)
+                    .collect();
+                neighbours.sort_unstable();
+                neighbours.dedup();
+                Some(cluster.start(leases, others, neighbours, advertise))
             }
         };
         let (mut driver, node) = restore_regions(&config, options.seed, stored, &held)?;

@@ -119,6 +119,31 @@ impl Aabb {
         )
     }
 
+    /// The box grown by `by` on every side.
+    pub fn expanded(&self, by: f32) -> Aabb {
+        Aabb::new(
+            Vec2::new(self.min.x - by, self.min.y - by),
+            Vec2::new(self.max.x + by, self.max.y + by),
+        )
+    }
+
+    /// The area the two boxes share, if any.
+    pub fn intersection(&self, other: &Aabb) -> Option<Aabb> {
+        self.overlaps(other).then(|| {
+            Aabb::new(
+                Vec2::new(self.min.x.max(other.min.x), self.min.y.max(other.min.y)),
+                Vec2::new(self.max.x.min(other.max.x), self.max.y.min(other.max.y)),
+            )
+        })
+    }
+
+    /// The distance from `p` to the box (0 inside).
+    pub fn distance_to(&self, p: Vec2) -> f32 {
+        let dx = (self.min.x - p.x).max(p.x - self.max.x).max(0.0);
+        let dy = (self.min.y - p.y).max(p.y - self.max.y).max(0.0);
+        (dx * dx + dy * dy).sqrt()
+    }
+
     /// True if the two boxes share any area.
     pub fn overlaps(&self, other: &Aabb) -> bool {
         self.min.x < other.max.x
