@@ -336,24 +336,37 @@ pub(super) fn read(
 /// Longest `[cluster] advertise_addr`, in bytes.
 const ADVERTISE_BYTES_MAX: usize = 256;
 
-/// `[cluster] regions`: distinct region ids, `[]` for all.
+/// `[cluster] regions`: distinct region ids, `[]` for all. Errors point at the array (an
+/// environment override's elements have no position of their own in a file).
 fn region_list(t: &mut Table<'_>, file: &SourceFile<'_>) -> Option<Vec<RegionId>> {
     let expected = "an array of region ids such as [1, 2], or [] for every region";
-    let (array, _) = t.array("regions", expected)?;
-    let mut ok = true;
+    let (array, at) = t.array("regions", expected)?;
     let mut ids = Vec::with_capacity(array.len());
     for value in array.iter() {
-        let item = super::reader::Item::from_spanned(value);
-        match t.u32_of("regions", item, 1, RegionId::MAX) {
+        let id = match value.get_ref() {
+            toml::de::DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|v| (1..=RegionId::MAX).contains(v)),
+            _ => None,
+        };
+        let problem = match id {
+            None => format!(
+                "regions must hold region ids between 1 and {}",
+                RegionId::MAX
+            ),
             Some(id) if ids.contains(&RegionId(id)) => {
-                file.error(item.at, format!("region {id} is listed twice"));
-                ok = false;
+                format!("region {id} is listed twice in regions")
             }
-            Some(id) => ids.push(RegionId(id)),
-            None => ok = false,
-        }
+            Some(id) => {
+                ids.push(RegionId(id));
+                continue;
+            }
+        };
+        file.error(at, problem);
+        return None;
     }
-    ok.then_some(ids)
+    Some(ids)
 }
 
 /// A service URI where `""` means "none: the embedded default". `Some(None)` is that;

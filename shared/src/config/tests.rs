@@ -784,3 +784,24 @@ fn auth_values_are_checked() {
         ]
     );
 }
+
+#[test]
+fn cluster_region_lists_are_checked() {
+    let with_regions = |list: &str| TESSERA.replace("regions = []", &format!("regions = {list}"));
+    let c = load(&with_regions("[2, 1]"), WORLD, BALANCE).unwrap();
+    assert_eq!(c.node.cluster.regions, [RegionId(2), RegionId(1)]);
+    for (list, message) in [
+        ("[1, 1]", "region 1 is listed twice in regions"),
+        ("[0]", "regions must hold region ids between 1 and 8388607"),
+        (
+            "[\"a\"]",
+            "regions must hold region ids between 1 and 8388607",
+        ),
+    ] {
+        let errors = errors(load(&with_regions(list), WORLD, BALANCE));
+        assert!(
+            errors.iter().any(|e| e.ends_with(message)),
+            "{list}: {errors:?}"
+        );
+    }
+}
