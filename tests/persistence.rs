@@ -253,7 +253,8 @@ fn the_embedded_store_survives_a_reopen() {
 
 #[test]
 fn the_breaker_fails_fast_while_mongodb_is_down_and_closes_when_it_is_back() {
-    use tessera::persistence::node_store::{FAILURES_TO_OPEN, NodeStore};
+    use tessera::persistence::breaker::FAILURES_TO_OPEN;
+    use tessera::persistence::node_store::NodeStore;
     let Some(bin) = services::mongo_bin("persistence::breaker") else {
         return;
     };
