@@ -232,7 +232,7 @@ fn region_snapshots_wait_out_a_mongodb_outage_and_flush_after_it_with_no_loss() 
     let region = RegionId(1);
     let snapshots = {
         let _guard = rt.enter();
-        Snapshots::start(store, BTreeMap::from([(region, 1)]))
+        Snapshots::start(store, BTreeMap::from([(region, 1)]), Vec::new())
     };
     let mut busy = Busy::new();
     let mut expected = BTreeMap::new();

@@ -23,7 +23,7 @@ use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, Mint, RegionInfo, SimConfig, SimRng, TickClock};
 use crate::snapshot::{
     CellLayout, FORMAT_VERSION, META_CELL, NpcRecord, Reader, RestoreStats, SnapshotDelta,
-    SnapshotError, SnapshotTracker, decode_npcs, npc_components,
+    SnapshotEncoder, SnapshotError, SnapshotRecords, decode_npcs, npc_components,
 };
 
 /// One region's simulation: a bevy_ecs [`World`] and the [`Schedule`] that steps it.
@@ -35,7 +35,11 @@ pub struct Region {
     world: World,
     schedule: Schedule,
     id: RegionId,
-    snapshots: SnapshotTracker,
+    /// The world's change tick at the last capture; `None` before the first (and after a
+    /// restore: the next capture takes everything as changed).
+    captured_at: Option<bevy_ecs::change_detection::Tick>,
+    /// Its own encoder, until [`Region::take_snapshot_encoder`] hands it out.
+    encoder: Option<SnapshotEncoder>,
 }
 
 /// Entity counts of a region.
@@ -151,7 +155,9 @@ impl Region {
             }
         }
         *region.world.resource_mut::<Population>() = population;
-        region.snapshots.restored_from(cells.keys().copied());
+        if let Some(encoder) = region.encoder.as_mut() {
+            encoder.restored_from(cells.keys().copied());
+        }
         Ok((region, stats))
     }
 
@@ -173,7 +179,7 @@ impl Region {
         world.insert_resource(TickClock::new(config.world.tick_hz));
         world.insert_resource(rng);
         world.insert_resource(population);
-        let snapshots = SnapshotTracker::new(CellLayout::new(def.bounds, config.world.cell_size_m));
+        let encoder = SnapshotEncoder::new(CellLayout::new(def.bounds, config.world.cell_size_m));
         world.insert_resource(info);
         world.insert_resource(SimConfig(config));
         world.init_resource::<Directory>();
@@ -214,7 +220,8 @@ impl Region {
             world,
             schedule,
             id: def.id,
-            snapshots,
+            captured_at: None,
+            encoder: Some(encoder),
         })
     }
 
@@ -250,10 +257,30 @@ impl Region {
     }
 
     /// The cells of the region's durable state that changed since the last capture (all
-    /// of them at the first), to be committed to a snapshot store in order. Call between
-    /// steps. Costs one walk over the NPCs plus the encoding of the changed cells; no
-    /// per-tick bookkeeping. See [`crate::snapshot`] for what is and is not saved.
+    /// of them at the first), to be committed to a snapshot store in order: both halves
+    /// of a capture, [`Region::capture_records`] and [`SnapshotEncoder::encode`], here.
+    /// See [`crate::snapshot`] for what is and is not saved.
+    ///
+    /// # Panics
+    /// If the region's encoder was taken with [`Region::take_snapshot_encoder`].
     pub fn capture_snapshot(&mut self) -> SnapshotDelta {
+        let records = self.capture_records();
+        self.encoder
+            .as_mut()
+            .expect("capture_snapshot after take_snapshot_encoder")
+            .encode(records)
+    }
+
+    /// The region's snapshot encoder, to run [`SnapshotEncoder::encode`] off the tick's
+    /// thread (fed this region's [`Region::capture_records`] in order). `None` once taken.
+    pub fn take_snapshot_encoder(&mut self) -> Option<SnapshotEncoder> {
+        self.encoder.take()
+    }
+
+    /// The tick-thread half of a capture: every NPC, copied with whether it changed since
+    /// the last capture, and the region-wide state. Call between steps; one walk over the
+    /// NPCs, no per-tick bookkeeping.
+    pub fn capture_records(&mut self) -> SnapshotRecords {
         let tick = self.tick();
         let this_run = self.world.change_tick();
         let mut meta = Vec::with_capacity(256);
@@ -273,6 +300,10 @@ impl Region {
             meta.extend_from_slice(&id.0.to_le_bytes());
         }
 
+        let since = self.captured_at;
+        let changed = |t: bevy_ecs::change_detection::Tick| {
+            since.is_none_or(|last| t.is_newer_than(last, this_run))
+        };
         let mut query = self.world.query_filtered::<(
             &Identity,
             Ref<Position>,
@@ -281,39 +312,30 @@ impl Region {
             Ref<AttackCooldown>,
             Ref<Npc>,
         ), Without<Player>>();
-        query.update_archetypes(&self.world);
-        let world = &self.world;
-        let query = &query;
-        self.snapshots.capture(
-            this_run,
-            tick,
-            || {
-                query.iter_manual(world).map(
-                    |(identity, position, velocity, health, cooldown, npc)| {
-                        let changed_at = [
-                            position.last_changed(),
-                            velocity.last_changed(),
-                            health.last_changed(),
-                            cooldown.last_changed(),
-                            npc.last_changed(),
-                        ];
-                        let record = NpcRecord {
-                            identity: *identity,
-                            position: position.0,
-                            velocity: velocity.0,
-                            health: health.0,
-                            cooldown: *cooldown,
-                            home: npc.home,
-                            brain: npc.brain,
-                            awake: npc.awake,
-                            spawn_entry: npc.spawn_entry,
-                        };
-                        (record, changed_at)
-                    },
-                )
-            },
-            meta,
-        )
+        let npcs = query
+            .iter(&self.world)
+            .map(|(identity, position, velocity, health, cooldown, npc)| {
+                let is_changed = changed(position.last_changed())
+                    || changed(velocity.last_changed())
+                    || changed(health.last_changed())
+                    || changed(cooldown.last_changed())
+                    || changed(npc.last_changed());
+                let record = NpcRecord {
+                    identity: *identity,
+                    position: position.0,
+                    velocity: velocity.0,
+                    health: health.0,
+                    cooldown: *cooldown,
+                    home: npc.home,
+                    brain: npc.brain,
+                    awake: npc.awake,
+                    spawn_entry: npc.spawn_entry,
+                };
+                (record, is_changed)
+            })
+            .collect();
+        self.captured_at = Some(this_run);
+        SnapshotRecords::new(tick, npcs, meta)
     }
 
     /// Player and entity counts.

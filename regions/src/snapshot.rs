@@ -12,15 +12,16 @@
 //! [`crate::Region::world_hash`] as the original at the last capture, as long as no player
 //! was in it then (avatars and what they see are the only state left out).
 //!
-//! Dirty tracking costs nothing per tick: a capture walks the NPCs once, marks a cell
-//! dirty if one of its NPCs changed since the last capture (bevy's change ticks) or its
-//! membership changed (a fingerprint of the ids in it), then encodes only dirty cells.
+//! Dirty tracking costs nothing per tick. A capture has two halves: on the tick's thread,
+//! [`crate::Region::capture_records`] walks the NPCs once, copying each with whether it
+//! changed since the last capture (bevy's change ticks); anywhere else,
+//! [`SnapshotEncoder::encode`] marks a cell dirty if one of its NPCs changed or its
+//! membership changed (a fingerprint of the ids in it), and encodes only dirty cells.
 //!
 //! The encoding is little-endian, fixed width, versioned by its first byte
 //! ([`FORMAT_VERSION`]), and decoded with every length and value checked: a corrupt
 //! payload is a [`SnapshotError`], never a panic.
 
-use bevy_ecs::change_detection::Tick;
 use std::collections::BTreeMap;
 use tessera_shared::ids::NetId;
 use tessera_shared::math::{Aabb, Vec2};
@@ -177,13 +178,45 @@ impl CellScan {
     }
 }
 
-/// Remembers what the store holds, to find the cells a capture must rewrite. Lives next
-/// to the world, not in it: it is bookkeeping of the edge, not simulation state.
+/// What a capture took from the world, on the tick's thread: a copy of every NPC with
+/// whether it changed since the previous capture, and the region-wide state. Cheap to
+/// take (one walk over the NPCs, no encoding); [`SnapshotEncoder::encode`] turns it into
+/// a [`SnapshotDelta`] anywhere, off the tick.
 #[derive(Debug)]
-pub(crate) struct SnapshotTracker {
+pub struct SnapshotRecords {
+    tick: u64,
+    npcs: Vec<(NpcRecord, bool)>,
+    meta: Vec<u8>,
+}
+
+impl SnapshotRecords {
+    pub(crate) fn new(tick: u64, npcs: Vec<(NpcRecord, bool)>, meta: Vec<u8>) -> Self {
+        SnapshotRecords { tick, npcs, meta }
+    }
+
+    /// The region's tick at the capture.
+    pub fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// NPCs captured.
+    pub fn len(&self) -> usize {
+        self.npcs.len()
+    }
+
+    /// True if no NPC was captured.
+    pub fn is_empty(&self) -> bool {
+        self.npcs.is_empty()
+    }
+}
+
+/// Turns one region's captures into deltas, remembering what the store holds (a
+/// fingerprint per cell) to find the cells each capture must rewrite. One per region, fed
+/// that region's captures in the order they were taken. Lives outside the world: it is
+/// bookkeeping of the edge, not simulation state.
+#[derive(Debug)]
+pub struct SnapshotEncoder {
     layout: CellLayout,
-    /// The world's change tick at the last capture; `None` before the first.
-    last_capture: Option<Tick>,
     /// The fingerprint of each cell as last written; 0 for an empty (absent) cell.
     stored: Vec<u64>,
     /// Cells written by an earlier layout (the config's cell size changed) that the next
@@ -206,21 +239,20 @@ pub(crate) struct NpcRecord {
     pub(crate) spawn_entry: Option<u16>,
 }
 
-impl SnapshotTracker {
-    pub(crate) fn new(layout: CellLayout) -> SnapshotTracker {
-        SnapshotTracker {
+impl SnapshotEncoder {
+    pub(crate) fn new(layout: CellLayout) -> SnapshotEncoder {
+        SnapshotEncoder {
             layout,
-            last_capture: None,
             stored: vec![0; layout.len()],
             foreign: Vec::new(),
             scan: vec![CellScan::default(); layout.len()],
         }
     }
 
-    /// After a restore from `cells`: everything is rewritten by the next capture, and
-    /// stored cells that are empty now (or do not exist in this layout) deleted.
+    /// After a restore from `cells`: the next capture rewrites every cell (it captures
+    /// everything as changed), and deletes stored cells that are empty now or do not
+    /// exist in this layout.
     pub(crate) fn restored_from(&mut self, cells: impl Iterator<Item = u32>) {
-        self.last_capture = None;
         for cell in cells {
             match self.stored.get_mut(cell as usize) {
                 // Any non-zero value: the content is unknown, so it differs.
@@ -231,28 +263,20 @@ impl SnapshotTracker {
         }
     }
 
-    /// Builds the delta from the NPCs of the world (`npcs`, called twice: once to find
-    /// dirty cells, once to encode them) and the encoded meta cell.
-    pub(crate) fn capture<'a, I>(
-        &mut self,
-        this_run: Tick,
-        tick: u64,
-        npcs: impl Fn() -> I,
-        meta: Vec<u8>,
-    ) -> SnapshotDelta
-    where
-        I: Iterator<Item = (NpcRecord, [Tick; 5])> + 'a,
-    {
+    /// The delta of `records` against what earlier deltas of this encoder wrote.
+    pub fn encode(&mut self, records: SnapshotRecords) -> SnapshotDelta {
+        let SnapshotRecords { tick, npcs, meta } = records;
         let layout = self.layout;
         self.scan.fill(CellScan::default());
-        for (npc, changed_at) in npcs() {
-            let scan = &mut self.scan[layout.cell_of(npc.position) as usize];
+        let cells_of: Vec<u32> = npcs
+            .iter()
+            .map(|(npc, _)| layout.cell_of(npc.position))
+            .collect();
+        for ((npc, changed), &cell) in npcs.iter().zip(&cells_of) {
+            let scan = &mut self.scan[cell as usize];
             scan.fingerprint = scan.fingerprint.wrapping_add(mix(npc.identity.id));
             scan.count += 1;
-            scan.changed |= match self.last_capture {
-                None => true,
-                Some(last) => changed_at.iter().any(|t| t.is_newer_than(last, this_run)),
-            };
+            scan.changed |= *changed;
         }
         // Dirty: something in it changed, or its membership differs from what is stored.
         let dirty: Vec<bool> = self
@@ -262,17 +286,17 @@ impl SnapshotTracker {
             .map(|(scan, &stored)| scan.changed || scan.fingerprint() != stored)
             .collect();
 
-        // Counting sort of the dirty cells' NPCs by cell, then by id inside each cell.
+        // Counting sort of the dirty cells' NPCs (indices) by cell, then by id in a cell.
         let mut start = vec![0usize; layout.len() + 1];
         for (cell, scan) in self.scan.iter().enumerate() {
             start[cell + 1] = start[cell] + if dirty[cell] { scan.count as usize } else { 0 };
         }
-        let mut rows: Vec<Option<NpcRecord>> = vec![None; start[layout.len()]];
+        let mut order = vec![0u32; start[layout.len()]];
         let mut next = start.clone();
-        for (npc, _) in npcs() {
-            let cell = layout.cell_of(npc.position) as usize;
+        for (i, &cell) in cells_of.iter().enumerate() {
+            let cell = cell as usize;
             if dirty[cell] {
-                rows[next[cell]] = Some(npc);
+                order[next[cell]] = i as u32;
                 next[cell] += 1;
             }
         }
@@ -289,19 +313,18 @@ impl SnapshotTracker {
                 cells.push((cell as u32, None));
                 continue;
             }
-            let slice = &mut rows[start[cell]..start[cell + 1]];
-            slice.sort_unstable_by_key(|r| r.map(|r| r.identity.id));
+            let slice = &mut order[start[cell]..start[cell + 1]];
+            slice.sort_unstable_by_key(|&i| npcs[i as usize].0.identity.id);
             let mut out = Vec::with_capacity(5 + slice.len() * NPC_BYTES);
             out.push(FORMAT_VERSION);
             out.extend_from_slice(&(slice.len() as u32).to_le_bytes());
-            for npc in slice.iter().flatten() {
-                encode_npc(&mut out, npc);
+            for &i in slice.iter() {
+                encode_npc(&mut out, &npcs[i as usize].0);
             }
             cells.push((cell as u32, Some(out)));
         }
         cells.sort_unstable_by_key(|(cell, _)| *cell);
         cells.push((META_CELL, Some(meta)));
-        self.last_capture = Some(this_run);
         SnapshotDelta { tick, cells }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tessera_regions::hash::Fnv1a;
 use tessera_regions::io::HandoffRecord;
-use tessera_regions::snapshot::{RestoreStats, SnapshotDelta};
+use tessera_regions::snapshot::{RestoreStats, SnapshotEncoder, SnapshotRecords};
 use tessera_regions::{Region, RegionError, TickInput};
 use tessera_shared::config::Config;
 use tessera_shared::ids::RegionId;
@@ -96,11 +96,20 @@ impl LocalRegions {
         ))
     }
 
-    /// Captures every region's snapshot delta (in parallel), in region order.
-    pub fn capture_snapshots(&mut self) -> Vec<(RegionId, SnapshotDelta)> {
+    /// The tick-thread half of every region's snapshot capture (in parallel), in region
+    /// order; encode them with the regions' encoders.
+    pub fn capture_records(&mut self) -> Vec<(RegionId, SnapshotRecords)> {
         self.regions
             .par_iter_mut()
-            .map(|region| (region.id(), region.capture_snapshot()))
+            .map(|region| (region.id(), region.capture_records()))
+            .collect()
+    }
+
+    /// The regions' snapshot encoders, to encode captures off the tick's thread.
+    pub fn take_snapshot_encoders(&mut self) -> Vec<(RegionId, SnapshotEncoder)> {
+        self.regions
+            .iter_mut()
+            .filter_map(|region| Some((region.id(), region.take_snapshot_encoder()?)))
             .collect()
     }
 

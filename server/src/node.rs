@@ -28,6 +28,7 @@ use crate::cluster::{Arrival, Border, ClusterLink};
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
+use tessera_regions::snapshot::SnapshotEncoder;
 
 /// Commands queued from all sessions to the driver. At ~100 bytes each, 64 MiB at most.
 pub const NODE_INBOX_LEN_MAX: usize = 65_536;
@@ -200,8 +201,11 @@ pub struct DriverStats {
     pub last_step: std::time::Duration,
     /// Time the last tick spent encoding states and handing them to sessions.
     pub last_fan_out: std::time::Duration,
-    /// Time the last snapshot capture took (every region's changed cells, encoded).
+    /// Time the last snapshot capture took on the tick's thread (every region's NPCs
+    /// copied; encoding happens elsewhere).
     pub last_capture: std::time::Duration,
+    /// Snapshot captures skipped because the encoder was behind.
+    pub captures_skipped: u64,
     /// Ghost updates dropped because the publisher's queue was full.
     pub ghosts_dropped: u64,
 }
@@ -361,15 +365,27 @@ impl Driver {
         }
     }
 
-    /// Captures every region's changed state into the snapshot outbox (if there is one).
+    /// Captures every region's state for the snapshot writer (if there is one), which
+    /// encodes the changed cells off this thread. Skipped (and counted) while the
+    /// encoder is still behind by more than its queue holds: the next capture then
+    /// carries every change since the last one taken, so nothing is lost.
     fn capture_snapshots(&mut self) {
         if let Some(snapshots) = &self.snapshots {
+            if !snapshots.has_room_for(self.local.regions().len()) {
+                self.stats.captures_skipped += 1;
+                return;
+            }
             let started = std::time::Instant::now();
-            for (region, delta) in self.local.capture_snapshots() {
-                snapshots.offer(region, delta);
+            for (region, records) in self.local.capture_records() {
+                snapshots.offer_records(region, records);
             }
             self.stats.last_capture = started.elapsed();
         }
+    }
+
+    /// The regions' snapshot encoders, for [`Snapshots::start`].
+    pub fn take_snapshot_encoders(&mut self) -> Vec<(RegionId, SnapshotEncoder)> {
+        self.local.take_snapshot_encoders()
     }
 
     /// Captures every region one last time and waits up to `timeout` for the snapshot

@@ -217,7 +217,7 @@ impl RunningNode {
             let _guard = runtime.enter();
             (
                 Arc::new(Players::start(store.clone())),
-                Snapshots::start(store, epochs),
+                Snapshots::start(store, epochs, driver.take_snapshot_encoders()),
             )
         };
         driver.save_players_to(players.saves());

@@ -2,8 +2,11 @@
 //! start, and committing the regions' captures to the store without the tick ever
 //! waiting on it.
 //!
-//! The driver captures every region every `[persistence] snapshot_interval_s` and
-//! [`Snapshots::offer`]s the deltas. The outbox merges them per region and cell (a newer
+//! The driver captures every region every `[persistence] snapshot_interval_s` (the cheap
+//! half: a copy of the NPCs) and [`Snapshots::offer_records`] them; one encoder thread
+//! turns each region's captures, in order, into deltas of the changed cells (the costly
+//! half, off the tick; [`ENCODE_JOBS_MAX`] captures wait for it, beyond which the driver
+//! skips a capture rather than lose one) and [`Snapshots::offer`]s them. The outbox merges them per region and cell (a newer
 //! write of a cell replaces the older one), so it holds at most one pending commit per
 //! region with at most one payload per cell: it is bounded by the regions' own state,
 //! however long the store is down, and nothing is ever dropped. One writer task commits
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tessera_persistence::node_store::NodeStore;
 use tessera_persistence::{CellWrite, RegionCommit, RegionSnapshot, SnapshotStore, StoreError};
-use tessera_regions::snapshot::SnapshotDelta;
+use tessera_regions::snapshot::{SnapshotDelta, SnapshotEncoder, SnapshotRecords};
 use tessera_shared::ids::RegionId;
 use tokio::sync::Notify;
 
@@ -31,6 +34,9 @@ pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 /// How long a node keeps trying to load its regions' snapshots at start before giving up
 /// (it must not start a region afresh over a snapshot it could not read).
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Region captures waiting for the encoder thread.
+pub const ENCODE_JOBS_MAX: usize = 64;
 
 /// Counters and state of the writer.
 #[derive(Debug, Default)]
@@ -80,22 +86,70 @@ pub struct Snapshots {
     outbox: Arc<Mutex<Outbox>>,
     wake: Arc<Notify>,
     epochs: Arc<BTreeMap<RegionId, u64>>,
+    /// Captures for the encoder thread (none without encoders).
+    jobs: Option<crossbeam_channel::Sender<(RegionId, SnapshotRecords)>>,
+    /// Captures handed over and not yet in the outbox.
+    encoding: Arc<AtomicUsize>,
     /// Counters.
     pub stats: Arc<SnapshotStats>,
 }
 
 impl Snapshots {
     /// The writer over `store`, committing each region under its epoch in `epochs` (the
-    /// epoch the node holds it with), spawned on the current runtime.
-    pub fn start(store: NodeStore, epochs: BTreeMap<RegionId, u64>) -> Snapshots {
-        let snapshots = Snapshots {
+    /// epoch the node holds it with), spawned on the current runtime; with an encoder
+    /// thread for the regions in `encoders` (see [`Snapshots::offer_records`]).
+    pub fn start(
+        store: NodeStore,
+        epochs: BTreeMap<RegionId, u64>,
+        encoders: Vec<(RegionId, SnapshotEncoder)>,
+    ) -> Snapshots {
+        let (jobs, queue) = crossbeam_channel::bounded(ENCODE_JOBS_MAX);
+        let mut snapshots = Snapshots {
             outbox: Arc::default(),
             wake: Arc::new(Notify::new()),
             epochs: Arc::new(epochs),
+            jobs: None,
+            encoding: Arc::default(),
             stats: Arc::default(),
         };
         tokio::spawn(write_snapshots(store, snapshots.clone()));
+        if !encoders.is_empty() {
+            let encoder = snapshots.clone();
+            let spawned = std::thread::Builder::new()
+                .name("tessera-snapshots".into())
+                .spawn(move || encode_captures(encoder, encoders.into_iter().collect(), queue));
+            match spawned {
+                Ok(_) => snapshots.jobs = Some(jobs),
+                Err(e) => {
+                    tracing::error!(error = %e, "no snapshot encoder thread: regions are not persisted")
+                }
+            }
+        }
         snapshots
+    }
+
+    /// Whether `n` more captures fit the encoder's queue.
+    pub fn has_room_for(&self, n: usize) -> bool {
+        self.jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.len() + n <= ENCODE_JOBS_MAX)
+    }
+
+    /// Hands a region's capture to the encoder thread (check
+    /// [`Snapshots::has_room_for`] first: a capture that does not fit is dropped, logged,
+    /// and its changes are lost to the dirty tracking).
+    pub fn offer_records(&self, region: RegionId, records: SnapshotRecords) {
+        let Some(jobs) = &self.jobs else {
+            return;
+        };
+        self.encoding.fetch_add(1, Ordering::Relaxed);
+        if jobs.try_send((region, records)).is_err() {
+            self.encoding.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(
+                region = region.0,
+                "snapshot capture dropped: the encoder queue is full"
+            );
+        }
     }
 
     /// Queues `delta` of `region` for commit. Never blocks on the store and never drops:
@@ -132,7 +186,9 @@ impl Snapshots {
     /// Whether nothing waits in the outbox or is being committed.
     pub fn is_flushed(&self) -> bool {
         let outbox = self.outbox.lock().expect("outbox lock");
-        outbox.pending.is_empty() && outbox.in_flight == 0
+        outbox.pending.is_empty()
+            && outbox.in_flight == 0
+            && self.encoding.load(Ordering::Relaxed) == 0
     }
 
     /// Blocks (a thread outside the runtime) until everything offered is durable, or
@@ -172,6 +228,20 @@ impl Snapshots {
             outbox.pending.insert(region, older);
         }
         self.update_bytes(&outbox);
+    }
+}
+
+/// The encoder thread: each region's captures, in order, into deltas for the outbox.
+fn encode_captures(
+    snapshots: Snapshots,
+    mut encoders: std::collections::HashMap<RegionId, SnapshotEncoder>,
+    queue: crossbeam_channel::Receiver<(RegionId, SnapshotRecords)>,
+) {
+    for (region, records) in queue {
+        if let Some(encoder) = encoders.get_mut(&region) {
+            snapshots.offer(region, encoder.encode(records));
+        }
+        snapshots.encoding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
