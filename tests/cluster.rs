@@ -93,52 +93,111 @@ struct Walk {
     health_drop: f32,
 }
 
+/// Two nodes sharing the test Redis and a fresh MongoDB database: A holds regions 1 and
+/// 3, B holds 2 and 4 (the default world's 2 x 2 grid; 1 and 2 meet at [`BORDER_X`]).
+struct Pair {
+    a: Node,
+    b: Node,
+    secret: Vec<u8>,
+    mongo: String,
+    database: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Pair {
+    /// The pair, or `None` (skipped, saying so) without the services outside CI.
+    fn start(test: &str) -> Option<Pair> {
+        let (Some(redis), Some(mongo)) = (services::redis_url(test), services::mongo_uri(test))
+        else {
+            return None;
+        };
+        let database = unique("tessera_cluster");
+        let a_dir = std::env::temp_dir().join(unique("tessera-cluster-a"));
+        let a = start(
+            a_dir.clone(),
+            &[1, 3],
+            &redis,
+            &mongo,
+            &database,
+            &unique("node-a"),
+        );
+        let b_dir = a_dir.with_extension("b");
+        crate::net::share_credentials(&a_dir, &b_dir);
+        let b = start(b_dir, &[2, 4], &redis, &mongo, &database, &unique("node-b"));
+        let secret = auth::dev_secret(&a_dir).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        Some(Pair {
+            a,
+            b,
+            secret,
+            mongo,
+            database,
+            runtime,
+        })
+    }
+
+    fn a(&self) -> &RunningNode {
+        self.a.node.as_ref().unwrap()
+    }
+
+    fn b(&self) -> &RunningNode {
+        self.b.node.as_ref().unwrap()
+    }
+
+    /// Saves each named player at its position with full health, as if it had logged
+    /// out there.
+    fn save_at(&self, players: impl IntoIterator<Item = (String, Vec2)>) {
+        self.runtime.block_on(async {
+            let store = MongoStore::connect(&self.mongo, &self.database)
+                .await
+                .unwrap();
+            for (name, position) in players {
+                let state = SavedPlayer {
+                    position,
+                    health: 100.0,
+                };
+                let record = PlayerRecord {
+                    player: auth::dev_player_id(&name),
+                    data: tessera_server::players::encode(&state),
+                };
+                store.save_player(&record).await.unwrap();
+            }
+        });
+    }
+
+    /// A client config for `name` logging in on `node`.
+    fn login(&self, node: &RunningNode, name: &str) -> ClientConfig {
+        ClientConfig::new(
+            node.addr,
+            "localhost",
+            node.cert_der.clone(),
+            auth::mint(
+                &self.secret,
+                &auth::dev_claims(name, auth::unix_now_s(), 600),
+            ),
+        )
+    }
+}
+
 #[test]
 fn players_crossing_between_two_nodes_are_handed_off_exactly_once() {
-    let (Some(redis), Some(mongo)) = (
-        services::redis_url("cluster::two_nodes"),
-        services::mongo_uri("cluster::two_nodes"),
-    ) else {
+    let Some(pair) = Pair::start("cluster::two_nodes") else {
         return;
     };
-    let database = unique("tessera_cluster");
-    let a_dir = std::env::temp_dir().join(unique("tessera-cluster-a"));
-    let a = start(
-        a_dir.clone(),
-        &[1, 3],
-        &redis,
-        &mongo,
-        &database,
-        &unique("node-a"),
-    );
-    let b_dir = a_dir.with_extension("b");
-    crate::net::share_credentials(&a_dir, &b_dir);
-    let b = start(b_dir, &[2, 4], &redis, &mongo, &database, &unique("node-b"));
-    let a_node = a.node.as_ref().unwrap();
-    let b_node = b.node.as_ref().unwrap();
-    let secret = auth::dev_secret(&a_dir).unwrap();
+    let (a_node, b_node) = (pair.a(), pair.b());
     let names: Vec<String> = (0..BOTS).map(|i| format!("walker-{i}")).collect();
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     // Every player starts just west of the border, in region 1 (node A).
-    runtime.block_on(async {
-        let store = MongoStore::connect(&mongo, &database).await.unwrap();
-        for (i, name) in names.iter().enumerate() {
-            let state = SavedPlayer {
-                position: Vec2::new(BORDER_X - 4.0, 100.0 + 4.0 * i as f32),
-                health: 100.0,
-            };
-            let record = PlayerRecord {
-                player: auth::dev_player_id(name),
-                data: tessera_server::players::encode(&state),
-            };
-            store.save_player(&record).await.unwrap();
-        }
-    });
+    pair.save_at(names.iter().enumerate().map(|(i, name)| {
+        (
+            name.clone(),
+            Vec2::new(BORDER_X - 4.0, 100.0 + 4.0 * i as f32),
+        )
+    }));
+    let runtime = &pair.runtime;
 
     // The bots walk, then wait (at `walked`) while the world is counted, then log out.
     let walked = Arc::new(tokio::sync::Barrier::new(BOTS + 1));
@@ -148,12 +207,7 @@ fn players_crossing_between_two_nodes_are_handed_off_exactly_once() {
     let (walks, at_rest) = runtime.block_on(async {
         let mut tasks = Vec::new();
         for name in &names {
-            let config = ClientConfig::new(
-                a_node.addr,
-                "localhost",
-                a_node.cert_der.clone(),
-                auth::mint(&secret, &auth::dev_claims(name, auth::unix_now_s(), 600)),
-            );
+            let config = pair.login(a_node, name);
             let (logged_out, walked, counted) =
                 (logged_out.clone(), walked.clone(), counted.clone());
             tasks.push(tokio::spawn(async move {
@@ -222,7 +276,9 @@ fn players_crossing_between_two_nodes_are_handed_off_exactly_once() {
     }
     // Each player's durable state is where it last walked, near the border.
     runtime.block_on(async {
-        let store = MongoStore::connect(&mongo, &database).await.unwrap();
+        let store = MongoStore::connect(&pair.mongo, &pair.database)
+            .await
+            .unwrap();
         for name in &names {
             let record = store
                 .load_player(auth::dev_player_id(name))
@@ -280,57 +336,19 @@ async fn walk(client: &mut Client) -> Walk {
 
 #[test]
 fn entities_near_the_border_are_visible_from_the_other_node_as_read_only_ghosts() {
-    let (Some(redis), Some(mongo)) = (
-        services::redis_url("cluster::ghosts"),
-        services::mongo_uri("cluster::ghosts"),
-    ) else {
+    let Some(pair) = Pair::start("cluster::ghosts") else {
         return;
     };
-    let database = unique("tessera_ghosts");
-    let a_dir = std::env::temp_dir().join(unique("tessera-ghosts-a"));
-    let a = start(
-        a_dir.clone(),
-        &[1, 3],
-        &redis,
-        &mongo,
-        &database,
-        &unique("node-a"),
-    );
-    let b_dir = a_dir.with_extension("b");
-    crate::net::share_credentials(&a_dir, &b_dir);
-    let b = start(b_dir, &[2, 4], &redis, &mongo, &database, &unique("node-b"));
-    let secret = auth::dev_secret(&a_dir).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        // A watcher on A and a neighbour on B, 1.5 m apart across the border.
-        let store = MongoStore::connect(&mongo, &database).await.unwrap();
-        for (name, x) in [("watcher", BORDER_X - 1.0), ("neighbour", BORDER_X + 0.5)] {
-            let state = SavedPlayer {
-                position: Vec2::new(x, 500.0),
-                health: 100.0,
-            };
-            let record = PlayerRecord {
-                player: auth::dev_player_id(name),
-                data: tessera_server::players::encode(&state),
-            };
-            store.save_player(&record).await.unwrap();
-        }
-        let login = |node: &RunningNode, name: &str| {
-            ClientConfig::new(
-                node.addr,
-                "localhost",
-                node.cert_der.clone(),
-                auth::mint(&secret, &auth::dev_claims(name, auth::unix_now_s(), 600)),
-            )
-        };
-        let mut watcher = Client::connect(&login(a.node.as_ref().unwrap(), "watcher"))
+    // A watcher on A and a neighbour on B, 1.5 m apart across the border.
+    pair.save_at([
+        ("watcher".to_owned(), Vec2::new(BORDER_X - 1.0, 500.0)),
+        ("neighbour".to_owned(), Vec2::new(BORDER_X + 0.5, 500.0)),
+    ]);
+    pair.runtime.block_on(async {
+        let mut watcher = Client::connect(&pair.login(pair.a(), "watcher"))
             .await
             .unwrap();
-        let mut neighbour = Client::connect(&login(b.node.as_ref().unwrap(), "neighbour"))
+        let mut neighbour = Client::connect(&pair.login(pair.b(), "neighbour"))
             .await
             .unwrap();
         let ghost_id = neighbour.welcome().entity;
@@ -370,12 +388,7 @@ fn entities_near_the_border_are_visible_from_the_other_node_as_read_only_ghosts(
         };
         assert_eq!(own, 100.0, "the neighbour was hurt through a ghost");
         assert_eq!(
-            a.node
-                .as_ref()
-                .unwrap()
-                .gauges
-                .players
-                .load(Ordering::Relaxed),
+            pair.a().gauges.players.load(Ordering::Relaxed),
             1,
             "the ghost is no avatar on A"
         );
