@@ -10,12 +10,13 @@ use tessera::persistence::mongo::MongoStore;
 use tessera::persistence::{PlayerRecord, SnapshotStore};
 use tessera::regions::io::SavedPlayer;
 use tessera::shared::client::{Client, ClientConfig};
-use tessera::shared::config::Config;
 use tessera::shared::ids::RegionId;
 use tessera::shared::math::Vec2;
 use tessera::shared::protocol::quantize::{dequantize_health, dequantize_position};
 use tessera_server::auth;
-use tessera_server::serve::{RunningNode, ServeOptions};
+use tessera_server::serve::RunningNode;
+
+use crate::net::TestNode;
 
 use crate::util::{services, unique};
 
@@ -30,20 +31,8 @@ const TURN_M: f32 = 3.0;
 /// Metres per tick (the player speed allows more).
 const STEP_M: f32 = 0.25;
 
-struct Node {
-    node: Option<RunningNode>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(node) = self.node.take() {
-            node.shutdown();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
+/// A node of the test cluster in `dir`, holding `regions`, with no NPCs (nothing kills
+/// the players and sends them to a respawn point).
 fn start(
     dir: std::path::PathBuf,
     regions: &[u32],
@@ -51,32 +40,22 @@ fn start(
     mongo: &str,
     database: &str,
     name: &str,
-) -> Node {
-    let mut config = Config::embedded_default();
-    config.node.name = name.into();
-    config.node.data_dir = dir.clone();
-    config.node.quic_listen = "127.0.0.1:0".parse().unwrap();
-    config.node.sim_threads = 1;
-    config.node.services.redis_url = Some(redis.into());
-    config.node.services.mongodb_uri = Some(mongo.into());
-    config.node.services.mongodb_database = database.into();
-    config.node.cluster.regions = regions.iter().map(|&r| RegionId(r)).collect();
-    // No NPCs: nothing kills the players and sends them to a respawn point.
-    for table in &mut config.balance.spawn_tables {
-        for entry in &mut table.entries {
-            entry.count = 0;
+) -> TestNode {
+    let node = crate::net::start_node(&dir, 1, |config| {
+        config.node.name = name.into();
+        config.node.services.redis_url = Some(redis.into());
+        config.node.services.mongodb_uri = Some(mongo.into());
+        config.node.services.mongodb_database = database.into();
+        config.node.cluster.regions = regions.iter().map(|&r| RegionId(r)).collect();
+        for table in &mut config.balance.spawn_tables {
+            for entry in &mut table.entries {
+                entry.count = 0;
+            }
         }
-    }
-    let node = RunningNode::start_configured(
-        Arc::new(config),
-        &ServeOptions {
-            ticks: None,
-            seed: 1,
-        },
-    )
-    .expect("node starts");
-    Node {
+    });
+    TestNode {
         node: Some(node),
+        secret: auth::dev_secret(&dir).unwrap(),
         dir,
     }
 }
@@ -96,9 +75,8 @@ struct Walk {
 /// Two nodes sharing the test Redis and a fresh MongoDB database: A holds regions 1 and
 /// 3, B holds 2 and 4 (the default world's 2 x 2 grid; 1 and 2 meet at [`BORDER_X`]).
 struct Pair {
-    a: Node,
-    b: Node,
-    secret: Vec<u8>,
+    a: TestNode,
+    b: TestNode,
     mongo: String,
     database: String,
     runtime: tokio::runtime::Runtime,
@@ -124,7 +102,6 @@ impl Pair {
         let b_dir = a_dir.with_extension("b");
         crate::net::share_credentials(&a_dir, &b_dir);
         let b = start(b_dir, &[2, 4], &redis, &mongo, &database, &unique("node-b"));
-        let secret = auth::dev_secret(&a_dir).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -133,7 +110,6 @@ impl Pair {
         Some(Pair {
             a,
             b,
-            secret,
             mongo,
             database,
             runtime,
@@ -176,7 +152,7 @@ impl Pair {
             "localhost",
             node.cert_der.clone(),
             auth::mint(
-                &self.secret,
+                &self.a.secret,
                 &auth::dev_claims(name, auth::unix_now_s(), 600),
             ),
         )

@@ -14,10 +14,12 @@ use tessera::shared::protocol::quantize::dequantize_position;
 use tessera_server::auth::{self, Claims};
 use tessera_server::serve::{RunningNode, ServeOptions};
 
-struct TestNode {
-    node: Option<RunningNode>,
-    secret: Vec<u8>,
-    dir: std::path::PathBuf,
+/// A running node that is shut down, and its data dir removed, on drop.
+pub(crate) struct TestNode {
+    pub(crate) node: Option<RunningNode>,
+    /// Its dev JWT secret, to mint login tokens.
+    pub(crate) secret: Vec<u8>,
+    pub(crate) dir: std::path::PathBuf,
 }
 
 impl Drop for TestNode {
@@ -45,7 +47,11 @@ fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
 }
 
 /// A node on a free loopback port with its (dev) credentials in `dir`.
-fn start_node(dir: &std::path::Path, seed: u64, tweak: impl FnOnce(&mut Config)) -> RunningNode {
+pub(crate) fn start_node(
+    dir: &std::path::Path,
+    seed: u64,
+    tweak: impl FnOnce(&mut Config),
+) -> RunningNode {
     let mut config = Config::embedded_default();
     config.node.data_dir = dir.to_path_buf();
     config.node.quic_listen = "127.0.0.1:0".parse().unwrap();

@@ -157,6 +157,8 @@ pub struct ClusterLink {
     pub ghosts_out: mpsc::Sender<GhostUpdate>,
     /// Border entities of neighbouring regions held elsewhere.
     pub ghosts: Arc<GhostBoard>,
+    /// Where the held regions meet regions held elsewhere (ghosts cross them).
+    pub borders: Vec<Border>,
 }
 
 impl ClusterLink {
@@ -199,17 +201,15 @@ impl Cluster {
         })
     }
 
-    /// Takes the lease of each of `regions` with an epoch of at least its entry in
-    /// `min_epochs`, waiting up to [`ACQUIRE_TIMEOUT`] for each.
+    /// Takes the lease of each region of `min_epochs` with an epoch of at least its
+    /// entry, waiting up to [`ACQUIRE_TIMEOUT`] for each.
     pub async fn acquire(
         &self,
-        regions: &[RegionId],
-        min_epochs: &HashMap<RegionId, u64>,
+        min_epochs: &std::collections::BTreeMap<RegionId, u64>,
     ) -> anyhow::Result<Vec<Lease>> {
         let deadline = Instant::now() + ACQUIRE_TIMEOUT;
-        let mut leases = Vec::with_capacity(regions.len());
-        for &region in regions {
-            let min_epoch = min_epochs.get(&region).copied().unwrap_or(1);
+        let mut leases = Vec::with_capacity(min_epochs.len());
+        for (&region, &min_epoch) in min_epochs {
             loop {
                 match self
                     .leases
@@ -238,18 +238,22 @@ impl Cluster {
         Ok(leases)
     }
 
-    /// Starts the cluster's tasks on the current runtime for the `held` leases, with
-    /// `others` the regions held elsewhere, advertising `addr`; returns the driver's side.
-    ///
-    /// `neighbours` are the regions held elsewhere that border a held one: their ghosts
-    /// are subscribed to.
-    pub fn start(
-        self,
-        held: Vec<Lease>,
-        others: Vec<RegionId>,
-        neighbours: Vec<RegionId>,
-        addr: String,
-    ) -> ClusterLink {
+    /// Starts the cluster's tasks on the current runtime for the `held` leases of
+    /// `config`'s world, advertising `addr`; returns the driver's side. The other regions
+    /// are looked up in the directory; those bordering a held one send ghosts.
+    pub fn start(self, config: &Config, held: Vec<Lease>, addr: String) -> ClusterLink {
+        let regions: Vec<RegionId> = held.iter().map(|l| l.region).collect();
+        let others: Vec<RegionId> = config
+            .world
+            .regions
+            .iter()
+            .map(|r| r.id)
+            .filter(|r| !regions.contains(r))
+            .collect();
+        let borders = borders(config, &regions);
+        let mut neighbours: Vec<RegionId> = borders.iter().map(|b| b.remote).collect();
+        neighbours.sort_unstable();
+        neighbours.dedup();
         let (outbound, outbound_rx) = mpsc::channel(HANDOFFS_OUT_LEN_MAX);
         let (ghosts_out, ghosts_rx) = mpsc::channel(GHOSTS_OUT_LEN_MAX);
         let ghosts = Arc::new(GhostBoard::default());
@@ -257,7 +261,6 @@ impl Cluster {
         let (acks, acks_rx) = mpsc::channel(ACKS_LEN_MAX);
         let directory = Arc::new(RwLock::new(HashMap::new()));
         let lost = Arc::new(Mutex::new(HashSet::new()));
-        let regions: Vec<RegionId> = held.iter().map(|l| l.region).collect();
         tokio::spawn(renew_leases(
             self.leases.clone(),
             held,
@@ -290,6 +293,7 @@ impl Cluster {
             lost,
             ghosts_out,
             ghosts,
+            borders,
         }
     }
 }

@@ -24,7 +24,7 @@ use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::quantize::{dequantize_move, quantize_health, quantize_position};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cluster::{Arrival, Border, ClusterLink};
+use crate::cluster::{Arrival, ClusterLink};
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
@@ -238,8 +238,6 @@ pub struct Driver {
     snapshots: Option<Snapshots>,
     /// The cluster (none: every region of the world is here).
     cluster: Option<ClusterLink>,
-    /// Where this node's regions meet regions held elsewhere (ghosts cross them).
-    borders: Vec<Border>,
     /// Handoffs to other nodes not yet queued (the queue was full), oldest first.
     outbound_backlog: Vec<HandoffRecord>,
     /// Players handed off to another node whose address is not known yet: their view
@@ -265,8 +263,8 @@ impl Driver {
     pub fn with_regions(config: Arc<Config>, local: LocalRegions) -> (Driver, NodeHandle) {
         let (tx, rx) = crossbeam_channel::bounded(NODE_INBOX_LEN_MAX);
         let config_tick_hz = config.world.tick_hz;
-        let snapshot_interval_ticks =
-            (config.node.snapshot_interval.as_secs() * u64::from(config_tick_hz)).max(1);
+        let ticks = |d| ticks_in(d, config_tick_hz);
+        let snapshot_interval_ticks = ticks(config.node.snapshot_interval);
         (
             Driver {
                 config,
@@ -278,12 +276,10 @@ impl Driver {
                 pending_leaves: HashMap::new(),
                 saves: None,
                 detached: std::collections::VecDeque::new(),
-                resume_linger_ticks: (RESUME_LINGER.as_secs() * u64::from(config_tick_hz)).max(1),
-                save_interval_ticks: (PLAYER_SAVE_INTERVAL.as_secs() * u64::from(config_tick_hz))
-                    .max(1),
+                resume_linger_ticks: ticks(RESUME_LINGER),
+                save_interval_ticks: ticks(PLAYER_SAVE_INTERVAL),
                 snapshots: None,
                 cluster: None,
-                borders: Vec::new(),
                 outbound_backlog: Vec::new(),
                 pending_redirects: Vec::new(),
                 awaiting_arrival: Vec::new(),
@@ -300,8 +296,6 @@ impl Driver {
     /// Joins the cluster behind `link`: handoffs into regions held elsewhere go out through
     /// it (their players redirected), handoffs into this node's regions come in through it.
     pub fn join_cluster(&mut self, link: ClusterLink) {
-        let held: Vec<RegionId> = self.local.regions().iter().map(|r| r.id()).collect();
-        self.borders = crate::cluster::borders(&self.config, &held);
         self.cluster = Some(link);
     }
 
@@ -334,12 +328,7 @@ impl Driver {
 
     /// One tick: commands in, regions stepped, outputs out.
     pub fn tick(&mut self) {
-        // Logins without a saved position land in the first region held here.
-        let first_region = self
-            .local
-            .regions()
-            .first()
-            .map_or(self.config.world.regions[0].id, |r| r.id());
+        let first_region = self.first_region();
         // Drain what is queued now (bounded by the channel's capacity).
         for _ in 0..self.commands.len() {
             let Ok(command) = self.commands.try_recv() else {
@@ -395,11 +384,6 @@ impl Driver {
         self.snapshots
             .as_ref()
             .is_none_or(|s| s.flush_blocking(timeout))
-    }
-
-    /// Ticks in `d` at this world's rate.
-    fn ticks_for(&self, d: std::time::Duration) -> u64 {
-        (d.as_millis() as u64 * u64::from(self.config.world.tick_hz)).div_ceil(1000)
     }
 
     /// A login: onto the avatar already here (a resume, a takeover, an arrival), or a new
@@ -483,7 +467,8 @@ impl Driver {
                         && !self.clients.contains_key(&player)
                 });
                 if awaited.is_some() {
-                    let deadline = self.current_tick() + self.ticks_for(ARRIVAL_WAIT);
+                    let deadline =
+                        self.current_tick() + ticks_in(ARRIVAL_WAIT, self.config.world.tick_hz);
                     self.awaiting_arrival.push((join, deadline));
                     return;
                 }
@@ -667,6 +652,15 @@ impl Driver {
         durable
     }
 
+    /// Where logins without a usable saved position land: the first region held here (the
+    /// world's first if none is, which [`Driver::join`] then refuses).
+    fn first_region(&self) -> RegionId {
+        self.local
+            .regions()
+            .first()
+            .map_or(self.config.world.regions[0].id, |r| r.id())
+    }
+
     /// The tick the regions are at (they step together).
     fn current_tick(&self) -> u64 {
         self.local.regions().first().map_or(0, |r| r.tick())
@@ -758,20 +752,13 @@ impl Driver {
                     .push_back((player, 0, tick.saturating_add(linger)));
             }
         }
-        let first_region = self.local.regions().first().map(|r| r.id());
         let waiting = std::mem::take(&mut self.awaiting_arrival);
         for (join, deadline) in waiting {
-            let arrived = self.clients.contains_key(&join.player);
-            match first_region {
-                Some(first) if arrived || deadline <= tick => self.join(join, first),
-                Some(_) => self.awaiting_arrival.push((join, deadline)),
-                None => {
-                    let _ = join.reply.send(Err(ErrorS2c {
-                        code: ErrorCode::RegionUnavailable,
-                        message: "this node holds no region".into(),
-                        retry_after_ms: Some(1_000),
-                    }));
-                }
+            if self.clients.contains_key(&join.player) || deadline <= tick {
+                let first_region = self.first_region();
+                self.join(join, first_region);
+            } else {
+                self.awaiting_arrival.push((join, deadline));
             }
         }
 
@@ -784,8 +771,7 @@ impl Driver {
                 if let Some(view) = self.clients.remove(&player)
                     && !view.detached
                 {
-                    let deadline =
-                        tick + (REDIRECT_WAIT.as_secs() * u64::from(self.config.world.tick_hz));
+                    let deadline = tick + ticks_in(REDIRECT_WAIT, self.config.world.tick_hz);
                     self.pending_redirects
                         .push((player, view, record.to, deadline));
                 }
@@ -830,11 +816,11 @@ impl Driver {
         };
         let mut views = Vec::new();
         for region in self.local.regions() {
-            if !self.borders.iter().any(|b| b.held == region.id()) {
+            if !cluster.borders.iter().any(|b| b.held == region.id()) {
                 continue;
             }
             views.clear();
-            for border in self.borders.iter().filter(|b| b.held == region.id()) {
+            for border in cluster.borders.iter().filter(|b| b.held == region.id()) {
                 region.views_in(border.band, &mut views);
             }
             views.sort_unstable_by_key(|v| v.id);
@@ -952,13 +938,13 @@ impl Driver {
             .as_ref()
             .map(|c| c.ghosts.current())
             .unwrap_or_default();
+        let borders = self.cluster.as_ref().map_or(&[][..], |c| &c.borders[..]);
         let reach = self.config.world.interest.enter_radius_m;
         let visible_max = self.config.world.interest.visible_entities_max as usize;
         let Driver {
             local,
             clients,
             stats,
-            borders,
             ..
         } = self;
         let regions = local.regions();
@@ -1096,6 +1082,13 @@ fn apply_diff(visible: &mut Vec<WireEntity>, interest: &InterestOutput, diff: &O
             _ => upsert(visible, wire(view)),
         }
     }
+}
+
+/// Whole ticks in `d` at `tick_hz`, at least 1.
+fn ticks_in(d: std::time::Duration, tick_hz: u32) -> u64 {
+    (d.as_millis() as u64 * u64::from(tick_hz))
+        .div_ceil(1000)
+        .max(1)
 }
 
 /// `visible` and the `ghosts` not in it, both sorted by id, merged by id; at most `max`

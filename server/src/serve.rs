@@ -120,10 +120,6 @@ pub struct RunningNode {
 pub struct NodeGauges {
     /// Player avatars in its regions.
     pub players: std::sync::atomic::AtomicUsize,
-    /// Regions it steps.
-    pub regions: std::sync::atomic::AtomicUsize,
-    /// Ticks stepped.
-    pub ticks: std::sync::atomic::AtomicU64,
 }
 
 impl RunningNode {
@@ -180,18 +176,10 @@ impl RunningNode {
             None => None,
             Some(url) => {
                 let cluster = runtime.block_on(Cluster::connect(url, &config.node.name))?;
-                let floors = epochs.iter().map(|(&r, &e)| (r, e)).collect();
-                let leases = runtime.block_on(cluster.acquire(&held, &floors))?;
+                let leases = runtime.block_on(cluster.acquire(&epochs))?;
                 for lease in &leases {
                     epochs.insert(lease.region, lease.epoch);
                 }
-                let others = config
-                    .world
-                    .regions
-                    .iter()
-                    .map(|r| r.id)
-                    .filter(|r| !held.contains(r))
-                    .collect();
                 let advertise = config
                     .node
                     .cluster
@@ -200,13 +188,7 @@ impl RunningNode {
                     .unwrap_or_else(|| addr.to_string());
                 tracing::info!(regions = ?held.iter().map(|r| r.0).collect::<Vec<_>>(), %advertise, "region leases taken");
                 let _guard = runtime.enter();
-                let mut neighbours: Vec<RegionId> = crate::cluster::borders(&config, &held)
-                    .iter()
-                    .map(|b| b.remote)
-                    .collect();
-                neighbours.sort_unstable();
-                neighbours.dedup();
-                Some(cluster.start(leases, others, neighbours, advertise))
+                Some(cluster.start(&config, leases, advertise))
             }
         };
         let (mut driver, node) = restore_regions(&config, options.seed, stored, &held)?;
@@ -421,10 +403,6 @@ fn drive(
         gauges
             .players
             .store(driver.local().counts().0, Ordering::Relaxed);
-        gauges
-            .regions
-            .store(driver.local().regions().len(), Ordering::Relaxed);
-        gauges.ticks.fetch_add(1, Ordering::Relaxed);
         fan_out_window.push(driver.stats.last_fan_out);
         tick += 1;
         if last_status.elapsed() >= STATUS_INTERVAL {
