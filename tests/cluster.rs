@@ -186,15 +186,21 @@ fn players_crossing_between_two_nodes_are_handed_off_exactly_once() {
             let config = pair.login(a_node, name);
             let (logged_out, walked, counted) =
                 (logged_out.clone(), walked.clone(), counted.clone());
+            let name = name.clone();
             tasks.push(tokio::spawn(async move {
-                let mut client = Client::connect(&config).await.expect("login on node A");
-                let walk = walk(&mut client).await;
+                // A bot that fails still meets the others at both barriers (or nobody
+                // would get past them) and reports why.
+                let played = match Client::connect(&config).await {
+                    Ok(mut client) => walk(&mut client).await.map(|walk| (client, walk)),
+                    Err(e) => Err(format!("login on node A: {e}")),
+                };
                 walked.wait().await;
                 counted.wait().await;
+                let (client, walk) = played.map_err(|e| format!("{name}: {e}"))?;
                 if client.logout().await.is_ok() {
                     logged_out.fetch_add(1, Ordering::Relaxed);
                 }
-                walk
+                Ok::<Walk, String>(walk)
             }));
         }
         walked.wait().await;
@@ -211,6 +217,14 @@ fn players_crossing_between_two_nodes_are_handed_off_exactly_once() {
         }
         (walks, at_rest)
     });
+    let failures: Vec<&String> = walks.iter().filter_map(|w| w.as_ref().err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {BOTS} bots failed, first: {}",
+        failures.len(),
+        failures[0]
+    );
+    let walks: Vec<Walk> = walks.into_iter().flatten().collect();
 
     let crossings: u32 = walks.iter().map(|w| w.crossings).sum();
     let redirects: u64 = walks.iter().map(|w| w.redirects).sum();
@@ -272,8 +286,8 @@ fn players_crossing_between_two_nodes_are_handed_off_exactly_once() {
 }
 
 /// Walks east and west over the border for [`PLAY`], turning [`TURN_M`] past it,
-/// following redirects.
-async fn walk(client: &mut Client) -> Walk {
+/// following redirects; `Err` if the session fails or falls silent for 5 s.
+async fn walk(client: &mut Client) -> Result<Walk, String> {
     let started = Instant::now();
     let mut walk = Walk::default();
     let mut last: Option<(Vec2, f32)> = None;
@@ -283,8 +297,14 @@ async fn walk(client: &mut Client) -> Walk {
         let _ = client.send_input(Vec2::new(step, 0.0), None);
         let state = match tokio::time::timeout(Duration::from_secs(5), client.next_state()).await {
             Ok(Ok(state)) => state,
-            Ok(Err(e)) => panic!("the session failed: {e}"),
-            Err(_) => panic!("no state within 5 s (state {:?})", client.state()),
+            Ok(Err(e)) => return Err(format!("the session failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "no state within 5 s after {:?} (state {:?})",
+                    started.elapsed(),
+                    client.state()
+                ));
+            }
         };
         let avatar = client.welcome().entity;
         let Some(me) = state.entities.iter().find(|e| e.id == avatar) else {
@@ -307,7 +327,7 @@ async fn walk(client: &mut Client) -> Walk {
         last = Some((position, health));
     }
     walk.redirects = client.stats().redirects;
-    walk
+    Ok(walk)
 }
 
 #[test]
