@@ -47,6 +47,9 @@ pub const RESUME_LINGER: std::time::Duration =
 /// How long a redirected login waits for its avatar's handoff to arrive before the player
 /// is logged in from its last save instead.
 pub const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Session ids of avatars that arrived by handoff and wait for their client: above every
+/// id a connection gets (those count up from 1).
+const ARRIVAL_SESSIONS_FROM: u64 = 1 << 63;
 /// How long a player handed off to another node waits for that node's address before its
 /// session is ended (it can log in again).
 pub const REDIRECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -246,6 +249,9 @@ pub struct Driver {
     /// Redirected logins waiting for their avatar's handoff, with the tick they stop
     /// waiting at.
     awaiting_arrival: Vec<(PendingJoin, u64)>,
+    /// The session id of the next arrived avatar's detached view (from
+    /// [`ARRIVAL_SESSIONS_FROM`]: never a connection's id).
+    next_arrival_session: u64,
     /// `[persistence] snapshot_interval_s` in ticks.
     snapshot_interval_ticks: u64,
     /// Counters.
@@ -283,6 +289,7 @@ impl Driver {
                 outbound_backlog: Vec::new(),
                 pending_redirects: Vec::new(),
                 awaiting_arrival: Vec::new(),
+                next_arrival_session: ARRIVAL_SESSIONS_FROM,
                 snapshot_interval_ticks,
                 stats: DriverStats::default(),
             },
@@ -735,12 +742,16 @@ impl Driver {
                 .and_then(|r| r.position_of(NetId::of_player(player)))
                 .is_some();
             if here && !self.clients.contains_key(&player) {
+                // A session id of its own, so that the linger of an earlier arrival of
+                // this player cannot evict this one.
+                let session = self.next_arrival_session;
+                self.next_arrival_session += 1;
                 self.region_of.insert(player, arrival.record.to);
                 let (outbox, _) = mpsc::channel(1);
                 self.clients.insert(
                     player,
                     ClientView {
-                        session: 0,
+                        session,
                         outbox,
                         visible: Vec::new(),
                         encoder: DeltaEncoder::default(),
@@ -749,7 +760,7 @@ impl Driver {
                     },
                 );
                 self.detached
-                    .push_back((player, 0, tick.saturating_add(linger)));
+                    .push_back((player, session, tick.saturating_add(linger)));
             }
         }
         let waiting = std::mem::take(&mut self.awaiting_arrival);
