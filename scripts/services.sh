@@ -43,13 +43,14 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Builds secantusd-rs once into the cache.
+# Builds secantusd-rs once into the cache and prints its path (and nothing else on
+# stdout: callers capture it).
 secantus_bin() {
     local root="$TESSERA_CACHE_DIR/secantus-$SECANTUS_VERSION"
     local bin="$root/bin/secantusd-rs"
     if [ ! -x "$bin" ]; then
-        apt_install cmake:cmake cc:build-essential
-        echo "== building secantusd-rs $SECANTUS_VERSION into $root (once; about 7 minutes on 2 cores)"
+        apt_install cmake:cmake cc:build-essential >&2
+        echo "== building secantusd-rs $SECANTUS_VERSION into $root (once; about 7 minutes on 2 cores)" >&2
         cargo install --locked secantus-mdb --version "$SECANTUS_VERSION" --root "$root" \
             --ignore-rust-version --quiet >&2
     fi
