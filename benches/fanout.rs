@@ -109,6 +109,8 @@ fn main() {
         ms(percentile(&fan_out, 99.0)),
     );
     let n50 = ms(percentile(&naive, 50.0));
+    let interest = &driver.local().regions()[0].output().interest;
+    let (n_table, n_members) = (interest.entities.len(), interest.members.len());
     let avg_visible: f64 = driver
         .client_views_for_bench()
         .iter()
@@ -118,6 +120,7 @@ fn main() {
     println!(
         "fanout: {CLIENTS} clients, {avg_visible:.0} visible each on average, {TICKS} ticks, {threads} threads"
     );
+    println!("  last tick: {n_members} entered or changed views of {n_table} distinct entities");
     println!(
         "  delta encode + hand-off: p50 {f50:.3} ms  p99 {f99:.3} ms  ({states} states, {:.0} B per state)",
         delta_bytes as f64 / states.max(1) as f64

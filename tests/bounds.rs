@@ -63,7 +63,7 @@ fn npcs_stay_inside_their_region() {
         }
         for region in local.regions() {
             let def = def_of(&config, region.id());
-            for view in &region.output().interest.views {
+            for view in &region.output().interest.entities {
                 // Every entity observers see is where it should be.
                 if let Some(position) = region.position_of(view.id) {
                     assert!(def.bounds.contains(position));

@@ -15,7 +15,7 @@ fn diff_of(out: &TickOutput) -> (Vec<NetId>, Vec<NetId>, Vec<NetId>) {
         .iter()
         .find(|d| d.player == P)
         .expect("the player observes");
-    let ids = |v: &[tessera::regions::io::EntityView]| v.iter().map(|e| e.id).collect();
+    let ids = |v: tessera::regions::io::Views| v.map(|e| e.id).collect();
     (
         ids(out.interest.entered(diff)),
         ids(out.interest.changed(diff)),
@@ -177,9 +177,7 @@ fn every_diff_is_sorted_by_id_as_consumers_merge_it() {
         let out = region.step(input);
         for diff in &out.interest.observers {
             let sorted = |ids: &[NetId]| ids.windows(2).all(|w| w[0] < w[1]);
-            let ids = |v: &[tessera::regions::io::EntityView]| -> Vec<NetId> {
-                v.iter().map(|e| e.id).collect()
-            };
+            let ids = |v: tessera::regions::io::Views| -> Vec<NetId> { v.map(|e| e.id).collect() };
             let (entered, changed) = (
                 ids(out.interest.entered(diff)),
                 ids(out.interest.changed(diff)),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tessera::shared::client::{Client, ClientConfig, ClientError, ConnectionState};
 use tessera::shared::config::Config;
-use tessera::shared::ids::RegionId;
+use tessera::shared::ids::{NetId, RegionId};
 use tessera::shared::math::Vec2;
 use tessera::shared::protocol::messages::{ControlS2c, ErrorCode, KickReason};
 use tessera::shared::protocol::quantize::dequantize_position;
@@ -260,15 +260,26 @@ fn a_crowded_view_arrives_whole_even_when_it_exceeds_a_datagram() {
 
 #[test]
 fn walking_across_a_region_border_keeps_the_session() {
-    // Spawn 4 m west of the border between regions 1 and 2 (x = 1024 in the default world).
+    // Spawn 4 m west of the border between regions 1 and 2 (x = 1024 in the default world),
+    // in a crowd of NPCs (ten times the default population), so that region 1's NPCs are
+    // in view before the crossing.
     let node = start_with(|config| {
         let border = config.world.regions[0].bounds.max.x;
         config.world.regions[0].spawn_point.x = border - 4.0;
+        for table in &mut config.balance.spawn_tables {
+            for entry in &mut table.entries {
+                entry.count *= 10;
+            }
+        }
     });
+    // Region-minted ids carry their region above bit 40 (avatars have the top bit).
+    let minted_by = |id: NetId, region: u64| id.0 >> 63 == 0 && id.0 >> 40 == region;
     client_runtime().block_on(async {
         let mut client = login(&node, "ada").await.unwrap();
         let avatar = client.welcome().entity;
         let mut max_x = 0.0f32;
+        let mut seen_from_region_1 = 0;
+        let mut last = Vec::new();
         for _ in 0..80 {
             client.send_input(Vec2::new(0.25, 0.0), None).unwrap();
             let snapshot =
@@ -277,10 +288,31 @@ fn walking_across_a_region_border_keeps_the_session() {
                 let x = tessera::shared::protocol::quantize::dequantize_position(me.position).x;
                 max_x = max_x.max(x);
             }
+            seen_from_region_1 += snapshot
+                .entities
+                .iter()
+                .filter(|e| minted_by(e.id, 1))
+                .count();
+            last = snapshot.entities.clone();
         }
         assert!(
             max_x > 1026.0,
             "the avatar should be well inside region 2, got x = {max_x}"
+        );
+        // The view followed the avatar: region 1's NPCs were seen, and none is left in the
+        // view from region 2 (each region shows only its own entities on one node).
+        assert!(
+            seen_from_region_1 > 0,
+            "region 1's NPCs should be in view before the crossing"
+        );
+        let stale: Vec<_> = last.iter().filter(|e| minted_by(e.id, 1)).collect();
+        assert!(
+            stale.is_empty(),
+            "entities of region 1 left in the view: {stale:?}"
+        );
+        assert!(
+            last.iter().any(|e| minted_by(e.id, 2)),
+            "region 2's NPCs in view"
         );
         // Still the same, working session: logout is acknowledged.
         client.logout().await.expect("Bye after crossing");

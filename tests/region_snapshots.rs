@@ -24,10 +24,10 @@ fn inputs(bots: &mut ScriptedPlayers, tick: u64, out: &TickOutput) -> TickInput 
         .interest
         .observers
         .iter()
-        .flat_map(|d| out.interest.entered(d).iter().map(|v| v.id))
+        .flat_map(|d| out.interest.entered(d).map(|v| v.id))
         .collect();
     for idx in 0..bots.len() {
-        let mut i: PlayerInput = bots.input(idx, tick, 0.4, None, &[], 0.0);
+        let mut i: PlayerInput = bots.input(idx, tick, 0.4, None, std::iter::empty(), 0.0);
         i.attack = targets
             .get((idx + tick as usize) % targets.len().max(1))
             .copied();

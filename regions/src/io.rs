@@ -149,52 +149,97 @@ pub struct EntityView {
     pub health: f32,
 }
 
-/// One observer's visibility change this tick. Ranges index into
-/// [`InterestOutput::views`] and [`InterestOutput::left`].
+/// One observer's visibility change this tick. `entered` and `changed` are ranges of
+/// [`InterestOutput::members`], `left` of [`InterestOutput::left`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObserverDiff {
     // Each of `entered`, `changed` and `left` is sorted by id (the observer's visible set
     // is kept sorted), so a consumer keeping a sorted view merges rather than searches.
     /// The observing player.
     pub player: PlayerId,
-    /// Entities that became visible: full views.
+    /// Entities that became visible.
     pub entered: Range<usize>,
-    /// Visible entities whose position or health changed: full views.
+    /// Visible entities whose position or health changed.
     pub changed: Range<usize>,
     /// Entities no longer visible.
     pub left: Range<usize>,
 }
 
 /// Per-observer diffs for one tick, stored flat (one allocation per list, reused every
-/// tick, rather than three per observer).
+/// tick, rather than three per observer). Each entity entered or changed for any observer
+/// is in `entities` once; observers refer to it by index, so a crowd seen by many
+/// observers is copied (and converted by consumers) once, not once per observer.
 #[derive(Clone, Debug, Default)]
 pub struct InterestOutput {
     /// One entry per observer, in a deterministic order.
     pub observers: Vec<ObserverDiff>,
-    /// Views referenced by `entered` and `changed`.
-    pub views: Vec<EntityView>,
+    /// This tick's views, each entity at most once, in the order first referenced.
+    pub entities: Vec<EntityView>,
+    /// Indices into `entities`, referenced by the diffs' `entered` and `changed`.
+    pub members: Vec<u32>,
     /// Ids referenced by `left`.
     pub left: Vec<NetId>,
 }
 
 impl InterestOutput {
+    /// The indices into [`InterestOutput::entities`] of `diff`'s entered entities.
+    pub fn entered_indices(&self, diff: &ObserverDiff) -> &[u32] {
+        &self.members[diff.entered.clone()]
+    }
+
+    /// The indices into [`InterestOutput::entities`] of `diff`'s changed entities.
+    pub fn changed_indices(&self, diff: &ObserverDiff) -> &[u32] {
+        &self.members[diff.changed.clone()]
+    }
+
     /// The entered views of `diff`.
-    pub fn entered(&self, diff: &ObserverDiff) -> &[EntityView] {
-        &self.views[diff.entered.clone()]
+    pub fn entered(&self, diff: &ObserverDiff) -> Views<'_> {
+        self.views(diff.entered.clone())
     }
+
     /// The changed views of `diff`.
-    pub fn changed(&self, diff: &ObserverDiff) -> &[EntityView] {
-        &self.views[diff.changed.clone()]
+    pub fn changed(&self, diff: &ObserverDiff) -> Views<'_> {
+        self.views(diff.changed.clone())
     }
-    /// Entered then changed views of `diff`, as one slice (they are stored adjacent).
-    pub fn updated(&self, diff: &ObserverDiff) -> &[EntityView] {
-        &self.views[diff.entered.start..diff.changed.end]
+
+    /// Entered then changed views of `diff` (they are stored adjacent).
+    pub fn updated(&self, diff: &ObserverDiff) -> Views<'_> {
+        self.views(diff.entered.start..diff.changed.end)
     }
+
     /// The ids that left `diff`'s view.
     pub fn left_ids(&self, diff: &ObserverDiff) -> &[NetId] {
         &self.left[diff.left.clone()]
     }
+
+    fn views(&self, members: Range<usize>) -> Views<'_> {
+        Views {
+            entities: &self.entities,
+            members: self.members[members].iter(),
+        }
+    }
 }
+
+/// The views an observer's diff refers to, in id order.
+#[derive(Clone, Debug)]
+pub struct Views<'a> {
+    entities: &'a [EntityView],
+    members: std::slice::Iter<'a, u32>,
+}
+
+impl<'a> Iterator for Views<'a> {
+    type Item = &'a EntityView;
+
+    fn next(&mut self) -> Option<&'a EntityView> {
+        self.members.next().map(|&i| &self.entities[i as usize])
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.members.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Views<'_> {}
 
 /// Something observers may want to hear about reliably.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -328,7 +373,8 @@ impl TickOutput {
     pub(crate) fn clear(&mut self, tick: u64) {
         self.tick = tick;
         self.interest.observers.clear();
-        self.interest.views.clear();
+        self.interest.entities.clear();
+        self.interest.members.clear();
         self.interest.left.clear();
         self.handoffs.clear();
         self.deferred_handoffs.clear();

@@ -63,13 +63,13 @@ impl ScriptedPlayers {
 
     /// The input of bot `idx` for `tick`: a step of `step_m` metres along its heading, and
     /// an attack on the first of `visible` within `reach_m` of `own_position`.
-    pub fn input(
+    pub fn input<'a>(
         &mut self,
         idx: usize,
         tick: u64,
         step_m: f32,
         own_position: Option<Vec2>,
-        visible: &[EntityView],
+        visible: impl IntoIterator<Item = &'a EntityView>,
         reach_m: f32,
     ) -> PlayerInput {
         let rng = &mut self.rng;
@@ -82,7 +82,7 @@ impl ScriptedPlayers {
         bot.seq += 1;
         let attack = own_position.and_then(|own| {
             visible
-                .iter()
+                .into_iter()
                 .find(|v| v.health > 0.0 && v.position.distance_squared(own) <= reach_m * reach_m)
                 .map(|v| v.id)
         });

@@ -18,3 +18,4 @@ pub mod players;
 pub mod serve;
 pub mod sim;
 pub mod snapshots;
+mod views;

@@ -14,20 +14,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tessera_regions::io::{EntityView, HandoffRecord, InterestOutput, Join, ObserverDiff};
+use tessera_regions::io::{EntityView, HandoffRecord, Join};
 use tessera_regions::io::{GameEvent, JoinRefusal, PlayerInput, SavedPlayer, SessionEvent};
 use tessera_shared::config::Config;
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
-use tessera_shared::protocol::delta::{DeltaEncoder, WireEntity};
+use tessera_shared::protocol::delta::{DeltaEncoder, EncodeScratch, WireEntity};
 use tessera_shared::protocol::limits::{DATAGRAM_BYTES_MAX, STATE_STREAM_BYTES_MAX};
 use tessera_shared::protocol::messages::*;
-use tessera_shared::protocol::quantize::{dequantize_move, quantize_health, quantize_position};
+use tessera_shared::protocol::quantize::dequantize_move;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::{Arrival, ClusterLink};
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
+use crate::views::{NextView, ViewChanges, WireTable, wire};
 use tessera_regions::snapshot::SnapshotEncoder;
 
 /// Commands queued from all sessions to the driver. At ~100 bytes each, 64 MiB at most.
@@ -176,9 +177,16 @@ struct PendingJoin {
 struct ClientView {
     session: u64,
     outbox: mpsc::Sender<Outgoing>,
-    /// Visible entities, sorted by id, in wire units.
-    visible: Vec<WireEntity>,
+    /// The view (its newest snapshot: the visible entities, sorted by id, in wire units)
+    /// and the snapshots the client may acknowledge.
     encoder: DeltaEncoder,
+    /// The region whose interest diffs the view is built from. A diff from another (the
+    /// player crossed a border on this node) rebuilds it from nothing: the old region
+    /// will not report its entities as left.
+    view_region: Option<RegionId>,
+    /// The ghosts in the view (entities of regions held elsewhere), sorted by id. No
+    /// region reports them as left, so each tick they are dropped and merged afresh.
+    ghosts: Vec<NetId>,
     ack_tick: u64,
     /// Set while the connection is gone and the avatar waits for a resume: its view is
     /// kept current, nothing is encoded or sent.
@@ -254,6 +262,8 @@ pub struct Driver {
     next_arrival_session: u64,
     /// `[persistence] snapshot_interval_s` in ticks.
     snapshot_interval_ticks: u64,
+    /// Each region's entities of the tick in wire units (indexed like the regions).
+    wire_tables: Vec<WireTable>,
     /// Counters.
     pub stats: DriverStats,
 }
@@ -291,6 +301,7 @@ impl Driver {
                 awaiting_arrival: Vec::new(),
                 next_arrival_session: ARRIVAL_SESSIONS_FROM,
                 snapshot_interval_ticks,
+                wire_tables: Vec::new(),
                 stats: DriverStats::default(),
             },
             NodeHandle {
@@ -325,7 +336,10 @@ impl Driver {
 
     /// Every client's current visible list (for the fan-out bench's baseline).
     pub fn client_views_for_bench(&self) -> Vec<Vec<WireEntity>> {
-        self.clients.values().map(|v| v.visible.clone()).collect()
+        self.clients
+            .values()
+            .map(|v| v.encoder.view().to_vec())
+            .collect()
     }
 
     /// The regions.
@@ -411,7 +425,7 @@ impl Driver {
             view.detached = false;
             view.session = join.session;
             view.outbox = join.outbox;
-            view.encoder = DeltaEncoder::default();
+            view.encoder.forget_sent();
             view.ack_tick = 0;
             let region = self.region_of.get(&player).copied().unwrap_or(first_region);
             let tick = self.current_tick();
@@ -753,8 +767,9 @@ impl Driver {
                     ClientView {
                         session,
                         outbox,
-                        visible: Vec::new(),
                         encoder: DeltaEncoder::default(),
+                        view_region: None,
+                        ghosts: Vec::new(),
                         ack_tick: 0,
                         detached: true,
                     },
@@ -925,8 +940,9 @@ impl Driver {
                 ClientView {
                     session,
                     outbox,
-                    visible: Vec::new(),
                     encoder: DeltaEncoder::default(),
+                    view_region: None,
+                    ghosts: Vec::new(),
                     ack_tick: 0,
                     detached: false,
                 },
@@ -939,9 +955,10 @@ impl Driver {
         }
     }
 
-    /// States and events to every client. Clients are independent (each has its own view
-    /// and encoder), so their states are built in parallel on the rayon pool the driver
-    /// runs in; events, rare, go out sequentially afterwards.
+    /// States and events to every client. Each region's entities of the tick are
+    /// quantized once; then clients, independent (each has its own view and encoder),
+    /// get their states built in parallel on the rayon pool the driver runs in; events,
+    /// rare, go out sequentially afterwards.
     fn fan_out(&mut self) {
         let player_archetype = self.config.balance.player_archetype as u16;
         let ghosts = self
@@ -956,9 +973,16 @@ impl Driver {
             local,
             clients,
             stats,
+            wire_tables,
             ..
         } = self;
         let regions = local.regions();
+        wire_tables.resize_with(regions.len(), WireTable::default);
+        regions
+            .par_iter()
+            .zip(wire_tables.par_iter_mut())
+            .for_each(|(region, table)| table.fill(&region.output().interest));
+        let wire_tables = &*wire_tables;
         // Where each observer's diff is: (region index, diff index).
         let mut diff_of: HashMap<PlayerId, (usize, usize)> = HashMap::with_capacity(clients.len());
         for (r, region) in regions.iter().enumerate() {
@@ -967,62 +991,79 @@ impl Driver {
             }
         }
         let dropped = AtomicU64::new(0);
-        clients.par_iter_mut().for_each(|(player, view)| {
-            let Some(&(r, d)) = diff_of.get(player) else {
-                return;
-            };
-            let region = &regions[r];
-            let out = region.output();
-            let diff = &out.interest.observers[d];
-            apply_diff(&mut view.visible, &out.interest, diff);
-            // The client's own avatar is part of its view (it reconciles against it),
-            // though the simulation's interest never lists an observer to itself.
-            let avatar = NetId::of_player(*player);
-            let own_position = region
-                .position_and_health(avatar)
-                .map(|(position, health)| {
-                    let own = EntityView {
-                        id: avatar,
-                        archetype: player_archetype,
-                        position,
-                        health,
-                    };
-                    upsert(&mut view.visible, wire(&own));
-                    position
-                });
-            if view.detached {
-                return; // Kept current for a resume; nobody to send to.
-            }
-            // Near a border with a region held elsewhere: its ghosts within reach too.
-            let with_ghosts = own_position.and_then(|at| {
-                let mut near: Vec<WireEntity> = borders
-                    .iter()
-                    .filter(|b| b.held == region.id() && b.remote_bounds.distance_to(at) <= reach)
-                    .filter_map(|b| ghosts.get(&b.remote))
-                    .flat_map(|g| g.iter())
-                    .filter(|g| g.position.distance_squared(at) <= reach * reach)
-                    .map(wire)
-                    .collect();
-                (!near.is_empty()).then(|| {
+        clients.par_iter_mut().for_each_init(
+            || (EncodeScratch::default(), Vec::new()),
+            |(scratch, near), (player, view)| {
+                let Some(&(r, d)) = diff_of.get(player) else {
+                    return; // In flight between regions: no state this tick.
+                };
+                let region = &regions[r];
+                let out = region.output();
+                let interest = &out.interest;
+                let diff = &interest.observers[d];
+                let avatar = NetId::of_player(*player);
+                let own = region.position_and_health(avatar);
+                let changes = ViewChanges {
+                    left: interest.left_ids(diff),
+                    entered: interest.entered_indices(diff),
+                    changed: interest.changed_indices(diff),
+                    table: &wire_tables[r],
+                    own: own.map(|(position, health)| {
+                        wire(&EntityView {
+                            id: avatar,
+                            archetype: player_archetype,
+                            position,
+                            health,
+                        })
+                    }),
+                };
+                let fresh = view.view_region != Some(region.id());
+                view.view_region = Some(region.id());
+                // Near a border with a region held elsewhere: its ghosts within reach too.
+                near.clear();
+                if let Some((at, _)) = own
+                    && !view.detached
+                {
+                    near.extend(
+                        borders
+                            .iter()
+                            .filter(|b| {
+                                b.held == region.id() && b.remote_bounds.distance_to(at) <= reach
+                            })
+                            .filter_map(|b| ghosts.get(&b.remote))
+                            .flat_map(|g| g.iter())
+                            .filter(|g| g.position.distance_squared(at) <= reach * reach)
+                            .map(wire),
+                    );
                     near.sort_unstable_by_key(|e| e.id);
-                    merge_ghosts(&view.visible, &near, visible_max)
-                })
-            });
-            let entities = with_ghosts.as_deref().unwrap_or(&view.visible);
-            let mut bytes = Vec::new();
-            view.encoder
-                .encode_message_into(out.tick, entities, view.ack_tick, &mut bytes);
-            let message = if bytes.len() <= DATAGRAM_BYTES_MAX {
-                Outgoing::Datagram(bytes.into())
-            } else if bytes.len() <= STATE_STREAM_BYTES_MAX {
-                Outgoing::Stream(bytes.into())
-            } else {
-                return; // Larger than any view can be: the cap prevents it.
-            };
-            if view.outbox.try_send(message).is_err() {
-                dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+                }
+                let next = NextView {
+                    changes,
+                    fresh,
+                    ghost_ids: &mut view.ghosts,
+                    near_ghosts: near,
+                    visible_max,
+                };
+                if view.detached {
+                    // Kept current for a resume; nobody to send to.
+                    view.encoder.update_view(out.tick, next);
+                    return;
+                }
+                let mut bytes = Vec::new();
+                view.encoder
+                    .encode_next_into(out.tick, view.ack_tick, next, scratch, &mut bytes);
+                let message = if bytes.len() <= DATAGRAM_BYTES_MAX {
+                    Outgoing::Datagram(bytes.into())
+                } else if bytes.len() <= STATE_STREAM_BYTES_MAX {
+                    Outgoing::Stream(bytes.into())
+                } else {
+                    return; // Larger than any view can be: the cap prevents it.
+                };
+                if view.outbox.try_send(message).is_err() {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        );
         stats.states_dropped += dropped.into_inner();
         for region in regions {
             let out = region.output();
@@ -1062,39 +1103,6 @@ fn avatar_owner(id: NetId) -> Option<PlayerId> {
     (id.0 >> 63 == 1).then_some(PlayerId(id.0 & PlayerId::MAX))
 }
 
-fn wire(view: &EntityView) -> WireEntity {
-    WireEntity {
-        id: view.id,
-        archetype: view.archetype,
-        // Positions are finite and inside the world (the region guarantees it).
-        position: quantize_position(view.position).unwrap_or([0, 0]),
-        health: quantize_health(view.health),
-    }
-}
-
-/// Applies one tick's diff to a sorted visible list. Departures and arrivals (few, but for
-/// a first view) are looked up; changes (most of a moving crowd, every tick) come sorted
-/// by id like the list, so one forward pass applies them all, with no search.
-fn apply_diff(visible: &mut Vec<WireEntity>, interest: &InterestOutput, diff: &ObserverDiff) {
-    for id in interest.left_ids(diff) {
-        if let Ok(i) = visible.binary_search_by_key(id, |e| e.id) {
-            visible.remove(i);
-        }
-    }
-    for view in interest.entered(diff) {
-        upsert(visible, wire(view));
-    }
-    let mut at = 0;
-    for view in interest.changed(diff) {
-        at += visible[at..].partition_point(|e| e.id < view.id);
-        match visible.get_mut(at) {
-            Some(e) if e.id == view.id => *e = wire(view),
-            // Not visible (cannot happen: changes are of members): inserted in place.
-            _ => upsert(visible, wire(view)),
-        }
-    }
-}
-
 /// Whole ticks in `d` at `tick_hz`, at least 1.
 fn ticks_in(d: std::time::Duration, tick_hz: u32) -> u64 {
     (d.as_millis() as u64 * u64::from(tick_hz))
@@ -1102,56 +1110,9 @@ fn ticks_in(d: std::time::Duration, tick_hz: u32) -> u64 {
         .max(1)
 }
 
-/// `visible` and the `ghosts` not in it, both sorted by id, merged by id; at most `max`
-/// entities (ghosts are the ones left out).
-fn merge_ghosts(visible: &[WireEntity], ghosts: &[WireEntity], max: usize) -> Vec<WireEntity> {
-    let mut room = max.saturating_sub(visible.len());
-    let mut merged = Vec::with_capacity(visible.len() + ghosts.len().min(room));
-    let mut ghosts = ghosts.iter().peekable();
-    for entity in visible {
-        while let Some(ghost) = ghosts.next_if(|g| g.id < entity.id) {
-            if room > 0 {
-                merged.push(*ghost);
-                room -= 1;
-            }
-        }
-        ghosts.next_if(|g| g.id == entity.id); // The region's own view wins.
-        merged.push(*entity);
-    }
-    merged.extend(ghosts.take(room).copied());
-    merged
-}
-
-fn upsert(visible: &mut Vec<WireEntity>, entity: WireEntity) {
-    match visible.binary_search_by_key(&entity.id, |e| e.id) {
-        Ok(i) => visible[i] = entity,
-        Err(i) => visible.insert(i, entity),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ghosts_merge_by_id_without_duplicates_and_within_the_cap() {
-        let e = |id: u64| WireEntity {
-            id: NetId(id),
-            archetype: 0,
-            position: [0, 0],
-            health: 0,
-        };
-        let visible = [e(2), e(5), e(9)];
-        let ghosts = [e(1), e(5), e(7), e(12)];
-        let ids = |v: Vec<WireEntity>| v.iter().map(|e| e.id.0).collect::<Vec<_>>();
-        assert_eq!(
-            ids(merge_ghosts(&visible, &ghosts, 100)),
-            [1, 2, 5, 7, 9, 12]
-        );
-        // The cap leaves ghosts out, never the region's own entities.
-        assert_eq!(ids(merge_ghosts(&visible, &ghosts, 4)), [1, 2, 5, 9]);
-        assert_eq!(ids(merge_ghosts(&visible, &ghosts, 2)), [2, 5, 9]);
-    }
 
     /// A driver at 1 Hz (so the linger is [`RESUME_LINGER`] in ticks) and a logged-in
     /// player on session 1.

@@ -8,8 +8,11 @@
 //! so "nearest" is exact to within about one cell width and a dense crowd costs no more
 //! than a sparse one.
 //!
-//! Output per observer: entered (full view), changed (visible, position or health changed
-//! since the last tick), left (ids). Unchanged visible entities cost nothing.
+//! Output per observer: entered, changed (visible, position or health changed since the
+//! last tick), left (ids). Unchanged visible entities cost nothing. Entered and changed are
+//! indices into one table of the tick's views, holding each entity once however many
+//! observers see it: a crowd seen by a thousand observers is copied out once, and its
+//! consumers can convert each entity once (the node quantizes the table, not the diffs).
 //!
 //! Membership (who is visible) is recomputed for each observer every
 //! [`INTEREST_REFRESH_TICKS`] ticks, staggered so that a quarter of the observers refresh
@@ -118,8 +121,33 @@ pub struct InterestScratch {
     next_visible: Vec<(Entity, NetId)>,
     /// (id, entity, grid slot) of the candidates not visible before, sorted by id.
     entered: Vec<(NetId, Entity, u32)>,
-    changed: Vec<EntityView>,
+    /// Indices into the output's entity table of this observer's changed members.
+    changed: Vec<u32>,
     marks: Marks,
+    /// Per grid slot, the entity's index in this tick's `InterestOutput::entities`
+    /// ([`NOT_INTERNED`]: not there yet), so each entity is copied out once per tick
+    /// however many observers see it. As long as the grid's items.
+    interned: Vec<u32>,
+}
+
+/// `InterestScratch::interned` of a slot whose entity is not in the table.
+const NOT_INTERNED: u32 = u32::MAX;
+
+/// The index of the entity in grid `slot` in this tick's entity table, adding it on first
+/// use.
+fn intern(
+    interned: &mut [u32],
+    entities: &mut Vec<EntityView>,
+    items: &[(Vec2, GridItem)],
+    slot: usize,
+) -> u32 {
+    if interned[slot] == NOT_INTERNED {
+        // The table is bounded by the grid's items, which fit u32 (GRID_ITEMS_MAX).
+        interned[slot] = entities.len() as u32;
+        let (pos, item) = &items[slot];
+        entities.push(view(*pos, item));
+    }
+    interned[slot]
 }
 
 impl RegionPlugin for InterestPlugin {
@@ -147,7 +175,10 @@ pub fn update_interest(
         entered,
         changed,
         marks,
+        interned,
     } = &mut *scratch;
+    interned.clear();
+    interned.resize(items.len(), NOT_INTERNED);
     let out = &mut output.interest;
     for (identity, position, player, mut observer) in &mut observers {
         let observer = &mut *observer;
@@ -157,7 +188,7 @@ pub fn update_interest(
             || (clock.tick % INTEREST_REFRESH_TICKS + player.player.0 % INTEREST_REFRESH_TICKS)
                 .is_multiple_of(INTEREST_REFRESH_TICKS);
         observer.refresh_now = false;
-        let entered_start = out.views.len();
+        let entered_start = out.members.len();
         let left_start = out.left.len();
         changed.clear();
         next_visible.clear();
@@ -188,8 +219,8 @@ pub fn update_interest(
             // Ids are unique: the order is total.
             entered.sort_unstable_by_key(|&(id, _, _)| id);
             for &(_, _, slot) in entered.iter() {
-                let (pos, item) = &items[slot as usize];
-                out.views.push(view(*pos, item));
+                let idx = intern(interned, &mut out.entities, items, slot as usize);
+                out.members.push(idx);
             }
             // The kept members (in id order already) merged with the entered ones, so
             // the visible set stays sorted; changes and departures follow in id order.
@@ -205,23 +236,22 @@ pub fn update_interest(
                     out.left.push(id);
                     continue;
                 }
-                if let Some(slot) = index.slot(entity) {
-                    let (pos, item) = &items[slot];
-                    if item.changed {
-                        changed.push(view(*pos, item));
-                    }
+                if let Some(slot) = index.slot(entity)
+                    && items[slot].1.changed
+                {
+                    changed.push(intern(interned, &mut out.entities, items, slot));
                 }
                 next_visible.push((entity, id));
             }
             next_visible.extend(entering.map(|&(id, entity, _)| (entity, id)));
         } else {
-            // Nothing enters between refreshes: changed views go straight to the output.
+            // Nothing enters between refreshes: changes go straight to the output.
             for &(entity, id) in &observer.visible {
                 match index.slot(entity) {
                     Some(slot) => {
-                        let (pos, item) = &items[slot];
-                        if item.changed {
-                            out.views.push(view(*pos, item));
+                        if items[slot].1.changed {
+                            let idx = intern(interned, &mut out.entities, items, slot);
+                            out.members.push(idx);
                         }
                         next_visible.push((entity, id));
                     }
@@ -230,15 +260,15 @@ pub fn update_interest(
             }
         }
         let entered_end = if refresh {
-            out.views.len()
+            out.members.len()
         } else {
             entered_start
         };
-        out.views.extend_from_slice(changed);
+        out.members.extend_from_slice(changed);
         out.observers.push(ObserverDiff {
             player: player.player,
             entered: entered_start..entered_end,
-            changed: entered_end..out.views.len(),
+            changed: entered_end..out.members.len(),
             left: left_start..out.left.len(),
         });
         std::mem::swap(&mut observer.visible, next_visible);

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use super::codec::DecodeError;
 use super::limits::{BASELINES_MAX, STATE_ENTITIES_MAX};
 use super::messages::StateS2c;
-use super::varint::{Reader, write_i64, write_u64};
+use super::varint::{ONE_BYTE_VARINT_END, Reader, write_u64, zigzag};
 use crate::ids::NetId;
 
 /// One entity as the wire carries it.
@@ -48,111 +48,226 @@ const ADDED_BYTES_MIN: usize = 5;
 
 /// Appends the block that turns `baseline` into `current` (both sorted by id) to `out`.
 pub fn encode_block(baseline: &[WireEntity], current: &[WireEntity], out: &mut Vec<u8>) {
-    encode_block_with(baseline, current, &mut BlockScratch::default(), out);
+    let mut scratch = EncodeScratch::default();
+    scratch.encode(baseline, current);
+    scratch.write_block(out);
 }
 
-/// The three sections of a block while it is being written (one merge pass fills all
-/// three; their counts come first on the wire). Kept by [`DeltaEncoder`] so that encoding
-/// allocates nothing once warm.
+/// The sections of a block being written, whose counts come first on the wire. Reusable:
+/// keep one per encoding thread (not per client), and encoding allocates nothing once warm.
 #[derive(Debug, Default)]
-struct BlockScratch {
+pub struct EncodeScratch {
+    n_removed: u64,
+    n_updated: u64,
+    n_added: u64,
     removed: Vec<u8>,
     updated: Vec<u8>,
     added: Vec<u8>,
 }
 
-/// [`encode_block`] with reusable section buffers.
-fn encode_block_with(
-    baseline: &[WireEntity],
-    current: &[WireEntity],
-    scratch: &mut BlockScratch,
-    out: &mut Vec<u8>,
-) {
-    debug_assert!(current.windows(2).all(|w| w[0].id < w[1].id));
-    debug_assert!(baseline.windows(2).all(|w| w[0].id < w[1].id));
-    let BlockScratch {
-        removed,
-        updated,
-        added,
-    } = scratch;
-    removed.clear();
-    updated.clear();
-    added.clear();
-    let (mut n_removed, mut n_updated, mut n_added) = (0u64, 0u64, 0u64);
-    // Removed and updated entries are baseline indices, each written as the gap from the
-    // previous one of its section plus one; added ids likewise from the previous added id.
-    let (mut next_removed, mut next_updated, mut next_id) = (0usize, 0usize, 0u64);
-    let (mut i, mut j) = (0, 0);
-    while i < baseline.len() || j < current.len() {
-        match (baseline.get(i), current.get(j)) {
-            (Some(b), Some(c)) if b.id == c.id => {
-                if b != c {
-                    n_updated += 1;
-                    write_update(updated, ((i - next_updated) as u64) << MASK_BITS, b, c);
+impl EncodeScratch {
+    /// Fills the sections with the changes from `baseline` to `current` (both sorted by
+    /// id), in one merge pass.
+    fn encode(&mut self, baseline: &[WireEntity], current: &[WireEntity]) {
+        debug_assert!(current.windows(2).all(|w| w[0].id < w[1].id));
+        debug_assert!(baseline.windows(2).all(|w| w[0].id < w[1].id));
+        let mut removed = Section::new(&mut self.removed);
+        let mut added = Section::new(&mut self.added);
+        let mut updated = Updates::new(&mut self.updated, baseline.len().min(current.len()));
+        // Removed and updated entries are baseline indices, each written as the gap from
+        // the previous one of its section plus one; added ids likewise from the previous
+        // added id.
+        let (mut next_removed, mut next_updated, mut next_id) = (0usize, 0usize, 0u64);
+        let (mut i, mut j) = (0, 0);
+        while let (Some(b), Some(c)) = (baseline.get(i), current.get(j)) {
+            if b.id == c.id {
+                // The common case: an entity in both. Compare the fields as words.
+                if (b.position[0] ^ c.position[0])
+                    | (b.position[1] ^ c.position[1])
+                    | (b.health ^ c.health) as i32
+                    | i32::from(b.archetype ^ c.archetype)
+                    != 0
+                {
+                    updated.write((i - next_updated) as u64, b, c);
                     next_updated = i + 1;
                 }
                 i += 1;
                 j += 1;
-            }
-            (Some(b), c) if c.is_none_or(|c| b.id < c.id) => {
-                n_removed += 1;
-                write_u64(removed, (i - next_removed) as u64);
+            } else if b.id < c.id {
+                removed.write(&[(i - next_removed) as u64]);
                 next_removed = i + 1;
                 i += 1;
-            }
-            (_, None) => unreachable!("loop condition and the arm above"),
-            (_, Some(c)) => {
-                n_added += 1;
-                // An id of u64::MAX can only be last, as ids are strictly increasing.
-                write_u64(added, c.id.0 - next_id);
-                next_id = c.id.0.saturating_add(1);
-                write_u64(added, u64::from(c.archetype));
-                write_i64(added, i64::from(c.position[0]));
-                write_i64(added, i64::from(c.position[1]));
-                write_u64(added, u64::from(c.health));
+            } else {
+                next_id = write_added(&mut added, next_id, c);
                 j += 1;
             }
         }
+        for idx in i..baseline.len() {
+            removed.write(&[(idx - next_removed) as u64]);
+            next_removed = idx + 1;
+        }
+        for c in &current[j..] {
+            next_id = write_added(&mut added, next_id, c);
+        }
+        (self.n_removed, self.n_added) = (removed.n, added.n);
+        self.n_updated = updated.finish();
     }
-    out.reserve(removed.len() + updated.len() + added.len() + 3 * 10);
-    for (count, section) in [
-        (n_removed, &*removed),
-        (n_updated, updated),
-        (n_added, added),
-    ] {
-        write_u64(out, count);
-        out.extend_from_slice(section);
+
+    /// The sections as (count, bytes), in wire order.
+    fn sections(&self) -> [(u64, &[u8]); 3] {
+        [
+            (self.n_removed, &self.removed),
+            (self.n_updated, &self.updated),
+            (self.n_added, &self.added),
+        ]
+    }
+
+    /// Length of the block [`EncodeScratch::write_block`] writes.
+    fn block_len(&self) -> usize {
+        self.sections()
+            .iter()
+            .map(|(count, bytes)| varint_len(*count) + bytes.len())
+            .sum()
+    }
+
+    /// Appends the block: each section's count, then its bytes.
+    fn write_block(&self, out: &mut Vec<u8>) {
+        out.reserve(self.block_len());
+        for (count, section) in self.sections() {
+            write_u64(out, count);
+            out.extend_from_slice(section);
+        }
     }
 }
 
-/// One update: its head (the index gap, already shifted, with the field mask), then the
-/// changed fields.
-fn write_update(out: &mut Vec<u8>, gap_shifted: u64, b: &WireEntity, c: &WireEntity) {
-    let mut mask = 0;
-    if b.position[0] != c.position[0] {
-        mask |= MASK_X;
+/// One section of a block: its entries' bytes and their count.
+struct Section<'a> {
+    bytes: &'a mut Vec<u8>,
+    n: u64,
+}
+
+impl<'a> Section<'a> {
+    fn new(bytes: &'a mut Vec<u8>) -> Self {
+        bytes.clear();
+        Section { bytes, n: 0 }
     }
-    if b.position[1] != c.position[1] {
-        mask |= MASK_Y;
+
+    /// One entry of `values`, each a varint.
+    fn write(&mut self, values: &[u64]) {
+        self.n += 1;
+        for &v in values {
+            write_u64(self.bytes, v);
+        }
     }
-    if b.health != c.health {
-        mask |= MASK_HEALTH;
+}
+
+/// Writes the added entity `c`, whose id is at least `next_id`; returns the next
+/// `next_id`.
+fn write_added(added: &mut Section<'_>, next_id: u64, c: &WireEntity) -> u64 {
+    added.write(&[
+        c.id.0 - next_id,
+        u64::from(c.archetype),
+        zigzag(i64::from(c.position[0])),
+        zigzag(i64::from(c.position[1])),
+        u64::from(c.health),
+    ]);
+    // An id of u64::MAX can only be last, as ids are strictly increasing.
+    c.id.0.saturating_add(1)
+}
+
+/// Builds a client's next view from its previous one.
+pub trait ViewBuilder {
+    /// Fills `next` (empty) with the next view, sorted by id, from `prev` (sorted by id).
+    fn build(self, prev: &[WireEntity], next: &mut Vec<WireEntity>);
+}
+
+/// A [`ViewBuilder`] that replaces the view by the given entities (sorted by id).
+#[derive(Clone, Copy, Debug)]
+pub struct Replace<'a>(pub &'a [WireEntity]);
+
+impl ViewBuilder for Replace<'_> {
+    fn build(self, _prev: &[WireEntity], next: &mut Vec<WireEntity>) {
+        next.extend_from_slice(self.0);
     }
-    if b.archetype != c.archetype {
-        mask |= MASK_ARCHETYPE;
+}
+
+/// Bytes of `v` as a [`super::varint`] (bincode's varint: 1 byte below 251, then a tag
+/// and 2, 4 or 8 bytes).
+fn varint_len(v: u64) -> usize {
+    match v {
+        0..=250 => 1,
+        251..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
     }
-    write_u64(out, gap_shifted | mask);
-    if mask & MASK_X != 0 {
-        write_i64(out, i64::from(c.position[0]) - i64::from(b.position[0]));
+}
+
+/// The updated section being written. Most updates are a few one-byte fields, written
+/// as one 4-byte store into room made in advance (`at` is the end of what is written),
+/// which costs a fraction of growing a vector byte by byte.
+struct Updates<'a> {
+    bytes: &'a mut Vec<u8>,
+    at: usize,
+    n: u64,
+}
+
+/// Bytes of an update whose values are all one-byte varints: head and up to three fields.
+const SHORT_UPDATE_BYTES_MAX: usize = 4;
+
+impl<'a> Updates<'a> {
+    /// Room for `n_short` short updates.
+    fn new(bytes: &'a mut Vec<u8>, n_short: usize) -> Self {
+        bytes.clear();
+        bytes.resize(SHORT_UPDATE_BYTES_MAX * (n_short + 1), 0);
+        Updates { bytes, at: 0, n: 0 }
     }
-    if mask & MASK_Y != 0 {
-        write_i64(out, i64::from(c.position[1]) - i64::from(b.position[1]));
+
+    /// One update (of the baseline entity `gap` after the previous update) from `b` to
+    /// `c`, which differ: its head (the gap and the field mask), then the changed fields.
+    #[inline(always)]
+    fn write(&mut self, gap: u64, b: &WireEntity, c: &WireEntity) {
+        self.n += 1;
+        let zx = zigzag(i64::from(c.position[0]) - i64::from(b.position[0]));
+        let zy = zigzag(i64::from(c.position[1]) - i64::from(b.position[1]));
+        let zh = zigzag(i64::from(c.health) - i64::from(b.health));
+        let archetype = b.archetype != c.archetype;
+        // A field is present iff its delta is not zero, so a field absent adds nothing to
+        // the packed word: only the shifts depend on the mask, and no branch per field
+        // (masks vary from entity to entity and would mispredict).
+        let (x, y, health) = (u64::from(zx != 0), u64::from(zy != 0), u64::from(zh != 0));
+        let mask = (x * MASK_X) | (y * MASK_Y) | (health * MASK_HEALTH);
+        let head = gap << MASK_BITS | mask;
+        if (head | zx | zy | zh) < ONE_BYTE_VARINT_END && !archetype {
+            let word = head | zx << 8 | zy << (8 + 8 * x) | zh << (8 + 8 * (x + y));
+            let at = self.at;
+            if let Some(room) = self.bytes.get_mut(at..at + SHORT_UPDATE_BYTES_MAX) {
+                room.copy_from_slice(&(word as u32).to_le_bytes());
+                self.at = at + (1 + x + y + health) as usize;
+                return;
+            }
+        }
+        // A long one (big moves, health or archetype changes): appended after what is
+        // written, then room made again for the short ones that may follow.
+        let room = self.bytes.len() - self.at;
+        self.bytes.truncate(self.at);
+        write_u64(self.bytes, head | (u64::from(archetype) * MASK_ARCHETYPE));
+        for (present, value) in [(x, zx), (y, zy), (health, zh)] {
+            if present != 0 {
+                write_u64(self.bytes, value);
+            }
+        }
+        if archetype {
+            write_u64(self.bytes, u64::from(c.archetype));
+        }
+        self.at = self.bytes.len();
+        self.bytes
+            .resize(self.at + room.max(SHORT_UPDATE_BYTES_MAX), 0);
     }
-    if mask & MASK_HEALTH != 0 {
-        write_i64(out, i64::from(c.health) - i64::from(b.health));
-    }
-    if mask & MASK_ARCHETYPE != 0 {
-        write_u64(out, u64::from(c.archetype));
+
+    /// Ends the section (dropping the room left); returns its count.
+    fn finish(self) -> u64 {
+        self.bytes.truncate(self.at);
+        self.n
     }
 }
 
@@ -283,94 +398,150 @@ fn add_i32(base: i32, delta: i64) -> Result<i32, DecodeError> {
         .ok_or(DecodeError::OutOfRange)
 }
 
-/// The server's side, one per client: remembers the snapshots sent since the last one the
-/// client acknowledged, and encodes each new one against the newest acknowledged. Once
-/// warm it allocates nothing: section buffers are reused and the entity list of a dropped
-/// snapshot holds the next one.
+/// The server's side, one per client: the client's view (the newest snapshot) and the
+/// snapshots sent since the last one the client acknowledged, so that each new state is
+/// encoded against the newest acknowledged one.
+///
+/// The next view is built from the previous one by a [`ViewBuilder`] (the tick's
+/// changes), into the buffer of a snapshot the ack made obsolete, then merged against the
+/// baseline into the block, so that once warm it allocates nothing and a client costs its
+/// held snapshots only: the acknowledged one, those in flight, and the view (about
+/// `1 + round trip in ticks` times the visible entities times 24 bytes).
 #[derive(Debug, Default)]
 pub struct DeltaEncoder {
-    /// Sent snapshots not yet superseded by an ack, oldest first; at most
-    /// [`BASELINES_MAX`] (older ones are dropped: an ack for them gets a keyframe).
-    sent: VecDeque<Snapshot>,
-    /// A dropped snapshot's entity list, to copy the next snapshot into.
-    spare: Vec<WireEntity>,
-    scratch: BlockScratch,
-    block: Vec<u8>,
+    /// Oldest first, the view last; at most [`BASELINES_MAX`] (an ack of an older one
+    /// gets a keyframe). All but the view were sent; the view too if `view_sent`.
+    held: VecDeque<Snapshot>,
+    /// Whether the view was sent (so that it may be acknowledged and used as a baseline).
+    view_sent: bool,
 }
 
 impl DeltaEncoder {
     /// Encodes `current` (sorted by id) for a client whose newest applied state is
     /// `ack_tick` (0: none).
     pub fn encode(&mut self, current: Snapshot, ack_tick: u64) -> StateS2c {
-        let tick = current.tick;
-        let baseline_tick = self.encode_block_for(&current.entities, ack_tick);
-        self.remember(current);
+        let mut scratch = EncodeScratch::default();
+        let baseline_tick = self.advance(
+            current.tick,
+            ack_tick,
+            Replace(&current.entities),
+            &mut scratch,
+        );
+        let mut block = Vec::new();
+        scratch.write_block(&mut block);
         StateS2c {
-            tick,
+            tick: current.tick,
             baseline_tick,
-            block: self.block.clone(),
+            block,
         }
     }
 
-    /// Encodes `entities` into `self.block` against the acked baseline (dropping older
-    /// ones) and returns the baseline's tick (0: keyframe).
-    fn encode_block_for(&mut self, entities: &[WireEntity], ack_tick: u64) -> u64 {
-        // Snapshots older than the acked one will never be needed again.
-        while self.sent.front().is_some_and(|s| s.tick < ack_tick) {
-            let dropped = self.sent.pop_front().expect("checked non-empty");
-            self.spare = dropped.entities;
+    /// Builds the view for `tick` from the previous one with `build`, encodes it against
+    /// the snapshot the client acknowledged with `ack_tick` (0: none; unknown: a
+    /// keyframe), and writes the `StateS2c` message (exactly the bytes `codec::encode`
+    /// would produce) into `out`.
+    pub fn encode_next_into(
+        &mut self,
+        tick: u64,
+        ack_tick: u64,
+        build: impl ViewBuilder,
+        scratch: &mut EncodeScratch,
+        out: &mut Vec<u8>,
+    ) {
+        let baseline_tick = self.advance(tick, ack_tick, build, scratch);
+        // StateS2c's bincode layout: tick, baseline_tick, then the block as a byte vector
+        // (its length, then its bytes).
+        let block_len = scratch.block_len();
+        out.clear();
+        out.reserve(block_len + 3 * 9);
+        write_u64(out, tick);
+        write_u64(out, baseline_tick);
+        write_u64(out, block_len as u64);
+        scratch.write_block(out);
+    }
+
+    /// Builds the view for `tick` like [`DeltaEncoder::encode_next_into`] without sending
+    /// it (a client away, its view kept current for its return): nothing is encoded and
+    /// no baseline is kept.
+    pub fn update_view(&mut self, tick: u64, build: impl ViewBuilder) {
+        let mut next = match self.held.len() {
+            0 | 1 => Vec::new(),
+            _ => self.held.pop_front().expect("checked").entities,
+        };
+        next.clear();
+        build.build(self.view(), &mut next);
+        self.held.clear();
+        self.held.push_back(Snapshot {
+            tick,
+            entities: next,
+        });
+        self.view_sent = false;
+    }
+
+    /// Forgets every snapshot sent (a new connection knows none of them: its first state
+    /// is a keyframe), keeping the view.
+    pub fn forget_sent(&mut self) {
+        while self.held.len() > 1 {
+            self.held.pop_front();
         }
+        self.view_sent = false;
+    }
+
+    /// The client's view: the newest snapshot's entities, sorted by id.
+    pub fn view(&self) -> &[WireEntity] {
+        self.held.back().map_or(&[], |s| &s.entities)
+    }
+
+    /// Snapshots held, the view included (memory: their entity count times 24 bytes).
+    pub fn n_held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Builds the next view, encodes it into `scratch` and makes it the view. Returns the
+    /// baseline's tick (0: keyframe).
+    fn advance(
+        &mut self,
+        tick: u64,
+        ack_tick: u64,
+        build: impl ViewBuilder,
+        scratch: &mut EncodeScratch,
+    ) -> u64 {
+        // Snapshots older than the acked one will never be needed again (the view always
+        // stays: the next one is built from it); the last one dropped holds the next view.
+        let mut free = None;
+        while self.held.len() > 1
+            && self
+                .held
+                .front()
+                .is_some_and(|s| s.tick < ack_tick || self.held.len() >= BASELINES_MAX)
+        {
+            free = self.held.pop_front().map(|s| s.entities);
+        }
+        let mut next = free.unwrap_or_default();
+        next.clear();
+        let n_sent = self.held.len().saturating_sub(usize::from(!self.view_sent));
         let baseline = self
-            .sent
+            .held
             .iter()
+            .take(n_sent)
             .find(|s| s.tick == ack_tick && ack_tick != 0);
-        self.block.clear();
-        let (baseline, tick) = match baseline {
+        let (baseline, baseline_tick) = match baseline {
             Some(b) => (&b.entities[..], b.tick),
             None => (&[][..], 0),
         };
-        encode_block_with(baseline, entities, &mut self.scratch, &mut self.block);
-        tick
-    }
-
-    fn remember(&mut self, current: Snapshot) {
-        if self.sent.len() == BASELINES_MAX {
-            self.sent.pop_front();
+        let prev = self.held.back().map_or(&[][..], |s| &s.entities);
+        build.build(prev, &mut next);
+        scratch.encode(baseline, &next);
+        if !self.view_sent {
+            self.held.pop_back(); // Never sent: no client can acknowledge it.
         }
-        self.sent.push_back(current);
-    }
-
-    /// Like [`DeltaEncoder::encode`], but writes the encoded `StateS2c` message (exactly
-    /// the bytes `codec::encode` would produce) into `out`, without building the message,
-    /// and copies `entities` (sorted by id) rather than taking them.
-    pub fn encode_message_into(
-        &mut self,
-        tick: u64,
-        entities: &[WireEntity],
-        ack_tick: u64,
-        out: &mut Vec<u8>,
-    ) {
-        let baseline_tick = self.encode_block_for(entities, ack_tick);
-        // StateS2c's bincode layout: tick, baseline_tick, then the block as a byte vector
-        // (its length, then its bytes).
-        out.clear();
-        out.reserve(self.block.len() + 3 * 9);
-        write_u64(out, tick);
-        write_u64(out, baseline_tick);
-        write_u64(out, self.block.len() as u64);
-        out.extend_from_slice(&self.block);
-        let mut copy = std::mem::take(&mut self.spare);
-        copy.clear();
-        copy.extend_from_slice(entities);
-        self.remember(Snapshot {
+        self.held.push_back(Snapshot {
             tick,
-            entities: copy,
+            entities: next,
         });
-    }
-
-    /// Snapshots held (memory: their entity count times 24 bytes).
-    pub fn n_held(&self) -> usize {
-        self.sent.len()
+        self.view_sent = true;
+        debug_assert!(self.held.len() <= BASELINES_MAX);
+        baseline_tick
     }
 }
 

@@ -80,11 +80,12 @@ proptest! {
         let mut a = DeltaEncoder::default();
         let mut b = DeltaEncoder::default();
         let mut out = Vec::new();
+        let mut scratch = EncodeScratch::default();
         for (i, entities) in [first, second].into_iter().enumerate() {
             let t = tick + i as u64;
             let ack = if i == 0 { 0 } else { tick };
             let state = a.encode(Snapshot { tick: t, entities: entities.clone() }, ack);
-            b.encode_message_into(t, &entities, ack, &mut out);
+            b.encode_next_into(t, ack, Replace(&entities), &mut scratch, &mut out);
             prop_assert_eq!(&out, &encode(&state, STATE_STREAM_BYTES_MAX).unwrap());
         }
     }

@@ -7,14 +7,26 @@
 use super::codec::DecodeError;
 
 const U16_MARKER: u8 = 251;
+/// Values below this are one byte.
+pub const ONE_BYTE_VARINT_END: u64 = U16_MARKER as u64;
 const U32_MARKER: u8 = 252;
 const U64_MARKER: u8 = 253;
 
 /// Appends `v` to `out`.
+#[inline(always)]
 pub fn write_u64(out: &mut Vec<u8>, v: u64) {
+    // Inlined for the one-byte case, by far the commonest in state blocks.
     if v < u64::from(U16_MARKER) {
         out.push(v as u8);
-    } else if let Ok(v) = u16::try_from(v) {
+    } else {
+        write_u64_long(out, v);
+    }
+}
+
+/// [`write_u64`] of a value of more than one byte.
+#[inline(never)]
+fn write_u64_long(out: &mut Vec<u8>, v: u64) {
+    if let Ok(v) = u16::try_from(v) {
         out.push(U16_MARKER);
         out.extend_from_slice(&v.to_le_bytes());
     } else if let Ok(v) = u32::try_from(v) {
@@ -27,11 +39,13 @@ pub fn write_u64(out: &mut Vec<u8>, v: u64) {
 }
 
 /// Appends the zigzag encoding of `v` to `out`.
+#[inline(always)]
 pub fn write_i64(out: &mut Vec<u8>, v: i64) {
     write_u64(out, zigzag(v));
 }
 
 /// Zigzag: small magnitudes of either sign become small unsigned values.
+#[inline]
 pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
