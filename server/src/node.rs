@@ -130,8 +130,9 @@ pub enum Outgoing {
     Datagram(bytes::Bytes),
     /// A state too large for a datagram: send it on a unidirectional stream.
     Stream(bytes::Bytes),
-    /// A control message.
-    Control(ControlS2c),
+    /// A control message (boxed: rare, and large next to a state's `Bytes`, which would
+    /// make every slot of every session's outbox that large).
+    Control(Box<ControlS2c>),
     /// End the session with this message (another session took the player over).
     Kick(KickedS2c),
     /// End the session with a `Redirect` to `addr` (the session mints the ticket).
@@ -1088,9 +1089,11 @@ impl Driver {
                 };
                 for player in recipients.into_iter().flatten() {
                     if let Some(view) = clients.get(&player) {
-                        let _ = view
-                            .outbox
-                            .try_send(Outgoing::Control(ControlS2c::Event(message.clone())));
+                        let _ =
+                            view.outbox
+                                .try_send(Outgoing::Control(Box::new(ControlS2c::Event(
+                                    message.clone(),
+                                ))));
                     }
                 }
             }
@@ -1113,6 +1116,17 @@ fn ticks_in(d: std::time::Duration, tick_hz: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session's outbox reserves room for 32 items at a time (tokio's block), per
+    /// session: its items stay as small as a state's `Bytes` and a tag.
+    #[test]
+    fn outbox_items_are_small() {
+        assert!(
+            std::mem::size_of::<Outgoing>() <= 40,
+            "{}",
+            std::mem::size_of::<Outgoing>()
+        );
+    }
 
     /// A driver at 1 Hz (so the linger is [`RESUME_LINGER`] in ticks) and a logged-in
     /// player on session 1.

@@ -98,6 +98,9 @@ pub(crate) fn rebuild(
     out: &mut Vec<WireEntity>,
 ) {
     let table = &changes.table.0[..];
+    // Exact: the buffer is kept as a snapshot, and doubling's slack would be paid by every
+    // client for every snapshot it holds.
+    out.reserve_exact(prev.len() + changes.entered.len() + 1);
     let mut m = Merge {
         table,
         changed: changes.changed,

@@ -274,7 +274,7 @@ pub async fn run(
                     });
                 }
                 Some(Outgoing::Control(message)) => {
-                    if write_frame(&mut send, &message).await.is_err() {
+                    if write_frame(&mut send, &*message).await.is_err() {
                         break SessionEnd::Disconnected;
                     }
                 }

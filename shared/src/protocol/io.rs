@@ -56,7 +56,9 @@ pub async fn write_frame<T: Serialize>(
 /// holds the peer back). Dropping the reader stops its task.
 #[derive(Debug)]
 pub struct FrameReader<T> {
-    frames: mpsc::Receiver<Result<T, FrameError>>,
+    // Boxed: frames are few, and a channel allocates room for 32 of its items at once
+    // whatever its bound, so an unboxed item costs every connection 32 times its size.
+    frames: mpsc::Receiver<Box<Result<T, FrameError>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -68,7 +70,7 @@ impl<T: DeserializeOwned + Send + 'static> FrameReader<T> {
             loop {
                 let frame = read_frame::<T>(&mut recv).await;
                 let end = frame.is_err();
-                if tx.send(frame).await.is_err() || end {
+                if tx.send(Box::new(frame)).await.is_err() || end {
                     break;
                 }
             }
@@ -78,12 +80,12 @@ impl<T: DeserializeOwned + Send + 'static> FrameReader<T> {
 
     /// The next frame (cancel-safe); `None` once the stream ended after its error.
     pub async fn recv(&mut self) -> Option<Result<T, FrameError>> {
-        self.frames.recv().await
+        self.frames.recv().await.map(|frame| *frame)
     }
 
     /// A frame already read, if any.
     pub fn try_recv(&mut self) -> Option<Result<T, FrameError>> {
-        self.frames.try_recv().ok()
+        self.frames.try_recv().ok().map(|frame| *frame)
     }
 }
 
