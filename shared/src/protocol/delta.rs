@@ -63,6 +63,8 @@ pub struct EncodeScratch {
     removed: Vec<u8>,
     updated: Vec<u8>,
     added: Vec<u8>,
+    /// [`short_update`] of each entity of a run.
+    codes: Vec<u64>,
 }
 
 impl EncodeScratch {
@@ -79,27 +81,41 @@ impl EncodeScratch {
         // added id.
         let (mut next_removed, mut next_updated, mut next_id) = (0usize, 0usize, 0u64);
         let (mut i, mut j) = (0, 0);
-        while let (Some(b), Some(c)) = (baseline.get(i), current.get(j)) {
-            if b.id == c.id {
-                // The common case: an entity in both. Compare the fields as words.
-                if (b.position[0] ^ c.position[0])
-                    | (b.position[1] ^ c.position[1])
-                    | (b.health ^ c.health) as i32
-                    | i32::from(b.archetype ^ c.archetype)
-                    != 0
-                {
-                    updated.write((i - next_updated) as u64, b, c);
-                    next_updated = i + 1;
+        loop {
+            // The common case: a run of entities in both, in the same order (most of a view
+            // from one tick to the next). Found by ids first, then compared field by field
+            // with no merge step per entity.
+            let run = baseline[i..]
+                .iter()
+                .zip(&current[j..])
+                .take_while(|(b, c)| b.id == c.id)
+                .count();
+            let (bs, cs) = (&baseline[i..i + run], &current[j..j + run]);
+            // Two passes over the run, each with little state: the changes of each
+            // entity, computed without a branch, then the updates written.
+            let codes = &mut self.codes;
+            codes.clear();
+            codes.extend(bs.iter().zip(cs).map(|(b, c)| short_update(b, c)));
+            for (k, &code) in codes.iter().enumerate() {
+                if code != UNCHANGED {
+                    let idx = i + k;
+                    updated.write(code, (idx - next_updated) as u64, &bs[k], &cs[k]);
+                    next_updated = idx + 1;
                 }
-                i += 1;
-                j += 1;
-            } else if b.id < c.id {
-                removed.write(&[(i - next_removed) as u64]);
-                next_removed = i + 1;
-                i += 1;
-            } else {
-                next_id = write_added(&mut added, next_id, c);
-                j += 1;
+            }
+            i += run;
+            j += run;
+            match (baseline.get(i), current.get(j)) {
+                (Some(b), Some(c)) if b.id < c.id => {
+                    removed.write(&[(i - next_removed) as u64]);
+                    next_removed = i + 1;
+                    i += 1;
+                }
+                (Some(_), Some(c)) => {
+                    next_id = write_added(&mut added, next_id, c);
+                    j += 1;
+                }
+                _ => break,
             }
         }
         for idx in i..baseline.len() {
@@ -213,6 +229,35 @@ struct Updates<'a> {
 
 /// Bytes of an update whose values are all one-byte varints: head and up to three fields.
 const SHORT_UPDATE_BYTES_MAX: usize = 4;
+/// Gaps below this make a one-byte head with any mask of the three fields (15 << 4 | 7
+/// is 247, below the varint's 251).
+const SHORT_GAP_END: u64 = 16;
+/// [`short_update`] of an entity that did not change.
+const UNCHANGED: u64 = 0;
+/// [`short_update`] of a change that is not short.
+const LONG_UPDATE: u64 = u64::MAX;
+
+/// The change from `b` to `c` (same id) as a short update's parts, computed without a
+/// branch: the bytes of the fields present (bits 0..24: x, y, health, in that order, the
+/// absent ones left out), their count (bits 32..40) and the field mask (bits 40..44);
+/// [`UNCHANGED`] if nothing changed, [`LONG_UPDATE`] if a value needs more than one byte
+/// or the archetype changed. A field is present iff its delta is not zero, so an absent
+/// field adds nothing to the packed bytes: only the shifts depend on the mask.
+#[inline(always)]
+fn short_update(b: &WireEntity, c: &WireEntity) -> u64 {
+    let zx = zigzag(i64::from(c.position[0]) - i64::from(b.position[0]));
+    let zy = zigzag(i64::from(c.position[1]) - i64::from(b.position[1]));
+    let zh = zigzag(i64::from(c.health) - i64::from(b.health));
+    let (x, y, health) = (u64::from(zx != 0), u64::from(zy != 0), u64::from(zh != 0));
+    let fields = zx | zy << (8 * x) | zh << (8 * (x + y));
+    let mask = (x * MASK_X) | (y * MASK_Y) | (health * MASK_HEALTH);
+    let short = (zx | zy | zh) < ONE_BYTE_VARINT_END && b.archetype == c.archetype;
+    if short {
+        fields | (x + y + health) << 32 | mask << 40
+    } else {
+        LONG_UPDATE
+    }
+}
 
 impl<'a> Updates<'a> {
     /// Room for `n_short` short updates.
@@ -223,41 +268,42 @@ impl<'a> Updates<'a> {
     }
 
     /// One update (of the baseline entity `gap` after the previous update) from `b` to
-    /// `c`, which differ: its head (the gap and the field mask), then the changed fields.
+    /// `c`, which differ (`code` is their [`short_update`]): its head (the gap and the
+    /// field mask), then the changed fields.
     #[inline(always)]
-    fn write(&mut self, gap: u64, b: &WireEntity, c: &WireEntity) {
+    fn write(&mut self, code: u64, gap: u64, b: &WireEntity, c: &WireEntity) {
         self.n += 1;
+        let at = self.at;
+        if code != LONG_UPDATE
+            && gap < SHORT_GAP_END
+            && let Some(room) = self.bytes.get_mut(at..at + SHORT_UPDATE_BYTES_MAX)
+        {
+            let head = gap << MASK_BITS | (code >> 40);
+            let word = head | (code & 0xff_ffff) << 8;
+            room.copy_from_slice(&(word as u32).to_le_bytes());
+            self.at = at + 1 + ((code >> 32) & 0xff) as usize;
+            return;
+        }
+        // A long one (a big move, a change of health or archetype, or a long gap):
+        // appended after what is written, then room made again for the short ones.
+        let room = self.bytes.len() - at;
+        self.bytes.truncate(at);
         let zx = zigzag(i64::from(c.position[0]) - i64::from(b.position[0]));
         let zy = zigzag(i64::from(c.position[1]) - i64::from(b.position[1]));
         let zh = zigzag(i64::from(c.health) - i64::from(b.health));
-        let archetype = b.archetype != c.archetype;
-        // A field is present iff its delta is not zero, so a field absent adds nothing to
-        // the packed word: only the shifts depend on the mask, and no branch per field
-        // (masks vary from entity to entity and would mispredict).
-        let (x, y, health) = (u64::from(zx != 0), u64::from(zy != 0), u64::from(zh != 0));
-        let mask = (x * MASK_X) | (y * MASK_Y) | (health * MASK_HEALTH);
-        let head = gap << MASK_BITS | mask;
-        if (head | zx | zy | zh) < ONE_BYTE_VARINT_END && !archetype {
-            let word = head | zx << 8 | zy << (8 + 8 * x) | zh << (8 + 8 * (x + y));
-            let at = self.at;
-            if let Some(room) = self.bytes.get_mut(at..at + SHORT_UPDATE_BYTES_MAX) {
-                room.copy_from_slice(&(word as u32).to_le_bytes());
-                self.at = at + (1 + x + y + health) as usize;
-                return;
-            }
-        }
-        // A long one (big moves, health or archetype changes): appended after what is
-        // written, then room made again for the short ones that may follow.
-        let room = self.bytes.len() - self.at;
-        self.bytes.truncate(self.at);
-        write_u64(self.bytes, head | (u64::from(archetype) * MASK_ARCHETYPE));
-        for (present, value) in [(x, zx), (y, zy), (health, zh)] {
-            if present != 0 {
+        let archetype = (b.archetype != c.archetype).then_some(c.archetype);
+        let mask = (u64::from(zx != 0) * MASK_X)
+            | (u64::from(zy != 0) * MASK_Y)
+            | (u64::from(zh != 0) * MASK_HEALTH)
+            | (u64::from(archetype.is_some()) * MASK_ARCHETYPE);
+        write_u64(self.bytes, gap << MASK_BITS | mask);
+        for value in [zx, zy, zh] {
+            if value != 0 {
                 write_u64(self.bytes, value);
             }
         }
-        if archetype {
-            write_u64(self.bytes, u64::from(c.archetype));
+        if let Some(archetype) = archetype {
+            write_u64(self.bytes, u64::from(archetype));
         }
         self.at = self.bytes.len();
         self.bytes
