@@ -23,6 +23,8 @@ echo "== test services"
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 services_start
+# promtool checks the node's /metrics output (tests/admin.rs).
+apt_install promtool:prometheus
 
 echo "== cargo test (workspace)"
 cargo test -j"$JOBS" --workspace --locked

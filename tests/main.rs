@@ -2,6 +2,7 @@
 
 mod util;
 
+mod admin;
 mod bounds;
 mod bus;
 mod cli;

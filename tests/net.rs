@@ -35,7 +35,7 @@ fn start() -> TestNode {
     start_with(|_| {})
 }
 
-fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
+pub(crate) fn start_with(tweak: impl FnOnce(&mut Config)) -> TestNode {
     let dir = std::env::temp_dir().join(crate::util::unique("tessera-net-test"));
     let node = start_node(&dir, 1, tweak);
     let secret = auth::dev_secret(&dir).unwrap();
@@ -55,6 +55,7 @@ pub(crate) fn start_node(
     let mut config = Config::embedded_default();
     config.node.data_dir = dir.to_path_buf();
     config.node.quic_listen = "127.0.0.1:0".parse().unwrap();
+    config.node.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.node.sim_threads = 1;
     tweak(&mut config);
     RunningNode::start_configured(Arc::new(config), &ServeOptions { ticks: None, seed })
@@ -75,7 +76,7 @@ pub(crate) fn share_credentials(from: &std::path::Path, to: &std::path::Path) {
 }
 
 /// The client side runs on its own runtime: the node owns another one.
-fn client_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn client_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,7 +96,7 @@ fn client_config(node: &TestNode, token: String) -> ClientConfig {
     ClientConfig::new(running.addr, "localhost", running.cert_der.clone(), token)
 }
 
-async fn login(node: &TestNode, name: &str) -> Result<Client, ClientError> {
+pub(crate) async fn login(node: &TestNode, name: &str) -> Result<Client, ClientError> {
     Client::connect(&client_config(
         node,
         auth::mint(&node.secret, &claims(name)),
@@ -547,6 +548,13 @@ fn a_production_node_uses_its_configured_credentials() {
         ),
         ("jwt", b"production-secret-of-32-bytes!!!".to_vec()),
         ("tickets", b"ticket-secret-of-at-least-32-b!!".to_vec()),
+        (
+            "admin-keys.toml",
+            tessera_server::admin::keys::new_key("ops", tessera_server::admin::keys::Role::Admin)
+                .unwrap()
+                .1
+                .into_bytes(),
+        ),
     ];
     for (name, bytes) in &files {
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -559,9 +567,14 @@ fn a_production_node_uses_its_configured_credentials() {
         config.node.auth.ticket_secret_file = Some(dir.join("tickets"));
         config.node.tls.cert_file = Some(dir.join("cert.pem"));
         config.node.tls.key_file = Some(dir.join("key.pem"));
+        config.node.admin.keys_file = Some(dir.join("admin-keys.toml"));
     });
     // No dev credentials were generated.
     assert!(!dir.join(auth::DEV_SECRET_FILE).exists());
+    assert!(
+        !dir.join(tessera_server::admin::keys::DEV_ADMIN_KEY_FILE)
+            .exists()
+    );
     assert!(!dir.join("dev-cert.der").exists());
     assert_eq!(node.cert_der, generated.cert.der().to_vec());
     client_runtime().block_on(async {

@@ -346,6 +346,7 @@ fn a_node_killed_with_sigkill_comes_back_from_its_last_committed_snapshot() {
             .env("RUST_LOG", "info")
             .env("TESSERA__NODE__DATA_DIR", &dir)
             .env("TESSERA__NET__QUIC_LISTEN", "127.0.0.1:0")
+            .env("TESSERA__NET__ADMIN_LISTEN", "127.0.0.1:0")
             .env("TESSERA__PERSISTENCE__SNAPSHOT_INTERVAL_S", "1")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

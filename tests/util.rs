@@ -93,7 +93,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 /// The test services (`./scripts/test.sh` starts them and exports their URIs).
 pub(crate) mod services {
     /// Whether this run is CI, where a missing service is a failure, never a skip.
-    fn in_ci() -> bool {
+    pub(crate) fn in_ci() -> bool {
         std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
     }
 

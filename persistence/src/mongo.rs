@@ -40,6 +40,7 @@ const DUPLICATE_KEY: i32 = 11000;
 /// A MongoDB-backed [`SnapshotStore`].
 #[derive(Clone, Debug)]
 pub struct MongoStore {
+    db: mongodb::Database,
     heads: Collection<Document>,
     cells: Collection<Document>,
     players: Collection<Document>,
@@ -172,6 +173,7 @@ impl MongoStore {
         let client = Client::with_options(options).map_err(unavailable)?;
         let db = client.database(database);
         let store = MongoStore {
+            db: db.clone(),
             heads: db.collection("regions"),
             cells: db.collection("region_cells"),
             players: db.collection("players"),
@@ -190,6 +192,18 @@ impl MongoStore {
         })
         .await?;
         Ok(store)
+    }
+
+    /// Asks the server whether it answers (a `ping` command, bounded like every call).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        bounded(async move {
+            db.run_command(doc! { "ping": 1 })
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn read_head(&self, region: RegionId) -> Result<Option<Document>, StoreError> {

@@ -53,6 +53,15 @@ impl NodeStore {
         self.breaker.is_open()
     }
 
+    /// Whether the store answers, bypassing the breaker (a health probe must see the
+    /// store itself). The embedded store is a file in this process: it always answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(()),
+            Backend::Mongo(s) => s.ping().await,
+        }
+    }
+
     /// Which one this is, for logs and health.
     pub fn kind(&self) -> &'static str {
         match self.backend {

@@ -87,6 +87,33 @@ pub async fn connection(url: &str) -> Result<ConnectionManager, BusError> {
     connection_of(&redis::Client::open(url).map_err(unavailable)?).await
 }
 
+/// A connection for health probes: `PING`, with the bus's response timeout.
+#[derive(Clone)]
+pub struct Pinger(ConnectionManager);
+
+impl std::fmt::Debug for Pinger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pinger")
+    }
+}
+
+impl Pinger {
+    /// Connects to `url`.
+    pub async fn connect(url: &str) -> Result<Pinger, BusError> {
+        connection(url).await.map(Pinger)
+    }
+
+    /// Whether Redis answers `PING`.
+    pub async fn ping(&self) -> Result<(), BusError> {
+        let mut connection = self.0.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
+
 async fn connection_of(client: &redis::Client) -> Result<ConnectionManager, BusError> {
     let manager_config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))

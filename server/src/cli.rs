@@ -67,6 +67,23 @@ enum Command {
         #[arg(long, default_value_t = 86_400)]
         ttl_s: u64,
     },
+    /// Make an admin API key: print the key (give it to its holder) and its entry for
+    /// `[admin] keys_file` (which holds only the key's hash). With `--dev`, print the
+    /// dev admin key of the data dir instead (generated if absent; dev mode only).
+    AdminKey {
+        /// Who holds it (shown in the audit log): 1 to 64 of A-Z a-z 0-9 _ . -
+        #[arg(long, default_value = "operator")]
+        name: String,
+        /// `viewer`, `orchestrator` or `admin`.
+        #[arg(long, default_value = "viewer", value_parser = parse_role)]
+        role: crate::admin::keys::Role,
+        /// Print the dev admin key of the config's data dir.
+        #[arg(long)]
+        dev: bool,
+        /// Config directory (for `--dev`: its data dir). Default: the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run many QUIC clients against a node and print a summary.
     Bots {
         /// How many.
@@ -199,6 +216,42 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
                 ExitCode::FAILURE
             })
         }
+        Command::AdminKey {
+            name,
+            role,
+            dev,
+            config,
+        } => {
+            if dev {
+                let config = load_config(config.as_deref())?;
+                anyhow::ensure!(
+                    config.node.mode == config::NodeMode::Dev
+                        && config.node.admin.keys_file.is_none(),
+                    "--dev: the config names an [admin] keys_file or is in production mode; there is no dev admin key"
+                );
+                writeln!(
+                    out,
+                    "{}",
+                    crate::admin::keys::dev_admin_key(&config.node.data_dir)?
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let (key, entry) = crate::admin::keys::new_key(&name, role)?;
+            // Checked like the node will check it.
+            crate::admin::keys::ApiKeys::parse(&entry)?;
+            writeln!(
+                out,
+                "key (give it to {name}; it is not stored anywhere):
+{key}
+"
+            )?;
+            writeln!(
+                out,
+                "entry for [admin] keys_file:
+{entry}"
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token {
             player,
             config,
@@ -219,14 +272,29 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); one JSON object per line
+/// (with the current span's fields) if `TESSERA_LOG_FORMAT=json`.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn parse_role(text: &str) -> Result<crate::admin::keys::Role, String> {
+    use crate::admin::keys::Role;
+    match text {
+        "viewer" => Ok(Role::Viewer),
+        "orchestrator" => Ok(Role::Orchestrator),
+        "admin" => Ok(Role::Admin),
+        other => Err(format!("{other:?}: expected viewer, orchestrator or admin")),
+    }
 }
 
 /// The config in `dir`, or the embedded default world.

@@ -7,6 +7,7 @@
 //! them; [`serve`] is the paced tick driver; [`sim`] runs the world headless for
 //! measurement and determinism checks.
 
+pub mod admin;
 pub mod auth;
 pub mod bots;
 pub mod cli;

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tessera_regions::hash::Fnv1a;
 use tessera_regions::io::HandoffRecord;
 use tessera_regions::snapshot::{RestoreStats, SnapshotEncoder, SnapshotRecords};
@@ -20,6 +21,8 @@ pub struct LocalRegions {
     slot_of: HashMap<RegionId, usize>,
     /// Handoffs into regions not held here, for the caller to send on.
     outbound: Vec<HandoffRecord>,
+    /// How long each region's last step took, same order as `regions`.
+    step_durations: Vec<Duration>,
 }
 
 impl LocalRegions {
@@ -91,6 +94,7 @@ impl LocalRegions {
                 inputs,
                 slot_of,
                 outbound: Vec::new(),
+                step_durations: Vec::new(),
             },
             restored,
         ))
@@ -135,11 +139,16 @@ impl LocalRegions {
     /// regions held elsewhere wait in [`LocalRegions::take_outbound`]. Returns the number of
     /// handoffs routed between local regions.
     pub fn step(&mut self) -> usize {
+        self.step_durations
+            .resize(self.regions.len(), Duration::ZERO);
         self.regions
             .par_iter_mut()
             .zip(self.inputs.par_iter_mut())
-            .for_each(|(region, input)| {
+            .zip(self.step_durations.par_iter_mut())
+            .for_each(|((region, input), duration)| {
+                let started = Instant::now();
                 region.step(std::mem::take(input));
+                *duration = started.elapsed();
             });
         for (region, input) in self.regions.iter().zip(&mut self.inputs) {
             let output = region.output();
@@ -162,6 +171,15 @@ impl LocalRegions {
         routed
     }
 
+    /// How long each region's last step took (measured at this IO edge, not by the
+    /// simulation, which reads no clock).
+    pub fn step_durations(&self) -> impl Iterator<Item = (RegionId, Duration)> + '_ {
+        self.regions
+            .iter()
+            .map(Region::id)
+            .zip(self.step_durations.iter().copied())
+    }
+
     /// Handoffs into regions held elsewhere since the last call, oldest first.
     pub fn take_outbound(&mut self) -> Vec<HandoffRecord> {
         std::mem::take(&mut self.outbound)
@@ -175,6 +193,9 @@ impl LocalRegions {
         };
         self.regions.remove(slot);
         self.inputs.remove(slot);
+        if slot < self.step_durations.len() {
+            self.step_durations.remove(slot);
+        }
         for (i, r) in self.regions.iter().enumerate() {
             self.slot_of.insert(r.id(), i);
         }

@@ -15,7 +15,9 @@ use rayon::prelude::*;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tessera_regions::io::{EntityView, HandoffRecord, Join};
-use tessera_regions::io::{GameEvent, JoinRefusal, PlayerInput, SavedPlayer, SessionEvent};
+use tessera_regions::io::{
+    GameEvent, JoinRefusal, PlayerInput, SavedPlayer, SessionEvent, TickStats,
+};
 use tessera_shared::config::Config;
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
 use tessera_shared::protocol::delta::{DeltaEncoder, EncodeScratch, WireEntity};
@@ -24,6 +26,8 @@ use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::quantize::dequantize_move;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admin::ApiError;
+use crate::admin::status::DriverCounters;
 use crate::cluster::{Arrival, ClusterLink};
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
@@ -112,6 +116,26 @@ pub enum Command {
         /// The decoded input.
         input: InputC2s,
     },
+    /// An operator's request from the admin API, carried out at the next tick boundary.
+    Admin {
+        /// What to do.
+        action: AdminAction,
+        /// The outcome (JSON for the API's answer).
+        reply: oneshot::Sender<Result<serde_json::Value, ApiError>>,
+    },
+}
+
+/// What an operator can have the driver do.
+#[derive(Debug)]
+pub enum AdminAction {
+    /// End the player's session with `Kicked { Admin, reason }`; the avatar leaves as on
+    /// a logout (its state saved).
+    Kick {
+        /// The player.
+        player: PlayerId,
+        /// Shown to the player.
+        reason: String,
+    },
 }
 
 /// Where a login landed.
@@ -194,21 +218,12 @@ struct ClientView {
     detached: bool,
 }
 
-/// Counters the driver keeps (exported as metrics later).
+/// What the driver measures: its counters (published for metrics and the admin API) and
+/// the last tick's timings.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DriverStats {
-    /// States dropped because a session's outbox was full.
-    pub states_dropped: u64,
-    /// Inputs from a session that no longer holds its player.
-    pub inputs_stale_session: u64,
-    /// Sessions resumed (a login found the player's avatar still in the world).
-    pub resumed: u64,
-    /// Avatars removed because their client did not resume in time.
-    pub resume_expired: u64,
-    /// Players redirected to another node.
-    pub redirected: u64,
-    /// Departed players' saves dropped because the save queue was full.
-    pub saves_dropped: u64,
+    /// Cumulative counters.
+    pub counters: DriverCounters,
     /// Time the last tick spent stepping regions.
     pub last_step: std::time::Duration,
     /// Time the last tick spent encoding states and handing them to sessions.
@@ -216,10 +231,6 @@ pub struct DriverStats {
     /// Time the last snapshot capture took on the tick's thread (every region's NPCs
     /// copied; encoding happens elsewhere).
     pub last_capture: std::time::Duration,
-    /// Snapshot captures skipped because the encoder was behind.
-    pub captures_skipped: u64,
-    /// Ghost updates dropped because the publisher's queue was full.
-    pub ghosts_dropped: u64,
 }
 
 /// The tick driver. Owns the regions and the per-client delta state.
@@ -351,6 +362,7 @@ impl Driver {
     /// One tick: commands in, regions stepped, outputs out.
     pub fn tick(&mut self) {
         let first_region = self.first_region();
+        self.stats.counters.inbox_depth = self.commands.len() as u64;
         // Drain what is queued now (bounded by the channel's capacity).
         for _ in 0..self.commands.len() {
             let Ok(command) = self.commands.try_recv() else {
@@ -362,8 +374,9 @@ impl Driver {
         self.drop_lost_regions();
         let arrivals = self.take_arrivals();
         let started = std::time::Instant::now();
-        self.local.step();
+        let routed = self.local.step();
         self.stats.last_step = started.elapsed();
+        self.count_tick(routed, arrivals.len());
         let tick = self.current_tick();
         self.settle_sessions(tick);
         self.settle_cluster(arrivals, tick);
@@ -376,6 +389,47 @@ impl Driver {
         }
     }
 
+    /// Carries out an operator's request.
+    fn admin(&mut self, action: AdminAction) -> Result<serde_json::Value, ApiError> {
+        match action {
+            AdminAction::Kick { player, reason } => {
+                let Some(view) = self.clients.get(&player) else {
+                    return Err(ApiError::not_found(format!(
+                        "player {} is not on this node",
+                        player.0
+                    )));
+                };
+                let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
+                    reason: KickReason::Admin,
+                    message: reason,
+                }));
+                self.remove_player(player);
+                Ok(serde_json::json!({ "player": player.0, "kicked": true }))
+            }
+        }
+    }
+
+    /// Adds the last step's region counters (and `routed` local handoffs, `arrived` from
+    /// other nodes) to the driver's.
+    fn count_tick(&mut self, routed: usize, arrived: usize) {
+        let mut step = TickStats::default();
+        for region in self.local.regions() {
+            step.accumulate(&region.output().stats);
+        }
+        let c = &mut self.stats.counters;
+        c.inputs_applied += u64::from(step.inputs_applied);
+        c.inputs_over_limit += u64::from(step.inputs_over_limit);
+        c.inputs_stale += u64::from(step.inputs_stale);
+        c.inputs_unknown_player += u64::from(step.inputs_unknown_player);
+        c.inputs_non_finite += u64::from(step.inputs_non_finite);
+        c.handoffs_local += routed as u64;
+        c.handoffs_in += arrived as u64;
+        if let Some(cluster) = &self.cluster {
+            c.ghost_gaps = cluster.ghosts.gaps.load(Ordering::Relaxed);
+        }
+        c.bus_backlog = self.outbound_backlog.len() as u64;
+    }
+
     /// Captures every region's state for the snapshot writer (if there is one), which
     /// encodes the changed cells off this thread. Skipped (and counted) while the
     /// encoder is still behind by more than its queue holds: the next capture then
@@ -383,7 +437,7 @@ impl Driver {
     fn capture_snapshots(&mut self) {
         if let Some(snapshots) = &self.snapshots {
             if !snapshots.has_room_for(self.local.regions().len()) {
-                self.stats.captures_skipped += 1;
+                self.stats.counters.captures_skipped += 1;
                 return;
             }
             let started = std::time::Instant::now();
@@ -416,7 +470,7 @@ impl Driver {
             // Takeover or resume: the avatar stays; a live old session is told
             // why it ends.
             if view.detached {
-                self.stats.resumed += 1;
+                self.stats.counters.resumed += 1;
             } else {
                 let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
                     reason: KickReason::LoggedInElsewhere,
@@ -539,8 +593,11 @@ impl Driver {
                 // A detached session cannot be told: its client will resume here, find
                 // no avatar and log in afresh.
                 let _ = view.outbox.try_send(Outgoing::Redirect { addr, region });
-                self.stats.redirected += 1;
+                self.stats.counters.redirected += 1;
                 self.remove_player(player);
+            }
+            Command::Admin { action, reply } => {
+                let _ = reply.send(self.admin(action));
             }
             Command::Input {
                 player,
@@ -552,7 +609,7 @@ impl Driver {
                     .get_mut(&player)
                     .filter(|v| v.session == session)
                 else {
-                    self.stats.inputs_stale_session += 1;
+                    self.stats.counters.inputs_stale_session += 1;
                     return;
                 };
                 view.ack_tick = view.ack_tick.max(input.ack_tick);
@@ -631,7 +688,7 @@ impl Driver {
                 mpsc::error::TrySendError::Full(request)
                 | mpsc::error::TrySendError::Closed(request),
             ) => {
-                self.stats.saves_dropped += 1;
+                self.stats.counters.saves_dropped += 1;
                 if let Some(done) = request.done {
                     let _ = done.send(Err(tessera_persistence::StoreError::Unavailable(
                         "the save queue is full".into(),
@@ -804,7 +861,7 @@ impl Driver {
                 }
             }
             match cluster.outbound.try_send(record) {
-                Ok(()) => {}
+                Ok(()) => self.stats.counters.handoffs_out += 1,
                 Err(mpsc::error::TrySendError::Full(record)) => {
                     self.outbound_backlog.push(record);
                 }
@@ -818,7 +875,7 @@ impl Driver {
             match cluster.address_of(region) {
                 Some(addr) => {
                     let _ = view.outbox.try_send(Outgoing::Redirect { addr, region });
-                    self.stats.redirected += 1;
+                    self.stats.counters.redirected += 1;
                 }
                 None if deadline <= tick => {
                     tracing::warn!(%player, region = region.0, "no node address for the region the player crossed into");
@@ -857,7 +914,7 @@ impl Driver {
                 payload: crate::cluster::encode_ghosts(&views),
             };
             if cluster.ghosts_out.try_send(update).is_err() {
-                self.stats.ghosts_dropped += 1;
+                self.stats.counters.ghosts_dropped += 1;
             }
         }
     }
@@ -886,7 +943,7 @@ impl Driver {
                 .get(&player)
                 .is_some_and(|v| v.detached && v.session == session)
             {
-                self.stats.resume_expired += 1;
+                self.stats.counters.resume_expired += 1;
                 self.remove_player(player);
             }
         }
@@ -1065,7 +1122,7 @@ impl Driver {
                 }
             },
         );
-        stats.states_dropped += dropped.into_inner();
+        stats.counters.states_dropped += dropped.into_inner();
         for region in regions {
             let out = region.output();
             for event in &out.events {
@@ -1166,7 +1223,7 @@ mod tests {
         driver.tick();
         driver.tick();
         assert_eq!(driver.local().counts().0, 0, "gone after the linger");
-        assert_eq!(driver.stats.resume_expired, 1);
+        assert_eq!(driver.stats.counters.resume_expired, 1);
     }
 
     #[test]
@@ -1265,7 +1322,13 @@ mod tests {
             driver.tick();
         }
         assert_eq!(driver.local().counts().0, 1);
-        assert_eq!((driver.stats.resumed, driver.stats.resume_expired), (1, 0));
+        assert_eq!(
+            (
+                driver.stats.counters.resumed,
+                driver.stats.counters.resume_expired
+            ),
+            (1, 0)
+        );
         // The resumed session gets states again; a stale detach of it is ignored.
         assert!(matches!(states.try_recv(), Ok(Outgoing::Datagram(_))));
         node.try_send(Command::Detach { player, session: 1 })

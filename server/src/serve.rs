@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tessera_shared::config::{Config, NodeMode};
 
+use crate::admin::health::{Health, Probe, spawn_prober};
+use crate::admin::keys::ApiKeys;
+use crate::admin::metrics::{NodeMetrics, Sources};
+use crate::admin::status::{NodeStatus, RegionStatus, StatusBoard};
+use crate::admin::{self, AdminState};
 use crate::auth::{self, TicketKeys, TokenVerifier};
 use crate::cluster::Cluster;
 use crate::local::LocalRegions;
@@ -24,6 +29,7 @@ use crate::snapshots::{SnapshotStats, Snapshots};
 use tessera_persistence::embedded::EmbeddedStore;
 use tessera_persistence::mongo::MongoStore;
 use tessera_persistence::node_store::NodeStore;
+use tessera_persistence::redis_bus::Pinger;
 use tessera_shared::ids::{PlayerId, RegionId};
 
 /// How often the driver logs its status.
@@ -98,10 +104,18 @@ pub struct ServeOptions {
     pub seed: u64,
 }
 
+/// How often the driver publishes its status (region load, counters) for the admin API
+/// and metrics.
+pub const STATUS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A node running in this process.
 pub struct RunningNode {
     /// The QUIC address it listens on.
     pub addr: SocketAddr,
+    /// The admin HTTP API's address.
+    pub admin_addr: SocketAddr,
+    /// What the driver publishes (status, heartbeat).
+    pub board: Arc<StatusBoard>,
     /// Its certificate (DER), for clients to pin.
     pub cert_der: Vec<u8>,
     /// Endpoint counters.
@@ -158,6 +172,7 @@ impl RunningNode {
             .with_context(|| format!("binding the QUIC endpoint on {listen}"))?;
         let addr = endpoint.local_addr().context("the endpoint's address")?;
         let store = open_store(&runtime, &config)?;
+        let probe_store = store.clone();
         tracing::info!(store = store.kind(), "player and snapshot store");
         let held = held_regions(&config)?;
         let stored = runtime
@@ -206,6 +221,55 @@ impl RunningNode {
         driver.snapshot_to(snapshots.clone());
         let save_stats = players.stats.clone();
         let stats = Arc::new(EndpointStats::default());
+        let board = Arc::new(StatusBoard::default());
+        let probes = {
+            let _guard = runtime.enter();
+            start_probes(&runtime, &config, &probe_store)?
+        };
+        let health = Arc::new(Health {
+            board: board.clone(),
+            probes: probes.clone(),
+            saves: save_stats.clone(),
+            snapshots: snapshots.stats.clone(),
+            last_reload: std::sync::Mutex::new(None),
+        });
+        let metrics = Arc::new(NodeMetrics::new(Sources {
+            board: board.clone(),
+            endpoint: stats.clone(),
+            saves: save_stats.clone(),
+            snapshots: snapshots.stats.clone(),
+            probes,
+            store: probe_store.clone(),
+        }));
+        let keys = ApiKeys::load(
+            config.node.admin.keys_file.as_deref(),
+            config.node.mode == NodeMode::Dev,
+            &config.node.data_dir,
+        )
+        .context("[admin] keys_file")?;
+        let admin_listen = config.node.admin_listen;
+        let admin_listener = runtime
+            .block_on(tokio::net::TcpListener::bind(admin_listen))
+            .with_context(|| format!("binding the admin API on {admin_listen}"))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .context("the admin API's address")?;
+        {
+            let _guard = runtime.enter();
+            admin::spawn(
+                admin_listener,
+                Arc::new(AdminState {
+                    keys,
+                    node_name: config.node.name.clone(),
+                    quic_addr: addr.to_string(),
+                    store_kind: probe_store.kind(),
+                    node: node.clone(),
+                    board: board.clone(),
+                    health,
+                    metrics: metrics.clone(),
+                }),
+            );
+        }
         runtime.spawn(net::accept_loop(
             endpoint.clone(),
             node.clone(),
@@ -218,6 +282,7 @@ impl RunningNode {
         let driver_stop = stop.clone();
         let gauges = Arc::new(NodeGauges::default());
         let driver_gauges = gauges.clone();
+        let driver_board = board.clone();
         let ticks = options.ticks;
         let driver = std::thread::Builder::new()
             .name("tessera-driver".into())
@@ -225,18 +290,24 @@ impl RunningNode {
                 pool.install(|| {
                     drive(
                         driver,
-                        &save_stats,
-                        &snapshots.stats,
-                        &driver_gauges,
+                        Observers {
+                            saves: &save_stats,
+                            snapshots: &snapshots.stats,
+                            gauges: &driver_gauges,
+                            board: &driver_board,
+                            metrics: &metrics,
+                        },
                         &driver_stop,
                         ticks,
                     )
                 })
             })
             .context("starting the tick driver")?;
-        tracing::info!(%addr, node = %config.node.name, regions = config.world.regions.len(), "node running");
+        tracing::info!(%addr, %admin_addr, node = %config.node.name, regions = config.world.regions.len(), "node running");
         Ok(RunningNode {
             addr,
+            admin_addr,
+            board,
             cert_der,
             stats,
             gauges,
@@ -381,25 +452,45 @@ fn restore_regions(
     Ok(Driver::with_regions(config.clone(), local))
 }
 
+/// What the tick loop reports to.
+struct Observers<'a> {
+    saves: &'a SaveStats,
+    snapshots: &'a SnapshotStats,
+    gauges: &'a NodeGauges,
+    board: &'a StatusBoard,
+    metrics: &'a NodeMetrics,
+}
+
 /// The paced tick loop.
-fn drive(
-    mut driver: Driver,
-    saves: &SaveStats,
-    snapshots: &SnapshotStats,
-    gauges: &NodeGauges,
-    stop: &AtomicBool,
-    ticks: Option<u64>,
-) {
+fn drive(mut driver: Driver, observers: Observers<'_>, stop: &AtomicBool, ticks: Option<u64>) {
+    let Observers {
+        saves,
+        snapshots,
+        gauges,
+        board,
+        metrics,
+    } = observers;
     let interval = Duration::from_secs_f64(1.0 / f64::from(driver.tick_hz()));
     let mut window = Vec::new();
     let mut fan_out_window = Vec::new();
+    let mut publish = Publisher::default();
     let mut next_tick = Instant::now();
     let mut last_status = Instant::now();
     let mut tick = 0u64;
     while !stop.load(Ordering::Relaxed) && ticks.is_none_or(|max| tick < max) {
         let started = Instant::now();
         driver.tick();
-        window.push(started.elapsed());
+        let took = started.elapsed();
+        board.beat();
+        metrics.record_tick(took);
+        for (region, duration) in driver.local().step_durations() {
+            metrics.record_region_tick(region, duration);
+        }
+        publish.add(&driver, took);
+        if publish.due() {
+            board.publish(publish.take(&driver));
+        }
+        window.push(took);
         gauges
             .players
             .store(driver.local().counts().0, Ordering::Relaxed);
@@ -417,10 +508,10 @@ fn drive(
                 tick_p99_ms = %format_args!("{:.3}", percentile(&window, 99.0).as_secs_f64() * 1e3),
                 fan_out_p50_ms = %format_args!("{:.3}", percentile(&fan_out_window, 50.0).as_secs_f64() * 1e3),
                 fan_out_p99_ms = %format_args!("{:.3}", percentile(&fan_out_window, 99.0).as_secs_f64() * 1e3),
-                states_dropped = driver.stats.states_dropped,
+                states_dropped = driver.stats.counters.states_dropped,
                 players_saved = saves.saved.load(Ordering::Relaxed),
                 saves_failed = saves.failed.load(Ordering::Relaxed),
-                saves_dropped = driver.stats.saves_dropped,
+                saves_dropped = driver.stats.counters.saves_dropped,
                 snapshots_committed = snapshots.committed.load(Ordering::Relaxed),
                 snapshot_tick = snapshots.committed_tick.load(Ordering::Relaxed),
                 snapshot_outbox_bytes = snapshots.outbox_bytes.load(Ordering::Relaxed),
@@ -460,6 +551,103 @@ fn drive(
             "region snapshots not all committed before the shutdown timeout"
         );
     }
+}
+
+/// Collects tick durations over [`STATUS_PUBLISH_INTERVAL`] and makes the
+/// [`NodeStatus`] the driver publishes from them.
+#[derive(Default)]
+struct Publisher {
+    started: Option<Instant>,
+    ticks: Vec<Duration>,
+    regions: BTreeMap<RegionId, Vec<Duration>>,
+}
+
+impl Publisher {
+    fn add(&mut self, driver: &Driver, took: Duration) {
+        self.started.get_or_insert_with(Instant::now);
+        self.ticks.push(took);
+        for (region, duration) in driver.local().step_durations() {
+            self.regions.entry(region).or_default().push(duration);
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.started
+            .is_some_and(|at| at.elapsed() >= STATUS_PUBLISH_INTERVAL)
+    }
+
+    fn take(&mut self, driver: &Driver) -> NodeStatus {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let summary = |durations: &mut Vec<Duration>| {
+            durations.sort_unstable();
+            (
+                ms(percentile(durations, 50.0)),
+                ms(percentile(durations, 99.0)),
+            )
+        };
+        let (tick_p50_ms, tick_p99_ms) = summary(&mut self.ticks);
+        let regions = driver
+            .local()
+            .regions()
+            .iter()
+            .map(|region| {
+                let counts = region.counts();
+                let (tick_p50_ms, tick_p99_ms) = self
+                    .regions
+                    .get_mut(&region.id())
+                    .map_or((0.0, 0.0), &summary);
+                RegionStatus {
+                    id: region.id().0,
+                    players: counts.players,
+                    entities: counts.entities,
+                    tick_p50_ms,
+                    tick_p99_ms,
+                }
+            })
+            .collect();
+        let (players, entities) = driver.local().counts();
+        *self = Publisher::default();
+        NodeStatus {
+            tick: driver.local().regions().first().map_or(0, |r| r.tick()),
+            tick_hz: driver.tick_hz(),
+            players,
+            entities,
+            tick_p50_ms,
+            tick_p99_ms,
+            regions,
+            counters: driver.stats.counters,
+        }
+    }
+}
+
+/// Starts a probe per shared service the node uses (none on the embedded default).
+fn start_probes(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    store: &NodeStore,
+) -> anyhow::Result<Vec<Arc<Probe>>> {
+    let mut probes = Vec::new();
+    if config.node.services.mongodb_uri.is_some() {
+        let probe = Probe::new("mongodb");
+        let store = store.clone();
+        spawn_prober(probe.clone(), move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        });
+        probes.push(probe);
+    }
+    if let Some(url) = &config.node.services.redis_url {
+        let pinger = runtime
+            .block_on(Pinger::connect(url))
+            .map_err(|e| anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}"))?;
+        let probe = Probe::new("redis");
+        spawn_prober(probe.clone(), move || {
+            let pinger = pinger.clone();
+            async move { pinger.ping().await.map_err(|e| e.to_string()) }
+        });
+        probes.push(probe);
+    }
+    Ok(probes)
 }
 
 /// The rayon pool that steps regions: `threads` threads, or one per core if 0.

@@ -51,6 +51,8 @@ pub struct SnapshotStats {
     pub outbox_bytes: AtomicUsize,
     /// Set while commits wait for an unavailable store (health reports it).
     pub degraded: AtomicBool,
+    /// How long the last durable commit took, in milliseconds.
+    pub last_commit_ms: AtomicU64,
 }
 
 /// A region's not yet durable state: merged deltas under the epoch the node holds it with.
@@ -285,9 +287,14 @@ async fn write_snapshots(store: NodeStore, snapshots: Snapshots) {
                     })
                     .collect(),
             };
+            let started = std::time::Instant::now();
             let outcome = store.commit(&request).await;
             if landed(&outcome, commit.tick) {
                 snapshots.stats.committed.fetch_add(1, Ordering::Relaxed);
+                snapshots
+                    .stats
+                    .last_commit_ms
+                    .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 snapshots
                     .stats
                     .committed_tick

@@ -43,6 +43,14 @@ pub struct EndpointStats {
     pub redirect_logins: AtomicU64,
     /// Logins refused for a bad or expired ticket.
     pub bad_tickets: AtomicU64,
+    /// Datagrams received from clients.
+    pub datagrams_in: AtomicU64,
+    /// Their payload bytes (the protocol's, without QUIC's overhead).
+    pub payload_bytes_in: AtomicU64,
+    /// State datagrams handed to QUIC.
+    pub datagrams_out: AtomicU64,
+    /// Payload bytes of states sent (datagrams and streams).
+    pub payload_bytes_out: AtomicU64,
 }
 
 /// How sessions authenticate clients.

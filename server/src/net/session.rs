@@ -209,6 +209,8 @@ pub async fn run(
         tokio::select! {
             datagram = connection.read_datagram() => {
                 let Ok(bytes) = datagram else { break SessionEnd::Disconnected };
+                stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+                stats.payload_bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 if limiter.check().is_err() {
                     stats.inputs_rate_limited.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -262,9 +264,14 @@ pub async fn run(
                 Some(Outgoing::Datagram(bytes)) => {
                     // Errors mean the peer cannot take datagrams now: the state is lost,
                     // and the next one (a delta against the client's ack) makes up for it.
-                    let _ = connection.send_datagram(bytes);
+                    let len = bytes.len() as u64;
+                    if connection.send_datagram(bytes).is_ok() {
+                        stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                        stats.payload_bytes_out.fetch_add(len, Ordering::Relaxed);
+                    }
                 }
                 Some(Outgoing::Stream(bytes)) => {
+                    stats.payload_bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     let connection = connection.clone();
                     tokio::spawn(async move {
                         if let Ok(mut uni) = connection.open_uni().await {

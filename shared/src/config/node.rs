@@ -8,7 +8,8 @@ use toml::de::DeTable;
 
 use super::reader::{At, EnvOverride, SourceFile, Table};
 use super::schema::{
-    AuthConfig, ClusterConfig, NodeConfig, NodeMode, ServicesConfig, TlsConfig, TokenAlgorithm,
+    AdminConfig, AuthConfig, ClusterConfig, NodeConfig, NodeMode, ServicesConfig, TlsConfig,
+    TokenAlgorithm,
 };
 use super::{NAME_CHARS_MAX, is_node_name};
 use crate::ids::RegionId;
@@ -26,6 +27,7 @@ const SECTIONS: &[&str] = &[
     "services",
     "persistence",
     "cluster",
+    "admin",
 ];
 
 /// Longest accepted `[auth] issuer` and `audience`, in bytes.
@@ -316,6 +318,15 @@ pub(super) fn read(
         }
         None => None,
     };
+    let admin = root.table("admin").map(|t| t.with_env(env_for("admin")));
+    let admin = match admin {
+        Some(mut t) => {
+            let keys_file = optional_path(&mut t, "keys_file", mode);
+            t.finish();
+            keys_file.map(|keys_file| AdminConfig { keys_file })
+        }
+        None => None,
+    };
     root.finish();
 
     Some(NodeConfig {
@@ -330,6 +341,7 @@ pub(super) fn read(
         services: services?,
         snapshot_interval: snapshot_interval?,
         cluster: cluster?,
+        admin: admin?,
     })
 }
 

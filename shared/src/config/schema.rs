@@ -59,6 +59,17 @@ pub struct NodeConfig {
     pub snapshot_interval: std::time::Duration,
     /// `[cluster]`: which regions this node holds, and how other nodes reach it.
     pub cluster: ClusterConfig,
+    /// `[admin]`: who may use the admin HTTP API.
+    pub admin: AdminConfig,
+}
+
+/// `[admin]` of `tessera.toml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `[admin] keys_file`: the API keys of the admin HTTP API (their SHA-256, with a name
+    /// and a role each), or `None` (dev mode only): a dev admin key generated into
+    /// `data_dir`.
+    pub keys_file: Option<PathBuf>,
 }
 
 /// `[services]` of `tessera.toml`. An empty URI means the embedded default: the redb

@@ -33,6 +33,8 @@ snapshot_interval_s = 10
 [cluster]
 regions = []
 advertise_addr = ""
+[admin]
+keys_file = ""
 "#;
 
 const WORLD: &str = r#"[world]
@@ -578,6 +580,7 @@ fn env_overrides_apply_to_tessera_toml() {
             ("TESSERA__AUTH__TICKET_SECRET_FILE", "/run/secrets/tickets"),
             ("TESSERA__TLS__CERT_FILE", "/etc/tessera/cert.pem"),
             ("TESSERA__TLS__KEY_FILE", "/etc/tessera/key.pem"),
+            ("TESSERA__ADMIN__KEYS_FILE", "/run/secrets/admin-keys.toml"),
             ("PATH", "/usr/bin"),
             ("TESSERA_NOT_OURS", "x"),
         ],
@@ -587,6 +590,10 @@ fn env_overrides_apply_to_tessera_toml() {
     assert_eq!(c.node.sim_threads, 8);
     assert_eq!(c.node.name, "prod-1");
     assert_eq!(c.node.mode, NodeMode::Production);
+    assert_eq!(
+        c.node.admin.keys_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/admin-keys.toml"))
+    );
     assert_eq!(
         c.node.auth.key_file.as_deref(),
         Some(std::path::Path::new("/run/secrets/jwt"))
@@ -629,7 +636,7 @@ fn bad_env_overrides_error() {
     assert_eq!(
         e.to_string(),
         [
-            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster"#,
+            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin"#,
             r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen"#,
             "env TESSERA__NODE: expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
             "env TESSERA__SIM__THREADS: threads must be an integer between 0 and 256, got many",
@@ -763,6 +770,7 @@ fn production_mode_refuses_generated_credentials() {
             "tessera.toml:15:22: ticket_secret_file is required in production mode (an empty path generates dev credentials, which production refuses)",
             "tessera.toml:17:13: cert_file is required in production mode (an empty path generates dev credentials, which production refuses)",
             "tessera.toml:18:12: key_file is required in production mode (an empty path generates dev credentials, which production refuses)",
+            "tessera.toml:29:13: keys_file is required in production mode (an empty path generates dev credentials, which production refuses)",
         ]
     );
     // Dev mode: empty paths are the generated dev credentials.

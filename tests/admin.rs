@@ -1,0 +1,373 @@
+//! The admin HTTP API over real HTTP on loopback: keys and roles, JSON errors, body
+//! limits, health, metrics, player actions, and the OpenAPI document as the contract.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tessera::shared::client::ClientError;
+use tessera::shared::protocol::messages::KickReason;
+use tessera_server::admin::keys::{Role, new_key};
+
+use crate::net::{TestNode, client_runtime, login, start_with};
+
+/// One HTTP/1.1 exchange: (status, body). The request closes the connection, so the
+/// response is everything until EOF.
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("the admin API accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: tessera\r\nConnection: close\r\n");
+    if let Some(key) = key {
+        request.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method != "GET" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    // A refused oversized body may reset the connection after the answer was sent.
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, rest) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("an HTTP response, got {response:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line, got {head:?}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut text: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = text.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        text = &rest[size + 2..];
+    }
+    out
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON ({e}): {body}"))
+}
+
+/// The `error.code` of an error body.
+fn code(body: &str) -> String {
+    json(body)["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error body: {body}"))
+        .to_owned()
+}
+
+/// A node with one key per role; returns it and the keys (viewer, orchestrator, admin).
+pub(crate) fn node_with_keys() -> (TestNode, [String; 3]) {
+    let dir = std::env::temp_dir().join(crate::util::unique("tessera-admin-keys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut file = String::new();
+    let mut keys = Vec::new();
+    for role in [Role::Viewer, Role::Orchestrator, Role::Admin] {
+        let (key, entry) = new_key(&format!("test-{}", role.name()), role).unwrap();
+        file.push_str(&entry);
+        keys.push(key);
+    }
+    let path = dir.join("keys.toml");
+    std::fs::write(&path, file).unwrap();
+    let node = start_with(|config| config.node.admin.keys_file = Some(path));
+    (node, keys.try_into().unwrap())
+}
+
+fn admin_addr(node: &TestNode) -> SocketAddr {
+    node.node.as_ref().unwrap().admin_addr
+}
+
+#[test]
+fn keys_roles_bodies_and_sizes_are_checked_with_json_errors() {
+    let (node, [viewer, orchestrator, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    // No key, an unknown key: 401.
+    let (status, body) = http(addr, "GET", "/v1/node", None, None);
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (401, "unauthorized"),
+        "{body}"
+    );
+    let (status, body) = http(addr, "GET", "/v1/node", Some("not-a-key"), None);
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (401, "unauthorized"),
+        "{body}"
+    );
+    assert_eq!(json(&body)["error"]["retryable"], false);
+    // A viewer reads, but may not act: 403 before the body is even looked at.
+    let (status, body) = http(addr, "GET", "/v1/node", Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(json(&body)["name"].is_string(), "{body}");
+    let kick = "/v1/players/1/kick";
+    for key in [&viewer, &orchestrator] {
+        let (status, body) = http(addr, "POST", kick, Some(key), Some("{not json"));
+        assert_eq!((status, code(&body).as_str()), (403, "forbidden"), "{body}");
+        assert!(
+            json(&body)["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("admin")
+        );
+    }
+    // Malformed JSON: 400, naming the field.
+    for (bad, field) in [
+        (r#"{"reason": 5}"#, "reason"),
+        (r#"{}"#, "reason"),
+        (r#"{"reason": "x", "extra": 1}"#, "extra"),
+        (r#"{"reason": "   "}"#, "reason"),
+        ("{not json", "body"),
+    ] {
+        let (status, body) = http(addr, "POST", kick, Some(&admin), Some(bad));
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (400, "bad_request"),
+            "{bad}: {body}"
+        );
+        let message = json(&body)["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(field), "{bad}: {message}");
+    }
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/players/x/kick",
+        Some(&admin),
+        Some(r#"{"reason":"r"}"#),
+    );
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (400, "bad_request"),
+        "{body}"
+    );
+    // Oversized: 413.
+    let big = format!(r#"{{"reason": "{}"}}"#, "x".repeat(100_000));
+    let (status, body) = http(addr, "POST", kick, Some(&admin), Some(&big));
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (413, "payload_too_large"),
+        "{body}"
+    );
+    // Well-formed, but nobody to kick: 404. An unknown route: 404 too.
+    let (status, body) = http(
+        addr,
+        "POST",
+        kick,
+        Some(&admin),
+        Some(r#"{"reason": "test"}"#),
+    );
+    assert_eq!((status, code(&body).as_str()), (404, "not_found"), "{body}");
+    let (status, body) = http(addr, "GET", "/v1/nothing", Some(&admin), None);
+    assert_eq!((status, code(&body).as_str()), (404, "not_found"), "{body}");
+}
+
+#[test]
+fn the_openapi_document_lists_every_route_with_its_role() {
+    let (node, [viewer, orchestrator, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    let (status, body) = http(addr, "GET", "/v1/openapi.json", None, None);
+    assert_eq!(status, 200);
+    let doc = json(&body);
+    let key_of = |role: &str| match role {
+        "viewer" => None,
+        "orchestrator" => Some(&viewer),
+        "admin" => Some(&orchestrator),
+        other => panic!("unknown role {other}"),
+    };
+    let mut checked = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let concrete = path.replace("{player}", "1").replace("{region}", "1");
+            let method = method.to_ascii_uppercase();
+            let role = operation["x-tessera-role"].as_str();
+            // The route exists: without a key it answers 401 (or, unprotected, not 404).
+            let (status, body) = http(addr, &method, &concrete, None, Some("{}"));
+            match role {
+                Some(_) => assert_eq!(status, 401, "{method} {path}: {body}"),
+                None => assert_ne!(status, 404, "{method} {path}: {body}"),
+            }
+            // The role it documents is the one enforced: the role below is refused.
+            if let Some(below) = role.and_then(key_of) {
+                let (status, body) = http(addr, &method, &concrete, Some(below), Some("{}"));
+                assert_eq!(status, 403, "{method} {path} with the role below: {body}");
+            }
+            if let Some(role) = role {
+                let key = match role {
+                    "viewer" => &viewer,
+                    "orchestrator" => &orchestrator,
+                    _ => &admin,
+                };
+                let (status, body) = http(addr, &method, &concrete, Some(key), Some("{}"));
+                assert!(
+                    status != 401 && status != 403 && status != 404
+                        || body.contains("not on this node")
+                        || body.contains("no region"),
+                    "{method} {path} with its role: {status} {body}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "{checked} operations");
+}
+
+#[test]
+fn health_and_metrics_report_the_running_node() {
+    let (node, [viewer, ..]) = node_with_keys();
+    let addr = admin_addr(&node);
+    // The driver publishes its status within a second or two of starting.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let regions = loop {
+        let (status, body) = http(addr, "GET", "/v1/regions", Some(&viewer), None);
+        assert_eq!(status, 200, "{body}");
+        let regions = json(&body)["regions"].as_array().unwrap().clone();
+        if !regions.is_empty() || Instant::now() > deadline {
+            break regions;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(regions.len(), 4, "the default world's regions");
+    assert!(regions.iter().all(|r| r["entities"].as_u64().unwrap() > 0));
+    assert!(
+        regions
+            .iter()
+            .all(|r| r["tick_p99_ms"].as_f64().unwrap() > 0.0)
+    );
+    for path in ["/healthz", "/livez", "/readyz"] {
+        let (status, body) = http(addr, "GET", path, None, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(json(&body)["status"], "ok", "{path}: {body}");
+    }
+    let (status, _) = http(addr, "GET", "/metrics", None, None);
+    assert_eq!(status, 401, "metrics need a key");
+    let (status, text) = http(addr, "GET", "/metrics", Some(&viewer), None);
+    assert_eq!(status, 200);
+    for expected in [
+        "# TYPE tessera_region_tick_duration_seconds histogram",
+        "tessera_region_tick_duration_seconds_bucket{region=\"1\",le=",
+        "tessera_node_tick_duration_seconds_count",
+        "tessera_region_entities{region=\"2\"}",
+        "tessera_inputs_dropped_total{reason=\"rate_limited\"}",
+        "# HELP tessera_snapshot_age_seconds",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    promtool_check(&text);
+}
+
+/// `promtool check metrics` on `text`, where promtool is installed (the test script
+/// installs it; under CI it must be there).
+pub(crate) fn promtool_check(text: &str) {
+    let mut child = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) if crate::util::services::in_ci() => {
+            panic!("CI is set but promtool cannot run ({e}): run ./scripts/test.sh")
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED promtool check: promtool not installed (./scripts/test.sh installs it)"
+            );
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}"
+    );
+    // Lint findings (names, units, help) count as failures here too.
+    assert!(
+        report.trim().is_empty(),
+        "promtool check metrics:\n{report}"
+    );
+}
+
+#[test]
+fn an_admin_kick_ends_the_session_and_saves_the_player() {
+    let (node, [_, _, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let player = client.welcome().player.0;
+        let path = format!("/v1/players/{player}/kick");
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            http(
+                addr,
+                "POST",
+                &path,
+                Some(&admin),
+                Some(r#"{"reason": "cheating, case 17"}"#),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body)["kicked"], true);
+        let kicked = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match client.next_control().await {
+                    Err(ClientError::Kicked(k)) => return k,
+                    Ok(_) => continue,
+                    Err(e) => panic!("the session ended without a kick: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("kicked within 5 s");
+        assert_eq!(kicked.reason, KickReason::Admin);
+        assert_eq!(kicked.message, "cheating, case 17");
+    });
+    // The avatar left the world.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.node.as_ref().unwrap().board.status().players > 0 {
+        assert!(Instant::now() < deadline, "the kicked avatar should leave");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
