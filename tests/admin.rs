@@ -371,3 +371,57 @@ fn an_admin_kick_ends_the_session_and_saves_the_player() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn healthz_turns_unhealthy_within_5_s_of_losing_mongodb_and_healthy_after_it_is_back() {
+    let Some(bin) = crate::util::services::mongo_bin("admin::healthz_mongodb_outage") else {
+        return;
+    };
+    let mut mongo = crate::private_mongo::PrivateMongo::start(&bin);
+    let uri = mongo.uri();
+    let node = start_with(|config| {
+        config.node.services.mongodb_uri = Some(uri);
+        config.node.services.mongodb_database = crate::util::unique("health").replace('-', "_");
+    });
+    let addr = admin_addr(&node);
+    let healthz = || {
+        let (status, body) = http(addr, "GET", "/healthz", None, None);
+        (status, json(&body))
+    };
+    // Up: the first probe answers within a second or two.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while healthz().0 != 200 {
+        assert!(Instant::now() < deadline, "healthy once MongoDB answers: {:?}", healthz());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    mongo.kill();
+    let killed = Instant::now();
+    let (status, report) = loop {
+        let (status, report) = healthz();
+        if status != 200 {
+            break (status, report);
+        }
+        assert!(killed.elapsed() < Duration::from_secs(10), "still ok 10 s after the kill");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let noticed = killed.elapsed();
+    eprintln!("healthz: 503 {noticed:?} after MongoDB was killed: {report}");
+    assert!(noticed <= Duration::from_secs(5), "took {noticed:?}");
+    assert_eq!(status, 503);
+    assert_eq!(report["status"], "degraded", "alive but degraded: {report}");
+    assert_eq!(report["checks"]["mongodb"]["ok"], false, "{report}");
+    // Play goes on: alive and ready.
+    assert_eq!(http(addr, "GET", "/livez", None, None).0, 200);
+    assert_eq!(http(addr, "GET", "/readyz", None, None).0, 200);
+    mongo.restart();
+    let restarted = Instant::now();
+    while healthz().0 != 200 {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(15),
+            "healthy again after the restart: {:?}",
+            healthz()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("healthz: 200 {:?} after MongoDB restarted", restarted.elapsed());
+}
