@@ -330,13 +330,14 @@ pub(crate) fn promtool_check(text: &str) {
 }
 
 #[test]
-fn an_admin_kick_ends_the_session_and_saves_the_player() {
-    let (node, [_, _, admin]) = node_with_keys();
+fn an_admin_kick_ends_the_session_and_is_audited() {
+    let (node, [viewer, _, admin]) = node_with_keys();
     let addr = admin_addr(&node);
-    client_runtime().block_on(async {
+    let player = client_runtime().block_on(async {
         let mut client = login(&node, "ada").await.unwrap();
         let player = client.welcome().player.0;
         let path = format!("/v1/players/{player}/kick");
+        let admin = admin.clone();
         let (status, body) = tokio::task::spawn_blocking(move || {
             http(
                 addr,
@@ -363,6 +364,7 @@ fn an_admin_kick_ends_the_session_and_saves_the_player() {
         .expect("kicked within 5 s");
         assert_eq!(kicked.reason, KickReason::Admin);
         assert_eq!(kicked.message, "cheating, case 17");
+        player
     });
     // The avatar left the world.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -370,6 +372,40 @@ fn an_admin_kick_ends_the_session_and_saves_the_player() {
         assert!(Instant::now() < deadline, "the kicked avatar should leave");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Kicking again is refused: nobody to kick. Both are in the audit log, newest first.
+    let (status, _) = http(
+        addr,
+        "POST",
+        &format!("/v1/players/{player}/kick"),
+        Some(&admin),
+        Some(r#"{"reason": "again"}"#),
+    );
+    assert_eq!(status, 404);
+    let (status, body) = http(addr, "GET", "/v1/audit?limit=10", Some(&viewer), None);
+    assert_eq!(status, 200, "{body}");
+    let records = json(&body)["records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 2, "{body}");
+    let target = format!("player:{player}");
+    for (record, reason, result) in [
+        (&records[0], "again", "refused: 404"),
+        (&records[1], "cheating, case 17", "ok"),
+    ] {
+        assert_eq!(record["who"], "test-admin", "{record}");
+        assert_eq!(record["role"], "admin");
+        assert_eq!(record["action"], "player.kick");
+        assert_eq!(record["target"], target.as_str());
+        assert_eq!(record["reason"], reason);
+        assert!(
+            record["result"].as_str().unwrap().starts_with(result),
+            "{record}"
+        );
+    }
+    let (status, body) = http(addr, "GET", "/v1/audit?limit=0", Some(&viewer), None);
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (400, "bad_request"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -391,7 +427,11 @@ fn healthz_turns_unhealthy_within_5_s_of_losing_mongodb_and_healthy_after_it_is_
     // Up: the first probe answers within a second or two.
     let deadline = Instant::now() + Duration::from_secs(10);
     while healthz().0 != 200 {
-        assert!(Instant::now() < deadline, "healthy once MongoDB answers: {:?}", healthz());
+        assert!(
+            Instant::now() < deadline,
+            "healthy once MongoDB answers: {:?}",
+            healthz()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     mongo.kill();
@@ -401,7 +441,10 @@ fn healthz_turns_unhealthy_within_5_s_of_losing_mongodb_and_healthy_after_it_is_
         if status != 200 {
             break (status, report);
         }
-        assert!(killed.elapsed() < Duration::from_secs(10), "still ok 10 s after the kill");
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "still ok 10 s after the kill"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let noticed = killed.elapsed();
@@ -423,5 +466,8 @@ fn healthz_turns_unhealthy_within_5_s_of_losing_mongodb_and_healthy_after_it_is_
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("healthz: 200 {:?} after MongoDB restarted", restarted.elapsed());
+    eprintln!(
+        "healthz: 200 {:?} after MongoDB restarted",
+        restarted.elapsed()
+    );
 }

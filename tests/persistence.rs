@@ -192,6 +192,51 @@ async fn check_limits_are_refused_before_any_write<S: TestStore>(store: &S) {
     assert_eq!(store.load(RegionId(3)).await.unwrap(), None);
 }
 
+async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestStore>(store: &S) {
+    use tessera::persistence::audit::{AUDIT_FIELD_BYTES_MAX, AuditRecord, RESULT_STARTED};
+    let record = |ms: u64, seq: u64, result: &str| AuditRecord {
+        id: AuditRecord::id_for(ms, "node-a", seq),
+        at_unix_ms: ms,
+        node: "node-a".into(),
+        who: "ops".into(),
+        role: "admin".into(),
+        action: "kick".into(),
+        target: format!("player:{seq}"),
+        reason: "test".into(),
+        result: result.into(),
+    };
+    assert!(store.read_audit(10, None).await.unwrap().is_empty());
+    // Three mutations; each written as started, then with its outcome.
+    for (ms, seq) in [(1_000, 1), (1_000, 2), (2_000, 3)] {
+        store
+            .write_audit(&record(ms, seq, RESULT_STARTED))
+            .await
+            .unwrap();
+        store.write_audit(&record(ms, seq, "ok")).await.unwrap();
+    }
+    let all = store.read_audit(10, None).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            record(2_000, 3, "ok"),
+            record(1_000, 2, "ok"),
+            record(1_000, 1, "ok")
+        ]
+    );
+    // Pages: newest first, below an id.
+    let first = store.read_audit(2, None).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let rest = store.read_audit(2, Some(&first[1].id)).await.unwrap();
+    assert_eq!(rest, [record(1_000, 1, "ok")]);
+    let mut huge = record(3_000, 4, "ok");
+    huge.reason = "x".repeat(AUDIT_FIELD_BYTES_MAX + 1);
+    assert!(matches!(
+        store.write_audit(&huge).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.read_audit(10, None).await.unwrap().len(), 3);
+}
+
 macro_rules! conformance {
     ($($name:ident => |$a:ident, $b:ident| $body:expr;)*) => {
         mod embedded {
@@ -231,6 +276,7 @@ conformance! {
     a_crash_mid_commit_leaves_the_old_snapshot => |a, b| check_a_crash_mid_commit_leaves_the_old_snapshot(&a);
     players_are_saved_and_loaded => |a, b| check_players_round_trip(&a);
     limits_are_refused_before_any_write => |a, b| check_limits_are_refused_before_any_write(&a);
+    audit_records_are_updated_in_place_and_read_newest_first => |a, b| check_audit_records_are_updated_in_place_and_read_newest_first(&a);
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tessera_shared::ids::{PlayerId, RegionId};
 
+use crate::audit::AuditRecord;
 use crate::snapshot::*;
 
 /// region -> (epoch, tick, schema_version)
@@ -20,6 +21,12 @@ const HEADS: TableDefinition<u32, (u64, u64, u32)> = TableDefinition::new("regio
 const CELLS: TableDefinition<(u32, u32), (u32, &[u8])> = TableDefinition::new("region_cells");
 /// player -> (schema_version, data)
 const PLAYERS: TableDefinition<u64, (u32, &[u8])> = TableDefinition::new("players");
+
+/// audit id -> (schema_version, at_unix_ms, node, who, role, action, target, reason,
+/// result)
+#[allow(clippy::type_complexity)]
+const AUDIT: TableDefinition<&str, (u32, u64, &str, &str, &str, &str, &str, &str, &str)> =
+    TableDefinition::new("audit_log");
 
 /// The file name in the data dir.
 pub const FILE_NAME: &str = "snapshots.redb";
@@ -49,6 +56,7 @@ impl EmbeddedStore {
         txn.open_table(HEADS).map_err(unavailable)?;
         txn.open_table(CELLS).map_err(unavailable)?;
         txn.open_table(PLAYERS).map_err(unavailable)?;
+        txn.open_table(AUDIT).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -177,6 +185,72 @@ impl SnapshotStore for EmbeddedStore {
                 player,
                 data: upgrade(version, data.to_vec())?,
             }))
+        })
+        .await
+    }
+
+    async fn write_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        record.check()?;
+        let r = record.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut audit = txn.open_table(AUDIT).map_err(unavailable)?;
+                audit
+                    .insert(
+                        r.id.as_str(),
+                        (
+                            SCHEMA_VERSION,
+                            r.at_unix_ms,
+                            r.node.as_str(),
+                            r.who.as_str(),
+                            r.role.as_str(),
+                            r.action.as_str(),
+                            r.target.as_str(),
+                            r.reason.as_str(),
+                            r.result.as_str(),
+                        ),
+                    )
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn read_audit(
+        &self,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = limit.min(crate::audit::AUDIT_READ_MAX);
+        let before = before.map(str::to_owned);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let audit = txn.open_table(AUDIT).map_err(unavailable)?;
+            let range = match &before {
+                Some(before) => audit.range::<&str>(..before.as_str()),
+                None => audit.range::<&str>(..),
+            }
+            .map_err(unavailable)?;
+            let mut records = Vec::with_capacity(limit);
+            for entry in range.rev().take(limit) {
+                let (id, value) = entry.map_err(unavailable)?;
+                let (_schema, at_unix_ms, node, who, role, action, target, reason, result) =
+                    value.value();
+                records.push(AuditRecord {
+                    id: id.value().to_owned(),
+                    at_unix_ms,
+                    node: node.to_owned(),
+                    who: who.to_owned(),
+                    role: role.to_owned(),
+                    action: action.to_owned(),
+                    target: target.to_owned(),
+                    reason: reason.to_owned(),
+                    result: result.to_owned(),
+                });
+            }
+            Ok(records)
         })
         .await
     }

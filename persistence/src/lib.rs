@@ -10,6 +10,7 @@
 //! in-process). The simulation never depends on this crate: the server moves bytes
 //! between them.
 
+pub mod audit;
 pub mod breaker;
 pub mod bus;
 pub mod embedded;

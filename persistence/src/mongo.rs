@@ -28,6 +28,7 @@ use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection};
 use tessera_shared::ids::{PlayerId, RegionId};
 
+use crate::audit::AuditRecord;
 use crate::snapshot::*;
 
 /// How long the driver may look for a usable server before an operation fails.
@@ -44,6 +45,7 @@ pub struct MongoStore {
     heads: Collection<Document>,
     cells: Collection<Document>,
     players: Collection<Document>,
+    audit: Collection<Document>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -177,6 +179,7 @@ impl MongoStore {
             heads: db.collection("regions"),
             cells: db.collection("region_cells"),
             players: db.collection("players"),
+            audit: db.collection("audit_log"),
         };
         let cells = store.cells.clone();
         bounded(async move {
@@ -452,5 +455,82 @@ impl SnapshotStore for MongoStore {
             player,
             data: upgrade(schema, data.clone())?,
         }))
+    }
+
+    async fn write_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        record.check()?;
+        let r = record;
+        let doc = doc! {
+            "_id": &r.id,
+            "schema_version": i64::from(SCHEMA_VERSION),
+            "at_unix_ms": i64::try_from(r.at_unix_ms).unwrap_or(i64::MAX),
+            "node": &r.node,
+            "who": &r.who,
+            "role": &r.role,
+            "action": &r.action,
+            "target": &r.target,
+            "reason": &r.reason,
+            "result": &r.result,
+        };
+        let audit = self.audit.clone();
+        let id = r.id.clone();
+        bounded(async move {
+            audit
+                .replace_one(doc! { "_id": id }, doc)
+                .upsert(true)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_audit(
+        &self,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = limit.min(crate::audit::AUDIT_READ_MAX) as i64;
+        let filter = match before {
+            Some(before) => doc! { "_id": { "$lt": before } },
+            None => doc! {},
+        };
+        let audit = self.audit.clone();
+        let docs: Vec<Document> = bounded(async move {
+            use futures_util::TryStreamExt;
+            audit
+                .find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(limit)
+                .await
+                .map_err(unavailable)?
+                .try_collect()
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        docs.iter()
+            .map(|d| {
+                let text = |key: &str| {
+                    d.get_str(key)
+                        .map(str::to_owned)
+                        .map_err(|_| corrupt("audit record"))
+                };
+                Ok(AuditRecord {
+                    id: text("_id")?,
+                    at_unix_ms: d
+                        .get_i64("at_unix_ms")
+                        .map_err(|_| corrupt("audit record"))?
+                        as u64,
+                    node: text("node")?,
+                    who: text("who")?,
+                    role: text("role")?,
+                    action: text("action")?,
+                    target: text("target")?,
+                    reason: text("reason")?,
+                    result: text("result")?,
+                })
+            })
+            .collect()
     }
 }

@@ -11,6 +11,7 @@ use std::future::Future;
 
 use tessera_shared::ids::{PlayerId, RegionId};
 
+use crate::audit::AuditRecord;
 use crate::breaker::Breaker;
 use crate::embedded::EmbeddedStore;
 use crate::mongo::MongoStore;
@@ -123,6 +124,30 @@ impl SnapshotStore for NodeStore {
             match &self.backend {
                 Backend::Embedded(s) => s.load_player(player).await,
                 Backend::Mongo(s) => s.load_player(player).await,
+            }
+        })
+        .await
+    }
+
+    async fn write_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.write_audit(record).await,
+                Backend::Mongo(s) => s.write_audit(record).await,
+            }
+        })
+        .await
+    }
+
+    async fn read_audit(
+        &self,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.read_audit(limit, before).await,
+                Backend::Mongo(s) => s.read_audit(limit, before).await,
             }
         })
         .await

@@ -16,6 +16,8 @@ use std::future::Future;
 
 use tessera_shared::ids::{PlayerId, RegionId};
 
+use crate::audit::AuditRecord;
+
 /// The schema version written on every document.
 pub const SCHEMA_VERSION: u32 = 1;
 /// Largest payload of one cell or one player, in bytes (MongoDB's document limit is 16 MiB;
@@ -136,6 +138,21 @@ pub trait SnapshotStore: Send + Sync {
         &self,
         player: PlayerId,
     ) -> impl Future<Output = Result<Option<PlayerRecord>, StoreError>> + Send;
+
+    /// Writes an audit record, replacing the one with the same id (its outcome); durable
+    /// once this returns `Ok`.
+    fn write_audit(
+        &self,
+        record: &AuditRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest audit records with an id below `before` (all: `None`), newest first,
+    /// at most `limit` (capped at [`crate::audit::AUDIT_READ_MAX`]).
+    fn read_audit(
+        &self,
+        limit: usize,
+        before: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
 
 /// Checks a commit against the limits, before any write.

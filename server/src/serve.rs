@@ -267,6 +267,7 @@ impl RunningNode {
                     board: board.clone(),
                     health,
                     metrics: metrics.clone(),
+                    audit: admin::Audit::new(probe_store.clone(), config.node.name.clone()),
                 }),
             );
         }

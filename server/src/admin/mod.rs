@@ -10,6 +10,7 @@
 //! log before they are answered. The routes and their roles are in `openapi.json` (served
 //! at `/v1/openapi.json`), which is the contract.
 
+mod audit;
 mod error;
 pub mod health;
 pub mod keys;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tessera_shared::ids::PlayerId;
 use tokio::sync::oneshot;
 
+pub use audit::Audit;
 pub use error::ApiError;
 use health::Health;
 use keys::{ApiKeys, Caller, Role};
@@ -68,6 +70,8 @@ pub struct AdminState {
     pub health: Arc<Health>,
     /// Metrics.
     pub metrics: Arc<NodeMetrics>,
+    /// The audit log.
+    pub audit: audit::Audit,
 }
 
 /// The routes. Each group checks its role before anything of the request is read.
@@ -75,7 +79,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
     let viewer = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/v1/node", get(node_info))
-        .route("/v1/regions", get(regions));
+        .route("/v1/regions", get(regions))
+        .route("/v1/audit", get(audit::read));
     let admin = Router::new().route("/v1/players/{player}/kick", post(kick));
     Router::new()
         .route("/healthz", get(healthz))
@@ -317,13 +322,26 @@ fn player_id(text: &str) -> Result<PlayerId, ApiError> {
 
 async fn kick(
     State(state): State<Arc<AdminState>>,
-    Extension(_caller): Extension<Caller>,
+    Extension(caller): Extension<Caller>,
     Path(player): Path<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let player = player_id(&player)?;
     let reason = reason(body.reason)?;
-    run_on_driver(&state, AdminAction::Kick { player, reason })
+    let target = format!("player:{}", player.0);
+    let action = AdminAction::Kick {
+        player,
+        reason: reason.clone(),
+    };
+    state
+        .audit
+        .run(
+            &caller,
+            "player.kick",
+            &target,
+            &reason,
+            run_on_driver(&state, action),
+        )
         .await
         .map(Json)
 }

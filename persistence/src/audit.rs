@@ -1,0 +1,69 @@
+//! The audit log: one record per admin mutation (who, role, action, target, reason,
+//! result, when), written before the mutation is carried out and updated with its
+//! outcome, in the node's store (MongoDB `audit_log`, or the embedded store).
+
+use crate::snapshot::StoreError;
+
+/// Longest field of a record, in bytes.
+pub const AUDIT_FIELD_BYTES_MAX: usize = 1024;
+/// Most records one read returns.
+pub const AUDIT_READ_MAX: usize = 500;
+/// The `result` of a record whose mutation has not completed (yet: or the node stopped
+/// in between, which the record then shows).
+pub const RESULT_STARTED: &str = "started";
+
+/// One admin mutation (serialized as the admin API shows it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    /// Unique, and in time order as text: `<unix ms, 13 digits>-<node>-<sequence>`.
+    pub id: String,
+    /// When it was requested, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The node that carried it out.
+    pub node: String,
+    /// The API key's name.
+    pub who: String,
+    /// The key's role.
+    pub role: String,
+    /// What, e.g. `kick`, `region.assign`, `config.reload`.
+    pub action: String,
+    /// On what, e.g. `player:42`, `region:3`.
+    pub target: String,
+    /// Why, as the caller said.
+    pub reason: String,
+    /// [`RESULT_STARTED`], then `ok` or `refused: <why>`.
+    pub result: String,
+}
+
+impl AuditRecord {
+    /// Makes the id from the time, node and a per-node sequence number.
+    pub fn id_for(at_unix_ms: u64, node: &str, sequence: u64) -> String {
+        format!("{at_unix_ms:013}-{node}-{sequence}")
+    }
+
+    /// Refuses records with a field over [`AUDIT_FIELD_BYTES_MAX`] or an empty id.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let fields = [
+            ("id", &self.id),
+            ("node", &self.node),
+            ("who", &self.who),
+            ("role", &self.role),
+            ("action", &self.action),
+            ("target", &self.target),
+            ("reason", &self.reason),
+            ("result", &self.result),
+        ];
+        if self.id.is_empty() {
+            return Err(StoreError::Invalid("audit record without an id".into()));
+        }
+        for (name, value) in fields {
+            if value.len() > AUDIT_FIELD_BYTES_MAX {
+                return Err(StoreError::Invalid(format!(
+                    "audit {name}: {} bytes; at most {AUDIT_FIELD_BYTES_MAX}",
+                    value.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
