@@ -18,5 +18,6 @@ mod persistence;
 mod private_mongo;
 mod private_redis;
 mod region_snapshots;
+mod reload;
 mod sans_io;
 mod sessions;

@@ -58,8 +58,15 @@ pub(crate) fn start_node(
     config.node.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.node.sim_threads = 1;
     tweak(&mut config);
-    RunningNode::start_configured(Arc::new(config), &ServeOptions { ticks: None, seed })
-        .expect("node starts")
+    RunningNode::start_configured(
+        Arc::new(config),
+        &ServeOptions {
+            ticks: None,
+            seed,
+            config_dir: None,
+        },
+    )
+    .expect("node starts")
 }
 
 /// Gives the node of data dir `to` the dev credentials of the node of `from` (as a

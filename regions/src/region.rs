@@ -225,6 +225,20 @@ impl Region {
         })
     }
 
+    /// Runs the region on `config` from its next step: a reloaded balance (stats,
+    /// formulas, spawn counts). The world and the lists entities refer to by index
+    /// (archetypes, spawn tables) must be the ones the region was made with.
+    pub fn set_config(&mut self, config: Arc<Config>) {
+        let running = &self.world.resource::<SimConfig>().0;
+        debug_assert!(
+            running.world == config.world
+                && running.balance.archetypes.len() == config.balance.archetypes.len()
+                && running.balance.spawn_tables.len() == config.balance.spawn_tables.len(),
+            "a reload must keep the world, archetypes and spawn tables"
+        );
+        self.world.insert_resource(SimConfig(config));
+    }
+
     /// The region's id.
     pub fn id(&self) -> RegionId {
         self.id

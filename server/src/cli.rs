@@ -187,8 +187,16 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             ticks,
             seed,
         } => {
+            let config_dir = config.clone();
             let config = load_config(config.as_deref())?;
-            run_node(config, &ServeOptions { ticks, seed })?;
+            run_node(
+                config,
+                &ServeOptions {
+                    ticks,
+                    seed,
+                    config_dir,
+                },
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bots {

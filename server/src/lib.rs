@@ -16,6 +16,7 @@ pub mod local;
 pub mod net;
 pub mod node;
 pub mod players;
+pub mod reload;
 pub mod serve;
 pub mod sim;
 pub mod snapshots;

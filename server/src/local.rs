@@ -171,6 +171,14 @@ impl LocalRegions {
         routed
     }
 
+    /// Runs every region on `config` from its next step (a reloaded balance; the world
+    /// must be the one the regions were made with).
+    pub fn set_config(&mut self, config: Arc<Config>) {
+        for region in &mut self.regions {
+            region.set_config(config.clone());
+        }
+    }
+
     /// How long each region's last step took (measured at this IO edge, not by the
     /// simulation, which reads no clock).
     pub fn step_durations(&self) -> impl Iterator<Item = (RegionId, Duration)> + '_ {

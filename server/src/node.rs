@@ -136,6 +136,11 @@ pub enum AdminAction {
         /// Shown to the player.
         reason: String,
     },
+    /// Run on `config` (a new balance) from the next tick on.
+    Reload {
+        /// The running config with the new balance.
+        config: Arc<Config>,
+    },
 }
 
 /// Where a login landed.
@@ -405,6 +410,13 @@ impl Driver {
                 }));
                 self.remove_player(player);
                 Ok(serde_json::json!({ "player": player.0, "kicked": true }))
+            }
+            AdminAction::Reload { config } => {
+                self.local.set_config(config.clone());
+                self.config = config;
+                // Commands are applied before the regions step: the tick about to run is
+                // the first on the new balance.
+                Ok(serde_json::json!({ "applied": true, "from_tick": self.current_tick() + 1 }))
             }
         }
     }

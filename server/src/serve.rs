@@ -24,6 +24,7 @@ use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
 use crate::node::{Command, Driver, NodeHandle};
 use crate::players::{Players, SaveStats};
+use crate::reload::{self, ReloadSource, Reloader};
 use crate::sim::percentile;
 use crate::snapshots::{SnapshotStats, Snapshots};
 use tessera_persistence::embedded::EmbeddedStore;
@@ -102,6 +103,9 @@ pub struct ServeOptions {
     pub ticks: Option<u64>,
     /// Seed of every region's RNG.
     pub seed: u64,
+    /// The config directory the node was loaded from: its `balance.toml` is watched and
+    /// reloaded (`None`: the embedded default, nothing to reload).
+    pub config_dir: Option<std::path::PathBuf>,
 }
 
 /// How often the driver publishes its status (region load, counters) for the admin API
@@ -124,6 +128,8 @@ pub struct RunningNode {
     pub gauges: Arc<NodeGauges>,
     stop: Arc<AtomicBool>,
     node: NodeHandle,
+    /// The watch on balance.toml (dropped with the node).
+    _watch: Option<reload::Watch>,
     driver: Option<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     runtime: Option<tokio::runtime::Runtime>,
@@ -241,6 +247,32 @@ impl RunningNode {
             probes,
             store: probe_store.clone(),
         }));
+        let reloader = Arc::new(Reloader::new(
+            options.config_dir.clone().map(|dir| ReloadSource {
+                dir,
+                env: tessera_shared::config::process_env().unwrap_or_default(),
+            }),
+            config.clone(),
+            node.clone(),
+            health.clone(),
+            metrics.clone(),
+        ));
+        let audit = Arc::new(admin::Audit::new(
+            probe_store.clone(),
+            config.node.name.clone(),
+        ));
+        let watch = match reloader.source() {
+            Some(source) => {
+                let file = source.balance_file();
+                let (watch, notices) =
+                    reload::watch(&file).with_context(|| format!("watching {}", file.display()))?;
+                let _guard = runtime.enter();
+                tokio::spawn(reload::follow(notices, reloader.clone(), audit.clone()));
+                tracing::info!(file = %file.display(), "watching balance.toml for changes");
+                Some(watch)
+            }
+            None => None,
+        };
         let keys = ApiKeys::load(
             config.node.admin.keys_file.as_deref(),
             config.node.mode == NodeMode::Dev,
@@ -267,7 +299,8 @@ impl RunningNode {
                     board: board.clone(),
                     health,
                     metrics: metrics.clone(),
-                    audit: admin::Audit::new(probe_store.clone(), config.node.name.clone()),
+                    audit,
+                    reloader,
                 }),
             );
         }
@@ -309,6 +342,7 @@ impl RunningNode {
             addr,
             admin_addr,
             board,
+            _watch: watch,
             cert_der,
             stats,
             gauges,

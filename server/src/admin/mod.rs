@@ -71,7 +71,9 @@ pub struct AdminState {
     /// Metrics.
     pub metrics: Arc<NodeMetrics>,
     /// The audit log.
-    pub audit: audit::Audit,
+    pub audit: Arc<audit::Audit>,
+    /// Balance reloads.
+    pub reloader: Arc<crate::reload::Reloader>,
 }
 
 /// The routes. Each group checks its role before anything of the request is read.
@@ -81,7 +83,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/node", get(node_info))
         .route("/v1/regions", get(regions))
         .route("/v1/audit", get(audit::read));
-    let admin = Router::new().route("/v1/players/{player}/kick", post(kick));
+    let admin = Router::new()
+        .route("/v1/players/{player}/kick", post(kick))
+        .route("/v1/config/reload", post(reload_balance));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
@@ -341,6 +345,25 @@ async fn kick(
             &target,
             &reason,
             run_on_driver(&state, action),
+        )
+        .await
+        .map(Json)
+}
+
+async fn reload_balance(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reason = reason(body.reason)?;
+    state
+        .audit
+        .run(
+            &caller,
+            "config.reload",
+            "balance.toml",
+            &reason,
+            state.reloader.reload(),
         )
         .await
         .map(Json)

@@ -32,7 +32,7 @@ pub enum NodeMode {
 }
 
 /// `tessera.toml`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NodeConfig {
     /// `[node] name`: shown in logs, metrics and the admin API. 1 to 64 chars of `[A-Za-z0-9_.-]`.
     pub name: String,
@@ -138,7 +138,7 @@ pub struct TlsConfig {
 }
 
 /// `world.toml`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WorldConfig {
     /// `[world] name`: 1 to 64 characters, no control characters.
     pub name: String,
@@ -167,7 +167,7 @@ impl WorldConfig {
 }
 
 /// `[interest]` of `world.toml`: what each observer sees. Every key is required.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InterestConfig {
     /// `enter_radius_m`: an entity becomes visible when it comes this close. 1 to 10_000.
     pub enter_radius_m: f32,
@@ -186,7 +186,7 @@ pub struct InterestConfig {
 ///
 /// Every key is optional; an absent key takes its value from [`WorldLimits::DEFAULT`]
 /// (200_000 / 2_000 / 8_192 / 1_024, in field order).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WorldLimits {
     /// `entities_per_region_max`: spawns and handoffs beyond this are refused. 1 to 1_000_000.
     pub entities_per_region_max: u32,
@@ -199,7 +199,7 @@ pub struct WorldLimits {
 }
 
 /// One region: its id, area and NPC population.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RegionDef {
     /// Unique id, 1 to [`RegionId::MAX`] (8,388,607).
     pub id: RegionId,

@@ -1,0 +1,312 @@
+//! Hot reload of `balance.toml`: designers' edits take effect without a restart.
+//!
+//! A reload (from the file watch or `POST /v1/config/reload`) loads the whole config
+//! directory again, exactly as at start (same environment overrides), and takes only its
+//! balance: `tessera.toml` and `world.toml` are fixed for the node's life (a changed
+//! `world.toml` refuses the reload: the two would disagree; a changed `tessera.toml` is
+//! reported and left for a restart). The new balance must keep the archetypes and spawn
+//! tables the running world refers to by index (names and order); everything else
+//! (stats, speeds, cooldowns, formulas, spawn counts) may change. The driver swaps it in
+//! between two ticks, so every region runs each tick wholly on one balance. A refused file
+//! changes nothing: the running config stays, and `/readyz` shows why.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_shared::config::{self, Config};
+use tokio::sync::mpsc;
+
+/// How long the file watch waits for writes to settle before reloading (editors save in
+/// several steps, some by rename).
+pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
+/// File-change notices queued for the reload task; more while one is queued are merged.
+const WATCH_QUEUE_LEN_MAX: usize = 1;
+
+/// Where the running config came from, to load it again.
+#[derive(Clone, Debug)]
+pub struct ReloadSource {
+    /// The config directory.
+    pub dir: PathBuf,
+    /// The environment overrides it was loaded with.
+    pub env: Vec<(String, String)>,
+}
+
+/// A balance ready to apply.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The running config with the new balance.
+    pub config: Arc<Config>,
+    /// What the reload did not apply (a changed `tessera.toml`).
+    pub notes: Vec<String>,
+}
+
+impl ReloadSource {
+    /// The config in the directory again, as a new balance for `running`; or why not.
+    pub fn load(&self, running: &Config) -> Result<Reloaded, String> {
+        let new = config::load_dir_with_env(&self.dir, self.env.clone())
+            .map_err(|errors| errors.to_string())?;
+        compatible(running, &new)?;
+        let mut notes = Vec::new();
+        if new.node != running.node {
+            notes.push("tessera.toml changed: restart the node to apply it".to_owned());
+        }
+        Ok(Reloaded {
+            config: Arc::new(Config {
+                node: running.node.clone(),
+                world: running.world.clone(),
+                balance: new.balance,
+            }),
+            notes,
+        })
+    }
+
+    /// The `balance.toml` being watched.
+    pub fn balance_file(&self) -> PathBuf {
+        self.dir.join("balance.toml")
+    }
+}
+
+/// Whether `new`'s balance can replace `running`'s in a running world.
+fn compatible(running: &Config, new: &Config) -> Result<(), String> {
+    if new.world != running.world {
+        return Err(
+            "world.toml changed: restart the node to apply it (balance.toml not applied)".into(),
+        );
+    }
+    let names = |c: &Config| -> Vec<String> {
+        c.balance
+            .archetypes
+            .iter()
+            .map(|a| a.name.clone())
+            .collect()
+    };
+    if names(new) != names(running) {
+        return Err(format!(
+            "balance.toml: the archetypes must stay the same while the world runs (entities refer to them); running: {}; new: {}",
+            names(running).join(", "),
+            names(new).join(", ")
+        ));
+    }
+    if new.balance.player_archetype != running.balance.player_archetype {
+        return Err("balance.toml: [player] archetype cannot change while the world runs".into());
+    }
+    let tables = |c: &Config| -> Vec<String> {
+        c.balance
+            .spawn_tables
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    };
+    if tables(new) != tables(running) {
+        return Err(format!(
+            "balance.toml: the spawn tables must stay the same while the world runs (regions refer to them); running: {}; new: {}",
+            tables(running).join(", "),
+            tables(new).join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A running file watch; dropping it stops the watch.
+pub type Watch = notify_debouncer_full::Debouncer<
+    notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+/// Watches `file` and sends a notice (merged while one waits) for each settled change.
+pub fn watch(file: &Path) -> anyhow::Result<(Watch, mpsc::Receiver<()>)> {
+    use notify::RecursiveMode;
+    use notify_debouncer_full::new_debouncer;
+    let (tx, rx) = mpsc::channel(WATCH_QUEUE_LEN_MAX);
+    let name = file.file_name().map(|n| n.to_owned());
+    let mut debouncer = new_debouncer(
+        WATCH_DEBOUNCE,
+        None,
+        move |events: notify_debouncer_full::DebounceEventResult| {
+            let ours = match events {
+                Ok(events) => events
+                    .iter()
+                    .flat_map(|e| e.paths.iter())
+                    .any(|p| p.file_name() == name.as_deref()),
+                Err(_) => false,
+            };
+            if ours {
+                // Full: a reload is already queued, and it will read the newest file.
+                let _ = tx.try_send(());
+            }
+        },
+    )?;
+    // The directory, not the file: an editor's save-by-rename replaces the file.
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    debouncer.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok((debouncer, rx))
+}
+
+/// Carries out reloads: loads, checks, hands the balance to the driver, and records the
+/// outcome for `/readyz`, metrics and logs. One at a time.
+#[derive(Debug)]
+pub struct Reloader {
+    source: Option<ReloadSource>,
+    running: tokio::sync::Mutex<Arc<Config>>,
+    node: crate::node::NodeHandle,
+    health: Arc<crate::admin::health::Health>,
+    metrics: Arc<crate::admin::metrics::NodeMetrics>,
+}
+
+impl Reloader {
+    /// Reloads from `source` (none: the embedded default, which has no file to reload)
+    /// into the driver behind `node`, which runs `running`.
+    pub fn new(
+        source: Option<ReloadSource>,
+        running: Arc<Config>,
+        node: crate::node::NodeHandle,
+        health: Arc<crate::admin::health::Health>,
+        metrics: Arc<crate::admin::metrics::NodeMetrics>,
+    ) -> Reloader {
+        Reloader {
+            source,
+            running: tokio::sync::Mutex::new(running),
+            node,
+            health,
+            metrics,
+        }
+    }
+
+    /// The reload source, if any.
+    pub fn source(&self) -> Option<&ReloadSource> {
+        self.source.as_ref()
+    }
+
+    /// Reloads `balance.toml` now: applied at the next tick boundary, or refused with the
+    /// running config kept.
+    pub async fn reload(&self) -> Result<serde_json::Value, crate::admin::ApiError> {
+        use crate::admin::ApiError;
+        let Some(source) = &self.source else {
+            return Err(ApiError::conflict(
+                "this node runs the embedded default config: start it with --config DIR to reload DIR/balance.toml",
+            ));
+        };
+        let mut running = self.running.lock().await;
+        let outcome = match source.load(&running) {
+            Err(error) => Err(ApiError::unprocessable(error)),
+            Ok(reloaded) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let action = crate::node::AdminAction::Reload {
+                    config: reloaded.config.clone(),
+                };
+                match self
+                    .node
+                    .try_send(crate::node::Command::Admin { action, reply })
+                {
+                    Err(_) => Err(ApiError::unavailable("the node is saturated; retry", 1)),
+                    Ok(()) => {
+                        match tokio::time::timeout(crate::admin::DRIVER_REPLY_TIMEOUT, answer).await
+                        {
+                            Ok(Ok(Ok(mut applied))) => {
+                                *running = reloaded.config;
+                                applied["notes"] = serde_json::json!(reloaded.notes);
+                                Ok(applied)
+                            }
+                            Ok(Ok(Err(e))) => Err(e),
+                            _ => Err(ApiError::unavailable("the tick driver did not answer", 1)),
+                        }
+                    }
+                }
+            }
+        };
+        let applied = outcome.is_ok();
+        self.metrics.count_reload(applied);
+        *self
+            .health
+            .last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::health::ReloadOutcome {
+            applied,
+            error: outcome.as_ref().err().map(|e| e.message.clone()),
+            at_unix_s: crate::auth::unix_now_s(),
+        });
+        match &outcome {
+            Ok(applied) => tracing::info!(%applied, "balance.toml reloaded"),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "balance.toml reload refused; the running config is kept")
+            }
+        }
+        outcome
+    }
+}
+
+/// Reloads on every notice of the file watch (audited as `file-watch`).
+pub async fn follow(
+    mut notices: mpsc::Receiver<()>,
+    reloader: Arc<Reloader>,
+    audit: Arc<crate::admin::Audit>,
+) {
+    let watcher = crate::admin::keys::Caller {
+        name: "file-watch".into(),
+        role: crate::admin::keys::Role::Admin,
+    };
+    while notices.recv().await.is_some() {
+        let _ = audit
+            .run(
+                &watcher,
+                "config.reload",
+                "balance.toml",
+                "the file changed",
+                reloader.reload(),
+            )
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(balance: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "tessera-reload-{}-{}",
+            std::process::id(),
+            balance.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            ("tessera.toml", include_str!("../../config/tessera.toml")),
+            ("world.toml", include_str!("../../config/world.toml")),
+            ("balance.toml", balance),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_new_formula_is_taken_and_an_incompatible_balance_refused() {
+        let running = Config::embedded_default();
+        let shipped = include_str!("../../config/balance.toml");
+        let source = |balance: &str| ReloadSource {
+            dir: dir_with(balance),
+            env: Vec::new(),
+        };
+        // The damage formula changes: taken.
+        let edited = shipped.replacen("damage = ", "damage = \"7\"\n# was: damage = ", 1);
+        let reloaded = source(&edited).load(&running).unwrap();
+        assert!(reloaded.notes.is_empty(), "{:?}", reloaded.notes);
+        assert_eq!(reloaded.config.world, running.world);
+        // Broken: the loader's errors, with positions.
+        let broken = shipped.replacen("damage = ", "damage = \"pow(2)\"\n# was: damage = ", 1);
+        let err = source(&broken).load(&running).unwrap_err();
+        assert!(
+            err.contains("balance.toml:") && err.contains("pow"),
+            "{err}"
+        );
+        // An archetype renamed: refused, saying why.
+        let renamed = shipped.replacen("[archetypes.wolf]", "[archetypes.wolff]", 1);
+        let renamed = renamed.replace("archetype = \"wolf\"", "archetype = \"wolff\"");
+        let err = source(&renamed).load(&running).unwrap_err();
+        assert!(err.contains("archetypes must stay the same"), "{err}");
+    }
+}
