@@ -33,7 +33,7 @@ const STEP_M: f32 = 0.25;
 
 /// A node of the test cluster in `dir`, holding `regions`, with no NPCs (nothing kills
 /// the players and sends them to a respawn point).
-fn start(
+pub(crate) fn start(
     dir: std::path::PathBuf,
     regions: &[u32],
     redis: &str,
@@ -72,23 +72,32 @@ struct Walk {
     health_drop: f32,
 }
 
+/// Pairs run one at a time: they hold the leases of the same regions in the one test
+/// Redis.
+static ONE_PAIR_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Two nodes sharing the test Redis and a fresh MongoDB database: A holds regions 1 and
 /// 3, B holds 2 and 4 (the default world's 2 x 2 grid; 1 and 2 meet at [`BORDER_X`]).
-struct Pair {
-    a: TestNode,
-    b: TestNode,
-    mongo: String,
-    database: String,
-    runtime: tokio::runtime::Runtime,
+pub(crate) struct Pair {
+    pub(crate) a: TestNode,
+    pub(crate) b: TestNode,
+    pub(crate) mongo: String,
+    pub(crate) database: String,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    _alone: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Pair {
     /// The pair, or `None` (skipped, saying so) without the services outside CI.
-    fn start(test: &str) -> Option<Pair> {
+    pub(crate) fn start(test: &str) -> Option<Pair> {
         let (Some(redis), Some(mongo)) = (services::redis_url(test), services::mongo_uri(test))
         else {
             return None;
         };
+        // A test that failed holding it poisons it; the next one may still run.
+        let alone = ONE_PAIR_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let database = unique("tessera_cluster");
         let a_dir = std::env::temp_dir().join(unique("tessera-cluster-a"));
         let a = start(
@@ -113,20 +122,21 @@ impl Pair {
             mongo,
             database,
             runtime,
+            _alone: alone,
         })
     }
 
-    fn a(&self) -> &RunningNode {
+    pub(crate) fn a(&self) -> &RunningNode {
         self.a.node.as_ref().unwrap()
     }
 
-    fn b(&self) -> &RunningNode {
+    pub(crate) fn b(&self) -> &RunningNode {
         self.b.node.as_ref().unwrap()
     }
 
     /// Saves each named player at its position with full health, as if it had logged
     /// out there.
-    fn save_at(&self, players: impl IntoIterator<Item = (String, Vec2)>) {
+    pub(crate) fn save_at(&self, players: impl IntoIterator<Item = (String, Vec2)>) {
         self.runtime.block_on(async {
             let store = MongoStore::connect(&self.mongo, &self.database)
                 .await
@@ -146,7 +156,7 @@ impl Pair {
     }
 
     /// A client config for `name` logging in on `node`.
-    fn login(&self, node: &RunningNode, name: &str) -> ClientConfig {
+    pub(crate) fn login(&self, node: &RunningNode, name: &str) -> ClientConfig {
         ClientConfig::new(
             node.addr,
             "localhost",

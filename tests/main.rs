@@ -17,6 +17,7 @@ mod net;
 mod persistence;
 mod private_mongo;
 mod private_redis;
+mod region_control;
 mod region_snapshots;
 mod reload;
 mod sans_io;

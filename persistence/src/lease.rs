@@ -269,6 +269,10 @@ impl RedisLeases {
     }
 }
 
+fn assignments_key(node: &str) -> String {
+    format!("tessera:node:{node}:assignments")
+}
+
 fn node_key(holder: &str) -> String {
     format!("tessera:node:{holder}:addr")
 }
@@ -290,6 +294,52 @@ impl RedisLeases {
             .arg(ttl_ms(ttl))
             .query_async::<()>(&mut self.commands.clone())
             .await
+            .map_err(unavailable)
+    }
+
+    /// Asks node `node` to take `region` (a transfer): it looks for such requests with
+    /// [`RedisLeases::assignments_for`] and takes the region once its lease is free. The
+    /// node's requests lapse `ttl` after the last one.
+    pub async fn request_assignment(
+        &self,
+        region: RegionId,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<(), LeaseError> {
+        check(node, ttl)?;
+        redis::pipe()
+            .atomic()
+            .cmd("SADD")
+            .arg(assignments_key(node))
+            .arg(region.0)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(assignments_key(node))
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .query_async::<()>(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The regions node `node` is asked to take (one round trip).
+    pub async fn assignments_for(&self, node: &str) -> Result<Vec<RegionId>, LeaseError> {
+        let ids: Vec<u32> = redis::cmd("SMEMBERS")
+            .arg(assignments_key(node))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(ids.into_iter().map(RegionId).collect())
+    }
+
+    /// Withdraws the request that `node` take `region` (it did, or gave up).
+    pub async fn clear_assignment(&self, region: RegionId, node: &str) -> Result<(), LeaseError> {
+        redis::cmd("SREM")
+            .arg(assignments_key(node))
+            .arg(region.0)
+            .query_async::<u64>(&mut self.commands.clone())
+            .await
+            .map(|_| ())
             .map_err(unavailable)
     }
 

@@ -28,7 +28,8 @@
 //!   near the border the ghosts within its enter radius. Ghosts are read-only: they are
 //!   not in the simulation, so nothing here can move, hit or see them as targets.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -178,6 +179,183 @@ impl ClusterLink {
     }
 }
 
+/// The regions this node holds under leases, shared by the cluster's tasks (the renewer
+/// renews them all; the receiver, the directory and the ghost follower work from the
+/// active ones) and by region control, which adds and removes them at run time.
+#[derive(Debug, Default)]
+pub struct Holdings {
+    /// Leases held, and whether the driver steps the region (a region is leased before it
+    /// is loaded, and stays leased while its final snapshot is written).
+    leases: Mutex<BTreeMap<RegionId, (Lease, bool)>>,
+    /// Bumped when the set of active regions changes.
+    version: AtomicU64,
+}
+
+impl Holdings {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<RegionId, (Lease, bool)>> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The regions the driver steps.
+    pub fn active(&self) -> Vec<RegionId> {
+        self.lock()
+            .iter()
+            .filter(|(_, (_, active))| *active)
+            .map(|(&r, _)| r)
+            .collect()
+    }
+
+    /// Every leased region.
+    pub fn leased(&self) -> Vec<RegionId> {
+        self.lock().keys().copied().collect()
+    }
+
+    /// The lease of `region`, if held.
+    pub fn lease(&self, region: RegionId) -> Option<Lease> {
+        self.lock().get(&region).map(|(l, _)| l.clone())
+    }
+
+    /// Holds `lease`, active or not.
+    pub fn insert(&self, lease: Lease, active: bool) {
+        self.lock().insert(lease.region, (lease, active));
+        self.version.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+
+    /// Marks `region` stepped by the driver (true) or not.
+    pub fn set_active(&self, region: RegionId, active: bool) {
+        if let Some(entry) = self.lock().get_mut(&region) {
+            entry.1 = active;
+        }
+        self.version.fetch_add(1, AtomicOrdering::Relaxed);
+    }
+
+    /// Stops holding `region`; returns its lease.
+    pub fn remove(&self, region: RegionId) -> Option<Lease> {
+        let lease = self.lock().remove(&region).map(|(l, _)| l);
+        self.version.fetch_add(1, AtomicOrdering::Relaxed);
+        lease
+    }
+
+    /// Replaces a renewed lease (unless the region was let go meanwhile).
+    fn renewed(&self, lease: Lease) {
+        if let Some(entry) = self.lock().get_mut(&lease.region)
+            && entry.0.epoch == lease.epoch
+        {
+            entry.0 = lease;
+        }
+    }
+
+    /// Changes with every change of the active set.
+    pub fn version(&self) -> u64 {
+        self.version.load(AtomicOrdering::Relaxed)
+    }
+}
+
+/// How long a node asked to take a region (a transfer) may take to do it.
+pub const ASSIGNMENT_TTL: Duration = Duration::from_secs(30);
+/// How long taking a region at run time waits for its lease to be free.
+pub const TAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Region control's side of the cluster: take and give up leases at run time, ask
+/// another node to take a region.
+#[derive(Debug, Clone)]
+pub struct ClusterControl {
+    leases: RedisLeases,
+    /// The held regions.
+    pub holdings: Arc<Holdings>,
+    node: String,
+}
+
+impl ClusterControl {
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Takes `region`'s lease with an epoch of at least `min_epoch`, waiting up to
+    /// [`TAKE_TIMEOUT`] for a lapsing one; held, not yet active. `Err` names the holder.
+    pub async fn take(&self, region: RegionId, min_epoch: u64) -> Result<Lease, String> {
+        let deadline = Instant::now() + TAKE_TIMEOUT;
+        let lease = take_lease(&self.leases, &self.node, region, min_epoch, deadline).await?;
+        self.holdings.insert(lease.clone(), false);
+        Ok(lease)
+    }
+
+    /// Gives up `region`'s lease (its state is durable elsewhere by now).
+    pub async fn give_up(&self, region: RegionId) {
+        if let Some(lease) = self.holdings.remove(region)
+            && let Err(e) = self.leases.release(&lease).await
+        {
+            // It lapses within LEASE_TTL anyway.
+            tracing::warn!(region = region.0, error = %e, "lease release failed; it will lapse");
+        }
+    }
+
+    /// Who holds `region`, if anyone.
+    pub async fn holder(&self, region: RegionId) -> Option<String> {
+        self.leases
+            .holder(region)
+            .await
+            .ok()
+            .flatten()
+            .map(|(n, _)| n)
+    }
+
+    /// Asks node `to` to take `region` within [`ASSIGNMENT_TTL`].
+    pub async fn request_assignment(&self, region: RegionId, to: &str) -> Result<(), String> {
+        self.leases
+            .request_assignment(region, to, ASSIGNMENT_TTL)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The regions another node asked this one to take.
+    pub async fn assigned_to_me(&self) -> Vec<RegionId> {
+        self.leases
+            .assignments_for(&self.node)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Whether node `name` is alive (it advertised its address within the lease TTL).
+    pub async fn is_live(&self, name: &str) -> bool {
+        matches!(self.leases.address_of(name).await, Ok(Some(_)))
+    }
+
+    /// Withdraws the request that this node take `region`.
+    pub async fn clear_assignment(&self, region: RegionId) {
+        let _ = self.leases.clear_assignment(region, &self.node).await;
+    }
+}
+
+/// Takes `region`'s lease for `node` with an epoch of at least `min_epoch`, retrying
+/// until `deadline` while another holder's lease lapses or Redis is unavailable. `Err`
+/// names the holder.
+async fn take_lease(
+    leases: &RedisLeases,
+    node: &str,
+    region: RegionId,
+    min_epoch: u64,
+    deadline: Instant,
+) -> Result<Lease, String> {
+    loop {
+        match leases.acquire(region, node, LEASE_TTL, min_epoch).await {
+            Ok(Some(lease)) => return Ok(lease),
+            Ok(None) | Err(LeaseError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(None) => {
+                let holder = leases.holder(region).await.ok().flatten();
+                return Err(match holder {
+                    Some((holder, _)) => format!("region {} is held by {holder}", region.0),
+                    None => format!("region {}'s lease could not be taken", region.0),
+                });
+            }
+            Err(e) => return Err(format!("taking the lease of region {}: {e}", region.0)),
+        }
+    }
+}
+
 /// Redis leases and bus of a cluster node, before it starts.
 pub struct Cluster {
     leases: RedisLeases,
@@ -210,50 +388,30 @@ impl Cluster {
         let deadline = Instant::now() + ACQUIRE_TIMEOUT;
         let mut leases = Vec::with_capacity(min_epochs.len());
         for (&region, &min_epoch) in min_epochs {
-            loop {
-                match self
-                    .leases
-                    .acquire(region, &self.node, LEASE_TTL, min_epoch)
-                    .await
-                {
-                    Ok(Some(lease)) => {
-                        leases.push(lease);
-                        break;
-                    }
-                    Ok(None) | Err(LeaseError::Unavailable(_)) if Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Ok(None) => {
-                        let holder = self.leases.holder(region).await.ok().flatten();
-                        anyhow::bail!(
-                            "region {} is held by {:?}; not taken within {ACQUIRE_TIMEOUT:?}",
-                            region.0,
-                            holder.map(|h| h.0)
-                        );
-                    }
-                    Err(e) => anyhow::bail!("taking the lease of region {}: {e}", region.0),
-                }
-            }
+            let lease = take_lease(&self.leases, &self.node, region, min_epoch, deadline)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e} (waited up to {ACQUIRE_TIMEOUT:?})"))?;
+            leases.push(lease);
         }
         Ok(leases)
     }
 
     /// Starts the cluster's tasks on the current runtime for the `held` leases of
-    /// `config`'s world, advertising `addr`; returns the driver's side. The other regions
-    /// are looked up in the directory; those bordering a held one send ghosts.
-    pub fn start(self, config: &Config, held: Vec<Lease>, addr: String) -> ClusterLink {
-        let regions: Vec<RegionId> = held.iter().map(|l| l.region).collect();
-        let others: Vec<RegionId> = config
-            .world
-            .regions
-            .iter()
-            .map(|r| r.id)
-            .filter(|r| !regions.contains(r))
-            .collect();
-        let borders = borders(config, &regions);
-        let mut neighbours: Vec<RegionId> = borders.iter().map(|b| b.remote).collect();
-        neighbours.sort_unstable();
-        neighbours.dedup();
+    /// `config`'s world, advertising `addr`; returns the driver's side and region
+    /// control's. The other regions are looked up in the directory; those bordering a held
+    /// one send ghosts.
+    pub fn start(
+        self,
+        config: &Config,
+        held: Vec<Lease>,
+        addr: String,
+    ) -> (ClusterLink, ClusterControl) {
+        let holdings = Arc::new(Holdings::default());
+        for lease in held {
+            holdings.insert(lease, true);
+        }
+        let world: Vec<RegionId> = config.world.regions.iter().map(|r| r.id).collect();
+        let borders = borders(config, &holdings.active());
         let (outbound, outbound_rx) = mpsc::channel(HANDOFFS_OUT_LEN_MAX);
         let (ghosts_out, ghosts_rx) = mpsc::channel(GHOSTS_OUT_LEN_MAX);
         let ghosts = Arc::new(GhostBoard::default());
@@ -263,44 +421,56 @@ impl Cluster {
         let lost = Arc::new(Mutex::new(HashSet::new()));
         tokio::spawn(renew_leases(
             self.leases.clone(),
-            held,
+            holdings.clone(),
             self.node.clone(),
             addr,
             lost.clone(),
         ));
         tokio::spawn(refresh_directory(
             self.leases.clone(),
-            others,
+            world,
+            holdings.clone(),
             directory.clone(),
         ));
         tokio::spawn(publish(self.bus.clone(), outbound_rx, ghosts_rx));
-        if !neighbours.is_empty() {
-            tokio::spawn(follow_ghosts(self.bus.clone(), neighbours, ghosts.clone()));
-        }
+        tokio::spawn(follow_ghosts(
+            self.bus.clone(),
+            config.clone(),
+            holdings.clone(),
+            ghosts.clone(),
+        ));
         tokio::spawn(receive_handoffs(
             self.bus,
-            regions,
-            self.node,
+            holdings.clone(),
+            self.node.clone(),
             inbound_tx,
             acks_rx,
             lost.clone(),
         ));
-        ClusterLink {
-            outbound,
-            inbound,
-            acks,
-            directory,
-            lost,
-            ghosts_out,
-            ghosts,
-            borders,
-        }
+        let control = ClusterControl {
+            leases: self.leases,
+            holdings,
+            node: self.node,
+        };
+        (
+            ClusterLink {
+                outbound,
+                inbound,
+                acks,
+                directory,
+                lost,
+                ghosts_out,
+                ghosts,
+                borders,
+            },
+            control,
+        )
     }
 }
 
 async fn renew_leases(
     leases: RedisLeases,
-    mut held: Vec<Lease>,
+    holdings: Arc<Holdings>,
     node: String,
     addr: String,
     lost: Arc<Mutex<HashSet<RegionId>>>,
@@ -309,26 +479,36 @@ async fn renew_leases(
         if let Err(e) = leases.advertise(&node, &addr, LEASE_TTL).await {
             tracing::warn!(error = %e, "could not advertise the node's address");
         }
-        let mut kept = Vec::with_capacity(held.len());
+        let held: Vec<Lease> = holdings
+            .leased()
+            .into_iter()
+            .filter_map(|r| holdings.lease(r))
+            .collect();
         for lease in held {
             match leases.renew(&lease).await {
-                Ok(Some(renewed)) => kept.push(renewed),
-                Ok(None) => lose(&lost, lease.region, "taken or expired"),
+                Ok(Some(renewed)) => holdings.renewed(renewed),
+                Ok(None) => {
+                    holdings.remove(lease.region);
+                    lose(&lost, lease.region, "taken or expired");
+                }
                 Err(e) if lease.must_stop(Instant::now()) => {
+                    holdings.remove(lease.region);
                     lose(&lost, lease.region, &e.to_string());
                 }
                 Err(e) => {
                     tracing::warn!(region = lease.region.0, error = %e, "lease renewal failed; retrying");
-                    kept.push(lease);
                 }
             }
         }
-        held = kept;
-        let next = held
-            .iter()
-            .map(Lease::renew_due)
+        let next = holdings
+            .leased()
+            .into_iter()
+            .filter_map(|r| holdings.lease(r))
+            .map(|l| l.renew_due())
             .min()
             .unwrap_or_else(|| Instant::now() + LEASE_TTL / 3);
+        // A region taken meanwhile is renewed within this bound too.
+        let next = next.min(Instant::now() + LEASE_TTL / 6);
         tokio::time::sleep_until(next.max(Instant::now() + Duration::from_millis(50)).into()).await;
     }
 }
@@ -346,13 +526,15 @@ fn lose(lost: &Mutex<HashSet<RegionId>>, region: RegionId, why: &str) {
 
 async fn refresh_directory(
     leases: RedisLeases,
-    regions: Vec<RegionId>,
+    world: Vec<RegionId>,
+    holdings: Arc<Holdings>,
     directory: Arc<RwLock<HashMap<RegionId, String>>>,
 ) {
     loop {
-        let mut found = HashMap::with_capacity(regions.len());
+        let held = holdings.leased();
+        let mut found = HashMap::with_capacity(world.len());
         let mut addresses: HashMap<String, Option<String>> = HashMap::new();
-        for &region in &regions {
+        for &region in world.iter().filter(|r| !held.contains(r)) {
             let Ok(Some((holder, _))) = leases.holder(region).await else {
                 continue;
             };
@@ -430,35 +612,64 @@ async fn publish(
     }
 }
 
-/// Keeps the newest ghosts of `regions` on `board`.
-async fn follow_ghosts(bus: RedisBus, regions: Vec<RegionId>, board: Arc<GhostBoard>) {
-    let mut delays =
-        crate::players::store_backoff(Duration::from_millis(200), Duration::from_secs(5));
-    let mut feed = loop {
-        match bus.subscribe_ghosts(&regions).await {
-            Ok(feed) => break feed,
-            Err(e) => {
-                tracing::warn!(error = %e, "subscribing to neighbours' ghosts failed; retrying");
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
-            }
+/// Keeps the newest ghosts of the regions bordering the active ones on `board`,
+/// resubscribing when the active regions change.
+async fn follow_ghosts(
+    bus: RedisBus,
+    config: Config,
+    holdings: Arc<Holdings>,
+    board: Arc<GhostBoard>,
+) {
+    loop {
+        let version = holdings.version();
+        let mut neighbours: Vec<RegionId> = borders(&config, &holdings.active())
+            .iter()
+            .map(|b| b.remote)
+            .collect();
+        neighbours.sort_unstable();
+        neighbours.dedup();
+        if neighbours.is_empty() {
+            tokio::time::sleep(DIRECTORY_REFRESH).await;
+            continue;
         }
-    };
-    while let Some(ghost) = feed.recv().await {
-        board
-            .gaps
-            .fetch_add(ghost.gap, std::sync::atomic::Ordering::Relaxed);
-        match decode_ghosts(&ghost.payload) {
-            Some(views) => {
-                board
-                    .by_region
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(ghost.region, (Instant::now(), Arc::new(views)));
+        let mut delays =
+            crate::players::store_backoff(Duration::from_millis(200), Duration::from_secs(5));
+        let mut feed = loop {
+            match bus.subscribe_ghosts(&neighbours).await {
+                Ok(feed) => break feed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "subscribing to neighbours' ghosts failed; retrying");
+                    tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+                }
             }
-            None => {
-                board
-                    .malformed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        loop {
+            let ghost = tokio::select! {
+                ghost = feed.recv() => ghost,
+                _ = tokio::time::sleep(DIRECTORY_REFRESH) => {
+                    if holdings.version() != version {
+                        break; // Other neighbours now: resubscribe.
+                    }
+                    continue;
+                }
+            };
+            let Some(ghost) = ghost else { break };
+            board
+                .gaps
+                .fetch_add(ghost.gap, std::sync::atomic::Ordering::Relaxed);
+            match decode_ghosts(&ghost.payload) {
+                Some(views) => {
+                    board
+                        .by_region
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(ghost.region, (Instant::now(), Arc::new(views)));
+                }
+                None => {
+                    board
+                        .malformed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
     }
@@ -466,7 +677,7 @@ async fn follow_ghosts(bus: RedisBus, regions: Vec<RegionId>, board: Arc<GhostBo
 
 async fn receive_handoffs(
     bus: RedisBus,
-    regions: Vec<RegionId>,
+    holdings: Arc<Holdings>,
     node: String,
     inbound: crossbeam_channel::Sender<Arrival>,
     mut acks: mpsc::Receiver<Delivery>,
@@ -485,7 +696,12 @@ async fn receive_handoffs(
             }
         }
         let lost_now = lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for &region in regions.iter().filter(|r| !lost_now.contains(r)) {
+        // Only regions the driver steps: it could not apply (nor acknowledge) the others'.
+        for region in holdings
+            .active()
+            .into_iter()
+            .filter(|r| !lost_now.contains(r))
+        {
             let room = HANDOFFS_IN_LEN_MAX.saturating_sub(inbound.len());
             if room == 0 {
                 break;

@@ -193,21 +193,51 @@ impl LocalRegions {
         std::mem::take(&mut self.outbound)
     }
 
+    /// Starts stepping `region` (taken at run time). The regions step together, at one
+    /// tick: the newcomer skips forward to the node's tick, or (coming from a node that
+    /// was ahead) the node's regions skip forward to its tick, as time passing with
+    /// nothing happening.
+    pub fn add(&mut self, mut region: Region) {
+        let tick = self
+            .regions
+            .first()
+            .map_or(region.tick(), Region::tick)
+            .max(region.tick());
+        region.skip_to(tick);
+        for held in &mut self.regions {
+            held.skip_to(tick);
+        }
+        self.slot_of.insert(region.id(), self.regions.len());
+        self.regions.push(region);
+        self.inputs.push(TickInput::default());
+        self.step_durations.push(Duration::ZERO);
+    }
+
+    /// `region`, to change between steps.
+    pub fn region_mut(&mut self, id: RegionId) -> Option<&mut Region> {
+        let slot = *self.slot_of.get(&id)?;
+        self.regions.get_mut(slot)
+    }
+
     /// Stops holding `region` (its lease was lost): it is no longer stepped. Returns
     /// whether it was held.
     pub fn remove(&mut self, region: RegionId) -> bool {
-        let Some(slot) = self.slot_of.remove(&region) else {
-            return false;
-        };
+        self.remove_with_input(region).is_some()
+    }
+
+    /// Stops holding `region`, returning the input queued for its next step (handoffs on
+    /// their way in), or `None` if it was not held.
+    pub fn remove_with_input(&mut self, region: RegionId) -> Option<TickInput> {
+        let slot = self.slot_of.remove(&region)?;
         self.regions.remove(slot);
-        self.inputs.remove(slot);
+        let input = self.inputs.remove(slot);
         if slot < self.step_durations.len() {
             self.step_durations.remove(slot);
         }
         for (i, r) in self.regions.iter().enumerate() {
             self.slot_of.insert(r.id(), i);
         }
-        true
+        Some(input)
     }
 
     /// Handoffs routed but not yet applied: entities between two regions.

@@ -33,6 +33,7 @@ use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
 use crate::views::{NextView, ViewChanges, WireTable, wire};
+use tessera_regions::Region;
 use tessera_regions::snapshot::SnapshotEncoder;
 
 /// Commands queued from all sessions to the driver. At ~100 bytes each, 64 MiB at most.
@@ -141,7 +142,28 @@ pub enum AdminAction {
         /// The running config with the new balance.
         config: Arc<Config>,
     },
+    /// Start stepping `region` (restored or new; built off the tick's thread, its
+    /// snapshot encoder already with the writer).
+    Assign {
+        /// The region.
+        region: Box<Region>,
+    },
+    /// Stop stepping `region` after the next tick: its players are handed off into it
+    /// for its next holder and redirected there (`transfer`), or leave, saved, with their
+    /// sessions told why; then its final capture goes to the snapshot writer. Answered
+    /// once the region is out (`final_tick`, `players`).
+    Release {
+        /// The region.
+        region: RegionId,
+        /// Hand the players over (a transfer) rather than let them go.
+        transfer: bool,
+    },
 }
+
+/// How long players of a transferred region wait for its new holder's address before
+/// their sessions end (the new holder takes the region once its final snapshot is
+/// durable: usually well under a second).
+pub const TRANSFER_REDIRECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Where a login landed.
 #[derive(Clone, Copy, Debug)]
@@ -279,6 +301,12 @@ pub struct Driver {
     next_arrival_session: u64,
     /// `[persistence] snapshot_interval_s` in ticks.
     snapshot_interval_ticks: u64,
+    /// Regions to let go after the next step, with their answers.
+    releasing: Vec<(
+        RegionId,
+        bool,
+        oneshot::Sender<Result<serde_json::Value, ApiError>>,
+    )>,
     /// Each region's entities of the tick in wire units (indexed like the regions).
     wire_tables: Vec<WireTable>,
     /// Counters.
@@ -318,6 +346,7 @@ impl Driver {
                 awaiting_arrival: Vec::new(),
                 next_arrival_session: ARRIVAL_SESSIONS_FROM,
                 snapshot_interval_ticks,
+                releasing: Vec::new(),
                 wire_tables: Vec::new(),
                 stats: DriverStats::default(),
             },
@@ -384,6 +413,7 @@ impl Driver {
         self.count_tick(routed, arrivals.len());
         let tick = self.current_tick();
         self.settle_sessions(tick);
+        self.settle_releases(tick);
         self.settle_cluster(arrivals, tick);
         self.save_due_players(tick);
         let started = std::time::Instant::now();
@@ -411,6 +441,20 @@ impl Driver {
                 self.remove_player(player);
                 Ok(serde_json::json!({ "player": player.0, "kicked": true }))
             }
+            AdminAction::Assign { mut region } => {
+                let id = region.id();
+                if self.local.region(id).is_some() {
+                    return Err(ApiError::conflict(format!(
+                        "region {} is held by this node already",
+                        id.0
+                    )));
+                }
+                region.set_config(self.config.clone());
+                self.local.add(*region);
+                self.update_borders();
+                Ok(serde_json::json!({ "region": id.0, "from_tick": self.current_tick() + 1 }))
+            }
+            AdminAction::Release { .. } => unreachable!("answered after the step, in `apply`"),
             AdminAction::Reload { config } => {
                 self.local.set_config(config.clone());
                 self.config = config;
@@ -418,6 +462,94 @@ impl Driver {
                 // the first on the new balance.
                 Ok(serde_json::json!({ "applied": true, "from_tick": self.current_tick() + 1 }))
             }
+        }
+    }
+
+    /// Lets go of the regions whose release was asked for: after their last step, their
+    /// players are handed off into the region (transfer) or leave, saved; the final
+    /// capture goes to the snapshot writer; the region is no longer stepped.
+    fn settle_releases(&mut self, tick: u64) {
+        let releasing = std::mem::take(&mut self.releasing);
+        for (region, transfer, reply) in releasing {
+            // The final capture must not be skipped: wait a tick for room if need be.
+            if self.snapshots.as_ref().is_some_and(|s| !s.has_room_for(1)) {
+                self.releasing.push((region, transfer, reply));
+                continue;
+            }
+            let Some(held) = self.local.region_mut(region) else {
+                let _ = reply.send(Err(ApiError::not_found(format!(
+                    "region {} is no longer held",
+                    region.0
+                ))));
+                continue;
+            };
+            // Everyone in the region, and everyone on the way in from a neighbour here.
+            let mut leaving = held.evacuate(region);
+            let records = held.capture_records();
+            let final_tick = held.tick();
+            if let Some(snapshots) = &self.snapshots {
+                snapshots.offer_records(region, records);
+            }
+            if let Some(input) = self.local.remove_with_input(region) {
+                leaving.extend(
+                    input
+                        .handoffs
+                        .into_iter()
+                        .filter(|h| h.entity.player.is_some()),
+                );
+            }
+            self.update_borders();
+            let players = leaving.len();
+            for record in leaving {
+                let Some(player) = record.entity.player else {
+                    continue;
+                };
+                self.region_of.remove(&player);
+                let view = self.clients.remove(&player);
+                if transfer {
+                    // Like a border crossing into a region held elsewhere: the record goes
+                    // to the region's mail for its next holder, the client follows.
+                    if let Some(view) = view.filter(|v| !v.detached) {
+                        let deadline =
+                            tick + ticks_in(TRANSFER_REDIRECT_WAIT, self.config.world.tick_hz);
+                        self.pending_redirects
+                            .push((player, view, region, deadline));
+                    }
+                    self.outbound_backlog.push(record);
+                } else {
+                    if let Some(view) = view {
+                        let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
+                            reason: KickReason::Shutdown,
+                            message: format!(
+                                "region {} was released by an operator; log in again",
+                                region.0
+                            ),
+                        }));
+                    }
+                    self.send_save(SaveRequest {
+                        player,
+                        state: SavedPlayer {
+                            position: record.entity.position,
+                            health: record.entity.health,
+                        },
+                        done: None,
+                    });
+                }
+            }
+            let _ = reply.send(Ok(serde_json::json!({
+                "region": region.0,
+                "final_tick": final_tick,
+                "players": players,
+                "transfer": transfer,
+            })));
+        }
+    }
+
+    /// The borders between the regions stepped here and the rest (ghosts cross them).
+    fn update_borders(&mut self) {
+        if let Some(cluster) = &mut self.cluster {
+            let held: Vec<RegionId> = self.local.regions().iter().map(|r| r.id()).collect();
+            cluster.borders = crate::cluster::borders(&self.config, &held);
         }
     }
 
@@ -608,6 +740,24 @@ impl Driver {
                 self.stats.counters.redirected += 1;
                 self.remove_player(player);
             }
+            Command::Admin {
+                action: AdminAction::Release { region, transfer },
+                reply,
+            } => {
+                if self.local.region(region).is_none() {
+                    let _ = reply.send(Err(ApiError::not_found(format!(
+                        "region {} is not held by this node",
+                        region.0
+                    ))));
+                } else if self.releasing.iter().any(|(r, _, _)| *r == region) {
+                    let _ = reply.send(Err(ApiError::conflict(format!(
+                        "region {} is being released already",
+                        region.0
+                    ))));
+                } else {
+                    self.releasing.push((region, transfer, reply));
+                }
+            }
             Command::Admin { action, reply } => {
                 let _ = reply.send(self.admin(action));
             }
@@ -797,6 +947,15 @@ impl Driver {
             let Ok(arrival) = cluster.inbound.try_recv() else {
                 break;
             };
+            // Not into a region being let go: left unacknowledged, the bus delivers it
+            // again to the region's next holder.
+            if self
+                .releasing
+                .iter()
+                .any(|(r, _, _)| *r == arrival.record.to)
+            {
+                continue;
+            }
             if let Some(input) = self.local.input_mut(arrival.record.to) {
                 input.handoffs.push(arrival.record);
                 arrivals.push(arrival);

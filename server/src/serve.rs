@@ -20,6 +20,7 @@ use crate::admin::status::{NodeStatus, RegionStatus, StatusBoard};
 use crate::admin::{self, AdminState};
 use crate::auth::{self, TicketKeys, TokenVerifier};
 use crate::cluster::Cluster;
+use crate::control::RegionControl;
 use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
 use crate::node::{Command, Driver, NodeHandle};
@@ -213,9 +214,10 @@ impl RunningNode {
             }
         };
         let (mut driver, node) = restore_regions(&config, options.seed, stored, &held)?;
-        if let Some(link) = cluster {
+        let cluster_control = cluster.map(|(link, control)| {
             driver.join_cluster(link);
-        }
+            control
+        });
         let (players, snapshots) = {
             let _guard = runtime.enter();
             (
@@ -273,6 +275,15 @@ impl RunningNode {
             }
             None => None,
         };
+        let control = Arc::new(RegionControl::new(
+            config.clone(),
+            options.seed,
+            probe_store.clone(),
+            snapshots.clone(),
+            node.clone(),
+            cluster_control,
+        ));
+        runtime.spawn(control.clone().follow_assignments());
         let keys = ApiKeys::load(
             config.node.admin.keys_file.as_deref(),
             config.node.mode == NodeMode::Dev,
@@ -301,6 +312,7 @@ impl RunningNode {
                     metrics: metrics.clone(),
                     audit,
                     reloader,
+                    regions: control,
                 }),
             );
         }

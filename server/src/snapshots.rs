@@ -16,7 +16,7 @@
 //! means another node holds the region now: its pending state is discarded and the region
 //! is counted as fenced.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ impl Pending {
 struct Outbox {
     pending: BTreeMap<RegionId, Pending>,
     /// Regions whose commit the writer is making.
-    in_flight: usize,
+    in_flight: BTreeSet<RegionId>,
     /// Regions another node holds now (a commit was refused for a stale epoch).
     fenced: HashSet<RegionId>,
 }
@@ -87,9 +87,10 @@ struct Outbox {
 pub struct Snapshots {
     outbox: Arc<Mutex<Outbox>>,
     wake: Arc<Notify>,
-    epochs: Arc<BTreeMap<RegionId, u64>>,
-    /// Captures for the encoder thread (none without encoders).
-    jobs: Option<crossbeam_channel::Sender<(RegionId, SnapshotRecords)>>,
+    /// The epoch each held region is committed under (regions come and go at run time).
+    epochs: Arc<Mutex<BTreeMap<RegionId, u64>>>,
+    /// Work for the encoder thread (none if it could not start).
+    jobs: Option<crossbeam_channel::Sender<EncodeJob>>,
     /// Captures handed over and not yet in the outbox.
     encoding: Arc<AtomicUsize>,
     /// Counters.
@@ -109,25 +110,81 @@ impl Snapshots {
         let mut snapshots = Snapshots {
             outbox: Arc::default(),
             wake: Arc::new(Notify::new()),
-            epochs: Arc::new(epochs),
+            epochs: Arc::new(Mutex::new(epochs)),
             jobs: None,
             encoding: Arc::default(),
             stats: Arc::default(),
         };
         tokio::spawn(write_snapshots(store, snapshots.clone()));
-        if !encoders.is_empty() {
-            let encoder = snapshots.clone();
-            let spawned = std::thread::Builder::new()
-                .name("tessera-snapshots".into())
-                .spawn(move || encode_captures(encoder, encoders.into_iter().collect(), queue));
-            match spawned {
-                Ok(_) => snapshots.jobs = Some(jobs),
-                Err(e) => {
-                    tracing::error!(error = %e, "no snapshot encoder thread: regions are not persisted")
-                }
+        let encoder = snapshots.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tessera-snapshots".into())
+            .spawn(move || encode_captures(encoder, encoders.into_iter().collect(), queue));
+        match spawned {
+            Ok(_) => snapshots.jobs = Some(jobs),
+            Err(e) => {
+                tracing::error!(error = %e, "no snapshot encoder thread: regions are not persisted")
             }
         }
         snapshots
+    }
+
+    /// Starts persisting `region` (taken at run time) under `epoch`, with its encoder.
+    pub async fn add_region(&self, region: RegionId, epoch: u64, encoder: SnapshotEncoder) {
+        self.epochs
+            .lock()
+            .expect("epochs lock")
+            .insert(region, epoch);
+        self.outbox
+            .lock()
+            .expect("outbox lock")
+            .fenced
+            .remove(&region);
+        self.send_job(EncodeJob::Add(region, Box::new(encoder)))
+            .await;
+    }
+
+    /// Stops persisting `region` (given up: call once its last capture is durable,
+    /// [`Snapshots::is_region_flushed`]).
+    pub async fn remove_region(&self, region: RegionId) {
+        self.epochs.lock().expect("epochs lock").remove(&region);
+        self.send_job(EncodeJob::Remove(region)).await;
+    }
+
+    /// Queues a job the encoder must not miss, waiting for room.
+    async fn send_job(&self, mut job: EncodeJob) {
+        let Some(jobs) = &self.jobs else { return };
+        loop {
+            match jobs.try_send(job) {
+                Ok(()) => return,
+                Err(crossbeam_channel::TrySendError::Full(back)) => {
+                    job = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+
+    /// Whether `region`'s captures are all durable (nothing of it queued, encoding or
+    /// being committed).
+    pub fn is_region_flushed(&self, region: RegionId) -> bool {
+        let outbox = self.outbox.lock().expect("outbox lock");
+        !outbox.pending.contains_key(&region)
+            && !outbox.in_flight.contains(&region)
+            && self.encoding.load(Ordering::Relaxed) == 0
+    }
+
+    /// Waits (async) up to `timeout` for `region`'s captures to be durable.
+    pub async fn flush_region(&self, region: RegionId, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.is_region_flushed(region) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Whether `n` more captures fit the encoder's queue.
@@ -145,7 +202,7 @@ impl Snapshots {
             return;
         };
         self.encoding.fetch_add(1, Ordering::Relaxed);
-        if jobs.try_send((region, records)).is_err() {
+        if jobs.try_send(EncodeJob::Encode(region, records)).is_err() {
             self.encoding.fetch_sub(1, Ordering::Relaxed);
             tracing::error!(
                 region = region.0,
@@ -157,7 +214,13 @@ impl Snapshots {
     /// Queues `delta` of `region` for commit. Never blocks on the store and never drops:
     /// the delta is merged into the region's pending commit.
     pub fn offer(&self, region: RegionId, delta: SnapshotDelta) {
-        let Some(&epoch) = self.epochs.get(&region) else {
+        let Some(epoch) = self
+            .epochs
+            .lock()
+            .expect("epochs lock")
+            .get(&region)
+            .copied()
+        else {
             tracing::error!(
                 region = region.0,
                 "snapshot of a region this node does not hold"
@@ -189,7 +252,7 @@ impl Snapshots {
     pub fn is_flushed(&self) -> bool {
         let outbox = self.outbox.lock().expect("outbox lock");
         outbox.pending.is_empty()
-            && outbox.in_flight == 0
+            && outbox.in_flight.is_empty()
             && self.encoding.load(Ordering::Relaxed) == 0
     }
 
@@ -210,7 +273,7 @@ impl Snapshots {
     fn take(&self) -> BTreeMap<RegionId, Pending> {
         let mut outbox = self.outbox.lock().expect("outbox lock");
         let taken = std::mem::take(&mut outbox.pending);
-        outbox.in_flight += taken.len();
+        outbox.in_flight.extend(taken.keys().copied());
         taken
     }
 
@@ -218,7 +281,7 @@ impl Snapshots {
     /// failure), `fenced` marks the region lost.
     fn done(&self, region: RegionId, back: Option<Pending>, fenced: bool) {
         let mut outbox = self.outbox.lock().expect("outbox lock");
-        outbox.in_flight -= 1;
+        outbox.in_flight.remove(&region);
         if fenced {
             outbox.fenced.insert(region);
             outbox.pending.remove(&region);
@@ -233,17 +296,37 @@ impl Snapshots {
     }
 }
 
+/// Work for the encoder thread, in order.
+enum EncodeJob {
+    /// A region's capture, to encode into a delta for the outbox.
+    Encode(RegionId, SnapshotRecords),
+    /// A region taken at run time, with its encoder.
+    Add(RegionId, Box<SnapshotEncoder>),
+    /// A region given up.
+    Remove(RegionId),
+}
+
 /// The encoder thread: each region's captures, in order, into deltas for the outbox.
 fn encode_captures(
     snapshots: Snapshots,
     mut encoders: std::collections::HashMap<RegionId, SnapshotEncoder>,
-    queue: crossbeam_channel::Receiver<(RegionId, SnapshotRecords)>,
+    queue: crossbeam_channel::Receiver<EncodeJob>,
 ) {
-    for (region, records) in queue {
-        if let Some(encoder) = encoders.get_mut(&region) {
-            snapshots.offer(region, encoder.encode(records));
+    for job in queue {
+        match job {
+            EncodeJob::Encode(region, records) => {
+                if let Some(encoder) = encoders.get_mut(&region) {
+                    snapshots.offer(region, encoder.encode(records));
+                }
+                snapshots.encoding.fetch_sub(1, Ordering::Relaxed);
+            }
+            EncodeJob::Add(region, encoder) => {
+                encoders.insert(region, *encoder);
+            }
+            EncodeJob::Remove(region) => {
+                encoders.remove(&region);
+            }
         }
-        snapshots.encoding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

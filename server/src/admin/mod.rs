@@ -74,6 +74,8 @@ pub struct AdminState {
     pub audit: Arc<audit::Audit>,
     /// Balance reloads.
     pub reloader: Arc<crate::reload::Reloader>,
+    /// Region assignment, release and transfer.
+    pub regions: Arc<crate::control::RegionControl>,
 }
 
 /// The routes. Each group checks its role before anything of the request is read.
@@ -83,6 +85,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/node", get(node_info))
         .route("/v1/regions", get(regions))
         .route("/v1/audit", get(audit::read));
+    let orchestrator = Router::new()
+        .route(
+            "/v1/regions/{region}",
+            axum::routing::put(assign_region).delete(release_region),
+        )
+        .route("/v1/regions/{region}/transfer", post(transfer_region));
     let admin = Router::new()
         .route("/v1/players/{player}/kick", post(kick))
         .route("/v1/config/reload", post(reload_balance));
@@ -92,6 +100,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(openapi))
         .merge(requiring(Role::Viewer, viewer, &state))
+        .merge(requiring(Role::Orchestrator, orchestrator, &state))
         .merge(requiring(Role::Admin, admin, &state))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -365,6 +374,115 @@ async fn reload_balance(
             &reason,
             state.reloader.reload(),
         )
+        .await
+        .map(Json)
+}
+
+fn region_id(text: &str) -> Result<tessera_shared::ids::RegionId, ApiError> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|&id| id <= tessera_shared::ids::RegionId::MAX)
+        .map(tessera_shared::ids::RegionId)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "region: must be an integer from 0 to {}, got {text:?}",
+                tessera_shared::ids::RegionId::MAX
+            ))
+        })
+}
+
+async fn assign_region(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(region): Path<String>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let region = region_id(&region)?;
+    let action = state.regions.assign(region);
+    audited_on_region(
+        &state,
+        &caller,
+        "region.assign",
+        region,
+        None,
+        body.reason,
+        action,
+    )
+    .await
+}
+
+async fn release_region(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(region): Path<String>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let region = region_id(&region)?;
+    let action = state.regions.release(region, None);
+    audited_on_region(
+        &state,
+        &caller,
+        "region.release",
+        region,
+        None,
+        body.reason,
+        action,
+    )
+    .await
+}
+
+/// The body of a transfer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    to: String,
+    reason: String,
+}
+
+async fn transfer_region(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(region): Path<String>,
+    JsonBody(body): JsonBody<TransferBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let region = region_id(&region)?;
+    if body.to.is_empty() || body.to.len() > 64 {
+        return Err(ApiError::bad_request(
+            "to: a node name of 1 to 64 characters",
+        ));
+    }
+    let action = state.regions.release(region, Some(body.to.clone()));
+    let to = Some(body.to.as_str());
+    audited_on_region(
+        &state,
+        &caller,
+        "region.transfer",
+        region,
+        to,
+        body.reason,
+        action,
+    )
+    .await
+}
+
+/// Runs `action` on `region` (to node `to`) under the audit log, once `reason` checks.
+async fn audited_on_region(
+    state: &AdminState,
+    caller: &Caller,
+    name: &str,
+    region: tessera_shared::ids::RegionId,
+    to: Option<&str>,
+    reason_text: String,
+    action: impl std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reason = reason(reason_text)?;
+    let target = match to {
+        Some(to) => format!("region:{} to:{to}", region.0),
+        None => format!("region:{}", region.0),
+    };
+    state
+        .audit
+        .run(caller, name, &target, &reason, action)
         .await
         .map(Json)
 }

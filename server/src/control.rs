@@ -1,0 +1,298 @@
+//! Region control at run time, for orchestrators: take a region (assign), let it go
+//! (release), hand it to another node (transfer). Only in a cluster (`[services]
+//! redis_url`): without one, the node holds the whole world and there is nobody to hand
+//! a region to.
+//!
+//! - **Assign**: the region's lease is taken with an epoch above its last snapshot's, the
+//!   snapshot is loaded and the region rebuilt off the tick's thread, its encoder given
+//!   to the snapshot writer, and the driver starts stepping it at the next tick (at the
+//!   node's tick). Only then does the node read the region's mail (handoffs waiting for
+//!   it, a transfer's players).
+//! - **Release**: the node stops reading the region's mail; after its next step the
+//!   driver takes its players out (saved, sessions told why) and its final capture to the
+//!   writer, and stops stepping it; once that snapshot is durable the lease is given up.
+//! - **Transfer**: a release whose players are handed off into the region itself (mail
+//!   for its next holder, exactly once) and redirected to it; once the lease is given up,
+//!   the target node is asked to take the region, which it does within a fraction of a
+//!   second (it polls its requests every [`ASSIGNMENT_POLL`]).
+//!
+//! One operation at a time per node; each is answered when done (within
+//! [`FINAL_SNAPSHOT_WAIT`] for the final snapshot: past it, the answer says the release
+//! goes on in the background, and it does).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_persistence::SnapshotStore;
+use tessera_persistence::node_store::NodeStore;
+use tessera_regions::Region;
+use tessera_shared::config::Config;
+use tessera_shared::ids::RegionId;
+
+use crate::admin::ApiError;
+use crate::cluster::ClusterControl;
+use crate::node::{AdminAction, Command, NodeHandle};
+use crate::snapshots::Snapshots;
+
+/// How long a release waits for the region's final snapshot to be durable before
+/// answering (the release then completes in the background).
+pub const FINAL_SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+/// How often a node looks for regions it is asked to take.
+pub const ASSIGNMENT_POLL: Duration = Duration::from_millis(250);
+
+/// Takes and lets go of regions.
+#[derive(Debug)]
+pub struct RegionControl {
+    config: Arc<Config>,
+    seed: u64,
+    store: NodeStore,
+    snapshots: Snapshots,
+    node: NodeHandle,
+    cluster: Option<ClusterControl>,
+    /// One operation at a time (a release holds it until its lease is given up).
+    busy: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl RegionControl {
+    /// Control over the regions of `config`'s world, for the node behind `node`.
+    pub fn new(
+        config: Arc<Config>,
+        seed: u64,
+        store: NodeStore,
+        snapshots: Snapshots,
+        node: NodeHandle,
+        cluster: Option<ClusterControl>,
+    ) -> RegionControl {
+        RegionControl {
+            config,
+            seed,
+            store,
+            snapshots,
+            node,
+            cluster,
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    fn cluster(&self) -> Result<&ClusterControl, ApiError> {
+        self.cluster.as_ref().ok_or_else(|| {
+            ApiError::conflict(
+                "this node holds the whole world (no [services] redis_url): there is no region to assign, release or transfer",
+            )
+        })
+    }
+
+    fn known(&self, region: RegionId) -> Result<(), ApiError> {
+        if self.config.world.regions.iter().any(|r| r.id == region) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!(
+                "world.toml has no region {}",
+                region.0
+            )))
+        }
+    }
+
+    async fn on_driver(&self, action: AdminAction) -> Result<serde_json::Value, ApiError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.node
+            .try_send(Command::Admin { action, reply })
+            .map_err(|_| ApiError::unavailable("the node is saturated; retry", 1))?;
+        match tokio::time::timeout(crate::admin::DRIVER_REPLY_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            _ => Err(ApiError::unavailable("the tick driver did not answer", 1)),
+        }
+    }
+
+    /// Takes `region`: lease, snapshot, and the driver steps it from the next tick.
+    pub async fn assign(&self, region: RegionId) -> Result<serde_json::Value, ApiError> {
+        let cluster = self.cluster()?;
+        self.known(region)?;
+        let _busy = self.busy.lock().await;
+        if cluster.holdings.lease(region).is_some() {
+            return Err(ApiError::conflict(format!(
+                "region {} is held by this node already",
+                region.0
+            )));
+        }
+        let stored =
+            self.store.load(region).await.map_err(|e| {
+                ApiError::unavailable(format!("loading region {}: {e}", region.0), 2)
+            })?;
+        let min_epoch = stored.as_ref().map_or(1, |s| s.epoch + 1);
+        let lease = cluster
+            .take(region, min_epoch)
+            .await
+            .map_err(ApiError::conflict)?;
+        let restored_tick = stored.as_ref().map(|s| s.tick);
+        let built = {
+            let def = self
+                .config
+                .world
+                .regions
+                .iter()
+                .find(|r| r.id == region)
+                .cloned()
+                .expect("checked known");
+            let (config, seed) = (self.config.clone(), self.seed);
+            tokio::task::spawn_blocking(move || match stored {
+                Some(snapshot) => {
+                    Region::restore(&def, config, &snapshot.cells).map(|(region, _)| region)
+                }
+                None => Region::new(&def, config, seed),
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        let mut built = match built {
+            Ok(built) => built,
+            Err(e) => {
+                cluster.give_up(region).await;
+                return Err(ApiError::unprocessable(format!(
+                    "region {} could not be rebuilt from its snapshot: {e}",
+                    region.0
+                )));
+            }
+        };
+        if let Some(encoder) = built.take_snapshot_encoder() {
+            self.snapshots
+                .add_region(region, lease.epoch, encoder)
+                .await;
+        }
+        match self
+            .on_driver(AdminAction::Assign {
+                region: Box::new(built),
+            })
+            .await
+        {
+            Ok(mut answer) => {
+                cluster.holdings.set_active(region, true);
+                cluster.clear_assignment(region).await;
+                answer["epoch"] = lease.epoch.into();
+                answer["restored_from_tick"] = restored_tick.into();
+                tracing::info!(region = region.0, epoch = lease.epoch, "region assigned");
+                Ok(answer)
+            }
+            Err(e) => {
+                self.snapshots.remove_region(region).await;
+                cluster.give_up(region).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Lets `region` go: its players leave (saved) or, with `transfer_to`, are handed to
+    /// that node, which is asked to take the region once its final snapshot is durable.
+    pub async fn release(
+        self: &Arc<Self>,
+        region: RegionId,
+        transfer_to: Option<String>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let cluster = self.cluster()?.clone();
+        self.known(region)?;
+        if let Some(to) = &transfer_to {
+            if to == cluster.node() {
+                return Err(ApiError::bad_request(
+                    "to: the region is on this node already",
+                ));
+            }
+            if !cluster.is_live(to).await {
+                return Err(ApiError::not_found(format!(
+                    "to: no live node is called {to:?}"
+                )));
+            }
+        }
+        let busy = self.busy.clone().lock_owned().await;
+        if cluster.holdings.lease(region).is_none() {
+            return Err(ApiError::not_found(format!(
+                "region {} is not held by this node",
+                region.0
+            )));
+        }
+        // No more mail for the region here: what comes now waits for its next holder.
+        cluster.holdings.set_active(region, false);
+        let mut answer = match self
+            .on_driver(AdminAction::Release {
+                region,
+                transfer: transfer_to.is_some(),
+            })
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                cluster.holdings.set_active(region, true);
+                return Err(e);
+            }
+        };
+        // The lease goes once the final snapshot is durable (in the background if the
+        // store is slow: the region is not stepped meanwhile, and nobody else can take it
+        // before its state is safe).
+        let finish = {
+            let control = self.clone();
+            let cluster = cluster.clone();
+            let to = transfer_to.clone();
+            tokio::spawn(async move {
+                let _busy = busy;
+                while !control
+                    .snapshots
+                    .flush_region(region, Duration::from_secs(3600))
+                    .await
+                {}
+                control.snapshots.remove_region(region).await;
+                cluster.give_up(region).await;
+                if let Some(to) = to
+                    && let Err(e) = cluster.request_assignment(region, &to).await
+                {
+                    tracing::error!(region = region.0, %to, error = %e, "could not ask the node to take the region");
+                }
+                tracing::info!(region = region.0, "region released");
+            })
+        };
+        match tokio::time::timeout(FINAL_SNAPSHOT_WAIT, finish).await {
+            Ok(_) => {
+                answer["final_snapshot_durable"] = true.into();
+                if let Some(to) = transfer_to {
+                    answer["to"] = to.into();
+                }
+                Ok(answer)
+            }
+            Err(_) => Err(ApiError::unavailable(
+                format!(
+                    "region {} is no longer stepped, but its final snapshot waits for the store; the lease is given up once it is durable",
+                    region.0
+                ),
+                5,
+            )),
+        }
+    }
+
+    /// Takes the regions other nodes ask this one to take (transfers), every
+    /// [`ASSIGNMENT_POLL`], until the runtime stops.
+    pub async fn follow_assignments(self: Arc<Self>) {
+        let Ok(cluster) = self.cluster() else { return };
+        let cluster = cluster.clone();
+        loop {
+            tokio::time::sleep(ASSIGNMENT_POLL).await;
+            for region in cluster.assigned_to_me().await {
+                if cluster.holdings.lease(region).is_some() {
+                    cluster.clear_assignment(region).await;
+                    continue;
+                }
+                // Taken once free (the old holder gives it up after its final snapshot);
+                // until then the request stays and is tried again.
+                if cluster.holder(region).await.is_some() {
+                    continue;
+                }
+                match self.assign(region).await {
+                    Ok(answer) => {
+                        tracing::info!(region = region.0, %answer, "took a transferred region")
+                    }
+                    Err(e) => {
+                        tracing::warn!(region = region.0, error = %e, "could not take a transferred region yet")
+                    }
+                }
+            }
+        }
+    }
+}
