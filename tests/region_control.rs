@@ -136,6 +136,31 @@ fn release_commits_a_final_snapshot_and_tells_the_players_and_assign_ticks_it_el
     // Releasing it again: not held.
     let (status, _) = a.call("DELETE", "/v1/regions/3", Some(r#"{"reason": "again"}"#));
     assert_eq!(status, 404);
+    // Nobody holds it now: the placement suggestion places it, and every region once.
+    std::thread::sleep(Duration::from_millis(1_500)); // A publishes its load.
+    let (status, placement) = b.call("GET", "/v1/placement", None);
+    assert_eq!(status, 200, "{placement}");
+    let unassigned: Vec<u64> = placement["unassigned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["region"].as_u64().unwrap())
+        .collect();
+    assert_eq!(unassigned, [3], "{placement}");
+    let mut placed: Vec<u64> = placement["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| {
+            n["regions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_u64().unwrap())
+        })
+        .collect();
+    placed.sort_unstable();
+    assert_eq!(placed, [1, 2, 3, 4], "{placement}");
 
     // Assign it to B: it ticks there, from that snapshot, under a newer epoch.
     let (status, assigned) = b.call("PUT", "/v1/regions/3", Some(r#"{"reason": "rebalance"}"#));

@@ -269,6 +269,13 @@ impl RedisLeases {
     }
 }
 
+/// The nodes that publish load reports.
+const NODES_KEY: &str = "tessera:nodes";
+
+fn load_key(node: &str) -> String {
+    format!("tessera:node:{node}:load")
+}
+
 fn assignments_key(node: &str) -> String {
     format!("tessera:node:{node}:assignments")
 }
@@ -341,6 +348,63 @@ impl RedisLeases {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    /// Publishes node `node`'s load report (opaque text: the server's JSON), for `ttl`,
+    /// and lists the node among those that publish.
+    pub async fn publish_load(
+        &self,
+        node: &str,
+        report: &str,
+        ttl: Duration,
+    ) -> Result<(), LeaseError> {
+        check(node, ttl)?;
+        redis::pipe()
+            .cmd("SET")
+            .arg(load_key(node))
+            .arg(report)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .ignore()
+            .cmd("SADD")
+            .arg(NODES_KEY)
+            .arg(node)
+            .ignore()
+            .query_async::<()>(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The load reports of the nodes that published one within its TTL (two round trips;
+    /// nodes gone for good are dropped from the list).
+    pub async fn loads(&self) -> Result<Vec<String>, LeaseError> {
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(NODES_KEY)
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)?;
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reports: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(nodes.iter().map(|n| load_key(n)).collect::<Vec<_>>())
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)?;
+        let gone: Vec<&String> = nodes
+            .iter()
+            .zip(&reports)
+            .filter(|(_, r)| r.is_none())
+            .map(|(n, _)| n)
+            .collect();
+        if !gone.is_empty() {
+            let _ = redis::cmd("SREM")
+                .arg(NODES_KEY)
+                .arg(gone)
+                .query_async::<u64>(&mut self.commands.clone())
+                .await;
+        }
+        Ok(reports.into_iter().flatten().collect())
     }
 
     /// Where `holder` takes clients, if it advertised within its TTL.

@@ -244,8 +244,8 @@ impl Region {
 
     /// Takes every player avatar out of the region, each as a handoff into `to` (carried
     /// over the bus like a border crossing, applied at most once): the region is moving to
-    /// another node. Call between steps. The dead are respawned on the way (at `to`'s
-    /// owner's spawn rules: full health, where they stood), since the dead do not travel.
+    /// another node. Call between steps. The dead travel revived (full health, where they
+    /// lay): a handoff carries only the living.
     pub fn evacuate(&mut self, to: RegionId) -> Vec<HandoffRecord> {
         let tick = self.tick();
         let region = self.id;

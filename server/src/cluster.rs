@@ -317,6 +317,29 @@ impl ClusterControl {
             .unwrap_or_default()
     }
 
+    /// Publishes this node's load report (it lapses after three lease TTLs).
+    pub async fn publish_load(&self, load: &crate::placement::NodeLoad) {
+        let Ok(report) = serde_json::to_string(load) else {
+            return;
+        };
+        if let Err(e) = self
+            .leases
+            .publish_load(&self.node, &report, 3 * LEASE_TTL)
+            .await
+        {
+            tracing::warn!(error = %e, "could not publish the node's load");
+        }
+    }
+
+    /// The load reports of the live nodes (malformed ones left out).
+    pub async fn loads(&self) -> Result<Vec<crate::placement::NodeLoad>, String> {
+        let reports = self.leases.loads().await.map_err(|e| e.to_string())?;
+        Ok(reports
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect())
+    }
+
     /// Whether node `name` is alive (it advertised its address within the lease TTL).
     pub async fn is_live(&self, name: &str) -> bool {
         matches!(self.leases.address_of(name).await, Ok(Some(_)))

@@ -32,6 +32,7 @@ use tessera_shared::ids::RegionId;
 use crate::admin::ApiError;
 use crate::cluster::ClusterControl;
 use crate::node::{AdminAction, Command, NodeHandle};
+use crate::placement::{NodeLoad, Placement, RegionLoad, suggest};
 use crate::snapshots::Snapshots;
 
 /// How long a release waits for the region's final snapshot to be durable before
@@ -265,6 +266,44 @@ impl RegionControl {
                 5,
             )),
         }
+    }
+
+    /// Publishes this node's load every [`crate::serve::STATUS_PUBLISH_INTERVAL`], for
+    /// placement (cluster only), until the runtime stops.
+    pub async fn publish_load(
+        self: Arc<Self>,
+        board: Arc<crate::admin::status::StatusBoard>,
+        admin_addr: String,
+        quic_addr: String,
+    ) {
+        let Ok(cluster) = self.cluster() else { return };
+        let cluster = cluster.clone();
+        loop {
+            tokio::time::sleep(crate::serve::STATUS_PUBLISH_INTERVAL).await;
+            let status = board.status();
+            cluster
+                .publish_load(&NodeLoad {
+                    node: cluster.node().to_owned(),
+                    admin_addr: admin_addr.clone(),
+                    quic_addr: quic_addr.clone(),
+                    regions: status.regions.iter().map(RegionLoad::from).collect(),
+                })
+                .await;
+        }
+    }
+
+    /// A placement of the world's regions over the live nodes, by their measured load
+    /// (this node alone without a cluster).
+    pub async fn placement(&self, local: NodeLoad) -> Result<Placement, ApiError> {
+        let regions: Vec<u32> = self.config.world.regions.iter().map(|r| r.id.0).collect();
+        let loads = match &self.cluster {
+            None => vec![local],
+            Some(cluster) => cluster
+                .loads()
+                .await
+                .map_err(|e| ApiError::unavailable(format!("reading the nodes' loads: {e}"), 2))?,
+        };
+        Ok(suggest(&regions, &loads))
     }
 
     /// Takes the regions other nodes ask this one to take (transfers), every

@@ -16,6 +16,7 @@ pub mod control;
 pub mod local;
 pub mod net;
 pub mod node;
+pub mod placement;
 pub mod players;
 pub mod reload;
 pub mod serve;

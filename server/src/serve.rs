@@ -297,6 +297,11 @@ impl RunningNode {
         let admin_addr = admin_listener
             .local_addr()
             .context("the admin API's address")?;
+        runtime.spawn(control.clone().publish_load(
+            board.clone(),
+            admin_addr.to_string(),
+            addr.to_string(),
+        ));
         {
             let _guard = runtime.enter();
             admin::spawn(

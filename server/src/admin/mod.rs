@@ -84,7 +84,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/v1/node", get(node_info))
         .route("/v1/regions", get(regions))
-        .route("/v1/audit", get(audit::read));
+        .route("/v1/audit", get(audit::read))
+        .route("/v1/placement", get(placement));
     let orchestrator = Router::new()
         .route(
             "/v1/regions/{region}",
@@ -376,6 +377,23 @@ async fn reload_balance(
         )
         .await
         .map(Json)
+}
+
+async fn placement(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<crate::placement::Placement>, ApiError> {
+    let status = state.board.status();
+    let local = crate::placement::NodeLoad {
+        node: state.node_name.clone(),
+        admin_addr: String::new(),
+        quic_addr: state.quic_addr.clone(),
+        regions: status
+            .regions
+            .iter()
+            .map(crate::placement::RegionLoad::from)
+            .collect(),
+    };
+    state.regions.placement(local).await.map(Json)
 }
 
 fn region_id(text: &str) -> Result<tessera_shared::ids::RegionId, ApiError> {
