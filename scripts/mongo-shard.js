@@ -8,6 +8,7 @@
 //   regions       { _id: 1 }     the region id: one head document per region
 //   region_cells  { region: 1 }  the region id: all cell versions of a region together
 //   players       { _id: 1 }     the player id (hashed: ids are dense and sequential)
+//   bans          { _id: 1 }     the player id (hashed, like players)
 //   audit_log     { _id: 1 }     the record id (time-ordered text: ranged, so reads of
 //                                the newest records go to few shards; low write rate)
 //
@@ -23,8 +24,9 @@ db.getSiblingDB(dbName).region_cells.createIndex({ region: 1, cell: 1 });
 sh.shardCollection(`${dbName}.regions`, { _id: 1 });
 sh.shardCollection(`${dbName}.region_cells`, { region: 1 });
 sh.shardCollection(`${dbName}.players`, { _id: "hashed" });
+sh.shardCollection(`${dbName}.bans`, { _id: "hashed" });
 sh.shardCollection(`${dbName}.audit_log`, { _id: 1 });
 
 // Production write concern: acknowledged writes must survive a primary failover.
 // Set it in the node's URI rather than here: mongodb://.../?w=majority
-print(`sharded ${dbName}: regions, region_cells, players, audit_log`);
+print(`sharded ${dbName}: regions, region_cells, players, bans, audit_log`);

@@ -471,3 +471,129 @@ fn healthz_turns_unhealthy_within_5_s_of_losing_mongodb_and_healthy_after_it_is_
         restarted.elapsed()
     );
 }
+
+#[test]
+fn operators_teleport_message_and_ban_players() {
+    use tessera::shared::protocol::messages::{ControlS2c, ErrorCode, EventS2c};
+    let (node, [_, _, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    let admin_again = admin.clone();
+    let post = move |path: String, body: String| {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || http(addr, "POST", &path, Some(&admin), Some(&body)))
+    };
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let player = client.welcome().player.0;
+        let me = client.welcome().entity;
+        // Teleport within the region: the avatar is there a tick later.
+        let to = (300.5f32, 400.25f32);
+        let (status, body) = post(
+            format!("/v1/players/{player}/teleport"),
+            format!(
+                r#"{{"x": {}, "y": {}, "reason": "stuck in a wall"}}"#,
+                to.0, to.1
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let _ = client.send_input(tessera::shared::math::Vec2::ZERO, None);
+            let state = client.next_state().await.unwrap();
+            let here = state
+                .entities
+                .iter()
+                .find(|e| e.id == me)
+                .map(|e| tessera::shared::protocol::quantize::dequantize_position(e.position));
+            if here.is_some_and(|p| (p.x - to.0).abs() < 0.1 && (p.y - to.1).abs() < 0.1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "teleported within 5 s: {here:?}");
+        }
+        // Outside the player's region: refused, nothing moves.
+        let (status, body) = post(
+            format!("/v1/players/{player}/teleport"),
+            r#"{"x": 1500, "y": 10, "reason": "elsewhere"}"#.into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (422, "unprocessable"),
+            "{body}"
+        );
+        // A message arrives as an event.
+        let (status, body) = post(
+            format!("/v1/players/{player}/message"),
+            r#"{"text": "Server restarts in 5 minutes", "reason": "maintenance"}"#.into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let text = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let ControlS2c::Event(EventS2c::Message { text }) =
+                    client.next_control().await.unwrap()
+                {
+                    return text;
+                }
+            }
+        })
+        .await
+        .expect("the message within 5 s");
+        assert_eq!(text, "Server restarts in 5 minutes");
+        // A ban for an hour: the session ends, the next login is refused with the reason.
+        let (status, body) = post(
+            format!("/v1/players/{player}/ban"),
+            r#"{"reason": "botting", "duration_s": 3600}"#.into(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body)["kicked"], true);
+        let kicked = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match client.next_control().await {
+                    Err(ClientError::Kicked(k)) => return k,
+                    Ok(_) => continue,
+                    Err(e) => panic!("ended without a kick: {e}"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(kicked.reason, KickReason::Admin);
+        assert!(kicked.message.contains("botting"));
+        match login(&node, "ada").await {
+            Err(ClientError::Refused(e)) => {
+                assert_eq!(e.code, ErrorCode::Banned);
+                assert!(
+                    e.message.contains("botting") && e.message.contains("more seconds"),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!(
+                "a banned login must be refused: {:?}",
+                other.map(|c| c.welcome().player)
+            ),
+        }
+        // Lifted: the login works again.
+        let (status, _) = tokio::task::spawn_blocking(move || {
+            let path = format!("/v1/players/{player}/ban");
+            http(
+                addr,
+                "DELETE",
+                &path,
+                Some(&admin_again),
+                Some(r#"{"reason": "appeal"}"#),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        login(&node, "ada").await.expect("unbanned");
+    });
+}

@@ -237,6 +237,24 @@ async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestS
     assert_eq!(store.read_audit(10, None).await.unwrap().len(), 3);
 }
 
+async fn check_bans_are_set_read_and_lifted<S: TestStore>(store: &S) {
+    use tessera::persistence::audit::BanRecord;
+    let player = PlayerId(77);
+    assert_eq!(store.ban_of(player).await.unwrap(), None);
+    for until in [Some(2_000_000_000), None] {
+        let ban = BanRecord {
+            player,
+            until_unix_s: until,
+            reason: "griefing".into(),
+        };
+        store.set_ban(player, Some(&ban)).await.unwrap();
+        assert_eq!(store.ban_of(player).await.unwrap(), Some(ban));
+    }
+    assert_eq!(store.ban_of(PlayerId(78)).await.unwrap(), None);
+    store.set_ban(player, None).await.unwrap();
+    assert_eq!(store.ban_of(player).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($name:ident => |$a:ident, $b:ident| $body:expr;)*) => {
         mod embedded {
@@ -277,6 +295,7 @@ conformance! {
     players_are_saved_and_loaded => |a, b| check_players_round_trip(&a);
     limits_are_refused_before_any_write => |a, b| check_limits_are_refused_before_any_write(&a);
     audit_records_are_updated_in_place_and_read_newest_first => |a, b| check_audit_records_are_updated_in_place_and_read_newest_first(&a);
+    bans_are_set_read_and_lifted => |a, b| check_bans_are_set_read_and_lifted(&a);
 }
 
 #[test]

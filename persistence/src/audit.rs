@@ -67,3 +67,32 @@ impl AuditRecord {
         Ok(())
     }
 }
+
+/// A ban: the player may not log in until `until_unix_s` (`None`: for good).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BanRecord {
+    /// The player.
+    pub player: tessera_shared::ids::PlayerId,
+    /// When it ends, seconds since the Unix epoch (`None`: never).
+    pub until_unix_s: Option<u64>,
+    /// Why (shown to the player when a login is refused).
+    pub reason: String,
+}
+
+impl BanRecord {
+    /// Whether it bars a login at `now_unix_s`.
+    pub fn is_in_force(&self, now_unix_s: u64) -> bool {
+        self.until_unix_s.is_none_or(|until| now_unix_s < until)
+    }
+
+    /// Refuses a reason over [`AUDIT_FIELD_BYTES_MAX`].
+    pub fn check(&self) -> Result<(), StoreError> {
+        if self.reason.len() > AUDIT_FIELD_BYTES_MAX {
+            return Err(StoreError::Invalid(format!(
+                "ban reason: {} bytes; at most {AUDIT_FIELD_BYTES_MAX}",
+                self.reason.len()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, BanRecord};
 use crate::snapshot::*;
 
 /// region -> (epoch, tick, schema_version)
@@ -27,6 +27,9 @@ const PLAYERS: TableDefinition<u64, (u32, &[u8])> = TableDefinition::new("player
 #[allow(clippy::type_complexity)]
 const AUDIT: TableDefinition<&str, (u32, u64, &str, &str, &str, &str, &str, &str, &str)> =
     TableDefinition::new("audit_log");
+
+/// player -> (schema_version, until_unix_s (0: never), reason)
+const BANS: TableDefinition<u64, (u32, u64, &str)> = TableDefinition::new("bans");
 
 /// The file name in the data dir.
 pub const FILE_NAME: &str = "snapshots.redb";
@@ -57,6 +60,7 @@ impl EmbeddedStore {
         txn.open_table(CELLS).map_err(unavailable)?;
         txn.open_table(PLAYERS).map_err(unavailable)?;
         txn.open_table(AUDIT).map_err(unavailable)?;
+        txn.open_table(BANS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -214,6 +218,48 @@ impl SnapshotStore for EmbeddedStore {
                     .map_err(unavailable)?;
             }
             txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn set_ban(&self, player: PlayerId, ban: Option<&BanRecord>) -> Result<(), StoreError> {
+        if let Some(ban) = ban {
+            ban.check()?;
+        }
+        let ban = ban.cloned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut bans = txn.open_table(BANS).map_err(unavailable)?;
+                match &ban {
+                    Some(ban) => {
+                        let until = ban.until_unix_s.unwrap_or(0);
+                        bans.insert(player.0, (SCHEMA_VERSION, until, ban.reason.as_str()))
+                            .map_err(unavailable)?;
+                    }
+                    None => {
+                        bans.remove(player.0).map_err(unavailable)?;
+                    }
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn ban_of(&self, player: PlayerId) -> Result<Option<BanRecord>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let bans = txn.open_table(BANS).map_err(unavailable)?;
+            let Some(value) = bans.get(player.0).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            let (_schema, until, reason) = value.value();
+            Ok(Some(BanRecord {
+                player,
+                until_unix_s: (until != 0).then_some(until),
+                reason: reason.to_owned(),
+            }))
         })
         .await
     }

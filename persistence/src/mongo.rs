@@ -28,7 +28,7 @@ use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection};
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, BanRecord};
 use crate::snapshot::*;
 
 /// How long the driver may look for a usable server before an operation fails.
@@ -46,6 +46,7 @@ pub struct MongoStore {
     cells: Collection<Document>,
     players: Collection<Document>,
     audit: Collection<Document>,
+    bans: Collection<Document>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -180,6 +181,7 @@ impl MongoStore {
             cells: db.collection("region_cells"),
             players: db.collection("players"),
             audit: db.collection("audit_log"),
+            bans: db.collection("bans"),
         };
         let cells = store.cells.clone();
         bounded(async move {
@@ -483,6 +485,58 @@ impl SnapshotStore for MongoStore {
             Ok(())
         })
         .await
+    }
+
+    async fn set_ban(&self, player: PlayerId, ban: Option<&BanRecord>) -> Result<(), StoreError> {
+        let id = i64::try_from(player.0)
+            .map_err(|_| StoreError::Invalid("player id out of range".into()))?;
+        let bans = self.bans.clone();
+        match ban {
+            Some(ban) => {
+                ban.check()?;
+                let doc = doc! {
+                    "_id": id,
+                    "schema_version": i64::from(SCHEMA_VERSION),
+                    "until_unix_s": ban.until_unix_s.map(|u| i64::try_from(u).unwrap_or(i64::MAX)),
+                    "reason": &ban.reason,
+                };
+                bounded(async move {
+                    bans.replace_one(doc! { "_id": id }, doc)
+                        .upsert(true)
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(())
+                })
+                .await
+            }
+            None => {
+                bounded(async move {
+                    bans.delete_one(doc! { "_id": id })
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    async fn ban_of(&self, player: PlayerId) -> Result<Option<BanRecord>, StoreError> {
+        let id = i64::try_from(player.0)
+            .map_err(|_| StoreError::Invalid("player id out of range".into()))?;
+        let bans = self.bans.clone();
+        let doc =
+            bounded(async move { bans.find_one(doc! { "_id": id }).await.map_err(unavailable) })
+                .await?;
+        let Some(doc) = doc else { return Ok(None) };
+        Ok(Some(BanRecord {
+            player,
+            until_unix_s: doc.get_i64("until_unix_s").ok().map(|u| u.max(0) as u64),
+            reason: doc
+                .get_str("reason")
+                .map_err(|_| corrupt("ban"))?
+                .to_owned(),
+        }))
     }
 
     async fn read_audit(

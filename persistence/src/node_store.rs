@@ -11,7 +11,7 @@ use std::future::Future;
 
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, BanRecord};
 use crate::breaker::Breaker;
 use crate::embedded::EmbeddedStore;
 use crate::mongo::MongoStore;
@@ -134,6 +134,26 @@ impl SnapshotStore for NodeStore {
             match &self.backend {
                 Backend::Embedded(s) => s.write_audit(record).await,
                 Backend::Mongo(s) => s.write_audit(record).await,
+            }
+        })
+        .await
+    }
+
+    async fn set_ban(&self, player: PlayerId, ban: Option<&BanRecord>) -> Result<(), StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.set_ban(player, ban).await,
+                Backend::Mongo(s) => s.set_ban(player, ban).await,
+            }
+        })
+        .await
+    }
+
+    async fn ban_of(&self, player: PlayerId) -> Result<Option<BanRecord>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.ban_of(player).await,
+                Backend::Mongo(s) => s.ban_of(player).await,
             }
         })
         .await

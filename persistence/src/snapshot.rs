@@ -16,7 +16,7 @@ use std::future::Future;
 
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, BanRecord};
 
 /// The schema version written on every document.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -145,6 +145,19 @@ pub trait SnapshotStore: Send + Sync {
         &self,
         record: &AuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Bans a player (replacing an earlier ban), or lifts its ban (`ban` `None`).
+    fn set_ban(
+        &self,
+        player: PlayerId,
+        ban: Option<&BanRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The player's ban, if any (in force or not: see [`BanRecord::is_in_force`]).
+    fn ban_of(
+        &self,
+        player: PlayerId,
+    ) -> impl Future<Output = Result<Option<BanRecord>, StoreError>> + Send;
 
     /// The newest audit records with an id below `before` (all: `None`), newest first,
     /// at most `limit` (capped at [`crate::audit::AUDIT_READ_MAX`]).

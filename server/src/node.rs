@@ -137,6 +137,21 @@ pub enum AdminAction {
         /// Shown to the player.
         reason: String,
     },
+    /// Move the player's avatar to `to` within its region at the next tick (a
+    /// server-side displacement: exempt from the speed check).
+    Teleport {
+        /// The player.
+        player: PlayerId,
+        /// Where to; must be inside the player's region.
+        to: tessera_shared::math::Vec2,
+    },
+    /// Send the player an operators' message (`EventS2c::Message`).
+    Message {
+        /// The player.
+        player: PlayerId,
+        /// The text (at most `TEXT_BYTES_MAX` bytes).
+        text: String,
+    },
     /// Run on `config` (a new balance) from the next tick on.
     Reload {
         /// The running config with the new balance.
@@ -440,6 +455,53 @@ impl Driver {
                 }));
                 self.remove_player(player);
                 Ok(serde_json::json!({ "player": player.0, "kicked": true }))
+            }
+            AdminAction::Teleport { player, to } => {
+                let Some(&region) = self.region_of.get(&player) else {
+                    return Err(ApiError::not_found(format!(
+                        "player {} is not on this node",
+                        player.0
+                    )));
+                };
+                let inside = self
+                    .config
+                    .world
+                    .regions
+                    .iter()
+                    .find(|r| r.id == region)
+                    .is_some_and(|r| r.bounds.contains(to));
+                if !to.x.is_finite() || !to.y.is_finite() || !inside {
+                    return Err(ApiError::unprocessable(format!(
+                        "({}, {}) is not inside region {}, where player {} is: a teleport stays within the region",
+                        to.x, to.y, region.0, player.0
+                    )));
+                }
+                let Some(input) = self.local.input_mut(region) else {
+                    return Err(ApiError::unavailable("the player is between regions", 1));
+                };
+                input
+                    .teleports
+                    .push(tessera_regions::io::Teleport { player, to });
+                Ok(
+                    serde_json::json!({ "player": player.0, "region": region.0, "from_tick": self.current_tick() + 1 }),
+                )
+            }
+            AdminAction::Message { player, text } => {
+                let Some(view) = self.clients.get(&player).filter(|v| !v.detached) else {
+                    return Err(ApiError::not_found(format!(
+                        "player {} is not connected to this node",
+                        player.0
+                    )));
+                };
+                let message = ControlS2c::Event(EventS2c::Message { text });
+                if view
+                    .outbox
+                    .try_send(Outgoing::Control(Box::new(message)))
+                    .is_err()
+                {
+                    return Err(ApiError::unavailable("the player's connection is busy", 1));
+                }
+                Ok(serde_json::json!({ "player": player.0, "sent": true }))
             }
             AdminAction::Assign { mut region } => {
                 let id = region.id();

@@ -127,6 +127,19 @@ impl Players {
         self.saves.clone()
     }
 
+    /// The player's ban in force at `now_unix_s`, if any.
+    pub async fn ban(
+        &self,
+        player: PlayerId,
+        now_unix_s: u64,
+    ) -> Result<Option<tessera_persistence::audit::BanRecord>, StoreError> {
+        Ok(self
+            .store
+            .ban_of(player)
+            .await?
+            .filter(|b| b.is_in_force(now_unix_s)))
+    }
+
     /// The player's last save, if any. A stored state that does not decode is an error,
     /// not a fresh start: the player's progress is not silently reset.
     pub async fn load(&self, player: PlayerId) -> Result<Option<SavedPlayer>, StoreError> {

@@ -318,6 +318,7 @@ impl RunningNode {
                     audit,
                     reloader,
                     regions: control,
+                    store: probe_store.clone(),
                 }),
             );
         }

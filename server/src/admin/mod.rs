@@ -28,6 +28,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tessera_persistence::SnapshotStore;
 use tessera_shared::ids::PlayerId;
 use tokio::sync::oneshot;
 
@@ -76,6 +77,8 @@ pub struct AdminState {
     pub reloader: Arc<crate::reload::Reloader>,
     /// Region assignment, release and transfer.
     pub regions: Arc<crate::control::RegionControl>,
+    /// The store (bans).
+    pub store: tessera_persistence::node_store::NodeStore,
 }
 
 /// The routes. Each group checks its role before anything of the request is read.
@@ -94,6 +97,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/regions/{region}/transfer", post(transfer_region));
     let admin = Router::new()
         .route("/v1/players/{player}/kick", post(kick))
+        .route("/v1/players/{player}/teleport", post(teleport))
+        .route("/v1/players/{player}/message", post(message))
+        .route("/v1/players/{player}/ban", post(ban).delete(unban))
         .route("/v1/config/reload", post(reload_balance));
     Router::new()
         .route("/healthz", get(healthz))
@@ -356,6 +362,157 @@ async fn kick(
             &reason,
             run_on_driver(&state, action),
         )
+        .await
+        .map(Json)
+}
+
+/// The body of a teleport.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeleportBody {
+    x: f32,
+    y: f32,
+    reason: String,
+}
+
+async fn teleport(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(player): Path<String>,
+    JsonBody(body): JsonBody<TeleportBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let player = player_id(&player)?;
+    let reason = reason(body.reason)?;
+    let to = tessera_shared::math::Vec2::new(body.x, body.y);
+    let target = format!("player:{} to:({}, {})", player.0, body.x, body.y);
+    let action = AdminAction::Teleport { player, to };
+    state
+        .audit
+        .run(
+            &caller,
+            "player.teleport",
+            &target,
+            &reason,
+            run_on_driver(&state, action),
+        )
+        .await
+        .map(Json)
+}
+
+/// The body of a message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    text: String,
+    reason: String,
+}
+
+async fn message(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(player): Path<String>,
+    JsonBody(body): JsonBody<MessageBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let player = player_id(&player)?;
+    let reason = reason(body.reason)?;
+    let limit = tessera_shared::protocol::limits::TEXT_BYTES_MAX;
+    if body.text.is_empty() || body.text.len() > limit {
+        return Err(ApiError::bad_request(format!(
+            "text: must be 1 to {limit} bytes, got {}",
+            body.text.len()
+        )));
+    }
+    let target = format!("player:{}", player.0);
+    let action = AdminAction::Message {
+        player,
+        text: body.text,
+    };
+    state
+        .audit
+        .run(
+            &caller,
+            "player.message",
+            &target,
+            &reason,
+            run_on_driver(&state, action),
+        )
+        .await
+        .map(Json)
+}
+
+/// The body of a ban.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanBody {
+    reason: String,
+    /// How long; absent: for good.
+    duration_s: Option<u64>,
+}
+
+async fn ban(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(player): Path<String>,
+    JsonBody(body): JsonBody<BanBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let player = player_id(&player)?;
+    let reason = reason(body.reason)?;
+    if body.duration_s == Some(0) {
+        return Err(ApiError::bad_request(
+            "duration_s: at least 1 (absent: for good)",
+        ));
+    }
+    let until_unix_s = body
+        .duration_s
+        .map(|d| crate::auth::unix_now_s().saturating_add(d));
+    let record = tessera_persistence::audit::BanRecord {
+        player,
+        until_unix_s,
+        reason: reason.clone(),
+    };
+    let target = format!("player:{}", player.0);
+    let banning = async {
+        state
+            .store
+            .set_ban(player, Some(&record))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the ban could not be stored: {e}"), 2))?;
+        // Online here: the session ends now (elsewhere, the next login is refused).
+        let kick = AdminAction::Kick {
+            player,
+            reason: format!("banned: {reason}"),
+        };
+        let kicked = run_on_driver(&state, kick).await.is_ok();
+        Ok(
+            serde_json::json!({ "player": player.0, "until_unix_s": until_unix_s, "kicked": kicked }),
+        )
+    };
+    state
+        .audit
+        .run(&caller, "player.ban", &target, &reason, banning)
+        .await
+        .map(Json)
+}
+
+async fn unban(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(player): Path<String>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let player = player_id(&player)?;
+    let reason = reason(body.reason)?;
+    let target = format!("player:{}", player.0);
+    let lifting =
+        async {
+            state.store.set_ban(player, None).await.map_err(|e| {
+                ApiError::unavailable(format!("the ban could not be lifted: {e}"), 2)
+            })?;
+            Ok(serde_json::json!({ "player": player.0, "banned": false }))
+        };
+    state
+        .audit
+        .run(&caller, "player.unban", &target, &reason, lifting)
         .await
         .map(Json)
 }

@@ -128,6 +128,29 @@ pub async fn run(
         },
     };
 
+    // A banned player is told why, and until when.
+    let now = unix_now_s();
+    match players.ban(player, now).await {
+        Ok(None) => {}
+        Ok(Some(ban)) => {
+            let until = match ban.until_unix_s {
+                Some(until) => format!(" (for {} more seconds)", until.saturating_sub(now)),
+                None => String::new(),
+            };
+            let message = format!("banned: {}{until}", ban.reason);
+            return refuse(&connection, &mut send, ErrorCode::Banned, &message).await;
+        }
+        Err(e) => {
+            tracing::warn!(session, %player, error = %e, "ban could not be checked");
+            return refuse(
+                &connection,
+                &mut send,
+                ErrorCode::RegionUnavailable,
+                "player state unavailable, retry",
+            )
+            .await;
+        }
+    }
     // The player continues where its last session ended. An unreadable save refuses the
     // login rather than resetting the player's progress.
     let saved = match players.load(player).await {

@@ -122,6 +122,12 @@ pub enum EventS2c {
     },
     /// The player's avatar respawned.
     Respawn,
+    /// A message from the game's operators, to show the player (at most
+    /// [`super::limits::TEXT_BYTES_MAX`] bytes). Since protocol version 2.
+    Message {
+        /// The text.
+        text: String,
+    },
 }
 
 /// Go to another node.
