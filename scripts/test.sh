@@ -23,8 +23,9 @@ echo "== test services"
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 services_start
-# promtool checks the node's /metrics output (tests/admin.rs).
-apt_install promtool:prometheus
+# promtool checks the node's /metrics output (tests/admin.rs); curl and jq run the
+# orchestrator script (tests/region_control.rs).
+apt_install promtool:prometheus curl:curl jq:jq
 
 echo "== cargo test (workspace)"
 cargo test -j"$JOBS" --workspace --locked

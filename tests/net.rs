@@ -77,7 +77,11 @@ pub(crate) fn share_credentials(from: &std::path::Path, to: &std::path::Path) {
     for file in [cert, key] {
         std::fs::copy(&file, to.join(file.file_name().unwrap())).unwrap();
     }
-    for file in [auth::DEV_SECRET_FILE, auth::DEV_TICKET_SECRET_FILE] {
+    for file in [
+        auth::DEV_SECRET_FILE,
+        auth::DEV_TICKET_SECRET_FILE,
+        tessera_server::admin::keys::DEV_ADMIN_KEY_FILE,
+    ] {
         std::fs::copy(from.join(file), to.join(file)).unwrap();
     }
 }

@@ -340,3 +340,60 @@ fn a_transfer_with_100_players_connected_loses_none() {
         redirected.load(Ordering::Relaxed)
     );
 }
+
+#[test]
+fn the_orchestrator_script_assigns_a_region_nobody_holds() {
+    let Some(pair) = Pair::start("region_control::orchestrator_script") else {
+        return;
+    };
+    let (a, b) = (Admin::of(&pair.a), Admin::of(&pair.b));
+    assert_eq!(a.key, b.key, "the cluster shares its admin key");
+    let (status, _) = a.call("DELETE", "/v1/regions/4", Some(r#"{"reason": "test"}"#));
+    assert_ne!(status, 200, "4 is B's");
+    let (status, body) = b.call("DELETE", "/v1/regions/4", Some(r#"{"reason": "test"}"#));
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(1_500)); // Both publish their load.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/orchestrator.sh");
+    let run = std::process::Command::new("bash")
+        .arg(script)
+        .arg("--once")
+        .env("TESSERA_ADMIN", format!("http://{}", a.addr))
+        .env("TESSERA_KEY", &a.key)
+        .output();
+    let out = match run {
+        Ok(out) => out,
+        Err(e) if crate::util::services::in_ci() => panic!("bash: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED orchestrator script: {e}");
+            return;
+        }
+    };
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() && log.contains("command not found") && !crate::util::services::in_ci()
+    {
+        eprintln!("SKIPPED orchestrator script (curl or jq missing): {log}");
+        return;
+    }
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("assign region 4"), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: Vec<u64> = a
+            .regions()
+            .into_iter()
+            .chain(b.regions())
+            .map(|(id, _)| id)
+            .collect();
+        if held.contains(&4) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "region 4 assigned by the script: {held:?}\n{log}"
+        );
+    }
+}

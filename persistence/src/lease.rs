@@ -375,6 +375,21 @@ impl RedisLeases {
             .map_err(unavailable)
     }
 
+    /// Withdraws node `node`'s load report (it is stopping).
+    pub async fn withdraw_load(&self, node: &str) -> Result<(), LeaseError> {
+        redis::pipe()
+            .cmd("DEL")
+            .arg(load_key(node))
+            .ignore()
+            .cmd("SREM")
+            .arg(NODES_KEY)
+            .arg(node)
+            .ignore()
+            .query_async::<()>(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)
+    }
+
     /// The load reports of the nodes that published one within its TTL (two round trips;
     /// nodes gone for good are dropped from the list).
     pub async fn loads(&self) -> Result<Vec<String>, LeaseError> {

@@ -317,7 +317,8 @@ impl ClusterControl {
             .unwrap_or_default()
     }
 
-    /// Publishes this node's load report (it lapses after three lease TTLs).
+    /// Publishes this node's load report (it lapses after a lease TTL: a node that stops
+    /// publishing is not live).
     pub async fn publish_load(&self, load: &crate::placement::NodeLoad) {
         let Ok(report) = serde_json::to_string(load) else {
             return;
@@ -329,6 +330,21 @@ impl ClusterControl {
         {
             tracing::warn!(error = %e, "could not publish the node's load");
         }
+    }
+
+    /// Leaves the cluster (a graceful stop, after the regions' final snapshots): gives up
+    /// the lease of every region whose snapshots are `durable`, so that other nodes can
+    /// take them at once, and withdraws the load report.
+    pub async fn leave(&self, durable: impl Fn(RegionId) -> bool) {
+        for region in self.holdings.leased() {
+            // A region whose last snapshot is not durable keeps its lease until it lapses:
+            // its next holder must not start from an older snapshot while ours may still
+            // land (it would be fenced, and lost).
+            if durable(region) {
+                self.give_up(region).await;
+            }
+        }
+        let _ = self.leases.withdraw_load(&self.node).await;
     }
 
     /// The load reports of the live nodes (malformed ones left out).

@@ -268,6 +268,15 @@ impl RegionControl {
         }
     }
 
+    /// Leaves the cluster, if in one (see [`ClusterControl::leave`]).
+    pub async fn leave_cluster(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .leave(|region| self.snapshots.is_region_flushed(region))
+                .await;
+        }
+    }
+
     /// Publishes this node's load every [`crate::serve::STATUS_PUBLISH_INTERVAL`], for
     /// placement (cluster only), until the runtime stops.
     pub async fn publish_load(

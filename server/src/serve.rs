@@ -131,6 +131,8 @@ pub struct RunningNode {
     node: NodeHandle,
     /// The watch on balance.toml (dropped with the node).
     _watch: Option<reload::Watch>,
+    /// Region control (the cluster is left at a graceful stop).
+    control: Arc<RegionControl>,
     driver: Option<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     runtime: Option<tokio::runtime::Runtime>,
@@ -317,7 +319,7 @@ impl RunningNode {
                     metrics: metrics.clone(),
                     audit,
                     reloader,
-                    regions: control,
+                    regions: control.clone(),
                     store: probe_store.clone(),
                 }),
             );
@@ -361,6 +363,7 @@ impl RunningNode {
             admin_addr,
             board,
             _watch: watch,
+            control,
             cert_der,
             stats,
             gauges,
@@ -417,6 +420,12 @@ impl RunningNode {
             let _ = driver.join();
         }
         if let Some(runtime) = self.runtime.take() {
+            // The final snapshots are durable (the driver flushed them): the regions can
+            // go to other nodes now rather than when the leases lapse.
+            let control = self.control.clone();
+            let _ = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(2), control.leave_cluster()).await
+            });
             runtime.shutdown_timeout(Duration::from_secs(2));
         }
         tracing::info!("node stopped");
@@ -451,12 +460,17 @@ fn open_store(runtime: &tokio::runtime::Runtime, config: &Config) -> anyhow::Res
     }
 }
 
-/// The regions this node holds: `[cluster] regions`, or every region of the world.
+/// The regions this node takes at start: `[cluster] regions`; an empty list means every
+/// region of the world for a node on its own, and none for a node of a cluster (an
+/// orchestrator assigns them through the admin API).
 fn held_regions(config: &Config) -> anyhow::Result<Vec<RegionId>> {
     let world: Vec<RegionId> = config.world.regions.iter().map(|r| r.id).collect();
     let listed = &config.node.cluster.regions;
     if listed.is_empty() {
-        return Ok(world);
+        return Ok(match config.node.services.redis_url {
+            None => world,
+            Some(_) => Vec::new(),
+        });
     }
     if config.node.services.redis_url.is_none() && listed.len() < world.len() {
         anyhow::bail!(

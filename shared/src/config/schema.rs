@@ -89,7 +89,8 @@ pub struct ServicesConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// `[cluster] regions`: the regions this node takes at start (their leases); empty
-    /// means every region of the world.
+    /// means every region of the world without `[services] redis_url`, and none with it
+    /// (an orchestrator assigns them).
     pub regions: Vec<crate::ids::RegionId>,
     /// `[cluster] advertise_addr`: `host:port` other nodes redirect clients to; `None`
     /// means the QUIC endpoint's bound address.
