@@ -597,3 +597,58 @@ fn operators_teleport_message_and_ban_players() {
         login(&node, "ada").await.expect("unbanned");
     });
 }
+
+/// With `TESSERA_LOG_FORMAT=json`, a session's events carry its `session` span: the
+/// session number, the remote address, and the player once logged in.
+#[test]
+fn json_logs_carry_the_session_span_with_its_player() {
+    use crate::region_snapshots::{Log, node_command};
+    let dir = std::env::temp_dir().join(crate::util::unique("tessera-json-logs"));
+    let mut node = node_command(&dir)
+        .env("TESSERA_LOG_FORMAT", "json")
+        .env("RUST_LOG", "tessera_server=debug")
+        .spawn()
+        .expect("tessera starts");
+    let log = Log::of(&mut node);
+    let json_line = |line: &str| serde_json::from_str::<Value>(line).ok();
+    let running = log.find(Duration::from_secs(60), |line| {
+        json_line(line).filter(|v| v["fields"]["message"] == "node running")
+    });
+    let Some(running) = running else {
+        node.kill().unwrap();
+        panic!("no JSON \"node running\" line within 60 s");
+    };
+    let addr: SocketAddr = running["fields"]["addr"].as_str().unwrap().parse().unwrap();
+    let report = client_runtime()
+        .block_on(tessera_server::bots::run_bots(
+            &tessera_server::bots::BotsOptions {
+                count: 1,
+                addr,
+                duration: Duration::from_secs(1),
+                data_dir: dir.clone(),
+                progress: false,
+            },
+        ))
+        .unwrap();
+    assert_eq!(report.connected, 1, "{report}");
+    let ended = log.find(Duration::from_secs(10), |line| {
+        json_line(line).filter(|v| v["fields"]["message"] == "session ended")
+    });
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let ended = ended.expect("no \"session ended\" line within 10 s");
+    let span = &ended["span"];
+    assert_eq!(span["name"], "session", "{ended}");
+    assert_eq!(span["session"], 1, "{ended}");
+    assert!(
+        span["player"].as_str().is_some_and(|p| p.starts_with('p')),
+        "{ended}"
+    );
+    assert!(
+        span["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("127.0.0.1:")),
+        "{ended}"
+    );
+}

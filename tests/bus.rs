@@ -102,6 +102,12 @@ impl EventBus for BusDyn {
             BusDyn::Redis(b) => b.dead_letters(r, max).await,
         }
     }
+    async fn dead_letter_count(&self, r: RegionId) -> Result<u64, BusError> {
+        match self {
+            BusDyn::Local(b) => b.dead_letter_count(r).await,
+            BusDyn::Redis(b) => b.dead_letter_count(r).await,
+        }
+    }
     async fn subscribe_ghosts(&self, regions: &[RegionId]) -> Result<GhostFeed, BusError> {
         match self {
             BusDyn::Local(b) => b.subscribe_ghosts(regions).await,
@@ -186,6 +192,7 @@ fn a_poison_event_reaches_dead_letters_after_exactly_n_deliveries() {
         assert_eq!(deliveries_seen, [1, 2, 3], "{bus:?}");
         let dead = bus.dead_letters(region, 10).await.unwrap();
         assert_eq!(dead.len(), 1);
+        assert_eq!(bus.dead_letter_count(region).await.unwrap(), 1);
         assert_eq!((dead[0].key.as_str(), dead[0].deliveries), ("poison", 3));
         assert_eq!(dead[0].lane, Lane::High);
         assert_eq!(dead[0].payload, b"payload of poison");

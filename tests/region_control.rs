@@ -18,7 +18,7 @@ use tessera::shared::protocol::messages::KickReason;
 use tessera::shared::protocol::quantize::dequantize_position;
 use tessera_server::admin::keys::dev_admin_key;
 
-use crate::admin::http;
+use crate::admin::{http, promtool_check};
 use crate::cluster::Pair;
 
 fn json(body: &str) -> Value {
@@ -339,6 +339,24 @@ fn a_transfer_with_100_players_connected_loses_none() {
         "transfer: {TRANSFERRED} players on B {took:?} after the call, {} redirects, worst drift {worst_drift:.3} m",
         redirected.load(Ordering::Relaxed)
     );
+    // B's metrics read region 3's mail on the bus within a few reading periods: the
+    // handoffs that brought the players over are all acknowledged (no receiver lag).
+    let started = Instant::now();
+    loop {
+        let (status, text) = http(b.addr, "GET", "/metrics", Some(&b.key), None);
+        assert_eq!(status, 200);
+        if text.contains("tessera_bus_pending{region=\"3\"} 0")
+            && text.contains("tessera_bus_dead_letters{region=\"3\"}")
+        {
+            promtool_check(&text);
+            break;
+        }
+        assert!(
+            started.elapsed() < tessera_server::cluster::BUS_STATS_PERIOD * 3,
+            "no bus readings of region 3 in B's metrics:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! region restored from them continues exactly as the original would.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use tessera::regions::Region;
 use tessera::regions::io::{Join, PlayerInput, SessionEvent, TickInput};
@@ -334,22 +335,29 @@ fn node_process() {
     });
 }
 
+/// This test binary, re-executed as `tessera serve` (see [`node_process`]) on data dir
+/// `dir` with free ports, its stderr piped (read it with [`Log`]).
+pub(crate) fn node_command(dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "region_snapshots::node_process", "--nocapture"])
+        .env(NODE_PROCESS, "1")
+        .env("TESSERA__NODE__DATA_DIR", dir)
+        .env("TESSERA__NET__QUIC_LISTEN", "127.0.0.1:0")
+        .env("TESSERA__NET__ADMIN_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
 #[test]
 fn a_node_killed_with_sigkill_comes_back_from_its_last_committed_snapshot() {
     let dir = std::env::temp_dir().join(crate::util::unique("tessera-kill9"));
     let start = || {
-        // This test binary, re-executed as `tessera serve` (see `node_process`).
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "region_snapshots::node_process", "--nocapture"])
-            .env(NODE_PROCESS, "1")
+        node_command(&dir)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
-            .env("TESSERA__NODE__DATA_DIR", &dir)
-            .env("TESSERA__NET__QUIC_LISTEN", "127.0.0.1:0")
-            .env("TESSERA__NET__ADMIN_LISTEN", "127.0.0.1:0")
             .env("TESSERA__PERSISTENCE__SNAPSHOT_INTERVAL_S", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("tessera starts")
     };
@@ -385,12 +393,12 @@ fn a_node_killed_with_sigkill_comes_back_from_its_last_committed_snapshot() {
 }
 
 /// A child's stderr, line by line, read on a thread of its own.
-struct Log {
+pub(crate) struct Log {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Log {
-    fn of(child: &mut std::process::Child) -> Log {
+    pub(crate) fn of(child: &mut std::process::Child) -> Log {
         use std::io::BufRead;
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, lines) = std::sync::mpsc::channel();
@@ -408,7 +416,11 @@ impl Log {
     }
 
     /// The first `found` of a line within `timeout`.
-    fn find<T>(&self, timeout: Duration, mut found: impl FnMut(&str) -> Option<T>) -> Option<T> {
+    pub(crate) fn find<T>(
+        &self,
+        timeout: Duration,
+        mut found: impl FnMut(&str) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;

@@ -237,6 +237,12 @@ pub trait EventBus: Clone + Send + Sync + 'static {
         max: usize,
     ) -> impl Future<Output = Result<Vec<DeadLetter>, BusError>> + Send;
 
+    /// How many dead letters `region` has (at most [`DEAD_LETTERS_MAX`]).
+    fn dead_letter_count(
+        &self,
+        region: RegionId,
+    ) -> impl Future<Output = Result<u64, BusError>> + Send;
+
     /// A feed of the ghosts `regions` publish from now on.
     fn subscribe_ghosts(
         &self,

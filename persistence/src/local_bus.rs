@@ -238,6 +238,10 @@ impl EventBus for LocalBus {
             .collect())
     }
 
+    async fn dead_letter_count(&self, region: RegionId) -> Result<u64, BusError> {
+        Ok(self.state().dead.get(&region).map_or(0, |d| d.len() as u64))
+    }
+
     async fn subscribe_ghosts(&self, regions: &[RegionId]) -> Result<GhostFeed, BusError> {
         let mut source = self.inner.ghosts.subscribe();
         let wanted: Vec<RegionId> = regions.to_vec();

@@ -503,6 +503,14 @@ impl EventBus for RedisBus {
         Ok(out)
     }
 
+    async fn dead_letter_count(&self, region: RegionId) -> Result<u64, BusError> {
+        redis::cmd("XLEN")
+            .arg(dead_key(region))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)
+    }
+
     async fn subscribe_ghosts(&self, regions: &[RegionId]) -> Result<GhostFeed, BusError> {
         let channels: Vec<String> = regions.iter().map(|&r| ghost_channel(r)).collect();
         // The first subscription is made here, so that an unreachable Redis is an error

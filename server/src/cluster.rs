@@ -27,6 +27,8 @@
 //!   neighbouring region on the [`GhostBoard`] (counting gaps); the driver shows a client
 //!   near the border the ghosts within its enter radius. Ghosts are read-only: they are
 //!   not in the simulation, so nothing here can move, hit or see them as targets.
+//! - **Bus health.** Every [`BUS_STATS_PERIOD`] a task reads each active region's
+//!   pending deliveries and dead letters into [`BusStats`] for `/metrics`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -69,6 +71,34 @@ pub const GHOSTS_OUT_LEN_MAX: usize = 64;
 pub const GHOSTS_PER_REGION_MAX: usize = 4_096;
 /// Ghosts older than this are not shown (their region stopped publishing).
 pub const GHOST_TTL: Duration = Duration::from_millis(500);
+
+/// How often the pending deliveries and dead letters of the held regions are read.
+pub const BUS_STATS_PERIOD: Duration = Duration::from_secs(5);
+
+/// The newest reading of each active region's mail on the bus.
+#[derive(Debug, Default)]
+pub struct BusStats {
+    regions: Mutex<BTreeMap<RegionId, RegionMail>>,
+}
+
+/// One region's mail on the bus, as last read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegionMail {
+    /// Delivered to this node and not yet acknowledged: how far the receiver lags.
+    pub pending: u64,
+    /// Mail given up on after `deliveries_max` deliveries.
+    pub dead_letters: u64,
+}
+
+impl BusStats {
+    /// The newest reading per region (regions no longer active are gone).
+    pub fn regions(&self) -> BTreeMap<RegionId, RegionMail> {
+        self.regions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
 
 /// Where a held region meets one held elsewhere.
 #[derive(Clone, Copy, Debug)]
@@ -264,6 +294,8 @@ pub struct ClusterControl {
     /// The held regions.
     pub holdings: Arc<Holdings>,
     node: String,
+    /// The held regions' mail on the bus.
+    pub bus_stats: Arc<BusStats>,
 }
 
 impl ClusterControl {
@@ -478,6 +510,12 @@ impl Cluster {
             holdings.clone(),
             ghosts.clone(),
         ));
+        let bus_stats = Arc::new(BusStats::default());
+        tokio::spawn(watch_bus(
+            self.bus.clone(),
+            holdings.clone(),
+            bus_stats.clone(),
+        ));
         tokio::spawn(receive_handoffs(
             self.bus,
             holdings.clone(),
@@ -490,6 +528,7 @@ impl Cluster {
             leases: self.leases,
             holdings,
             node: self.node,
+            bus_stats,
         };
         (
             ClusterLink {
@@ -711,6 +750,39 @@ async fn follow_ghosts(
                 }
             }
         }
+    }
+}
+
+/// Reads the active regions' pending deliveries and dead letters into `stats` every
+/// [`BUS_STATS_PERIOD`]. A region whose reading fails keeps its previous one.
+async fn watch_bus(bus: RedisBus, holdings: Arc<Holdings>, stats: Arc<BusStats>) {
+    loop {
+        let active = holdings.active();
+        let mut read = BTreeMap::new();
+        for &region in &active {
+            let (pending, dead_letters) =
+                tokio::join!(bus.pending(region), bus.dead_letter_count(region));
+            match (pending, dead_letters) {
+                (Ok(pending), Ok(dead_letters)) => {
+                    read.insert(
+                        region,
+                        RegionMail {
+                            pending,
+                            dead_letters,
+                        },
+                    );
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(region = region.0, error = %e, "reading the region's mail failed");
+                }
+            }
+        }
+        {
+            let mut regions = stats.regions.lock().unwrap_or_else(|p| p.into_inner());
+            regions.retain(|r, _| active.contains(r));
+            regions.extend(read);
+        }
+        tokio::time::sleep(BUS_STATS_PERIOD).await;
     }
 }
 

@@ -141,11 +141,15 @@ impl LocalRegions {
     pub fn step(&mut self) -> usize {
         self.step_durations
             .resize(self.regions.len(), Duration::ZERO);
+        // Rayon's threads do not inherit the caller's span: each region's names it.
+        let tick_span = tracing::Span::current();
         self.regions
             .par_iter_mut()
             .zip(self.inputs.par_iter_mut())
             .zip(self.step_durations.par_iter_mut())
             .for_each(|((region, input), duration)| {
+                let _span = tracing::debug_span!(parent: &tick_span, "region", id = region.id().0)
+                    .entered();
                 let started = Instant::now();
                 region.step(std::mem::take(input));
                 *duration = started.elapsed();

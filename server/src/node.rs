@@ -410,6 +410,7 @@ impl Driver {
 
     /// One tick: commands in, regions stepped, outputs out.
     pub fn tick(&mut self) {
+        let span = tracing::debug_span!("tick", n = tracing::field::Empty).entered();
         let first_region = self.first_region();
         self.stats.counters.inbox_depth = self.commands.len() as u64;
         // Drain what is queued now (bounded by the channel's capacity).
@@ -427,6 +428,7 @@ impl Driver {
         self.stats.last_step = started.elapsed();
         self.count_tick(routed, arrivals.len());
         let tick = self.current_tick();
+        span.record("n", tick);
         self.settle_sessions(tick);
         self.settle_releases(tick);
         self.settle_cluster(arrivals, tick);

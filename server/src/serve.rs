@@ -250,6 +250,7 @@ impl RunningNode {
             snapshots: snapshots.stats.clone(),
             probes,
             store: probe_store.clone(),
+            bus: cluster_control.as_ref().map(|c| c.bus_stats.clone()),
         }));
         let reloader = Arc::new(Reloader::new(
             options.config_dir.clone().map(|dir| ReloadSource {

@@ -19,6 +19,7 @@ use tessera_shared::ids::RegionId;
 
 use super::health::Probe;
 use super::status::StatusBoard;
+use crate::cluster::BusStats;
 use crate::net::EndpointStats;
 use crate::players::SaveStats;
 use crate::snapshots::SnapshotStats;
@@ -45,6 +46,8 @@ pub struct Sources {
     pub probes: Vec<Arc<Probe>>,
     /// The store (its circuit breaker).
     pub store: NodeStore,
+    /// The held regions' mail on the bus (cluster nodes only).
+    pub bus: Option<Arc<BusStats>>,
 }
 
 /// The node's metrics.
@@ -159,6 +162,7 @@ impl NodeMetrics {
             snapshots,
             probes,
             store,
+            bus,
         } = &self.sources;
         let status = board.status();
         let none: &[(&str, String)] = &[];
@@ -245,6 +249,13 @@ impl NodeMetrics {
             .absolute(c.ghosts_dropped);
         self.gauge("tessera_bus_backlog", none)
             .set(c.bus_backlog as f64);
+        for (region, mail) in bus.iter().flat_map(|b| b.regions()) {
+            let labels = [("region", region.0.to_string())];
+            self.gauge("tessera_bus_pending", &labels)
+                .set(mail.pending as f64);
+            self.gauge("tessera_bus_dead_letters", &labels)
+                .set(mail.dead_letters as f64);
+        }
         self.counter(
             "tessera_player_saves_total",
             &[("result", "durable".into())],
@@ -403,6 +414,16 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_bus_backlog",
         None,
         "Handoffs waiting to go out on the bus.",
+    ),
+    (
+        "tessera_bus_pending",
+        None,
+        "Bus mail delivered to the region and not yet acknowledged (receiver lag).",
+    ),
+    (
+        "tessera_bus_dead_letters",
+        None,
+        "Bus mail to the region given up on after too many deliveries.",
     ),
     (
         "tessera_player_saves_total",

@@ -5,9 +5,10 @@
 pub mod session;
 pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use tracing::Instrument;
 
 use crate::auth::{TicketKeys, TokenVerifier};
 use crate::node::NodeHandle;
@@ -87,20 +88,29 @@ pub async fn accept_loop(
         let (node, auth, stats) = (node.clone(), auth.clone(), stats.clone());
         let players = players.clone();
         let session = next_session.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            stats.handshakes.fetch_add(1, Ordering::Relaxed);
-            let connecting = incoming.accept();
-            let connection = match connecting {
-                Ok(connecting) => connecting.await,
-                Err(e) => Err(e),
-            };
-            stats.handshakes.fetch_sub(1, Ordering::Relaxed);
-            let Ok(connection) = connection else { return };
-            stats.connections.fetch_add(1, Ordering::Relaxed);
-            let remote: SocketAddr = connection.remote_address();
-            let end = session::run(connection, node, auth, players, session, stats.clone()).await;
-            tracing::debug!(session, %remote, ?end, "session ended");
-            stats.connections.fetch_sub(1, Ordering::Relaxed);
-        });
+        let span = tracing::info_span!(
+            "session",
+            session,
+            remote = %incoming.remote_address(),
+            player = tracing::field::Empty
+        );
+        tokio::spawn(
+            async move {
+                stats.handshakes.fetch_add(1, Ordering::Relaxed);
+                let connecting = incoming.accept();
+                let connection = match connecting {
+                    Ok(connecting) => connecting.await,
+                    Err(e) => Err(e),
+                };
+                stats.handshakes.fetch_sub(1, Ordering::Relaxed);
+                let Ok(connection) = connection else { return };
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                let end =
+                    session::run(connection, node, auth, players, session, stats.clone()).await;
+                tracing::debug!(?end, "session ended");
+                stats.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            .instrument(span),
+        );
     }
 }

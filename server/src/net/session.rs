@@ -128,6 +128,8 @@ pub async fn run(
         },
     };
 
+    tracing::Span::current().record("player", tracing::field::display(player));
+
     // A banned player is told why, and until when.
     let now = unix_now_s();
     match players.ban(player, now).await {
@@ -220,7 +222,7 @@ pub async fn run(
         detach(&node, player, session).await;
         return SessionEnd::Disconnected;
     }
-    tracing::debug!(session, %player, "logged in");
+    tracing::debug!("logged in");
 
     let mut control = FrameReader::<ControlC2s>::spawn(recv, CONTROL_QUEUE_LEN_MAX);
 
