@@ -346,10 +346,19 @@ fn a_stalled_redis_fails_calls_within_5_s_instead_of_hanging() {
         let started = std::time::Instant::now();
         let receive = bus.receive(region, "node-a", 10).await;
         let receive_took = started.elapsed();
+        // A third failure in a row opens the bus's circuit breaker: from then on calls
+        // fail at once, without waiting on Redis.
+        let third = bus.pending(region).await;
+        assert!(bus.breaker().is_open(), "{third:?}");
+        let refused = bus.receive(region, "node-a", 10).await;
         server.signal("CONT");
         assert!(
-            publish.is_err() && receive.is_err(),
-            "{publish:?} {receive:?}"
+            publish.is_err() && receive.is_err() && third.is_err(),
+            "{publish:?} {receive:?} {third:?}"
+        );
+        assert!(
+            matches!(&refused, Err(BusError::Unavailable(m)) if m.starts_with("circuit open")),
+            "{refused:?}"
         );
         // The promise is a bound, not a speed: each call gives up within 5 s.
         assert!(
@@ -364,9 +373,13 @@ fn a_stalled_redis_fails_calls_within_5_s_instead_of_hanging() {
             "bus::stalled: against a stopped Redis, publish failed in {publish_took:?}, \
              receive in {receive_took:?}"
         );
-        // Once Redis runs again the bus works again, with what it held.
+        // Once Redis runs again the bus works again (after the breaker's probe), with
+        // what it held.
         let mut got = Vec::new();
-        for _ in 0..50 {
+        let deadline = std::time::Instant::now()
+            + tessera::persistence::breaker::OPEN_MAX
+            + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
             if let Ok(delivered) = bus.receive(region, "node-a", 10).await {
                 got.extend(delivered);
                 if !got.is_empty() {

@@ -347,6 +347,7 @@ fn a_transfer_with_100_players_connected_loses_none() {
         assert_eq!(status, 200);
         if text.contains("tessera_bus_pending{region=\"3\"} 0")
             && text.contains("tessera_bus_dead_letters{region=\"3\"}")
+            && text.contains("tessera_bus_breaker_open 0")
         {
             promtool_check(&text);
             break;

@@ -37,6 +37,22 @@ fn inputs(bots: &mut ScriptedPlayers, tick: u64, out: &TickOutput) -> TickInput 
     input
 }
 
+/// Every bot joins (a fresh avatar at the spawn point).
+fn joins(bots: &ScriptedPlayers) -> TickInput {
+    TickInput {
+        sessions: bots
+            .players()
+            .map(|player| {
+                SessionEvent::Join(Join {
+                    player,
+                    saved: None,
+                })
+            })
+            .collect(),
+        ..TickInput::default()
+    }
+}
+
 /// The default world's first region with bots that walk, fight and die.
 struct Busy {
     region: Region,
@@ -50,18 +66,7 @@ impl Busy {
         let def = config.world.regions[0].clone();
         let region = Region::new(&def, config, 11).unwrap();
         let bots = ScriptedPlayers::new(PLAYERS, 1, 11);
-        let input = TickInput {
-            sessions: bots
-                .players()
-                .map(|player| {
-                    SessionEvent::Join(Join {
-                        player,
-                        saved: None,
-                    })
-                })
-                .collect(),
-            ..TickInput::default()
-        };
+        let input = joins(&bots);
         Busy {
             region,
             bots,
@@ -307,6 +312,45 @@ fn region_snapshots_wait_out_a_mongodb_outage_and_flush_after_it_with_no_loss() 
         "cells {differing:?} differ from the captures ({} stored, {} expected)",
         loaded.cells.len(),
         expected.len()
+    );
+}
+
+/// A region restored from a snapshot rewinds its handoff counter; with the new holding's
+/// epoch its handoff ids still differ from every id the previous holding minted after
+/// that snapshot (which the receivers' dedup would otherwise drop as already applied).
+#[test]
+fn a_restored_region_under_a_new_epoch_never_reissues_a_handoff_id() {
+    let config = Arc::new(Config::embedded_default());
+    let def = config.world.regions[0].clone();
+    let to = config.world.regions[1].id;
+    let mut busy = Busy::new();
+    busy.region.set_epoch(1);
+    for _ in 0..20 {
+        busy.step();
+    }
+    let mut stored = BTreeMap::new();
+    apply_delta(&mut stored, busy.region.capture_snapshot());
+    // The first holding hands its players off after the snapshot, then dies.
+    let first: Vec<_> = busy.region.evacuate(to).iter().map(|h| h.id).collect();
+    assert_eq!(first.len(), PLAYERS);
+    // Its successors restore the snapshot and the same players come back and leave again.
+    let rejoin = |epoch: u64| {
+        let (mut region, _) = Region::restore(&def, config.clone(), &stored).unwrap();
+        region.set_epoch(epoch);
+        region.step(joins(&busy.bots));
+        region.evacuate(to).iter().map(|h| h.id).collect::<Vec<_>>()
+    };
+    let same_epoch = rejoin(1);
+    assert_eq!(same_epoch.len(), PLAYERS);
+    assert!(
+        same_epoch.iter().any(|id| first.contains(id)),
+        "the counter alone repeats ids (what the epoch is for)"
+    );
+    let next_epoch = rejoin(2);
+    assert_eq!(next_epoch.len(), PLAYERS);
+    assert!(
+        next_epoch.iter().all(|id| !first.contains(id)),
+        "{next_epoch:?} reissues one of {first:?}"
     );
 }
 

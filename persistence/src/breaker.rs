@@ -56,6 +56,22 @@ impl Breaker {
     pub fn is_open(&self) -> bool {
         !self.permits()
     }
+
+    /// Runs `op` if the breaker permits it, recording whether it found the service
+    /// available (`unavailable` tells from its error); else `Err(refused())` at once.
+    pub async fn call<T, E>(
+        &self,
+        op: impl Future<Output = Result<T, E>>,
+        unavailable: impl FnOnce(&E) -> bool,
+        refused: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        if !self.permits() {
+            return Err(refused());
+        }
+        let result = op.await;
+        self.record(!result.as_ref().is_err_and(unavailable));
+        result
+    }
 }
 
 #[cfg(test)]

@@ -230,6 +230,11 @@ return redis.call('DEL', KEYS[1]) end return 0";
 
 /// Leases in Redis. Keys (hash-tagged by region): `tessera:{r<id>}:lease` (value
 /// `holder|epoch`, with the TTL) and `tessera:{r<id>}:epoch` (the counter, never expires).
+///
+/// Unlike the bus, no circuit breaker: a renewal is worth trying every time until the
+/// lease's own deadline ([`Lease::must_stop`]), and a breaker could only make a node give
+/// up a region that a recovered Redis would have let it keep. Each call is still bounded
+/// by the response timeout.
 #[derive(Clone)]
 pub struct RedisLeases {
     commands: ConnectionManager,

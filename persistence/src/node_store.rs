@@ -71,20 +71,18 @@ impl NodeStore {
         }
     }
 
-    /// Runs `op` if the breaker permits, recording whether it found the store available.
+    /// Runs `op` through the breaker.
     async fn guarded<T>(
         &self,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        if !self.breaker.permits() {
-            return Err(StoreError::Unavailable(
-                "circuit open: the store failed repeatedly; probing again shortly".into(),
-            ));
-        }
-        let result = op.await;
         self.breaker
-            .record(!result.as_ref().is_err_and(StoreError::is_retryable));
-        result
+            .call(op, StoreError::is_retryable, || {
+                StoreError::Unavailable(
+                    "circuit open: the store failed repeatedly; probing again shortly".into(),
+                )
+            })
+            .await
     }
 }
 

@@ -14,7 +14,9 @@
 //!
 //! Every command goes through a [`ConnectionManager`] (it reconnects) with a response
 //! timeout of [`RESPONSE_TIMEOUT`]: against a stalled server (SIGSTOP) calls fail in time
-//! instead of hanging. A ghost subscription runs on its own connection and resubscribes
+//! instead of hanging, and every [`EventBus`] call goes through a circuit breaker
+//! ([`crate::breaker`]): once Redis has failed a few calls in a row, calls fail at once
+//! until a probe succeeds. A ghost subscription runs on its own connection and resubscribes
 //! with capped, jittered backoff after losing it.
 
 use std::collections::{HashMap, HashSet};
@@ -28,6 +30,7 @@ use redis::{AsyncCommands, Value};
 use tessera_shared::ids::RegionId;
 use tokio::sync::mpsc;
 
+use crate::breaker::Breaker;
 use crate::bus::*;
 
 /// How long one command may wait for its answer.
@@ -51,6 +54,8 @@ pub struct RedisBus {
     sequencer: Arc<Mutex<GhostSequencer>>,
     /// Lane streams whose consumer group this process has made sure of.
     groups: Arc<Mutex<HashSet<(RegionId, Lane)>>>,
+    /// Around every [`EventBus`] call: a Redis that keeps failing is not waited on.
+    breaker: Breaker,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -152,7 +157,31 @@ impl RedisBus {
             config,
             sequencer: Arc::new(Mutex::new(GhostSequencer::new(new_incarnation()))),
             groups: Arc::new(Mutex::new(HashSet::new())),
+            breaker: Breaker::new(),
         })
+    }
+
+    /// The circuit breaker around the bus's calls (for metrics and health).
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Runs `op` through the breaker.
+    async fn guarded<T>(
+        &self,
+        op: impl Future<Output = Result<T, BusError>>,
+    ) -> Result<T, BusError> {
+        self.breaker
+            .call(
+                op,
+                |e| matches!(e, BusError::Unavailable(_)),
+                || {
+                    BusError::Unavailable(
+                        "circuit open: Redis failed repeatedly; probing again shortly".into(),
+                    )
+                },
+            )
+            .await
     }
 
     /// Creates the consumer group of `region`'s lanes (from the start of each stream) if
@@ -300,49 +329,52 @@ fn fields(entry: &StreamId) -> Result<(String, Vec<u8>), BusError> {
 
 impl EventBus for RedisBus {
     async fn publish(&self, batch: &Batch) -> Result<Published, BusError> {
-        check_batch(batch)?;
-        if batch.mail.is_empty() && batch.ghosts.is_empty() {
-            return Ok(Published::default());
-        }
-        let frames: Vec<(RegionId, Vec<u8>)> = {
-            let mut sequencer = self
-                .sequencer
-                .lock()
-                .map_err(|_| BusError::Protocol("ghost sequencer poisoned".into()))?;
-            batch
-                .ghosts
+        self.guarded(async {
+            check_batch(batch)?;
+            if batch.mail.is_empty() && batch.ghosts.is_empty() {
+                return Ok(Published::default());
+            }
+            let frames: Vec<(RegionId, Vec<u8>)> = {
+                let mut sequencer = self
+                    .sequencer
+                    .lock()
+                    .map_err(|_| BusError::Protocol("ghost sequencer poisoned".into()))?;
+                batch
+                    .ghosts
+                    .iter()
+                    .map(|g| (g.region, sequencer.frame(g)))
+                    .collect()
+            };
+            // One pipeline, one round trip: all mail, then all ghosts.
+            let mut pipe = redis::pipe();
+            for mail in &batch.mail {
+                pipe.cmd("EVAL")
+                    .arg(ADD_SCRIPT)
+                    .arg(1)
+                    .arg(lane_key(mail.to, mail.lane))
+                    .arg(LANE_LEN_MAX)
+                    .arg(&mail.key)
+                    .arg(&mail.payload);
+            }
+            for (region, frame) in &frames {
+                pipe.cmd("PUBLISH")
+                    .arg(ghost_channel(*region))
+                    .arg(frame)
+                    .ignore();
+            }
+            let replies: Vec<Value> = pipe
+                .query_async(&mut self.commands.clone())
+                .await
+                .map_err(unavailable)?;
+            let refused = replies
                 .iter()
-                .map(|g| (g.region, sequencer.frame(g)))
-                .collect()
-        };
-        // One pipeline, one round trip: all mail, then all ghosts.
-        let mut pipe = redis::pipe();
-        for mail in &batch.mail {
-            pipe.cmd("EVAL")
-                .arg(ADD_SCRIPT)
-                .arg(1)
-                .arg(lane_key(mail.to, mail.lane))
-                .arg(LANE_LEN_MAX)
-                .arg(&mail.key)
-                .arg(&mail.payload);
-        }
-        for (region, frame) in &frames {
-            pipe.cmd("PUBLISH")
-                .arg(ghost_channel(*region))
-                .arg(frame)
-                .ignore();
-        }
-        let replies: Vec<Value> = pipe
-            .query_async(&mut self.commands.clone())
-            .await
-            .map_err(unavailable)?;
-        let refused = replies
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| matches!(v, Value::Nil))
-            .map(|(i, _)| i)
-            .collect();
-        Ok(Published { refused })
+                .enumerate()
+                .filter(|(_, v)| matches!(v, Value::Nil))
+                .map(|(i, _)| i)
+                .collect();
+            Ok(Published { refused })
+        })
+        .await
     }
 
     async fn receive(
@@ -351,124 +383,133 @@ impl EventBus for RedisBus {
         consumer: &str,
         max: usize,
     ) -> Result<Vec<Delivery>, BusError> {
-        self.ensure_groups(region).await?;
-        let max = max.min(RECEIVE_MAX);
-        let mut received: Vec<(Lane, StreamId, u32)> = Vec::new();
-        for lane in Lane::ALL {
-            let room = max - received.len();
-            if room == 0 {
-                break;
+        self.guarded(async {
+            self.ensure_groups(region).await?;
+            let max = max.min(RECEIVE_MAX);
+            let mut received: Vec<(Lane, StreamId, u32)> = Vec::new();
+            for lane in Lane::ALL {
+                let room = max - received.len();
+                if room == 0 {
+                    break;
+                }
+                for (entry, n) in self.reclaim(region, lane, consumer, room).await? {
+                    received.push((lane, entry, n));
+                }
+                let room = max - received.len();
+                if room == 0 {
+                    break;
+                }
+                let fresh: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(room)
+                    .arg("STREAMS")
+                    .arg(lane_key(region, lane))
+                    .arg(">")
+                    .query_async(&mut self.commands.clone())
+                    .await
+                    .map_err(unavailable)?;
+                for stream in fresh.into_iter().flat_map(|r| r.keys) {
+                    for entry in stream.ids {
+                        received.push((lane, entry, 1));
+                    }
+                }
             }
-            for (entry, n) in self.reclaim(region, lane, consumer, room).await? {
-                received.push((lane, entry, n));
+            if received.is_empty() {
+                return Ok(Vec::new());
             }
-            let room = max - received.len();
-            if room == 0 {
-                break;
+            let mut deliveries = Vec::with_capacity(received.len());
+            for (lane, entry, n) in received {
+                let (key, payload) = fields(&entry)?;
+                deliveries.push(Delivery {
+                    id: DeliveryId { lane, id: entry.id },
+                    region,
+                    lane,
+                    key,
+                    payload,
+                    deliveries: n,
+                });
             }
-            let fresh: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(consumer)
-                .arg("COUNT")
-                .arg(room)
-                .arg("STREAMS")
-                .arg(lane_key(region, lane))
-                .arg(">")
+            // Mail whose key is already done (a retry, a redelivery) is dropped, as acked.
+            let mut check = redis::pipe();
+            for delivery in &deliveries {
+                check.exists(done_key(region, &delivery.key));
+            }
+            let done: Vec<bool> = check
                 .query_async(&mut self.commands.clone())
                 .await
                 .map_err(unavailable)?;
-            for stream in fresh.into_iter().flat_map(|r| r.keys) {
-                for entry in stream.ids {
-                    received.push((lane, entry, 1));
-                }
+            let (duplicates, fresh): (Vec<_>, Vec<_>) = deliveries
+                .into_iter()
+                .zip(done)
+                .partition(|(_, done)| *done);
+            if !duplicates.is_empty() {
+                let duplicates: Vec<Delivery> = duplicates.into_iter().map(|(d, _)| d).collect();
+                self.drop_deliveries(region, &duplicates).await?;
             }
-        }
-        if received.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut deliveries = Vec::with_capacity(received.len());
-        for (lane, entry, n) in received {
-            let (key, payload) = fields(&entry)?;
-            deliveries.push(Delivery {
-                id: DeliveryId { lane, id: entry.id },
-                region,
-                lane,
-                key,
-                payload,
-                deliveries: n,
-            });
-        }
-        // Mail whose key is already done (a retry, a redelivery) is dropped, as acked.
-        let mut check = redis::pipe();
-        for delivery in &deliveries {
-            check.exists(done_key(region, &delivery.key));
-        }
-        let done: Vec<bool> = check
-            .query_async(&mut self.commands.clone())
-            .await
-            .map_err(unavailable)?;
-        let (duplicates, fresh): (Vec<_>, Vec<_>) = deliveries
-            .into_iter()
-            .zip(done)
-            .partition(|(_, done)| *done);
-        if !duplicates.is_empty() {
-            let duplicates: Vec<Delivery> = duplicates.into_iter().map(|(d, _)| d).collect();
-            self.drop_deliveries(region, &duplicates).await?;
-        }
-        Ok(fresh.into_iter().map(|(d, _)| d).collect())
+            Ok(fresh.into_iter().map(|(d, _)| d).collect())
+        })
+        .await
     }
 
     async fn ack(&self, region: RegionId, deliveries: &[Delivery]) -> Result<(), BusError> {
-        if deliveries.is_empty() {
-            return Ok(());
-        }
-        // Keys are marked done first, in the same transaction: a crash cannot leave an
-        // acknowledged entry whose key is not done.
-        let ttl = millis(self.config.done_ttl).max(1);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for delivery in deliveries {
-            pipe.cmd("SET")
-                .arg(done_key(region, &delivery.key))
-                .arg(1)
-                .arg("PX")
-                .arg(ttl)
-                .ignore();
-        }
-        add_ack_and_delete(&mut pipe, region, deliveries);
-        pipe.query_async::<()>(&mut self.commands.clone())
-            .await
-            .map_err(unavailable)
+        self.guarded(async {
+            if deliveries.is_empty() {
+                return Ok(());
+            }
+            // Keys are marked done first, in the same transaction: a crash cannot leave an
+            // acknowledged entry whose key is not done.
+            let ttl = millis(self.config.done_ttl).max(1);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for delivery in deliveries {
+                pipe.cmd("SET")
+                    .arg(done_key(region, &delivery.key))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl)
+                    .ignore();
+            }
+            add_ack_and_delete(&mut pipe, region, deliveries);
+            pipe.query_async::<()>(&mut self.commands.clone())
+                .await
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn pending(&self, region: RegionId) -> Result<u64, BusError> {
-        self.ensure_groups(region).await?;
-        let mut pipe = redis::pipe();
-        for lane in Lane::ALL {
-            pipe.cmd("XPENDING").arg(lane_key(region, lane)).arg(GROUP);
-        }
-        let summaries: Vec<Value> = pipe
-            .query_async(&mut self.commands.clone())
-            .await
-            .map_err(unavailable)?;
-        let mut total = 0u64;
-        for summary in summaries {
-            match summary {
-                Value::Array(items) => match items.first() {
-                    Some(Value::Int(n)) => total += u64::try_from(*n).unwrap_or(0),
-                    _ => {
-                        return Err(BusError::Protocol(
-                            "XPENDING summary without a count".into(),
-                        ));
+        self.guarded(async {
+            self.ensure_groups(region).await?;
+            let mut pipe = redis::pipe();
+            for lane in Lane::ALL {
+                pipe.cmd("XPENDING").arg(lane_key(region, lane)).arg(GROUP);
+            }
+            let summaries: Vec<Value> = pipe
+                .query_async(&mut self.commands.clone())
+                .await
+                .map_err(unavailable)?;
+            let mut total = 0u64;
+            for summary in summaries {
+                match summary {
+                    Value::Array(items) => match items.first() {
+                        Some(Value::Int(n)) => total += u64::try_from(*n).unwrap_or(0),
+                        _ => {
+                            return Err(BusError::Protocol(
+                                "XPENDING summary without a count".into(),
+                            ));
+                        }
+                    },
+                    other => {
+                        return Err(BusError::Protocol(format!("XPENDING answered {other:?}")));
                     }
-                },
-                other => {
-                    return Err(BusError::Protocol(format!("XPENDING answered {other:?}")));
                 }
             }
-        }
-        Ok(total)
+            Ok(total)
+        })
+        .await
     }
 
     async fn dead_letters(
@@ -476,81 +517,90 @@ impl EventBus for RedisBus {
         region: RegionId,
         max: usize,
     ) -> Result<Vec<DeadLetter>, BusError> {
-        let newest: Vec<StreamId> = {
-            let reply: redis::streams::StreamRangeReply = self
-                .commands
-                .clone()
-                .xrevrange_count(dead_key(region), "+", "-", max.min(DEAD_LETTERS_MAX))
-                .await
-                .map_err(unavailable)?;
-            reply.ids
-        };
-        let mut out = Vec::with_capacity(newest.len());
-        for entry in newest.iter().rev() {
-            let (key, payload) = fields(entry)?;
-            let lane = match entry.get::<String>("lane").as_deref() {
-                Some("high") => Lane::High,
-                Some("low") => Lane::Low,
-                _ => Lane::Normal,
+        self.guarded(async {
+            let newest: Vec<StreamId> = {
+                let reply: redis::streams::StreamRangeReply = self
+                    .commands
+                    .clone()
+                    .xrevrange_count(dead_key(region), "+", "-", max.min(DEAD_LETTERS_MAX))
+                    .await
+                    .map_err(unavailable)?;
+                reply.ids
             };
-            out.push(DeadLetter {
-                lane,
-                key,
-                payload,
-                deliveries: entry.get("n").unwrap_or(0),
-            });
-        }
-        Ok(out)
+            let mut out = Vec::with_capacity(newest.len());
+            for entry in newest.iter().rev() {
+                let (key, payload) = fields(entry)?;
+                let lane = match entry.get::<String>("lane").as_deref() {
+                    Some("high") => Lane::High,
+                    Some("low") => Lane::Low,
+                    _ => Lane::Normal,
+                };
+                out.push(DeadLetter {
+                    lane,
+                    key,
+                    payload,
+                    deliveries: entry.get("n").unwrap_or(0),
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn dead_letter_count(&self, region: RegionId) -> Result<u64, BusError> {
-        redis::cmd("XLEN")
-            .arg(dead_key(region))
-            .query_async(&mut self.commands.clone())
-            .await
-            .map_err(unavailable)
+        self.guarded(async {
+            redis::cmd("XLEN")
+                .arg(dead_key(region))
+                .query_async(&mut self.commands.clone())
+                .await
+                .map_err(unavailable)
+        })
+        .await
     }
 
     async fn subscribe_ghosts(&self, regions: &[RegionId]) -> Result<GhostFeed, BusError> {
-        let channels: Vec<String> = regions.iter().map(|&r| ghost_channel(r)).collect();
-        // The first subscription is made here, so that an unreachable Redis is an error
-        // now and messages published after this returns are seen.
-        let first = subscribe(&self.client, &channels).await?;
-        let (tx, rx) = mpsc::channel(GHOST_QUEUE_LEN_MAX);
-        let client = self.client.clone();
-        let task = tokio::spawn(async move {
-            let mut pubsub = Some(first);
-            loop {
-                let current = match pubsub.take() {
-                    Some(p) => p,
-                    None => {
-                        use backon::{ExponentialBuilder, Retryable};
-                        let backoff = ExponentialBuilder::default()
-                            .with_min_delay(Duration::from_millis(100))
-                            .with_max_delay(Duration::from_secs(5))
-                            .with_jitter()
-                            .without_max_times();
-                        match (|| subscribe(&client, &channels)).retry(backoff).await {
-                            Ok(p) => p,
-                            Err(_) => return,
+        self.guarded(async {
+            let channels: Vec<String> = regions.iter().map(|&r| ghost_channel(r)).collect();
+            // The first subscription is made here, so that an unreachable Redis is an error
+            // now and messages published after this returns are seen.
+            let first = subscribe(&self.client, &channels).await?;
+            let (tx, rx) = mpsc::channel(GHOST_QUEUE_LEN_MAX);
+            let client = self.client.clone();
+            let task = tokio::spawn(async move {
+                let mut pubsub = Some(first);
+                loop {
+                    let current = match pubsub.take() {
+                        Some(p) => p,
+                        None => {
+                            use backon::{ExponentialBuilder, Retryable};
+                            let backoff = ExponentialBuilder::default()
+                                .with_min_delay(Duration::from_millis(100))
+                                .with_max_delay(Duration::from_secs(5))
+                                .with_jitter()
+                                .without_max_times();
+                            match (|| subscribe(&client, &channels)).retry(backoff).await {
+                                Ok(p) => p,
+                                Err(_) => return,
+                            }
+                        }
+                    };
+                    let mut messages = current.into_on_message();
+                    while let Some(message) = messages.next().await {
+                        let Some(region) = region_of_channel(message.get_channel_name()) else {
+                            continue;
+                        };
+                        match tx.try_send((region, message.get_payload_bytes().to_vec())) {
+                            // A full feed drops the message: the reader sees a gap.
+                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                            Err(mpsc::error::TrySendError::Closed(_)) => return,
                         }
                     }
-                };
-                let mut messages = current.into_on_message();
-                while let Some(message) = messages.next().await {
-                    let Some(region) = region_of_channel(message.get_channel_name()) else {
-                        continue;
-                    };
-                    match tx.try_send((region, message.get_payload_bytes().to_vec())) {
-                        // A full feed drops the message: the reader sees a gap.
-                        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    }
+                    tracing::warn!("ghost subscription lost; resubscribing");
                 }
-                tracing::warn!("ghost subscription lost; resubscribing");
-            }
-        });
-        Ok(GhostFeed::new(rx, task))
+            });
+            Ok(GhostFeed::new(rx, task))
+        })
+        .await
     }
 }
 

@@ -114,6 +114,7 @@ impl Region {
         let mint = Mint {
             next_entity_seq: r.u64()?,
             next_handoff_seq: r.u64()?,
+            epoch: 0,
         };
         let mut population = Population::decode(&mut r, n_entries)?;
         let n_applied = r.count(8)?;
@@ -232,6 +233,14 @@ impl Region {
             captured_at: None,
             encoder: Some(encoder),
         })
+    }
+
+    /// Sets the fencing epoch of the holding that simulates the region from now on (the
+    /// lease's, or one past the last snapshot's): handoff ids minted from the next step
+    /// carry it, so that a region restored from a snapshot never reissues an id its
+    /// previous holding minted after that snapshot (see [`Mint::handoff`]).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.world.resource_mut::<Mint>().epoch = epoch;
     }
 
     /// Moves the region's clock forward to `tick` (a region taken at run time joins the

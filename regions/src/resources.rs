@@ -138,13 +138,20 @@ impl Directory {
     }
 }
 
-/// Counters for minting ids: part of the region's state (a snapshot carries them).
+/// Low bits of a handoff id's 40-bit sequence that count the handoffs of one holding;
+/// the bits above them are the holding's epoch (see [`Mint::handoff`]).
+pub const HANDOFF_COUNTER_BITS: u32 = 24;
+
+/// Counters for minting ids: part of the region's state (a snapshot carries them), and
+/// the epoch of the current holding (which it does not: each holding sets its own).
 #[derive(Resource, Clone, Copy, Debug, Default)]
 pub struct Mint {
     /// Next entity sequence number for [`NetId::mint`].
     pub next_entity_seq: u64,
     /// Next handoff sequence number.
     pub next_handoff_seq: u64,
+    /// The fencing epoch of the holding simulating the region (0 until set).
+    pub epoch: u64,
 }
 
 impl Mint {
@@ -155,12 +162,23 @@ impl Mint {
         Some(id)
     }
 
-    /// A fresh handoff id; the layout of [`NetId::mint`], unique per region (the sequence
-    /// wraps after 2^40 crossings, far beyond the dedup window).
+    /// A fresh handoff id, in the layout of [`NetId::mint`] with a sequence made of the
+    /// holding's epoch (16 bits, above) and a counter ([`HANDOFF_COUNTER_BITS`], below).
+    ///
+    /// Handoffs are deduplicated by id (the bus's done keys, the receiver's
+    /// `AppliedHandoffs`), so an id must not come back within that window. The counter
+    /// alone would: a region restored from a snapshot rewinds it and would reissue the
+    /// ids its previous holding minted after that snapshot, and their receivers would
+    /// drop the new crossings as duplicates. The epoch differs between holdings (a lease's
+    /// is strictly greater than any before it), so ids repeat only after 2^24 crossings of
+    /// one holding or 2^16 holdings, far beyond any dedup window.
     pub fn handoff(&mut self, region: RegionId) -> HandoffId {
-        let seq = self.next_handoff_seq & ((1 << NetId::SEQUENCE_BITS) - 1);
+        const EPOCH_BITS: u32 = NetId::SEQUENCE_BITS - HANDOFF_COUNTER_BITS;
+        let counter = self.next_handoff_seq & ((1 << HANDOFF_COUNTER_BITS) - 1);
+        let epoch = self.epoch & ((1 << EPOCH_BITS) - 1);
         self.next_handoff_seq += 1;
-        let id = NetId::mint(region, seq).expect("region ids are validated by the config");
+        let id = NetId::mint(region, epoch << HANDOFF_COUNTER_BITS | counter)
+            .expect("region ids are validated by the config");
         HandoffId(id.0)
     }
 }
@@ -168,6 +186,27 @@ impl Mint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handoff_ids_carry_the_epoch_above_the_counter_in_the_region_layout() {
+        let region = RegionId(3);
+        let mut mint = Mint {
+            epoch: 5,
+            ..Mint::default()
+        };
+        let a = mint.handoff(region);
+        let b = mint.handoff(region);
+        assert_eq!(b.0, a.0 + 1);
+        assert_eq!(a.0 >> NetId::SEQUENCE_BITS, 3, "the region's id space");
+        assert_eq!((a.0 >> HANDOFF_COUNTER_BITS) & 0xffff, 5);
+        // The same counter under another epoch is another id.
+        let mut next = Mint {
+            epoch: 6,
+            next_handoff_seq: 0,
+            ..mint
+        };
+        assert_ne!(next.handoff(region), a);
+    }
 
     #[test]
     fn ticks_for_ms_is_exact_at_every_rate() {

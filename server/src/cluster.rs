@@ -28,7 +28,8 @@
 //!   near the border the ghosts within its enter radius. Ghosts are read-only: they are
 //!   not in the simulation, so nothing here can move, hit or see them as targets.
 //! - **Bus health.** Every [`BUS_STATS_PERIOD`] a task reads each active region's
-//!   pending deliveries and dead letters into [`BusStats`] for `/metrics`.
+//!   pending deliveries and dead letters into [`BusStats`] for `/metrics`, beside the
+//!   bus's circuit breaker (every bus call goes through it; lease calls do not).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tessera_persistence::breaker::Breaker;
 use tessera_persistence::bus::{
     Batch, BusConfig, Delivery, EventBus, GhostUpdate, Lane, Mail, RECEIVE_MAX,
 };
@@ -75,10 +77,11 @@ pub const GHOST_TTL: Duration = Duration::from_millis(500);
 /// How often the pending deliveries and dead letters of the held regions are read.
 pub const BUS_STATS_PERIOD: Duration = Duration::from_secs(5);
 
-/// The newest reading of each active region's mail on the bus.
-#[derive(Debug, Default)]
+/// The newest reading of each active region's mail on the bus, and the bus's breaker.
+#[derive(Debug)]
 pub struct BusStats {
     regions: Mutex<BTreeMap<RegionId, RegionMail>>,
+    breaker: Breaker,
 }
 
 /// One region's mail on the bus, as last read.
@@ -91,6 +94,11 @@ pub struct RegionMail {
 }
 
 impl BusStats {
+    /// Whether the bus's circuit breaker is open (calls to Redis refused for now).
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
     /// The newest reading per region (regions no longer active are gone).
     pub fn regions(&self) -> BTreeMap<RegionId, RegionMail> {
         self.regions
@@ -510,7 +518,10 @@ impl Cluster {
             holdings.clone(),
             ghosts.clone(),
         ));
-        let bus_stats = Arc::new(BusStats::default());
+        let bus_stats = Arc::new(BusStats {
+            regions: Mutex::default(),
+            breaker: self.bus.breaker().clone(),
+        });
         tokio::spawn(watch_bus(
             self.bus.clone(),
             holdings.clone(),

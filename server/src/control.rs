@@ -156,6 +156,7 @@ impl RegionControl {
                 )));
             }
         };
+        built.set_epoch(lease.epoch);
         if let Some(encoder) = built.take_snapshot_encoder() {
             self.snapshots
                 .add_region(region, lease.epoch, encoder)

@@ -215,7 +215,7 @@ impl RunningNode {
                 Some(cluster.start(&config, leases, advertise))
             }
         };
-        let (mut driver, node) = restore_regions(&config, options.seed, stored, &held)?;
+        let (mut driver, node) = restore_regions(&config, options.seed, stored, &held, &epochs)?;
         let cluster_control = cluster.map(|(link, control)| {
             driver.join_cluster(link);
             control
@@ -494,13 +494,19 @@ fn restore_regions(
     seed: u64,
     stored: BTreeMap<RegionId, tessera_persistence::RegionSnapshot>,
     held: &[RegionId],
+    epochs: &BTreeMap<RegionId, u64>,
 ) -> anyhow::Result<(Driver, NodeHandle)> {
     let cells = stored
         .into_iter()
         .map(|(region, snapshot)| (region, snapshot.cells))
         .collect();
-    let (local, restored) = LocalRegions::restore(config.clone(), seed, &cells, held)
+    let (mut local, restored) = LocalRegions::restore(config.clone(), seed, &cells, held)
         .context("restoring the regions from their snapshots")?;
+    for (&id, &epoch) in epochs {
+        if let Some(region) = local.region_mut(id) {
+            region.set_epoch(epoch);
+        }
+    }
     for (region, stats) in &restored {
         if stats.dropped > 0 {
             tracing::warn!(

@@ -249,6 +249,10 @@ impl NodeMetrics {
             .absolute(c.ghosts_dropped);
         self.gauge("tessera_bus_backlog", none)
             .set(c.bus_backlog as f64);
+        if let Some(bus) = bus {
+            self.gauge("tessera_bus_breaker_open", none)
+                .set(f64::from(u8::from(bus.breaker_open())));
+        }
         for (region, mail) in bus.iter().flat_map(|b| b.regions()) {
             let labels = [("region", region.0.to_string())];
             self.gauge("tessera_bus_pending", &labels)
@@ -414,6 +418,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_bus_backlog",
         None,
         "Handoffs waiting to go out on the bus.",
+    ),
+    (
+        "tessera_bus_breaker_open",
+        None,
+        "1 while the bus's circuit breaker is open (Redis calls refused).",
     ),
     (
         "tessera_bus_pending",
