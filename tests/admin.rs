@@ -602,7 +602,7 @@ fn operators_teleport_message_and_ban_players() {
 /// session number, the remote address, and the player once logged in.
 #[test]
 fn json_logs_carry_the_session_span_with_its_player() {
-    use crate::region_snapshots::{Log, node_command};
+    use crate::util::{Log, node_command};
     let dir = std::env::temp_dir().join(crate::util::unique("tessera-json-logs"));
     let mut node = node_command(&dir)
         .env("TESSERA_LOG_FORMAT", "json")

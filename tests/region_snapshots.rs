@@ -2,7 +2,6 @@
 //! region restored from them continues exactly as the original would.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use tessera::regions::Region;
 use tessera::regions::io::{Join, PlayerInput, SessionEvent, TickInput};
@@ -12,7 +11,7 @@ use tessera::regions::{RegionError, TickOutput};
 use tessera::shared::config::Config;
 use tessera::shared::ids::NetId;
 
-use crate::util::{runtime, services};
+use crate::util::{Log, node_command, runtime, services};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -354,46 +353,6 @@ fn a_restored_region_under_a_new_epoch_never_reissues_a_handoff_id() {
     );
 }
 
-/// Set in the environment of a re-executed test binary that is to be a node.
-const NODE_PROCESS: &str = "TESSERA_TEST_NODE_PROCESS";
-
-/// Not a test: the entry point of the node processes the kill test starts, by running
-/// this test binary again with [`NODE_PROCESS`] set (the `tessera` binary belongs to
-/// another package, so cargo does not build it for these tests). Without the variable it
-/// returns at once.
-#[test]
-fn node_process() {
-    if std::env::var_os(NODE_PROCESS).is_none() {
-        return;
-    }
-    tessera_server::cli::init_tracing();
-    let code = tessera_server::cli::run(
-        ["tessera", "serve"],
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-    );
-    std::process::exit(if code == std::process::ExitCode::SUCCESS {
-        0
-    } else {
-        1
-    });
-}
-
-/// This test binary, re-executed as `tessera serve` (see [`node_process`]) on data dir
-/// `dir` with free ports, its stderr piped (read it with [`Log`]).
-pub(crate) fn node_command(dir: &Path) -> std::process::Command {
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "region_snapshots::node_process", "--nocapture"])
-        .env(NODE_PROCESS, "1")
-        .env("TESSERA__NODE__DATA_DIR", dir)
-        .env("TESSERA__NET__QUIC_LISTEN", "127.0.0.1:0")
-        .env("TESSERA__NET__ADMIN_LISTEN", "127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    command
-}
-
 #[test]
 fn a_node_killed_with_sigkill_comes_back_from_its_last_committed_snapshot() {
     let dir = std::env::temp_dir().join(crate::util::unique("tessera-kill9"));
@@ -434,46 +393,6 @@ fn a_node_killed_with_sigkill_comes_back_from_its_last_committed_snapshot() {
         "restored at tick {tick}, committed {committed}: {restored}"
     );
     assert!(field(&restored, "npcs").unwrap() > 0, "{restored}");
-}
-
-/// A child's stderr, line by line, read on a thread of its own.
-pub(crate) struct Log {
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Log {
-    pub(crate) fn of(child: &mut std::process::Child) -> Log {
-        use std::io::BufRead;
-        let stderr = child.stderr.take().expect("stderr piped");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Log { lines }
-    }
-
-    /// The first `found` of a line within `timeout`.
-    pub(crate) fn find<T>(
-        &self,
-        timeout: Duration,
-        mut found: impl FnMut(&str) -> Option<T>,
-    ) -> Option<T> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let line = self.lines.recv_timeout(left).ok()?;
-            if let Some(value) = found(&line) {
-                return Some(value);
-            }
-        }
-    }
 }
 
 /// The number in ` key=123` of a log line.

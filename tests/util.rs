@@ -1,6 +1,7 @@
 //! Helpers shared by the test modules.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tessera::regions::Region;
 use tessera::regions::io::{Join, SavedPlayer, SessionEvent, TickInput};
 use tessera::shared::config::{Archetype, Config, RegionDef};
@@ -127,5 +128,85 @@ pub(crate) mod services {
     /// The Redis URL, or `None` (the test skips, saying so) outside CI.
     pub(crate) fn redis_url(test: &str) -> Option<String> {
         service("TESSERA_TEST_REDIS_URL", "Redis", test)
+    }
+}
+
+/// Set in the environment of a re-executed test binary that is to be a node.
+const NODE_PROCESS: &str = "TESSERA_TEST_NODE_PROCESS";
+
+/// Not a test: the entry point of the node processes tests start (the kill test, the JSON log test), by running
+/// this test binary again with [`NODE_PROCESS`] set (the `tessera` binary belongs to
+/// another package, so cargo does not build it for these tests). Without the variable it
+/// returns at once.
+#[test]
+fn node_process() {
+    if std::env::var_os(NODE_PROCESS).is_none() {
+        return;
+    }
+    tessera_server::cli::init_tracing();
+    let code = tessera_server::cli::run(
+        ["tessera", "serve"],
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    );
+    std::process::exit(if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    });
+}
+
+/// This test binary, re-executed as `tessera serve` (see [`node_process`]) on data dir
+/// `dir` with free ports, its stderr piped (read it with [`Log`]).
+pub(crate) fn node_command(dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "util::node_process", "--nocapture"])
+        .env(NODE_PROCESS, "1")
+        .env("TESSERA__NODE__DATA_DIR", dir)
+        .env("TESSERA__NET__QUIC_LISTEN", "127.0.0.1:0")
+        .env("TESSERA__NET__ADMIN_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+/// A child's stderr, line by line, read on a thread of its own.
+pub(crate) struct Log {
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Log {
+    pub(crate) fn of(child: &mut std::process::Child) -> Log {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Log { lines }
+    }
+
+    /// The first `found` of a line within `timeout`.
+    pub(crate) fn find<T>(
+        &self,
+        timeout: Duration,
+        mut found: impl FnMut(&str) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            if let Some(value) = found(&line) {
+                return Some(value);
+            }
+        }
     }
 }

@@ -161,7 +161,7 @@ impl RedisBus {
         })
     }
 
-    /// The circuit breaker around the bus's calls (for metrics and health).
+    /// The circuit breaker around the bus's calls (for metrics).
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
     }

@@ -85,7 +85,7 @@ pub struct BusStats {
 }
 
 /// One region's mail on the bus, as last read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct RegionMail {
     /// Delivered to this node and not yet acknowledged: how far the receiver lags.
     pub pending: u64,
