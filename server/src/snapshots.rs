@@ -373,6 +373,9 @@ async fn write_snapshots(store: NodeStore, snapshots: Snapshots) {
             let started = std::time::Instant::now();
             let outcome = store.commit(&request).await;
             if landed(&outcome, commit.tick) {
+                // The store answers: not degraded, before the commit counts as done (so
+                // that nobody sees everything flushed and the node still degraded).
+                snapshots.stats.degraded.store(false, Ordering::Relaxed);
                 snapshots.stats.committed.fetch_add(1, Ordering::Relaxed);
                 snapshots
                     .stats
