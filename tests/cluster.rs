@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use tessera::persistence::mongo::MongoStore;
 use tessera::persistence::{PlayerRecord, SnapshotStore};
 use tessera::regions::io::SavedPlayer;
-use tessera::shared::client::{Client, ClientConfig};
+use tessera::shared::client::{Client, ClientConfig, ClientError};
 use tessera::shared::ids::RegionId;
 use tessera::shared::math::Vec2;
+use tessera::shared::protocol::messages::ErrorCode;
 use tessera::shared::protocol::quantize::{dequantize_health, dequantize_position};
 use tessera_server::auth;
 use tessera_server::serve::RunningNode;
@@ -398,5 +399,72 @@ fn entities_near_the_border_are_visible_from_the_other_node_as_read_only_ghosts(
             1,
             "the ghost is no avatar on A"
         );
+    });
+}
+
+#[test]
+fn a_player_is_in_the_world_on_one_node_at_a_time() {
+    let Some(pair) = Pair::start("cluster::one_node_at_a_time") else {
+        return;
+    };
+    let name = unique("roamer");
+    pair.save_at([(name.clone(), Vec2::new(BORDER_X - 2.0, 700.0))]);
+    let refusal = |result: Result<Client, ClientError>| match result {
+        Err(ClientError::Refused(e)) => e,
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(_) => panic!("a second avatar: the login was accepted"),
+    };
+    let avatars = |pair: &Pair| {
+        (
+            pair.a().gauges.players.load(Ordering::Relaxed),
+            pair.b().gauges.players.load(Ordering::Relaxed),
+        )
+    };
+    pair.runtime.block_on(async {
+        let mut client = Client::connect(&pair.login(pair.a(), &name)).await.unwrap();
+        let resume_on_a = client.welcome().resume_ticket.clone();
+        // A login on B while A holds the player: refused, naming A, with a time to retry.
+        let e = refusal(Client::connect(&pair.login(pair.b(), &name)).await);
+        assert_eq!(e.code, ErrorCode::RegionUnavailable, "{e:?}");
+        assert!(e.message.contains("node-a_"), "{}", e.message);
+        assert!(e.retry_after_ms.is_some_and(|ms| ms >= 1_000), "{e:?}");
+
+        // Walk east into region 2, held by B: the client follows the redirect.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let avatar = client.welcome().entity;
+        loop {
+            assert!(Instant::now() < deadline, "not on B within 20 s");
+            let _ = client.send_input(Vec2::new(STEP_M, 0.0), None);
+            let state = tokio::time::timeout(Duration::from_secs(5), client.next_state())
+                .await
+                .expect("a state")
+                .expect("the session lives");
+            let east = state
+                .entities
+                .iter()
+                .find(|e| e.id == avatar)
+                .is_some_and(|me| dequantize_position(me.position).x > BORDER_X + 1.0);
+            if east && client.stats().redirects == 1 {
+                break;
+            }
+        }
+        // The exploit: ignore the redirect and log in on A again, with the token or the
+        // old session's resume ticket. Refused: the player is on B.
+        let e = refusal(Client::connect(&pair.login(pair.a(), &name)).await);
+        assert_eq!(e.code, ErrorCode::RegionUnavailable, "{e:?}");
+        assert!(e.message.contains("node-b_"), "{}", e.message);
+        let mut resume = pair.login(pair.a(), &name);
+        resume.resume_ticket = Some(resume_on_a);
+        let e = refusal(Client::connect(&resume).await);
+        assert_eq!(e.code, ErrorCode::RegionUnavailable, "{e:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(avatars(&pair), (0, 1), "avatars on A and B");
+
+        // A logout releases the player: a login on A works at once.
+        client.logout().await.unwrap();
+        let back = Client::connect(&pair.login(pair.a(), &name)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(avatars(&pair), (1, 0), "avatars on A and B");
+        back.logout().await.unwrap();
     });
 }

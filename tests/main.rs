@@ -12,6 +12,7 @@ mod handoff;
 mod interest;
 mod invalid_values;
 mod lease;
+mod location;
 mod movement;
 mod net;
 mod persistence;

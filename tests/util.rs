@@ -82,6 +82,20 @@ pub(crate) fn fresh_region() -> tessera::shared::ids::RegionId {
     tessera::shared::ids::RegionId(seed % tessera::shared::ids::RegionId::MAX)
 }
 
+/// A player id no other test of this run (or an earlier run against the same Redis) uses,
+/// for tests that share a service.
+pub(crate) fn fresh_player() -> tessera::shared::ids::PlayerId {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = nanos ^ (u64::from(std::process::id()) << 40);
+    tessera::shared::ids::PlayerId(
+        seed.wrapping_add(N.fetch_add(1, Ordering::Relaxed)) % tessera::shared::ids::PlayerId::MAX,
+    )
+}
+
 /// A two-worker tokio runtime for tests of async stores and buses.
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -285,7 +285,7 @@ fn assignments_key(node: &str) -> String {
     format!("tessera:node:{node}:assignments")
 }
 
-fn node_key(holder: &str) -> String {
+pub(crate) fn node_key(holder: &str) -> String {
     format!("tessera:node:{holder}:addr")
 }
 

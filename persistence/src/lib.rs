@@ -7,7 +7,7 @@
 //! [`local_bus::LocalBus`] (the default; in-process).
 //!
 //! Region ownership: [`lease`] (a lease per region with a fencing epoch; Redis, and
-//! in-process). The simulation never depends on this crate: the server moves bytes
+//! in-process), and where each player is ([`location`]: one node at a time). The simulation never depends on this crate: the server moves bytes
 //! between them.
 
 pub mod audit;
@@ -16,6 +16,7 @@ pub mod bus;
 pub mod embedded;
 pub mod lease;
 pub mod local_bus;
+pub mod location;
 pub mod mongo;
 pub mod node_store;
 pub mod redis_bus;

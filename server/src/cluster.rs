@@ -27,6 +27,15 @@
 //!   neighbouring region on the [`GhostBoard`] (counting gaps); the driver shows a client
 //!   near the border the ghosts within its enter radius. Ghosts are read-only: they are
 //!   not in the simulation, so nothing here can move, hit or see them as targets.
+//! - **Player locations.** A player is in the world on one node at a time: a login claims
+//!   the player's location key ([`tessera_persistence::location`]) before it joins, and
+//!   is refused while another live node holds the player. A player handed off to another
+//!   node is [`Locations::moving`] from when its avatar leaves until the location task has
+//!   handed the key to the destination region's holder (after the handoff's mail is
+//!   published; for a transfer, once the new holder has the region): a login here is
+//!   refused meanwhile. The task also extends the keys of the players here every
+//!   [`LOCATION_REFRESH`]; a key not extended lapses after [`LOCATION_TTL`], and a logout
+//!   releases it at once.
 //! - **Bus health.** Every [`BUS_STATS_PERIOD`] a task reads each active region's
 //!   pending deliveries and dead letters into [`BusStats`] for `/metrics`, beside the
 //!   bus's circuit breaker (every bus call goes through it; lease calls do not).
@@ -42,6 +51,7 @@ use tessera_persistence::bus::{
     Batch, BusConfig, Delivery, EventBus, GhostUpdate, Lane, Mail, RECEIVE_MAX,
 };
 use tessera_persistence::lease::{Lease, LeaseError, LeaseStore, RedisLeases};
+use tessera_persistence::location::{Claim, RedisLocations};
 use tessera_persistence::redis_bus::RedisBus;
 use tessera_regions::io::{EntityState, EntityView, HandoffRecord};
 use tessera_shared::config::Config;
@@ -73,6 +83,18 @@ pub const GHOSTS_OUT_LEN_MAX: usize = 64;
 pub const GHOSTS_PER_REGION_MAX: usize = 4_096;
 /// Ghosts older than this are not shown (their region stopped publishing).
 pub const GHOST_TTL: Duration = Duration::from_millis(500);
+
+/// How long a player's location key lasts past its last refresh: how long a node that
+/// died (or lost track of a player) can keep the player from logging in elsewhere at most.
+pub const LOCATION_TTL: Duration = Duration::from_secs(15);
+/// How often the location keys of the players here are extended.
+pub const LOCATION_REFRESH: Duration = Duration::from_secs(5);
+/// How long the location task keeps trying to hand a moving player's key over (the
+/// destination region may be between holders, as in a transfer) before it gives up and
+/// lets the key lapse.
+pub const HAND_OVER_WAIT: Duration = Duration::from_secs(15);
+/// Published handoffs queued for the location task to hand their players' keys over.
+pub const HAND_OVERS_LEN_MAX: usize = HANDOFFS_OUT_LEN_MAX;
 
 /// How often the pending deliveries and dead letters of the held regions are read.
 pub const BUS_STATS_PERIOD: Duration = Duration::from_secs(5);
@@ -179,6 +201,110 @@ pub struct Arrival {
     pub delivery: Delivery,
 }
 
+/// Where this node's players are, cluster-wide (see the module docs): shared by the
+/// sessions (claims, releases), the driver (who is here, who is moving) and the location
+/// task (hand overs, refreshes).
+#[derive(Debug)]
+pub struct Locations {
+    store: RedisLocations,
+    node: String,
+    /// Players handed off to another node whose key has not been handed over yet.
+    moving: Mutex<HashSet<PlayerId>>,
+    /// The players with an avatar here, as the driver last published them.
+    here: Mutex<Vec<PlayerId>>,
+}
+
+/// Why a login could not claim its player.
+#[derive(Debug)]
+pub enum ClaimRefused {
+    /// Another live node holds the player; its key lapses in `ttl` at the latest if that
+    /// node lets the player go without a logout.
+    Elsewhere {
+        /// The holder.
+        node: String,
+        /// What is left of its key.
+        ttl: Duration,
+    },
+    /// Redis did not answer.
+    Unavailable(String),
+}
+
+impl Locations {
+    /// Claims `player` for `session` (a login): see [`tessera_persistence::location`]. A
+    /// login with a redirect ticket (`redirected`) waits up to `wait` for the sending node
+    /// to hand the key over.
+    pub async fn claim(
+        &self,
+        player: PlayerId,
+        session: u64,
+        redirected: bool,
+        wait: Duration,
+    ) -> Result<(), ClaimRefused> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.store.claim(player, &self.node, session).await {
+                Ok(Claim::Claimed) => return Ok(()),
+                Ok(Claim::HeldBy { .. }) if redirected && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Claim::HeldBy { node, ttl }) => {
+                    return Err(ClaimRefused::Elsewhere { node, ttl });
+                }
+                Err(e) => return Err(ClaimRefused::Unavailable(e.to_string())),
+            }
+        }
+    }
+
+    /// Releases `session`'s claim of `player` (its avatar left: a logout, a kick). A newer
+    /// claim, or another node's, is left alone; a failure lets the key lapse.
+    pub async fn release(&self, player: PlayerId, session: u64) {
+        if let Err(e) = self.store.release(player, &self.node, session).await {
+            tracing::warn!(%player, error = %e, "player location not released; it lapses");
+        }
+    }
+
+    /// Whether `player` was handed off from here and its key not yet handed over.
+    pub fn is_moving(&self, player: PlayerId) -> bool {
+        self.lock_moving().contains(&player)
+    }
+
+    /// Marks `player` handed off to another node (true) or back here (false).
+    pub fn set_moving(&self, player: PlayerId, moving: bool) {
+        let mut set = self.lock_moving();
+        if moving {
+            set.insert(player);
+        } else {
+            set.remove(&player);
+        }
+    }
+
+    fn lock_moving(&self) -> std::sync::MutexGuard<'_, HashSet<PlayerId>> {
+        self.moving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the list of players with an avatar here (the driver, every second).
+    pub fn set_here(&self, players: Vec<PlayerId>) {
+        *self.here.lock().unwrap_or_else(|p| p.into_inner()) = players;
+    }
+
+    fn here(&self) -> Vec<PlayerId> {
+        self.here.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Releases the keys of every player here (a graceful stop, after their final saves).
+    pub async fn release_all(&self) {
+        let players = self.here();
+        if let Err(e) = self.store.release_all(&players, &self.node).await {
+            tracing::warn!(players = players.len(), error = %e, "player locations not released; they lapse");
+        }
+    }
+
+    /// The node holding `player`, if any.
+    pub async fn holder(&self, player: PlayerId) -> Option<String> {
+        self.store.holder(player).await.ok().flatten()
+    }
+}
+
 /// The driver's side of the cluster.
 #[derive(Debug)]
 pub struct ClusterLink {
@@ -198,6 +324,8 @@ pub struct ClusterLink {
     pub ghosts: Arc<GhostBoard>,
     /// Where the held regions meet regions held elsewhere (ghosts cross them).
     pub borders: Vec<Border>,
+    /// Where the players are.
+    pub locations: Arc<Locations>,
 }
 
 impl ClusterLink {
@@ -304,6 +432,8 @@ pub struct ClusterControl {
     node: String,
     /// The held regions' mail on the bus.
     pub bus_stats: Arc<BusStats>,
+    /// Where the players are.
+    pub locations: Arc<Locations>,
 }
 
 impl ClusterControl {
@@ -384,6 +514,8 @@ impl ClusterControl {
                 self.give_up(region).await;
             }
         }
+        // The players here were saved: they may log in anywhere now.
+        self.locations.release_all().await;
         let _ = self.leases.withdraw_load(&self.node).await;
     }
 
@@ -439,6 +571,7 @@ async fn take_lease(
 pub struct Cluster {
     leases: RedisLeases,
     bus: RedisBus,
+    locations: RedisLocations,
     node: String,
 }
 
@@ -451,9 +584,13 @@ impl Cluster {
         let bus = RedisBus::connect(url, BusConfig::default())
             .await
             .map_err(|e| anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}"))?;
+        let locations = RedisLocations::connect(url, LOCATION_TTL)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}"))?;
         Ok(Cluster {
             leases,
             bus,
+            locations,
             node: node.to_owned(),
         })
     }
@@ -511,7 +648,25 @@ impl Cluster {
             holdings.clone(),
             directory.clone(),
         ));
-        tokio::spawn(publish(self.bus.clone(), outbound_rx, ghosts_rx));
+        let locations = Arc::new(Locations {
+            store: self.locations,
+            node: self.node.clone(),
+            moving: Mutex::default(),
+            here: Mutex::default(),
+        });
+        let (hand_overs, hand_overs_rx) = mpsc::channel(HAND_OVERS_LEN_MAX);
+        tokio::spawn(publish(
+            self.bus.clone(),
+            outbound_rx,
+            ghosts_rx,
+            hand_overs,
+            locations.clone(),
+        ));
+        tokio::spawn(follow_locations(
+            self.leases.clone(),
+            locations.clone(),
+            hand_overs_rx,
+        ));
         tokio::spawn(follow_ghosts(
             self.bus.clone(),
             config.clone(),
@@ -540,6 +695,7 @@ impl Cluster {
             holdings,
             node: self.node,
             bus_stats,
+            locations: locations.clone(),
         };
         (
             ClusterLink {
@@ -551,6 +707,7 @@ impl Cluster {
                 ghosts_out,
                 ghosts,
                 borders,
+                locations,
             },
             control,
         )
@@ -642,22 +799,27 @@ async fn refresh_directory(
 
 /// Sends the handoffs and ghosts queued since the last batch, one batch (one round trip)
 /// at a time. Handoffs are kept and resent until the bus takes them; ghosts that could not
-/// be sent are dropped (the next tick's replace them).
+/// be sent are dropped (the next tick's replace them). The players of published handoffs
+/// go to the location task (`hand_overs`), whose keys it hands over.
 async fn publish(
     bus: RedisBus,
     mut handoffs: mpsc::Receiver<HandoffRecord>,
     mut ghosts: mpsc::Receiver<GhostUpdate>,
+    hand_overs: mpsc::Sender<(PlayerId, RegionId)>,
+    locations: Arc<Locations>,
 ) {
-    let mut waiting: Vec<Mail> = Vec::new();
+    // Each waiting mail with the player it carries.
+    let mut waiting: Vec<(Mail, Option<PlayerId>)> = Vec::new();
     let mut fresh: HashMap<RegionId, GhostUpdate> = HashMap::new();
     let backoff =
         || crate::players::store_backoff(Duration::from_millis(50), Duration::from_secs(2));
     let mut delays = backoff();
+    let outgoing = |record: &HandoffRecord| (mail_of(record), record.entity.player);
     loop {
         if waiting.is_empty() && fresh.is_empty() {
             tokio::select! {
                 record = handoffs.recv() => match record {
-                    Some(record) => waiting.push(mail_of(&record)),
+                    Some(record) => waiting.push(outgoing(&record)),
                     None => return,
                 },
                 update = ghosts.recv() => match update {
@@ -669,22 +831,33 @@ async fn publish(
         while waiting.len() < RECEIVE_MAX
             && let Ok(record) = handoffs.try_recv()
         {
-            waiting.push(mail_of(&record));
+            waiting.push(outgoing(&record));
         }
         while let Ok(update) = ghosts.try_recv() {
             fresh.insert(update.region, update); // The newest of each region wins.
         }
+        let (mail, players): (Vec<Mail>, Vec<Option<PlayerId>>) =
+            std::mem::take(&mut waiting).into_iter().unzip();
         let batch = Batch {
-            mail: std::mem::take(&mut waiting),
+            mail,
             ghosts: fresh.drain().map(|(_, update)| update).collect(),
         };
         match bus.publish(&batch).await {
             Ok(published) => {
                 delays = backoff();
                 // Refused (a full lane): kept and resent.
-                let mut mail = batch.mail;
+                let mut sent: Vec<(Mail, Option<PlayerId>)> =
+                    batch.mail.into_iter().zip(players).collect();
                 for &i in published.refused.iter().rev() {
-                    waiting.push(mail.swap_remove(i));
+                    waiting.push(sent.swap_remove(i));
+                }
+                for (mail, player) in sent {
+                    let Some(player) = player else { continue };
+                    if hand_overs.try_send((player, mail.to)).is_err() {
+                        // Its key lapses instead (LOCATION_TTL).
+                        tracing::warn!(%player, "hand over queue full; the player's location lapses");
+                        locations.set_moving(player, false);
+                    }
                 }
                 if !waiting.is_empty() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -694,8 +867,85 @@ async fn publish(
                 if !batch.mail.is_empty() {
                     tracing::warn!(error = %e, pending = batch.mail.len(), "handoffs not sent; retrying");
                 }
-                waiting = batch.mail;
+                waiting = batch.mail.into_iter().zip(players).collect();
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2))).await;
+            }
+        }
+    }
+}
+
+/// Hands the keys of players handed off to other nodes over to the holders of their
+/// destination regions (retrying every 50 ms while a region has no other holder yet, up
+/// to [`HAND_OVER_WAIT`]), and extends the keys of the players here every
+/// [`LOCATION_REFRESH`].
+async fn follow_locations(
+    leases: RedisLeases,
+    locations: Arc<Locations>,
+    mut hand_overs: mpsc::Receiver<(PlayerId, RegionId)>,
+) {
+    let mut pending: Vec<(PlayerId, RegionId, Instant)> = Vec::new();
+    let mut next_refresh = Instant::now() + LOCATION_REFRESH;
+    loop {
+        let wake = if pending.is_empty() {
+            next_refresh
+        } else {
+            Instant::now() + Duration::from_millis(50)
+        };
+        tokio::select! {
+            next = hand_overs.recv() => match next {
+                Some((player, region)) => pending.push((player, region, Instant::now() + HAND_OVER_WAIT)),
+                None => return,
+            },
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
+        while let Ok((player, region)) = hand_overs.try_recv() {
+            pending.push((player, region, Instant::now() + HAND_OVER_WAIT));
+        }
+        if !pending.is_empty() {
+            let mut holders: HashMap<RegionId, Option<String>> = HashMap::new();
+            let mut still = Vec::with_capacity(pending.len());
+            for (player, region, deadline) in pending.drain(..) {
+                // Back here meanwhile (it crossed back): nothing to hand over.
+                if !locations.is_moving(player) {
+                    continue;
+                }
+                if let std::collections::hash_map::Entry::Vacant(entry) = holders.entry(region) {
+                    entry.insert(leases.holder(region).await.ok().flatten().map(|(n, _)| n));
+                }
+                let to = holders[&region].as_deref().filter(|&n| n != locations.node);
+                let done = match to {
+                    Some(to) => {
+                        match locations.store.hand_over(player, &locations.node, to).await {
+                            Ok(handed) => {
+                                if !handed {
+                                    tracing::warn!(%player, "player location held by a third node; left alone");
+                                }
+                                true
+                            }
+                            Err(e) => {
+                                tracing::debug!(%player, error = %e, "hand over failed; retrying");
+                                false
+                            }
+                        }
+                    }
+                    None => false,
+                };
+                if done {
+                    locations.set_moving(player, false);
+                } else if Instant::now() >= deadline {
+                    tracing::warn!(%player, region = region.0, "player location not handed over in time; it lapses");
+                    locations.set_moving(player, false);
+                } else {
+                    still.push((player, region, deadline));
+                }
+            }
+            pending = still;
+        }
+        if Instant::now() >= next_refresh {
+            next_refresh = Instant::now() + LOCATION_REFRESH;
+            let here = locations.here();
+            if let Err(e) = locations.store.refresh(&here, &locations.node).await {
+                tracing::warn!(players = here.len(), error = %e, "player locations not refreshed");
             }
         }
     }

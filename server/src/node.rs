@@ -215,9 +215,17 @@ pub enum Outgoing {
 pub struct NodeHandle {
     commands: Sender<Command>,
     tick_hz: u32,
+    /// Where the players are, cluster-wide (none: a node on its own).
+    locations: Option<Arc<crate::cluster::Locations>>,
 }
 
 impl NodeHandle {
+    /// Where the players are, cluster-wide (none: a node on its own, whose driver alone
+    /// decides).
+    pub fn locations(&self) -> Option<&crate::cluster::Locations> {
+        self.locations.as_deref()
+    }
+
     /// The node's tick rate.
     pub fn tick_hz(&self) -> u32 {
         self.tick_hz
@@ -308,6 +316,9 @@ pub struct Driver {
     /// Players handed off to another node whose address is not known yet: their view
     /// (to redirect) and the tick their session is ended at.
     pending_redirects: Vec<(PlayerId, ClientView, RegionId, u64)>,
+    /// Arrivals a region deferred (re-queued into its input by [`LocalRegions::step`]):
+    /// acknowledged once applied. At most [`crate::cluster::HANDOFFS_IN_LEN_MAX`].
+    deferred_arrivals: Vec<Arrival>,
     /// Redirected logins waiting for their avatar's handoff, with the tick they stop
     /// waiting at.
     awaiting_arrival: Vec<(PendingJoin, u64)>,
@@ -359,6 +370,7 @@ impl Driver {
                 outbound_backlog: Vec::new(),
                 pending_redirects: Vec::new(),
                 awaiting_arrival: Vec::new(),
+                deferred_arrivals: Vec::new(),
                 next_arrival_session: ARRIVAL_SESSIONS_FROM,
                 snapshot_interval_ticks,
                 releasing: Vec::new(),
@@ -368,13 +380,15 @@ impl Driver {
             NodeHandle {
                 commands: tx,
                 tick_hz: config_tick_hz,
+                locations: None,
             },
         )
     }
 
     /// Joins the cluster behind `link`: handoffs into regions held elsewhere go out through
     /// it (their players redirected), handoffs into this node's regions come in through it.
-    pub fn join_cluster(&mut self, link: ClusterLink) {
+    pub fn join_cluster(&mut self, link: ClusterLink, node: &mut NodeHandle) {
+        node.locations = Some(link.locations.clone());
         self.cluster = Some(link);
     }
 
@@ -750,6 +764,23 @@ impl Driver {
                         && self.local.region(r).is_some()
                         && !self.clients.contains_key(&player)
                 });
+                // Handed off to another node, its location not yet there: its avatar is
+                // in flight, and a login here would make a second one.
+                let moving = awaited.is_none()
+                    && !self.clients.contains_key(&player)
+                    && self
+                        .cluster
+                        .as_ref()
+                        .is_some_and(|c| c.locations.is_moving(player));
+                if moving {
+                    self.stats.counters.logins_refused_moving += 1;
+                    let _ = join.reply.send(Err(ErrorS2c {
+                        code: ErrorCode::RegionUnavailable,
+                        message: "the player is moving to another node; retry".into(),
+                        retry_after_ms: Some(1_000),
+                    }));
+                    return;
+                }
                 if awaited.is_some() {
                     let deadline =
                         self.current_tick() + ticks_in(ARRIVAL_WAIT, self.config.world.tick_hz);
@@ -1006,8 +1037,12 @@ impl Driver {
         let Some(cluster) = &self.cluster else {
             return Vec::new();
         };
-        let mut arrivals = Vec::with_capacity(cluster.inbound.len());
-        for _ in 0..cluster.inbound.len() {
+        // Deferred arrivals count against the same bound: while regions defer, no more
+        // are taken (the receiver then stops reading the bus).
+        let room = crate::cluster::HANDOFFS_IN_LEN_MAX.saturating_sub(self.deferred_arrivals.len());
+        let take = cluster.inbound.len().min(room);
+        let mut arrivals = Vec::with_capacity(take);
+        for _ in 0..take {
             let Ok(arrival) = cluster.inbound.try_recv() else {
                 break;
             };
@@ -1037,12 +1072,34 @@ impl Driver {
             return;
         };
         let linger = self.resume_linger_ticks;
+        // What a region deferred (over its per-tick limit, or full) is back in its next
+        // input: acknowledged only once applied, so a crash meanwhile cannot lose it (the
+        // bus delivers it again to the region's next holder).
+        let deferred: std::collections::HashSet<_> = self
+            .local
+            .regions()
+            .iter()
+            .flat_map(|r| r.output().deferred_handoffs.iter().map(|h| h.id))
+            .collect();
+        let mut arrivals = arrivals;
+        arrivals.append(&mut self.deferred_arrivals);
         for arrival in arrivals {
+            if deferred.contains(&arrival.record.id) {
+                self.deferred_arrivals.push(arrival);
+                continue;
+            }
+            // Its region was let go or lost meanwhile: left unacknowledged, the bus
+            // delivers it to the region's next holder (which restores the applied ids
+            // with the region's snapshot, so one applied here is not applied twice).
+            if self.local.region(arrival.record.to).is_none() {
+                continue;
+            }
             // Applied, or a duplicate of one applied earlier: either way done with.
             let _ = cluster.acks.try_send(arrival.delivery);
             let Some(player) = arrival.record.entity.player else {
                 continue;
             };
+            cluster.locations.set_moving(player, false);
             let here = self
                 .local
                 .region(arrival.record.to)
@@ -1086,6 +1143,7 @@ impl Driver {
         let cluster = self.cluster.as_ref().expect("checked above");
         for record in outbound {
             if let Some(player) = record.entity.player {
+                cluster.locations.set_moving(player, true);
                 self.region_of.remove(&player);
                 if let Some(view) = self.clients.remove(&player)
                     && !view.detached
@@ -1125,6 +1183,19 @@ impl Driver {
             }
         }
         self.publish_ghosts();
+        if tick.is_multiple_of(u64::from(self.config.world.tick_hz.max(1))) {
+            self.publish_locations();
+        }
+    }
+
+    /// Tells the cluster which players have an avatar here (their location keys are
+    /// extended from this list). Every second, and at a graceful stop.
+    pub fn publish_locations(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .locations
+                .set_here(self.clients.keys().copied().collect());
+        }
     }
 
     /// Sends each held region's entities near a border with a region held elsewhere to

@@ -215,9 +215,10 @@ impl RunningNode {
                 Some(cluster.start(&config, leases, advertise))
             }
         };
-        let (mut driver, node) = restore_regions(&config, options.seed, stored, &held, &epochs)?;
+        let (mut driver, mut node) =
+            restore_regions(&config, options.seed, stored, &held, &epochs)?;
         let cluster_control = cluster.map(|(link, control)| {
-            driver.join_cluster(link);
+            driver.join_cluster(link, &mut node);
             control
         });
         let (players, snapshots) = {
@@ -615,6 +616,8 @@ fn drive(mut driver: Driver, observers: Observers<'_>, stop: &AtomicBool, ticks:
     let players = driver.local().counts().0;
     let saved = driver.save_all_players(crate::node::SHUTDOWN_SAVE_TIMEOUT);
     tracing::info!(players, saved, "saved the players still connected");
+    // Leaving the cluster releases their locations.
+    driver.publish_locations();
     let flushed = driver.flush_snapshots(crate::node::SHUTDOWN_SAVE_TIMEOUT);
     let tick = snapshots.committed_tick.load(Ordering::Relaxed);
     if flushed {

@@ -154,8 +154,10 @@ impl ClientError {
     fn is_retryable(&self) -> bool {
         match self {
             ClientError::Connection(_) | ClientError::Timeout | ClientError::NotConnected => true,
+            // The server says when: worth another try (a player moving between nodes).
             ClientError::Refused(e) => {
                 matches!(e.code, ErrorCode::ServerFull | ErrorCode::RateLimited)
+                    || e.retry_after_ms.is_some()
             }
             ClientError::Setup(_) | ClientError::Kicked(_) | ClientError::Protocol(_) => false,
         }

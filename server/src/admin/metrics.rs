@@ -243,6 +243,16 @@ impl NodeMetrics {
         }
         self.counter("tessera_redirects_total", none)
             .absolute(c.redirected);
+        for (reason, n) in [
+            (
+                "elsewhere",
+                endpoint.logins_held_elsewhere.load(Ordering::Relaxed),
+            ),
+            ("moving", c.logins_refused_moving),
+        ] {
+            self.counter("tessera_logins_held_total", &[("reason", reason.into())])
+                .absolute(n);
+        }
         self.counter("tessera_ghost_gaps_total", none)
             .absolute(c.ghost_gaps);
         self.counter("tessera_ghosts_dropped_total", none)
@@ -403,6 +413,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_redirects_total",
         None,
         "Players redirected to another node.",
+    ),
+    (
+        "tessera_logins_held_total",
+        None,
+        "Logins refused because the player is in the world on another node (elsewhere) or on its way there (moving).",
     ),
     (
         "tessera_ghost_gaps_total",

@@ -45,6 +45,9 @@ pub struct DriverCounters {
     pub resume_expired: u64,
     /// Players redirected to another node.
     pub redirected: u64,
+    /// Logins refused because the player was just handed off to another node (its
+    /// location not there yet).
+    pub logins_refused_moving: u64,
     /// Departed players' saves dropped because the save queue was full.
     pub saves_dropped: u64,
     /// Snapshot captures skipped because the encoder was behind.

@@ -44,6 +44,8 @@ pub struct EndpointStats {
     pub redirect_logins: AtomicU64,
     /// Logins refused for a bad or expired ticket.
     pub bad_tickets: AtomicU64,
+    /// Logins refused because another node holds the player (cluster only).
+    pub logins_held_elsewhere: AtomicU64,
     /// Datagrams received from clients.
     pub datagrams_in: AtomicU64,
     /// Their payload bytes (the protocol's, without QUIC's overhead).

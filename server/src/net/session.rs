@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
+use crate::cluster::{ClaimRefused, LOCATION_TTL};
 use crate::node::{Command, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
 use crate::players::{Players, SaveReply};
 
@@ -144,13 +145,51 @@ pub async fn run(
         }
         Err(e) => {
             tracing::warn!(session, %player, error = %e, "ban could not be checked");
-            return refuse(
+            return refuse_with(
                 &connection,
                 &mut send,
                 ErrorCode::RegionUnavailable,
                 "player state unavailable, retry",
+                Some(1_000),
             )
             .await;
+        }
+    }
+    // One node at a time: in a cluster the login claims the player's location first.
+    if let Some(locations) = node.locations() {
+        let redirected = arriving.is_some();
+        match locations
+            .claim(player, session, redirected, crate::node::ARRIVAL_WAIT)
+            .await
+        {
+            Ok(()) => {}
+            Err(ClaimRefused::Elsewhere { node: holder, ttl }) => {
+                stats.logins_held_elsewhere.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session, %player, %holder, "login refused: the player is on another node");
+                let retry_after_ms = ttl.clamp(Duration::from_secs(1), LOCATION_TTL);
+                let message = format!(
+                    "the player is in the world on node {holder}: log in there, or retry once it has left"
+                );
+                return refuse_with(
+                    &connection,
+                    &mut send,
+                    ErrorCode::RegionUnavailable,
+                    &message,
+                    Some(u32::try_from(retry_after_ms.as_millis()).unwrap_or(u32::MAX)),
+                )
+                .await;
+            }
+            Err(ClaimRefused::Unavailable(e)) => {
+                tracing::warn!(session, %player, error = %e, "player location could not be claimed");
+                return refuse_with(
+                    &connection,
+                    &mut send,
+                    ErrorCode::RegionUnavailable,
+                    "player location unavailable, retry",
+                    Some(1_000),
+                )
+                .await;
+            }
         }
     }
     // The player continues where its last session ended. An unreadable save refuses the
@@ -159,11 +198,12 @@ pub async fn run(
         Ok(saved) => saved,
         Err(e) => {
             tracing::warn!(session, %player, error = %e, "player state could not be loaded");
-            return refuse(
+            return refuse_with(
                 &connection,
                 &mut send,
                 ErrorCode::RegionUnavailable,
                 "player state unavailable, retry",
+                Some(1_000),
             )
             .await;
         }
@@ -278,6 +318,9 @@ pub async fn run(
                     let _ = write_frame(&mut send, &answer).await;
                     let _ = send.finish();
                     drop(control);
+                    if let Some(locations) = node.locations() {
+                        locations.release(player, session).await;
+                    }
                     close_gracefully(&connection, close_code::NORMAL, b"bye").await;
                     return SessionEnd::LoggedOut;
                 }
@@ -326,6 +369,11 @@ pub async fn run(
                     let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
                     let _ = send.finish();
                     drop(control);
+                    // The avatar is out of the world (a kick, a lost region) or another
+                    // session here has it (whose newer claim this release leaves alone).
+                    if let Some(locations) = node.locations() {
+                        locations.release(player, session).await;
+                    }
                     close_gracefully(&connection, close_code::TAKEN_OVER, b"taken over").await;
                     return SessionEnd::TakenOver;
                 }
@@ -352,7 +400,18 @@ pub async fn run(
         .await;
         connection.close(close_code::PROTOCOL_VIOLATION.into(), b"protocol violation");
     }
-    leave(&node, player, session, None).await;
+    match node.locations() {
+        // The location is released once the avatar is out and saved: a login elsewhere
+        // then starts from this state.
+        Some(locations) => {
+            let (done, saved) = oneshot::channel();
+            leave(&node, player, session, Some(done)).await;
+            if let Ok(Ok(Ok(()))) = tokio::time::timeout(LOGOUT_SAVE_TIMEOUT, saved).await {
+                locations.release(player, session).await;
+            }
+        }
+        None => leave(&node, player, session, None).await,
+    }
     end
 }
 
@@ -409,11 +468,23 @@ async fn refuse(
     code: ErrorCode,
     message: &str,
 ) -> SessionEnd {
+    let retry_after_ms =
+        matches!(code, ErrorCode::ServerFull | ErrorCode::RateLimited).then_some(1_000);
+    refuse_with(connection, send, code, message, retry_after_ms).await
+}
+
+/// Refuses the login with `code`, telling the client when to retry.
+async fn refuse_with(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    code: ErrorCode,
+    message: &str,
+    retry_after_ms: Option<u32>,
+) -> SessionEnd {
     let error = ControlS2c::Error(ErrorS2c {
         code,
         message: message.chars().take(200).collect(),
-        retry_after_ms: matches!(code, ErrorCode::ServerFull | ErrorCode::RateLimited)
-            .then_some(1_000),
+        retry_after_ms,
     });
     let _ = write_frame(send, &error).await;
     let _ = send.finish();
