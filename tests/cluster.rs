@@ -26,11 +26,11 @@ const BOTS: usize = 200;
 /// How long they walk back and forth.
 const PLAY: Duration = Duration::from_secs(60);
 /// The border between region 1 (node A) and region 2 (node B) of the default world.
-const BORDER_X: f32 = 1024.0;
+pub(crate) const BORDER_X: f32 = 1024.0;
 /// Each bot turns this far past the border.
-const TURN_M: f32 = 3.0;
+pub(crate) const TURN_M: f32 = 3.0;
 /// Metres per tick (the player speed allows more).
-const STEP_M: f32 = 0.25;
+pub(crate) const STEP_M: f32 = 0.25;
 
 /// A node of the test cluster in `dir`, holding `regions`, with no NPCs (nothing kills
 /// the players and sends them to a respawn point).
@@ -75,7 +75,7 @@ struct Walk {
 
 /// Pairs run one at a time: they hold the leases of the same regions in the one test
 /// Redis.
-static ONE_PAIR_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static ONE_PAIR_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Two nodes sharing the test Redis and a fresh MongoDB database: A holds regions 1 and
 /// 3, B holds 2 and 4 (the default world's 2 x 2 grid; 1 and 2 meet at [`BORDER_X`]).

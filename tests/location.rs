@@ -1,13 +1,14 @@
-//! Player locations in Redis (one node at a time): claims, hand overs, releases, refreshes
-//! and lapses against the real test Redis.
+//! Player locations in Redis (one node at a time, the latest handoff only): claims, hand
+//! overs, acceptance of handoffs, adoption, releases, refreshes and lapses against the real
+//! test Redis.
 
 use std::time::Duration;
 
-use tessera::persistence::lease::RedisLeases;
-use tessera::persistence::location::{Claim, RedisLocations};
-use tessera::shared::ids::PlayerId;
+use tessera::persistence::lease::{LeaseStore, RedisLeases};
+use tessera::persistence::location::{Claim, Move, RedisLocations};
+use tessera::shared::ids::{HandoffId, PlayerId};
 
-use crate::util::{fresh_player, runtime, services, unique};
+use crate::util::{fresh_player, fresh_region, runtime, services, unique};
 
 #[test]
 fn a_player_is_claimed_by_one_live_node_at_a_time() {
@@ -44,7 +45,7 @@ fn a_player_is_claimed_by_one_live_node_at_a_time() {
                 assert_eq!(node, a);
                 assert!(left > Duration::ZERO && left <= ttl, "{left:?}");
             }
-            Claim::Claimed => panic!("B claimed a player A holds"),
+            other => panic!("B claimed a player A holds: {other:?}"),
         }
         // Session 1's late release leaves session 2's claim alone; session 2's frees it.
         assert!(!locations.release(player, &a, 1).await.unwrap());
@@ -52,28 +53,8 @@ fn a_player_is_claimed_by_one_live_node_at_a_time() {
         assert!(locations.release(player, &a, 2).await.unwrap());
         assert_eq!(locations.holder(player).await.unwrap(), None);
 
-        // A hands the player over to B; then A (its avatar gone) can neither claim it
-        // nor hand it over again, and C cannot hand over what it does not hold.
-        assert_eq!(
-            locations.claim(player, &a, 3).await.unwrap(),
-            Claim::Claimed
-        );
-        assert!(locations.hand_over(player, &a, &b).await.unwrap());
-        assert_eq!(locations.holder(player).await.unwrap(), Some(b.clone()));
-        assert!(matches!(
-            locations.claim(player, &a, 4).await.unwrap(),
-            Claim::HeldBy { node, .. } if node == b
-        ));
-        assert!(!locations.hand_over(player, &a, &c).await.unwrap());
-        assert!(!locations.hand_over(player, &c, &a).await.unwrap());
-        // B's redirected login takes the handed-over key as its own.
-        assert_eq!(
-            locations.claim(player, &b, 9).await.unwrap(),
-            Claim::Claimed
-        );
-
-        // A node that is not live (C's claim after B died: here C claims a key naming a
-        // node that never advertised) takes the player over.
+        // A node that is not live takes a player over from it (here a claim of C, which
+        // never advertised).
         let orphan = fresh_player();
         assert_eq!(
             locations.claim(orphan, &c, 1).await.unwrap(),
@@ -85,6 +66,121 @@ fn a_player_is_claimed_by_one_live_node_at_a_time() {
             "a dead node's claim blocks nobody"
         );
         assert_eq!(locations.holder(orphan).await.unwrap(), Some(a.clone()));
+    });
+}
+
+#[test]
+fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
+    let Some(url) = services::redis_url("location::handoffs") else {
+        return;
+    };
+    runtime().block_on(async {
+        let locations = RedisLocations::connect(&url, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let leases = RedisLeases::connect(&url).await.unwrap();
+        let (a, b) = (unique("loc-a"), unique("loc-b"));
+        leases
+            .advertise(&a, "127.0.0.1:1", Duration::from_secs(30))
+            .await
+            .unwrap();
+        leases
+            .advertise(&b, "127.0.0.1:2", Duration::from_secs(30))
+            .await
+            .unwrap();
+        // B holds a fresh region; A hands the player over into it.
+        let region = fresh_region();
+        let lease = leases
+            .acquire(region, &b, Duration::from_secs(30), 1)
+            .await
+            .unwrap()
+            .expect("a fresh region is free");
+        let player = fresh_player();
+        let first = Move {
+            player,
+            to: region,
+            handoff: HandoffId(41),
+        };
+        assert_eq!(
+            locations.claim(player, &a, 3).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(locations.hand_over(&[first], &a).await.unwrap(), vec![true]);
+        // A retry of the same hand over is a no-op that succeeds.
+        assert_eq!(locations.hand_over(&[first], &a).await.unwrap(), vec![true]);
+        assert_eq!(
+            locations.holder(player).await.unwrap(),
+            Some(format!("@{}", region.0))
+        );
+        // In flight: A (its avatar gone) cannot claim it back, it is on its way to B;
+        // B's own login waits for it (arriving).
+        assert!(matches!(
+            locations.claim(player, &a, 4).await.unwrap(),
+            Claim::HeldBy { node, .. } if node == b
+        ));
+        assert_eq!(
+            locations.claim(player, &b, 9).await.unwrap(),
+            Claim::Arriving { region }
+        );
+        // B receives it: the latest move, accepted; applied, B adopts the key; B's login
+        // claims it, keeping which handoff moved it last.
+        assert_eq!(locations.accepts(&[first], &b).await.unwrap(), vec![true]);
+        assert!(locations.adopt(first, &b).await.unwrap());
+        assert_eq!(locations.holder(player).await.unwrap(), Some(b.clone()));
+        assert_eq!(
+            locations.claim(player, &b, 9).await.unwrap(),
+            Claim::Claimed
+        );
+        // A redelivery to B (B applied it, crashed before acknowledging, restarted):
+        // still the latest move, accepted again (the region's dedup or a lost avatar's
+        // recovery decides).
+        assert_eq!(locations.accepts(&[first], &b).await.unwrap(), vec![true]);
+
+        // The player moves on: B hands it to a region A holds, A adopts it.
+        let back_region = fresh_region();
+        leases
+            .acquire(back_region, &a, Duration::from_secs(30), 1)
+            .await
+            .unwrap()
+            .expect("free");
+        let second = Move {
+            player,
+            to: back_region,
+            handoff: HandoffId(42),
+        };
+        assert_eq!(
+            locations.hand_over(&[second], &b).await.unwrap(),
+            vec![true]
+        );
+        assert_eq!(locations.accepts(&[second], &a).await.unwrap(), vec![true]);
+        assert!(locations.adopt(second, &a).await.unwrap());
+        // The first handoff redelivered now (to B, or to anyone) is stale: refused.
+        assert_eq!(
+            locations.accepts(&[first, second], &b).await.unwrap(),
+            vec![false, false]
+        );
+        assert_eq!(locations.accepts(&[second], &a).await.unwrap(), vec![true]);
+        // After a logout, nothing that moved the player before is accepted.
+        assert_eq!(
+            locations.claim(player, &a, 12).await.unwrap(),
+            Claim::Claimed
+        );
+        assert!(locations.release(player, &a, 12).await.unwrap());
+        assert_eq!(
+            locations.accepts(&[first, second], &a).await.unwrap(),
+            vec![false, false]
+        );
+        // A handoff into a region nobody holds: anyone may claim the player.
+        leases.release(&lease).await.unwrap();
+        assert_eq!(
+            locations.claim(player, &a, 13).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(locations.hand_over(&[first], &a).await.unwrap(), vec![true]);
+        assert_eq!(
+            locations.claim(player, &b, 14).await.unwrap(),
+            Claim::Claimed
+        );
     });
 }
 

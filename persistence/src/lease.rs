@@ -246,7 +246,7 @@ impl std::fmt::Debug for RedisLeases {
     }
 }
 
-fn lease_key(region: RegionId) -> String {
+pub(crate) fn lease_key(region: RegionId) -> String {
     format!("tessera:{{r{}}}:lease", region.0)
 }
 

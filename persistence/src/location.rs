@@ -1,37 +1,51 @@
 //! Where each player is in a cluster: one Redis key per player naming the node that holds
-//! its avatar, so that a player is in the world on one node at a time.
+//! its avatar, or the region its avatar is on its way to, so that a player is in the
+//! world on one node at a time and a handoff is applied only while it is the player's
+//! latest move.
 //!
-//! The key `tessera:{p<id>}:node` holds `node|claim` (`claim` is the session that logged the
-//! player in there, `0` for an avatar that arrived by handoff) with a TTL the holder keeps
-//! extending ([`RedisLocations::refresh`]). It changes hands four ways:
+//! The key `tessera:{p<id>}:node` holds `holder|claim|last`:
+//! - `holder`: a node name, or `@<region>` while the avatar is in flight to that region;
+//! - `claim`: the session that logged the player in on that node (`0` for an avatar that
+//!   arrived by handoff);
+//! - `last`: the id of the handoff that last moved the player (`0`: none yet).
 //!
-//! - **Claim** (a login): taken if absent, already this node's, or held by a node that is
-//!   no longer live (its address advertisement lapsed: it crashed or stopped). Held by
-//!   another live node, the claim fails and names it: the login is refused there.
-//! - **Hand over** (a handoff to another node): from this node to the node now holding the
-//!   destination region, after the handoff's mail is published.
-//! - **Release** (a logout): deleted if it is still this exact claim, so that a release
-//!   racing a newer login of the same player on the same node changes nothing.
-//! - **Lapse**: a node that stops refreshing a key (the avatar left without a logout, or
-//!   the node died) lets it expire after its TTL.
+//! It carries a TTL the holding node keeps extending ([`RedisLocations::refresh`]) and
+//! changes hands these ways:
+//! - **Claim** (a login): taken if absent, already this node's, or held by a holder that
+//!   is not live (a node whose address advertisement lapsed; a region nobody holds).
+//!   Otherwise the claim fails and names the holder ([`Claim::HeldBy`]), or says the
+//!   player is on its way to a region this node holds ([`Claim::Arriving`]). `last` is
+//!   kept.
+//! - **Hand over** (a handoff to another node's region, before its mail is published):
+//!   from this node to `@<region>|0|<handoff>`.
+//! - **Accept** (the receiving node, before applying a handoff): only if the key still
+//!   says this handoff moved the player last (`@<region>|0|<handoff>`, or this node with
+//!   `last` = the handoff). A handoff redelivered after the player moved on (a crash
+//!   between applying and acknowledging it) is stale, and refused.
+//! - **Adopt** (after the avatar arrived): `@<region>|0|h` becomes `node|0|h`.
+//! - **Release** (a logout): deleted if it is still this node's claim, so that a release
+//!   racing a newer login of the player on the same node changes nothing.
+//! - **Lapse**: a key nobody refreshes (the avatar left without a logout, its node died,
+//!   its region is not held) expires after its TTL.
 //!
-//! Every operation is one Lua script on the player's key alone (Redis Cluster safe); the
-//! liveness of the holding node is a separate read of its address key.
+//! Every write is one Lua script on the player's key alone (Redis Cluster safe); liveness
+//! is a separate read of the holder's address key or region lease.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tessera_shared::ids::PlayerId;
+use tessera_shared::ids::{HandoffId, PlayerId, RegionId};
 
-use crate::lease::{LeaseError, node_key};
+use crate::lease::{LeaseError, lease_key, node_key};
 
-/// Players per pipelined round trip when refreshing or releasing many.
+/// Players per pipelined round trip when handing over, checking, refreshing or releasing
+/// many.
 pub const PIPELINE_LEN_MAX: usize = 1_000;
 
 /// Replaces the value if the current one is accepted. KEYS the player's key; ARGV new value
-/// (empty: delete), ttl ms, accepted node prefix (`node|`, empty: none), accepted exact
-/// value (empty: none), `1` if an absent key is accepted. Returns `{1, '', 0}` when done,
-/// else `{0, current value or '', its PTTL}`.
+/// (empty: delete), ttl ms, accepted prefix (empty: none), accepted exact value (empty:
+/// none), `1` if an absent key is accepted. Returns `{1, '', 0}` when done, else
+/// `{0, current value or '', its PTTL}`.
 const SWAP_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
 local ok = false \
 if v == false then ok = ARGV[5] == '1' \
@@ -44,6 +58,19 @@ if ARGV[1] == '' then redis.call('DEL', KEYS[1]) \
 else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end \
 return {1, '', 0}";
 
+/// A claim: takes the key for `ARGV[1]|ARGV[2]` keeping its `last`, if it is absent,
+/// malformed, names `ARGV[1]` already, or equals `ARGV[4]` (a dead holder's value seen
+/// before). ARGV[3] ttl ms. Returns like [`SWAP_SCRIPT`].
+const CLAIM_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+local last = '0' \
+if v then \
+local h, c, l = string.match(v, '^(.*)|(%d+)|(%d+)$') \
+if h and h ~= ARGV[1] and v ~= ARGV[4] then \
+return {0, v, redis.call('PTTL', KEYS[1])} end \
+if l then last = l end end \
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2] .. '|' .. last, 'PX', ARGV[3]) \
+return {1, '', 0}";
+
 /// Extends the key's TTL if it names this node. KEYS the player's key; ARGV `node|`, ttl ms.
 const REFRESH_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
 if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then \
@@ -54,13 +81,38 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 pub enum Claim {
     /// The player's key names this node and claim now.
     Claimed,
-    /// Another live node holds the player; its key lapses in `ttl` unless refreshed.
+    /// The player is on its way to `region`, which this node holds: its avatar arrives
+    /// here (claim again once it has).
+    Arriving {
+        /// The region.
+        region: RegionId,
+    },
+    /// Another live node holds the player (or the region it is on its way to); the key
+    /// lapses in `ttl` unless refreshed.
     HeldBy {
         /// The holding node.
         node: String,
         /// What is left of the key's TTL.
         ttl: Duration,
     },
+}
+
+/// One handoff of a player, as the location keys know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Move {
+    /// The player.
+    pub player: PlayerId,
+    /// The region it is handed to.
+    pub to: RegionId,
+    /// The handoff's id.
+    pub handoff: HandoffId,
+}
+
+impl Move {
+    /// The key's value while the avatar is in flight.
+    fn in_flight(&self) -> String {
+        format!("@{}|0|{}", self.to.0, self.handoff.0)
+    }
 }
 
 /// Player locations in Redis.
@@ -90,6 +142,23 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A node name a key can carry: not empty, no `|`, not starting with `@`.
+fn check(node: &str) -> Result<(), LeaseError> {
+    if node.is_empty() || node.contains('|') || node.starts_with('@') {
+        return Err(LeaseError::Invalid(format!(
+            "node name {node:?}: not empty, no '|', not starting with '@'"
+        )));
+    }
+    Ok(())
+}
+
+/// The `(holder, claim, last)` of a value.
+fn fields(value: &str) -> Option<(&str, u64, u64)> {
+    let (rest, last) = value.rsplit_once('|')?;
+    let (holder, claim) = rest.rsplit_once('|')?;
+    Some((holder, claim.parse().ok()?, last.parse().ok()?))
+}
+
 /// One swap: see [`SWAP_SCRIPT`].
 struct Swap<'a> {
     to: &'a str,
@@ -98,8 +167,15 @@ struct Swap<'a> {
     absent: bool,
 }
 
-/// What a swap found when it did not swap: the current value and its PTTL.
+/// What a script found when it did not swap: the current value and its PTTL.
 type Refusal = (String, i64);
+
+fn outcome(reply: (u8, String, i64)) -> Result<(), Refusal> {
+    match reply {
+        (1, _, _) => Ok(()),
+        (_, value, pttl) => Err((value, pttl)),
+    }
+}
 
 impl RedisLocations {
     /// Locations over `commands` (a connection manager with response timeouts set, such as
@@ -139,53 +215,84 @@ impl RedisLocations {
             .query_async(&mut self.commands.clone())
             .await
             .map_err(unavailable)?;
-        Ok(match reply {
-            (1, _, _) => Ok(()),
-            (_, value, pttl) => Err((value, pttl)),
-        })
+        Ok(outcome(reply))
     }
 
-    /// Whether `node` is live: its address advertisement has not lapsed.
-    async fn is_live(&self, node: &str) -> Result<bool, LeaseError> {
-        redis::cmd("EXISTS")
-            .arg(node_key(node))
-            .query_async::<bool>(&mut self.commands.clone())
-            .await
-            .map_err(unavailable)
+    /// The live holder of a holder field: a node whose address advertisement has not
+    /// lapsed, or the node holding the region of `@<region>`. `None`: not live.
+    async fn live_holder(&self, holder: &str) -> Result<Option<String>, LeaseError> {
+        let mut commands = self.commands.clone();
+        match holder.strip_prefix('@') {
+            Some(region) => {
+                let Ok(region) = region.parse::<u32>() else {
+                    return Ok(None);
+                };
+                let lease: Option<String> = redis::cmd("GET")
+                    .arg(lease_key(RegionId(region)))
+                    .query_async(&mut commands)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(lease.and_then(|l| l.rsplit_once('|').map(|(node, _)| node.to_owned())))
+            }
+            None => {
+                let live: bool = redis::cmd("EXISTS")
+                    .arg(node_key(holder))
+                    .query_async(&mut commands)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(live.then(|| holder.to_owned()))
+            }
+        }
     }
 
-    /// Claims `player` for `node`'s session `claim` (a login there): see the module docs.
+    /// Claims `player` for `node`'s session `claim` (a login): see the module docs.
     pub async fn claim(
         &self,
         player: PlayerId,
         node: &str,
         claim: u64,
     ) -> Result<Claim, LeaseError> {
-        let value = format!("{node}|{claim}");
-        let prefix = format!("{node}|");
+        check(node)?;
         // The value of a dead holder, once seen: replaced only if it is still that one.
         let mut dead = String::new();
         // Each round sees a different holder; a few cover any honest race.
         for _ in 0..4 {
-            let swap = Swap {
-                to: &value,
-                prefix: &prefix,
-                exact: &dead,
-                absent: true,
-            };
-            let (current, pttl) = match self.swap(player, swap).await? {
+            let reply: (u8, String, i64) = redis::cmd("EVAL")
+                .arg(CLAIM_SCRIPT)
+                .arg(1)
+                .arg(location_key(player))
+                .arg(node)
+                .arg(claim)
+                .arg(ttl_ms(self.ttl))
+                .arg(&dead)
+                .query_async(&mut self.commands.clone())
+                .await
+                .map_err(unavailable)?;
+            let (current, pttl) = match outcome(reply) {
                 Ok(()) => return Ok(Claim::Claimed),
                 Err(refusal) => refusal,
             };
-            let holder = current.split_once('|').map_or(current.as_str(), |(n, _)| n);
-            if holder.is_empty() || !self.is_live(holder).await? {
-                dead = current;
-                continue;
+            let holder = fields(&current).map_or("", |(h, _, _)| h);
+            match self.live_holder(holder).await? {
+                Some(live) if live == node => {
+                    let region = holder
+                        .strip_prefix('@')
+                        .and_then(|r| r.parse().ok())
+                        .map(RegionId);
+                    // `@<region>` of a region held here (a node's own name was claimed).
+                    if let Some(region) = region {
+                        return Ok(Claim::Arriving { region });
+                    }
+                }
+                Some(live) => {
+                    return Ok(Claim::HeldBy {
+                        node: live,
+                        ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
+                    });
+                }
+                None => {}
             }
-            return Ok(Claim::HeldBy {
-                node: holder.to_owned(),
-                ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
-            });
+            dead = current;
         }
         Err(LeaseError::Unavailable(format!(
             "player {}'s location changed hands too often to claim",
@@ -193,35 +300,87 @@ impl RedisLocations {
         )))
     }
 
-    /// Hands `player` from `node` to node `to` (the player was handed off into a region
-    /// `to` holds). `false` if the key names a third node (it is left alone).
-    pub async fn hand_over(
-        &self,
-        player: PlayerId,
-        node: &str,
-        to: &str,
-    ) -> Result<bool, LeaseError> {
+    /// Hands the players of `moves` from `node` to their destination regions (each
+    /// handoff's mail is published after this): `@<region>|0|<handoff>`, if the key names
+    /// `node`, is absent, or says so already (a retry). One pipelined round trip per
+    /// [`PIPELINE_LEN_MAX`]; for each move, whether it was handed over (`false`: the key
+    /// names another holder, and the receiving node will refuse the handoff).
+    pub async fn hand_over(&self, moves: &[Move], node: &str) -> Result<Vec<bool>, LeaseError> {
+        check(node)?;
+        let prefix = format!("{node}|");
+        let mut handed = Vec::with_capacity(moves.len());
+        for chunk in moves.chunks(PIPELINE_LEN_MAX) {
+            let mut pipe = redis::pipe();
+            for m in chunk {
+                let value = m.in_flight();
+                let swap = Swap {
+                    to: &value,
+                    prefix: &prefix,
+                    exact: &value,
+                    absent: true,
+                };
+                pipe.add_command(self.swap_cmd(m.player, &swap));
+            }
+            let replies: Vec<(u8, String, i64)> = pipe
+                .query_async(&mut self.commands.clone())
+                .await
+                .map_err(unavailable)?;
+            handed.extend(replies.into_iter().map(|r| outcome(r).is_ok()));
+        }
+        Ok(handed)
+    }
+
+    /// For each of `moves` received by `node`: whether it is the player's latest move
+    /// (its key is `@<region>|0|<handoff>`, or names `node` with `last` = the handoff: a
+    /// redelivery to a node that applied it before). One pipelined read per
+    /// [`PIPELINE_LEN_MAX`].
+    pub async fn accepts(&self, moves: &[Move], node: &str) -> Result<Vec<bool>, LeaseError> {
+        let mut accepted = Vec::with_capacity(moves.len());
+        for chunk in moves.chunks(PIPELINE_LEN_MAX) {
+            let mut pipe = redis::pipe();
+            for m in chunk {
+                pipe.cmd("GET").arg(location_key(m.player));
+            }
+            let values: Vec<Option<String>> = pipe
+                .query_async(&mut self.commands.clone())
+                .await
+                .map_err(unavailable)?;
+            accepted.extend(chunk.iter().zip(values).map(|(m, value)| {
+                value.is_some_and(|v| {
+                    v == m.in_flight()
+                        || fields(&v).is_some_and(|(h, _, last)| h == node && last == m.handoff.0)
+                })
+            }));
+        }
+        Ok(accepted)
+    }
+
+    /// `node` has applied `m`: `@<region>|0|<handoff>` becomes `node|0|<handoff>`. `false`
+    /// if the key says anything else (left alone).
+    pub async fn adopt(&self, m: Move, node: &str) -> Result<bool, LeaseError> {
+        check(node)?;
         let swap = Swap {
-            to: &format!("{to}|0"),
-            prefix: &format!("{node}|"),
-            exact: "",
-            absent: true,
+            to: &format!("{node}|0|{}", m.handoff.0),
+            prefix: "",
+            exact: &m.in_flight(),
+            absent: false,
         };
-        Ok(self.swap(player, swap).await?.is_ok())
+        Ok(self.swap(m.player, swap).await?.is_ok())
     }
 
     /// Releases `node`'s claim `claim` of `player` (a logout): `false` if the key holds
-    /// anything else (a newer claim, another node) and was left alone.
+    /// anything else (a newer claim, another holder) and was left alone.
     pub async fn release(
         &self,
         player: PlayerId,
         node: &str,
         claim: u64,
     ) -> Result<bool, LeaseError> {
+        check(node)?;
         let swap = Swap {
             to: "",
-            prefix: "",
-            exact: &format!("{node}|{claim}"),
+            prefix: &format!("{node}|{claim}|"),
+            exact: "",
             absent: false,
         };
         Ok(self.swap(player, swap).await?.is_ok())
@@ -230,6 +389,7 @@ impl RedisLocations {
     /// Releases every key of `players` naming `node`, whatever the claim (the node stops,
     /// its players saved). Pipelined, [`PIPELINE_LEN_MAX`] at a time.
     pub async fn release_all(&self, players: &[PlayerId], node: &str) -> Result<(), LeaseError> {
+        check(node)?;
         let prefix = format!("{node}|");
         for chunk in players.chunks(PIPELINE_LEN_MAX) {
             let mut pipe = redis::pipe();
@@ -250,8 +410,9 @@ impl RedisLocations {
     }
 
     /// Extends the TTL of every key of `players` that names `node` (the players it holds).
-    /// A key naming another node, or gone, is left alone. Returns how many were extended.
+    /// A key naming another holder, or gone, is left alone. Returns how many were extended.
     pub async fn refresh(&self, players: &[PlayerId], node: &str) -> Result<usize, LeaseError> {
+        check(node)?;
         let prefix = format!("{node}|");
         let mut extended = 0;
         for chunk in players.chunks(PIPELINE_LEN_MAX) {
@@ -273,13 +434,28 @@ impl RedisLocations {
         Ok(extended)
     }
 
-    /// The node holding `player`, if any (for tests and operators).
+    /// The holder of `player` (a node, or `@<region>` in flight), if any.
     pub async fn holder(&self, player: PlayerId) -> Result<Option<String>, LeaseError> {
         let value: Option<String> = redis::cmd("GET")
             .arg(location_key(player))
             .query_async(&mut self.commands.clone())
             .await
             .map_err(unavailable)?;
-        Ok(value.map(|v| v.split_once('|').map_or(v.clone(), |(n, _)| n.to_owned())))
+        Ok(value.and_then(|v| fields(&v).map(|(h, _, _)| h.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_split_into_their_fields() {
+        assert_eq!(fields("node-a|7|0"), Some(("node-a", 7, 0)));
+        assert_eq!(fields("@2|0|99"), Some(("@2", 0, 99)));
+        assert_eq!(fields("node-a|7"), None);
+        assert_eq!(fields("node-a|x|1"), None);
+        assert!(check("node-a").is_ok());
+        assert!(check("@2").is_err() && check("a|b").is_err() && check("").is_err());
     }
 }

@@ -27,15 +27,18 @@
 //!   neighbouring region on the [`GhostBoard`] (counting gaps); the driver shows a client
 //!   near the border the ghosts within its enter radius. Ghosts are read-only: they are
 //!   not in the simulation, so nothing here can move, hit or see them as targets.
-//! - **Player locations.** A player is in the world on one node at a time: a login claims
-//!   the player's location key ([`tessera_persistence::location`]) before it joins, and
-//!   is refused while another live node holds the player. A player handed off to another
-//!   node is [`Locations::moving`] from when its avatar leaves until the location task has
-//!   handed the key to the destination region's holder (after the handoff's mail is
-//!   published; for a transfer, once the new holder has the region): a login here is
-//!   refused meanwhile. The task also extends the keys of the players here every
-//!   [`LOCATION_REFRESH`]; a key not extended lapses after [`LOCATION_TTL`], and a logout
-//!   releases it at once.
+//! - **Player locations.** A player is in the world on one node at a time, and a handoff
+//!   is applied only while it is the player's latest move
+//!   ([`tessera_persistence::location`]). A login claims the player's location key
+//!   before it joins and is refused while another live node holds the player. A player
+//!   handed off to another node is [`Locations::is_moving`] from when its avatar leaves
+//!   until its mail is published: a login here is refused meanwhile, and its `Redirect`
+//!   waits for it. The publisher hands each handoff's key to its destination region just
+//!   before publishing it; the receiver refuses a handoff the key no longer names (one
+//!   redelivered after the player moved on: a crash between applying and acknowledging
+//!   it); the location task adopts the keys of arrived players and extends those of the
+//!   players here every [`LOCATION_REFRESH`]. A key not extended lapses after
+//!   [`LOCATION_TTL`]; a logout releases it at once.
 //! - **Bus health.** Every [`BUS_STATS_PERIOD`] a task reads each active region's
 //!   pending deliveries and dead letters into [`BusStats`] for `/metrics`, beside the
 //!   bus's circuit breaker (every bus call goes through it; lease calls do not).
@@ -51,7 +54,7 @@ use tessera_persistence::bus::{
     Batch, BusConfig, Delivery, EventBus, GhostUpdate, Lane, Mail, RECEIVE_MAX,
 };
 use tessera_persistence::lease::{Lease, LeaseError, LeaseStore, RedisLeases};
-use tessera_persistence::location::{Claim, RedisLocations};
+use tessera_persistence::location::{Claim, Move, RedisLocations};
 use tessera_persistence::redis_bus::RedisBus;
 use tessera_regions::io::{EntityState, EntityView, HandoffRecord};
 use tessera_shared::config::Config;
@@ -89,12 +92,8 @@ pub const GHOST_TTL: Duration = Duration::from_millis(500);
 pub const LOCATION_TTL: Duration = Duration::from_secs(15);
 /// How often the location keys of the players here are extended.
 pub const LOCATION_REFRESH: Duration = Duration::from_secs(5);
-/// How long the location task keeps trying to hand a moving player's key over (the
-/// destination region may be between holders, as in a transfer) before it gives up and
-/// lets the key lapse.
-pub const HAND_OVER_WAIT: Duration = Duration::from_secs(15);
-/// Published handoffs queued for the location task to hand their players' keys over.
-pub const HAND_OVERS_LEN_MAX: usize = HANDOFFS_OUT_LEN_MAX;
+/// Arrived players queued for the location task to adopt their keys.
+pub const ADOPTIONS_LEN_MAX: usize = HANDOFFS_IN_LEN_MAX;
 
 /// How often the pending deliveries and dead letters of the held regions are read.
 pub const BUS_STATS_PERIOD: Duration = Duration::from_secs(5);
@@ -104,6 +103,8 @@ pub const BUS_STATS_PERIOD: Duration = Duration::from_secs(5);
 pub struct BusStats {
     regions: Mutex<BTreeMap<RegionId, RegionMail>>,
     breaker: Breaker,
+    /// Handoffs refused as stale: redelivered after their player moved on.
+    stale_handoffs: AtomicU64,
 }
 
 /// One region's mail on the bus, as last read.
@@ -119,6 +120,12 @@ impl BusStats {
     /// Whether the bus's circuit breaker is open (calls to Redis refused for now).
     pub fn breaker_open(&self) -> bool {
         self.breaker.is_open()
+    }
+
+    /// Handoffs refused as stale since the node started: redelivered after their player
+    /// moved on (a crash between applying and acknowledging them).
+    pub fn stale_handoffs(&self) -> u64 {
+        self.stale_handoffs.load(AtomicOrdering::Relaxed)
     }
 
     /// The newest reading per region (regions no longer active are gone).
@@ -208,10 +215,12 @@ pub struct Arrival {
 pub struct Locations {
     store: RedisLocations,
     node: String,
-    /// Players handed off to another node whose key has not been handed over yet.
+    /// Players handed off to another node whose mail is not published yet.
     moving: Mutex<HashSet<PlayerId>>,
     /// The players with an avatar here, as the driver last published them.
     here: Mutex<Vec<PlayerId>>,
+    /// Players whose avatar arrived here by handoff, for the location task to adopt.
+    arrived: mpsc::Sender<Move>,
 }
 
 /// Why a login could not claim its player.
@@ -231,8 +240,9 @@ pub enum ClaimRefused {
 
 impl Locations {
     /// Claims `player` for `session` (a login): see [`tessera_persistence::location`]. A
-    /// login with a redirect ticket (`redirected`) waits up to `wait` for the sending node
-    /// to hand the key over.
+    /// player on its way to a region held here, and a login with a redirect ticket
+    /// (`redirected`) that finds the player still held by the sending node, wait up to
+    /// `wait` for the key to come here.
     pub async fn claim(
         &self,
         player: PlayerId,
@@ -242,16 +252,27 @@ impl Locations {
     ) -> Result<(), ClaimRefused> {
         let deadline = Instant::now() + wait;
         loop {
-            match self.store.claim(player, &self.node, session).await {
-                Ok(Claim::Claimed) => return Ok(()),
-                Ok(Claim::HeldBy { .. }) if redirected && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Ok(Claim::HeldBy { node, ttl }) => {
-                    return Err(ClaimRefused::Elsewhere { node, ttl });
-                }
-                Err(e) => return Err(ClaimRefused::Unavailable(e.to_string())),
+            let claim = self.store.claim(player, &self.node, session).await;
+            // On its way here (its avatar arrives, then this node adopts the key), or a
+            // redirect ahead of the sender's publish: wait for it.
+            let wait = match &claim {
+                Ok(Claim::Arriving { .. }) => true,
+                Ok(Claim::HeldBy { .. }) => redirected,
+                _ => false,
+            };
+            if wait && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
             }
+            return match claim {
+                Ok(Claim::Claimed) => Ok(()),
+                Ok(Claim::Arriving { region }) => Err(ClaimRefused::Unavailable(format!(
+                    "the player's avatar has not arrived in region {} yet",
+                    region.0
+                ))),
+                Ok(Claim::HeldBy { node, ttl }) => Err(ClaimRefused::Elsewhere { node, ttl }),
+                Err(e) => Err(ClaimRefused::Unavailable(e.to_string())),
+            };
         }
     }
 
@@ -280,6 +301,15 @@ impl Locations {
 
     fn lock_moving(&self) -> std::sync::MutexGuard<'_, HashSet<PlayerId>> {
         self.moving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A player's avatar arrived here by handoff `m`: its key is to name this node (the
+    /// location task adopts it; if its queue is full the key lapses, and the player's next
+    /// login claims it afresh).
+    pub fn arrived(&self, m: Move) {
+        if self.arrived.try_send(m).is_err() {
+            tracing::warn!(player = %m.player, "adoption queue full; the player's location lapses");
+        }
     }
 
     /// Replaces the list of players with an avatar here (the driver, every second).
@@ -648,25 +678,21 @@ impl Cluster {
             holdings.clone(),
             directory.clone(),
         ));
+        let (arrived_tx, arrived_rx) = mpsc::channel(ADOPTIONS_LEN_MAX);
         let locations = Arc::new(Locations {
             store: self.locations,
             node: self.node.clone(),
             moving: Mutex::default(),
             here: Mutex::default(),
+            arrived: arrived_tx,
         });
-        let (hand_overs, hand_overs_rx) = mpsc::channel(HAND_OVERS_LEN_MAX);
         tokio::spawn(publish(
             self.bus.clone(),
             outbound_rx,
             ghosts_rx,
-            hand_overs,
             locations.clone(),
         ));
-        tokio::spawn(follow_locations(
-            self.leases.clone(),
-            locations.clone(),
-            hand_overs_rx,
-        ));
+        tokio::spawn(follow_locations(locations.clone(), arrived_rx));
         tokio::spawn(follow_ghosts(
             self.bus.clone(),
             config.clone(),
@@ -676,6 +702,7 @@ impl Cluster {
         let bus_stats = Arc::new(BusStats {
             regions: Mutex::default(),
             breaker: self.bus.breaker().clone(),
+            stale_handoffs: AtomicU64::new(0),
         });
         tokio::spawn(watch_bus(
             self.bus.clone(),
@@ -685,7 +712,8 @@ impl Cluster {
         tokio::spawn(receive_handoffs(
             self.bus,
             holdings.clone(),
-            self.node.clone(),
+            locations.clone(),
+            bus_stats.clone(),
             inbound_tx,
             acks_rx,
             lost.clone(),
@@ -799,22 +827,29 @@ async fn refresh_directory(
 
 /// Sends the handoffs and ghosts queued since the last batch, one batch (one round trip)
 /// at a time. Handoffs are kept and resent until the bus takes them; ghosts that could not
-/// be sent are dropped (the next tick's replace them). The players of published handoffs
-/// go to the location task (`hand_overs`), whose keys it hands over.
+/// be sent are dropped (the next tick's replace them). Before a batch with players goes
+/// out, their location keys are handed to their destination regions (one more round
+/// trip); once it is out, they are no longer moving (their redirects may go).
 async fn publish(
     bus: RedisBus,
     mut handoffs: mpsc::Receiver<HandoffRecord>,
     mut ghosts: mpsc::Receiver<GhostUpdate>,
-    hand_overs: mpsc::Sender<(PlayerId, RegionId)>,
     locations: Arc<Locations>,
 ) {
-    // Each waiting mail with the player it carries.
-    let mut waiting: Vec<(Mail, Option<PlayerId>)> = Vec::new();
+    // Each waiting mail with the player's move it carries.
+    let mut waiting: Vec<(Mail, Option<Move>)> = Vec::new();
     let mut fresh: HashMap<RegionId, GhostUpdate> = HashMap::new();
     let backoff =
         || crate::players::store_backoff(Duration::from_millis(50), Duration::from_secs(2));
     let mut delays = backoff();
-    let outgoing = |record: &HandoffRecord| (mail_of(record), record.entity.player);
+    let outgoing = |record: &HandoffRecord| {
+        let m = record.entity.player.map(|player| Move {
+            player,
+            to: record.to,
+            handoff: record.id,
+        });
+        (mail_of(record), m)
+    };
     loop {
         if waiting.is_empty() && fresh.is_empty() {
             tokio::select! {
@@ -836,117 +871,94 @@ async fn publish(
         while let Ok(update) = ghosts.try_recv() {
             fresh.insert(update.region, update); // The newest of each region wins.
         }
-        let (mail, players): (Vec<Mail>, Vec<Option<PlayerId>>) =
-            std::mem::take(&mut waiting).into_iter().unzip();
-        let batch = Batch {
-            mail,
-            ghosts: fresh.drain().map(|(_, update)| update).collect(),
+        let moves: Vec<Move> = waiting.iter().filter_map(|(_, m)| *m).collect();
+        let handed = if moves.is_empty() {
+            Ok(Vec::new())
+        } else {
+            locations.store.hand_over(&moves, &locations.node).await
         };
-        match bus.publish(&batch).await {
-            Ok(published) => {
-                delays = backoff();
-                // Refused (a full lane): kept and resent.
-                let mut sent: Vec<(Mail, Option<PlayerId>)> =
-                    batch.mail.into_iter().zip(players).collect();
-                for &i in published.refused.iter().rev() {
-                    waiting.push(sent.swap_remove(i));
+        let result = match handed {
+            Ok(handed) => {
+                for (m, _) in moves.iter().zip(handed).filter(|(_, h)| !h) {
+                    // Held elsewhere: the receiver will refuse the handoff.
+                    tracing::warn!(player = %m.player, "player location held elsewhere at handoff");
                 }
-                for (mail, player) in sent {
-                    let Some(player) = player else { continue };
-                    if hand_overs.try_send((player, mail.to)).is_err() {
-                        // Its key lapses instead (LOCATION_TTL).
-                        tracing::warn!(%player, "hand over queue full; the player's location lapses");
-                        locations.set_moving(player, false);
+                let (mail, carried): (Vec<Mail>, Vec<Option<Move>>) =
+                    std::mem::take(&mut waiting).into_iter().unzip();
+                let batch = Batch {
+                    mail,
+                    ghosts: fresh.drain().map(|(_, update)| update).collect(),
+                };
+                let published = bus.publish(&batch).await;
+                let mut sent: Vec<(Mail, Option<Move>)> =
+                    batch.mail.into_iter().zip(carried).collect();
+                match published {
+                    Ok(published) => {
+                        // Refused (a full lane): kept and resent.
+                        for &i in published.refused.iter().rev() {
+                            waiting.push(sent.swap_remove(i));
+                        }
+                        for m in sent.iter().filter_map(|(_, m)| *m) {
+                            locations.set_moving(m.player, false);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        waiting = sent;
+                        Err(e.to_string())
                     }
                 }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => {
+                delays = backoff();
                 if !waiting.is_empty() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             Err(e) => {
-                if !batch.mail.is_empty() {
-                    tracing::warn!(error = %e, pending = batch.mail.len(), "handoffs not sent; retrying");
+                if !waiting.is_empty() {
+                    tracing::warn!(error = %e, pending = waiting.len(), "handoffs not sent; retrying");
                 }
-                waiting = batch.mail.into_iter().zip(players).collect();
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2))).await;
             }
         }
     }
 }
 
-/// Hands the keys of players handed off to other nodes over to the holders of their
-/// destination regions (retrying every 50 ms while a region has no other holder yet, up
-/// to [`HAND_OVER_WAIT`]), and extends the keys of the players here every
-/// [`LOCATION_REFRESH`].
-async fn follow_locations(
-    leases: RedisLeases,
-    locations: Arc<Locations>,
-    mut hand_overs: mpsc::Receiver<(PlayerId, RegionId)>,
-) {
-    let mut pending: Vec<(PlayerId, RegionId, Instant)> = Vec::new();
+/// Adopts the location keys of players arrived here, and extends the keys of the players
+/// here every [`LOCATION_REFRESH`].
+async fn follow_locations(locations: Arc<Locations>, mut arrived: mpsc::Receiver<Move>) {
     let mut next_refresh = Instant::now() + LOCATION_REFRESH;
     loop {
-        let wake = if pending.is_empty() {
-            next_refresh
-        } else {
-            Instant::now() + Duration::from_millis(50)
-        };
         tokio::select! {
-            next = hand_overs.recv() => match next {
-                Some((player, region)) => pending.push((player, region, Instant::now() + HAND_OVER_WAIT)),
+            next = arrived.recv() => match next {
+                Some(m) => adopt(&locations, m).await,
                 None => return,
             },
-            () = tokio::time::sleep_until(wake.into()) => {}
-        }
-        while let Ok((player, region)) = hand_overs.try_recv() {
-            pending.push((player, region, Instant::now() + HAND_OVER_WAIT));
-        }
-        if !pending.is_empty() {
-            let mut holders: HashMap<RegionId, Option<String>> = HashMap::new();
-            let mut still = Vec::with_capacity(pending.len());
-            for (player, region, deadline) in pending.drain(..) {
-                // Back here meanwhile (it crossed back): nothing to hand over.
-                if !locations.is_moving(player) {
-                    continue;
-                }
-                if let std::collections::hash_map::Entry::Vacant(entry) = holders.entry(region) {
-                    entry.insert(leases.holder(region).await.ok().flatten().map(|(n, _)| n));
-                }
-                let to = holders[&region].as_deref().filter(|&n| n != locations.node);
-                let done = match to {
-                    Some(to) => {
-                        match locations.store.hand_over(player, &locations.node, to).await {
-                            Ok(handed) => {
-                                if !handed {
-                                    tracing::warn!(%player, "player location held by a third node; left alone");
-                                }
-                                true
-                            }
-                            Err(e) => {
-                                tracing::debug!(%player, error = %e, "hand over failed; retrying");
-                                false
-                            }
-                        }
-                    }
-                    None => false,
-                };
-                if done {
-                    locations.set_moving(player, false);
-                } else if Instant::now() >= deadline {
-                    tracing::warn!(%player, region = region.0, "player location not handed over in time; it lapses");
-                    locations.set_moving(player, false);
-                } else {
-                    still.push((player, region, deadline));
+            () = tokio::time::sleep_until(next_refresh.into()) => {
+                next_refresh = Instant::now() + LOCATION_REFRESH;
+                let here = locations.here();
+                if let Err(e) = locations.store.refresh(&here, &locations.node).await {
+                    tracing::warn!(players = here.len(), error = %e, "player locations not refreshed");
                 }
             }
-            pending = still;
         }
-        if Instant::now() >= next_refresh {
-            next_refresh = Instant::now() + LOCATION_REFRESH;
-            let here = locations.here();
-            if let Err(e) = locations.store.refresh(&here, &locations.node).await {
-                tracing::warn!(players = here.len(), error = %e, "player locations not refreshed");
-            }
+    }
+}
+
+/// Makes an arrived player's location name this node. A failure lets the key lapse (the
+/// player's next login claims it afresh).
+async fn adopt(locations: &Locations, m: Move) {
+    match locations.store.adopt(m, &locations.node).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(player = %m.player, "arrived player's location already moved on")
+        }
+        Err(e) => {
+            tracing::warn!(player = %m.player, error = %e, "arrived player's location not adopted")
         }
     }
 }
@@ -1050,11 +1062,13 @@ async fn watch_bus(bus: RedisBus, holdings: Arc<Holdings>, stats: Arc<BusStats>)
 async fn receive_handoffs(
     bus: RedisBus,
     holdings: Arc<Holdings>,
-    node: String,
+    locations: Arc<Locations>,
+    stats: Arc<BusStats>,
     inbound: crossbeam_channel::Sender<Arrival>,
     mut acks: mpsc::Receiver<Delivery>,
     lost: Arc<Mutex<HashSet<RegionId>>>,
 ) {
+    let node = locations.node.clone();
     let mut malformed = 0u64;
     loop {
         let mut by_region: HashMap<RegionId, Vec<Delivery>> = HashMap::new();
@@ -1086,10 +1100,11 @@ async fn receive_handoffs(
                     continue;
                 }
             };
+            let mut arrivals = Vec::with_capacity(deliveries.len());
             for delivery in deliveries {
                 match decode(&delivery.payload) {
                     Some(record) if record.to == region => {
-                        let _ = inbound.try_send(Arrival { record, delivery });
+                        arrivals.push(Arrival { record, delivery });
                     }
                     _ => {
                         malformed += 1;
@@ -1097,8 +1112,61 @@ async fn receive_handoffs(
                     }
                 }
             }
+            pass_fresh(&bus, &locations, &stats, region, arrivals, &inbound).await;
         }
         tokio::time::sleep(RECEIVE_POLL).await;
+    }
+}
+
+/// Hands the driver the `arrivals` into `region` that are still their players' latest
+/// move; a stale one (redelivered after its player moved on) is acknowledged and dropped,
+/// counted. If the locations cannot be read, none is passed on: they stay pending and are
+/// delivered again.
+async fn pass_fresh(
+    bus: &RedisBus,
+    locations: &Locations,
+    stats: &BusStats,
+    region: RegionId,
+    arrivals: Vec<Arrival>,
+    inbound: &crossbeam_channel::Sender<Arrival>,
+) {
+    let moves: Vec<Move> = arrivals
+        .iter()
+        .filter_map(|a| {
+            a.record.entity.player.map(|player| Move {
+                player,
+                to: a.record.to,
+                handoff: a.record.id,
+            })
+        })
+        .collect();
+    let accepted = match locations.store.accepts(&moves, &locations.node).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            tracing::warn!(region = region.0, error = %e, "handoffs not checked against player locations; retrying");
+            return;
+        }
+    };
+    let mut accepted = accepted.into_iter();
+    let mut stale = Vec::new();
+    for arrival in arrivals {
+        // Only avatars cross (the region refuses anything else); one without a player
+        // goes on to be refused and counted there.
+        let fresh = arrival.record.entity.player.is_none() || accepted.next().unwrap_or(false);
+        if fresh {
+            let _ = inbound.try_send(arrival);
+        } else {
+            tracing::info!(region = region.0, key = %arrival.delivery.key, "stale handoff (its player moved on since) dropped");
+            stale.push(arrival.delivery);
+        }
+    }
+    if !stale.is_empty() {
+        stats
+            .stale_handoffs
+            .fetch_add(stale.len() as u64, AtomicOrdering::Relaxed);
+        if let Err(e) = bus.ack(region, &stale).await {
+            tracing::warn!(region = region.0, error = %e, "stale handoffs not acknowledged; checked again on redelivery");
+        }
     }
 }
 

@@ -56,7 +56,8 @@ pub const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 /// Session ids of avatars that arrived by handoff and wait for their client: above every
 /// id a connection gets (those count up from 1).
 const ARRIVAL_SESSIONS_FROM: u64 = 1 << 63;
-/// How long a player handed off to another node waits for that node's address before its
+/// How long a player handed off to another node waits for its handoff to go through (its
+/// mail on the bus, its location handed over, the node's address known) before its
 /// session is ended (it can log in again).
 pub const REDIRECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -1105,6 +1106,15 @@ impl Driver {
                 .region(arrival.record.to)
                 .and_then(|r| r.position_of(NetId::of_player(player)))
                 .is_some();
+            if here {
+                cluster
+                    .locations
+                    .arrived(tessera_persistence::location::Move {
+                        player,
+                        to: arrival.record.to,
+                        handoff: arrival.record.id,
+                    });
+            }
             if here && !self.clients.contains_key(&player) {
                 // A session id of its own, so that the linger of an earlier arrival of
                 // this player cannot evict this one.
@@ -1165,19 +1175,22 @@ impl Driver {
         }
         let redirects = std::mem::take(&mut self.pending_redirects);
         for (player, view, region, deadline) in redirects {
+            // The redirect tells the client its handoff went through: only once its mail
+            // is on the bus and its location handed over (no longer moving).
+            let handed_over = !cluster.locations.is_moving(player);
             match cluster.address_of(region) {
-                Some(addr) => {
+                Some(addr) if handed_over => {
                     let _ = view.outbox.try_send(Outgoing::Redirect { addr, region });
                     self.stats.counters.redirected += 1;
                 }
-                None if deadline <= tick => {
-                    tracing::warn!(%player, region = region.0, "no node address for the region the player crossed into");
+                _ if deadline <= tick => {
+                    tracing::warn!(%player, region = region.0, handed_over, "the player's handoff did not go through in time (no node address for its region, or the bus is down)");
                     let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
                         reason: KickReason::Shutdown,
                         message: "the region you entered is unavailable; log in again".into(),
                     }));
                 }
-                None => self
+                _ => self
                     .pending_redirects
                     .push((player, view, region, deadline)),
             }

@@ -233,10 +233,12 @@ impl NodeMetrics {
         ] {
             self.counter(name, none).absolute(n.load(Ordering::Relaxed));
         }
+        let stale = bus.as_ref().map_or(0, |b| b.stale_handoffs());
         for (kind, n) in [
             ("local", c.handoffs_local),
             ("out", c.handoffs_out),
             ("in", c.handoffs_in),
+            ("stale", stale),
         ] {
             self.counter("tessera_handoffs_total", &[("kind", kind.into())])
                 .absolute(n);
@@ -407,7 +409,7 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
     (
         "tessera_handoffs_total",
         None,
-        "Border handoffs: between local regions, out to and in from other nodes.",
+        "Border handoffs: between local regions, out to and in from other nodes, and in but stale (redelivered after the player moved on: refused).",
     ),
     (
         "tessera_redirects_total",
