@@ -88,29 +88,56 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
             .advertise(&b, "127.0.0.1:2", Duration::from_secs(30))
             .await
             .unwrap();
-        // B holds a fresh region; A hands the player over into it.
-        let region = fresh_region();
-        let lease = leases
-            .acquire(region, &b, Duration::from_secs(30), 1)
-            .await
-            .unwrap()
-            .expect("a fresh region is free");
+        // A holds `home`, B holds `away`; the player crosses from home to away.
+        let (home, away) = (fresh_region(), fresh_region());
+        let mut held = Vec::new();
+        for (region, node) in [(home, &a), (away, &b)] {
+            held.push(
+                leases
+                    .acquire(region, node, Duration::from_secs(30), 1)
+                    .await
+                    .unwrap()
+                    .expect("a fresh region is free"),
+            );
+        }
         let player = fresh_player();
         let first = Move {
             player,
-            to: region,
+            from: home,
+            to: away,
             handoff: HandoffId(41),
         };
         assert_eq!(
             locations.claim(player, &a, 3).await.unwrap(),
             Claim::Claimed
         );
-        assert_eq!(locations.hand_over(&[first], &a).await.unwrap(), vec![true]);
-        // A retry of the same hand over is a no-op that succeeds.
-        assert_eq!(locations.hand_over(&[first], &a).await.unwrap(), vec![true]);
+        // The avatar's claim is 3: a hand over for an older one (a login on A raced the
+        // crossing and claimed since) keeps the key with that login.
+        assert_eq!(
+            locations
+                .hand_over(&[(first, Some(2))], &a, true)
+                .await
+                .unwrap(),
+            vec![false]
+        );
+        assert_eq!(
+            locations
+                .hand_over(&[(first, Some(3))], &a, true)
+                .await
+                .unwrap(),
+            vec![true]
+        );
+        // A retry of the same hand over succeeds and changes nothing.
+        assert_eq!(
+            locations
+                .hand_over(&[(first, Some(3))], &a, false)
+                .await
+                .unwrap(),
+            vec![true]
+        );
         assert_eq!(
             locations.holder(player).await.unwrap(),
-            Some(format!("@{}", region.0))
+            Some(format!("@{}", away.0))
         );
         // In flight: A (its avatar gone) cannot claim it back, it is on its way to B;
         // B's own login waits for it (arriving).
@@ -120,66 +147,73 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
         ));
         assert_eq!(
             locations.claim(player, &b, 9).await.unwrap(),
-            Claim::Arriving { region }
+            Claim::Arriving { region: away }
         );
-        // B receives it: the latest move, accepted; applied, B adopts the key; B's login
-        // claims it, keeping which handoff moved it last.
+        // B receives it (the latest move) and the avatar walks straight back before B's
+        // adoption ran: B hands the in-flight key over, and the late adoption is a no-op.
         assert_eq!(locations.accepts(&[first], &b).await.unwrap(), vec![true]);
-        assert!(locations.adopt(first, &b).await.unwrap());
-        assert_eq!(locations.holder(player).await.unwrap(), Some(b.clone()));
-        assert_eq!(
-            locations.claim(player, &b, 9).await.unwrap(),
-            Claim::Claimed
-        );
-        // A redelivery to B (B applied it, crashed before acknowledging, restarted):
-        // still the latest move, accepted again (the region's dedup or a lost avatar's
-        // recovery decides).
-        assert_eq!(locations.accepts(&[first], &b).await.unwrap(), vec![true]);
-
-        // The player moves on: B hands it to a region A holds, A adopts it.
-        let back_region = fresh_region();
-        leases
-            .acquire(back_region, &a, Duration::from_secs(30), 1)
-            .await
-            .unwrap()
-            .expect("free");
         let second = Move {
             player,
-            to: back_region,
+            from: away,
+            to: home,
             handoff: HandoffId(42),
         };
         assert_eq!(
-            locations.hand_over(&[second], &b).await.unwrap(),
+            locations
+                .hand_over(&[(second, Some(0))], &b, true)
+                .await
+                .unwrap(),
             vec![true]
         );
+        assert!(!locations.adopt(first, &b).await.unwrap());
         assert_eq!(locations.accepts(&[second], &a).await.unwrap(), vec![true]);
         assert!(locations.adopt(second, &a).await.unwrap());
-        // The first handoff redelivered now (to B, or to anyone) is stale: refused.
+        assert_eq!(locations.holder(player).await.unwrap(), Some(a.clone()));
+        // The first handoff redelivered now (to B after a crash, or anywhere) is stale.
         assert_eq!(
             locations.accepts(&[first, second], &b).await.unwrap(),
             vec![false, false]
         );
-        assert_eq!(locations.accepts(&[second], &a).await.unwrap(), vec![true]);
-        // After a logout, nothing that moved the player before is accepted.
+        // A login on A keeps which handoff moved the player last: a redelivery of it to A
+        // (A applied it, crashed before acknowledging, restarted) is still accepted.
         assert_eq!(
             locations.claim(player, &a, 12).await.unwrap(),
             Claim::Claimed
         );
+        assert_eq!(locations.accepts(&[second], &a).await.unwrap(), vec![true]);
+        // After a logout, nothing that moved the player before is accepted.
         assert!(locations.release(player, &a, 12).await.unwrap());
         assert_eq!(
             locations.accepts(&[first, second], &a).await.unwrap(),
             vec![false, false]
         );
-        // A handoff into a region nobody holds: anyone may claim the player.
-        leases.release(&lease).await.unwrap();
+        // A retried hand over does not take a key that lapsed meanwhile (the player may
+        // have logged in elsewhere since); a first attempt does.
+        assert_eq!(
+            locations
+                .hand_over(&[(first, None)], &a, false)
+                .await
+                .unwrap(),
+            vec![false]
+        );
+        assert_eq!(
+            locations
+                .hand_over(&[(first, None)], &a, true)
+                .await
+                .unwrap(),
+            vec![true]
+        );
+        // In flight to a region nobody holds (B died): anyone may claim the player, and a
+        // key taken from another holder names no earlier handoff as the latest move.
+        leases.release(&held[1]).await.unwrap();
         assert_eq!(
             locations.claim(player, &a, 13).await.unwrap(),
             Claim::Claimed
         );
-        assert_eq!(locations.hand_over(&[first], &a).await.unwrap(), vec![true]);
         assert_eq!(
-            locations.claim(player, &b, 14).await.unwrap(),
-            Claim::Claimed
+            locations.accepts(&[first], &a).await.unwrap(),
+            vec![false],
+            "a handoff pending from before the claim would make a second avatar"
         );
     });
 }
@@ -204,11 +238,28 @@ fn keys_last_while_refreshed_and_lapse_after() {
             locations.claim(theirs, &b, 1).await.unwrap(),
             Claim::Claimed
         );
-        // A refreshes its own key only: B's and a missing one are left alone.
+        // A handoff A received and deferred: A keeps its in-flight key alive too.
+        let in_flight = Move {
+            player: fresh_player(),
+            from: fresh_region(),
+            to: fresh_region(),
+            handoff: HandoffId(7),
+        };
+        assert_eq!(
+            locations
+                .hand_over(&[(in_flight, None)], &b, true)
+                .await
+                .unwrap(),
+            vec![true]
+        );
+        // A refreshes its own keys only: B's and a missing one are left alone.
         for _ in 0..4 {
             tokio::time::sleep(ttl / 3).await;
-            let extended = locations.refresh(&[mine, theirs, gone], &a).await.unwrap();
-            assert_eq!(extended, 1);
+            let extended = locations
+                .refresh(&[mine, theirs, gone], &[in_flight], &a)
+                .await
+                .unwrap();
+            assert_eq!(extended, 2);
         }
         assert_eq!(locations.holder(mine).await.unwrap(), Some(a.clone()));
         assert_eq!(
@@ -217,6 +268,11 @@ fn keys_last_while_refreshed_and_lapse_after() {
             "B's key, not refreshed, lapsed"
         );
         assert_eq!(locations.holder(gone).await.unwrap(), None);
+        assert_eq!(
+            locations.accepts(&[in_flight], &a).await.unwrap(),
+            vec![true],
+            "the deferred handoff's key lapsed"
+        );
         // Not refreshed any more (the avatar left without a logout): it lapses, and B
         // can claim the player though A is live.
         tokio::time::sleep(ttl + Duration::from_millis(200)).await;

@@ -15,10 +15,14 @@
 //!   is not live (a node whose address advertisement lapsed; a region nobody holds).
 //!   Otherwise the claim fails and names the holder ([`Claim::HeldBy`]), or says the
 //!   player is on its way to a region this node holds ([`Claim::Arriving`]). `last` is
-//!   kept.
+//!   kept if this node held it (a key taken from another holder starts with `last` 0).
 //! - **Hand over** (a handoff to another node's region, before its mail is published):
-//!   from this node to `@<region>|0|<handoff>`.
-//! - **Accept** (the receiving node, before applying a handoff): only if the key still
+//!   from this node with the claim the avatar had (or from in flight to the region the
+//!   player leaves, not adopted yet) to `@<region>|0|<handoff>`. A newer claim there (a
+//!   login racing the crossing) keeps the key, and the handoff is dropped: that login has
+//!   the player. The receiving node keeps the in-flight key alive while
+//!   its region has deferred the handoff.
+//! - **Accept** (the receiving node, when it receives a handoff): only if the key still
 //!   says this handoff moved the player last (`@<region>|0|<handoff>`, or this node with
 //!   `last` = the handoff). A handoff redelivered after the player moved on (a crash
 //!   between applying and acknowledging it) is stale, and refused.
@@ -58,18 +62,38 @@ if ARGV[1] == '' then redis.call('DEL', KEYS[1]) \
 else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end \
 return {1, '', 0}";
 
-/// A claim: takes the key for `ARGV[1]|ARGV[2]` keeping its `last`, if it is absent,
-/// malformed, names `ARGV[1]` already, or equals `ARGV[4]` (a dead holder's value seen
-/// before). ARGV[3] ttl ms. Returns like [`SWAP_SCRIPT`].
+/// A claim: takes the key for `ARGV[1]|ARGV[2]` if it is absent, malformed, names
+/// `ARGV[1]` already (its `last` is kept), or equals `ARGV[4]` (a dead holder's value
+/// seen before: `last` becomes 0, so that no handoff that moved the player before counts
+/// as its latest move here). ARGV[3] ttl ms. Returns like [`SWAP_SCRIPT`].
 const CLAIM_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
 local last = '0' \
 if v then \
 local h, c, l = string.match(v, '^(.*)|(%d+)|(%d+)$') \
 if h and h ~= ARGV[1] and v ~= ARGV[4] then \
 return {0, v, redis.call('PTTL', KEYS[1])} end \
-if l then last = l end end \
+if h == ARGV[1] then last = l end end \
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2] .. '|' .. last, 'PX', ARGV[3]) \
 return {1, '', 0}";
+
+/// A hand over: sets `ARGV[1]` (the in-flight value, ttl ms `ARGV[2]`) if the key names
+/// this node with the avatar's claim (prefix `ARGV[3]`), is in flight to the region the player leaves (prefix
+/// `ARGV[4]`: it arrived here and is not adopted yet), is `ARGV[1]` already (a retry), or
+/// is absent and `ARGV[5]` is `1` (a first attempt). Returns like [`SWAP_SCRIPT`].
+const HAND_OVER_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+local ok = false \
+if v == false then ok = ARGV[5] == '1' \
+else ok = string.sub(v, 1, #ARGV[3]) == ARGV[3] or string.sub(v, 1, #ARGV[4]) == ARGV[4] \
+or v == ARGV[1] end \
+if not ok then \
+if v == false then return {0, '', 0} end \
+return {0, v, redis.call('PTTL', KEYS[1])} end \
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+return {1, '', 0}";
+
+/// Extends the key's TTL if it is `ARGV[1]` exactly (an in-flight value). ARGV[2] ttl ms.
+const REFRESH_EXACT_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 
 /// Extends the key's TTL if it names this node. KEYS the player's key; ARGV `node|`, ttl ms.
 const REFRESH_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
@@ -102,6 +126,8 @@ pub enum Claim {
 pub struct Move {
     /// The player.
     pub player: PlayerId,
+    /// The region it leaves.
+    pub from: RegionId,
     /// The region it is handed to.
     pub to: RegionId,
     /// The handoff's id.
@@ -302,24 +328,37 @@ impl RedisLocations {
 
     /// Hands the players of `moves` from `node` to their destination regions (each
     /// handoff's mail is published after this): `@<region>|0|<handoff>`, if the key names
-    /// `node`, is absent, or says so already (a retry). One pipelined round trip per
-    /// [`PIPELINE_LEN_MAX`]; for each move, whether it was handed over (`false`: the key
-    /// names another holder, and the receiving node will refuse the handoff).
-    pub async fn hand_over(&self, moves: &[Move], node: &str) -> Result<Vec<bool>, LeaseError> {
+    /// `node` with the claim the avatar had there (the `Some` of each move; `None`: any
+    /// claim of `node`), is in flight to the region the player leaves (it arrived at
+    /// `node` and its adoption has not run yet), says so already (a retry), or is absent
+    /// on a `first` attempt (a retry does not take a key that lapsed since: the player may
+    /// have logged in elsewhere). A newer claim of `node` (a login racing the crossing)
+    /// keeps the key: that login has the player. One pipelined round trip per
+    /// [`PIPELINE_LEN_MAX`]; for each move, whether it was handed over.
+    pub async fn hand_over(
+        &self,
+        moves: &[(Move, Option<u64>)],
+        node: &str,
+        first: bool,
+    ) -> Result<Vec<bool>, LeaseError> {
         check(node)?;
-        let prefix = format!("{node}|");
         let mut handed = Vec::with_capacity(moves.len());
         for chunk in moves.chunks(PIPELINE_LEN_MAX) {
             let mut pipe = redis::pipe();
-            for m in chunk {
-                let value = m.in_flight();
-                let swap = Swap {
-                    to: &value,
-                    prefix: &prefix,
-                    exact: &value,
-                    absent: true,
+            for (m, claim) in chunk {
+                let prefix = match claim {
+                    Some(claim) => format!("{node}|{claim}|"),
+                    None => format!("{node}|"),
                 };
-                pipe.add_command(self.swap_cmd(m.player, &swap));
+                pipe.cmd("EVAL")
+                    .arg(HAND_OVER_SCRIPT)
+                    .arg(1)
+                    .arg(location_key(m.player))
+                    .arg(m.in_flight())
+                    .arg(ttl_ms(self.ttl))
+                    .arg(prefix)
+                    .arg(format!("@{}|0|", m.from.0))
+                    .arg(if first { "1" } else { "0" });
             }
             let replies: Vec<(u8, String, i64)> = pipe
                 .query_async(&mut self.commands.clone())
@@ -409,21 +448,40 @@ impl RedisLocations {
         Ok(())
     }
 
-    /// Extends the TTL of every key of `players` that names `node` (the players it holds).
-    /// A key naming another holder, or gone, is left alone. Returns how many were extended.
-    pub async fn refresh(&self, players: &[PlayerId], node: &str) -> Result<usize, LeaseError> {
+    /// Extends the TTL of every key of `players` that names `node` (the players it holds)
+    /// and of every key still in flight for one of `in_flight` (handoffs received here and
+    /// not applied yet: a region deferred them). Any other key is left alone. Returns how
+    /// many were extended.
+    pub async fn refresh(
+        &self,
+        players: &[PlayerId],
+        in_flight: &[Move],
+        node: &str,
+    ) -> Result<usize, LeaseError> {
         check(node)?;
         let prefix = format!("{node}|");
+        let ttl = ttl_ms(self.ttl);
+        // (script, player, the script's argument): a node's keys by prefix, in-flight
+        // ones exactly.
+        let entries: Vec<(&str, PlayerId, String)> = players
+            .iter()
+            .map(|&player| (REFRESH_SCRIPT, player, prefix.clone()))
+            .chain(
+                in_flight
+                    .iter()
+                    .map(|m| (REFRESH_EXACT_SCRIPT, m.player, m.in_flight())),
+            )
+            .collect();
         let mut extended = 0;
-        for chunk in players.chunks(PIPELINE_LEN_MAX) {
+        for chunk in entries.chunks(PIPELINE_LEN_MAX) {
             let mut pipe = redis::pipe();
-            for &player in chunk {
+            for (script, player, arg) in chunk {
                 pipe.cmd("EVAL")
-                    .arg(REFRESH_SCRIPT)
+                    .arg(*script)
                     .arg(1)
-                    .arg(location_key(player))
-                    .arg(&prefix)
-                    .arg(ttl_ms(self.ttl));
+                    .arg(location_key(*player))
+                    .arg(arg)
+                    .arg(ttl);
             }
             let replies: Vec<u8> = pipe
                 .query_async(&mut self.commands.clone())

@@ -199,6 +199,18 @@ impl GhostBoard {
     }
 }
 
+/// A handoff into a region held elsewhere, with the claim of the player's location key
+/// the avatar had here: its session's id, `0` for an avatar that arrived by handoff and
+/// was not logged in to since, `None` if it had no view (see
+/// [`tessera_persistence::location::RedisLocations::hand_over`]).
+#[derive(Debug)]
+pub struct Departure {
+    /// The handoff.
+    pub record: HandoffRecord,
+    /// The avatar's claim.
+    pub claim: Option<u64>,
+}
+
 /// A received handoff: the record, and the delivery to acknowledge once it is applied.
 #[derive(Debug)]
 pub struct Arrival {
@@ -209,16 +221,18 @@ pub struct Arrival {
 }
 
 /// Where this node's players are, cluster-wide (see the module docs): shared by the
-/// sessions (claims, releases), the driver (who is here, who is moving) and the location
-/// task (hand overs, refreshes).
+/// sessions (claims, releases), the driver (who is here, who is moving, which handoffs it
+/// deferred), the publisher (hand overs), the receiver (which handoffs are fresh) and the
+/// location task (adoptions, refreshes).
 #[derive(Debug)]
 pub struct Locations {
     store: RedisLocations,
     node: String,
     /// Players handed off to another node whose mail is not published yet.
     moving: Mutex<HashSet<PlayerId>>,
-    /// The players with an avatar here, as the driver last published them.
-    here: Mutex<Vec<PlayerId>>,
+    /// The players with an avatar here, and the handoffs received here that a region
+    /// deferred, as the driver last published them.
+    here: Mutex<(Vec<PlayerId>, Vec<Move>)>,
     /// Players whose avatar arrived here by handoff, for the location task to adopt.
     arrived: mpsc::Sender<Move>,
 }
@@ -251,6 +265,7 @@ impl Locations {
         wait: Duration,
     ) -> Result<(), ClaimRefused> {
         let deadline = Instant::now() + wait;
+        let mut poll = Duration::from_millis(25);
         loop {
             let claim = self.store.claim(player, &self.node, session).await;
             // On its way here (its avatar arrives, then this node adopts the key), or a
@@ -261,7 +276,8 @@ impl Locations {
                 _ => false,
             };
             if wait && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(poll).await;
+                poll = (poll * 2).min(Duration::from_millis(400));
                 continue;
             }
             return match claim {
@@ -312,18 +328,19 @@ impl Locations {
         }
     }
 
-    /// Replaces the list of players with an avatar here (the driver, every second).
-    pub fn set_here(&self, players: Vec<PlayerId>) {
-        *self.here.lock().unwrap_or_else(|p| p.into_inner()) = players;
+    /// Replaces the players with an avatar here and the deferred handoffs received here
+    /// (the driver, every second): their keys are kept alive.
+    pub fn set_here(&self, players: Vec<PlayerId>, in_flight: Vec<Move>) {
+        *self.here.lock().unwrap_or_else(|p| p.into_inner()) = (players, in_flight);
     }
 
-    fn here(&self) -> Vec<PlayerId> {
+    fn here(&self) -> (Vec<PlayerId>, Vec<Move>) {
         self.here.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Releases the keys of every player here (a graceful stop, after their final saves).
     pub async fn release_all(&self) {
-        let players = self.here();
+        let (players, _) = self.here();
         if let Err(e) = self.store.release_all(&players, &self.node).await {
             tracing::warn!(players = players.len(), error = %e, "player locations not released; they lapse");
         }
@@ -339,7 +356,7 @@ impl Locations {
 #[derive(Debug)]
 pub struct ClusterLink {
     /// Handoffs into regions held elsewhere.
-    pub outbound: mpsc::Sender<HandoffRecord>,
+    pub outbound: mpsc::Sender<Departure>,
     /// Handoffs into regions held here.
     pub inbound: crossbeam_channel::Receiver<Arrival>,
     /// Deliveries applied, to acknowledge.
@@ -827,34 +844,26 @@ async fn refresh_directory(
 
 /// Sends the handoffs and ghosts queued since the last batch, one batch (one round trip)
 /// at a time. Handoffs are kept and resent until the bus takes them; ghosts that could not
-/// be sent are dropped (the next tick's replace them). Before a batch with players goes
-/// out, their location keys are handed to their destination regions (one more round
-/// trip); once it is out, they are no longer moving (their redirects may go).
+/// be sent are dropped (the next tick's replace them). Before a handoff of a player goes
+/// out, its location key is handed to its destination region (pipelined for the batch,
+/// once per handoff); once it is out, the player is no longer moving (its redirect may
+/// go). A handoff whose key was not handed over is not sent (see [`hand_over`]).
 async fn publish(
     bus: RedisBus,
-    mut handoffs: mpsc::Receiver<HandoffRecord>,
+    mut handoffs: mpsc::Receiver<Departure>,
     mut ghosts: mpsc::Receiver<GhostUpdate>,
     locations: Arc<Locations>,
 ) {
-    // Each waiting mail with the player's move it carries.
-    let mut waiting: Vec<(Mail, Option<Move>)> = Vec::new();
+    let mut waiting: Vec<Pending> = Vec::new();
     let mut fresh: HashMap<RegionId, GhostUpdate> = HashMap::new();
     let backoff =
         || crate::players::store_backoff(Duration::from_millis(50), Duration::from_secs(2));
     let mut delays = backoff();
-    let outgoing = |record: &HandoffRecord| {
-        let m = record.entity.player.map(|player| Move {
-            player,
-            to: record.to,
-            handoff: record.id,
-        });
-        (mail_of(record), m)
-    };
     loop {
         if waiting.is_empty() && fresh.is_empty() {
             tokio::select! {
-                record = handoffs.recv() => match record {
-                    Some(record) => waiting.push(outgoing(&record)),
+                departure = handoffs.recv() => match departure {
+                    Some(departure) => waiting.push(Pending::of(departure)),
                     None => return,
                 },
                 update = ghosts.recv() => match update {
@@ -864,68 +873,121 @@ async fn publish(
             }
         }
         while waiting.len() < RECEIVE_MAX
-            && let Ok(record) = handoffs.try_recv()
+            && let Ok(departure) = handoffs.try_recv()
         {
-            waiting.push(outgoing(&record));
+            waiting.push(Pending::of(departure));
         }
         while let Ok(update) = ghosts.try_recv() {
             fresh.insert(update.region, update); // The newest of each region wins.
         }
-        let moves: Vec<Move> = waiting.iter().filter_map(|(_, m)| *m).collect();
-        let handed = if moves.is_empty() {
-            Ok(Vec::new())
-        } else {
-            locations.store.hand_over(&moves, &locations.node).await
+        if let Err(e) = hand_over(&locations, &mut waiting).await {
+            tracing::warn!(error = %e, pending = waiting.len(), "player locations not handed over; retrying");
+            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2))).await;
+            continue;
+        }
+        let mut carried = Vec::with_capacity(waiting.len());
+        let mut mail = Vec::with_capacity(waiting.len());
+        for pending in waiting.drain(..) {
+            mail.push(pending.mail);
+            carried.push((pending.m, pending.claim));
+        }
+        let batch = Batch {
+            mail,
+            ghosts: fresh.drain().map(|(_, update)| update).collect(),
         };
-        let result = match handed {
-            Ok(handed) => {
-                for (m, _) in moves.iter().zip(handed).filter(|(_, h)| !h) {
-                    // Held elsewhere: the receiver will refuse the handoff.
-                    tracing::warn!(player = %m.player, "player location held elsewhere at handoff");
-                }
-                let (mail, carried): (Vec<Mail>, Vec<Option<Move>>) =
-                    std::mem::take(&mut waiting).into_iter().unzip();
-                let batch = Batch {
-                    mail,
-                    ghosts: fresh.drain().map(|(_, update)| update).collect(),
-                };
-                let published = bus.publish(&batch).await;
-                let mut sent: Vec<(Mail, Option<Move>)> =
-                    batch.mail.into_iter().zip(carried).collect();
-                match published {
-                    Ok(published) => {
-                        // Refused (a full lane): kept and resent.
-                        for &i in published.refused.iter().rev() {
-                            waiting.push(sent.swap_remove(i));
-                        }
-                        for m in sent.iter().filter_map(|(_, m)| *m) {
-                            locations.set_moving(m.player, false);
-                        }
-                        Ok(())
-                    }
-                    Err(e) => {
-                        waiting = sent;
-                        Err(e.to_string())
-                    }
-                }
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        match result {
-            Ok(()) => {
+        let published = bus.publish(&batch).await;
+        let mut sent: Vec<Pending> = batch
+            .mail
+            .into_iter()
+            .zip(carried)
+            .map(|(mail, (m, claim))| Pending {
+                mail,
+                m,
+                claim,
+                handed: true,
+            })
+            .collect();
+        match published {
+            Ok(published) => {
                 delays = backoff();
+                // Refused (a full lane): kept and resent.
+                for &i in published.refused.iter().rev() {
+                    waiting.push(sent.swap_remove(i));
+                }
+                for m in sent.iter().filter_map(|p| p.m) {
+                    locations.set_moving(m.player, false);
+                }
                 if !waiting.is_empty() {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             Err(e) => {
-                if !waiting.is_empty() {
-                    tracing::warn!(error = %e, pending = waiting.len(), "handoffs not sent; retrying");
+                if !sent.is_empty() {
+                    tracing::warn!(error = %e, pending = sent.len(), "handoffs not sent; retrying");
                 }
+                waiting = sent;
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2))).await;
             }
         }
     }
+}
+
+/// A handoff waiting to be published.
+struct Pending {
+    mail: Mail,
+    /// The player's move, if it carries a player.
+    m: Option<Move>,
+    /// The avatar's claim here (see [`Departure`]).
+    claim: Option<u64>,
+    /// Whether the move's location key is handed over already.
+    handed: bool,
+}
+
+impl Pending {
+    fn of(departure: Departure) -> Pending {
+        Pending {
+            mail: mail_of(&departure.record),
+            m: crate::node::move_of(&departure.record),
+            claim: departure.claim,
+            handed: false,
+        }
+    }
+}
+
+/// Hands over the location keys of the `waiting` handoffs not handed over yet (one
+/// pipelined round trip). A handoff whose key is not handed over is dropped: another
+/// holder, or a newer login here, has the player, and the receiving node would refuse it.
+async fn hand_over(locations: &Locations, waiting: &mut Vec<Pending>) -> Result<(), String> {
+    let moves: Vec<(Move, Option<u64>)> = waiting
+        .iter()
+        .filter(|p| !p.handed)
+        .filter_map(|p| p.m.map(|m| (m, p.claim)))
+        .collect();
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let handed = locations
+        .store
+        .hand_over(&moves, &locations.node, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    let refused: HashSet<HandoffId> = moves
+        .iter()
+        .zip(handed)
+        .filter(|(_, handed)| !handed)
+        .map(|((m, _), _)| m.handoff)
+        .collect();
+    waiting.retain_mut(|p| {
+        let Some(m) = p.m else { return true };
+        if !p.handed && refused.contains(&m.handoff) {
+            tracing::warn!(player = %m.player, key = %p.mail.key, "player location held elsewhere at handoff; handoff dropped");
+            locations.set_moving(m.player, false);
+            return false;
+        }
+        p.handed = true;
+        true
+    });
+    Ok(())
 }
 
 /// Adopts the location keys of players arrived here, and extends the keys of the players
@@ -940,8 +1002,8 @@ async fn follow_locations(locations: Arc<Locations>, mut arrived: mpsc::Receiver
             },
             () = tokio::time::sleep_until(next_refresh.into()) => {
                 next_refresh = Instant::now() + LOCATION_REFRESH;
-                let here = locations.here();
-                if let Err(e) = locations.store.refresh(&here, &locations.node).await {
+                let (here, in_flight) = locations.here();
+                if let Err(e) = locations.store.refresh(&here, &in_flight, &locations.node).await {
                     tracing::warn!(players = here.len(), error = %e, "player locations not refreshed");
                 }
             }
@@ -1132,13 +1194,7 @@ async fn pass_fresh(
 ) {
     let moves: Vec<Move> = arrivals
         .iter()
-        .filter_map(|a| {
-            a.record.entity.player.map(|player| Move {
-                player,
-                to: a.record.to,
-                handoff: a.record.id,
-            })
-        })
+        .filter_map(|a| crate::node::move_of(&a.record))
         .collect();
     let accepted = match locations.store.accepts(&moves, &locations.node).await {
         Ok(accepted) => accepted,

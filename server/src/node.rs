@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::ApiError;
 use crate::admin::status::DriverCounters;
-use crate::cluster::{Arrival, ClusterLink};
+use crate::cluster::{Arrival, ClusterLink, Departure};
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
@@ -313,7 +313,7 @@ pub struct Driver {
     /// The cluster (none: every region of the world is here).
     cluster: Option<ClusterLink>,
     /// Handoffs to other nodes not yet queued (the queue was full), oldest first.
-    outbound_backlog: Vec<HandoffRecord>,
+    outbound_backlog: Vec<Departure>,
     /// Players handed off to another node whose address is not known yet: their view
     /// (to redirect) and the tick their session is ended at.
     pending_redirects: Vec<(PlayerId, ClientView, RegionId, u64)>,
@@ -585,6 +585,7 @@ impl Driver {
                 };
                 self.region_of.remove(&player);
                 let view = self.clients.remove(&player);
+                let claim = view.as_ref().map(|v| claim_of(v.session));
                 if transfer {
                     // Like a border crossing into a region held elsewhere: the record goes
                     // to the region's mail for its next holder, the client follows.
@@ -594,7 +595,7 @@ impl Driver {
                         self.pending_redirects
                             .push((player, view, region, deadline));
                     }
-                    self.outbound_backlog.push(record);
+                    self.outbound_backlog.push(Departure { record, claim });
                 } else {
                     if let Some(view) = view {
                         let _ = view.outbox.try_send(Outgoing::Kick(KickedS2c {
@@ -1106,14 +1107,8 @@ impl Driver {
                 .region(arrival.record.to)
                 .and_then(|r| r.position_of(NetId::of_player(player)))
                 .is_some();
-            if here {
-                cluster
-                    .locations
-                    .arrived(tessera_persistence::location::Move {
-                        player,
-                        to: arrival.record.to,
-                        handoff: arrival.record.id,
-                    });
+            if let Some(m) = move_of(&arrival.record).filter(|_| here) {
+                cluster.locations.arrived(m);
             }
             if here && !self.clients.contains_key(&player) {
                 // A session id of its own, so that the linger of an earlier arrival of
@@ -1149,24 +1144,34 @@ impl Driver {
         }
 
         let mut outbound = std::mem::take(&mut self.outbound_backlog);
-        outbound.extend(self.local.take_outbound());
+        outbound.extend(
+            self.local
+                .take_outbound()
+                .into_iter()
+                .map(|record| Departure {
+                    record,
+                    claim: None,
+                }),
+        );
         let cluster = self.cluster.as_ref().expect("checked above");
-        for record in outbound {
+        for mut departure in outbound {
+            let record = &departure.record;
             if let Some(player) = record.entity.player {
                 cluster.locations.set_moving(player, true);
                 self.region_of.remove(&player);
-                if let Some(view) = self.clients.remove(&player)
-                    && !view.detached
-                {
-                    let deadline = tick + ticks_in(REDIRECT_WAIT, self.config.world.tick_hz);
-                    self.pending_redirects
-                        .push((player, view, record.to, deadline));
+                if let Some(view) = self.clients.remove(&player) {
+                    departure.claim = Some(claim_of(view.session));
+                    if !view.detached {
+                        let deadline = tick + ticks_in(REDIRECT_WAIT, self.config.world.tick_hz);
+                        self.pending_redirects
+                            .push((player, view, record.to, deadline));
+                    }
                 }
             }
-            match cluster.outbound.try_send(record) {
+            match cluster.outbound.try_send(departure) {
                 Ok(()) => self.stats.counters.handoffs_out += 1,
-                Err(mpsc::error::TrySendError::Full(record)) => {
-                    self.outbound_backlog.push(record);
+                Err(mpsc::error::TrySendError::Full(departure)) => {
+                    self.outbound_backlog.push(departure);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
                     tracing::error!("the handoff publisher stopped; a handoff is lost");
@@ -1205,9 +1210,14 @@ impl Driver {
     /// extended from this list). Every second, and at a graceful stop.
     pub fn publish_locations(&self) {
         if let Some(cluster) = &self.cluster {
+            let in_flight = self
+                .deferred_arrivals
+                .iter()
+                .filter_map(|a| move_of(&a.record))
+                .collect();
             cluster
                 .locations
-                .set_here(self.clients.keys().copied().collect());
+                .set_here(self.clients.keys().copied().collect(), in_flight);
         }
     }
 
@@ -1475,6 +1485,29 @@ impl Driver {
             }
         }
     }
+}
+
+/// The claim of a player's location key a view's session holds: its id, or 0 for an
+/// avatar that arrived by handoff (its key adopted, claimed by no login since).
+fn claim_of(session: u64) -> u64 {
+    if session >= ARRIVAL_SESSIONS_FROM {
+        0
+    } else {
+        session
+    }
+}
+
+/// The move of a player's handoff, as the location keys know it (none: not a player).
+pub fn move_of(record: &HandoffRecord) -> Option<tessera_persistence::location::Move> {
+    record
+        .entity
+        .player
+        .map(|player| tessera_persistence::location::Move {
+            player,
+            from: record.from,
+            to: record.to,
+            handoff: record.id,
+        })
 }
 
 /// The player whose avatar `id` is, if it is one.

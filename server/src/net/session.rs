@@ -315,10 +315,13 @@ pub async fn run(
                         }
                         Ok(Err(_)) => not_saved("node stopping", 1_000),
                     };
+                    let durable = matches!(answer, ControlS2c::Bye);
                     let _ = write_frame(&mut send, &answer).await;
                     let _ = send.finish();
                     drop(control);
-                    if let Some(locations) = node.locations() {
+                    // Free for a login elsewhere once its state is durable (otherwise the
+                    // key lapses, LOCATION_TTL: that login must not load an older save).
+                    if durable && let Some(locations) = node.locations() {
                         locations.release(player, session).await;
                     }
                     close_gracefully(&connection, close_code::NORMAL, b"bye").await;
@@ -369,11 +372,9 @@ pub async fn run(
                     let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
                     let _ = send.finish();
                     drop(control);
-                    // The avatar is out of the world (a kick, a lost region) or another
-                    // session here has it (whose newer claim this release leaves alone).
-                    if let Some(locations) = node.locations() {
-                        locations.release(player, session).await;
-                    }
+                    // Not released: the avatar's final save may still be on its way (an
+                    // admin kick), so the key lapses instead (LOCATION_TTL); a takeover's
+                    // newer claim holds it anyway.
                     close_gracefully(&connection, close_code::TAKEN_OVER, b"taken over").await;
                     return SessionEnd::TakenOver;
                 }
