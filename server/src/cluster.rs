@@ -38,7 +38,7 @@
 //!   redelivered after the player moved on: a crash between applying and acknowledging
 //!   it); the location task adopts the keys of arrived players and extends those of the
 //!   players here every [`LOCATION_REFRESH`]. A key not extended lapses after
-//!   [`LOCATION_TTL`]; a logout releases it at once.
+//!   [`LOCATION_TTL`]; a logout answered `Bye` (its save durable) releases it at once.
 //! - **Bus health.** Every [`BUS_STATS_PERIOD`] a task reads each active region's
 //!   pending deliveries and dead letters into [`BusStats`] for `/metrics`, beside the
 //!   bus's circuit breaker (every bus call goes through it; lease calls do not).
