@@ -499,7 +499,11 @@ impl DeltaEncoder {
         // (its length, then its bytes).
         let block_len = scratch.block_len();
         out.clear();
-        out.reserve(block_len + 3 * 9);
+        // Exactly: a buffer as long as its capacity becomes `Bytes` without another
+        // allocation (one per client per tick otherwise).
+        out.reserve_exact(
+            varint_len(tick) + varint_len(baseline_tick) + varint_len(block_len as u64) + block_len,
+        );
         write_u64(out, tick);
         write_u64(out, baseline_tick);
         write_u64(out, block_len as u64);

@@ -76,17 +76,19 @@ proptest! {
     }
 
     #[test]
-    fn direct_message_encoding_equals_bincode(first in entities(), second in entities(), tick in 1u64..1_000_000) {
+    fn direct_message_encoding_equals_bincode(first in entities(), second in entities(), tick in prop_oneof![1u64..1_000_000, 1u64..u64::MAX / 2]) {
         let mut a = DeltaEncoder::default();
         let mut b = DeltaEncoder::default();
-        let mut out = Vec::new();
         let mut scratch = EncodeScratch::default();
         for (i, entities) in [first, second].into_iter().enumerate() {
             let t = tick + i as u64;
             let ack = if i == 0 { 0 } else { tick };
             let state = a.encode(Snapshot { tick: t, entities: entities.clone() }, ack);
+            let mut out = Vec::new();
             b.encode_next_into(t, ack, Replace(&entities), &mut scratch, &mut out);
             prop_assert_eq!(&out, &encode(&state, STATE_STREAM_BYTES_MAX).unwrap());
+            // Reserved exactly: it becomes `Bytes` without another allocation.
+            prop_assert_eq!(out.len(), out.capacity());
         }
     }
 
