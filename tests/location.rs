@@ -30,17 +30,11 @@ fn a_player_is_claimed_by_one_live_node_at_a_time() {
         let player = fresh_player();
 
         // Free: A takes it. A second login on A (session 2) takes it over.
-        assert_eq!(
-            locations.claim(player, &a, 1).await.unwrap(),
-            Claim::Claimed
-        );
-        assert_eq!(
-            locations.claim(player, &a, 2).await.unwrap(),
-            Claim::Claimed
-        );
+        assert_eq!(claim(&locations, player, &a, 1).await, Claim::Claimed);
+        assert_eq!(claim(&locations, player, &a, 2).await, Claim::Claimed);
         assert_eq!(locations.holder(player).await.unwrap(), Some(a.clone()));
         // B is refused while A lives, and told who holds it for how long.
-        match locations.claim(player, &b, 7).await.unwrap() {
+        match claim(&locations, player, &b, 7).await {
             Claim::HeldBy { node, ttl: left } => {
                 assert_eq!(node, a);
                 assert!(left > Duration::ZERO && left <= ttl, "{left:?}");
@@ -56,12 +50,9 @@ fn a_player_is_claimed_by_one_live_node_at_a_time() {
         // A node that is not live takes a player over from it (here a claim of C, which
         // never advertised).
         let orphan = fresh_player();
+        assert_eq!(claim(&locations, orphan, &c, 1).await, Claim::Claimed);
         assert_eq!(
-            locations.claim(orphan, &c, 1).await.unwrap(),
-            Claim::Claimed
-        );
-        assert_eq!(
-            locations.claim(orphan, &a, 5).await.unwrap(),
+            claim(&locations, orphan, &a, 5).await,
             Claim::Claimed,
             "a dead node's claim blocks nobody"
         );
@@ -107,34 +98,13 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
             to: away,
             handoff: HandoffId(41),
         };
-        assert_eq!(
-            locations.claim(player, &a, 3).await.unwrap(),
-            Claim::Claimed
-        );
+        assert_eq!(claim(&locations, player, &a, 3).await, Claim::Claimed);
         // The avatar's claim is 3: a hand over for an older one (a login on A raced the
         // crossing and claimed since) keeps the key with that login.
-        assert_eq!(
-            locations
-                .hand_over(&[(first, Some(2))], &a, true)
-                .await
-                .unwrap(),
-            vec![false]
-        );
-        assert_eq!(
-            locations
-                .hand_over(&[(first, Some(3))], &a, true)
-                .await
-                .unwrap(),
-            vec![true]
-        );
+        assert!(!hand_over(&locations, first, Some(2), &a, true).await);
+        assert!(hand_over(&locations, first, Some(3), &a, true).await);
         // A retry of the same hand over succeeds and changes nothing.
-        assert_eq!(
-            locations
-                .hand_over(&[(first, Some(3))], &a, false)
-                .await
-                .unwrap(),
-            vec![true]
-        );
+        assert!(hand_over(&locations, first, Some(3), &a, false).await);
         assert_eq!(
             locations.holder(player).await.unwrap(),
             Some(format!("@{}", away.0))
@@ -142,11 +112,11 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
         // In flight: A (its avatar gone) cannot claim it back, it is on its way to B;
         // B's own login waits for it (arriving).
         assert!(matches!(
-            locations.claim(player, &a, 4).await.unwrap(),
+            claim(&locations, player, &a, 4).await,
             Claim::HeldBy { node, .. } if node == b
         ));
         assert_eq!(
-            locations.claim(player, &b, 9).await.unwrap(),
+            claim(&locations, player, &b, 9).await,
             Claim::Arriving { region: away }
         );
         // B receives it (the latest move) and the avatar walks straight back before B's
@@ -158,13 +128,7 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
             to: home,
             handoff: HandoffId(42),
         };
-        assert_eq!(
-            locations
-                .hand_over(&[(second, Some(0))], &b, true)
-                .await
-                .unwrap(),
-            vec![true]
-        );
+        assert!(hand_over(&locations, second, Some(0), &b, true).await);
         assert!(!locations.adopt(first, &b).await.unwrap());
         assert_eq!(locations.accepts(&[second], &a).await.unwrap(), vec![true]);
         assert!(locations.adopt(second, &a).await.unwrap());
@@ -176,10 +140,7 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
         );
         // A login on A keeps which handoff moved the player last: a redelivery of it to A
         // (A applied it, crashed before acknowledging, restarted) is still accepted.
-        assert_eq!(
-            locations.claim(player, &a, 12).await.unwrap(),
-            Claim::Claimed
-        );
+        assert_eq!(claim(&locations, player, &a, 12).await, Claim::Claimed);
         assert_eq!(locations.accepts(&[second], &a).await.unwrap(), vec![true]);
         // After a logout, nothing that moved the player before is accepted.
         assert!(locations.release(player, &a, 12).await.unwrap());
@@ -189,27 +150,12 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
         );
         // A retried hand over does not take a key that lapsed meanwhile (the player may
         // have logged in elsewhere since); a first attempt does.
-        assert_eq!(
-            locations
-                .hand_over(&[(first, None)], &a, false)
-                .await
-                .unwrap(),
-            vec![false]
-        );
-        assert_eq!(
-            locations
-                .hand_over(&[(first, None)], &a, true)
-                .await
-                .unwrap(),
-            vec![true]
-        );
+        assert!(!hand_over(&locations, first, None, &a, false).await);
+        assert!(hand_over(&locations, first, None, &a, true).await);
         // In flight to a region nobody holds (B died): anyone may claim the player, and a
         // key taken from another holder names no earlier handoff as the latest move.
         leases.release(&held[1]).await.unwrap();
-        assert_eq!(
-            locations.claim(player, &a, 13).await.unwrap(),
-            Claim::Claimed
-        );
+        assert_eq!(claim(&locations, player, &a, 13).await, Claim::Claimed);
         assert_eq!(
             locations.accepts(&[first], &a).await.unwrap(),
             vec![false],
@@ -233,11 +179,8 @@ fn keys_last_while_refreshed_and_lapse_after() {
             .await
             .unwrap();
         let (mine, theirs, gone) = (fresh_player(), fresh_player(), fresh_player());
-        assert_eq!(locations.claim(mine, &a, 1).await.unwrap(), Claim::Claimed);
-        assert_eq!(
-            locations.claim(theirs, &b, 1).await.unwrap(),
-            Claim::Claimed
-        );
+        assert_eq!(claim(&locations, mine, &a, 1).await, Claim::Claimed);
+        assert_eq!(claim(&locations, theirs, &b, 1).await, Claim::Claimed);
         // A handoff A received and deferred: A keeps its in-flight key alive too.
         let in_flight = Move {
             player: fresh_player(),
@@ -245,13 +188,7 @@ fn keys_last_while_refreshed_and_lapse_after() {
             to: fresh_region(),
             handoff: HandoffId(7),
         };
-        assert_eq!(
-            locations
-                .hand_over(&[(in_flight, None)], &b, true)
-                .await
-                .unwrap(),
-            vec![true]
-        );
+        assert!(hand_over(&locations, in_flight, None, &b, true).await);
         // A refreshes its own keys only: B's and a missing one are left alone.
         for _ in 0..4 {
             tokio::time::sleep(ttl / 3).await;
@@ -276,7 +213,7 @@ fn keys_last_while_refreshed_and_lapse_after() {
         // Not refreshed any more (the avatar left without a logout): it lapses, and B
         // can claim the player though A is live.
         tokio::time::sleep(ttl + Duration::from_millis(200)).await;
-        assert_eq!(locations.claim(mine, &b, 2).await.unwrap(), Claim::Claimed);
+        assert_eq!(claim(&locations, mine, &b, 2).await, Claim::Claimed);
         // A graceful stop releases every key naming the node, whatever the claim.
         let more: Vec<PlayerId> = (0..3).map(|_| fresh_player()).collect();
         for (i, &p) in more.iter().enumerate() {
@@ -293,4 +230,25 @@ fn keys_last_while_refreshed_and_lapse_after() {
             "another node's key is not released"
         );
     });
+}
+
+/// `claim` of `player` for `node`'s session `session`, Redis answering.
+async fn claim(locations: &RedisLocations, player: PlayerId, node: &str, session: u64) -> Claim {
+    locations.claim(player, node, session).await.unwrap()
+}
+
+/// Whether one move was handed over (`RedisLocations::hand_over` of `m` alone).
+async fn hand_over(
+    locations: &RedisLocations,
+    m: Move,
+    claim: Option<u64>,
+    node: &str,
+    first: bool,
+) -> bool {
+    let handed = locations
+        .hand_over(&[(m, claim)], node, first)
+        .await
+        .unwrap();
+    assert_eq!(handed.len(), 1, "one answer per move");
+    handed[0]
 }

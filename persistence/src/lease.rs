@@ -119,7 +119,7 @@ fn check(holder: &str, ttl: Duration) -> Result<(), LeaseError> {
     Ok(())
 }
 
-fn ttl_ms(ttl: Duration) -> u64 {
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -246,7 +246,7 @@ impl std::fmt::Debug for RedisLeases {
     }
 }
 
-pub(crate) fn lease_key(region: RegionId) -> String {
+fn lease_key(region: RegionId) -> String {
     format!("tessera:{{r{}}}:lease", region.0)
 }
 
@@ -254,7 +254,7 @@ fn epoch_key(region: RegionId) -> String {
     format!("tessera:{{r{}}}:epoch", region.0)
 }
 
-fn unavailable(e: redis::RedisError) -> LeaseError {
+pub(crate) fn unavailable(e: redis::RedisError) -> LeaseError {
     LeaseError::Unavailable(e.to_string())
 }
 
@@ -285,7 +285,7 @@ fn assignments_key(node: &str) -> String {
     format!("tessera:node:{node}:assignments")
 }
 
-pub(crate) fn node_key(holder: &str) -> String {
+fn node_key(holder: &str) -> String {
     format!("tessera:node:{holder}:addr")
 }
 

@@ -40,7 +40,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tessera_shared::ids::{HandoffId, PlayerId, RegionId};
 
-use crate::lease::{LeaseError, lease_key, node_key};
+use crate::lease::{LeaseError, LeaseStore, RedisLeases, ttl_ms, unavailable};
 
 /// Players per pipelined round trip when handing over, checking, refreshing or releasing
 /// many.
@@ -146,6 +146,8 @@ impl Move {
 pub struct RedisLocations {
     commands: ConnectionManager,
     ttl: Duration,
+    /// The leases and node addresses over the same connection: whether a holder is live.
+    leases: RedisLeases,
 }
 
 impl std::fmt::Debug for RedisLocations {
@@ -158,14 +160,6 @@ impl std::fmt::Debug for RedisLocations {
 
 fn location_key(player: PlayerId) -> String {
     format!("tessera:{{p{}}}:node", player.0)
-}
-
-fn unavailable(e: redis::RedisError) -> LeaseError {
-    LeaseError::Unavailable(e.to_string())
-}
-
-fn ttl_ms(ttl: Duration) -> u64 {
-    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A node name a key can carry: not empty, no `|`, not starting with `@`.
@@ -207,7 +201,11 @@ impl RedisLocations {
     /// Locations over `commands` (a connection manager with response timeouts set, such as
     /// [`crate::redis_bus::connection`] makes); keys last `ttl` past their last refresh.
     pub fn new(commands: ConnectionManager, ttl: Duration) -> Self {
-        RedisLocations { commands, ttl }
+        RedisLocations {
+            leases: RedisLeases::new(commands.clone()),
+            commands,
+            ttl,
+        }
     }
 
     /// Connects to `url`, with the bus's timeouts.
@@ -247,27 +245,20 @@ impl RedisLocations {
     /// The live holder of a holder field: a node whose address advertisement has not
     /// lapsed, or the node holding the region of `@<region>`. `None`: not live.
     async fn live_holder(&self, holder: &str) -> Result<Option<String>, LeaseError> {
-        let mut commands = self.commands.clone();
         match holder.strip_prefix('@') {
-            Some(region) => {
-                let Ok(region) = region.parse::<u32>() else {
-                    return Ok(None);
-                };
-                let lease: Option<String> = redis::cmd("GET")
-                    .arg(lease_key(RegionId(region)))
-                    .query_async(&mut commands)
-                    .await
-                    .map_err(unavailable)?;
-                Ok(lease.and_then(|l| l.rsplit_once('|').map(|(node, _)| node.to_owned())))
-            }
-            None => {
-                let live: bool = redis::cmd("EXISTS")
-                    .arg(node_key(holder))
-                    .query_async(&mut commands)
-                    .await
-                    .map_err(unavailable)?;
-                Ok(live.then(|| holder.to_owned()))
-            }
+            Some(region) => match region.parse() {
+                Ok(region) => Ok(self
+                    .leases
+                    .holder(RegionId(region))
+                    .await?
+                    .map(|(node, _)| node)),
+                Err(_) => Ok(None),
+            },
+            None => Ok(self
+                .leases
+                .address_of(holder)
+                .await?
+                .map(|_| holder.to_owned())),
         }
     }
 

@@ -211,6 +211,16 @@ pub struct Departure {
     pub claim: Option<u64>,
 }
 
+/// The move of a player's handoff, as the location keys know it (none: not a player).
+pub fn move_of(record: &HandoffRecord) -> Option<Move> {
+    record.entity.player.map(|player| Move {
+        player,
+        from: record.from,
+        to: record.to,
+        handoff: record.id,
+    })
+}
+
 /// A received handoff: the record, and the delivery to acknowledge once it is applied.
 #[derive(Debug)]
 pub struct Arrival {
@@ -344,11 +354,6 @@ impl Locations {
         if let Err(e) = self.store.release_all(&players, &self.node).await {
             tracing::warn!(players = players.len(), error = %e, "player locations not released; they lapse");
         }
-    }
-
-    /// The node holding `player`, if any.
-    pub async fn holder(&self, player: PlayerId) -> Option<String> {
-        self.store.holder(player).await.ok().flatten()
     }
 }
 
@@ -625,19 +630,21 @@ pub struct Cluster {
 impl Cluster {
     /// Connects to the cluster's Redis as node `node`.
     pub async fn connect(url: &str, node: &str) -> anyhow::Result<Cluster> {
-        let leases = RedisLeases::connect(url)
+        let failed = |e: tessera_persistence::bus::BusError| {
+            anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}")
+        };
+        // Leases and player locations share one connection; the bus (behind its circuit
+        // breaker) has its own.
+        let commands = tessera_persistence::redis_bus::connection(url)
             .await
-            .map_err(|e| anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}"))?;
+            .map_err(failed)?;
         let bus = RedisBus::connect(url, BusConfig::default())
             .await
-            .map_err(|e| anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}"))?;
-        let locations = RedisLocations::connect(url, LOCATION_TTL)
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to Redis ([services] redis_url): {e}"))?;
+            .map_err(failed)?;
         Ok(Cluster {
-            leases,
+            leases: RedisLeases::new(commands.clone()),
             bus,
-            locations,
+            locations: RedisLocations::new(commands, LOCATION_TTL),
             node: node.to_owned(),
         })
     }
@@ -947,7 +954,7 @@ impl Pending {
     fn of(departure: Departure) -> Pending {
         Pending {
             mail: mail_of(&departure.record),
-            m: crate::node::move_of(&departure.record),
+            m: move_of(&departure.record),
             claim: departure.claim,
             handed: false,
         }
@@ -1192,10 +1199,7 @@ async fn pass_fresh(
     arrivals: Vec<Arrival>,
     inbound: &crossbeam_channel::Sender<Arrival>,
 ) {
-    let moves: Vec<Move> = arrivals
-        .iter()
-        .filter_map(|a| crate::node::move_of(&a.record))
-        .collect();
+    let moves: Vec<Move> = arrivals.iter().filter_map(|a| move_of(&a.record)).collect();
     let accepted = match locations.store.accepts(&moves, &locations.node).await {
         Ok(accepted) => accepted,
         Err(e) => {

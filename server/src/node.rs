@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tessera_regions::io::{EntityView, HandoffRecord, Join};
+use tessera_regions::io::{EntityView, Join};
 use tessera_regions::io::{
     GameEvent, JoinRefusal, PlayerInput, SavedPlayer, SessionEvent, TickStats,
 };
@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::admin::ApiError;
 use crate::admin::status::DriverCounters;
-use crate::cluster::{Arrival, ClusterLink, Departure};
+use crate::cluster::{Arrival, ClusterLink, Departure, move_of};
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
@@ -1074,17 +1074,21 @@ impl Driver {
             return;
         };
         let linger = self.resume_linger_ticks;
-        // What a region deferred (over its per-tick limit, or full) is back in its next
-        // input: acknowledged only once applied, so a crash meanwhile cannot lose it (the
-        // bus delivers it again to the region's next holder).
-        let deferred: std::collections::HashSet<_> = self
-            .local
-            .regions()
-            .iter()
-            .flat_map(|r| r.output().deferred_handoffs.iter().map(|h| h.id))
-            .collect();
         let mut arrivals = arrivals;
         arrivals.append(&mut self.deferred_arrivals);
+        // What a region deferred (over its per-tick limit, or full) is back in its next
+        // input: acknowledged only once applied, so a crash meanwhile cannot lose it (the
+        // bus delivers it again to the region's next holder). Looked up only on a tick
+        // with arrivals to settle.
+        let deferred: std::collections::HashSet<_> = if arrivals.is_empty() {
+            std::collections::HashSet::new()
+        } else {
+            self.local
+                .regions()
+                .iter()
+                .flat_map(|r| r.output().deferred_handoffs.iter().map(|h| h.id))
+                .collect()
+        };
         for arrival in arrivals {
             if deferred.contains(&arrival.record.id) {
                 self.deferred_arrivals.push(arrival);
@@ -1495,19 +1499,6 @@ fn claim_of(session: u64) -> u64 {
     } else {
         session
     }
-}
-
-/// The move of a player's handoff, as the location keys know it (none: not a player).
-pub fn move_of(record: &HandoffRecord) -> Option<tessera_persistence::location::Move> {
-    record
-        .entity
-        .player
-        .map(|player| tessera_persistence::location::Move {
-            player,
-            from: record.from,
-            to: record.to,
-            handoff: record.id,
-        })
 }
 
 /// The player whose avatar `id` is, if it is one.

@@ -145,14 +145,8 @@ pub async fn run(
         }
         Err(e) => {
             tracing::warn!(session, %player, error = %e, "ban could not be checked");
-            return refuse_with(
-                &connection,
-                &mut send,
-                ErrorCode::RegionUnavailable,
-                "player state unavailable, retry",
-                Some(1_000),
-            )
-            .await;
+            return refuse_unavailable(&connection, &mut send, "player state unavailable, retry")
+                .await;
         }
     }
     // One node at a time: in a cluster the login claims the player's location first.
@@ -181,12 +175,10 @@ pub async fn run(
             }
             Err(ClaimRefused::Unavailable(e)) => {
                 tracing::warn!(session, %player, error = %e, "player location could not be claimed");
-                return refuse_with(
+                return refuse_unavailable(
                     &connection,
                     &mut send,
-                    ErrorCode::RegionUnavailable,
                     "player location unavailable, retry",
-                    Some(1_000),
                 )
                 .await;
             }
@@ -198,14 +190,8 @@ pub async fn run(
         Ok(saved) => saved,
         Err(e) => {
             tracing::warn!(session, %player, error = %e, "player state could not be loaded");
-            return refuse_with(
-                &connection,
-                &mut send,
-                ErrorCode::RegionUnavailable,
-                "player state unavailable, retry",
-                Some(1_000),
-            )
-            .await;
+            return refuse_unavailable(&connection, &mut send, "player state unavailable, retry")
+                .await;
         }
     };
     let (outbox, mut outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
@@ -472,6 +458,23 @@ async fn refuse(
     let retry_after_ms =
         matches!(code, ErrorCode::ServerFull | ErrorCode::RateLimited).then_some(1_000);
     refuse_with(connection, send, code, message, retry_after_ms).await
+}
+
+/// Refuses the login with `RegionUnavailable` for a dependency that did not answer (the
+/// store, Redis): the client may retry in a second.
+async fn refuse_unavailable(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    message: &str,
+) -> SessionEnd {
+    refuse_with(
+        connection,
+        send,
+        ErrorCode::RegionUnavailable,
+        message,
+        Some(1_000),
+    )
+    .await
 }
 
 /// Refuses the login with `code`, telling the client when to retry.
