@@ -63,8 +63,6 @@ pub struct EncodeScratch {
     removed: Vec<u8>,
     updated: Vec<u8>,
     added: Vec<u8>,
-    /// [`short_update`] of each entity of a run.
-    codes: Vec<u64>,
 }
 
 impl EncodeScratch {
@@ -83,25 +81,15 @@ impl EncodeScratch {
         let (mut i, mut j) = (0, 0);
         loop {
             // The common case: a run of entities in both, in the same order (most of a view
-            // from one tick to the next). Found by ids first, then compared field by field
-            // with no merge step per entity.
-            let run = baseline[i..]
-                .iter()
-                .zip(&current[j..])
-                .take_while(|(b, c)| b.id == c.id)
-                .count();
-            let (bs, cs) = (&baseline[i..i + run], &current[j..j + run]);
-            // Two passes over the run, each with little state: the changes of each
-            // entity, computed without a branch, then the updates written.
-            let codes = &mut self.codes;
-            codes.clear();
-            codes.extend(bs.iter().zip(cs).map(|(b, c)| short_update(b, c)));
-            for (k, &code) in codes.iter().enumerate() {
-                if code != UNCHANGED {
-                    let idx = i + k;
-                    updated.write(code, (idx - next_updated) as u64, &bs[k], &cs[k]);
-                    next_updated = idx + 1;
+            // from one tick to the next), compared field by field in one pass with no merge
+            // step per entity.
+            let mut run = 0;
+            for (b, c) in baseline[i..].iter().zip(&current[j..]) {
+                if b.id != c.id {
+                    break;
                 }
+                updated.write(i + run, &mut next_updated, b, c);
+                run += 1;
             }
             i += run;
             j += run;
@@ -232,32 +220,6 @@ const SHORT_UPDATE_BYTES_MAX: usize = 4;
 /// Gaps below this make a one-byte head with any mask of the three fields (15 << 4 | 7
 /// is 247, below the varint's 251).
 const SHORT_GAP_END: u64 = 16;
-/// [`short_update`] of an entity that did not change.
-const UNCHANGED: u64 = 0;
-/// [`short_update`] of a change that is not short.
-const LONG_UPDATE: u64 = u64::MAX;
-
-/// The change from `b` to `c` (same id) as a short update's parts, computed without a
-/// branch: the bytes of the fields present (bits 0..24: x, y, health, in that order, the
-/// absent ones left out), their count (bits 32..40) and the field mask (bits 40..44);
-/// [`UNCHANGED`] if nothing changed, [`LONG_UPDATE`] if a value needs more than one byte
-/// or the archetype changed. A field is present iff its delta is not zero, so an absent
-/// field adds nothing to the packed bytes: only the shifts depend on the mask.
-#[inline(always)]
-fn short_update(b: &WireEntity, c: &WireEntity) -> u64 {
-    let zx = zigzag(i64::from(c.position[0]) - i64::from(b.position[0]));
-    let zy = zigzag(i64::from(c.position[1]) - i64::from(b.position[1]));
-    let zh = zigzag(i64::from(c.health) - i64::from(b.health));
-    let (x, y, health) = (u64::from(zx != 0), u64::from(zy != 0), u64::from(zh != 0));
-    let fields = zx | zy << (8 * x) | zh << (8 * (x + y));
-    let mask = (x * MASK_X) | (y * MASK_Y) | (health * MASK_HEALTH);
-    let short = (zx | zy | zh) < ONE_BYTE_VARINT_END && b.archetype == c.archetype;
-    if short {
-        fields | (x + y + health) << 32 | mask << 40
-    } else {
-        LONG_UPDATE
-    }
-}
 
 impl<'a> Updates<'a> {
     /// Room for `n_short` short updates.
@@ -267,31 +229,49 @@ impl<'a> Updates<'a> {
         Updates { bytes, at: 0, n: 0 }
     }
 
-    /// One update (of the baseline entity `gap` after the previous update) from `b` to
-    /// `c`, which differ (`code` is their [`short_update`]): its head (the gap and the
-    /// field mask), then the changed fields.
+    /// The update of baseline entity `idx` from `b` to `c` (same id), if they differ: its
+    /// head (the gap from `next`, the index after the previous update, and the field
+    /// mask), then the changed fields. `next` becomes `idx + 1`.
     #[inline(always)]
-    fn write(&mut self, code: u64, gap: u64, b: &WireEntity, c: &WireEntity) {
+    fn write(&mut self, idx: usize, next: &mut usize, b: &WireEntity, c: &WireEntity) {
+        let zx = zigzag(i64::from(c.position[0]) - i64::from(b.position[0]));
+        let zy = zigzag(i64::from(c.position[1]) - i64::from(b.position[1]));
+        let zh = zigzag(i64::from(c.health) - i64::from(b.health));
+        let same_archetype = b.archetype == c.archetype;
+        if zx | zy | zh == 0 && same_archetype {
+            return; // Unchanged: costs nothing.
+        }
+        let gap = (idx - *next) as u64;
+        *next = idx + 1;
         self.n += 1;
         let at = self.at;
-        if code != LONG_UPDATE
+        if (zx | zy | zh) < ONE_BYTE_VARINT_END
             && gap < SHORT_GAP_END
+            && same_archetype
             && let Some(room) = self.bytes.get_mut(at..at + SHORT_UPDATE_BYTES_MAX)
         {
-            let head = gap << MASK_BITS | (code >> 40);
-            let word = head | (code & 0xff_ffff) << 8;
-            room.copy_from_slice(&(word as u32).to_le_bytes());
-            self.at = at + 1 + ((code >> 32) & 0xff) as usize;
+            // A short one (a step of a moving crowd): every value one byte, written
+            // without a branch per field. Each field goes to the next free byte, which
+            // moves on only if the field is present, so an absent one is overwritten by
+            // the next (or left past the end).
+            let (x, y, h) = (
+                usize::from(zx != 0),
+                usize::from(zy != 0),
+                usize::from(zh != 0),
+            );
+            let mask = (x as u64 * MASK_X) | (y as u64 * MASK_Y) | (h as u64 * MASK_HEALTH);
+            room[0] = (gap << MASK_BITS | mask) as u8;
+            room[1] = zx as u8;
+            room[1 + x] = zy as u8;
+            room[1 + x + y] = zh as u8;
+            self.at = at + 1 + x + y + h;
             return;
         }
         // A long one (a big move, a change of health or archetype, or a long gap):
         // appended after what is written, then room made again for the short ones.
         let room = self.bytes.len() - at;
         self.bytes.truncate(at);
-        let zx = zigzag(i64::from(c.position[0]) - i64::from(b.position[0]));
-        let zy = zigzag(i64::from(c.position[1]) - i64::from(b.position[1]));
-        let zh = zigzag(i64::from(c.health) - i64::from(b.health));
-        let archetype = (b.archetype != c.archetype).then_some(c.archetype);
+        let archetype = (!same_archetype).then_some(c.archetype);
         let mask = (u64::from(zx != 0) * MASK_X)
             | (u64::from(zy != 0) * MASK_Y)
             | (u64::from(zh != 0) * MASK_HEALTH)
