@@ -3,8 +3,10 @@
 # on the release binary and the embedded default world, node and bots on this machine:
 #
 #   peak heap of a node with N bots connected for DURATION, minus the same node idle,
-#   divided by N; and the marginal cost, (peak with N - peak with N/2) / (N/2), which
-#   leaves out what the first player allocates once (grids, scratch, thread pools).
+#   divided by the bots that connected; and the marginal cost between N/2 and N bots,
+#   which leaves out what the first player allocates once (grids, scratch, thread pools).
+#   heaptrack slows the node down a lot: at a few hundred bots some may time out
+#   connecting; the figures count only the bots that connected, and say how many.
 #
 # Usage: scripts/conn-memory.sh [N=200] [DURATION=20s]. Installs heaptrack (apt) if missing.
 set -euo pipefail
@@ -29,7 +31,9 @@ peak_with() {
     if [ "$bots" -gt 0 ]; then
         "$BIN" bots --count "$bots" --duration "$DURATION" >"$WORK/bots-$bots.log" 2>&1
         grep -E "^(connected|failed) " "$WORK/bots-$bots.log" >&2
+        awk '/^connected / { print $2 }' "$WORK/bots-$bots.log" >"$WORK/connected-$bots"
     else
+        echo 0 >"$WORK/connected-$bots"
         sleep "${DURATION%s}"
     fi
     pkill -INT -f "$BIN serve"
@@ -46,12 +50,15 @@ print(int(float(v[:-1]) * units[v[-1]]) if v[-1] in units else int(float(v)))'
 idle="$(peak_with 0)"
 half="$(peak_with $((N / 2)))"
 full="$(peak_with "$N")"
-python3 - "$idle" "$half" "$full" "$N" <<'EOF'
+python3 - "$idle" "$half" "$full" "$N" "$(cat "$WORK/connected-$((N / 2))")" "$(cat "$WORK/connected-$N")" <<'EOF'
 import sys
-idle, half, full, n = (int(x) for x in sys.argv[1:])
+idle, half, full, n, n_half, n_full = (int(x) for x in sys.argv[1:])
 kib = 1024
+if n_half == 0 or n_full <= n_half:
+    sys.exit(f"conn-memory: too few bots connected ({n_half} of {n // 2}, {n_full} of {n})")
 print(f"conn-memory: release build, embedded default world, {n} bots on this machine")
-print(f"  peak heap: idle {idle / kib / kib:.2f} MiB, {n // 2} bots {half / kib / kib:.2f} MiB, {n} bots {full / kib / kib:.2f} MiB")
-print(f"  per connection (vs idle):     {(full - idle) / n / kib:.1f} KiB   (goal <= 64 KiB)")
-print(f"  per connection (marginal):    {(full - half) / (n - n // 2) / kib:.1f} KiB")
+print(f"  connected: {n_half} of {n // 2}, {n_full} of {n}")
+print(f"  peak heap: idle {idle / kib / kib:.2f} MiB, {n_half} bots {half / kib / kib:.2f} MiB, {n_full} bots {full / kib / kib:.2f} MiB")
+print(f"  per connection (vs idle):     {(full - idle) / n_full / kib:.1f} KiB   (goal <= 64 KiB)")
+print(f"  per connection (marginal):    {(full - half) / (n_full - n_half) / kib:.1f} KiB")
 EOF
