@@ -17,16 +17,9 @@ fn a_player_is_claimed_by_one_live_node_at_a_time() {
     };
     runtime().block_on(async {
         let ttl = Duration::from_secs(10);
-        let locations = RedisLocations::connect(&url, ttl).await.unwrap();
-        let leases = RedisLeases::connect(&url).await.unwrap();
         let (a, b, c) = (unique("loc-a"), unique("loc-b"), unique("loc-c"));
         // A and B are live (they advertise an address); C never is.
-        for node in [&a, &b] {
-            leases
-                .advertise(node, "127.0.0.1:1", Duration::from_secs(30))
-                .await
-                .unwrap();
-        }
+        let (locations, _leases) = connect(&url, ttl, &[&a, &b]).await;
         let player = fresh_player();
 
         // Free: A takes it. A second login on A (session 2) takes it over.
@@ -66,19 +59,8 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
         return;
     };
     runtime().block_on(async {
-        let locations = RedisLocations::connect(&url, Duration::from_secs(10))
-            .await
-            .unwrap();
-        let leases = RedisLeases::connect(&url).await.unwrap();
         let (a, b) = (unique("loc-a"), unique("loc-b"));
-        leases
-            .advertise(&a, "127.0.0.1:1", Duration::from_secs(30))
-            .await
-            .unwrap();
-        leases
-            .advertise(&b, "127.0.0.1:2", Duration::from_secs(30))
-            .await
-            .unwrap();
+        let (locations, leases) = connect(&url, Duration::from_secs(10), &[&a, &b]).await;
         // A holds `home`, B holds `away`; the player crosses from home to away.
         let (home, away) = (fresh_region(), fresh_region());
         let mut held = Vec::new();
@@ -171,13 +153,8 @@ fn keys_last_while_refreshed_and_lapse_after() {
     };
     runtime().block_on(async {
         let ttl = Duration::from_millis(600);
-        let locations = RedisLocations::connect(&url, ttl).await.unwrap();
-        let leases = RedisLeases::connect(&url).await.unwrap();
         let (a, b) = (unique("loc-a"), unique("loc-b"));
-        leases
-            .advertise(&a, "127.0.0.1:1", Duration::from_secs(30))
-            .await
-            .unwrap();
+        let (locations, _leases) = connect(&url, ttl, &[&a]).await;
         let (mine, theirs, gone) = (fresh_player(), fresh_player(), fresh_player());
         assert_eq!(claim(&locations, mine, &a, 1).await, Claim::Claimed);
         assert_eq!(claim(&locations, theirs, &b, 1).await, Claim::Claimed);
@@ -230,6 +207,20 @@ fn keys_last_while_refreshed_and_lapse_after() {
             "another node's key is not released"
         );
     });
+}
+
+/// The locations (keys lasting `ttl`) and the leases of the test Redis, with the `live`
+/// nodes advertising an address (a hold counts only while its node is live).
+async fn connect(url: &str, ttl: Duration, live: &[&str]) -> (RedisLocations, RedisLeases) {
+    let locations = RedisLocations::connect(url, ttl).await.unwrap();
+    let leases = RedisLeases::connect(url).await.unwrap();
+    for node in live {
+        leases
+            .advertise(node, "127.0.0.1:1", Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    (locations, leases)
 }
 
 /// `claim` of `player` for `node`'s session `session`, Redis answering.

@@ -53,6 +53,9 @@ pub const RESUME_LINGER: std::time::Duration =
 /// How long a redirected login waits for its avatar's handoff to arrive before the player
 /// is logged in from its last save instead.
 pub const ARRIVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// When a login refused for a passing reason (a full region, a dependency that did not
+/// answer, a player still moving) may be retried, in milliseconds.
+pub const LOGIN_RETRY_AFTER_MS: u32 = 1_000;
 /// Session ids of avatars that arrived by handoff and wait for their client: above every
 /// id a connection gets (those count up from 1).
 const ARRIVAL_SESSIONS_FROM: u64 = 1 << 63;
@@ -733,7 +736,7 @@ impl Driver {
             let _ = reply.send(Err(ErrorS2c {
                 code: ErrorCode::RegionUnavailable,
                 message: "this node holds no region".into(),
-                retry_after_ms: Some(1_000),
+                retry_after_ms: Some(LOGIN_RETRY_AFTER_MS),
             }));
             return;
         };
@@ -779,7 +782,7 @@ impl Driver {
                     let _ = join.reply.send(Err(ErrorS2c {
                         code: ErrorCode::RegionUnavailable,
                         message: "the player is moving to another node; retry".into(),
-                        retry_after_ms: Some(1_000),
+                        retry_after_ms: Some(LOGIN_RETRY_AFTER_MS),
                     }));
                     return;
                 }
@@ -1069,12 +1072,11 @@ impl Driver {
     /// detached view for its redirected client to claim, answers the logins that waited
     /// for them, and sends handoffs into other nodes' regions on, redirecting their
     /// players there.
-    fn settle_cluster(&mut self, arrivals: Vec<Arrival>, tick: u64) {
+    fn settle_cluster(&mut self, mut arrivals: Vec<Arrival>, tick: u64) {
         let Some(cluster) = &self.cluster else {
             return;
         };
         let linger = self.resume_linger_ticks;
-        let mut arrivals = arrivals;
         arrivals.append(&mut self.deferred_arrivals);
         // What a region deferred (over its per-tick limit, or full) is back in its next
         // input: acknowledged only once applied, so a crash meanwhile cannot lose it (the
@@ -1321,7 +1323,7 @@ impl Driver {
                 let _ = reply.send(Err(ErrorS2c {
                     code,
                     message: message.into(),
-                    retry_after_ms: Some(1_000),
+                    retry_after_ms: Some(LOGIN_RETRY_AFTER_MS),
                 }));
                 continue;
             }

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
 use crate::cluster::{ClaimRefused, LOCATION_TTL};
-use crate::node::{Command, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
+use crate::node::{Command, LOGIN_RETRY_AFTER_MS, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
 use crate::players::{Players, SaveReply};
 
 /// How long a client has to open its control stream and log in.
@@ -455,8 +455,8 @@ async fn refuse(
     code: ErrorCode,
     message: &str,
 ) -> SessionEnd {
-    let retry_after_ms =
-        matches!(code, ErrorCode::ServerFull | ErrorCode::RateLimited).then_some(1_000);
+    let retry_after_ms = matches!(code, ErrorCode::ServerFull | ErrorCode::RateLimited)
+        .then_some(LOGIN_RETRY_AFTER_MS);
     refuse_with(connection, send, code, message, retry_after_ms).await
 }
 
@@ -472,7 +472,7 @@ async fn refuse_unavailable(
         send,
         ErrorCode::RegionUnavailable,
         message,
-        Some(1_000),
+        Some(LOGIN_RETRY_AFTER_MS),
     )
     .await
 }

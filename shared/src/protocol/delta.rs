@@ -206,9 +206,9 @@ fn varint_len(v: u64) -> usize {
     }
 }
 
-/// The updated section being written. Most updates are a few one-byte fields, written
-/// as one 4-byte store into room made in advance (`at` is the end of what is written),
-/// which costs a fraction of growing a vector byte by byte.
+/// The updated section being written. Most updates are a few one-byte fields, stored
+/// into room made in advance (`at` is the end of what is written) with no capacity check
+/// per byte, which costs a fraction of growing a vector byte by byte.
 struct Updates<'a> {
     bytes: &'a mut Vec<u8>,
     at: usize,
