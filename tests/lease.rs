@@ -25,8 +25,9 @@ where
     });
 }
 
+/// Either implementation (the conformance suites run both).
 #[derive(Clone, Debug)]
-enum Leases {
+pub(crate) enum Leases {
     Local(LocalLeases),
     Redis(RedisLeases),
 }
@@ -60,6 +61,18 @@ impl LeaseStore for Leases {
         match self {
             Leases::Local(l) => l.holder(r).await,
             Leases::Redis(l) => l.holder(r).await,
+        }
+    }
+    async fn advertise(&self, h: &str, addr: &str, ttl: Duration) -> Result<(), LeaseError> {
+        match self {
+            Leases::Local(l) => l.advertise(h, addr, ttl).await,
+            Leases::Redis(l) => l.advertise(h, addr, ttl).await,
+        }
+    }
+    async fn address_of(&self, h: &str) -> Result<Option<String>, LeaseError> {
+        match self {
+            Leases::Local(l) => l.address_of(h).await,
+            Leases::Redis(l) => l.address_of(h).await,
         }
     }
 }

@@ -14,7 +14,7 @@
 //! Two implementations: [`RedisLeases`] (`SET` of `holder|epoch` with a TTL, `INCR` of a
 //! per-region epoch counter, both in one Lua script) and [`LocalLeases`] (in-process).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,44 +22,14 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use tessera_shared::ids::RegionId;
 
+use crate::clock::Clock;
+
 /// Shortest lease: below it a renew round trip may not fit.
 pub const TTL_MIN: Duration = Duration::from_millis(500);
-/// How long before the lease's deadline (by the holder's clock) the holder stops.
-pub const STOP_MARGIN: Duration = Duration::from_millis(200);
 /// Longest holder name, in bytes.
 pub const HOLDER_BYTES_MAX: usize = 128;
 
-/// A held lease.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    /// The region.
-    pub region: RegionId,
-    /// The holder (a node id).
-    pub holder: String,
-    /// The fencing epoch of this holding: greater than every earlier one of the region.
-    pub epoch: u64,
-    /// The lease's length.
-    pub ttl: Duration,
-    /// When the last successful acquire or renew was sent (holder's clock).
-    pub sent_at: Instant,
-}
-
-impl Lease {
-    /// The holder's deadline: the lease cannot have expired in the store before it.
-    pub fn valid_until(&self) -> Instant {
-        self.sent_at + self.ttl
-    }
-
-    /// Whether the holder must stop simulating the region now.
-    pub fn must_stop(&self, now: Instant) -> bool {
-        now + STOP_MARGIN >= self.valid_until()
-    }
-
-    /// When the next renew is due: a third of the way, so two can fail before stopping.
-    pub fn renew_due(&self) -> Instant {
-        self.sent_at + self.ttl / 3
-    }
-}
+pub use tessera_cluster::types::{Lease, STOP_MARGIN};
 
 /// Why a lease operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +73,22 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
         &self,
         region: RegionId,
     ) -> impl Future<Output = Result<Option<(String, u64)>, LeaseError>> + Send;
+
+    /// Publishes where `holder` (a node) takes clients, for `ttl` (refresh it with the
+    /// leases): the node is live while it does, and other nodes redirect players crossing
+    /// into its regions there.
+    fn advertise(
+        &self,
+        holder: &str,
+        addr: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// Where `holder` takes clients, if it advertised within its TTL (`None`: not live).
+    fn address_of(
+        &self,
+        holder: &str,
+    ) -> impl Future<Output = Result<Option<String>, LeaseError>> + Send;
 }
 
 fn check(holder: &str, ttl: Duration) -> Result<(), LeaseError> {
@@ -123,22 +109,34 @@ pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// In-process leases (the embedded default: one node holds every region).
+/// In-process leases (the embedded default: one node holds every region; the cluster
+/// simulator: several nodes in one process, on a manual [`Clock`]).
 #[derive(Clone, Debug, Default)]
 pub struct LocalLeases {
     state: Arc<Mutex<LocalState>>,
+    clock: Clock,
 }
 
 #[derive(Debug, Default)]
 struct LocalState {
-    epochs: HashMap<RegionId, u64>,
-    held: HashMap<RegionId, (String, u64, Instant)>,
+    epochs: BTreeMap<RegionId, u64>,
+    held: BTreeMap<RegionId, (String, u64, Instant)>,
+    /// Node addresses, with when each advertisement lapses.
+    addresses: BTreeMap<String, (String, Instant)>,
 }
 
 impl LocalLeases {
+    /// Leases on `clock`'s time.
+    pub fn with_clock(clock: Clock) -> Self {
+        LocalLeases {
+            state: Arc::default(),
+            clock,
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut LocalState, Instant) -> T) -> T {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut state, Instant::now())
+        f(&mut state, self.clock.now())
     }
 }
 
@@ -211,6 +209,26 @@ impl LeaseStore for LocalLeases {
 
     async fn holder(&self, region: RegionId) -> Result<Option<(String, u64)>, LeaseError> {
         Ok(self.with(|state, now| state.current(region, now).map(|h| (h.0.clone(), h.1))))
+    }
+
+    async fn advertise(&self, holder: &str, addr: &str, ttl: Duration) -> Result<(), LeaseError> {
+        check(holder, ttl)?;
+        self.with(|state, now| {
+            state
+                .addresses
+                .insert(holder.to_owned(), (addr.to_owned(), now + ttl));
+        });
+        Ok(())
+    }
+
+    async fn address_of(&self, holder: &str) -> Result<Option<String>, LeaseError> {
+        Ok(self.with(|state, now| {
+            state
+                .addresses
+                .get(holder)
+                .filter(|(_, until)| *until > now)
+                .map(|(addr, _)| addr.clone())
+        }))
     }
 }
 
@@ -290,25 +308,6 @@ fn node_key(holder: &str) -> String {
 }
 
 impl RedisLeases {
-    /// Publishes where `holder` (a node) takes clients, for `ttl` (refresh it with the
-    /// leases): other nodes redirect players crossing into its regions there.
-    pub async fn advertise(
-        &self,
-        holder: &str,
-        addr: &str,
-        ttl: Duration,
-    ) -> Result<(), LeaseError> {
-        check(holder, ttl)?;
-        redis::cmd("SET")
-            .arg(node_key(holder))
-            .arg(addr)
-            .arg("PX")
-            .arg(ttl_ms(ttl))
-            .query_async::<()>(&mut self.commands.clone())
-            .await
-            .map_err(unavailable)
-    }
-
     /// Asks node `node` to take `region` (a transfer): it looks for such requests with
     /// [`RedisLeases::assignments_for`] and takes the region once its lease is free. The
     /// node's requests lapse `ttl` after the last one.
@@ -426,15 +425,6 @@ impl RedisLeases {
         }
         Ok(reports.into_iter().flatten().collect())
     }
-
-    /// Where `holder` takes clients, if it advertised within its TTL.
-    pub async fn address_of(&self, holder: &str) -> Result<Option<String>, LeaseError> {
-        redis::cmd("GET")
-            .arg(node_key(holder))
-            .query_async(&mut self.commands.clone())
-            .await
-            .map_err(unavailable)
-    }
 }
 
 impl LeaseStore for RedisLeases {
@@ -506,6 +496,26 @@ impl LeaseStore for RedisLeases {
             let (holder, epoch) = v.rsplit_once('|')?;
             Some((holder.to_owned(), epoch.parse().ok()?))
         }))
+    }
+
+    async fn advertise(&self, holder: &str, addr: &str, ttl: Duration) -> Result<(), LeaseError> {
+        check(holder, ttl)?;
+        redis::cmd("SET")
+            .arg(node_key(holder))
+            .arg(addr)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async::<()>(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn address_of(&self, holder: &str) -> Result<Option<String>, LeaseError> {
+        redis::cmd("GET")
+            .arg(node_key(holder))
+            .query_async(&mut self.commands.clone())
+            .await
+            .map_err(unavailable)
     }
 }
 

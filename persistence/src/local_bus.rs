@@ -11,6 +11,7 @@ use tessera_shared::ids::RegionId;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::bus::*;
+use crate::clock::Clock;
 
 /// The in-process bus. Clones share one bus.
 #[derive(Clone, Debug)]
@@ -21,6 +22,7 @@ pub struct LocalBus {
 #[derive(Debug)]
 struct Inner {
     config: BusConfig,
+    clock: Clock,
     state: Mutex<State>,
     ghosts: broadcast::Sender<(RegionId, Vec<u8>)>,
 }
@@ -48,10 +50,16 @@ struct Entry {
 impl LocalBus {
     /// An empty bus.
     pub fn new(config: BusConfig) -> Self {
+        LocalBus::with_clock(config, Clock::system())
+    }
+
+    /// An empty bus on `clock`'s time (reclaims and remembered keys).
+    pub fn with_clock(config: BusConfig, clock: Clock) -> Self {
         let (ghosts, _) = broadcast::channel(GHOST_QUEUE_LEN_MAX);
         LocalBus {
             inner: Arc::new(Inner {
                 config,
+                clock,
                 state: Mutex::new(State {
                     next_id: 1,
                     lanes: HashMap::new(),
@@ -139,7 +147,7 @@ impl EventBus for LocalBus {
     ) -> Result<Vec<Delivery>, BusError> {
         let max = max.min(RECEIVE_MAX);
         let config = self.inner.config;
-        let now = Instant::now();
+        let now = self.inner.clock.now();
         let mut state = self.state();
         let mut out = Vec::new();
         for lane in Lane::ALL {
@@ -194,7 +202,7 @@ impl EventBus for LocalBus {
     }
 
     async fn ack(&self, region: RegionId, deliveries: &[Delivery]) -> Result<(), BusError> {
-        let until = Instant::now() + self.inner.config.done_ttl;
+        let until = self.inner.clock.now() + self.inner.config.done_ttl;
         let mut state = self.state();
         for delivery in deliveries {
             let Ok(id) = delivery.id.id.parse::<u64>() else {

@@ -35,12 +35,81 @@
 //! Every write is one Lua script on the player's key alone (Redis Cluster safe); liveness
 //! is a separate read of the holder's address key or region lease.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use tessera_shared::ids::{HandoffId, PlayerId, RegionId};
+use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::lease::{LeaseError, LeaseStore, RedisLeases, ttl_ms, unavailable};
+use crate::clock::Clock;
+use crate::lease::{LeaseError, LeaseStore, LocalLeases, RedisLeases, ttl_ms, unavailable};
+
+pub use tessera_cluster::types::{Claim, Move};
+
+/// The contract, one for both implementations ([`RedisLocations`], [`LocalLocations`]):
+/// see the module docs for what each operation does to a player's key.
+pub trait LocationStore: Clone + Send + Sync + 'static {
+    /// Claims `player` for `node`'s session `claim` (a login).
+    fn claim(
+        &self,
+        player: PlayerId,
+        node: &str,
+        claim: u64,
+    ) -> impl Future<Output = Result<Claim, LeaseError>> + Send;
+
+    /// Hands the players of `moves` from `node` to their destination regions, each from
+    /// the claim given (`None`: any claim of `node`); `first`: an absent key may be taken
+    /// (a retry does not take a key that lapsed since). For each move, whether it was.
+    fn hand_over(
+        &self,
+        moves: &[(Move, Option<u64>)],
+        node: &str,
+        first: bool,
+    ) -> impl Future<Output = Result<Vec<bool>, LeaseError>> + Send;
+
+    /// For each of `moves` received by `node`: whether it is its player's latest move.
+    fn accepts(
+        &self,
+        moves: &[Move],
+        node: &str,
+    ) -> impl Future<Output = Result<Vec<bool>, LeaseError>> + Send;
+
+    /// `node` has applied `m`: the in-flight key becomes `node`'s. `false` if the key says
+    /// anything else (left alone).
+    fn adopt(&self, m: Move, node: &str) -> impl Future<Output = Result<bool, LeaseError>> + Send;
+
+    /// Releases `node`'s claim `claim` of `player`: `false` if the key holds anything else.
+    fn release(
+        &self,
+        player: PlayerId,
+        node: &str,
+        claim: u64,
+    ) -> impl Future<Output = Result<bool, LeaseError>> + Send;
+
+    /// Releases every key of `players` naming `node`, whatever the claim.
+    fn release_all(
+        &self,
+        players: &[PlayerId],
+        node: &str,
+    ) -> impl Future<Output = Result<(), LeaseError>> + Send;
+
+    /// Extends the keys of `players` naming `node` and of `in_flight` still in flight;
+    /// returns how many were extended.
+    fn refresh(
+        &self,
+        players: &[PlayerId],
+        in_flight: &[Move],
+        node: &str,
+    ) -> impl Future<Output = Result<usize, LeaseError>> + Send;
+
+    /// The holder of `player` (a node, or `@<region>` in flight), if any.
+    fn holder(
+        &self,
+        player: PlayerId,
+    ) -> impl Future<Output = Result<Option<String>, LeaseError>> + Send;
+}
 
 /// Players per pipelined round trip when handing over, checking, refreshing or releasing
 /// many.
@@ -99,47 +168,6 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 const REFRESH_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
 if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then \
 return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
-
-/// The outcome of a claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// The player's key names this node and claim now.
-    Claimed,
-    /// The player is on its way to `region`, which this node holds: its avatar arrives
-    /// here (claim again once it has).
-    Arriving {
-        /// The region.
-        region: RegionId,
-    },
-    /// Another live node holds the player (or the region it is on its way to); the key
-    /// lapses in `ttl` unless refreshed.
-    HeldBy {
-        /// The holding node.
-        node: String,
-        /// What is left of the key's TTL.
-        ttl: Duration,
-    },
-}
-
-/// One handoff of a player, as the location keys know it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Move {
-    /// The player.
-    pub player: PlayerId,
-    /// The region it leaves.
-    pub from: RegionId,
-    /// The region it is handed to.
-    pub to: RegionId,
-    /// The handoff's id.
-    pub handoff: HandoffId,
-}
-
-impl Move {
-    /// The key's value while the avatar is in flight.
-    fn in_flight(&self) -> String {
-        format!("@{}|0|{}", self.to.0, self.handoff.0)
-    }
-}
 
 /// Player locations in Redis.
 #[derive(Clone)]
@@ -241,39 +269,64 @@ impl RedisLocations {
             .map_err(unavailable)?;
         Ok(outcome(reply))
     }
+}
 
-    /// The live holder of a holder field: a node whose address advertisement has not
-    /// lapsed, or the node holding the region of `@<region>`. `None`: not live.
-    async fn live_holder(&self, holder: &str) -> Result<Option<String>, LeaseError> {
-        match holder.strip_prefix('@') {
-            Some(region) => match region.parse() {
-                Ok(region) => Ok(self
-                    .leases
-                    .holder(RegionId(region))
-                    .await?
-                    .map(|(node, _)| node)),
-                Err(_) => Ok(None),
-            },
-            None => Ok(self
-                .leases
-                .address_of(holder)
-                .await?
-                .map(|_| holder.to_owned())),
-        }
+/// The live holder of a holder field: a node whose address advertisement has not lapsed,
+/// or the node holding the region of `@<region>`. `None`: not live.
+async fn live_holder<L: LeaseStore>(
+    leases: &L,
+    holder: &str,
+) -> Result<Option<String>, LeaseError> {
+    match holder.strip_prefix('@') {
+        Some(region) => match region.parse() {
+            Ok(region) => Ok(leases.holder(RegionId(region)).await?.map(|(node, _)| node)),
+            Err(_) => Ok(None),
+        },
+        None => Ok(leases.address_of(holder).await?.map(|_| holder.to_owned())),
     }
+}
 
+/// A claim of `node` was refused by a key held by `holder` (`live`: its live holder) with
+/// `pttl` ms left: the answer, or `None` to claim again, replacing that value (its holder
+/// is not live).
+fn after_refusal(node: &str, holder: &str, pttl: i64, live: Option<String>) -> Option<Claim> {
+    match live {
+        // `@<region>` of a region held here (a node's own name was claimed).
+        Some(live) if live == node => {
+            holder
+                .strip_prefix('@')
+                .and_then(|r| r.parse().ok())
+                .map(|region| Claim::Arriving {
+                    region: RegionId(region),
+                })
+        }
+        Some(live) => Some(Claim::HeldBy {
+            node: live,
+            ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
+        }),
+        None => None,
+    }
+}
+
+/// Why a claim gives up: the key changed hands on every try.
+fn changed_too_often(player: PlayerId) -> LeaseError {
+    LeaseError::Unavailable(format!(
+        "player {}'s location changed hands too often to claim",
+        player.0
+    ))
+}
+
+/// Claims a key takes at most: each round sees a different holder, a few cover any
+/// honest race.
+const CLAIM_ROUNDS: usize = 4;
+
+impl LocationStore for RedisLocations {
     /// Claims `player` for `node`'s session `claim` (a login): see the module docs.
-    pub async fn claim(
-        &self,
-        player: PlayerId,
-        node: &str,
-        claim: u64,
-    ) -> Result<Claim, LeaseError> {
+    async fn claim(&self, player: PlayerId, node: &str, claim: u64) -> Result<Claim, LeaseError> {
         check(node)?;
         // The value of a dead holder, once seen: replaced only if it is still that one.
         let mut dead = String::new();
-        // Each round sees a different holder; a few cover any honest race.
-        for _ in 0..4 {
+        for _ in 0..CLAIM_ROUNDS {
             let reply: (u8, String, i64) = redis::cmd("EVAL")
                 .arg(CLAIM_SCRIPT)
                 .arg(1)
@@ -290,31 +343,13 @@ impl RedisLocations {
                 Err(refusal) => refusal,
             };
             let holder = fields(&current).map_or("", |(h, _, _)| h);
-            match self.live_holder(holder).await? {
-                Some(live) if live == node => {
-                    let region = holder
-                        .strip_prefix('@')
-                        .and_then(|r| r.parse().ok())
-                        .map(RegionId);
-                    // `@<region>` of a region held here (a node's own name was claimed).
-                    if let Some(region) = region {
-                        return Ok(Claim::Arriving { region });
-                    }
-                }
-                Some(live) => {
-                    return Ok(Claim::HeldBy {
-                        node: live,
-                        ttl: Duration::from_millis(u64::try_from(pttl).unwrap_or(0)),
-                    });
-                }
-                None => {}
+            let live = live_holder(&self.leases, holder).await?;
+            if let Some(claim) = after_refusal(node, holder, pttl, live) {
+                return Ok(claim);
             }
             dead = current;
         }
-        Err(LeaseError::Unavailable(format!(
-            "player {}'s location changed hands too often to claim",
-            player.0
-        )))
+        Err(changed_too_often(player))
     }
 
     /// Hands the players of `moves` from `node` to their destination regions (each
@@ -326,7 +361,7 @@ impl RedisLocations {
     /// have logged in elsewhere). A newer claim of `node` (a login racing the crossing)
     /// keeps the key: that login has the player. One pipelined round trip per
     /// [`PIPELINE_LEN_MAX`]; for each move, whether it was handed over.
-    pub async fn hand_over(
+    async fn hand_over(
         &self,
         moves: &[(Move, Option<u64>)],
         node: &str,
@@ -364,7 +399,7 @@ impl RedisLocations {
     /// (its key is `@<region>|0|<handoff>`, or names `node` with `last` = the handoff: a
     /// redelivery to a node that applied it before). One pipelined read per
     /// [`PIPELINE_LEN_MAX`].
-    pub async fn accepts(&self, moves: &[Move], node: &str) -> Result<Vec<bool>, LeaseError> {
+    async fn accepts(&self, moves: &[Move], node: &str) -> Result<Vec<bool>, LeaseError> {
         let mut accepted = Vec::with_capacity(moves.len());
         for chunk in moves.chunks(PIPELINE_LEN_MAX) {
             let mut pipe = redis::pipe();
@@ -387,7 +422,7 @@ impl RedisLocations {
 
     /// `node` has applied `m`: `@<region>|0|<handoff>` becomes `node|0|<handoff>`. `false`
     /// if the key says anything else (left alone).
-    pub async fn adopt(&self, m: Move, node: &str) -> Result<bool, LeaseError> {
+    async fn adopt(&self, m: Move, node: &str) -> Result<bool, LeaseError> {
         check(node)?;
         let swap = Swap {
             to: &format!("{node}|0|{}", m.handoff.0),
@@ -400,12 +435,7 @@ impl RedisLocations {
 
     /// Releases `node`'s claim `claim` of `player` (a logout): `false` if the key holds
     /// anything else (a newer claim, another holder) and was left alone.
-    pub async fn release(
-        &self,
-        player: PlayerId,
-        node: &str,
-        claim: u64,
-    ) -> Result<bool, LeaseError> {
+    async fn release(&self, player: PlayerId, node: &str, claim: u64) -> Result<bool, LeaseError> {
         check(node)?;
         let swap = Swap {
             to: "",
@@ -418,7 +448,7 @@ impl RedisLocations {
 
     /// Releases every key of `players` naming `node`, whatever the claim (the node stops,
     /// its players saved). Pipelined, [`PIPELINE_LEN_MAX`] at a time.
-    pub async fn release_all(&self, players: &[PlayerId], node: &str) -> Result<(), LeaseError> {
+    async fn release_all(&self, players: &[PlayerId], node: &str) -> Result<(), LeaseError> {
         check(node)?;
         let prefix = format!("{node}|");
         for chunk in players.chunks(PIPELINE_LEN_MAX) {
@@ -443,7 +473,7 @@ impl RedisLocations {
     /// and of every key still in flight for one of `in_flight` (handoffs received here and
     /// not applied yet: a region deferred them). Any other key is left alone. Returns how
     /// many were extended.
-    pub async fn refresh(
+    async fn refresh(
         &self,
         players: &[PlayerId],
         in_flight: &[Move],
@@ -484,13 +514,234 @@ impl RedisLocations {
     }
 
     /// The holder of `player` (a node, or `@<region>` in flight), if any.
-    pub async fn holder(&self, player: PlayerId) -> Result<Option<String>, LeaseError> {
+    async fn holder(&self, player: PlayerId) -> Result<Option<String>, LeaseError> {
         let value: Option<String> = redis::cmd("GET")
             .arg(location_key(player))
             .query_async(&mut self.commands.clone())
             .await
             .map_err(unavailable)?;
         Ok(value.and_then(|v| fields(&v).map(|(h, _, _)| h.to_owned())))
+    }
+}
+
+/// Player locations in process: the cluster simulator's (several nodes in one process on
+/// a manual [`Clock`]), with the same semantics as the Lua scripts of
+/// [`RedisLocations`], checked by the same suite (tests/location.rs). Liveness comes from
+/// the [`LocalLeases`] the nodes advertise in.
+#[derive(Clone, Debug)]
+pub struct LocalLocations {
+    keys: Arc<Mutex<BTreeMap<PlayerId, (String, Instant)>>>,
+    leases: LocalLeases,
+    ttl: Duration,
+    clock: Clock,
+}
+
+impl LocalLocations {
+    /// Locations whose keys last `ttl` past their last refresh, on `clock`'s time, with
+    /// liveness from `leases`.
+    pub fn new(leases: LocalLeases, ttl: Duration, clock: Clock) -> Self {
+        LocalLocations {
+            keys: Arc::default(),
+            leases,
+            ttl,
+            clock,
+        }
+    }
+
+    /// Runs `f` on the keys, expired ones gone, with now.
+    fn with<T>(&self, f: impl FnOnce(&mut Keys<'_>) -> T) -> T {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.clock.now();
+        keys.retain(|_, (_, until)| *until > now);
+        f(&mut Keys {
+            keys: &mut keys,
+            now,
+            ttl: self.ttl,
+        })
+    }
+}
+
+/// The keys of [`LocalLocations`], locked.
+struct Keys<'a> {
+    keys: &'a mut BTreeMap<PlayerId, (String, Instant)>,
+    now: Instant,
+    ttl: Duration,
+}
+
+impl Keys<'_> {
+    fn get(&self, player: PlayerId) -> Option<&str> {
+        self.keys.get(&player).map(|(v, _)| v.as_str())
+    }
+
+    fn set(&mut self, player: PlayerId, value: String) {
+        self.keys.insert(player, (value, self.now + self.ttl));
+    }
+
+    fn pttl(&self, player: PlayerId) -> i64 {
+        self.keys.get(&player).map_or(0, |(_, until)| {
+            i64::try_from(until.saturating_duration_since(self.now).as_millis()).unwrap_or(i64::MAX)
+        })
+    }
+
+    /// Extends `player`'s key if `keep` accepts its value; whether it did.
+    fn extend(&mut self, player: PlayerId, keep: impl Fn(&str) -> bool) -> bool {
+        let until = self.now + self.ttl;
+        match self.keys.get_mut(&player) {
+            Some((value, at)) if keep(value) => {
+                *at = until;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl LocationStore for LocalLocations {
+    async fn claim(&self, player: PlayerId, node: &str, claim: u64) -> Result<Claim, LeaseError> {
+        check(node)?;
+        let mut dead = String::new();
+        for _ in 0..CLAIM_ROUNDS {
+            // CLAIM_SCRIPT.
+            let refused = self.with(|keys| {
+                let mut last = 0;
+                if let Some(v) = keys.get(player) {
+                    let parsed = fields(v);
+                    if let Some((h, _, _)) = parsed
+                        && h != node
+                        && v != dead
+                    {
+                        return Some((v.to_owned(), keys.pttl(player)));
+                    }
+                    if let Some((h, _, l)) = parsed
+                        && h == node
+                    {
+                        last = l;
+                    }
+                }
+                keys.set(player, format!("{node}|{claim}|{last}"));
+                None
+            });
+            let Some((current, pttl)) = refused else {
+                return Ok(Claim::Claimed);
+            };
+            let holder = fields(&current).map_or("", |(h, _, _)| h);
+            let live = live_holder(&self.leases, holder).await?;
+            if let Some(claim) = after_refusal(node, holder, pttl, live) {
+                return Ok(claim);
+            }
+            dead = current;
+        }
+        Err(changed_too_often(player))
+    }
+
+    async fn hand_over(
+        &self,
+        moves: &[(Move, Option<u64>)],
+        node: &str,
+        first: bool,
+    ) -> Result<Vec<bool>, LeaseError> {
+        check(node)?;
+        Ok(self.with(|keys| {
+            moves
+                .iter()
+                .map(|(m, claim)| {
+                    let prefix = match claim {
+                        Some(claim) => format!("{node}|{claim}|"),
+                        None => format!("{node}|"),
+                    };
+                    let leaving = format!("@{}|0|", m.from.0);
+                    let target = m.in_flight();
+                    let ok = match keys.get(m.player) {
+                        None => first,
+                        Some(v) => v.starts_with(&prefix) || v.starts_with(&leaving) || v == target,
+                    };
+                    if ok {
+                        keys.set(m.player, target);
+                    }
+                    ok
+                })
+                .collect()
+        }))
+    }
+
+    async fn accepts(&self, moves: &[Move], node: &str) -> Result<Vec<bool>, LeaseError> {
+        Ok(self.with(|keys| {
+            moves
+                .iter()
+                .map(|m| {
+                    keys.get(m.player).is_some_and(|v| {
+                        v == m.in_flight()
+                            || fields(v)
+                                .is_some_and(|(h, _, last)| h == node && last == m.handoff.0)
+                    })
+                })
+                .collect()
+        }))
+    }
+
+    async fn adopt(&self, m: Move, node: &str) -> Result<bool, LeaseError> {
+        check(node)?;
+        Ok(self.with(|keys| {
+            let adopt = keys.get(m.player) == Some(m.in_flight().as_str());
+            if adopt {
+                keys.set(m.player, format!("{node}|0|{}", m.handoff.0));
+            }
+            adopt
+        }))
+    }
+
+    async fn release(&self, player: PlayerId, node: &str, claim: u64) -> Result<bool, LeaseError> {
+        check(node)?;
+        let prefix = format!("{node}|{claim}|");
+        Ok(self.with(|keys| {
+            let mine = keys.get(player).is_some_and(|v| v.starts_with(&prefix));
+            if mine {
+                keys.keys.remove(&player);
+            }
+            mine
+        }))
+    }
+
+    async fn release_all(&self, players: &[PlayerId], node: &str) -> Result<(), LeaseError> {
+        check(node)?;
+        let prefix = format!("{node}|");
+        self.with(|keys| {
+            for player in players {
+                if keys.get(*player).is_some_and(|v| v.starts_with(&prefix)) {
+                    keys.keys.remove(player);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn refresh(
+        &self,
+        players: &[PlayerId],
+        in_flight: &[Move],
+        node: &str,
+    ) -> Result<usize, LeaseError> {
+        check(node)?;
+        let prefix = format!("{node}|");
+        Ok(self.with(|keys| {
+            let mut extended = 0;
+            for &player in players {
+                extended += usize::from(keys.extend(player, |v| v.starts_with(&prefix)));
+            }
+            for m in in_flight {
+                let value = m.in_flight();
+                extended += usize::from(keys.extend(m.player, |v| v == value));
+            }
+            extended
+        }))
+    }
+
+    async fn holder(&self, player: PlayerId) -> Result<Option<String>, LeaseError> {
+        Ok(self.with(|keys| {
+            keys.get(player)
+                .and_then(fields)
+                .map(|(h, _, _)| h.to_owned())
+        }))
     }
 }
 

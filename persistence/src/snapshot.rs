@@ -207,7 +207,7 @@ pub(crate) fn check_payload(data: &[u8]) -> Result<(), StoreError> {
 
 /// Whether a commit of (`epoch`, `tick`) may replace a stored (`stored_epoch`,
 /// `stored_tick`): a newer epoch always, the same epoch only with a newer tick.
-pub(crate) fn check_fence(
+pub fn check_fence(
     stored_epoch: u64,
     stored_tick: u64,
     epoch: u64,

@@ -355,6 +355,8 @@ pub struct TickOutput {
     /// Incoming handoffs not applied this tick (over the per-tick limit, or the region is
     /// full): resend them. The entity is in flight until one is applied.
     pub deferred_handoffs: Vec<HandoffRecord>,
+    /// Incoming handoffs applied this tick (each id at most once per region's lifetime).
+    pub applied_handoffs: Vec<HandoffId>,
     /// Session events not applied this tick (over the per-tick limit): resend them first.
     pub deferred_sessions: Vec<SessionEvent>,
     /// Players that logged out, with their final state (to persist).
@@ -378,6 +380,7 @@ impl TickOutput {
         self.interest.left.clear();
         self.handoffs.clear();
         self.deferred_handoffs.clear();
+        self.applied_handoffs.clear();
         self.deferred_sessions.clear();
         self.departed.clear();
         self.leaves_not_found.clear();

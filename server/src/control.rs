@@ -29,9 +29,8 @@ use tessera_regions::Region;
 use tessera_shared::config::Config;
 use tessera_shared::ids::RegionId;
 
-use crate::admin::ApiError;
-use crate::cluster::ClusterControl;
-use crate::node::{AdminAction, Command, NodeHandle};
+use crate::cluster::regions::ClusterControl;
+use crate::node::{ActionError, AdminAction, NodeHandle};
 use crate::placement::{NodeLoad, Placement, RegionLoad, suggest};
 use crate::snapshots::Snapshots;
 
@@ -75,56 +74,48 @@ impl RegionControl {
         }
     }
 
-    fn cluster(&self) -> Result<&ClusterControl, ApiError> {
+    fn cluster(&self) -> Result<&ClusterControl, ActionError> {
         self.cluster.as_ref().ok_or_else(|| {
-            ApiError::conflict(
-                "this node holds the whole world (no [services] redis_url): there is no region to assign, release or transfer",
+            ActionError::Conflict(
+                "this node holds the whole world (no [services] redis_url): there is no region to assign, release or transfer".into(),
             )
         })
     }
 
-    fn known(&self, region: RegionId) -> Result<(), ApiError> {
+    fn known(&self, region: RegionId) -> Result<(), ActionError> {
         if self.config.world.regions.iter().any(|r| r.id == region) {
             Ok(())
         } else {
-            Err(ApiError::not_found(format!(
+            Err(ActionError::NotFound(format!(
                 "world.toml has no region {}",
                 region.0
             )))
         }
     }
 
-    async fn on_driver(&self, action: AdminAction) -> Result<serde_json::Value, ApiError> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.node
-            .try_send(Command::Admin { action, reply })
-            .map_err(|_| ApiError::unavailable("the node is saturated; retry", 1))?;
-        match tokio::time::timeout(crate::admin::DRIVER_REPLY_TIMEOUT, answer).await {
-            Ok(Ok(result)) => result,
-            _ => Err(ApiError::unavailable("the tick driver did not answer", 1)),
-        }
+    async fn on_driver(&self, action: AdminAction) -> Result<serde_json::Value, ActionError> {
+        self.node.ask(action).await
     }
 
     /// Takes `region`: lease, snapshot, and the driver steps it from the next tick.
-    pub async fn assign(&self, region: RegionId) -> Result<serde_json::Value, ApiError> {
+    pub async fn assign(&self, region: RegionId) -> Result<serde_json::Value, ActionError> {
         let cluster = self.cluster()?;
         self.known(region)?;
         let _busy = self.busy.lock().await;
-        if cluster.holdings.lease(region).is_some() {
-            return Err(ApiError::conflict(format!(
+        if cluster.lease(region).is_some() {
+            return Err(ActionError::Conflict(format!(
                 "region {} is held by this node already",
                 region.0
             )));
         }
-        let stored =
-            self.store.load(region).await.map_err(|e| {
-                ApiError::unavailable(format!("loading region {}: {e}", region.0), 2)
-            })?;
+        let stored = self.store.load(region).await.map_err(|e| {
+            ActionError::unavailable(format!("loading region {}: {e}", region.0), 2)
+        })?;
         let min_epoch = stored.as_ref().map_or(1, |s| s.epoch + 1);
         let lease = cluster
             .take(region, min_epoch)
             .await
-            .map_err(ApiError::conflict)?;
+            .map_err(ActionError::Conflict)?;
         let restored_tick = stored.as_ref().map(|s| s.tick);
         let built = {
             let def = self
@@ -149,8 +140,8 @@ impl RegionControl {
         let mut built = match built {
             Ok(built) => built,
             Err(e) => {
-                cluster.give_up(region).await;
-                return Err(ApiError::unprocessable(format!(
+                cluster.give_up(region);
+                return Err(ActionError::Unprocessable(format!(
                     "region {} could not be rebuilt from its snapshot: {e}",
                     region.0
                 )));
@@ -169,7 +160,7 @@ impl RegionControl {
             .await
         {
             Ok(mut answer) => {
-                cluster.holdings.set_active(region, true);
+                cluster.set_active(region, true);
                 cluster.clear_assignment(region).await;
                 answer["epoch"] = lease.epoch.into();
                 answer["restored_from_tick"] = restored_tick.into();
@@ -178,7 +169,7 @@ impl RegionControl {
             }
             Err(e) => {
                 self.snapshots.remove_region(region).await;
-                cluster.give_up(region).await;
+                cluster.give_up(region);
                 Err(e)
             }
         }
@@ -190,30 +181,30 @@ impl RegionControl {
         self: &Arc<Self>,
         region: RegionId,
         transfer_to: Option<String>,
-    ) -> Result<serde_json::Value, ApiError> {
+    ) -> Result<serde_json::Value, ActionError> {
         let cluster = self.cluster()?.clone();
         self.known(region)?;
         if let Some(to) = &transfer_to {
             if to == cluster.node() {
-                return Err(ApiError::bad_request(
-                    "to: the region is on this node already",
+                return Err(ActionError::Invalid(
+                    "to: the region is on this node already".into(),
                 ));
             }
             if !cluster.is_live(to).await {
-                return Err(ApiError::not_found(format!(
+                return Err(ActionError::NotFound(format!(
                     "to: no live node is called {to:?}"
                 )));
             }
         }
         let busy = self.busy.clone().lock_owned().await;
-        if cluster.holdings.lease(region).is_none() {
-            return Err(ApiError::not_found(format!(
+        if cluster.lease(region).is_none() {
+            return Err(ActionError::NotFound(format!(
                 "region {} is not held by this node",
                 region.0
             )));
         }
         // No more mail for the region here: what comes now waits for its next holder.
-        cluster.holdings.set_active(region, false);
+        cluster.set_active(region, false);
         let mut answer = match self
             .on_driver(AdminAction::Release {
                 region,
@@ -223,7 +214,7 @@ impl RegionControl {
         {
             Ok(answer) => answer,
             Err(e) => {
-                cluster.holdings.set_active(region, true);
+                cluster.set_active(region, true);
                 return Err(e);
             }
         };
@@ -242,7 +233,7 @@ impl RegionControl {
                     .await
                 {}
                 control.snapshots.remove_region(region).await;
-                cluster.give_up(region).await;
+                cluster.give_up(region);
                 if let Some(to) = to
                     && let Err(e) = cluster.request_assignment(region, &to).await
                 {
@@ -259,7 +250,7 @@ impl RegionControl {
                 }
                 Ok(answer)
             }
-            Err(_) => Err(ApiError::unavailable(
+            Err(_) => Err(ActionError::unavailable(
                 format!(
                     "region {} is no longer stepped, but its final snapshot waits for the store; the lease is given up once it is durable",
                     region.0
@@ -282,7 +273,7 @@ impl RegionControl {
     /// placement (cluster only), until the runtime stops.
     pub async fn publish_load(
         self: Arc<Self>,
-        board: Arc<crate::admin::status::StatusBoard>,
+        board: Arc<crate::node::status::StatusBoard>,
         admin_addr: String,
         quic_addr: String,
     ) {
@@ -291,27 +282,31 @@ impl RegionControl {
         loop {
             tokio::time::sleep(crate::serve::STATUS_PUBLISH_INTERVAL).await;
             let status = board.status();
-            cluster
-                .publish_load(&NodeLoad {
-                    node: cluster.node().to_owned(),
-                    admin_addr: admin_addr.clone(),
-                    quic_addr: quic_addr.clone(),
-                    regions: status.regions.iter().map(RegionLoad::from).collect(),
-                })
-                .await;
+            let load = NodeLoad {
+                node: cluster.node().to_owned(),
+                admin_addr: admin_addr.clone(),
+                quic_addr: quic_addr.clone(),
+                regions: status.regions.iter().map(RegionLoad::from).collect(),
+            };
+            if let Ok(report) = serde_json::to_string(&load) {
+                cluster.publish_load(&report).await;
+            }
         }
     }
 
     /// A placement of the world's regions over the live nodes, by their measured load
     /// (this node alone without a cluster).
-    pub async fn placement(&self, local: NodeLoad) -> Result<Placement, ApiError> {
+    pub async fn placement(&self, local: NodeLoad) -> Result<Placement, ActionError> {
         let regions: Vec<u32> = self.config.world.regions.iter().map(|r| r.id.0).collect();
         let loads = match &self.cluster {
             None => vec![local],
             Some(cluster) => cluster
                 .loads()
                 .await
-                .map_err(|e| ApiError::unavailable(format!("reading the nodes' loads: {e}"), 2))?,
+                .map_err(|e| ActionError::unavailable(format!("reading the nodes' loads: {e}"), 2))?
+                .iter()
+                .filter_map(|report| serde_json::from_str(report).ok())
+                .collect(),
         };
         Ok(suggest(&regions, &loads))
     }
@@ -324,7 +319,7 @@ impl RegionControl {
         loop {
             tokio::time::sleep(ASSIGNMENT_POLL).await;
             for region in cluster.assigned_to_me().await {
-                if cluster.holdings.lease(region).is_some() {
+                if cluster.lease(region).is_some() {
                     cluster.clear_assignment(region).await;
                     continue;
                 }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod bots;
 pub mod cli;
 pub mod cluster;
+pub mod cluster_sim;
 pub mod control;
 pub mod local;
 pub mod net;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::admin::status::RegionStatus;
+use crate::node::status::RegionStatus;
 
 /// A node keeps its regions while its cost is within this fraction above the mean.
 pub const KEEP_WITHIN: f64 = 0.25;

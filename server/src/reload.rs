@@ -12,10 +12,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tessera_shared::config::{self, Config};
 use tokio::sync::mpsc;
+
+use crate::node::ActionError;
 
 /// How long the file watch waits for writes to settle before reloading (editors save in
 /// several steps, some by rename).
@@ -146,15 +149,28 @@ pub fn watch(file: &Path) -> anyhow::Result<(Watch, mpsc::Receiver<()>)> {
     Ok((debouncer, rx))
 }
 
-/// Carries out reloads: loads, checks, hands the balance to the driver, and records the
-/// outcome for `/readyz`, metrics and logs. One at a time.
+/// The outcome of the last balance reload, for `/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadOutcome {
+    /// Whether it was applied.
+    pub applied: bool,
+    /// Why it was refused (`None` when applied).
+    pub error: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub at_unix_s: u64,
+}
+
+/// Carries out reloads: loads, checks, hands the balance to the driver, and keeps the
+/// outcome (the last one and the counts, for `/readyz` and metrics) and logs it. One at a
+/// time.
 #[derive(Debug)]
 pub struct Reloader {
     source: Option<ReloadSource>,
     running: tokio::sync::Mutex<Arc<Config>>,
     node: crate::node::NodeHandle,
-    health: Arc<crate::admin::health::Health>,
-    metrics: Arc<crate::admin::metrics::NodeMetrics>,
+    last: std::sync::Mutex<Option<ReloadOutcome>>,
+    applied: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Reloader {
@@ -164,15 +180,14 @@ impl Reloader {
         source: Option<ReloadSource>,
         running: Arc<Config>,
         node: crate::node::NodeHandle,
-        health: Arc<crate::admin::health::Health>,
-        metrics: Arc<crate::admin::metrics::NodeMetrics>,
     ) -> Reloader {
         Reloader {
             source,
             running: tokio::sync::Mutex::new(running),
             node,
-            health,
-            metrics,
+            last: std::sync::Mutex::new(None),
+            applied: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -181,84 +196,60 @@ impl Reloader {
         self.source.as_ref()
     }
 
+    /// The last reload's outcome, if any.
+    pub fn last(&self) -> Option<ReloadOutcome> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reloads applied and refused since the node started.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.applied.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+
     /// Reloads `balance.toml` now: applied at the next tick boundary, or refused with the
     /// running config kept.
-    pub async fn reload(&self) -> Result<serde_json::Value, crate::admin::ApiError> {
-        use crate::admin::ApiError;
+    pub async fn reload(&self) -> Result<serde_json::Value, ActionError> {
         let Some(source) = &self.source else {
-            return Err(ApiError::conflict(
-                "this node runs the embedded default config: start it with --config DIR to reload DIR/balance.toml",
+            return Err(ActionError::Conflict(
+                "this node runs the embedded default config: start it with --config DIR to reload DIR/balance.toml".into(),
             ));
         };
         let mut running = self.running.lock().await;
         let outcome = match source.load(&running) {
-            Err(error) => Err(ApiError::unprocessable(error)),
+            Err(error) => Err(ActionError::Unprocessable(error)),
             Ok(reloaded) => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
                 let action = crate::node::AdminAction::Reload {
                     config: reloaded.config.clone(),
                 };
-                match self
-                    .node
-                    .try_send(crate::node::Command::Admin { action, reply })
-                {
-                    Err(_) => Err(ApiError::unavailable("the node is saturated; retry", 1)),
-                    Ok(()) => {
-                        match tokio::time::timeout(crate::admin::DRIVER_REPLY_TIMEOUT, answer).await
-                        {
-                            Ok(Ok(Ok(mut applied))) => {
-                                *running = reloaded.config;
-                                applied["notes"] = serde_json::json!(reloaded.notes);
-                                Ok(applied)
-                            }
-                            Ok(Ok(Err(e))) => Err(e),
-                            _ => Err(ApiError::unavailable("the tick driver did not answer", 1)),
-                        }
-                    }
-                }
+                self.node.ask(action).await.map(|mut applied| {
+                    *running = reloaded.config;
+                    applied["notes"] = serde_json::json!(reloaded.notes);
+                    applied
+                })
             }
         };
         let applied = outcome.is_ok();
-        self.metrics.count_reload(applied);
-        *self
-            .health
-            .last_reload
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::health::ReloadOutcome {
+        let counter = if applied {
+            &self.applied
+        } else {
+            &self.refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReloadOutcome {
             applied,
-            error: outcome.as_ref().err().map(|e| e.message.clone()),
+            error: outcome.as_ref().err().map(ToString::to_string),
             at_unix_s: crate::auth::unix_now_s(),
         });
         match &outcome {
             Ok(applied) => tracing::info!(%applied, "balance.toml reloaded"),
             Err(e) => {
-                tracing::warn!(error = %e.message, "balance.toml reload refused; the running config is kept")
+                tracing::warn!(error = %e, "balance.toml reload refused; the running config is kept")
             }
         }
         outcome
-    }
-}
-
-/// Reloads on every notice of the file watch (audited as `file-watch`).
-pub async fn follow(
-    mut notices: mpsc::Receiver<()>,
-    reloader: Arc<Reloader>,
-    audit: Arc<crate::admin::Audit>,
-) {
-    let watcher = crate::admin::keys::Caller {
-        name: "file-watch".into(),
-        role: crate::admin::keys::Role::Admin,
-    };
-    while notices.recv().await.is_some() {
-        let _ = audit
-            .run(
-                &watcher,
-                "config.reload",
-                "balance.toml",
-                "the file changed",
-                reloader.reload(),
-            )
-            .await;
     }
 }
 

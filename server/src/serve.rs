@@ -16,13 +16,13 @@ use tessera_shared::config::{Config, NodeMode};
 use crate::admin::health::{Health, Probe, spawn_prober};
 use crate::admin::keys::ApiKeys;
 use crate::admin::metrics::{NodeMetrics, Sources};
-use crate::admin::status::{NodeStatus, RegionStatus, StatusBoard};
 use crate::admin::{self, AdminState};
 use crate::auth::{self, TicketKeys, TokenVerifier};
 use crate::cluster::Cluster;
 use crate::control::RegionControl;
 use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
+use crate::node::status::{NodeStatus, RegionStatus, StatusBoard};
 use crate::node::{Command, Driver, NodeHandle};
 use crate::players::{Players, SaveStats};
 use crate::reload::{self, ReloadSource, Reloader};
@@ -217,8 +217,8 @@ impl RunningNode {
         };
         let (mut driver, mut node) =
             restore_regions(&config, options.seed, stored, &held, &epochs)?;
-        let cluster_control = cluster.map(|(link, control)| {
-            driver.join_cluster(link, &mut node);
+        let cluster_control = cluster.map(|(link, handle, control)| {
+            driver.join_cluster(link, handle, &mut node);
             control
         });
         let (players, snapshots) = {
@@ -237,12 +237,20 @@ impl RunningNode {
             let _guard = runtime.enter();
             start_probes(&runtime, &config, &probe_store)?
         };
+        let reloader = Arc::new(Reloader::new(
+            options.config_dir.clone().map(|dir| ReloadSource {
+                dir,
+                env: tessera_shared::config::process_env().unwrap_or_default(),
+            }),
+            config.clone(),
+            node.clone(),
+        ));
         let health = Arc::new(Health {
             board: board.clone(),
             probes: probes.clone(),
             saves: save_stats.clone(),
             snapshots: snapshots.stats.clone(),
-            last_reload: std::sync::Mutex::new(None),
+            reloader: Some(reloader.clone()),
         });
         let metrics = Arc::new(NodeMetrics::new(Sources {
             board: board.clone(),
@@ -251,18 +259,9 @@ impl RunningNode {
             snapshots: snapshots.stats.clone(),
             probes,
             store: probe_store.clone(),
-            bus: cluster_control.as_ref().map(|c| c.bus_stats.clone()),
+            bus: cluster_control.as_ref().map(|c| c.shared.clone()),
+            reloader: Some(reloader.clone()),
         }));
-        let reloader = Arc::new(Reloader::new(
-            options.config_dir.clone().map(|dir| ReloadSource {
-                dir,
-                env: tessera_shared::config::process_env().unwrap_or_default(),
-            }),
-            config.clone(),
-            node.clone(),
-            health.clone(),
-            metrics.clone(),
-        ));
         let audit = Arc::new(admin::Audit::new(
             probe_store.clone(),
             config.node.name.clone(),
@@ -273,7 +272,11 @@ impl RunningNode {
                 let (watch, notices) =
                     reload::watch(&file).with_context(|| format!("watching {}", file.display()))?;
                 let _guard = runtime.enter();
-                tokio::spawn(reload::follow(notices, reloader.clone(), audit.clone()));
+                tokio::spawn(admin::follow_reloads(
+                    notices,
+                    reloader.clone(),
+                    audit.clone(),
+                ));
                 tracing::info!(file = %file.display(), "watching balance.toml for changes");
                 Some(watch)
             }
@@ -616,8 +619,8 @@ fn drive(mut driver: Driver, observers: Observers<'_>, stop: &AtomicBool, ticks:
     let players = driver.local().counts().0;
     let saved = driver.save_all_players(crate::node::SHUTDOWN_SAVE_TIMEOUT);
     tracing::info!(players, saved, "saved the players still connected");
-    // Leaving the cluster releases their locations.
-    driver.publish_locations();
+    // Leaving the cluster (after this) releases their locations: the ledger knows who is
+    // here.
     let flushed = driver.flush_snapshots(crate::node::SHUTDOWN_SAVE_TIMEOUT);
     let tick = snapshots.committed_tick.load(Ordering::Relaxed);
     if flushed {

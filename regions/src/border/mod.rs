@@ -138,6 +138,7 @@ pub fn apply_handoffs(
             bundle,
         );
         applied.insert(record.id);
+        output.applied_handoffs.push(record.id);
         output.stats.handoffs_applied += 1;
     }
     inbox.0.handoffs = handoffs; // Hand the (empty) allocation back for reuse.

@@ -131,3 +131,19 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+impl From<crate::node::ActionError> for ApiError {
+    fn from(e: crate::node::ActionError) -> Self {
+        use crate::node::ActionError;
+        match e {
+            ActionError::Invalid(m) => ApiError::bad_request(m),
+            ActionError::NotFound(m) => ApiError::not_found(m),
+            ActionError::Conflict(m) => ApiError::conflict(m),
+            ActionError::Unprocessable(m) => ApiError::unprocessable(m),
+            ActionError::Unavailable {
+                message,
+                retry_after_s,
+            } => ApiError::unavailable(message, retry_after_s),
+        }
+    }
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::status::StatusBoard;
+use crate::node::status::StatusBoard;
 use crate::players::SaveStats;
 use crate::snapshots::SnapshotStats;
 
@@ -113,16 +113,7 @@ where
     });
 }
 
-/// The outcome of the last balance reload, for `/readyz`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ReloadOutcome {
-    /// Whether it was applied.
-    pub applied: bool,
-    /// Why it was refused (`None` when applied).
-    pub error: Option<String>,
-    /// Seconds since the Unix epoch.
-    pub at_unix_s: u64,
-}
+pub use crate::reload::ReloadOutcome;
 
 /// Everything health looks at.
 #[derive(Debug)]
@@ -135,8 +126,8 @@ pub struct Health {
     pub saves: Arc<SaveStats>,
     /// Region snapshots (degraded while they wait for the store).
     pub snapshots: Arc<SnapshotStats>,
-    /// The last balance reload.
-    pub last_reload: Mutex<Option<ReloadOutcome>>,
+    /// Balance reloads (none: a node that cannot reload).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// One check of a health report.
@@ -244,11 +235,7 @@ impl Health {
     /// ticking and its writes wait). Shows the last balance reload, refused or not.
     pub fn ready(&self) -> Report {
         let mut report = self.live();
-        report.last_reload = self
-            .last_reload
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        report.last_reload = self.reloader.as_ref().and_then(|r| r.last());
         report
     }
 }
@@ -276,7 +263,7 @@ mod tests {
             probes: Vec::new(),
             saves: Arc::default(),
             snapshots: Arc::default(),
-            last_reload: Mutex::new(None),
+            reloader: None,
         };
         assert_eq!(health.health().status, "unhealthy");
         assert_eq!(health.live().status, "unhealthy");

@@ -18,9 +18,9 @@ use tessera_persistence::node_store::NodeStore;
 use tessera_shared::ids::RegionId;
 
 use super::health::Probe;
-use super::status::StatusBoard;
-use crate::cluster::BusStats;
+use crate::cluster::Shared;
 use crate::net::EndpointStats;
+use crate::node::status::StatusBoard;
 use crate::players::SaveStats;
 use crate::snapshots::SnapshotStats;
 
@@ -47,7 +47,9 @@ pub struct Sources {
     /// The store (its circuit breaker).
     pub store: NodeStore,
     /// The held regions' mail on the bus (cluster nodes only).
-    pub bus: Option<Arc<BusStats>>,
+    pub bus: Option<Arc<Shared>>,
+    /// Balance reloads.
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// The node's metrics.
@@ -129,15 +131,6 @@ impl NodeMetrics {
             .record(duration.as_secs_f64());
     }
 
-    /// Counts a balance reload, applied or refused.
-    pub fn count_reload(&self, applied: bool) {
-        if applied {
-            self.reloads_applied.increment(1);
-        } else {
-            self.reloads_refused.increment(1);
-        }
-    }
-
     fn counter(&self, name: &'static str, labels: &[(&'static str, String)]) -> Counter {
         self.recorder
             .register_counter(&key(name, labels), &METADATA)
@@ -163,7 +156,13 @@ impl NodeMetrics {
             probes,
             store,
             bus,
+            reloader,
         } = &self.sources;
+        if let Some(reloader) = reloader {
+            let (applied, refused) = reloader.counts();
+            self.reloads_applied.absolute(applied);
+            self.reloads_refused.absolute(refused);
+        }
         let status = board.status();
         let none: &[(&str, String)] = &[];
         self.gauge("tessera_tick", none).set(status.tick as f64);
@@ -233,7 +232,7 @@ impl NodeMetrics {
         ] {
             self.counter(name, none).absolute(n.load(Ordering::Relaxed));
         }
-        let stale = bus.as_ref().map_or(0, |b| b.stale_handoffs());
+        let stale = c.handoffs_stale;
         for (kind, n) in [
             ("local", c.handoffs_local),
             ("out", c.handoffs_out),
@@ -255,6 +254,8 @@ impl NodeMetrics {
             self.counter("tessera_logins_held_total", &[("reason", reason.into())])
                 .absolute(n);
         }
+        self.counter("tessera_logins_abandoned_total", none)
+            .absolute(c.logins_abandoned);
         self.counter("tessera_ghost_gaps_total", none)
             .absolute(c.ghost_gaps);
         self.counter("tessera_ghosts_dropped_total", none)
@@ -263,9 +264,9 @@ impl NodeMetrics {
             .set(c.bus_backlog as f64);
         if let Some(bus) = bus {
             self.gauge("tessera_bus_breaker_open", none)
-                .set(f64::from(u8::from(bus.breaker_open())));
+                .set(f64::from(u8::from(bus.bus_stats.breaker_open())));
         }
-        for (region, mail) in bus.iter().flat_map(|b| b.regions()) {
+        for (region, mail) in bus.iter().flat_map(|b| b.bus_stats.regions()) {
             let labels = [("region", region.0.to_string())];
             self.gauge("tessera_bus_pending", &labels)
                 .set(mail.pending as f64);
@@ -420,6 +421,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_logins_held_total",
         None,
         "Logins refused because the player is in the world on another node (elsewhere) or on its way there (moving).",
+    ),
+    (
+        "tessera_logins_abandoned_total",
+        None,
+        "Logins whose client left before the node joined the player (skipped, or the avatar waits for a resume).",
     ),
     (
         "tessera_ghost_gaps_total",

@@ -15,10 +15,8 @@ mod error;
 pub mod health;
 pub mod keys;
 pub mod metrics;
-pub mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -30,24 +28,20 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tessera_persistence::SnapshotStore;
 use tessera_shared::ids::PlayerId;
-use tokio::sync::oneshot;
 
+use crate::node::status::{self, StatusBoard};
 pub use audit::Audit;
 pub use error::ApiError;
 use health::Health;
 use keys::{ApiKeys, Caller, Role};
 use metrics::NodeMetrics;
-use status::StatusBoard;
 
-use crate::node::{AdminAction, Command, NodeHandle};
+use crate::node::{AdminAction, NodeHandle};
 
 /// Largest request body, in bytes (a larger one is refused with 413 unread).
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// Longest `reason` of a mutation, in bytes.
 pub const REASON_BYTES_MAX: usize = 512;
-/// How long a request waits for the tick driver to carry out a command (it is queued
-/// behind at most one tick's worth of session commands).
-pub const DRIVER_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The OpenAPI document of this API (checked in; tests hold the routes to it).
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -223,19 +217,7 @@ async fn run_on_driver(
     state: &AdminState,
     action: AdminAction,
 ) -> Result<serde_json::Value, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    state
-        .node
-        .try_send(Command::Admin { action, reply })
-        .map_err(|_| ApiError::unavailable("the node is saturated; retry", 1))?;
-    match tokio::time::timeout(DRIVER_REPLY_TIMEOUT, answer).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(_)) => Err(ApiError::unavailable("the node is stopping", 5)),
-        Err(_) => Err(ApiError::unavailable(
-            "the tick driver did not answer in time",
-            1,
-        )),
-    }
+    Ok(state.node.ask(action).await?)
 }
 
 fn report(report: health::Report) -> Response {
@@ -525,13 +507,9 @@ async fn reload_balance(
     let reason = reason(body.reason)?;
     state
         .audit
-        .run(
-            &caller,
-            "config.reload",
-            "balance.toml",
-            &reason,
-            state.reloader.reload(),
-        )
+        .run(&caller, "config.reload", "balance.toml", &reason, async {
+            Ok(state.reloader.reload().await?)
+        })
         .await
         .map(Json)
 }
@@ -550,7 +528,7 @@ async fn placement(
             .map(crate::placement::RegionLoad::from)
             .collect(),
     };
-    state.regions.placement(local).await.map(Json)
+    Ok(state.regions.placement(local).await.map(Json)?)
 }
 
 fn region_id(text: &str) -> Result<tessera_shared::ids::RegionId, ApiError> {
@@ -648,9 +626,10 @@ async fn audited_on_region(
     region: tessera_shared::ids::RegionId,
     to: Option<&str>,
     reason_text: String,
-    action: impl std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+    action: impl std::future::Future<Output = Result<serde_json::Value, crate::node::ActionError>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let reason = reason(reason_text)?;
+    let action = async move { Ok(action.await?) };
     let target = match to {
         Some(to) => format!("region:{} to:{to}", region.0),
         None => format!("region:{}", region.0),
@@ -668,4 +647,28 @@ async fn not_found(request: Request) -> ApiError {
         request.method(),
         request.uri().path()
     ))
+}
+
+/// Reloads on every notice of the balance file's watch, audited as `file-watch`.
+pub async fn follow_reloads(
+    mut notices: tokio::sync::mpsc::Receiver<()>,
+    reloader: Arc<crate::reload::Reloader>,
+    audit: Arc<Audit>,
+) {
+    let watcher = Caller {
+        name: "file-watch".into(),
+        role: Role::Admin,
+    };
+    while notices.recv().await.is_some() {
+        let reload = async { Ok(reloader.reload().await?) };
+        let _ = audit
+            .run(
+                &watcher,
+                "config.reload",
+                "balance.toml",
+                "the file changed",
+                reload,
+            )
+            .await;
+    }
 }

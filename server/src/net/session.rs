@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
-use crate::cluster::{ClaimRefused, LOCATION_TTL};
+use crate::cluster::{LOCATION_TTL, LoginRefusal};
 use crate::node::{Command, LOGIN_RETRY_AFTER_MS, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
 use crate::players::{Players, SaveReply};
 
@@ -131,101 +131,30 @@ pub async fn run(
 
     tracing::Span::current().record("player", tracing::field::display(player));
 
-    // A banned player is told why, and until when.
-    let now = unix_now_s();
-    match players.ban(player, now).await {
-        Ok(None) => {}
-        Ok(Some(ban)) => {
-            let until = match ban.until_unix_s {
-                Some(until) => format!(" (for {} more seconds)", until.saturating_sub(now)),
-                None => String::new(),
-            };
-            let message = format!("banned: {}{until}", ban.reason);
-            return refuse(&connection, &mut send, ErrorCode::Banned, &message).await;
-        }
-        Err(e) => {
-            tracing::warn!(session, %player, error = %e, "ban could not be checked");
-            return refuse_unavailable(&connection, &mut send, "player state unavailable, retry")
-                .await;
-        }
-    }
-    // One node at a time: in a cluster the login claims the player's location first.
-    if let Some(locations) = node.locations() {
-        let redirected = arriving.is_some();
-        match locations
-            .claim(player, session, redirected, crate::node::ARRIVAL_WAIT)
-            .await
-        {
-            Ok(()) => {}
-            Err(ClaimRefused::Elsewhere { node: holder, ttl }) => {
-                stats.logins_held_elsewhere.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(session, %player, %holder, "login refused: the player is on another node");
-                let retry_after_ms = ttl.clamp(Duration::from_secs(1), LOCATION_TTL);
-                let message = format!(
-                    "the player is in the world on node {holder}: log in there, or retry once it has left"
-                );
-                return refuse_with(
-                    &connection,
-                    &mut send,
-                    ErrorCode::RegionUnavailable,
-                    &message,
-                    Some(u32::try_from(retry_after_ms.as_millis()).unwrap_or(u32::MAX)),
-                )
-                .await;
-            }
-            Err(ClaimRefused::Unavailable(e)) => {
-                tracing::warn!(session, %player, error = %e, "player location could not be claimed");
-                return refuse_unavailable(
-                    &connection,
-                    &mut send,
-                    "player location unavailable, retry",
-                )
-                .await;
-            }
-        }
-    }
-    // The player continues where its last session ended. An unreadable save refuses the
-    // login rather than resetting the player's progress.
-    let saved = match players.load(player).await {
-        Ok(saved) => saved,
-        Err(e) => {
-            tracing::warn!(session, %player, error = %e, "player state could not be loaded");
-            return refuse_unavailable(&connection, &mut send, "player state unavailable, retry")
-                .await;
-        }
-    };
+    // The login waits on the store, the player's location and the driver: a client that
+    // gives up meanwhile (closes its connection) must not be logged in after all, or it
+    // would take the player over from the session its next attempt opened.
     let (outbox, mut outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
-    let (reply, joined) = oneshot::channel();
-    if node
-        .try_send(Command::Join {
-            player,
-            session,
-            outbox,
-            saved,
-            arriving,
-            reply,
-        })
-        .is_err()
-    {
-        return refuse(
-            &connection,
-            &mut send,
-            ErrorCode::ServerFull,
-            "node busy, retry",
-        )
-        .await;
-    }
-    let joined = match joined.await {
-        Ok(Ok(joined)) => joined,
-        Ok(Err(error)) => {
+    let login = log_in(&node, &players, &stats, player, session, arriving, outbox);
+    let joined = tokio::select! {
+        biased;
+        _ = connection.closed() => {
+            tracing::debug!(session, %player, "client left during its login");
+            // A Join already queued is skipped by the driver once its reply is gone; one
+            // applied just before is undone like any dropped connection.
+            detach(&node, player, session).await;
+            return SessionEnd::Disconnected;
+        }
+        joined = login => joined,
+    };
+    let joined = match joined {
+        Ok(joined) => joined,
+        Err(error) => {
             let code = error.code;
             let _ = write_frame(&mut send, &ControlS2c::Error(error)).await;
             let _ = send.finish();
             close_gracefully(&connection, close_code::REFUSED, b"refused").await;
             return SessionEnd::Refused(code);
-        }
-        Err(_) => {
-            return refuse(&connection, &mut send, ErrorCode::Internal, "node stopping").await;
         }
     };
     let welcome = ControlS2c::Welcome(WelcomeS2c {
@@ -307,8 +236,8 @@ pub async fn run(
                     drop(control);
                     // Free for a login elsewhere once its state is durable (otherwise the
                     // key lapses, LOCATION_TTL: that login must not load an older save).
-                    if durable && let Some(locations) = node.locations() {
-                        locations.release(player, session).await;
+                    if durable && let Some(cluster) = node.cluster() {
+                        cluster.release(player, session);
                     }
                     close_gracefully(&connection, close_code::NORMAL, b"bye").await;
                     return SessionEnd::LoggedOut;
@@ -387,19 +316,110 @@ pub async fn run(
         .await;
         connection.close(close_code::PROTOCOL_VIOLATION.into(), b"protocol violation");
     }
-    match node.locations() {
+    match node.cluster() {
         // The location is released once the avatar is out and saved: a login elsewhere
         // then starts from this state.
-        Some(locations) => {
+        Some(cluster) => {
             let (done, saved) = oneshot::channel();
             leave(&node, player, session, Some(done)).await;
             if let Ok(Ok(Ok(()))) = tokio::time::timeout(LOGOUT_SAVE_TIMEOUT, saved).await {
-                locations.release(player, session).await;
+                cluster.release(player, session);
             }
         }
         None => leave(&node, player, session, None).await,
     }
     end
+}
+
+/// The login of an authenticated `player`: its ban checked, its location claimed (in a
+/// cluster), its last save loaded, and its avatar joined by the driver. `Err` is the
+/// refusal to send.
+async fn log_in(
+    node: &NodeHandle,
+    players: &Players,
+    stats: &EndpointStats,
+    player: tessera_shared::ids::PlayerId,
+    session: u64,
+    arriving: Option<tessera_shared::ids::RegionId>,
+    outbox: mpsc::Sender<Outgoing>,
+) -> Result<crate::node::Joined, ErrorS2c> {
+    // A banned player is told why, and until when.
+    let now = unix_now_s();
+    match players.ban(player, now).await {
+        Ok(None) => {}
+        Ok(Some(ban)) => {
+            let until = match ban.until_unix_s {
+                Some(until) => format!(" (for {} more seconds)", until.saturating_sub(now)),
+                None => String::new(),
+            };
+            return Err(refusal(
+                ErrorCode::Banned,
+                &format!("banned: {}{until}", ban.reason),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(session, %player, error = %e, "ban could not be checked");
+            return Err(unavailable("player state unavailable, retry"));
+        }
+    }
+    // One node at a time: in a cluster the login claims the player's location first. The
+    // claim stays this session's once it joined; dropped before (the client left), it is
+    // put right.
+    let claimed = match node.cluster() {
+        None => None,
+        Some(cluster) => match cluster.claim(player, session, arriving.is_some()).await {
+            Ok(claimed) => Some(claimed),
+            Err(LoginRefusal::Elsewhere { node: holder, ttl }) => {
+                stats.logins_held_elsewhere.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session, %player, %holder, "login refused: the player is on another node");
+                let retry_after = ttl.clamp(Duration::from_secs(1), LOCATION_TTL);
+                return Err(ErrorS2c {
+                    code: ErrorCode::RegionUnavailable,
+                    message: format!(
+                        "the player is in the world on node {holder}: log in there, or retry once it has left"
+                    ),
+                    retry_after_ms: Some(
+                        u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX),
+                    ),
+                });
+            }
+            Err(LoginRefusal::Unavailable(e)) => {
+                tracing::warn!(session, %player, error = %e, "player location could not be claimed");
+                return Err(unavailable("player location unavailable, retry"));
+            }
+        },
+    };
+    // The player continues where its last session ended. An unreadable save refuses the
+    // login rather than resetting the player's progress.
+    let saved = match players.load(player).await {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::warn!(session, %player, error = %e, "player state could not be loaded");
+            return Err(unavailable("player state unavailable, retry"));
+        }
+    };
+    let (reply, joined) = oneshot::channel();
+    let join = Command::Join {
+        player,
+        session,
+        outbox,
+        saved,
+        arriving,
+        reply,
+    };
+    if node.try_send(join).is_err() {
+        return Err(refusal(ErrorCode::ServerFull, "node busy, retry"));
+    }
+    let joined = match joined.await {
+        Ok(joined) => joined,
+        Err(_) => Err(refusal(ErrorCode::Internal, "node stopping")),
+    };
+    if joined.is_ok()
+        && let Some(claimed) = claimed
+    {
+        claimed.joined();
+    }
+    joined
 }
 
 fn decode_input(bytes: &[u8]) -> Result<InputC2s, DecodeError> {
@@ -455,26 +475,30 @@ async fn refuse(
     code: ErrorCode,
     message: &str,
 ) -> SessionEnd {
-    let retry_after_ms = matches!(code, ErrorCode::ServerFull | ErrorCode::RateLimited)
-        .then_some(LOGIN_RETRY_AFTER_MS);
-    refuse_with(connection, send, code, message, retry_after_ms).await
+    let error = refusal(code, message);
+    refuse_with(connection, send, code, &error.message, error.retry_after_ms).await
 }
 
-/// Refuses the login with `RegionUnavailable` for a dependency that did not answer (the
-/// store, Redis): the client may retry in a second.
-async fn refuse_unavailable(
-    connection: &quinn::Connection,
-    send: &mut quinn::SendStream,
-    message: &str,
-) -> SessionEnd {
-    refuse_with(
-        connection,
-        send,
-        ErrorCode::RegionUnavailable,
-        message,
-        Some(LOGIN_RETRY_AFTER_MS),
-    )
-    .await
+/// A login refusal with `code`; the passing ones (a full node, a rate limit) say when to
+/// retry.
+fn refusal(code: ErrorCode, message: &str) -> ErrorS2c {
+    let retry_after_ms = matches!(code, ErrorCode::ServerFull | ErrorCode::RateLimited)
+        .then_some(LOGIN_RETRY_AFTER_MS);
+    ErrorS2c {
+        code,
+        message: message.chars().take(200).collect(),
+        retry_after_ms,
+    }
+}
+
+/// A login refusal for a dependency that did not answer (the store, Redis): the client
+/// may retry in a second.
+fn unavailable(message: &str) -> ErrorS2c {
+    ErrorS2c {
+        code: ErrorCode::RegionUnavailable,
+        message: message.into(),
+        retry_after_ms: Some(LOGIN_RETRY_AFTER_MS),
+    }
 }
 
 /// Refuses the login with `code`, telling the client when to retry.

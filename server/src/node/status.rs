@@ -48,6 +48,9 @@ pub struct DriverCounters {
     /// Logins refused because the player was just handed off to another node (its
     /// location not there yet).
     pub logins_refused_moving: u64,
+    /// Logins whose client left before the driver joined them (skipped, or their avatar
+    /// left waiting for a resume).
+    pub logins_abandoned: u64,
     /// Departed players' saves dropped because the save queue was full.
     pub saves_dropped: u64,
     /// Snapshot captures skipped because the encoder was behind.
@@ -58,10 +61,16 @@ pub struct DriverCounters {
     pub ghost_gaps: u64,
     /// Handoffs routed between this node's regions.
     pub handoffs_local: u64,
-    /// Handoffs sent to other nodes.
+    /// Handoffs published to other nodes' regions.
     pub handoffs_out: u64,
-    /// Handoffs received from other nodes.
+    /// Handoffs from other nodes applied (or found applied before) and acknowledged.
     pub handoffs_in: u64,
+    /// Handoffs refused as stale: redelivered after their player moved on.
+    pub handoffs_stale: u64,
+    /// Handoffs dropped because a newer login claimed the player while it crossed.
+    pub handoffs_dropped: u64,
+    /// Location claims of sessions that left before joining, put right.
+    pub claims_repaired: u64,
     /// Handoffs waiting to go out (a gauge, as of the last tick).
     pub bus_backlog: u64,
     /// Session commands waiting for the driver at the start of the last tick (a gauge).

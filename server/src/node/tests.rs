@@ -1,0 +1,205 @@
+use std::sync::Arc;
+
+use tessera_shared::config::Config;
+use tessera_shared::ids::PlayerId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+
+/// A session's outbox reserves room for 32 items at a time (tokio's block), per
+/// session: its items stay as small as a state's `Bytes` and a tag.
+#[test]
+fn outbox_items_are_small() {
+    assert!(
+        std::mem::size_of::<Outgoing>() <= 40,
+        "{}",
+        std::mem::size_of::<Outgoing>()
+    );
+}
+
+/// A driver at 1 Hz (so the linger is [`RESUME_LINGER`] in ticks) and a logged-in
+/// player on session 1.
+fn driver_with_player(player: PlayerId) -> (Driver, NodeHandle, mpsc::Receiver<Outgoing>) {
+    let mut config = Config::embedded_default();
+    config.world.tick_hz = 1;
+    let (mut driver, node) = Driver::new(Arc::new(config), 1).unwrap();
+    let (outbox, outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (reply, mut joined) = oneshot::channel();
+    node.try_send(Command::Join {
+        player,
+        session: 1,
+        outbox,
+        saved: None,
+        arriving: None,
+        reply,
+    })
+    .unwrap();
+    driver.tick();
+    assert!(matches!(joined.try_recv(), Ok(Ok(_))));
+    assert_eq!(driver.local().counts().0, 1);
+    (driver, node, outbox_rx)
+}
+
+const LINGER_TICKS: u64 = crate::auth::TICKET_TTL_S;
+
+#[test]
+fn a_detached_avatar_waits_for_its_resume_then_leaves() {
+    let player = PlayerId(7);
+    let (mut driver, node, _outbox) = driver_with_player(player);
+    node.try_send(Command::Detach { player, session: 1 })
+        .unwrap();
+    for _ in 0..LINGER_TICKS - 1 {
+        driver.tick();
+    }
+    assert_eq!(driver.local().counts().0, 1, "still waiting for a resume");
+    driver.tick();
+    driver.tick();
+    assert_eq!(driver.local().counts().0, 0, "gone after the linger");
+    assert_eq!(driver.stats.counters.resume_expired, 1);
+}
+
+#[test]
+fn departed_players_are_saved_and_a_logout_waits_for_its_save() {
+    let player = PlayerId(7);
+    let (mut driver, node, _outbox) = driver_with_player(player);
+    let (saves, mut queue) = mpsc::channel(4);
+    driver.save_players_to(saves);
+    // A dropped connection whose client never comes back: saved, nobody waits.
+    node.try_send(Command::Detach { player, session: 1 })
+        .unwrap();
+    for _ in 0..LINGER_TICKS + 2 {
+        driver.tick();
+    }
+    // Its departure is the last save of it (periodic ones may come before).
+    let mut last = None;
+    while let Ok(request) = queue.try_recv() {
+        last = Some(request);
+    }
+    let saved = last.expect("the expired avatar's state is saved");
+    assert_eq!(saved.player, player);
+    assert!(saved.done.is_none());
+    assert!(saved.state.health > 0.0);
+    assert_eq!(driver.local().counts().0, 0, "and it left the world");
+    // A logout: its reply rides with the save, answered by whoever writes it.
+    let other = PlayerId(8);
+    let (outbox, _states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (reply, _joined) = oneshot::channel();
+    node.try_send(Command::Join {
+        player: other,
+        session: 2,
+        outbox,
+        saved: None,
+        arriving: None,
+        reply,
+    })
+    .unwrap();
+    driver.tick();
+    let (done, mut answer) = oneshot::channel();
+    node.try_send(Command::Leave {
+        player: other,
+        session: 2,
+        reply: Some(done),
+    })
+    .unwrap();
+    driver.tick();
+    let save = std::iter::from_fn(|| queue.try_recv().ok())
+        .find(|r| r.done.is_some())
+        .expect("the logout's state is saved");
+    assert_eq!(save.player, other);
+    assert!(
+        answer.try_recv().is_err(),
+        "not answered before the save is durable"
+    );
+    save.done.expect("the logout waits").send(Ok(())).unwrap();
+    assert_eq!(answer.try_recv().unwrap(), Ok(()));
+}
+
+#[test]
+fn every_player_is_saved_once_per_interval() {
+    let player = PlayerId(7);
+    let (mut driver, _node, _outbox) = driver_with_player(player);
+    let (saves, mut queue) = mpsc::channel(64);
+    driver.save_players_to(saves);
+    let interval = PLAYER_SAVE_INTERVAL.as_secs(); // ticks at 1 Hz
+    for _ in 0..interval * 3 {
+        driver.tick();
+    }
+    let mut saved = 0;
+    while let Ok(request) = queue.try_recv() {
+        assert_eq!(request.player, player);
+        saved += 1;
+    }
+    assert_eq!(saved, 3);
+}
+
+/// The crash test's flake: a client gave up on a login (its connect timed out) while
+/// the node still waited on the player's location; its next attempt logged in on a new
+/// session. The abandoned login, applied late, took the player over and kicked the
+/// live session with `LoggedInElsewhere`.
+#[test]
+fn a_login_whose_client_left_does_not_take_the_player_over() {
+    let player = PlayerId(7);
+    let (mut driver, node, mut live) = driver_with_player(player);
+    let (outbox, _states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (reply, joined) = oneshot::channel();
+    drop(joined); // The session gave up and ended.
+    node.try_send(Command::Join {
+        player,
+        session: 2,
+        outbox,
+        saved: None,
+        arriving: None,
+        reply,
+    })
+    .unwrap();
+    driver.tick();
+    driver.tick();
+    while let Ok(out) = live.try_recv() {
+        assert!(
+            !matches!(out, Outgoing::Kick(_)),
+            "the live session was kicked by an abandoned login"
+        );
+    }
+    assert_eq!(driver.clients[&player].session, 1);
+    assert_eq!(driver.stats.counters.logins_abandoned, 1);
+    assert_eq!(driver.local().counts().0, 1);
+}
+
+#[test]
+fn a_resume_within_the_linger_keeps_the_avatar() {
+    let player = PlayerId(7);
+    let (mut driver, node, _outbox) = driver_with_player(player);
+    node.try_send(Command::Detach { player, session: 1 })
+        .unwrap();
+    driver.tick();
+    let (outbox, mut states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (reply, _joined) = oneshot::channel();
+    node.try_send(Command::Join {
+        player,
+        session: 2,
+        outbox,
+        saved: None,
+        arriving: None,
+        reply,
+    })
+    .unwrap();
+    for _ in 0..LINGER_TICKS + 2 {
+        driver.tick();
+    }
+    assert_eq!(driver.local().counts().0, 1);
+    assert_eq!(
+        (
+            driver.stats.counters.resumed,
+            driver.stats.counters.resume_expired
+        ),
+        (1, 0)
+    );
+    // The resumed session gets states again; a stale detach of it is ignored.
+    assert!(matches!(states.try_recv(), Ok(Outgoing::Datagram(_))));
+    node.try_send(Command::Detach { player, session: 1 })
+        .unwrap();
+    for _ in 0..LINGER_TICKS + 2 {
+        driver.tick();
+    }
+    assert_eq!(driver.local().counts().0, 1);
+}
