@@ -156,10 +156,16 @@ fn a_handoff_moves_the_player_and_a_stale_one_is_refused() {
                     locations.accepts(&[first, second], &b).await.unwrap(),
                     vec![false, false]
                 );
-                // A login on A keeps which handoff moved the player last: a redelivery of it to A
-                // (A applied it, crashed before acknowledging, restarted) is still accepted.
-                assert_eq!(claim(&locations, player, &a, 12).await, Claim::Claimed);
+                // Adopted, no login since: a redelivery to A (A applied it, crashed before
+                // acknowledging, restarted) is still accepted. After a login on A it is not:
+                // that login's avatar has the player.
                 assert_eq!(locations.accepts(&[second], &a).await.unwrap(), vec![true]);
+                assert_eq!(claim(&locations, player, &a, 12).await, Claim::Claimed);
+                assert_eq!(
+                    locations.accepts(&[second], &a).await.unwrap(),
+                    vec![false],
+                    "a redelivery after a login would make a second avatar"
+                );
                 // After a logout, nothing that moved the player before is accepted.
                 assert!(locations.release(player, &a, 12).await.unwrap());
                 assert_eq!(

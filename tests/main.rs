@@ -7,6 +7,7 @@ mod bounds;
 mod bus;
 mod cli;
 mod cluster;
+mod cluster_sim;
 mod crash;
 mod determinism;
 mod handoff;

@@ -23,9 +23,12 @@
 //!   the player. The receiving node keeps the in-flight key alive while
 //!   its region has deferred the handoff.
 //! - **Accept** (the receiving node, when it receives a handoff): only if the key still
-//!   says this handoff moved the player last (`@<region>|0|<handoff>`, or this node with
-//!   `last` = the handoff). A handoff redelivered after the player moved on (a crash
-//!   between applying and acknowledging it) is stale, and refused.
+//!   says this handoff moved the player last and nothing since (`@<region>|0|<handoff>`,
+//!   or `<this node>|0|<handoff>`: adopted, no login since), and then the key is extended
+//!   (it may have waited long in flight: it must not lapse before the avatar's adoption).
+//!   A handoff redelivered after the player moved on, or logged in (a crash between
+//!   applying and acknowledging it), is stale, and refused. The receiving node also
+//!   refuses one whose player has an avatar there already.
 //! - **Adopt** (after the avatar arrived): `@<region>|0|h` becomes `node|0|h`.
 //! - **Release** (a logout): deleted if it is still this node's claim, so that a release
 //!   racing a newer login of the player on the same node changes nothing.
@@ -69,7 +72,8 @@ pub trait LocationStore: Clone + Send + Sync + 'static {
         first: bool,
     ) -> impl Future<Output = Result<Vec<bool>, LeaseError>> + Send;
 
-    /// For each of `moves` received by `node`: whether it is its player's latest move.
+    /// For each of `moves` received by `node`: whether it is its player's latest move (a
+    /// key that is, is extended by the key TTL).
     fn accepts(
         &self,
         moves: &[Move],
@@ -308,6 +312,22 @@ fn after_refusal(node: &str, holder: &str, pttl: i64, live: Option<String>) -> O
     }
 }
 
+/// The values of a key that take the handoff `m` received by `node`: in flight for it, or
+/// adopted by `node` after it with no login since (claim 0: `node` applied it, and this is
+/// a redelivery from before its acknowledgement; whether the avatar is still there is the
+/// node's to check). A key a login claimed since takes no earlier handoff: that login's
+/// avatar has the player.
+fn accepted_values(m: &Move, node: &str) -> [String; 2] {
+    [m.in_flight(), format!("{node}|0|{}", m.handoff.0)]
+}
+
+/// An accept: extends the key (`ARGV[3]` ms) and returns 1 if it is `ARGV[1]` or
+/// `ARGV[2]` ([`accepted_values`]), else 0. Extended so that a key that waited long in
+/// flight cannot lapse between its handoff's application and its adoption.
+const ACCEPT_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+if v and (v == ARGV[1] or v == ARGV[2]) then \
+redis.call('PEXPIRE', KEYS[1], ARGV[3]) return 1 end return 0";
+
 /// Why a claim gives up: the key changed hands on every try.
 fn changed_too_often(player: PlayerId) -> LeaseError {
     LeaseError::Unavailable(format!(
@@ -400,22 +420,25 @@ impl LocationStore for RedisLocations {
     /// redelivery to a node that applied it before). One pipelined read per
     /// [`PIPELINE_LEN_MAX`].
     async fn accepts(&self, moves: &[Move], node: &str) -> Result<Vec<bool>, LeaseError> {
+        let ttl = ttl_ms(self.ttl);
         let mut accepted = Vec::with_capacity(moves.len());
         for chunk in moves.chunks(PIPELINE_LEN_MAX) {
             let mut pipe = redis::pipe();
             for m in chunk {
-                pipe.cmd("GET").arg(location_key(m.player));
+                let [in_flight, adopted] = accepted_values(m, node);
+                pipe.cmd("EVAL")
+                    .arg(ACCEPT_SCRIPT)
+                    .arg(1)
+                    .arg(location_key(m.player))
+                    .arg(in_flight)
+                    .arg(adopted)
+                    .arg(ttl);
             }
-            let values: Vec<Option<String>> = pipe
+            let replies: Vec<u8> = pipe
                 .query_async(&mut self.commands.clone())
                 .await
                 .map_err(unavailable)?;
-            accepted.extend(chunk.iter().zip(values).map(|(m, value)| {
-                value.is_some_and(|v| {
-                    v == m.in_flight()
-                        || fields(&v).is_some_and(|(h, _, last)| h == node && last == m.handoff.0)
-                })
-            }));
+            accepted.extend(replies.into_iter().map(|r| r == 1));
         }
         Ok(accepted)
     }
@@ -669,11 +692,8 @@ impl LocationStore for LocalLocations {
             moves
                 .iter()
                 .map(|m| {
-                    keys.get(m.player).is_some_and(|v| {
-                        v == m.in_flight()
-                            || fields(v)
-                                .is_some_and(|(h, _, last)| h == node && last == m.handoff.0)
-                    })
+                    let values = accepted_values(m, node);
+                    keys.extend(m.player, |v| values.iter().any(|a| a == v))
                 })
                 .collect()
         }))

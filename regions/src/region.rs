@@ -243,6 +243,12 @@ impl Region {
         self.world.resource_mut::<Mint>().epoch = epoch;
     }
 
+    /// The fencing epoch of the holding that simulates the region (see
+    /// [`Region::set_epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.world.resource::<Mint>().epoch
+    }
+
     /// Moves the region's clock forward to `tick` (a region taken at run time joins the
     /// node's tick): time passes without anything happening; due timers (respawns, spawn
     /// refills) fire on the next step. An earlier `tick` changes nothing.

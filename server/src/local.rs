@@ -244,6 +244,16 @@ impl LocalRegions {
         Some(input)
     }
 
+    /// Whether `player`'s avatar is in one of the regions, or on its way between two.
+    pub fn has_avatar(&self, player: tessera_shared::ids::PlayerId) -> bool {
+        let avatar = tessera_shared::ids::NetId::of_player(player);
+        self.regions.iter().any(|r| r.position_of(avatar).is_some())
+            || self
+                .inputs
+                .iter()
+                .any(|i| i.handoffs.iter().any(|h| h.entity.player == Some(player)))
+    }
+
     /// Handoffs routed but not yet applied: entities between two regions.
     pub fn in_flight(&self) -> usize {
         self.inputs.iter().map(|i| i.handoffs.len()).sum()

@@ -210,9 +210,10 @@ impl RunningNode {
                     .advertise_addr
                     .clone()
                     .unwrap_or_else(|| addr.to_string());
+                let advertised = runtime.block_on(cluster.advertise(&advertise))?;
                 tracing::info!(regions = ?held.iter().map(|r| r.0).collect::<Vec<_>>(), %advertise, "region leases taken");
                 let _guard = runtime.enter();
-                Some(cluster.start(&config, leases, advertise))
+                Some(cluster.start(&config, leases, advertise, advertised))
             }
         };
         let (mut driver, mut node) =

@@ -434,7 +434,8 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
                 self.io.push_back(IoAction::Receive { op, region, max });
             }
         }
-        // Refresh: the keys of the players here and of the deferred arrivals.
+        // Refresh: the keys of the players here, of the deferred arrivals, and of the
+        // arrived players not adopted yet.
         if self.handoffs.refresh_op.is_none() && self.handoffs.next_refresh <= now {
             self.handoffs.next_refresh = now + self.timing.location_refresh;
             let players = self.here();
@@ -443,6 +444,7 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
                 .applying
                 .iter()
                 .filter_map(|a| move_of(&a.record))
+                .chain(self.players.adopting())
                 .collect();
             if !players.is_empty() || !in_flight.is_empty() {
                 let op = self.op();
@@ -506,7 +508,14 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
         }
         let mut stale: BTreeMap<RegionId, Vec<D>> = BTreeMap::new();
         for (arrival, fresh) in arrivals.into_iter().zip(accepted) {
-            if fresh {
+            // Its player has an avatar here already (this handoff applied before, its
+            // acknowledgement lost): applying it again would make a second one.
+            let here = arrival
+                .record
+                .entity
+                .player
+                .is_some_and(|p| self.players.here.contains_key(&p));
+            if fresh && !here {
                 self.handoffs.ready.push_back(arrival);
             } else {
                 // Redelivered after its player moved on (a crash between applying and

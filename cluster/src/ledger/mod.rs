@@ -62,6 +62,10 @@ pub struct Timing {
     /// How often the node advertises its address (a node that stops is not live after its
     /// advertisement's TTL).
     pub advertise_every: Duration,
+    /// How long an advertisement lasts. The node steps no region past its last one (from
+    /// when it was sent, less `STOP_MARGIN`), as past its lease: while it steps a region,
+    /// no other node may take its players.
+    pub address_ttl: Duration,
     /// How long a player handed off to another node waits for its handoff to go through
     /// (key handed over, mail published, the destination's address known) before its
     /// session is ended.
@@ -91,6 +95,7 @@ impl Default for Timing {
             receive_poll: Duration::from_millis(10),
             location_refresh: Duration::from_secs(5),
             advertise_every: Duration::from_secs(1),
+            address_ttl: Duration::from_secs(6),
             redirect_wait: Duration::from_secs(5),
             arrival_wait: Duration::from_secs(10),
             claim_poll_min: Duration::from_millis(25),
@@ -219,8 +224,14 @@ pub enum IoAction<D> {
         /// The lease.
         lease: Lease,
     },
-    /// Advertise this node's address (the node is live while it does).
-    Advertise,
+    /// Advertise this node's address for `ttl` (the node is live while it lasts: nobody
+    /// else may claim its players). Answer: [`Answer::Done`].
+    Advertise {
+        /// The operation.
+        op: OpId,
+        /// How long the advertisement lasts.
+        ttl: Duration,
+    },
     /// Look up who holds each of `regions` and at which address. Answer:
     /// [`Answer::Directory`].
     Directory {
@@ -254,7 +265,7 @@ pub enum Answer<D> {
     Renew(OpId, Result<Option<Lease>, IoError>),
     /// Of [`IoAction::Directory`]: the regions held elsewhere and their nodes' addresses.
     Directory(OpId, Result<Vec<(RegionId, String)>, IoError>),
-    /// Of [`IoAction::Release`] and [`IoAction::Refresh`].
+    /// Of [`IoAction::Release`], [`IoAction::Refresh`] and [`IoAction::Advertise`].
     Done(OpId, Result<(), IoError>),
 }
 
@@ -434,9 +445,10 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
             Answer::Adopt(op, result) => self.on_adopt(op, result, now),
             Answer::Renew(op, result) => self.on_renew(op, result, now),
             Answer::Directory(op, result) => self.on_directory(op, result),
-            Answer::Done(op, _) => {
+            Answer::Done(op, result) => {
                 self.players.done(op);
                 self.handoffs.refresh_done(op);
+                self.advertised(op, result.is_ok());
             }
         }
         self.pump(now);

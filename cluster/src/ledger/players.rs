@@ -80,6 +80,15 @@ impl Players {
             .min()
     }
 
+    /// The moves whose adoption is queued or in flight: their keys are still in flight
+    /// though the avatar is here, and are refreshed as such.
+    pub(super) fn adopting(&self) -> impl Iterator<Item = Move> + '_ {
+        self.queues.values().flatten().filter_map(|q| match q.op {
+            PlayerOp::Adopt { m, .. } => Some(m),
+            _ => None,
+        })
+    }
+
     /// An answered release or refresh: the player's next write may go.
     pub(super) fn done(&mut self, op: OpId) {
         if let Some(player) = self.in_flight.remove(&op) {

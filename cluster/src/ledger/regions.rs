@@ -7,7 +7,7 @@ use std::time::Instant;
 use tessera_shared::ids::RegionId;
 
 use super::{IoAction, IoError, Ledger, OpId, Timing};
-use crate::types::Lease;
+use crate::types::{Lease, STOP_MARGIN};
 
 /// A held lease.
 #[derive(Debug)]
@@ -33,6 +33,10 @@ pub(super) struct Regions {
     directory_op: Option<OpId>,
     next_directory: Instant,
     next_advertise: Instant,
+    /// The advertisement in flight, with when it was sent.
+    advertising: Option<(OpId, Instant)>,
+    /// Until when this node is surely live (its last advertisement, from when it was sent).
+    live_until: Option<Instant>,
 }
 
 impl Regions {
@@ -45,7 +49,18 @@ impl Regions {
             directory_op: None,
             next_directory: now,
             next_advertise: now,
+            advertising: None,
+            live_until: None,
         }
+    }
+
+    /// Whether the node must stop stepping `lease`'s region at `now`: past the lease, or
+    /// past its own advertisement (others may then take its players).
+    fn must_stop(&self, lease: &Lease, now: Instant) -> bool {
+        lease.must_stop(now)
+            || self
+                .live_until
+                .is_none_or(|until| now + STOP_MARGIN >= until)
     }
 
     pub(super) fn has_active(&self) -> bool {
@@ -70,10 +85,8 @@ impl Regions {
             .filter(|h| h.renewing.is_none())
             .map(|h| h.renew_at);
         let directory = self.directory_op.is_none().then_some(self.next_directory);
-        renews
-            .chain(directory)
-            .chain(Some(self.next_advertise))
-            .min()
+        let advertise = self.advertising.is_none().then_some(self.next_advertise);
+        renews.chain(directory).chain(advertise).min()
     }
 }
 
@@ -156,7 +169,7 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
             .regions
             .held
             .iter()
-            .filter(|(_, h)| h.lease.must_stop(now))
+            .filter(|(_, h)| self.regions.must_stop(&h.lease, now))
             .map(|(&r, _)| r)
             .collect();
         for region in due {
@@ -188,9 +201,12 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
             let lease = holding.lease.clone();
             self.io.push_back(IoAction::Renew { op, lease });
         }
-        if self.regions.next_advertise <= now {
+        if self.regions.advertising.is_none() && self.regions.next_advertise <= now {
             self.regions.next_advertise = now + self.timing.advertise_every;
-            self.io.push_back(IoAction::Advertise);
+            let op = self.op();
+            self.regions.advertising = Some((op, now));
+            let ttl = self.timing.address_ttl;
+            self.io.push_back(IoAction::Advertise { op, ttl });
         }
         if self.regions.directory_op.is_none() && self.regions.next_directory <= now {
             self.regions.next_directory = now + self.timing.directory_refresh;
@@ -203,6 +219,29 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
                 .filter(|r| !self.regions.held.contains_key(r))
                 .collect();
             self.io.push_back(IoAction::Directory { op, regions });
+        }
+    }
+
+    /// The node advertised its address (sent at `sent`) for `address_ttl`, before it
+    /// holds anything (a node starting up).
+    pub fn advertised_at(&mut self, sent: Instant) {
+        let until = sent + self.timing.address_ttl;
+        self.regions.live_until = Some(self.regions.live_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// Until when the node is surely live, as far as it knows.
+    pub fn live_until(&self) -> Option<Instant> {
+        self.regions.live_until
+    }
+
+    pub(super) fn advertised(&mut self, op: OpId, ok: bool) {
+        if let Some((sent_op, sent)) = self.regions.advertising
+            && sent_op == op
+        {
+            self.regions.advertising = None;
+            if ok {
+                self.advertised_at(sent);
+            }
         }
     }
 
@@ -232,9 +271,13 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
             Ok(None) => self.lose(region),
             Err(_) => {
                 let retry = now + self.timing.renew_retry;
+                let must_stop = {
+                    let holding = &self.regions.held[&region];
+                    self.regions.must_stop(&holding.lease, now)
+                };
                 let holding = self.regions.held.get_mut(&region).expect("found above");
                 holding.renewing = None;
-                if holding.lease.must_stop(now) {
+                if must_stop {
                     self.lose(region);
                 } else {
                     holding.renew_at = retry;

@@ -16,6 +16,7 @@ const R2: RegionId = RegionId(2);
 fn ledger() -> (Ledger<u32>, Instant) {
     let now = Instant::now();
     let mut ledger = Ledger::new("a", vec![R1, R2], Timing::default(), 1, now);
+    ledger.advertised_at(now);
     ledger.hold(lease(R1, now), true);
     ledger.handle_timeout(now);
     quiet(&mut ledger, now);
@@ -341,4 +342,35 @@ fn an_arrival_is_acknowledged_once_applied_and_its_key_adopted() {
         "{io:?}"
     );
     assert_eq!(drivers(&mut l), vec![DriverAction::JoinNow { session: 9 }]);
+}
+
+#[test]
+fn a_node_whose_address_lapses_stops_stepping_before_others_may_take_its_players() {
+    let (mut l, now) = ledger();
+    // Leases renewed all along, but no advertisement gets through.
+    let mut at = now;
+    while at < now + Duration::from_secs(6) {
+        at += Duration::from_millis(100);
+        l.handle_timeout(at);
+        for action in drain(&mut l) {
+            match action {
+                IoAction::Renew { op, lease } => {
+                    let renewed = Lease { sent_at: at, ..lease };
+                    l.handle(Answer::Renew(op, Ok(Some(renewed))), at);
+                }
+                IoAction::Advertise { op, .. } => l.handle(Answer::Done(op, Err("down".into())), at),
+                IoAction::Receive { op, .. } => l.handle(Answer::Receive(op, Ok(vec![])), at),
+                IoAction::Directory { op, .. } => l.handle(Answer::Directory(op, Ok(vec![])), at),
+                _ => {}
+            }
+        }
+        l.tick(at);
+        if !l.take_lost().is_empty() {
+            let deadline = l.live_until().expect("advertised at start");
+            assert!(at + crate::STOP_MARGIN >= deadline, "not before it must");
+            assert!(at < deadline, "stopped before its address lapsed");
+            return;
+        }
+    }
+    panic!("still stepping with its address lapsed");
 }

@@ -23,7 +23,7 @@ use tessera_shared::ids::RegionId;
 use tokio::sync::mpsc;
 
 use super::ghosts::{GHOSTS_OUT_LEN_MAX, GhostBoard, borders, follow_ghosts};
-use super::{BUS_STATS_PERIOD, ClusterHandle, ClusterLink, LEASE_TTL, RegionMail, Shared};
+use super::{BUS_STATS_PERIOD, ClusterHandle, ClusterLink, RegionMail, Shared};
 
 /// Longest the loop sleeps without being woken (the ledger's timeouts are shorter).
 const IDLE_MAX: Duration = Duration::from_secs(1);
@@ -229,11 +229,12 @@ pub(crate) async fn execute<B: EventBus, L: LeaseStore, S: LocationStore>(
             }
             return None;
         }
-        IoAction::Advertise => {
-            if let Err(e) = io.leases.advertise(node, &io.addr, LEASE_TTL).await {
+        IoAction::Advertise { op, ttl } => {
+            let advertised = io.leases.advertise(node, &io.addr, ttl).await;
+            if let Err(e) = &advertised {
                 tracing::warn!(error = %e, "could not advertise the node's address");
             }
-            return None;
+            Answer::Done(op, advertised.map_err(|e| failed(&e)))
         }
         IoAction::Directory { op, regions } => {
             Answer::Directory(op, directory(&io.leases, &regions).await)

@@ -80,19 +80,18 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// A ledger for node `node` of `config`'s world, holding nothing yet.
-    pub fn new(node: &str, config: &Config, breaker: Option<Breaker>) -> Arc<Shared> {
+    /// A ledger for node `node` of `config`'s world, holding nothing yet, its retry
+    /// jitter seeded with `seed`, starting at `now`.
+    pub fn new(
+        node: &str,
+        config: &Config,
+        breaker: Option<Breaker>,
+        seed: u64,
+        now: Instant,
+    ) -> Arc<Shared> {
         let world = config.world.regions.iter().map(|r| r.id).collect();
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        let ledger = Ledger::new(
-            node,
-            world,
-            tessera_cluster::Timing::default(),
-            seed,
-            Instant::now(),
-        );
+        let timing = tessera_cluster::Timing::default();
+        let ledger = Ledger::new(node, world, timing, seed, now);
         Arc::new(Shared {
             ledger: Mutex::new(ledger),
             wake: Notify::new(),
@@ -330,18 +329,38 @@ impl Cluster {
         Ok(leases)
     }
 
+    /// Advertises `addr` as this node's (for [`tessera_cluster::Timing::address_ttl`]):
+    /// once it holds leases, a node must be live before it steps anything. Returns when
+    /// the advertisement was sent, for [`Cluster::start`].
+    pub async fn advertise(&self, addr: &str) -> anyhow::Result<Instant> {
+        let sent = Instant::now();
+        let ttl = tessera_cluster::Timing::default().address_ttl;
+        self.leases
+            .advertise(&self.node, addr, ttl)
+            .await
+            .map_err(|e| anyhow::anyhow!("advertising the node's address in Redis: {e}"))?;
+        Ok(sent)
+    }
+
     /// Starts the cluster's tasks on the current runtime for the `held` leases of
-    /// `config`'s world, advertising `addr`; returns the driver's side, the sessions' and
-    /// region control's.
+    /// `config`'s world, advertising `addr` (first `advertised` at that time: see
+    /// [`Cluster::advertise`]); returns the driver's side, the sessions' and region
+    /// control's.
     pub fn start(
         self,
         config: &Config,
         held: Vec<Lease>,
         addr: String,
+        advertised: Instant,
     ) -> (ClusterLink, ClusterHandle, regions::ClusterControl) {
-        let shared = Shared::new(&self.node, config, Some(self.bus.breaker().clone()));
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let breaker = Some(self.bus.breaker().clone());
+        let shared = Shared::new(&self.node, config, breaker, seed, Instant::now());
         {
             let mut ledger = shared.ledger();
+            ledger.advertised_at(advertised);
             for lease in held {
                 ledger.hold(lease, true);
             }

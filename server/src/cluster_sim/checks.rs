@@ -23,7 +23,7 @@ impl Sim {
     /// and resumes them when due.
     pub(super) fn inject_faults(&mut self, now: Instant) {
         let step_s = super::STEP.as_secs_f64();
-        let running = self.nodes.iter().filter(|n| n.is_up()).count();
+        let mut running = self.nodes.iter().filter(|n| n.is_up()).count();
         for i in 0..self.nodes.len() {
             match self.nodes[i].state {
                 NodeState::Down { restart_at } if restart_at <= now => {
@@ -43,7 +43,8 @@ impl Sim {
                         self.note(format!("n{i} killed (down {:.1} s)", down.as_secs_f64()));
                         self.nodes[i].kill(&mut self.world, now + down);
                         self.outcome.kills += 1;
-                        return;
+                        running -= 1;
+                        continue;
                     }
                     if self.world.rng.chance(PAUSE_PER_S * step_s) {
                         let pause = self
@@ -53,7 +54,7 @@ impl Sim {
                         self.note(format!("n{i} paused ({:.1} s)", pause.as_secs_f64()));
                         self.nodes[i].pause(now + pause);
                         self.outcome.pauses += 1;
-                        return;
+                        running -= 1;
                     }
                 }
                 _ => {}
@@ -134,6 +135,7 @@ impl Sim {
                         // Sent before the node died: it still reaches the store.
                         continue;
                     };
+                    let traced = traced(&action);
                     let answer = if fault == Fault::Fail {
                         self.outcome.io_failed += 1;
                         failed(&action)
@@ -148,6 +150,9 @@ impl Sim {
                             answer
                         }
                     };
+                    if let (Some(what), Some(answer)) = (traced, &answer) {
+                        self.note(format!("n{node} {what} -> {}", outcome_of(answer, fault)));
+                    }
                     if let Some(answer) = answer {
                         let at = now + self.world.latency();
                         self.world.schedule(
@@ -171,7 +176,7 @@ impl Sim {
                     }
                     if let NodeState::Paused { until } = n.state {
                         self.world.schedule(
-                            until,
+                            until.max(now + super::STEP),
                             Item::Answer {
                                 node,
                                 incarnation,
@@ -195,7 +200,7 @@ impl Sim {
                     }
                     if let NodeState::Paused { until } = n.state {
                         self.world.schedule(
-                            until,
+                            until.max(now + super::STEP),
                             Item::Save {
                                 node,
                                 incarnation,
@@ -228,7 +233,7 @@ impl Sim {
                     }
                     if let NodeState::Paused { until } = n.state {
                         self.world.schedule(
-                            until,
+                            until.max(now + super::STEP),
                             Item::Load {
                                 node,
                                 incarnation,
@@ -259,7 +264,7 @@ impl Sim {
                     }
                     if let NodeState::Paused { until } = n.state {
                         self.world.schedule(
-                            until,
+                            until.max(now + super::STEP),
                             Item::Commit {
                                 node,
                                 incarnation,
@@ -319,6 +324,14 @@ impl Sim {
         let _ = now;
         let node = &self.nodes[i];
         let run = node.run.as_ref().expect("ticked nodes run");
+        let orphans = run.driver.views_without_avatars();
+        if let Some(&player) = orphans.first() {
+            return Err(format!(
+                "n{i} holds a session of player {} with no avatar: {}",
+                player.0,
+                run.driver.describe_player(player)
+            ));
+        }
         for region in run.driver.local().regions() {
             let epoch = run.epochs.get(&region.id()).copied();
             let holder = at_once(self.world.leases.holder(region.id()))
@@ -423,8 +436,12 @@ impl Sim {
             match avatars.get(&client.player).map(Vec::as_slice) {
                 Some([(at, _)]) if *at == node => {}
                 other => {
+                    let seen = self.nodes[node]
+                        .run
+                        .as_ref()
+                        .map(|r| r.driver.describe_player(client.player));
                     return Err(format!(
-                        "player {p} plays on n{node} but its avatars at rest are {other:?}"
+                        "player {p} plays on n{node} but its avatars at rest are {other:?}; n{node}'s driver: {seen:?}"
                     ));
                 }
             }
@@ -437,3 +454,51 @@ impl Sim {
 /// Applied handoff ids remembered for the applied-twice check (handoff ids grow, so the
 /// oldest go first).
 const APPLIED_REMEMBERED: usize = 100_000;
+
+/// The location writes and checks worth a line in the trace.
+fn traced(
+    action: &tessera_cluster::IoAction<tessera_persistence::bus::Delivery>,
+) -> Option<String> {
+    use tessera_cluster::IoAction;
+    Some(match action {
+        IoAction::Claim { player, claim, .. } => format!("claim p{} for {claim}", player.0),
+        IoAction::HandOver { moves, first, .. } => format!(
+            "hand over {:?} (first {first})",
+            moves
+                .iter()
+                .map(|(m, c)| format!(
+                    "p{} {}->{} h{} from {c:?}",
+                    m.player.0, m.from.0, m.to.0, m.handoff.0
+                ))
+                .collect::<Vec<_>>()
+        ),
+        IoAction::Accepts { moves, .. } => format!(
+            "accepts {:?}",
+            moves
+                .iter()
+                .map(|m| format!("p{} {}->{} h{}", m.player.0, m.from.0, m.to.0, m.handoff.0))
+                .collect::<Vec<_>>()
+        ),
+        IoAction::Adopt { m, .. } => format!("adopt p{} h{}", m.player.0, m.handoff.0),
+        IoAction::Release { player, claim, .. } => format!("release p{} claim {claim}", player.0),
+        _ => return None,
+    })
+}
+
+fn outcome_of(
+    answer: &tessera_cluster::Answer<tessera_persistence::bus::Delivery>,
+    fault: Fault,
+) -> String {
+    use tessera_cluster::Answer;
+    let shown = match answer {
+        Answer::Claim(_, r) => format!("{r:?}"),
+        Answer::HandOver(_, r) | Answer::Accepts(_, r) => format!("{r:?}"),
+        Answer::Adopt(_, r) => format!("{r:?}"),
+        Answer::Done(_, r) => format!("{r:?}"),
+        _ => String::new(),
+    };
+    match fault {
+        Fault::Lost => format!("{shown} (ran; answer lost)"),
+        _ => shown,
+    }
+}

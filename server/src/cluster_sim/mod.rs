@@ -59,6 +59,8 @@ pub struct Options {
     pub settle: Duration,
     /// Whether to inject faults (kills, pauses, failed and slow IO).
     pub faults: bool,
+    /// Print every event to stderr as it happens (`CLUSTER_SIM_TRACE=1`).
+    pub trace: bool,
 }
 
 impl Options {
@@ -71,6 +73,7 @@ impl Options {
             chaos: Duration::from_secs(40),
             settle: Duration::from_secs(50),
             faults: true,
+            trace: std::env::var_os("CLUSTER_SIM_TRACE").is_some(),
         }
     }
 }
@@ -140,15 +143,110 @@ impl std::fmt::Display for Violation {
     }
 }
 
+impl Outcome {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Outcome) {
+        self.nodes += other.nodes;
+        self.ticks += other.ticks;
+        self.handoffs += other.handoffs;
+        self.stale += other.stale;
+        self.logins += other.logins;
+        self.logouts += other.logouts;
+        self.kills += other.kills;
+        self.pauses += other.pauses;
+        self.io += other.io;
+        self.io_failed += other.io_failed;
+        self.fenced += other.fenced;
+    }
+}
+
+/// Many runs: how many, how fast, their totals and their violations.
+#[derive(Clone, Debug, Default)]
+pub struct Soak {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Wall-clock time they took.
+    pub elapsed: Duration,
+    /// Their counts, added up.
+    pub totals: Outcome,
+    /// Every violation found.
+    pub violations: Vec<Violation>,
+}
+
+impl std::fmt::Display for Soak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let t = &self.totals;
+        write!(
+            f,
+            "{} seeds in {secs:.1} s ({:.2} seeds/s), {} violations; {} node ticks, {} handoffs between nodes ({} stale refused), {} logins, {} acknowledged logouts, {} kills, {} pauses, {} IO operations ({} failed), {} snapshot commits fenced",
+            self.seeds,
+            self.seeds as f64 / secs,
+            self.violations.len(),
+            t.ticks,
+            t.handoffs,
+            t.stale,
+            t.logins,
+            t.logouts,
+            t.kills,
+            t.pauses,
+            t.io,
+            t.io_failed,
+            t.fenced,
+        )
+    }
+}
+
+/// Runs `base` for each of `seeds`, calling `each` after every run; stops at the first
+/// violation if `stop` says so.
+pub fn soak(
+    seeds: impl IntoIterator<Item = u64>,
+    base: &Options,
+    stop: bool,
+    mut each: impl FnMut(&Result<Outcome, Violation>),
+) -> Soak {
+    let started = Instant::now();
+    let mut soak = Soak::default();
+    for seed in seeds {
+        let result = run(&Options {
+            seed,
+            ..base.clone()
+        });
+        soak.seeds += 1;
+        each(&result);
+        match result {
+            Ok(outcome) => soak.totals.add(&outcome),
+            Err(violation) => {
+                soak.violations.push(violation);
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
+    soak.elapsed = started.elapsed();
+    soak
+}
+
 /// The simulation step: every node's ledger, IO and clients move at most this far apart.
 const STEP: Duration = Duration::from_millis(5);
 /// Events kept for a violation's report.
 const RECENT_MAX: usize = 60;
 
-/// Runs one simulation.
+/// Runs one simulation (on one thread: the nodes' parallel steps run inline, which is
+/// faster for regions this small and keeps the run on one core).
 pub fn run(options: &Options) -> Result<Outcome, Violation> {
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "tessera-sim-cluster".into())
+        .build();
     let mut sim = Sim::new(options);
-    sim.run()
+    // The caller's log subscriber follows the run onto the pool's thread.
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    match one_thread {
+        Ok(pool) => pool.install(|| tracing::dispatcher::with_default(&dispatch, || sim.run())),
+        Err(_) => sim.run(),
+    }
 }
 
 /// A run in progress.
@@ -224,11 +322,22 @@ impl Sim {
         }
         self.orchestrate(now);
         self.run_io(now)?;
+        let mut ticked = false;
         for i in 0..self.nodes.len() {
             if self.nodes[i].tick_due(now) {
                 let applied = self.nodes[i].tick(&mut self.world, now);
                 self.outcome.ticks += 1;
+                for &(region, epoch, id) in &applied {
+                    self.note(format!(
+                        "n{i} region {} (epoch {epoch}) applied handoff {} (from region {}, epoch {})",
+                        region.0,
+                        id.0,
+                        id.0 >> 40,
+                        (id.0 >> 24) & 0xffff
+                    ));
+                }
                 self.check_node_tick(i, now, &applied)?;
+                ticked = true;
             }
             self.nodes[i].pump(&mut self.world, now);
         }
@@ -238,13 +347,19 @@ impl Sim {
                 self.note(event);
             }
         }
-        self.check_once(now)?;
+        // Avatars appear only at a tick (and lapsing leases only take regions away).
+        if ticked {
+            self.check_once(now)?;
+        }
         Ok(())
     }
 
     /// Records an event in the trace and the recent list.
     fn note(&mut self, event: String) {
         self.world.hash_event(&event);
+        if self.options.trace {
+            eprintln!("{:9.3} {event}", self.world.elapsed().as_secs_f64());
+        }
         if self.recent.len() == RECENT_MAX {
             self.recent.pop_front();
         }

@@ -115,7 +115,7 @@ impl SimNode {
         let (local, _) = LocalRegions::restore(config.clone(), 1, &BTreeMap::new(), &[])
             .expect("no region to build");
         let (mut driver, mut handle) = Driver::with_regions(config.clone(), local);
-        let shared = Shared::new(&self.name, &config, None);
+        let shared = Shared::new(&self.name, &config, None, world.rng.next_u64(), now);
         let (ghosts_out, ghosts) = mpsc::channel(crate::cluster::ghosts::GHOSTS_OUT_LEN_MAX);
         let link = ClusterLink {
             shared: shared.clone(),
@@ -235,15 +235,24 @@ impl SimNode {
         let run = self.run.as_mut().expect("ticks only while running");
         run.next_tick += Duration::from_secs(1) / world.config.world.tick_hz;
         // Assignments answered at this tick boundary: the region is stepped from now on.
-        let answered: Vec<RegionId> = run
+        let answered: Vec<(RegionId, bool)> = run
             .assigning
             .iter_mut()
-            .filter_map(|(&r, rx)| rx.try_recv().ok().map(|result| (r, result)))
-            .filter_map(|(r, result)| result.is_ok().then_some(r))
+            .filter_map(|(&r, rx)| match rx.try_recv() {
+                Ok(result) => Some((r, result.is_ok())),
+                Err(oneshot::error::TryRecvError::Closed) => Some((r, false)),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+            })
             .collect();
-        for region in answered {
+        // As region control does: stepped, it is active; refused, its lease goes.
+        for (region, stepped) in answered {
             run.assigning.remove(&region);
-            run.shared.ledger().set_active(region, true);
+            if stepped {
+                run.shared.ledger().set_active(region, true);
+            } else {
+                run.epochs.remove(&region);
+                run.shared.ledger().give_up(region);
+            }
         }
         run.driver.tick_at(now);
         let mut applied = Vec::new();

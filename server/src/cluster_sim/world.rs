@@ -334,7 +334,9 @@ pub(super) fn failed(action: &IoAction<Delivery>) -> Option<Answer<Delivery>> {
         IoAction::Adopt { op, .. } => Answer::Adopt(*op, Err(e())),
         IoAction::Renew { op, .. } => Answer::Renew(*op, Err(e())),
         IoAction::Directory { op, .. } => Answer::Directory(*op, Err(e())),
-        IoAction::Release { op, .. } | IoAction::Refresh { op, .. } => Answer::Done(*op, Err(e())),
-        IoAction::Ack { .. } | IoAction::ReleaseLease { .. } | IoAction::Advertise => return None,
+        IoAction::Release { op, .. }
+        | IoAction::Refresh { op, .. }
+        | IoAction::Advertise { op, .. } => Answer::Done(*op, Err(e())),
+        IoAction::Ack { .. } | IoAction::ReleaseLease { .. } => return None,
     })
 }

@@ -91,6 +91,20 @@ impl Driver {
                         id.0
                     )));
                 }
+                // In a cluster, only under the lease it was built for: one lost meanwhile
+                // (the node paused, Redis away) must not be stepped.
+                let leased = self
+                    .ledger()
+                    .map(|ledger| ledger.lease(id).map(|lease| lease.epoch));
+                if let Some(epoch) = leased
+                    && epoch != Some(region.epoch())
+                {
+                    return Err(ActionError::Conflict(format!(
+                        "region {}'s lease (epoch {}) was lost before the node could step it",
+                        id.0,
+                        region.epoch()
+                    )));
+                }
                 region.set_config(self.config.clone());
                 self.local.add(*region);
                 self.update_borders();

@@ -11,8 +11,8 @@
 //! players are here ([`tessera_cluster::Ledger::bind`]) and which left by handoff, and
 //! carries out what it decides for sessions (redirect, end, join now).
 //!
-//! The tick, in order ([`Driver::tick_at`]): commands, lingering avatars evicted, lost
-//! regions dropped, arrivals from other nodes queued, the regions stepped, then logins and
+//! The tick, in order ([`Driver::tick_at`]): lost regions dropped, commands, lingering
+//! avatars evicted, arrivals from other nodes queued, the regions stepped, then logins and
 //! logouts answered ([`sessions`]), released regions settled ([`actions`]), departures and
 //! arrivals settled with the cluster ([`cluster`]), periodic saves ([`saves`]), the
 //! fan-out ([`fanout`]) and the snapshot capture.
@@ -244,6 +244,42 @@ impl Driver {
         self.clients.keys().copied()
     }
 
+    /// Players whose view has no avatar behind it (in a region, or between two of this
+    /// node's): a session that would wait for states forever. Always empty; the cluster
+    /// simulator checks it after every tick.
+    pub fn views_without_avatars(&self) -> Vec<PlayerId> {
+        let mut orphans: Vec<PlayerId> = self
+            .clients
+            .keys()
+            .copied()
+            .filter(|&p| !self.local.has_avatar(p))
+            .collect();
+        orphans.sort_unstable();
+        orphans
+    }
+
+    /// What the driver knows of `player` (for diagnostics): its view, its region, and
+    /// where its avatar is.
+    pub fn describe_player(&self, player: PlayerId) -> String {
+        let view = self.clients.get(&player).map(|v| (v.session, v.detached));
+        let redirecting = self.redirecting.contains_key(&player);
+        let region = self.region_of.get(&player);
+        let avatar: Vec<RegionId> = self
+            .local
+            .regions()
+            .iter()
+            .filter(|r| {
+                r.position_of(tessera_shared::ids::NetId::of_player(player))
+                    .is_some()
+            })
+            .map(|r| r.id())
+            .collect();
+        let held: Vec<u32> = self.local.regions().iter().map(|r| r.id().0).collect();
+        format!(
+            "view (session, detached) {view:?}, redirecting {redirecting}, region_of {region:?}, avatar in {avatar:?}, regions held {held:?}"
+        )
+    }
+
     /// One tick at the system's time.
     pub fn tick(&mut self) {
         self.tick_at(Instant::now());
@@ -254,6 +290,8 @@ impl Driver {
     pub fn tick_at(&mut self, now: Instant) {
         let span = tracing::debug_span!("tick", n = tracing::field::Empty).entered();
         self.now = now;
+        // Regions whose lease is gone go first: nothing of this tick may land in them.
+        self.drop_lost_regions();
         let first_region = self.first_region();
         self.stats.counters.inbox_depth = self.commands.len() as u64;
         // Drain what is queued now (bounded by the channel's capacity).
@@ -264,7 +302,6 @@ impl Driver {
             self.apply(command, first_region);
         }
         self.evict_detached();
-        self.drop_lost_regions();
         self.take_arrivals();
         let started = Instant::now();
         let routed = self.local.step();

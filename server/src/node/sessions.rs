@@ -378,6 +378,19 @@ impl Driver {
                 continue;
             }
             let region = join.region.expect("queued joins know their region");
+            // Its region may have gone since it was queued (let go): no avatar, no login.
+            let joined = self
+                .local
+                .region(region)
+                .is_some_and(|r| r.position_of(NetId::of_player(player)).is_some());
+            if !joined {
+                let _ = join.reply.send(Err(ErrorS2c {
+                    code: ErrorCode::RegionUnavailable,
+                    message: "the region is no longer held here; retry".into(),
+                    retry_after_ms: Some(LOGIN_RETRY_AFTER_MS),
+                }));
+                continue;
+            }
             self.region_of.insert(player, region);
             if let Some(mut ledger) = self.ledger() {
                 ledger.bind(player, claim_of(session));
