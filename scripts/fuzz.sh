@@ -12,7 +12,7 @@ if [ ! -e corpus/config_files/shipped ]; then
         > corpus/config_files/shipped
 fi
 status=0
-for target in protocol_datagram protocol_control state_block config_files; do
+for target in protocol_datagram protocol_control state_block config_files cluster_wire; do
     echo "== $target: $RUNS runs"
     log="target/fuzz-$target.log"
     mkdir -p target

@@ -13,6 +13,7 @@ mod determinism;
 mod handoff;
 mod interest;
 mod invalid_values;
+mod layers;
 mod lease;
 mod location;
 mod movement;

@@ -1,6 +1,6 @@
-//! Architecture invariant: the simulation (`tessera-regions`) and the shared vocabulary
-//! (`tessera-shared`, default features) depend on no async runtime, network or database
-//! crate. Checked on the real dependency graph with `cargo tree`.
+//! Architecture invariant: the simulation (`tessera-regions`), the shared vocabulary
+//! (`tessera-shared`, default features) and the cluster protocol's core
+//! (`tessera-cluster`) depend on no async runtime, network or database crate. Checked on the real dependency graph with `cargo tree`.
 
 use std::process::Command;
 
@@ -46,8 +46,8 @@ fn normal_deps(package: &str) -> Vec<String> {
 }
 
 #[test]
-fn regions_and_shared_depend_on_no_io_crates() {
-    for package in ["tessera-regions", "tessera-shared"] {
+fn regions_shared_and_the_cluster_core_depend_on_no_io_crates() {
+    for package in ["tessera-regions", "tessera-shared", "tessera-cluster"] {
         let deps = normal_deps(package);
         assert!(
             deps.iter().any(|d| d == package),

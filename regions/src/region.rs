@@ -16,7 +16,7 @@ use crate::grid::{GridPlugin, GridSystems, SpatialIndex};
 use crate::hash::Fnv1a;
 use crate::inputs::{InputsPlugin, InputsSystems};
 use crate::interest::{InterestPlugin, InterestSystems, Observer};
-use crate::io::{EntityState, HandoffRecord, Inbox, TickInput, TickOutput};
+use crate::io::{HandoffRecord, Inbox, TickInput, TickOutput};
 use crate::life::{LifePlugin, LifeSystems, Population};
 use crate::movement::{MovementPlugin, MovementSystems};
 use crate::plugin::RegionPlugin;
@@ -262,70 +262,7 @@ impl Region {
     /// another node. Call between steps. The dead travel revived (full health, where they
     /// lay): a handoff carries only the living.
     pub fn evacuate(&mut self, to: RegionId) -> Vec<HandoffRecord> {
-        let tick = self.tick();
-        let region = self.id;
-        let mut query = self.world.query::<(
-            Entity,
-            &Identity,
-            &Position,
-            &Velocity,
-            &Health,
-            &AttackCooldown,
-            &Player,
-        )>();
-        let avatars: Vec<_> = query
-            .iter(&self.world)
-            .map(
-                |(entity, identity, position, velocity, health, cooldown, player)| {
-                    (
-                        entity,
-                        *identity,
-                        position.0,
-                        velocity.0,
-                        health.0,
-                        cooldown.ready_tick,
-                        player.player,
-                        player.last_input_seq,
-                        player.respawn_tick.is_some(),
-                    )
-                },
-            )
-            .collect();
-        let mut records = Vec::with_capacity(avatars.len());
-        for (entity, identity, position, velocity, health, ready_tick, player, seq, dead) in avatars
-        {
-            let health = if dead || health <= 0.0 {
-                self.world
-                    .resource::<SimConfig>()
-                    .archetype(identity.archetype)
-                    .max_health
-            } else {
-                health
-            };
-            let id = self.world.resource_mut::<Mint>().handoff(region);
-            records.push(HandoffRecord {
-                id,
-                from: region,
-                to,
-                tick,
-                entity: EntityState {
-                    id: identity.id,
-                    archetype: identity.archetype,
-                    player: Some(player),
-                    position,
-                    velocity,
-                    health,
-                    cooldown_ticks: u32::try_from(ready_tick.saturating_sub(tick))
-                        .unwrap_or(u32::MAX),
-                    last_input_seq: seq,
-                },
-            });
-            let mut directory = self.world.resource_mut::<Directory>();
-            directory.by_net_id.remove(&identity.id);
-            directory.by_player.remove(&player);
-            self.world.despawn(entity);
-        }
-        records
+        crate::border::evacuate(&mut self.world, to)
     }
 
     /// Runs the region on `config` from its next step: a reloaded balance (stats,

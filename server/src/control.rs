@@ -115,7 +115,7 @@ impl RegionControl {
         let lease = cluster
             .take(region, min_epoch)
             .await
-            .map_err(ActionError::Conflict)?;
+            .map_err(|e| ActionError::Conflict(e.to_string()))?;
         let restored_tick = stored.as_ref().map(|s| s.tick);
         let built = {
             let def = self
@@ -269,7 +269,7 @@ impl RegionControl {
         }
     }
 
-    /// Publishes this node's load every [`crate::serve::STATUS_PUBLISH_INTERVAL`], for
+    /// Publishes this node's load every [`crate::node::status::STATUS_PUBLISH_INTERVAL`], for
     /// placement (cluster only), until the runtime stops.
     pub async fn publish_load(
         self: Arc<Self>,
@@ -280,7 +280,7 @@ impl RegionControl {
         let Ok(cluster) = self.cluster() else { return };
         let cluster = cluster.clone();
         loop {
-            tokio::time::sleep(crate::serve::STATUS_PUBLISH_INTERVAL).await;
+            tokio::time::sleep(crate::node::status::STATUS_PUBLISH_INTERVAL).await;
             let status = board.status();
             let load = NodeLoad {
                 node: cluster.node().to_owned(),

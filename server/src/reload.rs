@@ -46,10 +46,10 @@ pub struct Reloaded {
 
 impl ReloadSource {
     /// The config in the directory again, as a new balance for `running`; or why not.
-    pub fn load(&self, running: &Config) -> Result<Reloaded, String> {
+    pub fn load(&self, running: &Config) -> Result<Reloaded, ReloadError> {
         let new = config::load_dir_with_env(&self.dir, self.env.clone())
-            .map_err(|errors| errors.to_string())?;
-        compatible(running, &new)?;
+            .map_err(|errors| ReloadError::Invalid(errors.to_string()))?;
+        compatible(running, &new).map_err(ReloadError::Incompatible)?;
         let mut notes = Vec::new();
         if new.node != running.node {
             notes.push("tessera.toml changed: restart the node to apply it".to_owned());
@@ -68,6 +68,18 @@ impl ReloadSource {
     pub fn balance_file(&self) -> PathBuf {
         self.dir.join("balance.toml")
     }
+}
+
+/// Why a reload was refused (the running config is kept).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The files do not load: every error, with its file, line and column.
+    #[error("{0}")]
+    Invalid(String),
+    /// They load, but their balance does not fit the running world.
+    #[error("{0}")]
+    Incompatible(String),
 }
 
 /// Whether `new`'s balance can replace `running`'s in a running world.
@@ -219,7 +231,7 @@ impl Reloader {
         };
         let mut running = self.running.lock().await;
         let outcome = match source.load(&running) {
-            Err(error) => Err(ActionError::Unprocessable(error)),
+            Err(error) => Err(ActionError::Unprocessable(error.to_string())),
             Ok(reloaded) => {
                 let action = crate::node::AdminAction::Reload {
                     config: reloaded.config.clone(),
@@ -290,6 +302,8 @@ mod tests {
         // Broken: the loader's errors, with positions.
         let broken = shipped.replacen("damage = ", "damage = \"pow(2)\"\n# was: damage = ", 1);
         let err = source(&broken).load(&running).unwrap_err();
+        assert!(matches!(err, ReloadError::Invalid(_)), "{err:?}");
+        let err = err.to_string();
         assert!(
             err.contains("balance.toml:") && err.contains("pow"),
             "{err}"
@@ -298,6 +312,10 @@ mod tests {
         let renamed = shipped.replacen("[archetypes.wolf]", "[archetypes.wolff]", 1);
         let renamed = renamed.replace("archetype = \"wolf\"", "archetype = \"wolff\"");
         let err = source(&renamed).load(&running).unwrap_err();
-        assert!(err.contains("archetypes must stay the same"), "{err}");
+        assert!(matches!(err, ReloadError::Incompatible(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("archetypes must stay the same"),
+            "{err}"
+        );
     }
 }

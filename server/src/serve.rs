@@ -109,9 +109,7 @@ pub struct ServeOptions {
     pub config_dir: Option<std::path::PathBuf>,
 }
 
-/// How often the driver publishes its status (region load, counters) for the admin API
-/// and metrics.
-pub const STATUS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+pub use crate::node::status::STATUS_PUBLISH_INTERVAL;
 
 /// A node running in this process.
 pub struct RunningNode {

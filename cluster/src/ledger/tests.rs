@@ -355,10 +355,15 @@ fn a_node_whose_address_lapses_stops_stepping_before_others_may_take_its_players
         for action in drain(&mut l) {
             match action {
                 IoAction::Renew { op, lease } => {
-                    let renewed = Lease { sent_at: at, ..lease };
+                    let renewed = Lease {
+                        sent_at: at,
+                        ..lease
+                    };
                     l.handle(Answer::Renew(op, Ok(Some(renewed))), at);
                 }
-                IoAction::Advertise { op, .. } => l.handle(Answer::Done(op, Err("down".into())), at),
+                IoAction::Advertise { op, .. } => {
+                    l.handle(Answer::Done(op, Err("down".into())), at)
+                }
                 IoAction::Receive { op, .. } => l.handle(Answer::Receive(op, Ok(vec![])), at),
                 IoAction::Directory { op, .. } => l.handle(Answer::Directory(op, Ok(vec![])), at),
                 _ => {}

@@ -13,7 +13,9 @@ use crate::io::{EntityState, HandoffRecord, Inbox, TickOutput};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, Mint, RegionInfo, SimConfig, TickClock};
 use crate::spawn;
-use tessera_shared::ids::{HandoffId, NetId};
+use bevy_ecs::system::SystemState;
+use tessera_shared::ids::{HandoffId, NetId, RegionId};
+use tessera_shared::math::Vec2;
 
 /// Systems of this feature: `apply_handoffs` runs with the intake at the start of the
 /// tick, `detect_crossings` after life and before the grid.
@@ -181,23 +183,18 @@ pub fn detect_crossings(
             position.0 = bounds.clamp(position.0);
             continue;
         };
-        let cooldown_ticks = cooldown.ready_tick.saturating_sub(clock.tick);
-        let record = HandoffRecord {
-            id: mint.handoff(region.def.id),
-            from: region.def.id,
-            to: destination.id,
-            tick: clock.tick,
-            entity: EntityState {
-                id: identity.id,
-                archetype: identity.archetype,
-                player: Some(player.player),
-                position: position.0,
-                velocity: velocity.0,
-                health: health.0,
-                cooldown_ticks: u32::try_from(cooldown_ticks).unwrap_or(u32::MAX),
-                last_input_seq: player.last_input_seq,
+        let record = handoff_of(
+            &mut mint,
+            Crossing {
+                from: region.def.id,
+                to: destination.id,
+                tick: clock.tick,
             },
-        };
+            identity,
+            (position.0, velocity.0, health.0),
+            cooldown,
+            player,
+        );
         output.handoffs.push(record);
         spawn::despawn(
             &mut commands,
@@ -207,4 +204,106 @@ pub fn detect_crossings(
             Some(player.player),
         );
     }
+}
+
+/// Where and when an avatar crosses.
+#[derive(Clone, Copy, Debug)]
+struct Crossing {
+    from: RegionId,
+    to: RegionId,
+    tick: u64,
+}
+
+/// The handoff record of an avatar crossing (its id minted here): the one place a record is
+/// built. `motion` is its position, velocity and health.
+fn handoff_of(
+    mint: &mut Mint,
+    crossing: Crossing,
+    identity: &Identity,
+    motion: (Vec2, Vec2, f32),
+    cooldown: &AttackCooldown,
+    player: &Player,
+) -> HandoffRecord {
+    let (position, velocity, health) = motion;
+    let cooldown_ticks = cooldown.ready_tick.saturating_sub(crossing.tick);
+    HandoffRecord {
+        id: mint.handoff(crossing.from),
+        from: crossing.from,
+        to: crossing.to,
+        tick: crossing.tick,
+        entity: EntityState {
+            id: identity.id,
+            archetype: identity.archetype,
+            player: Some(player.player),
+            position,
+            velocity,
+            health,
+            cooldown_ticks: u32::try_from(cooldown_ticks).unwrap_or(u32::MAX),
+            last_input_seq: player.last_input_seq,
+        },
+    }
+}
+
+/// The avatars of a region's world, with what a handoff record carries.
+type Avatars<'w, 's> = Query<
+    'w,
+    's,
+    (
+        Entity,
+        &'static Identity,
+        &'static Position,
+        &'static Velocity,
+        &'static Health,
+        &'static AttackCooldown,
+        &'static Player,
+    ),
+>;
+
+/// Takes every player avatar out of `world` (a region's, between steps), each as a
+/// handoff into `to`, removed as a crossing removes it: see [`crate::Region::evacuate`].
+/// The dead travel revived (full health, where they lay): a handoff carries only the
+/// living.
+pub(crate) fn evacuate(world: &mut World, to: RegionId) -> Vec<HandoffRecord> {
+    let mut state: SystemState<(
+        Commands,
+        ResMut<Directory>,
+        ResMut<Mint>,
+        Res<SimConfig>,
+        Res<RegionInfo>,
+        Res<TickClock>,
+        Avatars,
+    )> = SystemState::new(world);
+    let (mut commands, mut directory, mut mint, config, region, clock, avatars) = state
+        .get_mut(world)
+        .expect("a region's world holds its resources");
+    let mut records = Vec::new();
+    for (entity, identity, position, velocity, health, cooldown, player) in &avatars {
+        let health = if player.respawn_tick.is_some() || health.0 <= 0.0 {
+            config.archetype(identity.archetype).max_health
+        } else {
+            health.0
+        };
+        let crossing = Crossing {
+            from: region.def.id,
+            to,
+            tick: clock.tick,
+        };
+        records.push(handoff_of(
+            &mut mint,
+            crossing,
+            identity,
+            (position.0, velocity.0, health),
+            cooldown,
+            player,
+        ));
+        spawn::despawn(
+            &mut commands,
+            &mut directory,
+            entity,
+            identity.id,
+            Some(player.player),
+        );
+    }
+    state.apply(world);
+    records
 }

@@ -380,16 +380,40 @@ impl Cluster {
     }
 }
 
+/// Why a region's lease could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TakeError {
+    /// Another node holds it (still, at the deadline).
+    #[error("region {} is held by {holder}", region.0)]
+    Held {
+        /// The region.
+        region: RegionId,
+        /// Its holder.
+        holder: String,
+    },
+    /// It was not free at the deadline, and its holder could not be read.
+    #[error("region {}'s lease could not be taken", .0 .0)]
+    NotFree(RegionId),
+    /// The lease store refused the request (a bad name or TTL).
+    #[error("taking the lease of region {}: {error}", region.0)]
+    Refused {
+        /// The region.
+        region: RegionId,
+        /// The store's answer.
+        error: LeaseError,
+    },
+}
+
 /// Takes `region`'s lease for `node` with an epoch of at least `min_epoch`, retrying
-/// until `deadline` while another holder's lease lapses or the store is unavailable. `Err`
-/// names the holder.
+/// until `deadline` while another holder's lease lapses or the store is unavailable.
 pub async fn take_lease<L: LeaseStore>(
     leases: &L,
     node: &str,
     region: RegionId,
     min_epoch: u64,
     deadline: Instant,
-) -> Result<Lease, String> {
+) -> Result<Lease, TakeError> {
     loop {
         match leases.acquire(region, node, LEASE_TTL, min_epoch).await {
             Ok(Some(lease)) => return Ok(lease),
@@ -399,11 +423,11 @@ pub async fn take_lease<L: LeaseStore>(
             Ok(None) => {
                 let holder = leases.holder(region).await.ok().flatten();
                 return Err(match holder {
-                    Some((holder, _)) => format!("region {} is held by {holder}", region.0),
-                    None => format!("region {}'s lease could not be taken", region.0),
+                    Some((holder, _)) => TakeError::Held { region, holder },
+                    None => TakeError::NotFree(region),
                 });
             }
-            Err(e) => return Err(format!("taking the lease of region {}: {e}", region.0)),
+            Err(error) => return Err(TakeError::Refused { region, error }),
         }
     }
 }

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_persistence::lease::{Lease, LeaseStore, RedisLeases};
+use tessera_persistence::lease::{Lease, LeaseError, LeaseStore, RedisLeases};
 use tessera_persistence::location::{LocationStore, RedisLocations};
 use tessera_shared::ids::RegionId;
 
-use super::{LEASE_TTL, Shared, take_lease};
+use super::{LEASE_TTL, Shared, TakeError, take_lease};
 
 /// How long a node asked to take a region (a transfer) may take to do it.
 pub const ASSIGNMENT_TTL: Duration = Duration::from_secs(30);
@@ -53,7 +53,7 @@ impl ClusterControl {
 
     /// Takes `region`'s lease with an epoch of at least `min_epoch`, waiting up to
     /// [`TAKE_TIMEOUT`] for a lapsing one; held, not yet active. `Err` names the holder.
-    pub async fn take(&self, region: RegionId, min_epoch: u64) -> Result<Lease, String> {
+    pub async fn take(&self, region: RegionId, min_epoch: u64) -> Result<Lease, TakeError> {
         let deadline = Instant::now() + TAKE_TIMEOUT;
         let lease = take_lease(&self.leases, &self.node, region, min_epoch, deadline).await?;
         self.shared.ledger().hold(lease.clone(), false);
@@ -84,11 +84,10 @@ impl ClusterControl {
     }
 
     /// Asks node `to` to take `region` within [`ASSIGNMENT_TTL`].
-    pub async fn request_assignment(&self, region: RegionId, to: &str) -> Result<(), String> {
+    pub async fn request_assignment(&self, region: RegionId, to: &str) -> Result<(), LeaseError> {
         self.leases
             .request_assignment(region, to, ASSIGNMENT_TTL)
             .await
-            .map_err(|e| e.to_string())
     }
 
     /// The regions another node asked this one to take.
@@ -117,8 +116,8 @@ impl ClusterControl {
     }
 
     /// The load reports of the live nodes, as published.
-    pub async fn loads(&self) -> Result<Vec<String>, String> {
-        self.leases.loads().await.map_err(|e| e.to_string())
+    pub async fn loads(&self) -> Result<Vec<String>, LeaseError> {
+        self.leases.loads().await
     }
 
     /// Whether node `name` is alive (it advertised its address within the lease TTL).

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+/// How often the driver publishes its status (region load, counters) for the admin API
+/// and metrics.
+pub const STATUS_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// One region's load, over the last publishing window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RegionStatus {
