@@ -4,7 +4,7 @@ use bevy_ecs::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tessera_shared::config::{Config, RegionDef};
-use tessera_shared::ids::{HandoffId, NetId, RegionId};
+use tessera_shared::ids::{HandoffId, NetId, PlayerId, RegionId};
 use tessera_shared::math::{Aabb, Vec2};
 
 use crate::ai::{AiPlugin, AiSystems};
@@ -462,6 +462,11 @@ impl Region {
                 health: item.health,
             });
         });
+    }
+
+    /// The players with an avatar in this region, in no particular order.
+    pub fn players(&self) -> impl Iterator<Item = PlayerId> + '_ {
+        self.world.resource::<Directory>().by_player.keys().copied()
     }
 
     /// The position of entity `id`, if it is in this region.

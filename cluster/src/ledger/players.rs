@@ -127,6 +127,21 @@ impl Players {
         });
     }
 
+    /// Queues a write of `player`'s key to go next: before anything queued, after what is
+    /// in flight (a repair: later writes assume the key it restores).
+    fn push_next(&mut self, player: PlayerId, op: PlayerOp) {
+        let queue = self.queues.entry(player).or_default();
+        let at = usize::from(queue.front().is_some_and(|q| q.sent.is_some()));
+        queue.insert(
+            at,
+            Queued {
+                op,
+                not_before: None,
+                sent: None,
+            },
+        );
+    }
+
     /// Puts the answered head of `player`'s queue back at its end, to go again after
     /// `not_before` (a waiting login's next claim, a retry).
     fn requeue(&mut self, player: PlayerId, op: OpId, next: PlayerOp, not_before: Instant) {
@@ -249,13 +264,13 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
         match self.players.here.get(&player) {
             Some(&claim) if claim != dead => {
                 let restamp = PlayerOp::Claim { claim, login: None };
-                self.players.push(player, restamp, None);
+                self.players.push_next(player, restamp);
             }
             Some(_) => {}
             None => {
                 self.players.claims.remove(&player);
                 self.players
-                    .push(player, PlayerOp::Release { claim: dead }, None);
+                    .push_next(player, PlayerOp::Release { claim: dead });
             }
         }
     }

@@ -332,6 +332,14 @@ impl Sim {
                 run.driver.describe_player(player)
             ));
         }
+        let orphans = run.driver.avatars_without_views();
+        if let Some(&player) = orphans.first() {
+            return Err(format!(
+                "n{i} has an avatar of player {} that no session holds: {}",
+                player.0,
+                run.driver.describe_player(player)
+            ));
+        }
         for region in run.driver.local().regions() {
             let epoch = run.epochs.get(&region.id()).copied();
             let holder = at_once(self.world.leases.holder(region.id()))

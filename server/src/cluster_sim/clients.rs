@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tessera_regions::io::SavedPlayer;
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
 use tessera_shared::math::Vec2;
-use tessera_shared::protocol::messages::{ErrorS2c, InputC2s, InputFrame};
+use tessera_shared::protocol::messages::{ErrorS2c, InputC2s, InputFrame, KickReason};
 use tessera_shared::protocol::quantize::quantize_move;
 use tokio::sync::{mpsc, oneshot};
 
@@ -271,8 +271,8 @@ impl Client {
                         }
                         Ok(Err(error)) => {
                             events.push(format!(
-                                "p{p} join refused on n{}: {:?}",
-                                at.node, error.code
+                                "p{p} join refused on n{}: {:?} ({})",
+                                at.node, error.code, error.message
                             ));
                             node.call(Call::JoinSkipped(self.player, at.session), now);
                             self.retry(world, now, 500, 1_500);
@@ -319,7 +319,7 @@ impl Client {
                 until,
                 last_state,
                 seq,
-            ),
+            )?,
             State::LoggingOut {
                 at,
                 mut reply,
@@ -428,26 +428,34 @@ impl Client {
         until: Instant,
         mut last_state: Instant,
         seq: u32,
-    ) -> State {
+    ) -> Result<State, String> {
         let p = self.player.0;
         let node = &mut nodes[at.node];
         if node.incarnation != at.incarnation || !node.is_alive() {
             events.push(format!("p{p} lost its connection to n{}", at.node));
             self.target = Some((at.node, None));
             self.retry(world, now, 500, 3_000);
-            return State::Offline;
+            return Ok(State::Offline);
         }
         while let Ok(out) = outbox.try_recv() {
             match out {
                 Outgoing::Datagram(_) | Outgoing::Stream(_) => last_state = now,
                 Outgoing::Control(_) => {}
                 Outgoing::Kick(kicked) => {
+                    // One client per player: a login that takes its live session over can
+                    // only be one it gave up on (the crash test's old flake).
+                    if kicked.reason == KickReason::LoggedInElsewhere {
+                        return Err(format!(
+                            "player {p}'s live session on n{} was taken over ({}): by a login its client had given up",
+                            at.node, kicked.message
+                        ));
+                    }
                     events.push(format!(
                         "p{p} kicked from n{}: {:?}",
                         at.node, kicked.reason
                     ));
                     self.retry(world, now, 300, 2_000);
-                    return State::Offline;
+                    return Ok(State::Offline);
                 }
                 Outgoing::Redirect { addr, region } => {
                     let to = nodes.iter().position(|n| n.addr == addr);
@@ -457,7 +465,7 @@ impl Client {
                     ));
                     self.target = to.map(|n| (n, Some(region)));
                     self.next_at = now;
-                    return State::Offline;
+                    return Ok(State::Offline);
                 }
             }
         }
@@ -474,10 +482,10 @@ impl Client {
             );
             self.target = Some((at.node, None));
             self.retry(world, now, 500, 3_000);
-            return State::Offline;
+            return Ok(State::Offline);
         }
         if !settling && now >= until {
-            return self.leave(node, world, now, events, at);
+            return Ok(self.leave(node, world, now, events, at));
         }
         // Walk (standing still while settling), turning at the world's ends.
         let x = node
@@ -519,13 +527,13 @@ impl Client {
             }),
             now,
         );
-        State::Playing {
+        Ok(State::Playing {
             at,
             outbox,
             until,
             last_state,
             seq: seq + 1,
-        }
+        })
     }
 
     /// The end of a session, at random: a logout, a dropped connection (the client

@@ -258,6 +258,21 @@ impl Driver {
         orphans
     }
 
+    /// Avatars in this node's regions that no view holds: a player in the world nobody can
+    /// log in to (its region refuses a second avatar). Always empty; the cluster simulator
+    /// checks it after every tick.
+    pub fn avatars_without_views(&self) -> Vec<PlayerId> {
+        let mut orphans: Vec<PlayerId> = self
+            .local
+            .regions()
+            .iter()
+            .flat_map(|r| r.players())
+            .filter(|p| !self.clients.contains_key(p))
+            .collect();
+        orphans.sort_unstable();
+        orphans
+    }
+
     /// What the driver knows of `player` (for diagnostics): its view, its region, and
     /// where its avatar is.
     pub fn describe_player(&self, player: PlayerId) -> String {

@@ -231,6 +231,24 @@ impl Driver {
             let _ = join.reply.send(Ok(Joined { region, tick }));
             return;
         }
+        // A login of this player already joins at this step: this one takes it over (one
+        // avatar, one pending login per player; the earlier session is refused).
+        if let Some(pending) = self.pending_joins.iter_mut().find(|j| j.player == player) {
+            let superseded = std::mem::replace(
+                pending,
+                PendingJoin {
+                    region: pending.region,
+                    saved: pending.saved,
+                    ..join
+                },
+            );
+            let _ = superseded.reply.send(Err(ErrorS2c {
+                code: ErrorCode::RegionUnavailable,
+                message: "logged in from another connection".into(),
+                retry_after_ms: Some(LOGIN_RETRY_AFTER_MS),
+            }));
+            return;
+        }
         // Into the region holding the saved position (the first one otherwise, or
         // if that region is not on this node).
         let region = join
@@ -338,6 +356,9 @@ impl Driver {
     pub(super) fn settle_sessions(&mut self, tick: u64) {
         let mut refused: HashMap<PlayerId, JoinRefusal> = HashMap::new();
         let mut departed = Vec::new();
+        // Where each avatar that crossed a border this step went (a joining one too: it
+        // may land outside its region and cross at once).
+        let mut crossed: HashMap<PlayerId, RegionId> = HashMap::new();
         for region in self.local.regions() {
             let out = region.output();
             for &(player, why) in &out.refused_joins {
@@ -353,7 +374,7 @@ impl Driver {
             }
             for record in &out.handoffs {
                 if let Some(player) = record.entity.player {
-                    self.region_of.insert(player, record.to);
+                    crossed.insert(player, record.to);
                 }
             }
         }
@@ -379,10 +400,11 @@ impl Driver {
             }
             let region = join.region.expect("queued joins know their region");
             // Its region may have gone since it was queued (let go): no avatar, no login.
-            let joined = self
-                .local
-                .region(region)
-                .is_some_and(|r| r.position_of(NetId::of_player(player)).is_some());
+            let joined = crossed.contains_key(&player)
+                || self
+                    .local
+                    .region(region)
+                    .is_some_and(|r| r.position_of(NetId::of_player(player)).is_some());
             if !joined {
                 let _ = join.reply.send(Err(ErrorS2c {
                     code: ErrorCode::RegionUnavailable,
@@ -406,6 +428,8 @@ impl Driver {
             self.clients
                 .insert(player, ClientView::new(session, join.outbox, gone));
         }
+        // After the joins: an avatar that joined and crossed at once is where it went.
+        self.region_of.extend(crossed);
         // Logouts whose player left no state (it was in flight between regions).
         for (_, reply) in self.pending_leaves.drain() {
             let _ = reply.send(Ok(()));

@@ -203,3 +203,46 @@ fn a_resume_within_the_linger_keeps_the_avatar() {
     }
     assert_eq!(driver.local().counts().0, 1);
 }
+
+/// Two logins of one player in one tick (two devices, both granted on this node): the
+/// second takes the first over before either joins. Before, both joins reached the region,
+/// which refused the second as "already in the world", and the refusal (kept per player)
+/// refused both: an avatar nobody held. Found by the cluster simulator.
+#[test]
+fn a_second_login_in_the_same_tick_takes_the_first_over_before_it_joins() {
+    let mut config = Config::embedded_default();
+    config.world.tick_hz = 1;
+    let (mut driver, node) = Driver::new(Arc::new(config), 1).unwrap();
+    let player = PlayerId(9);
+    let mut replies = Vec::new();
+    let mut outboxes = Vec::new();
+    for session in [1, 2] {
+        let (outbox, states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+        let (reply, joined) = oneshot::channel();
+        node.try_send(Command::Join {
+            player,
+            session,
+            outbox,
+            saved: None,
+            arriving: None,
+            reply,
+        })
+        .unwrap();
+        replies.push(joined);
+        outboxes.push(states);
+    }
+    driver.tick();
+    assert!(
+        matches!(replies[0].try_recv(), Ok(Err(_))),
+        "the first is refused"
+    );
+    assert!(
+        matches!(replies[1].try_recv(), Ok(Ok(_))),
+        "the second joins"
+    );
+    assert_eq!(driver.local().counts().0, 1, "one avatar");
+    assert!(driver.avatars_without_views().is_empty());
+    assert!(driver.views_without_avatars().is_empty());
+    driver.tick();
+    assert!(matches!(outboxes[1].try_recv(), Ok(Outgoing::Datagram(_))));
+}
