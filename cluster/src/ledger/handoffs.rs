@@ -46,6 +46,9 @@ struct Redirect {
 struct Arrival<D> {
     record: HandoffRecord,
     delivery: D,
+    /// The epoch of the holding that received it: a check of its key holds only while
+    /// that holding does (a region lost and taken again must check it again).
+    epoch: u64,
 }
 
 #[derive(Debug)]
@@ -61,7 +64,8 @@ pub(super) struct Handoffs<D> {
     publish_at: Instant,
     redirects: PlayerMap<Redirect>,
     /// Receives in flight, by region, with how many they asked for.
-    receiving: BTreeMap<OpId, (RegionId, usize)>,
+    /// Receives in flight: the region, how many they asked for, the holding's epoch.
+    receiving: BTreeMap<OpId, (RegionId, usize, u64)>,
     next_receive: Instant,
     /// Checks in flight: their arrivals (players' first, in order, then the others).
     checking: BTreeMap<OpId, Vec<Arrival<D>>>,
@@ -109,7 +113,7 @@ impl<D> Handoffs<D> {
         self.ready.len()
             + self.applying.len()
             + self.checking.values().map(Vec::len).sum::<usize>()
-            + self.receiving.values().map(|(_, n)| n).sum::<usize>()
+            + self.receiving.values().map(|(_, n, _)| n).sum::<usize>()
     }
 
     /// The move and claim a hand over of `handoff` starts from.
@@ -328,7 +332,10 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
     pub fn take_arrivals(&mut self) -> Vec<HandoffRecord> {
         let mut records = Vec::with_capacity(self.handoffs.ready.len());
         while let Some(arrival) = self.handoffs.ready.pop_front() {
-            if self.regions.is_active(arrival.record.to) {
+            // Checked under the holding that still steps the region: fresh. Otherwise its
+            // key may have moved on since (the region was lost meanwhile): it waits for its
+            // redelivery, and a check under the holding that gets it.
+            if self.holds_active(arrival.record.to, arrival.epoch) {
                 records.push(arrival.record);
                 self.handoffs.applying.push(arrival);
             }
@@ -351,7 +358,7 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
         let mut acks: BTreeMap<RegionId, Vec<D>> = BTreeMap::new();
         for arrival in std::mem::take(&mut self.handoffs.applying) {
             let region = arrival.record.to;
-            if !stepped(region) {
+            if !stepped(region) || self.holding_epoch(region) != Some(arrival.epoch) {
                 continue; // Let go or lost: its next holder gets it.
             }
             if deferred(arrival.record.id) {
@@ -421,7 +428,12 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
             self.handoffs.next_receive = now + self.timing.receive_poll;
             let active: Vec<RegionId> = self.regions.active().collect();
             for region in active {
-                if self.handoffs.receiving.values().any(|(r, _)| *r == region) {
+                if self
+                    .handoffs
+                    .receiving
+                    .values()
+                    .any(|(r, _, _)| *r == region)
+                {
                     continue;
                 }
                 let room = HANDOFFS_IN_LEN_MAX.saturating_sub(self.handoffs.inbound_len());
@@ -429,8 +441,11 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
                     break;
                 }
                 let max = room.min(RECEIVE_MAX);
+                let Some(epoch) = self.holding_epoch(region) else {
+                    continue;
+                };
                 let op = self.op();
-                self.handoffs.receiving.insert(op, (region, max));
+                self.handoffs.receiving.insert(op, (region, max, epoch));
                 self.io.push_back(IoAction::Receive { op, region, max });
             }
         }
@@ -459,13 +474,13 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
     }
 
     pub(super) fn on_receive(&mut self, op: OpId, result: Result<Vec<Inbound<D>>, IoError>) {
-        let Some((region, _)) = self.handoffs.receiving.remove(&op) else {
+        let Some((region, _, epoch)) = self.handoffs.receiving.remove(&op) else {
             return;
         };
         let Ok(deliveries) = result else {
             return; // Polled again; nothing was taken.
         };
-        if !self.regions.is_active(region) {
+        if !self.holds_active(region, epoch) {
             return; // Let go meanwhile: the next holder gets them (after the reclaim).
         }
         let mut players = Vec::new();
@@ -476,6 +491,7 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
                     let arrival = Arrival {
                         record,
                         delivery: inbound.delivery,
+                        epoch,
                     };
                     if arrival.record.entity.player.is_some() {
                         players.push(arrival);
@@ -498,11 +514,22 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
     }
 
     pub(super) fn on_accepts(&mut self, op: OpId, result: Result<Vec<bool>, IoError>) {
-        let Some(arrivals) = self.handoffs.checking.remove(&op) else {
+        let Some(mut arrivals) = self.handoffs.checking.remove(&op) else {
             return;
         };
         // Unchecked: left pending, delivered again after the bus's reclaim time.
-        let Ok(accepted) = result else { return };
+        let Ok(mut accepted) = result else { return };
+        if accepted.len() == arrivals.len() {
+            // Regions lost since the check was sent: their arrivals wait for a new one.
+            let keep: Vec<bool> = arrivals
+                .iter()
+                .map(|a| self.holds_active(a.record.to, a.epoch))
+                .collect();
+            let mut flags = keep.iter();
+            arrivals.retain(|_| *flags.next().unwrap_or(&false));
+            let mut flags = keep.iter();
+            accepted.retain(|_| *flags.next().unwrap_or(&false));
+        }
         if accepted.len() != arrivals.len() {
             return;
         }

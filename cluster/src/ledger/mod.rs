@@ -66,10 +66,6 @@ pub struct Timing {
     /// when it was sent, less `STOP_MARGIN`), as past its lease: while it steps a region,
     /// no other node may take its players.
     pub address_ttl: Duration,
-    /// How long a player handed off to another node waits for its handoff to go through
-    /// (key handed over, mail published, the destination's address known) before its
-    /// session is ended.
-    pub redirect_wait: Duration,
     /// How long a redirected login waits for its avatar's handoff to arrive, and a login
     /// finding its player on its way here waits for the key to come here.
     pub arrival_wait: Duration,
@@ -88,23 +84,27 @@ pub struct Timing {
     pub lane_full_retry: Duration,
 }
 
+impl Timing {
+    /// The production set.
+    pub const DEFAULT: Timing = Timing {
+        directory_refresh: Duration::from_millis(250),
+        receive_poll: Duration::from_millis(10),
+        location_refresh: Duration::from_secs(5),
+        advertise_every: Duration::from_secs(1),
+        address_ttl: Duration::from_secs(6),
+        arrival_wait: Duration::from_secs(10),
+        claim_poll_min: Duration::from_millis(25),
+        claim_poll_max: Duration::from_millis(400),
+        retry_min: Duration::from_millis(50),
+        retry_max: Duration::from_secs(2),
+        renew_retry: Duration::from_millis(100),
+        lane_full_retry: Duration::from_millis(100),
+    };
+}
+
 impl Default for Timing {
     fn default() -> Self {
-        Timing {
-            directory_refresh: Duration::from_millis(250),
-            receive_poll: Duration::from_millis(10),
-            location_refresh: Duration::from_secs(5),
-            advertise_every: Duration::from_secs(1),
-            address_ttl: Duration::from_secs(6),
-            redirect_wait: Duration::from_secs(5),
-            arrival_wait: Duration::from_secs(10),
-            claim_poll_min: Duration::from_millis(25),
-            claim_poll_max: Duration::from_millis(400),
-            retry_min: Duration::from_millis(50),
-            retry_max: Duration::from_secs(2),
-            renew_retry: Duration::from_millis(100),
-            lane_full_retry: Duration::from_millis(100),
-        }
+        Timing::DEFAULT
     }
 }
 

@@ -67,10 +67,6 @@ impl Regions {
         self.held.values().any(|h| h.active)
     }
 
-    pub(super) fn is_active(&self, region: RegionId) -> bool {
-        self.held.get(&region).is_some_and(|h| h.active)
-    }
-
     pub(super) fn active(&self) -> impl Iterator<Item = RegionId> + '_ {
         self.held
             .iter()
@@ -131,6 +127,19 @@ impl<D: Clone + std::fmt::Debug> Ledger<D> {
         let holding = self.regions.held.remove(&region)?;
         self.regions.version += 1;
         Some(holding.lease)
+    }
+
+    /// The epoch of this node's holding of `region`, if it holds it.
+    pub(super) fn holding_epoch(&self, region: RegionId) -> Option<u64> {
+        self.regions.held.get(&region).map(|h| h.lease.epoch)
+    }
+
+    /// Whether this node steps `region` under the holding of `epoch`.
+    pub(super) fn holds_active(&self, region: RegionId, epoch: u64) -> bool {
+        self.regions
+            .held
+            .get(&region)
+            .is_some_and(|h| h.active && h.lease.epoch == epoch)
     }
 
     /// The lease of `region`, if held.

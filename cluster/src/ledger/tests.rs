@@ -315,6 +315,15 @@ fn an_arrival_is_acknowledged_once_applied_and_its_key_adopted() {
     let (mut l, now) = ledger();
     let r = record(10, R2, R1);
     receive(&mut l, &r, true, now);
+    // Held long enough for the refresh below (no renewals in this test).
+    l.hold(
+        Lease {
+            ttl: Duration::from_secs(60),
+            ..lease(R1, now)
+        },
+        true,
+    );
+    l.advertised_at(now + Duration::from_secs(30));
     l.await_arrival(9, P, now);
     assert_eq!(l.take_arrivals(), vec![r]);
     // Deferred by its region: not acknowledged, its key kept alive.
@@ -378,4 +387,46 @@ fn a_node_whose_address_lapses_stops_stepping_before_others_may_take_its_players
         }
     }
     panic!("still stepping with its address lapsed");
+}
+
+/// A check of an arrival holds only for the holding that made it: a region lost and
+/// taken again (the node paused past its lease) must check its mail again, or a player
+/// who logged in elsewhere meanwhile would get a second avatar. Found by the simulator.
+#[test]
+fn an_arrival_checked_under_a_lost_holding_waits_for_a_new_check() {
+    let (mut l, now) = ledger();
+    let at = now + l.timing().receive_poll;
+    l.handle_timeout(at);
+    let op = drain(&mut l)
+        .into_iter()
+        .find_map(|a| match a {
+            IoAction::Receive { op, region: R1, .. } => Some(op),
+            _ => None,
+        })
+        .expect("region 1 polled");
+    let inbound = Inbound {
+        payload: crate::wire::encode_handoff(&record(10, R2, R1)),
+        delivery: 77,
+    };
+    l.handle(Answer::Receive(op, Ok(vec![inbound])), at);
+    let check = match &drain(&mut l)[..] {
+        [IoAction::Accepts { op, .. }] => *op,
+        other => panic!("{other:?}"),
+    };
+    // The lease lapses before the answer, and the region is taken again.
+    let later = now + Duration::from_millis(2_800);
+    l.tick(later);
+    assert_eq!(l.take_lost(), vec![R1]);
+    l.hold(
+        Lease {
+            epoch: 2,
+            ..lease(R1, later)
+        },
+        true,
+    );
+    l.handle(Answer::Accepts(check, Ok(vec![true])), later);
+    assert!(
+        l.take_arrivals().is_empty(),
+        "checked under epoch 1, applied under epoch 2"
+    );
 }

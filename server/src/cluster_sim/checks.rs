@@ -372,12 +372,16 @@ impl Sim {
         Ok(())
     }
 
-    /// Whether some live node steps `region` under `epoch`.
+    /// Whether some live node steps `region` under `epoch`, its lease still valid (a
+    /// holding whose lease lapsed is dropped before it steps again: what it applied is gone).
     fn holding_is_live(&self, region: RegionId, epoch: u64) -> bool {
+        let holder = at_once(self.world.leases.holder(region)).ok().flatten();
         self.nodes.iter().filter(|n| n.is_alive()).any(|n| {
-            n.run.as_ref().is_some_and(|r| {
-                r.epochs.get(&region) == Some(&epoch) && r.driver.local().region(region).is_some()
-            })
+            holder.as_ref() == Some(&(n.name.clone(), epoch))
+                && n.run.as_ref().is_some_and(|r| {
+                    r.epochs.get(&region) == Some(&epoch)
+                        && r.driver.local().region(region).is_some()
+                })
         })
     }
 

@@ -65,8 +65,8 @@ pub const SHUTDOWN_SAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// lifetime of the resume ticket the client holds.
 pub const RESUME_LINGER: Duration = Duration::from_secs(crate::auth::TICKET_TTL_S);
 /// How long a redirected login waits for its avatar's handoff to arrive before the player
-/// is logged in from its last save instead (the ledger's `Timing::arrival_wait`).
-pub const ARRIVAL_WAIT: Duration = Duration::from_secs(10);
+/// is logged in from its last save instead (the ledger's).
+pub const ARRIVAL_WAIT: Duration = tessera_cluster::Timing::DEFAULT.arrival_wait;
 /// When a login refused for a passing reason (a full region, a dependency that did not
 /// answer, a player still moving) may be retried, in milliseconds.
 pub const LOGIN_RETRY_AFTER_MS: u32 = 1_000;
