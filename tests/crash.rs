@@ -51,17 +51,7 @@ fn config_without_npcs(dir: &std::path::Path) {
     for file in ["tessera.toml", "world.toml", "balance.toml"] {
         let text = std::fs::read_to_string(source.join(file)).unwrap();
         let text = if file == "balance.toml" {
-            text.lines()
-                .map(|line| match line.find("count = ") {
-                    Some(at) => {
-                        let rest = &line[at + "count = ".len()..];
-                        let digits = rest.chars().take_while(char::is_ascii_digit).count();
-                        format!("{}count = 0{}", &line[..at], &rest[digits..])
-                    }
-                    None => line.to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
+            tessera_server::cluster_sim::without_npcs(&text)
         } else {
             text
         };

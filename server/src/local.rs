@@ -259,6 +259,11 @@ impl LocalRegions {
         self.inputs.iter().map(|i| i.handoffs.len()).sum()
     }
 
+    /// The ids of the regions, in stepping order.
+    pub fn ids(&self) -> impl Iterator<Item = RegionId> + '_ {
+        self.regions.iter().map(Region::id)
+    }
+
     /// Players and entities over all regions.
     pub fn counts(&self) -> (usize, usize) {
         self.regions.iter().fold((0, 0), |(p, e), r| {

@@ -139,9 +139,12 @@ pub fn watch(file: &Path) -> anyhow::Result<(Watch, mpsc::Receiver<()>)> {
         WATCH_DEBOUNCE,
         None,
         move |events: notify_debouncer_full::DebounceEventResult| {
+            // Only what changes the file: a read (an access, or the access time it sets)
+            // is no change, and reloading on it would read the file again, forever.
             let ours = match events {
                 Ok(events) => events
                     .iter()
+                    .filter(|e| changes_content(&e.kind))
                     .flat_map(|e| e.paths.iter())
                     .any(|p| p.file_name() == name.as_deref()),
                 Err(_) => false,
@@ -159,6 +162,29 @@ pub fn watch(file: &Path) -> anyhow::Result<(Watch, mpsc::Receiver<()>)> {
         .unwrap_or(Path::new("."));
     debouncer.watch(dir, RecursiveMode::NonRecursive)?;
     Ok((debouncer, rx))
+}
+
+/// Whether a file event may have changed the file's content: created, removed, renamed or
+/// written (not read, not a metadata change such as an access time).
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// A hash of a file's bytes (`None`: unreadable), to tell a real change from a rewrite of
+/// the same content.
+fn content_hash(file: &Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let bytes = std::fs::read(file).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// The outcome of the last balance reload, for `/readyz`.
@@ -183,6 +209,8 @@ pub struct Reloader {
     last: std::sync::Mutex<Option<ReloadOutcome>>,
     applied: AtomicU64,
     refused: AtomicU64,
+    /// The hash of `balance.toml` as last loaded (at start, or by the last reload).
+    loaded: std::sync::Mutex<Option<u64>>,
 }
 
 impl Reloader {
@@ -194,12 +222,17 @@ impl Reloader {
         node: crate::node::NodeHandle,
     ) -> Reloader {
         Reloader {
-            source,
             running: tokio::sync::Mutex::new(running),
             node,
             last: std::sync::Mutex::new(None),
             applied: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            loaded: std::sync::Mutex::new(
+                source
+                    .as_ref()
+                    .and_then(|s| content_hash(&s.balance_file())),
+            ),
+            source,
         }
     }
 
@@ -211,6 +244,16 @@ impl Reloader {
     /// The last reload's outcome, if any.
     pub fn last(&self) -> Option<ReloadOutcome> {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether `balance.toml` differs from what was last loaded (the file watch reloads
+    /// only then: a save of the same content, or a touch, changes nothing).
+    pub fn changed_on_disk(&self) -> bool {
+        let Some(source) = &self.source else {
+            return false;
+        };
+        let now = content_hash(&source.balance_file());
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) != now
     }
 
     /// Reloads applied and refused since the node started.
@@ -230,6 +273,8 @@ impl Reloader {
             ));
         };
         let mut running = self.running.lock().await;
+        *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) =
+            content_hash(&source.balance_file());
         let outcome = match source.load(&running) {
             Err(error) => Err(ActionError::Unprocessable(error.to_string())),
             Ok(reloaded) => {
@@ -317,5 +362,41 @@ mod tests {
             err.to_string().contains("archetypes must stay the same"),
             "{err}"
         );
+    }
+
+    /// A watch that took any event reloaded on its own reads of the file, forever.
+    #[test]
+    fn reading_the_file_is_no_change_and_the_same_content_is_not_reloaded() {
+        let shipped = include_str!("../../config/balance.toml");
+        let dir = dir_with(&format!("{shipped}\n# watch test\n"));
+        let file = dir.join("balance.toml");
+        let (_watch, mut notices) = watch(&file).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..50 {
+            let _ = std::fs::read_to_string(&file).unwrap();
+        }
+        std::thread::sleep(WATCH_DEBOUNCE * 4);
+        assert!(notices.try_recv().is_err(), "a read is no change");
+        // A write is.
+        std::fs::write(&file, format!("{shipped}\n# changed\n")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while notices.try_recv().is_err() {
+            assert!(std::time::Instant::now() < deadline, "no notice of a write");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The reload task then goes by content: the same bytes written again are no change.
+        let (_driver, node) =
+            crate::node::Driver::new(Arc::new(Config::embedded_default()), 1).unwrap();
+        let source = ReloadSource {
+            dir: dir.clone(),
+            env: Vec::new(),
+        };
+        let reloader = Reloader::new(Some(source), Arc::new(Config::embedded_default()), node);
+        assert!(!reloader.changed_on_disk());
+        std::fs::write(&file, std::fs::read(&file).unwrap()).unwrap();
+        assert!(!reloader.changed_on_disk(), "same content");
+        std::fs::write(&file, format!("{shipped}\n# changed again\n")).unwrap();
+        assert!(reloader.changed_on_disk());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -660,6 +660,9 @@ pub async fn follow_reloads(
         role: Role::Admin,
     };
     while notices.recv().await.is_some() {
+        if !reloader.changed_on_disk() {
+            continue; // Rewritten with the same content, or touched: nothing to reload.
+        }
         let reload = async { Ok(reloader.reload().await?) };
         let _ = audit
             .run(

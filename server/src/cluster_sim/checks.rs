@@ -9,7 +9,7 @@ use tessera_shared::ids::{HandoffId, NetId, PlayerId, RegionId};
 
 use super::Sim;
 use super::nodes::NodeState;
-use super::world::{Fault, Item, at_once, failed};
+use super::world::{Fault, Item, Work, at_once, failed};
 use crate::cluster::io::execute;
 
 /// Chance per second that a running node is killed, or paused.
@@ -155,157 +155,98 @@ impl Sim {
                     }
                     if let Some(answer) = answer {
                         let at = now + self.world.latency();
-                        self.world.schedule(
-                            at,
-                            Item::Answer {
-                                node,
-                                incarnation,
-                                answer,
-                            },
-                        );
+                        let work = Work::Answer(answer);
+                        let item = Item::Process {
+                            node,
+                            incarnation,
+                            work,
+                        };
+                        self.world.schedule(at, item);
                     }
                 }
-                Item::Answer {
+                Item::Process {
                     node,
                     incarnation,
-                    answer,
+                    work,
                 } => {
                     let n = &mut self.nodes[node];
                     if n.incarnation != incarnation || !n.is_alive() {
-                        continue;
+                        continue; // Died with its process (a writer's queue, a load, an answer).
                     }
                     if let NodeState::Paused { until } = n.state {
-                        self.world.schedule(
-                            until.max(now + super::STEP),
-                            Item::Answer {
-                                node,
-                                incarnation,
-                                answer,
-                            },
-                        );
+                        let item = Item::Process {
+                            node,
+                            incarnation,
+                            work,
+                        };
+                        self.world.schedule(until.max(now + super::STEP), item);
                         continue;
                     }
-                    if let Some(run) = n.run.as_ref() {
-                        run.shared.ledger().handle(answer, now);
-                    }
+                    self.work(node, work, now)?;
                 }
-                Item::Save {
-                    node,
-                    incarnation,
-                    request,
-                } => {
-                    let n = &mut self.nodes[node];
-                    if n.incarnation != incarnation || !n.is_alive() {
-                        continue; // The writer died with its queue.
-                    }
-                    if let NodeState::Paused { until } = n.state {
-                        self.world.schedule(
-                            until.max(now + super::STEP),
-                            Item::Save {
-                                node,
-                                incarnation,
-                                request,
-                            },
-                        );
-                        continue;
-                    }
-                    let run = n.run.as_mut().expect("alive nodes run");
-                    if run.pending_saves.get(&request.player) == Some(&request.state) {
-                        run.pending_saves.remove(&request.player);
-                    }
-                    self.world.players.insert(request.player, request.state);
-                    if let Some(done) = request.done {
-                        self.world
-                            .logout_saves
-                            .insert(request.player, request.state);
-                        let _ = done.send(Ok(()));
-                    }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out `work` in running node `node`'s process.
+    fn work(&mut self, node: usize, work: Work, now: Instant) -> Result<(), String> {
+        let run = self.nodes[node].run.as_mut().expect("running nodes run");
+        match work {
+            Work::Answer(answer) => run.shared.ledger().handle(answer, now),
+            Work::Save(request) => {
+                if run.pending_saves.get(&request.player) == Some(&request.state) {
+                    run.pending_saves.remove(&request.player);
                 }
-                Item::Load {
-                    node,
-                    incarnation,
-                    token,
-                    player,
-                } => {
-                    let n = &mut self.nodes[node];
-                    if n.incarnation != incarnation || !n.is_alive() {
-                        continue;
-                    }
-                    if let NodeState::Paused { until } = n.state {
-                        self.world.schedule(
-                            until.max(now + super::STEP),
-                            Item::Load {
-                                node,
-                                incarnation,
-                                token,
-                                player,
-                            },
-                        );
-                        continue;
-                    }
-                    let run = n.run.as_ref().expect("alive nodes run");
-                    let saved = run
-                        .pending_saves
-                        .get(&player)
-                        .or_else(|| self.world.players.get(&player))
-                        .copied();
-                    self.world.loads.insert(token, saved);
+                self.world.players.insert(request.player, request.state);
+                if let Some(done) = request.done {
+                    self.world
+                        .logout_saves
+                        .insert(request.player, request.state);
+                    let _ = done.send(Ok(()));
                 }
-                Item::Commit {
-                    node,
-                    incarnation,
-                    region,
-                    epoch,
-                    delta,
-                } => {
-                    let n = &mut self.nodes[node];
-                    if n.incarnation != incarnation || !n.is_alive() {
-                        continue;
-                    }
-                    if let NodeState::Paused { until } = n.state {
-                        self.world.schedule(
-                            until.max(now + super::STEP),
-                            Item::Commit {
-                                node,
-                                incarnation,
-                                region,
-                                epoch,
-                                delta,
-                            },
-                        );
-                        continue;
-                    }
-                    let before = self.world.snapshots.get(&region).map(|s| (s.epoch, s.tick));
-                    match self.world.commit(region, epoch, delta) {
-                        Ok(()) => {
-                            let after =
-                                self.world.snapshots.get(&region).map(|s| (s.epoch, s.tick));
-                            if let (Some(before), Some(after)) = (before, after)
-                                && (after.0 < before.0
-                                    || (after.0 == before.0 && after.1 <= before.1))
-                            {
-                                return Err(format!(
-                                    "region {}'s snapshot went back from {before:?} to {after:?} (epoch, tick)",
-                                    region.0
-                                ));
-                            }
-                            if let Some(before) = before
-                                && epoch < before.0
-                            {
-                                return Err(format!(
-                                    "a stale epoch {epoch} was accepted over {} for region {}",
-                                    before.0, region.0
-                                ));
-                            }
-                        }
-                        Err(e) => {
-                            self.outcome.fenced += 1;
-                            self.note(format!(
-                                "n{node}'s snapshot of region {} refused: {e}",
+            }
+            Work::Load { token, player } => {
+                let saved = run
+                    .pending_saves
+                    .get(&player)
+                    .or_else(|| self.world.players.get(&player))
+                    .copied();
+                self.world.loads.insert(token, saved);
+            }
+            Work::Commit {
+                region,
+                epoch,
+                delta,
+            } => {
+                let before = self.world.snapshots.get(&region).map(|s| (s.epoch, s.tick));
+                match self.world.commit(region, epoch, delta) {
+                    Ok(()) => {
+                        let after = self.world.snapshots.get(&region).map(|s| (s.epoch, s.tick));
+                        if let (Some(before), Some(after)) = (before, after)
+                            && (after.0 < before.0 || (after.0 == before.0 && after.1 <= before.1))
+                        {
+                            return Err(format!(
+                                "region {}'s snapshot went back from {before:?} to {after:?} (epoch, tick)",
                                 region.0
                             ));
-                            self.nodes[node].fence(region);
                         }
+                        if let Some(before) = before
+                            && epoch < before.0
+                        {
+                            return Err(format!(
+                                "a stale epoch {epoch} was accepted over {} for region {}",
+                                before.0, region.0
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        self.outcome.fenced += 1;
+                        self.note(format!(
+                            "n{node}'s snapshot of region {} refused: {e}",
+                            region.0
+                        ));
+                        self.nodes[node].fence(region);
                     }
                 }
             }

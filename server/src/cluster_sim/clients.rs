@@ -14,7 +14,7 @@ use tessera_shared::protocol::quantize::quantize_move;
 use tokio::sync::{mpsc, oneshot};
 
 use super::nodes::{Call, SimNode};
-use super::world::{Item, World};
+use super::world::{Item, Work, World};
 use crate::node::{Command, Joined, Outgoing, SESSION_OUTBOX_LEN_MAX};
 
 /// How long a client waits for a login (claim, load, join) before it gives up.
@@ -135,15 +135,16 @@ impl Client {
                         Ok(()) => {
                             let token = world.token();
                             let delay = world.latency();
-                            world.schedule(
-                                now + delay,
-                                Item::Load {
-                                    node: at.node,
-                                    incarnation: at.incarnation,
-                                    token,
-                                    player: self.player,
-                                },
-                            );
+                            let work = Work::Load {
+                                token,
+                                player: self.player,
+                            };
+                            let item = Item::Process {
+                                node: at.node,
+                                incarnation: at.incarnation,
+                                work,
+                            };
+                            world.schedule(now + delay, item);
                             State::Loading {
                                 at,
                                 token,
@@ -283,13 +284,7 @@ impl Client {
                             // is put right, and (as any dropped connection) it detaches.
                             events.push(format!("p{p} gives up joining on n{}", at.node));
                             node.call(Call::JoinSkipped(self.player, at.session), now);
-                            node.call(
-                                Call::Command(Command::Detach {
-                                    player: self.player,
-                                    session: at.session,
-                                }),
-                                now,
-                            );
+                            self.detach(node, at, now);
                             self.retry(world, now, 0, 1_000);
                             State::Offline
                         }
@@ -473,13 +468,7 @@ impl Client {
         if now - last_state > STATES_GIVE_UP {
             // The node is frozen (or its outbox full): the connection times out.
             events.push(format!("p{p} times out on n{}", at.node));
-            node.call(
-                Call::Command(Command::Detach {
-                    player: self.player,
-                    session: at.session,
-                }),
-                now,
-            );
+            self.detach(node, at, now);
             self.target = Some((at.node, None));
             self.retry(world, now, 500, 3_000);
             return Ok(State::Offline);
@@ -568,30 +557,28 @@ impl Client {
             }
             7..=8 => {
                 events.push(format!("p{p} drops its connection to n{}", at.node));
-                node.call(
-                    Call::Command(Command::Detach {
-                        player: self.player,
-                        session: at.session,
-                    }),
-                    now,
-                );
+                self.detach(node, at, now);
                 self.target = Some((at.node, None));
                 self.retry(world, now, 200, 4_000);
                 State::Offline
             }
             _ => {
                 events.push(format!("p{p} leaves n{} for another node", at.node));
-                node.call(
-                    Call::Command(Command::Detach {
-                        player: self.player,
-                        session: at.session,
-                    }),
-                    now,
-                );
+                self.detach(node, at, now);
                 self.next_at = now;
                 State::Offline
             }
         }
+    }
+
+    /// Its connection to `at` is gone: the session detaches (the avatar waits for a
+    /// resume).
+    fn detach(&self, node: &mut SimNode, at: At, now: Instant) {
+        let detach = Command::Detach {
+            player: self.player,
+            session: at.session,
+        };
+        node.call(Call::Command(detach), now);
     }
 
     /// Offline until a random moment `lo_ms` to `hi_ms` from now.

@@ -37,7 +37,7 @@ mod world;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-pub use world::Rng;
+pub use world::{Rng, without_npcs};
 
 use clients::Client;
 use nodes::SimNode;

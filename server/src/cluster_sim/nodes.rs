@@ -15,7 +15,7 @@ use tessera_regions::io::SavedPlayer;
 use tessera_shared::ids::{HandoffId, PlayerId, RegionId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::world::{Item, World, at_once};
+use super::world::{Item, Work, World, at_once};
 use crate::cluster::io::Io;
 use crate::cluster::{ClusterHandle, ClusterLink, GhostBoard, LEASE_TTL, Shared};
 use crate::local::LocalRegions;
@@ -79,6 +79,29 @@ pub(super) struct SimNode {
     pub(super) incarnation: u64,
     pub(super) state: NodeState,
     pub(super) run: Option<Running>,
+}
+
+impl Running {
+    /// Hands `work` to the node's writer: done in order, each after a store's delay.
+    fn write(
+        &mut self,
+        world: &mut World,
+        now: Instant,
+        node: usize,
+        incarnation: u64,
+        work: Work,
+    ) {
+        let at = (now + world.latency()).max(self.last_write);
+        self.last_write = at;
+        world.schedule(
+            at,
+            Item::Process {
+                node,
+                incarnation,
+                work,
+            },
+        );
+    }
 }
 
 impl SimNode {
@@ -265,28 +288,13 @@ impl SimNode {
         // The writer: saves in order, each durable after a delay.
         while let Ok(request) = run.saves.try_recv() {
             run.pending_saves.insert(request.player, request.state);
-            let at = (now + world.latency()).max(run.last_write);
-            run.last_write = at;
-            world.schedule(
-                at,
-                Item::Save {
-                    node: index,
-                    incarnation,
-                    request,
-                },
-            );
+            run.write(world, now, index, incarnation, Work::Save(request));
         }
         while run.ghosts.try_recv().is_ok() {}
         // Snapshots: every region's changed cells, committed in order under its epoch.
         if run.next_snapshot <= now {
             run.next_snapshot = now + world.config.node.snapshot_interval;
-            let held: Vec<RegionId> = run
-                .driver
-                .local()
-                .regions()
-                .iter()
-                .map(Region::id)
-                .collect();
+            let held: Vec<RegionId> = run.driver.local().ids().collect();
             for region in held {
                 if run.fenced.contains(&region) {
                     continue;
@@ -298,18 +306,12 @@ impl SimNode {
                     continue;
                 };
                 let delta = r.capture_snapshot();
-                let at = (now + world.latency()).max(run.last_write);
-                run.last_write = at;
-                world.schedule(
-                    at,
-                    Item::Commit {
-                        node: index,
-                        incarnation,
-                        region,
-                        epoch,
-                        delta,
-                    },
-                );
+                let commit = Work::Commit {
+                    region,
+                    epoch,
+                    delta,
+                };
+                run.write(world, now, index, incarnation, commit);
             }
         }
         applied
@@ -422,13 +424,7 @@ impl SimNode {
     /// Forgets the epochs of regions the driver no longer steps (lost).
     pub(super) fn forget_dropped(&mut self) {
         if let Some(run) = self.run.as_mut() {
-            let stepped: BTreeSet<RegionId> = run
-                .driver
-                .local()
-                .regions()
-                .iter()
-                .map(Region::id)
-                .collect();
+            let stepped: BTreeSet<RegionId> = run.driver.local().ids().collect();
             let assigning: BTreeSet<RegionId> = run.assigning.keys().copied().collect();
             run.epochs
                 .retain(|r, _| stepped.contains(r) || assigning.contains(r));

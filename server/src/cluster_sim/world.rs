@@ -74,9 +74,18 @@ fn config() -> Config {
         .replace("tick_hz = 20", "tick_hz = 10")
         .replace("columns = 2", "columns = 4")
         .replace("rows = 2", "rows = 1");
-    let balance: String = shipped
-        .balance
-        .text
+    let balance = without_npcs(shipped.balance.text);
+    let sources = ConfigSources::new(shipped.tessera.text, &world, &balance);
+    match load_strs(&sources, std::iter::empty()) {
+        Ok(config) => config,
+        Err(errors) => panic!("the simulator's world must load:\n{errors}"),
+    }
+}
+
+/// `balance.toml`'s text with every spawn table's counts at 0: a world where only players
+/// move (the simulator's, and the crash test's).
+pub fn without_npcs(balance: &str) -> String {
+    balance
         .lines()
         .map(|line| match line.find("count = ") {
             Some(at) => {
@@ -87,12 +96,7 @@ fn config() -> Config {
             None => line.to_owned(),
         })
         .collect::<Vec<_>>()
-        .join("\n");
-    let sources = ConfigSources::new(shipped.tessera.text, &world, &balance);
-    match load_strs(&sources, std::iter::empty()) {
-        Ok(config) => config,
-        Err(errors) => panic!("the simulator's world must load:\n{errors}"),
-    }
+        .join("\n")
 }
 
 /// How an operation fares.
@@ -109,36 +113,33 @@ pub(super) enum Fault {
 /// Something in flight: scheduled for a moment of virtual time.
 #[derive(Debug)]
 pub(super) enum Item {
-    /// A ledger's IO action reaches the stores.
+    /// A ledger's IO action reaches the stores (it left its process: it gets there even if
+    /// the process dies or freezes meanwhile).
     Exec {
         node: usize,
         incarnation: u64,
         action: IoAction<Delivery>,
         fault: Fault,
     },
-    /// Its answer reaches the ledger.
-    Answer {
+    /// Work inside a node's process: lost if the process dies, held while it is paused.
+    Process {
         node: usize,
         incarnation: u64,
-        answer: Answer<Delivery>,
+        work: Work,
     },
+}
+
+/// Work inside a node's process.
+#[derive(Debug)]
+pub(super) enum Work {
+    /// An IO answer reaches the ledger.
+    Answer(Answer<Delivery>),
     /// A player save is written (the node's writer, in order).
-    Save {
-        node: usize,
-        incarnation: u64,
-        request: SaveRequest,
-    },
+    Save(SaveRequest),
     /// A login's load of its player is read.
-    Load {
-        node: usize,
-        incarnation: u64,
-        token: u64,
-        player: PlayerId,
-    },
-    /// A region snapshot commit reaches the store.
+    Load { token: u64, player: PlayerId },
+    /// A region snapshot commit is sent to the store (the node's writer, in order).
     Commit {
-        node: usize,
-        incarnation: u64,
         region: RegionId,
         epoch: u64,
         delta: SnapshotDelta,

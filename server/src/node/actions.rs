@@ -231,7 +231,7 @@ impl Driver {
     /// The borders between the regions stepped here and the rest (ghosts cross them).
     pub(super) fn update_borders(&mut self) {
         if let Some(cluster) = &mut self.cluster {
-            let held: Vec<RegionId> = self.local.regions().iter().map(|r| r.id()).collect();
+            let held: Vec<RegionId> = self.local.ids().collect();
             cluster.borders = crate::cluster::borders(&self.config, &held);
         }
     }
