@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_regions::io::SavedPlayer;
+use tessera_server::node::status::percentile;
 use tessera_server::node::{Command, Driver, Outgoing};
-use tessera_server::sim::percentile;
 use tessera_shared::config::Config;
 use tessera_shared::ids::PlayerId;
 use tessera_shared::math::Vec2;
@@ -74,6 +74,7 @@ fn run(scenario: &str, spread_m: Option<f32>) {
                 }
             }),
             arriving: None,
+            start: None,
             reply,
         })
         .expect("room in the inbox");

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tessera::persistence::embedded::EmbeddedStore;
 use tessera::persistence::mongo::MongoStore;
 use tessera::persistence::node_store::NodeStore;
-use tessera_server::sim::percentile;
+use tessera_server::node::status::percentile;
 use tessera_server::snapshots::Snapshots;
 
 #[path = "support.rs"]

@@ -14,7 +14,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use tessera_server::sim::percentile;
+use tessera_server::node::status::percentile;
 
 #[path = "support.rs"]
 mod support;

@@ -621,13 +621,7 @@ fn json_logs_carry_the_session_span_with_its_player() {
     let addr: SocketAddr = running["fields"]["addr"].as_str().unwrap().parse().unwrap();
     let report = client_runtime()
         .block_on(tessera_server::bots::run_bots(
-            &tessera_server::bots::BotsOptions {
-                count: 1,
-                addr,
-                duration: Duration::from_secs(1),
-                data_dir: dir.clone(),
-                progress: false,
-            },
+            &tessera_server::bots::BotsOptions::dev(1, addr, Duration::from_secs(1), &dir).unwrap(),
         ))
         .unwrap();
     assert_eq!(report.connected, 1, "{report}");

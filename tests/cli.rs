@@ -144,3 +144,85 @@ fn bad_arguments_are_a_usage_error_not_a_panic() {
     assert_eq!(code, ExitCode::from(2));
     assert!(err.contains("--ticks"), "{err}");
 }
+
+/// A fresh, empty temporary directory.
+fn empty_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(crate::util::unique(prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn commands_that_read_a_node_say_what_is_missing_and_create_nothing() {
+    let root = empty_dir("tessera-cli-no-node");
+    let missing = root.join("data");
+    let data_dir = missing.to_str().unwrap();
+    let commands: [&[&str]; 3] = [
+        &["token", "--player", "ada", "--data-dir", data_dir],
+        &["admin-key", "--dev", "--data-dir", data_dir],
+        &[
+            "bots",
+            "--count",
+            "1",
+            "--duration",
+            "1s",
+            "--data-dir",
+            data_dir,
+        ],
+    ];
+    for args in commands {
+        let (code, out, err) = run(args);
+        assert_eq!(code, ExitCode::FAILURE, "{args:?}: {out}");
+        assert!(err.contains("no node data here"), "{args:?}: {err}");
+        assert!(err.contains(data_dir), "{args:?}: {err}");
+        assert!(err.contains("--data-dir"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created the data dir");
+    }
+    // A data dir without the node's files: each names the file it needs.
+    std::fs::create_dir_all(&missing).unwrap();
+    for (args, what) in [
+        (commands[0], "has no dev token secret"),
+        (commands[1], "has no dev admin key"),
+        (commands[2], "has no dev certificate"),
+    ] {
+        let (code, _out, err) = run(args);
+        assert_eq!(code, ExitCode::FAILURE, "{args:?}");
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read_dir(&missing).unwrap().count(), 0);
+    let (code, _out, err) = run(&["token", "--player", "ada", "--config", "/nonexistent/cfg"]);
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(
+        err.contains("no config directory at /nonexistent/cfg"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn bots_say_once_that_nothing_answers_at_the_address() {
+    let dir = empty_dir("tessera-cli-bots-nothing");
+    tessera_server::net::tls::dev_identity(&dir).unwrap();
+    tessera_server::auth::dev_secret(&dir).unwrap();
+    // A UDP socket that never answers: the handshake times out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let (code, out, err) = run(&[
+        "bots",
+        "--count",
+        "20",
+        "--duration",
+        "1s",
+        "--addr",
+        &addr,
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, ExitCode::FAILURE, "{out}");
+    assert!(
+        err.contains(&format!("nothing answered at {addr} within 5 s")),
+        "{err}"
+    );
+    assert!(err.contains("is a node running there?"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// The layers, top first.
 const LAYERS: &[&[&str]] = &[
-    &["main", "lib", "serve", "cli", "bots"],
+    &["main", "lib", "serve", "cli", "bots", "settings"],
     &["admin", "net"],
     &["control", "reload", "placement", "sim", "cluster_sim"],
     &["node"],

@@ -373,13 +373,13 @@ fn an_input_flood_is_dropped_and_counted_and_others_are_unaffected() {
 #[test]
 fn bots_connect_play_and_report() {
     let node = start();
-    let options = tessera_server::bots::BotsOptions {
-        count: 20,
-        addr: node.node.as_ref().unwrap().addr,
-        duration: Duration::from_secs(3),
-        data_dir: node.dir.clone(),
-        progress: false,
-    };
+    let options = tessera_server::bots::BotsOptions::dev(
+        20,
+        node.node.as_ref().unwrap().addr,
+        Duration::from_secs(3),
+        &node.dir,
+    )
+    .unwrap();
     let report = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -390,9 +390,54 @@ fn bots_connect_play_and_report() {
     assert_eq!(report.connected, 20, "{report}");
     assert_eq!(report.failed, 0, "{report}");
     assert!(
-        report.states_per_s > 5.0 && report.inputs_per_s > 5.0,
+        report.states_per_s_per_client > 5.0 && report.inputs_per_s_per_client > 5.0,
         "{report}"
     );
+}
+
+/// `tessera bots` as a user runs it: its address and data dir from the flags, bots
+/// spread over the regions by their tokens' start region, the summary as JSON.
+#[test]
+fn the_bots_command_spreads_bots_over_the_regions_and_prints_json() {
+    let node = start();
+    let addr = node.node.as_ref().unwrap().addr.to_string();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let args = [
+        "tessera",
+        "bots",
+        "--count",
+        "8",
+        "--duration",
+        "2s",
+        "--ramp",
+        "1s",
+        "--regions",
+        "spread",
+        "--json",
+        "--addr",
+        &addr,
+        "--data-dir",
+    ];
+    let code = tessera_server::cli::run(
+        args.iter().copied().chain([node.dir.to_str().unwrap()]),
+        &mut out,
+        &mut err,
+    );
+    let (out, err) = (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    );
+    assert_eq!(code, std::process::ExitCode::SUCCESS, "{out}\n{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(report["connected"], 8, "{out}");
+    assert_eq!(report["failed"], 0, "{out}");
+    // The embedded default world has 4 regions, all on this node: 2 bots each.
+    let joined = report["joined_regions"]
+        .as_object()
+        .expect("joined_regions");
+    assert_eq!(joined.len(), 4, "{out}");
+    assert!(joined.values().all(|bots| bots == 2), "{out}");
+    assert!(report["rtt_ms_p99"].as_f64().unwrap() > 0.0, "{out}");
 }
 
 /// The avatar's x coordinate in the next state that shows it.

@@ -44,6 +44,11 @@ pub struct Claims {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The region a player with no saved state starts in (the login service's choice of
+    /// a starting zone). Ignored for a player with a save, and when this node does not
+    /// hold that region: the player starts in the node's first region then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<u32>,
 }
 
 /// Who a valid token logs in.
@@ -53,6 +58,8 @@ pub struct Login {
     pub player: PlayerId,
     /// Display name (empty if the token has none).
     pub name: String,
+    /// Where a new player starts, if the token says (its `region` claim).
+    pub start_region: Option<RegionId>,
 }
 
 /// Why a token was refused.
@@ -191,7 +198,11 @@ impl TokenVerifier {
             }
             name.truncate(end);
         }
-        Ok(Login { player, name })
+        Ok(Login {
+            player,
+            name,
+            start_region: claims.region.map(RegionId),
+        })
     }
 }
 
@@ -253,6 +264,7 @@ pub fn claims_for(name: &str, issuer: &str, audience: &str, now_s: u64, ttl_s: u
         exp: now_s.saturating_add(ttl_s),
         iat: Some(now_s),
         name: Some(name.into()),
+        region: None,
     }
 }
 
@@ -446,6 +458,7 @@ mod tests {
             exp: now() + 600,
             iat: Some(now()),
             name: Some("ada".into()),
+            region: None,
         }
     }
 
@@ -460,9 +473,16 @@ mod tests {
             login,
             Login {
                 player: PlayerId(42),
-                name: "ada".into()
+                name: "ada".into(),
+                start_region: None,
             }
         );
+        let starting = Claims {
+            region: Some(3),
+            ..claims()
+        };
+        let login = verifier().verify(&mint(SECRET, &starting)).unwrap();
+        assert_eq!(login.start_region, Some(RegionId(3)));
     }
 
     #[test]

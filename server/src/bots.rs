@@ -1,20 +1,27 @@
 //! `tessera bots`: many QUIC clients against a node, for load and smoke tests. Each bot logs
-//! in with a dev token, wanders, chases the nearest creature it sees within
-//! [`CHASE_RADIUS_M`] and attacks what it reaches, sending one input per tick. At the end
-//! a summary: connected, failed, rates per client, RTT and state lag percentiles.
+//! in with a token signed like `tessera token`'s, wanders, chases the nearest creature it
+//! sees within [`CHASE_RADIUS_M`] and attacks what it reaches, sending one input per tick.
+//! At the end a summary: connected, failures by reason, rates per client and in total, RTT
+//! over the run and state lag percentiles.
+//!
+//! Before starting the rest, the first bot logs in alone: if nothing answers at the
+//! address, or the node does not present the certificate of the data dir, the command says
+//! so once instead of reporting every bot's timeout.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tessera_shared::client::{Client, ClientConfig, ClientError};
+use tessera_shared::ids::RegionId;
 use tessera_shared::math::Vec2;
 use tessera_shared::protocol::quantize::dequantize_position;
 
 use crate::auth;
-use crate::sim::percentile;
+use crate::node::status::percentile;
 
 /// Most bots one command runs (each holds a UDP socket and a connection).
 pub const BOTS_MAX: usize = 5_000;
@@ -22,6 +29,34 @@ pub const BOTS_MAX: usize = 5_000;
 pub const CHASE_RADIUS_M: f32 = 20.0;
 /// Bots attack creatures closer than this (the default player's attack range).
 pub const ATTACK_RADIUS_M: f32 = 2.5;
+/// How long the first bot waits for the node before the command gives up.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often each bot samples its connection's RTT (the summary's percentiles are over
+/// every sample of the run).
+pub const RTT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// RTT and lag samples kept per bot: a long run keeps its first ones.
+const SAMPLES_PER_BOT_MAX: usize = 4_096;
+
+/// Where new bots start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spread {
+    /// Where the node puts a new player: its first region.
+    First,
+    /// Bot `i` in the world's region `i mod n` (the token's start region).
+    RoundRobin,
+}
+
+/// How the run shows its progress on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing (e.g. `--json`).
+    None,
+    /// A bar redrawn in place (a terminal).
+    Bar,
+    /// A plain line every 5 s (a pipe or a log file).
+    Lines,
+}
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -30,12 +65,54 @@ pub struct BotsOptions {
     pub count: usize,
     /// The node's QUIC address.
     pub addr: SocketAddr,
-    /// How long they play.
+    /// How long each bot plays, from its login.
     pub duration: Duration,
-    /// The node's data dir (dev certificate to pin, dev secret to mint tokens).
-    pub data_dir: PathBuf,
-    /// Show a progress bar.
-    pub progress: bool,
+    /// Logins spread evenly over this long (zero: as fast as the handshakes go).
+    pub ramp: Duration,
+    /// Where new bots start.
+    pub spread: Spread,
+    /// The world's regions, for [`Spread::RoundRobin`].
+    pub regions: Vec<RegionId>,
+    /// The node's certificate (DER), pinned.
+    pub cert: Vec<u8>,
+    /// The HS256 secret tokens are signed with.
+    pub secret: Vec<u8>,
+    /// The tokens' issuer, as the node expects it.
+    pub issuer: String,
+    /// The tokens' audience, as the node expects it.
+    pub audience: String,
+    /// How progress is shown.
+    pub progress: Progress,
+}
+
+impl BotsOptions {
+    /// `count` bots for `duration` against the dev-mode node at `addr` whose data dir is
+    /// `data_dir` (its dev certificate and dev token secret), starting in the first
+    /// region, all at once, without progress.
+    pub fn dev(
+        count: usize,
+        addr: SocketAddr,
+        duration: Duration,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<BotsOptions> {
+        use anyhow::Context;
+        let cert_path = data_dir.join(crate::net::tls::DEV_CERT_FILE);
+        let cert = std::fs::read(&cert_path)
+            .with_context(|| format!("reading {}", cert_path.display()))?;
+        Ok(BotsOptions {
+            count,
+            addr,
+            duration,
+            ramp: Duration::ZERO,
+            spread: Spread::First,
+            regions: Vec::new(),
+            cert,
+            secret: auth::dev_secret(data_dir)?,
+            issuer: auth::DEV_ISSUER.into(),
+            audience: auth::DEV_AUDIENCE.into(),
+            progress: Progress::None,
+        })
+    }
 }
 
 /// One bot's figures.
@@ -47,90 +124,132 @@ struct BotReport {
     states: u64,
     bytes_in: u64,
     bytes_out: u64,
-    rtt: Duration,
+    rtts: Vec<Duration>,
     lag_ticks: Vec<u64>,
     played: Duration,
     reconnects: u64,
+    redirects: u64,
+    /// The region its login joined.
+    region: Option<RegionId>,
 }
 
 /// What a run measured.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct BotsReport {
+    /// The node's address.
+    pub addr: SocketAddr,
     /// Bots started.
     pub count: usize,
     /// Bots that logged in.
     pub connected: usize,
     /// Bots that failed to log in or lost their session.
     pub failed: usize,
-    /// First few failure reasons.
-    pub failures: Vec<String>,
-    /// Per connected client, averages.
-    pub inputs_per_s: f64,
-    /// States received per second per client.
-    pub states_per_s: f64,
-    /// Bytes received per second per client (UDP payload, all streams and datagrams).
-    pub bytes_in_per_s: f64,
-    /// Bytes sent per second per client.
-    pub bytes_out_per_s: f64,
-    /// Round-trip time percentiles over clients.
-    pub rtt_p50: Duration,
+    /// Every failure, counted by its reason, most frequent first.
+    pub failures: Vec<FailureCount>,
+    /// Seconds played, summed over the bots that played to the end.
+    pub played_s: f64,
+    /// Inputs sent per second, per client (averaged over the clients that played).
+    pub inputs_per_s_per_client: f64,
+    /// States received per second, per client.
+    pub states_per_s_per_client: f64,
+    /// UDP bytes received per second, per client.
+    pub bytes_in_per_s_per_client: f64,
+    /// UDP bytes sent per second, per client.
+    pub bytes_out_per_s_per_client: f64,
+    /// UDP bytes received per second by all clients together.
+    pub bytes_in_per_s_total: f64,
+    /// UDP bytes sent per second by all clients together.
+    pub bytes_out_per_s_total: f64,
+    /// Round-trip time percentiles over every sample of the run (one per bot per
+    /// [`RTT_SAMPLE_INTERVAL`]), in milliseconds.
+    pub rtt_ms_p50: f64,
     /// 99th percentile.
-    pub rtt_p99: Duration,
+    pub rtt_ms_p99: f64,
     /// How many ticks states arrived behind the node's clock (p50, p99).
     pub lag_ticks_p50: u64,
     /// 99th percentile.
     pub lag_ticks_p99: u64,
     /// Sessions resumed after a dropped connection, over all bots.
     pub reconnects: u64,
+    /// Redirects to another node followed, over all bots.
+    pub redirects: u64,
+    /// Bots by the region their login joined (region id to bots).
+    pub joined_regions: BTreeMap<u32, usize>,
 }
 
-/// Runs the bots to completion.
+/// How many bots failed for one reason.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FailureCount {
+    /// The error, as the client library reports it.
+    pub reason: String,
+    /// Bots that failed so.
+    pub count: usize,
+}
+
+/// Runs the bots to completion. Fails at once, with the reason, if the first bot cannot
+/// log in.
 pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
     let count = options.count.clamp(1, BOTS_MAX);
-    let (cert, secret) = crate::serve::dev_credentials(&options.data_dir)?;
-    let bar = options.progress.then(|| {
-        let bar = indicatif::ProgressBar::new(options.duration.as_secs().max(1));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} s  {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let connected = Arc::new(AtomicUsize::new(0));
-    let deadline = Instant::now() + options.duration;
-    let mut tasks = Vec::with_capacity(count);
-    for i in 0..count {
+    let config_of = |i: usize| {
+        let start = match options.spread {
+            Spread::First => None,
+            Spread::RoundRobin => options
+                .regions
+                .get(i % options.regions.len().max(1))
+                .copied(),
+        };
         let mut config = ClientConfig::new(
             options.addr,
             "localhost",
-            cert.clone(),
-            token(&secret, &format!("bot-{i}")),
+            options.cert.clone(),
+            token(options, &format!("bot-{i}"), start),
         );
         config.login_timeout = Duration::from_secs(10);
+        config
+    };
+    let first = probe(options, config_of(0)).await?;
+    let connected = Arc::new(AtomicUsize::new(1));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(count);
+    let seed_of = |i: usize| i as u64;
+    let duration = options.duration;
+    tasks.push(tokio::spawn({
+        let connected = connected.clone();
+        async move { play(first, Instant::now() + duration, seed_of(0), connected).await }
+    }));
+    let mut progress = Shown::new(options.progress, count, options.ramp + duration);
+    for i in 1..count {
+        // Logins evenly over the ramp; without one, in bursts of 50: a thundering herd of
+        // handshakes is its own test.
+        let due = if options.ramp.is_zero() {
+            (i % 50 == 0).then(|| Instant::now() + Duration::from_millis(20))
+        } else {
+            Some(started + options.ramp.mul_f64(i as f64 / count as f64))
+        };
+        if let Some(due) = due {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        progress.show(started, &connected);
+        let config = config_of(i);
         let connected = connected.clone();
         tasks.push(tokio::spawn(async move {
-            run_bot(config, deadline, i as u64, connected).await
+            match Client::connect(&config).await {
+                Ok(client) => {
+                    connected.fetch_add(1, Ordering::Relaxed);
+                    play(client, Instant::now() + duration, seed_of(i), connected).await
+                }
+                Err(e) => BotReport {
+                    error: Some(e.to_string()),
+                    ..BotReport::default()
+                },
+            }
         }));
-        // Spread logins: a thundering herd of handshakes is its own test.
-        if i % 50 == 49 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
-    if let Some(bar) = &bar {
-        while Instant::now() < deadline {
-            let elapsed = options.duration.saturating_sub(deadline - Instant::now());
-            bar.set_position(elapsed.as_secs());
-            bar.set_message(format!(
-                "{} of {count} connected",
-                connected.load(Ordering::Relaxed)
-            ));
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        bar.finish_with_message(format!(
-            "{} of {count} connected",
-            connected.load(Ordering::Relaxed)
-        ));
+    while !tasks.iter().all(|t| t.is_finished()) {
+        progress.show(started, &connected);
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    progress.finish(&connected);
     let mut reports = Vec::with_capacity(count);
     for task in tasks {
         reports.push(task.await.unwrap_or_else(|e| BotReport {
@@ -138,31 +257,129 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
             ..BotReport::default()
         }));
     }
-    Ok(summarize(count, &reports))
+    Ok(summarize(options.addr, count, &reports))
 }
 
-fn token(secret: &[u8], name: &str) -> String {
-    auth::mint(secret, &auth::dev_claims(name, auth::unix_now_s(), 3_600))
+/// The first bot's login: the node is there, and it is the node whose data dir this is.
+async fn probe(options: &BotsOptions, mut config: ClientConfig) -> anyhow::Result<Client> {
+    config.login_timeout = PROBE_TIMEOUT;
+    let addr = options.addr;
+    match Client::connect(&config).await {
+        Ok(client) => Ok(client),
+        Err(ClientError::Timeout) => anyhow::bail!(
+            "nothing answered at {addr} within {} s: is a node running there? \
+             (`tessera serve` listens on [net] quic_listen; pass --addr, or --config naming \
+             the node's config)",
+            PROBE_TIMEOUT.as_secs()
+        ),
+        Err(ClientError::Connection(e)) if e.contains("certificate") => anyhow::bail!(
+            "the node at {addr} does not present the dev certificate of this data dir ({e}): \
+             run from the node's directory or pass --data-dir naming the node's"
+        ),
+        Err(e) => anyhow::bail!("the first bot could not log in at {addr}: {e}"),
+    }
 }
 
-async fn run_bot(
-    config: ClientConfig,
+/// Progress on stderr, as a bar or as plain lines.
+struct Shown {
+    how: Progress,
+    count: usize,
+    bar: Option<indicatif::ProgressBar>,
+    last_line: Option<Instant>,
+}
+
+impl Shown {
+    /// Plain lines are this far apart.
+    const LINE_INTERVAL: Duration = Duration::from_secs(5);
+
+    fn new(how: Progress, count: usize, total: Duration) -> Shown {
+        let bar = (how == Progress::Bar).then(|| {
+            let bar = indicatif::ProgressBar::new(total.as_secs().max(1));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} s  {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Shown {
+            how,
+            count,
+            bar,
+            last_line: None,
+        }
+    }
+
+    fn show(&mut self, started: Instant, connected: &AtomicUsize) {
+        let connected = connected.load(Ordering::Relaxed);
+        match self.how {
+            Progress::None => {}
+            Progress::Bar => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(started.elapsed().as_secs());
+                    bar.set_message(format!("{connected} of {} connected", self.count));
+                }
+            }
+            Progress::Lines => {
+                if self
+                    .last_line
+                    .is_none_or(|at| at.elapsed() >= Self::LINE_INTERVAL)
+                {
+                    self.last_line = Some(Instant::now());
+                    eprintln!(
+                        "bots: {} s, {connected} of {} connected",
+                        started.elapsed().as_secs(),
+                        self.count
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&self, connected: &AtomicUsize) {
+        let message = format!(
+            "{} of {} connected",
+            connected.load(Ordering::Relaxed),
+            self.count
+        );
+        match self.how {
+            Progress::Bar => {
+                if let Some(bar) = &self.bar {
+                    bar.finish_with_message(message);
+                }
+            }
+            Progress::Lines => eprintln!("bots: done, {message}"),
+            Progress::None => {}
+        }
+    }
+}
+
+fn token(options: &BotsOptions, name: &str, start: Option<RegionId>) -> String {
+    let mut claims = auth::claims_for(
+        name,
+        &options.issuer,
+        &options.audience,
+        auth::unix_now_s(),
+        options.duration.as_secs().saturating_add(3_600),
+    );
+    claims.region = start.map(|r| r.0);
+    auth::mint(&options.secret, &claims)
+}
+
+/// One logged-in bot playing until `deadline`.
+async fn play(
+    mut client: Client,
     deadline: Instant,
     seed: u64,
     connected: Arc<AtomicUsize>,
 ) -> BotReport {
-    let mut report = BotReport::default();
-    let mut client = match Client::connect(&config).await {
-        Ok(client) => client,
-        Err(e) => {
-            report.error = Some(e.to_string());
-            return report;
-        }
-    };
-    report.connected = true;
-    connected.fetch_add(1, Ordering::Relaxed);
-    let started = Instant::now();
     let welcome = client.welcome().clone();
+    let mut report = BotReport {
+        connected: true,
+        region: Some(welcome.region),
+        ..BotReport::default()
+    };
+    let started = Instant::now();
+    let mut sample = tokio::time::interval(RTT_SAMPLE_INTERVAL);
     let tick_hz = u32::from(welcome.tick_hz.max(1));
     let step_m = 6.0 / tick_hz as f32; // The default player speed.
     let mut interval = tokio::time::interval(Duration::from_secs(1) / tick_hz);
@@ -172,6 +389,13 @@ async fn run_bot(
     let mut target = None;
     while Instant::now() < deadline {
         tokio::select! {
+            _ = sample.tick() => {
+                if let Some(connection) = client.connection()
+                    && report.rtts.len() < SAMPLES_PER_BOT_MAX
+                {
+                    report.rtts.push(connection.rtt());
+                }
+            }
             _ = interval.tick() => {
                 // Wander: a new heading now and then; chase a target if there is one.
                 rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
@@ -204,7 +428,9 @@ async fn run_bot(
                 Ok(snapshot) => {
                     report.states += 1;
                     let expected = welcome.tick + (started.elapsed().as_secs_f64() * f64::from(tick_hz)) as u64;
-                    report.lag_ticks.push(expected.saturating_sub(snapshot.tick));
+                    if report.lag_ticks.len() < SAMPLES_PER_BOT_MAX {
+                        report.lag_ticks.push(expected.saturating_sub(snapshot.tick));
+                    }
                     own = snapshot.entities.iter().find(|e| e.id == welcome.entity).map(|e| dequantize_position(e.position));
                     target = own.and_then(|me| {
                         snapshot
@@ -228,89 +454,184 @@ async fn run_bot(
     report.bytes_in = stats.bytes_in;
     report.bytes_out = stats.bytes_out;
     report.reconnects = stats.reconnects;
-    report.rtt = client.connection().map_or(Duration::ZERO, |c| c.rtt());
+    report.redirects = stats.redirects;
+    // Connected bots leave in the summary's "connected" figure; this one no longer is.
+    connected.fetch_sub(1, Ordering::Relaxed);
     if report.error.is_none() {
         let _ = tokio::time::timeout(Duration::from_secs(5), client.logout()).await;
     }
     report
 }
 
-fn summarize(count: usize, reports: &[BotReport]) -> BotsReport {
+fn summarize(addr: SocketAddr, count: usize, reports: &[BotReport]) -> BotsReport {
     let ok: Vec<&BotReport> = reports
         .iter()
         .filter(|r| r.connected && r.error.is_none())
         .collect();
-    let failures: Vec<String> = reports
-        .iter()
-        .filter_map(|r| r.error.clone())
-        .take(5)
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for error in reports.iter().filter_map(|r| r.error.as_deref()) {
+        *by_reason.entry(error).or_default() += 1;
+    }
+    let mut failures: Vec<FailureCount> = by_reason
+        .into_iter()
+        .map(|(reason, count)| FailureCount {
+            reason: reason.to_owned(),
+            count,
+        })
         .collect();
-    let per_s = |f: fn(&BotReport) -> u64| {
-        let total_s: f64 = ok.iter().map(|r| r.played.as_secs_f64()).sum();
-        if total_s > 0.0 {
-            ok.iter().map(|r| f(r) as f64).sum::<f64>() / total_s
+    failures.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    let played_s: f64 = ok.iter().map(|r| r.played.as_secs_f64()).sum();
+    // Per client: each client's rate, averaged (played time weights it); in total: the
+    // sum of the clients' rates.
+    let per_client = |f: fn(&BotReport) -> u64| {
+        if played_s > 0.0 {
+            ok.iter().map(|r| f(r) as f64).sum::<f64>() / played_s
         } else {
             0.0
         }
     };
-    let mut rtts: Vec<Duration> = ok.iter().map(|r| r.rtt).collect();
+    let total = |f: fn(&BotReport) -> u64| {
+        ok.iter()
+            .filter(|r| !r.played.is_zero())
+            .map(|r| f(r) as f64 / r.played.as_secs_f64())
+            .sum::<f64>()
+    };
+    let mut rtts: Vec<Duration> = ok.iter().flat_map(|r| r.rtts.iter().copied()).collect();
     rtts.sort_unstable();
     let mut lags: Vec<u64> = ok
         .iter()
         .flat_map(|r| r.lag_ticks.iter().copied())
         .collect();
     lags.sort_unstable();
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     BotsReport {
+        addr,
         count,
         connected: reports.iter().filter(|r| r.connected).count(),
         failed: reports.iter().filter(|r| r.error.is_some()).count(),
         failures,
-        inputs_per_s: per_s(|r| r.inputs),
-        states_per_s: per_s(|r| r.states),
-        bytes_in_per_s: per_s(|r| r.bytes_in),
-        bytes_out_per_s: per_s(|r| r.bytes_out),
-        rtt_p50: percentile(&rtts, 50.0),
-        rtt_p99: percentile(&rtts, 99.0),
+        played_s,
+        inputs_per_s_per_client: per_client(|r| r.inputs),
+        states_per_s_per_client: per_client(|r| r.states),
+        bytes_in_per_s_per_client: per_client(|r| r.bytes_in),
+        bytes_out_per_s_per_client: per_client(|r| r.bytes_out),
+        bytes_in_per_s_total: total(|r| r.bytes_in),
+        bytes_out_per_s_total: total(|r| r.bytes_out),
+        rtt_ms_p50: ms(percentile(&rtts, 50.0)),
+        rtt_ms_p99: ms(percentile(&rtts, 99.0)),
         lag_ticks_p50: percentile(&lags, 50.0),
         lag_ticks_p99: percentile(&lags, 99.0),
         reconnects: reports.iter().map(|r| r.reconnects).sum(),
+        redirects: reports.iter().map(|r| r.redirects).sum(),
+        joined_regions: reports.iter().filter_map(|r| r.region).fold(
+            BTreeMap::new(),
+            |mut by, region| {
+                *by.entry(region.0).or_default() += 1;
+                by
+            },
+        ),
     }
 }
 
 impl std::fmt::Display for BotsReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "bots             {:>10}", self.count)?;
-        writeln!(f, "connected        {:>10}", self.connected)?;
-        writeln!(f, "failed           {:>10}", self.failed)?;
-        writeln!(f, "reconnects       {:>10}", self.reconnects)?;
-        writeln!(f, "inputs/s/client  {:>10.1}", self.inputs_per_s)?;
-        writeln!(f, "states/s/client  {:>10.1}", self.states_per_s)?;
+        let kbit = |bytes_per_s: f64| bytes_per_s * 8.0 / 1000.0;
+        writeln!(f, "node                 {}", self.addr)?;
+        writeln!(f, "bots                 {:>10}", self.count)?;
+        writeln!(f, "connected            {:>10}", self.connected)?;
+        writeln!(f, "failed               {:>10}", self.failed)?;
+        writeln!(f, "reconnects           {:>10}", self.reconnects)?;
+        writeln!(f, "redirects            {:>10}", self.redirects)?;
+        let joined: Vec<String> = self
+            .joined_regions
+            .iter()
+            .map(|(region, bots)| format!("{region}: {bots}"))
+            .collect();
+        writeln!(f, "joined regions       {}", joined.join(", "))?;
         writeln!(
             f,
-            "bytes/s in       {:>10.0}  ({:.1} kbit/s per client)",
-            self.bytes_in_per_s,
-            self.bytes_in_per_s * 8.0 / 1000.0
+            "inputs/s per client  {:>10.1}",
+            self.inputs_per_s_per_client
         )?;
         writeln!(
             f,
-            "bytes/s out      {:>10.0}  ({:.1} kbit/s per client)",
-            self.bytes_out_per_s,
-            self.bytes_out_per_s * 8.0 / 1000.0
+            "states/s per client  {:>10.1}",
+            self.states_per_s_per_client
         )?;
         writeln!(
             f,
-            "rtt p50 / p99    {:>7.2} ms / {:.2} ms",
-            self.rtt_p50.as_secs_f64() * 1e3,
-            self.rtt_p99.as_secs_f64() * 1e3
+            "in  per client       {:>10.1} kbit/s   all clients {:>10.1} kbit/s",
+            kbit(self.bytes_in_per_s_per_client),
+            kbit(self.bytes_in_per_s_total)
+        )?;
+        writeln!(
+            f,
+            "out per client       {:>10.1} kbit/s   all clients {:>10.1} kbit/s",
+            kbit(self.bytes_out_per_s_per_client),
+            kbit(self.bytes_out_per_s_total)
+        )?;
+        writeln!(
+            f,
+            "rtt p50 / p99        {:>7.2} ms / {:.2} ms (sampled every {} s over the run)",
+            self.rtt_ms_p50,
+            self.rtt_ms_p99,
+            RTT_SAMPLE_INTERVAL.as_secs()
         )?;
         write!(
             f,
-            "state lag p50/99 {:>7} / {} ticks",
+            "state lag p50 / p99  {:>7} / {} ticks",
             self.lag_ticks_p50, self.lag_ticks_p99
         )?;
         for failure in &self.failures {
-            write!(f, "\n  failure: {failure}")?;
+            write!(f, "\n  {:>6} x {}", failure.count, failure.reason)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bot(error: Option<&str>, bytes_in: u64, played_s: u64) -> BotReport {
+        BotReport {
+            connected: error.is_none(),
+            error: error.map(str::to_owned),
+            bytes_in,
+            played: Duration::from_secs(played_s),
+            rtts: vec![Duration::from_millis(played_s)],
+            ..BotReport::default()
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_every_failure_by_reason_and_separates_per_client_from_total() {
+        let mut reports = vec![bot(None, 1_000, 10), bot(None, 3_000, 10)];
+        for _ in 0..7 {
+            reports.push(bot(Some("timed out"), 0, 0));
+        }
+        reports.push(bot(Some("refused: ServerFull: full"), 0, 0));
+        let report = summarize("127.0.0.1:4433".parse().unwrap(), reports.len(), &reports);
+        assert_eq!(report.failed, 8);
+        assert_eq!(
+            report.failures,
+            vec![
+                FailureCount {
+                    reason: "timed out".into(),
+                    count: 7
+                },
+                FailureCount {
+                    reason: "refused: ServerFull: full".into(),
+                    count: 1
+                },
+            ]
+        );
+        // 100 B/s and 300 B/s: 200 per client on average, 400 in total.
+        assert_eq!(report.bytes_in_per_s_per_client, 200.0);
+        assert_eq!(report.bytes_in_per_s_total, 400.0);
+        assert_eq!(report.rtt_ms_p99, 10.0);
+        let text = report.to_string();
+        assert!(text.contains("7 x timed out"), "{text}");
+        assert!(text.contains("all clients"), "{text}");
     }
 }

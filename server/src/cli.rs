@@ -2,18 +2,34 @@
 //! and check its exit code and output.
 
 use crate::serve::{ServeOptions, run_node};
+use crate::settings::NodeArgs;
 use crate::sim::{SimOptions, run_sim};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tessera_shared::config;
 
-/// Tessera: an authoritative region simulation server for MMO-style games.
+/// Tessera: an authoritative region server for MMO-style games.
 #[derive(Parser, Debug)]
-#[command(name = "tessera", version, about)]
+#[command(
+    name = "tessera",
+    version,
+    about,
+    after_help = "Examples:
+  tessera serve                              a node on the embedded default world
+  tessera serve --config config/             a node on a config directory
+  tessera bots --count 200 --duration 30s    load-test the node running here
+  tessera token --player ada                 a login token for the node running here
+  tessera config check config/               validate a config directory
+  tessera sim --ticks 600 --seed 7           the world headless, timed
+
+Commands that talk to a node (bots, token, admin-key --dev) read its settings like the
+node does: --config DIR (or TESSERA_CONFIG), TESSERA__SECTION__KEY overrides, and
+--data-dir DIR; run them in the node's directory or pass those flags."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,11 +39,16 @@ struct Cli {
 #[allow(missing_docs)] // clap uses the doc comments as help text.
 enum Command {
     /// Run a node: every region of the world, ticking at the configured rate.
+    ///
+    /// Without --config it runs the embedded default world (no Redis, no MongoDB needed),
+    /// its data (dev certificate, dev secrets, embedded store) in ./data.
+    #[command(after_help = "Examples:
+  tessera serve
+  tessera serve --config config/ --data-dir /var/lib/tessera
+  TESSERA__NET__QUIC_LISTEN=0.0.0.0:4433 tessera serve --config /etc/tessera")]
     Serve {
-        /// Config directory (tessera.toml, world.toml, balance.toml). Default: the
-        /// embedded default world.
-        #[arg(long, env = "TESSERA_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
         /// Stop after this many ticks (default: run until killed).
         #[arg(long)]
         ticks: Option<u64>,
@@ -37,6 +58,9 @@ enum Command {
     },
     /// Run the world headless and unpaced with scripted players; print tick timings,
     /// entity counts and the final world hash.
+    #[command(after_help = "Examples:
+  tessera sim --ticks 600 --seed 7
+  tessera sim --config my-config/ --players 1000 --threads 1")]
     Sim {
         /// Ticks to simulate.
         #[arg(long, default_value_t = 600)]
@@ -57,6 +81,9 @@ enum Command {
     /// Run the deterministic cluster simulator: several nodes in one process on a virtual
     /// clock, with kills, pauses and failed IO from a seed, every invariant checked after
     /// every step. Exits non-zero on a violation, printing its seed and last events.
+    #[command(after_help = "Examples:
+  tessera sim-cluster --seeds 1000
+  tessera sim-cluster --seed 6774            replay one seed, every event printed")]
     SimCluster {
         /// Replay this one seed (with its events printed: --trace).
         #[arg(long, conflicts_with_all = ["seeds", "from"])]
@@ -80,22 +107,28 @@ enum Command {
         #[arg(long)]
         keep_going: bool,
     },
-    /// Mint a dev login token for a player name (signed with the dev secret in the data
-    /// dir, generated if absent).
+    /// Mint a login token for a player name, signed with the node's HS256 secret
+    /// (`[auth] key_file`, or the dev secret in the node's data dir).
+    #[command(after_help = "Examples:
+  tessera token --player ada
+  tessera token --player ada --ttl-s 600 --data-dir /var/lib/tessera/data")]
     Token {
         /// The player's display name; the player id is derived from it.
         #[arg(long)]
         player: String,
-        /// Config directory. Default: the embedded default world.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl_s: u64,
     },
     /// Make an admin API key: print the key (give it to its holder) and its entry for
     /// `[admin] keys_file` (which holds only the key's hash). With `--dev`, print the
-    /// dev admin key of the data dir instead (generated if absent; dev mode only).
+    /// dev admin key of the node's data dir instead (dev mode only).
+    #[command(after_help = "Examples:
+  tessera admin-key --name ops --role admin
+  tessera admin-key --dev
+  curl -H \"Authorization: Bearer $(tessera admin-key --dev)\" 127.0.0.1:8080/v1/regions")]
     AdminKey {
         /// Who holds it (shown in the audit log): 1 to 64 of A-Z a-z 0-9 _ . -
         #[arg(long, default_value = "operator")]
@@ -103,27 +136,45 @@ enum Command {
         /// `viewer`, `orchestrator` or `admin`.
         #[arg(long, default_value = "viewer", value_parser = parse_role)]
         role: crate::admin::keys::Role,
-        /// Print the dev admin key of the config's data dir.
+        /// Print the dev admin key of the node's data dir.
         #[arg(long)]
         dev: bool,
-        /// Config directory (for `--dev`: its data dir). Default: the embedded default.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
     },
-    /// Run many QUIC clients against a node and print a summary.
+    /// Run many QUIC clients against a running node and print a summary.
+    ///
+    /// Run it where the node runs (it reads the node's settings: the QUIC address and
+    /// the data dir holding the dev certificate to pin and the dev token secret), or
+    /// point it there with --config, --data-dir and --addr.
+    #[command(after_help = "Examples:
+  tessera bots --count 200 --duration 30s
+  tessera bots --count 1000 --ramp 20s --regions spread --duration 2m
+  tessera bots --json --duration 10s > bots.json
+  tessera bots --addr 10.0.0.5:4433 --data-dir /srv/tessera/data")]
     Bots {
-        /// How many.
+        /// How many bots, 1 to 5000.
         #[arg(long, default_value_t = 200)]
         count: usize,
-        /// The node's QUIC address.
-        #[arg(long, default_value = "127.0.0.1:4433")]
-        addr: std::net::SocketAddr,
-        /// How long: `30s`, `2m`, `500ms`, or seconds.
+        /// The node's QUIC address. Default: `[net] quic_listen` of the node's settings
+        /// (on loopback if the node listens on every address).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// How long they play: `30s`, `2m`, `500ms`, or seconds.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         duration: std::time::Duration,
-        /// The node's data dir (its dev certificate and token secret).
-        #[arg(long, default_value = "./data")]
-        data_dir: PathBuf,
+        /// Start the bots evenly over this long instead of all at once.
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
+        ramp: std::time::Duration,
+        /// Where new bots start: `first` (the first region) or `spread` (round robin over
+        /// the world's regions).
+        #[arg(long, default_value = "first", value_parser = parse_spread)]
+        regions: crate::bots::Spread,
+        /// Print the summary as one JSON object (for CI and scripts).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// Configuration tools.
     Config {
@@ -137,6 +188,8 @@ enum Command {
 enum ConfigCommand {
     /// Validate a config directory: print every error (file:line:col) and exit 1, or a
     /// summary and exit 0.
+    #[command(after_help = "Example:
+  tessera config check config/")]
     Check {
         /// The directory holding tessera.toml, world.toml and balance.toml.
         #[arg(default_value = "config")]
@@ -196,7 +249,7 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             config,
             threads,
         } => {
-            let config = load_config(config.as_deref())?;
+            let config = Arc::new(crate::settings::load_config(config.as_deref())?);
             let threads = threads.unwrap_or(config.node.sim_threads as usize);
             let pool = crate::serve::sim_pool(threads)?;
             let options = SimOptions {
@@ -242,19 +295,14 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
                 ExitCode::FAILURE
             })
         }
-        Command::Serve {
-            config,
-            ticks,
-            seed,
-        } => {
-            let config_dir = config.clone();
-            let config = load_config(config.as_deref())?;
+        Command::Serve { node, ticks, seed } => {
+            let settings = node.resolve()?;
             run_node(
-                config,
+                settings.config,
                 &ServeOptions {
                     ticks,
                     seed,
-                    config_dir,
+                    config_dir: settings.config_dir,
                 },
             )?;
             Ok(ExitCode::SUCCESS)
@@ -263,21 +311,56 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             count,
             addr,
             duration,
-            data_dir,
+            ramp,
+            regions,
+            json,
+            node,
         } => {
+            let settings = node.resolve()?;
+            let node_config = &settings.config.node;
+            let cert = settings.node_file(crate::net::tls::DEV_CERT_FILE, "dev certificate")?;
+            let cert =
+                std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
+            if node_config.auth.key_file.is_none() {
+                settings.node_file(crate::auth::DEV_SECRET_FILE, "dev token secret")?;
+            }
+            let secret = crate::auth::signing_secret(node_config)?;
+            anyhow::ensure!(
+                (1..=crate::bots::BOTS_MAX).contains(&count),
+                "--count {count}: between 1 and {}",
+                crate::bots::BOTS_MAX
+            );
             let options = crate::bots::BotsOptions {
                 count,
-                addr,
+                addr: addr.unwrap_or_else(|| {
+                    crate::settings::local_address(settings.config.node.quic_listen)
+                }),
                 duration,
-                data_dir,
-                progress: true,
+                ramp,
+                spread: regions,
+                regions: settings.config.world.regions.iter().map(|r| r.id).collect(),
+                cert,
+                secret,
+                issuer: node_config.auth.issuer.clone(),
+                audience: node_config.auth.audience.clone(),
+                progress: if json {
+                    crate::bots::Progress::None
+                } else if std::io::stderr().is_terminal() {
+                    crate::bots::Progress::Bar
+                } else {
+                    crate::bots::Progress::Lines
+                },
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the bots' runtime")?;
             let report = runtime.block_on(crate::bots::run_bots(&options))?;
-            writeln!(out, "{report}")?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                writeln!(out, "{report}")?;
+            }
             Ok(if report.failed == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -288,20 +371,21 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
             name,
             role,
             dev,
-            config,
+            node,
         } => {
             if dev {
-                let config = load_config(config.as_deref())?;
+                let settings = node.resolve()?;
+                let config = &settings.config;
                 anyhow::ensure!(
                     config.node.mode == config::NodeMode::Dev
                         && config.node.admin.keys_file.is_none(),
                     "--dev: the config names an [admin] keys_file or is in production mode; there is no dev admin key"
                 );
-                writeln!(
-                    out,
-                    "{}",
-                    crate::admin::keys::dev_admin_key(&config.node.data_dir)?
-                )?;
+                let path =
+                    settings.node_file(crate::admin::keys::DEV_ADMIN_KEY_FILE, "dev admin key")?;
+                let key = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                writeln!(out, "{}", key.trim())?;
                 return Ok(ExitCode::SUCCESS);
             }
             let (key, entry) = crate::admin::keys::new_key(&name, role)?;
@@ -322,10 +406,14 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
         }
         Command::Token {
             player,
-            config,
+            node,
             ttl_s,
         } => {
-            let config = load_config(config.as_deref())?;
+            let settings = node.resolve()?;
+            let config = &settings.config;
+            if config.node.auth.key_file.is_none() {
+                settings.node_file(crate::auth::DEV_SECRET_FILE, "dev token secret")?;
+            }
             let secret = crate::auth::signing_secret(&config.node)?;
             let claims = crate::auth::claims_for(
                 &player,
@@ -355,6 +443,14 @@ pub fn init_tracing() {
     }
 }
 
+fn parse_spread(text: &str) -> Result<crate::bots::Spread, String> {
+    match text {
+        "first" => Ok(crate::bots::Spread::First),
+        "spread" => Ok(crate::bots::Spread::RoundRobin),
+        other => Err(format!("{other:?}: expected first or spread")),
+    }
+}
+
 fn parse_role(text: &str) -> Result<crate::admin::keys::Role, String> {
     use crate::admin::keys::Role;
     match text {
@@ -363,27 +459,6 @@ fn parse_role(text: &str) -> Result<crate::admin::keys::Role, String> {
         "admin" => Ok(Role::Admin),
         other => Err(format!("{other:?}: expected viewer, orchestrator or admin")),
     }
-}
-
-/// The config in `dir`, or the embedded default world.
-fn load_config(dir: Option<&Path>) -> anyhow::Result<Arc<config::Config>> {
-    let config = match dir {
-        Some(dir) => config::load_dir(dir).map_err(|errors| {
-            anyhow::anyhow!("invalid configuration in {}:\n{errors}", dir.display())
-        })?,
-        None => {
-            tracing::info!("no --config given: using the embedded default world");
-            // The embedded files are known good; only TESSERA__* overrides can fail here.
-            config::process_env()
-                .and_then(|env| config::load_strs(&config::ConfigSources::embedded(), env))
-                .map_err(|errors| {
-                    anyhow::anyhow!(
-                        "invalid environment override of the embedded config:\n{errors}"
-                    )
-                })?
-        }
-    };
-    Ok(Arc::new(config))
 }
 
 /// `30s`, `2m`, `500ms` or plain seconds.

@@ -21,6 +21,7 @@ pub mod placement;
 pub mod players;
 pub mod reload;
 pub mod serve;
+pub mod settings;
 pub mod sim;
 pub mod snapshots;
 mod views;

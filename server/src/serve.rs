@@ -22,11 +22,13 @@ use crate::cluster::Cluster;
 use crate::control::RegionControl;
 use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
-use crate::node::status::{NodeStatus, RegionStatus, StatusBoard};
+use crate::node::status::percentile;
+use crate::node::status::{
+    NodeStatus, RegionStatus, StatusBoard, StatusLog, StatusNow, StatusTotals,
+};
 use crate::node::{Command, Driver, NodeHandle};
 use crate::players::{Players, SaveStats};
 use crate::reload::{self, ReloadSource, Reloader};
-use crate::sim::percentile;
 use crate::snapshots::{SnapshotStats, Snapshots};
 use tessera_persistence::embedded::EmbeddedStore;
 use tessera_persistence::mongo::MongoStore;
@@ -34,8 +36,6 @@ use tessera_persistence::node_store::NodeStore;
 use tessera_persistence::redis_bus::Pinger;
 use tessera_shared::ids::{PlayerId, RegionId};
 
-/// How often the driver logs its status.
-pub const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// A driver that falls further behind than this skips ahead instead of bursting ticks to
 /// catch up (a burst would stall clients more than the skip does).
 pub const CATCH_UP_MAX: Duration = Duration::from_secs(1);
@@ -548,11 +548,9 @@ fn drive(mut driver: Driver, observers: Observers<'_>, stop: &AtomicBool, ticks:
         metrics,
     } = observers;
     let interval = Duration::from_secs_f64(1.0 / f64::from(driver.tick_hz()));
-    let mut window = Vec::new();
-    let mut fan_out_window = Vec::new();
     let mut publish = Publisher::default();
     let mut next_tick = Instant::now();
-    let mut last_status = Instant::now();
+    let mut log = StatusLog::new(driver.tick_hz(), next_tick);
     let mut tick = 0u64;
     while !stop.load(Ordering::Relaxed) && ticks.is_none_or(|max| tick < max) {
         let started = Instant::now();
@@ -567,39 +565,38 @@ fn drive(mut driver: Driver, observers: Observers<'_>, stop: &AtomicBool, ticks:
         if publish.due() {
             board.publish(publish.take(&driver));
         }
-        window.push(took);
         gauges
             .players
             .store(driver.local().counts().0, Ordering::Relaxed);
-        fan_out_window.push(driver.stats.last_fan_out);
+        log.record(took, driver.stats.last_fan_out);
         tick += 1;
-        if last_status.elapsed() >= STATUS_INTERVAL {
-            window.sort_unstable();
-            fan_out_window.sort_unstable();
+        let now = Instant::now();
+        if log.due(now) {
             let (players, entities) = driver.local().counts();
-            tracing::info!(
-                tick,
-                players,
-                entities,
-                tick_p50_ms = %format_args!("{:.3}", percentile(&window, 50.0).as_secs_f64() * 1e3),
-                tick_p99_ms = %format_args!("{:.3}", percentile(&window, 99.0).as_secs_f64() * 1e3),
-                fan_out_p50_ms = %format_args!("{:.3}", percentile(&fan_out_window, 50.0).as_secs_f64() * 1e3),
-                fan_out_p99_ms = %format_args!("{:.3}", percentile(&fan_out_window, 99.0).as_secs_f64() * 1e3),
-                states_dropped = driver.stats.counters.states_dropped,
-                players_saved = saves.saved.load(Ordering::Relaxed),
-                saves_failed = saves.failed.load(Ordering::Relaxed),
-                saves_dropped = driver.stats.counters.saves_dropped,
-                snapshots_committed = snapshots.committed.load(Ordering::Relaxed),
-                snapshot_tick = snapshots.committed_tick.load(Ordering::Relaxed),
-                snapshot_outbox_bytes = snapshots.outbox_bytes.load(Ordering::Relaxed),
-                capture_ms = %format_args!("{:.3}", driver.stats.last_capture.as_secs_f64() * 1e3),
-                store_degraded = saves.degraded.load(Ordering::Relaxed)
-                    || snapshots.degraded.load(Ordering::Relaxed),
-                "status"
+            let line = log.line(
+                &StatusNow {
+                    tick: driver.local().regions().first().map_or(0, |r| r.tick()),
+                    players,
+                    entities,
+                    regions: driver.local().regions().len(),
+                    totals: StatusTotals {
+                        states_dropped: driver.stats.counters.states_dropped,
+                        players_saved: saves.saved.load(Ordering::Relaxed),
+                        saves_failed: saves.failed.load(Ordering::Relaxed),
+                        saves_dropped: driver.stats.counters.saves_dropped,
+                        snapshots_committed: snapshots.committed.load(Ordering::Relaxed),
+                    },
+                    store_degraded: saves.degraded.load(Ordering::Relaxed)
+                        || snapshots.degraded.load(Ordering::Relaxed),
+                },
+                now,
             );
-            window.clear();
-            fan_out_window.clear();
-            last_status = Instant::now();
+            tracing::info!("status: {line}");
+            if log.table_due(now) {
+                for region in &board.status().regions {
+                    tracing::info!("{}", log.region_line(region));
+                }
+            }
         }
         next_tick += interval;
         let now = Instant::now();
@@ -740,13 +737,16 @@ pub fn sim_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
 
 /// Runs a node until its tick budget runs out or it is signalled.
 pub fn run_node(config: Arc<Config>, options: &ServeOptions) -> anyhow::Result<()> {
-    let node = RunningNode::start_configured(config, options)?;
+    let node = RunningNode::start_configured(config.clone(), options)?;
+    eprintln!(
+        "{}",
+        crate::settings::connect_help(
+            &config,
+            options.config_dir.as_deref(),
+            node.addr,
+            node.admin_addr
+        )
+    );
     node.wait();
     Ok(())
-}
-
-/// Paths a dev client needs: the certificate to pin and the secret to mint tokens with.
-pub fn dev_credentials(data_dir: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let identity = tls::dev_identity(data_dir)?;
-    Ok((identity.chain[0].to_vec(), auth::dev_secret(data_dir)?))
 }

@@ -11,6 +11,7 @@ use tessera_shared::config::Config;
 use tessera_shared::ids::{PlayerId, RegionId};
 
 use crate::local::LocalRegions;
+use crate::node::status::percentile;
 
 /// Most ticks one `sim` run may take (the per-tick timings are kept: 8 bytes each).
 pub const SIM_TICKS_MAX: u64 = 10_000_000;
@@ -158,16 +159,6 @@ pub fn run_sim_observed(
         stats: report_stats,
         world_hash: local.world_hash(),
     })
-}
-
-/// The `p`th percentile (0 to 100) of `sorted` samples, by nearest rank; the default
-/// value (zero) for no samples.
-pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
-    if sorted.is_empty() {
-        return T::default();
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 impl fmt::Display for SimReport {

@@ -210,6 +210,7 @@ impl Client {
                             outbox: outbox_tx,
                             saved,
                             arriving,
+                            start: None,
                             reply: reply_tx,
                         }),
                         now,

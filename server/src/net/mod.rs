@@ -109,7 +109,7 @@ pub async fn accept_loop(
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 let end =
                     session::run(connection, node, auth, players, session, stats.clone()).await;
-                tracing::debug!(?end, "session ended");
+                tracing::info!(?end, "session ended");
                 stats.connections.fetch_sub(1, Ordering::Relaxed);
             }
             .instrument(span),

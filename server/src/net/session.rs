@@ -108,7 +108,7 @@ pub async fn run(
         .await;
     }
     // A ticket (resume or redirect) stands in for the token, which may have expired since.
-    let (player, arriving) = match &hello.ticket {
+    let (player, arriving, start) = match &hello.ticket {
         Some(ticket) => match auth.tickets.verify(ticket) {
             Ok(ticket) => {
                 let (counter, arriving) = match ticket.kind {
@@ -116,7 +116,7 @@ pub async fn run(
                     TicketKind::Redirect => (&stats.redirect_logins, ticket.region),
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                (ticket.player, arriving)
+                (ticket.player, arriving, None)
             }
             Err(e) => {
                 stats.bad_tickets.fetch_add(1, Ordering::Relaxed);
@@ -124,7 +124,7 @@ pub async fn run(
             }
         },
         None => match auth.verifier.verify(&hello.token) {
-            Ok(login) => (login.player, None),
+            Ok(login) => (login.player, None, login.start_region),
             Err(e) => return refuse(&connection, &mut send, e.code(), &e.to_string()).await,
         },
     };
@@ -135,7 +135,15 @@ pub async fn run(
     // gives up meanwhile (closes its connection) must not be logged in after all, or it
     // would take the player over from the session its next attempt opened.
     let (outbox, mut outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
-    let login = log_in(&node, &players, &stats, player, session, arriving, outbox);
+    let login = log_in(
+        &node,
+        &players,
+        &stats,
+        player,
+        session,
+        (arriving, start),
+        outbox,
+    );
     let joined = tokio::select! {
         biased;
         _ = connection.closed() => {
@@ -177,7 +185,7 @@ pub async fn run(
         detach(&node, player, session).await;
         return SessionEnd::Disconnected;
     }
-    tracing::debug!("logged in");
+    tracing::info!(region = joined.region.0, "logged in");
 
     let mut control = FrameReader::<ControlC2s>::spawn(recv, CONTROL_QUEUE_LEN_MAX);
 
@@ -340,7 +348,10 @@ async fn log_in(
     stats: &EndpointStats,
     player: tessera_shared::ids::PlayerId,
     session: u64,
-    arriving: Option<tessera_shared::ids::RegionId>,
+    (arriving, start): (
+        Option<tessera_shared::ids::RegionId>,
+        Option<tessera_shared::ids::RegionId>,
+    ),
     outbox: mpsc::Sender<Outgoing>,
 ) -> Result<crate::node::Joined, ErrorS2c> {
     // A banned player is told why, and until when.
@@ -405,6 +416,7 @@ async fn log_in(
         outbox,
         saved,
         arriving,
+        start,
         reply,
     };
     if node.try_send(join).is_err() {

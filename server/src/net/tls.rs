@@ -33,9 +33,14 @@ pub struct Identity {
     pub key: PrivateKeyDer<'static>,
 }
 
+/// The dev certificate (DER) in the data dir: what clients pin.
+pub const DEV_CERT_FILE: &str = "dev-cert.der";
+/// The dev certificate's private key (PKCS#8 DER) in the data dir.
+pub const DEV_KEY_FILE: &str = "dev-key.der";
+
 /// Paths of the dev certificate and key in `data_dir`.
 pub fn dev_cert_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
-    (data_dir.join("dev-cert.der"), data_dir.join("dev-key.der"))
+    (data_dir.join(DEV_CERT_FILE), data_dir.join(DEV_KEY_FILE))
 }
 
 /// The dev identity in `data_dir`, generated (for `localhost` and `127.0.0.1`) if absent.

@@ -36,6 +36,9 @@ pub enum Command {
         /// Its avatar may still be in flight: the login waits for it (up to
         /// [`super::ARRIVAL_WAIT`]) rather than creating a second one from the save.
         arriving: Option<RegionId>,
+        /// Where the player starts if it has no save (its token's `region` claim), when
+        /// that region is held here.
+        start: Option<RegionId>,
         /// The answer: where the player is, or why not. A login whose session left
         /// (this closed) is skipped.
         reply: oneshot::Sender<Result<Joined, ErrorS2c>>,

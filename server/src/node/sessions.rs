@@ -20,6 +20,8 @@ pub(super) struct PendingJoin {
     pub(super) session: u64,
     pub(super) outbox: mpsc::Sender<Outgoing>,
     pub(super) saved: Option<SavedPlayer>,
+    /// Where it starts without a save, if its token said.
+    pub(super) start: Option<RegionId>,
     pub(super) reply: oneshot::Sender<Result<Joined, ErrorS2c>>,
     /// The region its avatar joins (set once queued into that region's input).
     pub(super) region: Option<RegionId>,
@@ -94,6 +96,7 @@ impl Driver {
                 outbox,
                 saved,
                 arriving,
+                start,
                 reply,
             } => {
                 let join = PendingJoin {
@@ -101,6 +104,7 @@ impl Driver {
                     session,
                     outbox,
                     saved,
+                    start,
                     reply,
                     region: None,
                 };
@@ -249,12 +253,13 @@ impl Driver {
             }));
             return;
         }
-        // Into the region holding the saved position (the first one otherwise, or
-        // if that region is not on this node).
-        let region = join
-            .saved
-            .and_then(|s| self.config.world.region_at(s.position))
-            .map_or(first_region, |r| r.id);
+        // Into the region holding the saved position, or without a save the token's
+        // start region (the first one otherwise, or if that region is not on this node).
+        let region = match join.saved {
+            Some(saved) => self.config.world.region_at(saved.position).map(|r| r.id),
+            None => join.start,
+        }
+        .unwrap_or(first_region);
         let region = if self.local.region(region).is_some() {
             region
         } else {

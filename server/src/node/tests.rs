@@ -31,6 +31,7 @@ fn driver_with_player(player: PlayerId) -> (Driver, NodeHandle, mpsc::Receiver<O
         outbox,
         saved: None,
         arriving: None,
+        start: None,
         reply,
     })
     .unwrap();
@@ -90,6 +91,7 @@ fn departed_players_are_saved_and_a_logout_waits_for_its_save() {
         outbox,
         saved: None,
         arriving: None,
+        start: None,
         reply,
     })
     .unwrap();
@@ -149,6 +151,7 @@ fn a_login_whose_client_left_does_not_take_the_player_over() {
         outbox,
         saved: None,
         arriving: None,
+        start: None,
         reply,
     })
     .unwrap();
@@ -180,6 +183,7 @@ fn a_resume_within_the_linger_keeps_the_avatar() {
         outbox,
         saved: None,
         arriving: None,
+        start: None,
         reply,
     })
     .unwrap();
@@ -225,6 +229,7 @@ fn a_second_login_in_the_same_tick_takes_the_first_over_before_it_joins() {
             outbox,
             saved: None,
             arriving: None,
+            start: None,
             reply,
         })
         .unwrap();
