@@ -6,7 +6,149 @@ use toml::de::DeTable;
 use super::formula::{DAMAGE_VARS, Formula};
 use super::reader::{At, Item, SourceFile, Table};
 use super::schema::{Archetype, BalanceConfig, Formulas, MovementRules, SpawnEntry, SpawnTable};
+use super::spec::{Section, Spec};
+use super::suggest;
 use super::{ARCHETYPES_MAX, NAME_CHARS_MAX, SPAWN_ENTRIES_MAX, SPAWN_TABLES_MAX, is_key_name};
+
+/// `balance.toml`.
+pub(super) const FILE: Section = Section::of(
+    "Numbers and formulas. Owned by game design. Units: metres (m), seconds (s), \
+     milliseconds (ms); integers are fine where a number is expected.",
+    &[
+        Spec::table("movement", &MOVEMENT),
+        Spec::table("player", &PLAYER),
+        Spec::map(
+            "archetypes",
+            &ARCHETYPE,
+            1,
+            ARCHETYPES_MAX,
+            "Kinds of creature, player avatars and NPCs alike, by NAME: 1 to 64 characters \
+             of A-Z a-z 0-9 _ -",
+        ),
+        Spec::table("formulas", &FORMULAS),
+        Spec::map(
+            "spawn_tables",
+            &SPAWN_TABLE,
+            0,
+            SPAWN_TABLES_MAX,
+            "NPC populations by NAME, which regions of world.toml refer to: 1 to 64 \
+             characters of A-Z a-z 0-9 _ -",
+        ),
+    ],
+);
+
+/// What an archetype reference must be.
+const ARCHETYPE_EXPECTED: &str = "the name of an [archetypes.NAME]";
+
+const MOVEMENT: Section = Section::of(
+    "Movement rules.",
+    &[Spec::num(
+        "speed_tolerance",
+        0.0,
+        0.5,
+        "A client's move may exceed speed_mps * elapsed time by this fraction before the \
+         server clamps it (absorbs timing jitter).",
+    )],
+);
+
+const PLAYER: Section = Section::of(
+    "Player avatars.",
+    &[Spec::text(
+        "archetype",
+        ARCHETYPE_EXPECTED,
+        "The archetype of players' avatars: one of the [archetypes.NAME].",
+    )],
+);
+
+const ARCHETYPE: Section = Section::of(
+    "A kind of creature, player avatars and NPCs alike.",
+    &[
+        Spec::num("max_health", 1.0, 1_000_000.0, "Health when spawned."),
+        Spec::num("speed_mps", 0.0, 100.0, "Top speed (m/s)."),
+        Spec::num("attack", 0.0, 1_000_000.0, "The damage formula's atk."),
+        Spec::num("defense", 0.0, 1_000_000.0, "The damage formula's def."),
+        Spec::int(
+            "level",
+            1,
+            1000,
+            "The damage formula's level and target_level.",
+        ),
+        Spec::num("attack_range_m", 0.0, 100.0, "Reach of an attack (m)."),
+        Spec::int(
+            "attack_cooldown_ms",
+            0,
+            600_000,
+            "Time between two attacks (ms).",
+        ),
+        Spec::num(
+            "regen_per_s",
+            0.0,
+            1_000_000.0,
+            "Health regained per second while alive.",
+        ),
+        Spec::flag(
+            "hostile",
+            "true: NPCs of this kind attack players who come within aggro range.",
+        ),
+        Spec::num(
+            "aggro_radius_m",
+            0.0,
+            1000.0,
+            "How close a player must come to be attacked (m).",
+        ),
+        Spec::num(
+            "leash_radius_m",
+            0.0,
+            10_000.0,
+            "A chasing NPC this far from home gives up and walks back (m); at least \
+             aggro_radius_m.",
+        ),
+        Spec::num(
+            "wander_radius_m",
+            0.0,
+            10_000.0,
+            "Idle NPCs stroll within this distance of home (m).",
+        ),
+        Spec::int(
+            "respawn_delay_ms",
+            0,
+            3_600_000,
+            "Time from death to respawn (ms).",
+        ),
+    ],
+);
+
+const FORMULAS: Section = Section::of(
+    "Designer formulas, compiled once at load.",
+    &[Spec::text(
+        "damage",
+        "a formula such as \"max(1, atk - def)\"",
+        "Damage of one hit, computed when an attack lands. Variables: atk (the attacker's \
+         attack), def (the target's defense), level (the attacker's level), target_level \
+         (the target's). Allowed: numbers, + - * / % (usual precedence), unary -, \
+         parentheses, and min(a, b), max(a, b), floor(x), ceil(x), clamp(x, lo, hi). At most \
+         1024 characters. A negative or non-finite result does no damage.",
+    )],
+);
+
+const SPAWN_TABLE: Section = Section::of(
+    "The NPC population a region keeps alive.",
+    &[Spec::tables(
+        "entries",
+        &SPAWN_ENTRY,
+        (0, SPAWN_ENTRIES_MAX),
+        "an array such as [{ archetype = \"wolf\", count = 40 }]",
+        "One { archetype, count } per archetype, each archetype at most once.",
+    )],
+);
+
+const SPAWN_ENTRY: Section = Section::of(
+    "How many NPCs of one archetype a region keeps alive.",
+    &[
+        Spec::text("archetype", ARCHETYPE_EXPECTED, "An [archetypes.NAME]."),
+        Spec::int("count", 0, 1_000_000, "How many."),
+    ],
+);
 
 /// What world.toml needs to know about balance.toml: the spawn tables' names (sorted, so
 /// a position is the index into [`BalanceConfig::spawn_tables`]) and NPCs per region.
@@ -20,10 +162,10 @@ pub(super) fn read(
     file: &SourceFile<'_>,
     doc: &Spanned<DeTable<'_>>,
 ) -> (Option<BalanceConfig>, BalanceIndex) {
-    let mut root = Table::root(file, doc);
+    let mut root = Table::root(file, &FILE, doc);
 
     let movement = root.table("movement").and_then(|mut t| {
-        let speed_tolerance = t.f32_in("speed_tolerance", 0.0, 0.5);
+        let speed_tolerance = t.num("speed_tolerance");
         t.finish();
         Some(MovementRules {
             speed_tolerance: speed_tolerance?,
@@ -31,7 +173,7 @@ pub(super) fn read(
     });
 
     let player = root.table("player").and_then(|mut t| {
-        let name = t.string("archetype", "the name of an [archetypes.NAME]");
+        let name = t.text("archetype");
         t.finish();
         name
     });
@@ -56,7 +198,7 @@ pub(super) fn read(
 
     let formulas = root.table("formulas").and_then(|mut t| {
         let damage = t
-            .string_item("damage", "a formula such as \"max(1, atk - def)\"")
+            .text_item("damage")
             .and_then(|(source, item)| compile(file, "damage", source, item));
         t.finish();
         Some(Formulas { damage: damage? })
@@ -93,7 +235,6 @@ fn read_archetypes(
 ) -> (Option<Vec<Archetype>>, Vec<String>) {
     let table_at = t.at;
     let mut entries = t.entries();
-    t.finish();
     entries.sort_by(|a, b| a.0.cmp(b.0));
     let names: Vec<String> = entries.iter().map(|(n, _, _)| (*n).to_owned()).collect();
     let mut ok = true;
@@ -112,13 +253,13 @@ fn read_archetypes(
                 entries.len()
             ),
         );
+        t.finish();
         return (None, names);
     }
     let mut archetypes = Vec::with_capacity(entries.len());
     for (name, name_at, item) in entries {
         ok &= check_key_name(file, name, name_at, "archetype");
-        let label = format!("[archetypes.{name}]");
-        let Some(mut a) = Table::from_item(file, label, format!("archetypes.{name}"), item) else {
+        let Some(mut a) = t.entry(name, item) else {
             ok = false;
             continue;
         };
@@ -128,23 +269,24 @@ fn read_archetypes(
         }
         a.finish();
     }
+    t.finish();
     (ok.then_some(archetypes), names)
 }
 
 fn read_archetype(file: &SourceFile<'_>, name: &str, a: &mut Table<'_>) -> Option<Archetype> {
-    let max_health = a.f32_in("max_health", 1.0, 1_000_000.0);
-    let speed_mps = a.f32_in("speed_mps", 0.0, 100.0);
-    let attack = a.f32_in("attack", 0.0, 1_000_000.0);
-    let defense = a.f32_in("defense", 0.0, 1_000_000.0);
-    let level = a.u32_in("level", 1, 1000);
-    let attack_range_m = a.f32_in("attack_range_m", 0.0, 100.0);
-    let attack_cooldown_ms = a.u32_in("attack_cooldown_ms", 0, 600_000);
-    let regen_per_s = a.f32_in("regen_per_s", 0.0, 1_000_000.0);
-    let hostile = a.bool("hostile");
-    let aggro_radius_m = a.f32_in("aggro_radius_m", 0.0, 1000.0);
-    let leash = a.f32_in_at("leash_radius_m", 0.0, 10_000.0);
-    let wander_radius_m = a.f32_in("wander_radius_m", 0.0, 10_000.0);
-    let respawn_delay_ms = a.u32_in("respawn_delay_ms", 0, 3_600_000);
+    let max_health = a.num("max_health");
+    let speed_mps = a.num("speed_mps");
+    let attack = a.num("attack");
+    let defense = a.num("defense");
+    let level = a.int("level");
+    let attack_range_m = a.num("attack_range_m");
+    let attack_cooldown_ms = a.int("attack_cooldown_ms");
+    let regen_per_s = a.num("regen_per_s");
+    let hostile = a.flag("hostile");
+    let aggro_radius_m = a.num("aggro_radius_m");
+    let leash = a.num_at("leash_radius_m");
+    let wander_radius_m = a.num("wander_radius_m");
+    let respawn_delay_ms = a.int("respawn_delay_ms");
     let (aggro_radius_m, (leash_radius_m, leash_at)) = (aggro_radius_m?, leash?);
     if leash_radius_m < aggro_radius_m {
         file.error(
@@ -181,7 +323,6 @@ fn read_spawn_tables(
 ) -> (Option<Vec<SpawnTable>>, BalanceIndex) {
     let table_at = t.at;
     let mut entries = t.entries();
-    t.finish();
     entries.sort_by(|a, b| a.0.cmp(b.0));
     if entries.len() > SPAWN_TABLES_MAX {
         file.error(
@@ -191,6 +332,7 @@ fn read_spawn_tables(
                 entries.len()
             ),
         );
+        t.finish();
         return (
             None,
             BalanceIndex {
@@ -203,9 +345,7 @@ fn read_spawn_tables(
     let mut index = Vec::with_capacity(entries.len());
     for (name, name_at, item) in entries {
         ok &= check_key_name(file, name, name_at, "spawn table");
-        let label = format!("[spawn_tables.{name}]");
-        let path = format!("spawn_tables.{name}");
-        let table = Table::from_item(file, label, path, item).and_then(|mut st| {
+        let table = t.entry(name, item).and_then(|mut st| {
             let table = read_spawn_table(file, name, &mut st, archetypes, archetypes_known);
             st.finish();
             table
@@ -219,6 +359,7 @@ fn read_spawn_tables(
             None => ok = false,
         }
     }
+    t.finish();
     (
         ok.then_some(tables),
         BalanceIndex {
@@ -234,8 +375,7 @@ fn read_spawn_table(
     archetypes: &[&str],
     archetypes_known: bool,
 ) -> Option<SpawnTable> {
-    let expected = "an array such as [{ archetype = \"wolf\", count = 40 }]";
-    let (array, array_at) = st.array("entries", expected)?;
+    let (array, array_at) = st.array("entries")?;
     if array.len() > SPAWN_ENTRIES_MAX {
         file.error(
             array_at,
@@ -251,26 +391,22 @@ fn read_spawn_table(
     for (i, value) in array.iter().enumerate() {
         let label = format!("[spawn_tables.{name}] entries #{}", i + 1);
         let item = Item::from_spanned(value);
-        let Some(mut e) =
-            Table::from_item(file, label, format!("spawn_tables.{name}.entries"), item)
-        else {
+        let Some(mut e) = st.element("entries", label, item) else {
             ok = false;
             continue;
         };
-        let archetype = e
-            .string("archetype", "the name of an [archetypes.NAME]")
-            .and_then(|(arch, at)| {
-                let idx = resolve(file, archetypes, archetypes_known, arch, at, "archetype")?;
-                if entries.iter().any(|prev| prev.archetype == idx) {
-                    file.error(
-                        at,
-                        format!("archetype {arch:?} is listed twice in spawn table {name:?}"),
-                    );
-                    return None;
-                }
-                Some(idx)
-            });
-        let count = e.u32_in("count", 0, 1_000_000);
+        let archetype = e.text("archetype").and_then(|(arch, at)| {
+            let idx = resolve(file, archetypes, archetypes_known, arch, at, "archetype")?;
+            if entries.iter().any(|prev| prev.archetype == idx) {
+                file.error(
+                    at,
+                    format!("archetype {arch:?} is listed twice in spawn table {name:?}"),
+                );
+                return None;
+            }
+            Some(idx)
+        });
+        let count = e.int("count");
         e.finish();
         match (archetype, count) {
             (Some(archetype), Some(count)) => entries.push(SpawnEntry { archetype, count }),
@@ -301,12 +437,13 @@ fn resolve(
         file.error(
             at,
             format!(
-                "unknown {what} {name:?}; defined: {}",
+                "unknown {what} {name:?}; defined: {}{}",
                 if names.is_empty() {
                     "none".to_owned()
                 } else {
                     names.join(", ")
-                }
+                },
+                suggest::did_you_mean(name, names.iter().copied())
             ),
         );
     }

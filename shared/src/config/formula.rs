@@ -19,6 +19,7 @@ use exmex::prelude::*;
 use exmex::{BinOp, MakeOperators, Operator};
 
 pub use super::error::FormulaError;
+use super::suggest;
 
 /// Longest accepted formula source, in bytes.
 pub const FORMULA_BYTES_MAX: usize = 1024;
@@ -459,8 +460,9 @@ impl Parser<'_> {
                     self.errors.push(FormulaError::new(
                         tok.start,
                         format!(
-                            "unknown variable {name:?}; allowed: {}",
-                            self.vars.join(", ")
+                            "unknown variable {name:?}; allowed: {}{}",
+                            self.vars.join(", "),
+                            suggest::did_you_mean(&name, self.vars.iter().copied())
                         ),
                     ));
                     Ok("0".to_owned())
@@ -490,12 +492,13 @@ impl Parser<'_> {
             self.errors.push(FormulaError::new(
                 name_tok.start,
                 format!(
-                    "unknown function {name:?}; allowed: {}",
+                    "unknown function {name:?}; allowed: {}{}",
                     FORMULA_FUNCTIONS
                         .iter()
                         .map(|(f, _)| *f)
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    suggest::did_you_mean(name, FORMULA_FUNCTIONS.iter().map(|(f, _)| *f))
                 ),
             ));
             return Ok("0".to_owned());
@@ -640,7 +643,8 @@ mod tests {
             [
                 (
                     6,
-                    "unknown variable \"lvl\"; allowed: atk, def, level, target_level".to_owned()
+                    "unknown variable \"lvl\"; allowed: atk, def, level, target_level; did you mean \"level\"?"
+                        .to_owned()
                 ),
                 (
                     12,

@@ -12,7 +12,9 @@
 //! Every key is required except `[limits]` in world.toml (see [`WorldLimits::DEFAULT`]) and
 //! `spawn_point` of a listed region (default: the region's centre). The shipped files in
 //! `config/` document each key, its unit and its range; [`Config::embedded_default`] is
-//! those files compiled into the binary.
+//! those files compiled into the binary. What each file may hold (keys, types, ranges,
+//! defaults, docs) is declared once, in `spec.rs`'s sections, which the loader reads
+//! through and [`json_schema()`] turns into the JSON Schemas of `config/schema/` for editors.
 //!
 //! # Errors
 //!
@@ -23,21 +25,26 @@
 //!
 //! ```text
 //! world.toml:12:15: cell_size_m must be between 1 and 1024, got 0
-//! world.toml:3:1: unknown key "tick_hzz" in [world]; allowed: name, size_m, tick_hz
-//! env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen
+//! world.toml:3:1: unknown key "tick_hzz" in [world]; allowed: name, size_m, tick_hz; did you mean "tick_hz"? (it is required and missing; expected an integer between 1 and 120)
+//! env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen; did you mean TESSERA__NET__QUIC_LISTEN?
 //! ```
 //!
 //! Errors of environment overrides name the variable instead of a file position. Missing
 //! keys are reported at the header of their table (`[world]`), a missing table at the
-//! top of the file.
+//! top of the file, except when an unknown key misspells them: that is one error, at the
+//! misspelling. Unknown keys, names (an archetype, a spawn table, a formula's variables
+//! and functions) and values of a fixed set (`mode`) suggest the closest known one.
 
 pub mod error;
 pub mod formula;
+pub mod json_schema;
 pub mod schema;
 
 mod balance;
 mod node;
 mod reader;
+mod spec;
+mod suggest;
 mod world;
 
 use std::fmt;
@@ -48,6 +55,7 @@ pub use error::{ConfigError, ConfigErrors, FormulaError};
 pub use formula::{
     DAMAGE_VARS, FORMULA_BYTES_MAX, FORMULA_DEPTH_MAX, FORMULA_FUNCTIONS, FORMULA_VARS_MAX, Formula,
 };
+pub use json_schema::{JSON_SCHEMA_FILES, json_schema};
 pub use schema::*;
 
 use crate::math::Vec2;

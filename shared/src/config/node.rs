@@ -11,24 +11,195 @@ use super::schema::{
     AdminConfig, AuthConfig, ClusterConfig, NodeConfig, NodeMode, ServicesConfig, TlsConfig,
     TokenAlgorithm,
 };
+use super::spec::{Section, Spec};
+use super::suggest;
 use super::{NAME_CHARS_MAX, is_node_name};
 use crate::ids::RegionId;
 
 /// Environment variables starting with this override keys of `tessera.toml`.
 pub(super) const ENV_PREFIX: &str = "TESSERA__";
 
-/// The sections of `tessera.toml`.
-const SECTIONS: &[&str] = &[
-    "node",
-    "net",
-    "sim",
-    "auth",
-    "tls",
-    "services",
-    "persistence",
-    "cluster",
-    "admin",
-];
+/// `tessera.toml`: its sections, each of which the environment can override key by key.
+pub(super) const FILE: Section = Section::of(
+    "The node: its name and mode, listen addresses, threads, credentials, services and \
+     cluster membership. Owned by whoever runs the server. Any key can be overridden from \
+     the environment as TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN=0.0.0.0:4433 \
+     (this schema checks the file alone: a key set only from the environment shows as \
+     missing here).",
+    &[
+        Spec::table("node", &NODE),
+        Spec::table("net", &NET),
+        Spec::table("sim", &SIM),
+        Spec::table("auth", &AUTH),
+        Spec::table("tls", &TLS),
+        Spec::table("services", &SERVICES),
+        Spec::table("persistence", &PERSISTENCE),
+        Spec::table("cluster", &CLUSTER),
+        Spec::table("admin", &ADMIN),
+    ],
+);
+
+/// What a file path key must be.
+const PATH_EXPECTED: &str = "a file path, or \"\" for a generated dev one";
+
+const NODE: Section = Section::of(
+    "The node's identity and where it keeps its data.",
+    &[
+        Spec::text(
+            "name",
+            "a node name such as \"node-1\"",
+            "Shown in logs, metrics and the admin API. 1 to 64 characters of A-Z a-z 0-9 _ . -",
+        ),
+        Spec::choice(
+            "mode",
+            &["dev", "production"],
+            "\"dev\" generates a dev TLS certificate and JWT secret in data_dir and says so; \
+             \"production\" refuses to start without explicit secrets.",
+        ),
+        Spec::text(
+            "data_dir",
+            "a directory path such as \"./data\"",
+            "Embedded snapshot store, dev certificates and secrets live here; relative to the \
+             server's working directory. At most 4096 bytes.",
+        ),
+    ],
+);
+
+const NET: Section = Section::of(
+    "Listen addresses.",
+    &[
+        Spec::text(
+            "quic_listen",
+            "an IP address and port such as \"127.0.0.1:4433\" or \"[::1]:4433\"",
+            "UDP address of the QUIC endpoint game clients connect to, e.g. \"0.0.0.0:4433\" \
+             (all interfaces) or \"[::1]:4433\".",
+        ),
+        Spec::text(
+            "admin_listen",
+            "an IP address and port such as \"127.0.0.1:8080\" or \"[::1]:4433\"",
+            "TCP address of the admin HTTP API (metrics, region control). Keep it private.",
+        ),
+    ],
+);
+
+const SIM: Section = Section::of(
+    "The simulation's threads.",
+    &[Spec::int(
+        "threads",
+        0,
+        256,
+        "Threads stepping regions in parallel. 0 means one per CPU core.",
+    )],
+);
+
+const AUTH: Section = Section::of(
+    "How login tokens (JWTs from the studio's login service) and session tickets are checked.",
+    &[
+        Spec::text(
+            "issuer",
+            "the iss of login tokens, such as \"tessera-dev\"",
+            "The `iss` every login token must carry. 1 to 256 bytes.",
+        ),
+        Spec::text(
+            "audience",
+            "the aud of login tokens, such as \"tessera\"",
+            "The `aud` every login token must carry. 1 to 256 bytes.",
+        ),
+        Spec::choice(
+            "algorithm",
+            &["HS256", "RS256", "ES256", "EdDSA"],
+            "The one algorithm login tokens are signed with: HS256 (a shared secret), or RS256, \
+             ES256, EdDSA (the node holds the public key).",
+        ),
+        Spec::text(
+            "key_file",
+            PATH_EXPECTED,
+            "The key that verifies login tokens: for HS256 a file of at least 32 raw secret \
+             bytes, otherwise a PEM public key. \"\" generates a dev secret into data_dir (dev \
+             mode only).",
+        ),
+        Spec::text(
+            "ticket_secret_file",
+            PATH_EXPECTED,
+            "The secret (at least 32 raw bytes) that signs resume and redirect tickets, shared \
+             by every node of a cluster. \"\" generates a dev secret into data_dir (dev mode only).",
+        ),
+    ],
+);
+
+const TLS: Section = Section::of(
+    "The QUIC endpoint's certificate. \"\" for both generates a self-signed dev certificate \
+     into data_dir that clients must pin (dev mode only).",
+    &[
+        Spec::text("cert_file", PATH_EXPECTED, "The certificate chain, PEM."),
+        Spec::text("key_file", PATH_EXPECTED, "The private key, PEM."),
+    ],
+);
+
+const SERVICES: Section = Section::of(
+    "The cluster's shared services. \"\" means none: the embedded default (a snapshot and \
+     player store in data_dir, an in-process bus, every region held by this node).",
+    &[
+        Spec::text(
+            "mongodb_uri",
+            "a URI starting with mongodb://, or \"\" for none",
+            "MongoDB, with the credentials inside; set it per deployment, e.g. \
+             TESSERA__SERVICES__MONGODB_URI. At most 4096 bytes.",
+        ),
+        Spec::text(
+            "mongodb_database",
+            "a database name such as \"tessera\"",
+            "The database holding Tessera's collections. 1 to 63 characters of A-Z a-z 0-9 _ -",
+        ),
+        Spec::text(
+            "redis_url",
+            "a URI starting with redis:// or rediss://, or \"\" for none",
+            "Redis: the cross-node event bus and the region leases, one for the whole cluster. \
+             At most 4096 bytes.",
+        ),
+    ],
+);
+
+const PERSISTENCE: Section = Section::of(
+    "The snapshot store.",
+    &[Spec::int(
+        "snapshot_interval_s",
+        1,
+        3_600,
+        "How often each region's changed state is committed (s): at most this much \
+         simulation is lost in a crash.",
+    )],
+);
+
+const CLUSTER: Section = Section::of(
+    "Which regions this node takes, and how other nodes reach it.",
+    &[
+        Spec::ids(
+            "regions",
+            1,
+            RegionId::MAX,
+            "an array of region ids such as [1, 2], or [] for every region",
+            "The regions this node takes at start, by id, e.g. [1, 2]. [] means every region \
+             for a node on its own (no redis_url), none for a node of a cluster (an \
+             orchestrator assigns them through the admin API).",
+        ),
+        Spec::text(
+            "advertise_addr",
+            "a host:port such as \"10.0.0.5:4433\", or \"\"",
+            "host:port that other nodes redirect clients to. \"\" means the QUIC listen address.",
+        ),
+    ],
+);
+
+const ADMIN: Section = Section::of(
+    "Who may use the admin HTTP API.",
+    &[Spec::text(
+        "keys_file",
+        PATH_EXPECTED,
+        "A TOML file of [[keys]] entries (name, role, sha256 of the key); `tessera admin-key` \
+         makes them. \"\" generates a dev admin key into data_dir (dev mode only).",
+    )],
+);
 
 /// Longest accepted `[auth] issuer` and `audience`, in bytes.
 const AUTH_NAME_BYTES_MAX: usize = 256;
@@ -56,12 +227,24 @@ pub(super) fn env_overrides<'a>(
             continue;
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
-        if !SECTIONS.contains(&section.as_str()) {
+        let sections = || FILE.keys.iter().map(|s| s.key);
+        if !sections().any(|s| s == section) {
+            let suggestion = suggest::closest(&section, sections())
+                .map(|s| {
+                    let rest = var
+                        .get(ENV_PREFIX.len() + section.len()..)
+                        .unwrap_or_default();
+                    format!(
+                        "; did you mean {ENV_PREFIX}{}{rest}?",
+                        s.to_ascii_uppercase()
+                    )
+                })
+                .unwrap_or_default();
             file.error(
                 At::Env(var),
                 format!(
-                    "unknown section {section:?} of tessera.toml; allowed: {}",
-                    SECTIONS.join(", ")
+                    "unknown section {section:?} of tessera.toml; allowed: {}{suggestion}",
+                    sections().collect::<Vec<_>>().join(", ")
                 ),
             );
             continue;
@@ -91,13 +274,13 @@ pub(super) fn read(
     let env_for = |section: &str| -> Vec<&EnvOverride<'_>> {
         overrides.iter().filter(|o| o.section == section).collect()
     };
-    let mut root = Table::root(file, doc);
+    let mut root = Table::root(file, &FILE, doc);
 
     let node = root.table("node").map(|t| t.with_env(env_for("node")));
     let (name, mode, data_dir) = match node {
         Some(mut t) => {
             let name = t
-                .string("name", "a node name such as \"node-1\"")
+                .text("name")
                 .and_then(|(name, at)| {
                     if is_node_name(name) {
                         Some(name.to_owned())
@@ -111,21 +294,13 @@ pub(super) fn read(
                         None
                     }
                 });
-            let mode = t
-                .string("mode", "\"dev\" or \"production\"")
-                .and_then(|(mode, at)| match mode {
-                    "dev" => Some(NodeMode::Dev),
-                    "production" => Some(NodeMode::Production),
-                    other => {
-                        file.error(
-                            at,
-                            format!("mode must be \"dev\" or \"production\", got {other:?}"),
-                        );
-                        None
-                    }
-                });
+            let mode = t.choice("mode").and_then(|(mode, _)| match mode {
+                "dev" => Some(NodeMode::Dev),
+                "production" => Some(NodeMode::Production),
+                _ => None,
+            });
             let data_dir = t
-                .string("data_dir", "a directory path such as \"./data\"")
+                .text("data_dir")
                 .and_then(|(dir, at)| {
                     if dir.is_empty() || dir.len() > DATA_DIR_BYTES_MAX || dir.contains('\0') {
                         file.error(
@@ -148,8 +323,8 @@ pub(super) fn read(
     let net = root.table("net").map(|t| t.with_env(env_for("net")));
     let (quic_listen, admin_listen) = match net {
         Some(mut t) => {
-            let quic = socket_addr(&mut t, "quic_listen", "127.0.0.1:4433");
-            let admin = socket_addr(&mut t, "admin_listen", "127.0.0.1:8080");
+            let quic = socket_addr(&mut t, "quic_listen");
+            let admin = socket_addr(&mut t, "admin_listen");
             t.finish();
             (quic, admin)
         }
@@ -159,7 +334,7 @@ pub(super) fn read(
     let sim = root.table("sim").map(|t| t.with_env(env_for("sim")));
     let sim_threads = match sim {
         Some(mut t) => {
-            let threads = t.u32_in("threads", 0, 256);
+            let threads = t.int("threads");
             t.finish();
             threads
         }
@@ -169,8 +344,8 @@ pub(super) fn read(
     let auth = root.table("auth").map(|t| t.with_env(env_for("auth")));
     let auth = match auth {
         Some(mut t) => {
-            let mut name = |key: &'static str, example: &str| {
-                t.string(key, example).and_then(|(text, at)| {
+            let mut name = |key: &'static str| {
+                t.text(key).and_then(|(text, at)| {
                     if text.is_empty() || text.len() > AUTH_NAME_BYTES_MAX {
                         file.error(
                             at,
@@ -185,21 +360,15 @@ pub(super) fn read(
                     }
                 })
             };
-            let issuer = name("issuer", "the iss of login tokens, such as \"tessera-dev\"");
-            let audience = name("audience", "the aud of login tokens, such as \"tessera\"");
-            const ALGORITHMS: &str = "\"HS256\", \"RS256\", \"ES256\" or \"EdDSA\"";
-            let algorithm = t
-                .string("algorithm", ALGORITHMS)
-                .and_then(|(text, at)| match text {
-                    "HS256" => Some(TokenAlgorithm::Hs256),
-                    "RS256" => Some(TokenAlgorithm::Rs256),
-                    "ES256" => Some(TokenAlgorithm::Es256),
-                    "EdDSA" => Some(TokenAlgorithm::EdDsa),
-                    other => {
-                        file.error(at, format!("algorithm must be {ALGORITHMS}, got {other:?}"));
-                        None
-                    }
-                });
+            let issuer = name("issuer");
+            let audience = name("audience");
+            let algorithm = t.choice("algorithm").and_then(|(text, _)| match text {
+                "HS256" => Some(TokenAlgorithm::Hs256),
+                "RS256" => Some(TokenAlgorithm::Rs256),
+                "ES256" => Some(TokenAlgorithm::Es256),
+                "EdDSA" => Some(TokenAlgorithm::EdDsa),
+                _ => None,
+            });
             let key_file = optional_path(&mut t, "key_file", mode);
             let ticket_secret_file = optional_path(&mut t, "ticket_secret_file", mode);
             t.finish();
@@ -238,9 +407,8 @@ pub(super) fn read(
     let services = match services {
         Some(mut t) => {
             let mongodb_uri = service_uri(&mut t, "mongodb_uri", &["mongodb://"]);
-            let redis_url = service_uri(&mut t, "redis_url", &["redis://", "rediss://"]);
             let mongodb_database = t
-                .string("mongodb_database", "a database name such as \"tessera\"")
+                .text("mongodb_database")
                 .and_then(|(name, at)| {
                     let valid = !name.is_empty()
                         && name.len() <= 63
@@ -259,6 +427,7 @@ pub(super) fn read(
                         None
                     }
                 });
+            let redis_url = service_uri(&mut t, "redis_url", &["redis://", "rediss://"]);
             t.finish();
             (|| {
                 Some(ServicesConfig {
@@ -275,7 +444,7 @@ pub(super) fn read(
         .map(|t| t.with_env(env_for("persistence")));
     let snapshot_interval = match persistence {
         Some(mut t) => {
-            let seconds = t.u32_in("snapshot_interval_s", 1, 3_600);
+            let seconds = t.int("snapshot_interval_s");
             t.finish();
             seconds.map(|s| std::time::Duration::from_secs(u64::from(s)))
         }
@@ -288,7 +457,7 @@ pub(super) fn read(
         Some(mut t) => {
             let regions = region_list(&mut t, file);
             let advertise = t
-                .string("advertise_addr", "a host:port such as \"10.0.0.5:4433\", or \"\"")
+                .text("advertise_addr")
                 .and_then(|(text, at)| {
                     if text.is_empty() {
                         Some(None)
@@ -351,8 +520,7 @@ const ADVERTISE_BYTES_MAX: usize = 256;
 /// `[cluster] regions`: distinct region ids, `[]` for all. Errors point at the array (an
 /// environment override's elements have no position of their own in a file).
 fn region_list(t: &mut Table<'_>, file: &SourceFile<'_>) -> Option<Vec<RegionId>> {
-    let expected = "an array of region ids such as [1, 2], or [] for every region";
-    let (array, at) = t.array("regions", expected)?;
+    let (array, at) = t.array("regions")?;
     let mut ids = Vec::with_capacity(array.len());
     for value in array.iter() {
         let id = match value.get_ref() {
@@ -384,11 +552,8 @@ fn region_list(t: &mut Table<'_>, file: &SourceFile<'_>) -> Option<Vec<RegionId>
 /// A service URI where `""` means "none: the embedded default". `Some(None)` is that;
 /// `None` an error (reported).
 fn service_uri(t: &mut Table<'_>, key: &'static str, schemes: &[&str]) -> Option<Option<String>> {
-    let expected = format!(
-        "a URI starting with {}, or \"\" for none",
-        schemes.join(" or ")
-    );
-    let (text, at) = t.string(key, &expected)?;
+    let expected = t.expected(key);
+    let (text, at) = t.text(key)?;
     if text.is_empty() {
         return Some(None);
     }
@@ -410,7 +575,7 @@ fn optional_path(
     key: &'static str,
     mode: Option<NodeMode>,
 ) -> Option<Option<PathBuf>> {
-    let (text, at) = t.string(key, "a file path, or \"\" for a generated dev one")?;
+    let (text, at) = t.text(key)?;
     if text.is_empty() {
         if mode == Some(NodeMode::Production) {
             t.file.error(
@@ -431,9 +596,9 @@ fn optional_path(
     Some(Some(PathBuf::from(text)))
 }
 
-fn socket_addr(t: &mut Table<'_>, key: &'static str, example: &str) -> Option<SocketAddr> {
-    let expected = format!("an IP address and port such as \"{example}\" or \"[::1]:4433\"");
-    let (text, at) = t.string(key, &expected)?;
+fn socket_addr(t: &mut Table<'_>, key: &'static str) -> Option<SocketAddr> {
+    let expected = t.expected(key);
+    let (text, at) = t.text(key)?;
     match text.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {

@@ -1,17 +1,24 @@
 //! A forgiving, position-aware reader over a parsed TOML document.
 //!
 //! serde derive stops at the first error; this reader records an error and goes on, so one
-//! load reports every mistake of every file. Each [`Table`] remembers which keys the loader
-//! asked for: whatever is left over when it is finished is reported as an unknown key, with
-//! the asked-for keys as the allowed list.
+//! load reports every mistake of every file. A [`Table`] reads its keys by name, with the
+//! type, range and default its section's [`Spec`] declares (`spec.rs`, which the JSON
+//! Schemas are generated from too). Each table remembers which keys the loader asked for:
+//! whatever is left over when it is finished is reported as an unknown key, with the
+//! asked-for keys as the allowed list and the closest of them as a "did you mean". A
+//! required key that is missing because an unknown key misspells it is reported once, at
+//! the misspelling.
 
 use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
 use std::ops::Range;
 
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 use super::error::ConfigError;
+use super::spec::{Kind, Section, Spec, between, one_of};
+use super::suggest;
 use crate::math::Vec2;
 
 /// Errors beyond this many are counted, not kept (a garbage file can make one per byte).
@@ -231,12 +238,33 @@ fn as_f64(value: &DeValue<'_>) -> Option<f64> {
     }
 }
 
-/// Describes a numeric range for messages: `between 1 and 1024`, `at least 1`.
-fn between(min: f64, max: f64) -> String {
-    format!("between {min} and {max}")
+/// What a table may hold.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// The keys of a section.
+    Keys(&'static Section),
+    /// Named tables of one section (`[archetypes.NAME]`).
+    Map(&'static Section),
+    /// `{ x, y }`, read with the ranges of the key that holds it.
+    Xy,
+}
+
+/// A required key that was absent, reported when the table is finished (unless an unknown
+/// key turns out to be it, misspelt).
+struct Missing {
+    key: &'static str,
+    expected: String,
+    /// An absent sub-table: it reports itself; the entry is here only so that a misspelt
+    /// name of it says that it is missing.
+    table: bool,
 }
 
 /// A table being read: a `[section]`, an inline table or one `[[array]]` element.
+///
+/// Keys are asked for by name (`t.int("tick_hz")`); their type, range and default come
+/// from the table's [`Section`]. Every key asked for is allowed; whatever else the table
+/// holds is reported as unknown when it is finished, with the closest allowed key as a
+/// suggestion.
 pub(super) struct Table<'a> {
     pub(super) file: &'a SourceFile<'a>,
     /// How messages name it: `[world]`, `[world] size_m`, `[[regions.region]] #2`.
@@ -246,48 +274,66 @@ pub(super) struct Table<'a> {
     entries: Option<&'a DeTable<'a>>,
     /// The table's header (or the parent's, when absent): where missing keys are reported.
     pub(super) at: At<'a>,
+    shape: Shape,
     env: Vec<&'a EnvOverride<'a>>,
     known: Vec<&'static str>,
-    absent_required: Vec<&'static str>,
+    missing: Vec<Missing>,
     /// Keys accepted without being read (dynamic maps, or a table whose shape is unknown
     /// because of an earlier error).
     accept_all: bool,
+    /// An absent table whose name the parent holds misspelt: the parent reports it.
+    misspelt: bool,
 }
 
 impl<'a> Table<'a> {
-    pub(super) fn root(file: &'a SourceFile<'a>, doc: &'a Spanned<DeTable<'a>>) -> Table<'a> {
+    pub(super) fn root(
+        file: &'a SourceFile<'a>,
+        section: &'static Section,
+        doc: &'a Spanned<DeTable<'a>>,
+    ) -> Table<'a> {
+        Table::new(
+            file,
+            "the top level".to_owned(),
+            String::new(),
+            Some(doc.get_ref()),
+            At::Offset(doc.span().start),
+            Shape::Keys(section),
+        )
+    }
+
+    fn new(
+        file: &'a SourceFile<'a>,
+        label: String,
+        path: String,
+        entries: Option<&'a DeTable<'a>>,
+        at: At<'a>,
+        shape: Shape,
+    ) -> Table<'a> {
         Table {
             file,
-            label: "the top level".to_owned(),
-            path: String::new(),
-            entries: Some(doc.get_ref()),
-            at: At::Offset(doc.span().start),
+            label,
+            path,
+            entries,
+            at,
+            shape,
             env: Vec::new(),
             known: Vec::new(),
-            absent_required: Vec::new(),
+            missing: Vec::new(),
             accept_all: false,
+            misspelt: false,
         }
     }
 
-    /// A table read from an array element or dynamic map entry, labelled `label`.
-    pub(super) fn from_item(
+    /// A table read from a value, labelled `label`; an error if the value is no table.
+    fn from_item(
         file: &'a SourceFile<'a>,
         label: String,
         path: String,
         item: Item<'a>,
+        shape: Shape,
     ) -> Option<Table<'a>> {
         match item.value {
-            DeValue::Table(t) => Some(Table {
-                file,
-                label,
-                path,
-                entries: Some(t),
-                at: item.at,
-                env: Vec::new(),
-                known: Vec::new(),
-                absent_required: Vec::new(),
-                accept_all: false,
-            }),
+            DeValue::Table(t) => Some(Table::new(file, label, path, Some(t), item.at, shape)),
             _ => {
                 file.error(
                     item.at,
@@ -304,8 +350,41 @@ impl<'a> Table<'a> {
         self
     }
 
+    /// The spec of `key` in this table's section. A key without one is a loader bug
+    /// (reported as an error in release builds).
+    fn spec(&self, key: &'static str) -> Option<&'static Spec> {
+        let spec = match self.shape {
+            Shape::Keys(section) => section.get(key),
+            Shape::Map(_) | Shape::Xy => None,
+        };
+        debug_assert!(spec.is_some(), "{key} is not declared in {}", self.label);
+        if spec.is_none() {
+            self.bug(format!("key {key:?} is not declared in {}", self.label));
+        }
+        spec
+    }
+
+    /// What a value of `key` must be, for the caller's own checks.
+    pub(super) fn expected(&self, key: &'static str) -> String {
+        self.spec(key).map(Spec::expected).unwrap_or_default()
+    }
+
+    /// A spec of another kind than the reading method expects: a loader bug.
+    fn wrong_kind<T>(&self, spec: &Spec) -> Option<T> {
+        debug_assert!(false, "{} in {} is a {:?}", spec.key, self.label, spec.kind);
+        self.bug(format!(
+            "key {:?} of {} is read as another type",
+            spec.key, self.label
+        ));
+        None
+    }
+
+    fn bug(&self, what: String) {
+        self.file.error(self.at, format!("loader bug: {what}"));
+    }
+
     /// Marks `key` as allowed and returns its value, the environment's first.
-    pub(super) fn optional(&mut self, key: &'static str) -> Option<Item<'a>> {
+    fn optional(&mut self, key: &'static str) -> Option<Item<'a>> {
         if !self.known.contains(&key) {
             self.known.push(key);
         }
@@ -320,28 +399,34 @@ impl<'a> Table<'a> {
         self.entries?.get(key).map(Item::from_spanned)
     }
 
-    /// Like [`Table::optional`], but a missing key is an error: "missing key ... expected".
-    pub(super) fn required(&mut self, key: &'static str, expected: &str) -> Option<Item<'a>> {
+    /// Like [`Table::optional`], but a missing key is an error ("missing key ...;
+    /// expected ..."), reported when the table is finished.
+    fn required(
+        &mut self,
+        key: &'static str,
+        expected: impl FnOnce() -> String,
+    ) -> Option<Item<'a>> {
         let item = self.optional(key);
-        if item.is_none() {
-            if self.entries.is_none() {
-                self.absent_required.push(key);
-            } else {
-                self.file.error(
-                    self.at,
-                    format!(
-                        "missing key \"{key}\" in {}; expected {expected}",
-                        self.label
-                    ),
-                );
-            }
+        if item.is_none() && !self.missing.iter().any(|m| m.key == key) {
+            self.missing.push(Missing {
+                key,
+                expected: expected(),
+                table: false,
+            });
         }
         item
     }
 
-    /// A sub-table `[path.key]`. When absent, an empty reader: its required keys are then
-    /// reported together as one "missing table" error, and keys with defaults just default.
+    /// A sub-table `[path.key]` (or a map of named tables). When absent, an empty reader:
+    /// its required keys are then reported together as one "missing table" error, and
+    /// keys with defaults just default.
     pub(super) fn table(&mut self, key: &'static str) -> Option<Table<'a>> {
+        let spec = self.spec(key)?;
+        let shape = match spec.kind {
+            Kind::Table(section) => Shape::Keys(section),
+            Kind::Map { of, .. } => Shape::Map(of),
+            _ => return self.wrong_kind(spec),
+        };
         let path = if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -349,22 +434,36 @@ impl<'a> Table<'a> {
         };
         let label = format!("[{path}]");
         match self.optional(key) {
-            Some(item) => Table::from_item(self.file, label, path, item),
-            None => Some(Table {
-                file: self.file,
-                label,
-                path,
-                entries: None,
-                at: self.at,
-                env: Vec::new(),
-                known: Vec::new(),
-                absent_required: Vec::new(),
-                accept_all: false,
-            }),
+            Some(item) => Table::from_item(self.file, label, path, item, shape),
+            None => {
+                let mut table = Table::new(self.file, label, path, None, self.at, shape);
+                if matches!(spec.kind, Kind::Table(_)) && spec.is_required() {
+                    table.misspelt = self.holds_misspelt(key);
+                    self.missing.push(Missing {
+                        key,
+                        expected: spec.expected(),
+                        table: true,
+                    });
+                }
+                Some(table)
+            }
         }
     }
 
-    /// Every entry, for tables whose keys are names (`[archetypes.NAME]`); all are allowed.
+    /// Whether the table holds an undeclared key whose closest declared key is `key`
+    /// (the choice [`Table::finish`] makes, as every declared table is asked for).
+    fn holds_misspelt(&self, key: &str) -> bool {
+        let (Some(entries), Shape::Keys(section)) = (self.entries, self.shape) else {
+            return false;
+        };
+        let declared = || section.keys.iter().map(|s| s.key);
+        entries.iter().any(|(k, _)| {
+            let k = k.get_ref().as_ref();
+            section.get(k).is_none() && suggest::closest(k, declared()) == Some(key)
+        })
+    }
+
+    /// Every entry of a map (`[archetypes]`), for [`Table::entry`]; all are allowed.
     pub(super) fn entries(&mut self) -> Vec<(&'a str, At<'a>, Item<'a>)> {
         self.accept_all = true;
         self.entries
@@ -382,52 +481,136 @@ impl<'a> Table<'a> {
             .unwrap_or_default()
     }
 
+    /// The named table `name` of a map (`[archetypes.wolf]`).
+    pub(super) fn entry(&self, name: &str, item: Item<'a>) -> Option<Table<'a>> {
+        let Shape::Map(section) = self.shape else {
+            debug_assert!(false, "{} is not a map", self.label);
+            self.bug(format!("{} is read as a map", self.label));
+            return None;
+        };
+        let path = format!("{}.{name}", self.path);
+        let label = format!("[{path}]");
+        Table::from_item(self.file, label, path, item, Shape::Keys(section))
+    }
+
+    /// One element of the array of tables `key` (read with [`Table::array`]).
+    pub(super) fn element(
+        &self,
+        key: &'static str,
+        label: String,
+        item: Item<'a>,
+    ) -> Option<Table<'a>> {
+        let spec = self.spec(key)?;
+        let Kind::Tables { of, .. } = spec.kind else {
+            return self.wrong_kind(spec);
+        };
+        let path = if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        };
+        Table::from_item(self.file, label, path, item, Shape::Keys(of))
+    }
+
     /// Stops reporting unknown keys (the table's shape is unknown after an earlier error).
     pub(super) fn accept_all(&mut self) {
         self.accept_all = true;
     }
 
-    /// Reports unknown keys (file and environment) and, for an absent table, the required
-    /// keys it lacks.
+    /// Reports unknown keys (file and environment), each with the closest allowed key as a
+    /// suggestion, and the required keys that are missing. A missing key whose name an
+    /// unknown key misspells is one error, at the misspelling: `unknown key "tick_hzz" in
+    /// [world]; allowed: ...; did you mean "tick_hz"? (it is required and missing; expected
+    /// an integer between 1 and 120)`.
     pub(super) fn finish(self) {
-        if !self.absent_required.is_empty() {
-            self.file.error(
-                self.at,
-                format!(
-                    "missing table {}; required keys: {}",
-                    self.label,
-                    self.absent_required.join(", ")
-                ),
-            );
-        }
-        if self.accept_all {
-            return;
-        }
         let allowed = self.known.join(", ");
-        if let Some(entries) = self.entries {
-            let mut unknown: Vec<(usize, &str)> = entries
-                .iter()
-                .filter(|(k, _)| !self.known.contains(&k.get_ref().as_ref()))
-                .map(|(k, _)| (k.span().start, k.get_ref().as_ref()))
-                .collect();
-            unknown.sort_unstable();
-            for (offset, key) in unknown {
-                self.file.error(
-                    At::Offset(offset),
-                    format!("unknown key {key:?} in {}; allowed: {allowed}", self.label),
-                );
+        let mut unknown: Vec<(usize, &str)> = self
+            .entries
+            .iter()
+            .flat_map(|entries| entries.iter())
+            .filter(|(k, _)| !self.known.contains(&k.get_ref().as_ref()))
+            .map(|(k, _)| (k.span().start, k.get_ref().as_ref()))
+            .collect();
+        unknown.sort_unstable();
+        let unknown = unknown
+            .into_iter()
+            .map(|(offset, key)| (At::Offset(offset), key, None))
+            .chain(
+                self.env
+                    .iter()
+                    .filter(|o| !self.known.contains(&o.key.as_str()))
+                    .map(|o| (At::Env(o.var), o.key.as_str(), Some(o.var))),
+            );
+        let mut merged = vec![false; self.missing.len()];
+        for (at, key, var) in unknown {
+            let suggestion = suggest::closest(key, self.known.iter().copied());
+            let missing = suggestion.and_then(|s| {
+                (0..self.missing.len()).find(|&i| !merged[i] && self.missing[i].key == s)
+            });
+            if self.accept_all && missing.is_none() {
+                continue;
             }
+            let mut message = format!("unknown key {key:?} in {}; allowed: {allowed}", self.label);
+            if let Some(s) = suggestion {
+                match var {
+                    // Name the variable to set: TESSERA__NET__QUIC_LISTEN.
+                    Some(var) => {
+                        let section = var.rsplit_once("__").map_or(var, |(section, _)| section);
+                        let _ = write!(
+                            message,
+                            "; did you mean {section}__{}?",
+                            s.to_ascii_uppercase()
+                        );
+                    }
+                    None => {
+                        let _ = write!(message, "; did you mean {s:?}?");
+                    }
+                }
+            }
+            if let Some(m) = missing.and_then(|i| {
+                merged[i] = true;
+                self.missing.get(i)
+            }) {
+                if m.table {
+                    message.push_str(" (the table is required and missing)");
+                } else {
+                    let _ = write!(
+                        message,
+                        " (it is required and missing; expected {})",
+                        m.expected
+                    );
+                }
+            }
+            self.file.error(at, message);
         }
-        for o in &self.env {
-            if !self.known.contains(&o.key.as_str()) {
+        let missing = self
+            .missing
+            .iter()
+            .zip(merged)
+            .filter(|(m, merged)| !merged && !m.table)
+            .map(|(m, _)| m);
+        if self.entries.is_none() {
+            let keys: Vec<&str> = missing.map(|m| m.key).collect();
+            if !keys.is_empty() && !self.misspelt {
                 self.file.error(
-                    At::Env(o.var),
+                    self.at,
                     format!(
-                        "unknown key {:?} in {}; allowed: {allowed}",
-                        o.key, self.label
+                        "missing table {}; required keys: {}",
+                        self.label,
+                        keys.join(", ")
                     ),
                 );
             }
+            return;
+        }
+        for m in missing {
+            self.file.error(
+                self.at,
+                format!(
+                    "missing key \"{}\" in {}; expected {}",
+                    m.key, self.label, m.expected
+                ),
+            );
         }
     }
 
@@ -438,26 +621,28 @@ impl<'a> Table<'a> {
         );
     }
 
-    /// A required number in `[min, max]`; integers are accepted. NaN and infinities are
-    /// out of every range.
-    pub(super) fn f32_in(&mut self, key: &'static str, min: f64, max: f64) -> Option<f32> {
-        self.f32_in_at(key, min, max).map(|(v, _)| v)
+    /// A number (integers are accepted) in its spec's range. NaN and infinities are out of
+    /// every range.
+    pub(super) fn num(&mut self, key: &'static str) -> Option<f32> {
+        self.num_at(key).map(|(v, _)| v)
     }
 
-    /// Like [`Table::f32_in`], with where the value is (for cross-key checks).
-    pub(super) fn f32_in_at(
-        &mut self,
-        key: &'static str,
-        min: f64,
-        max: f64,
-    ) -> Option<(f32, At<'a>)> {
-        let expected = format!("a number {}", between(min, max));
-        let item = self.required(key, &expected)?;
+    /// Like [`Table::num`], with where the value is (for cross-key checks).
+    pub(super) fn num_at(&mut self, key: &'static str) -> Option<(f32, At<'a>)> {
+        let spec = self.spec(key)?;
+        let Kind::Num { min, max } = spec.kind else {
+            return self.wrong_kind(spec);
+        };
+        self.num_in(key, min, max)
+    }
+
+    /// A required number in `[min, max]`.
+    fn num_in(&mut self, key: &'static str, min: f64, max: f64) -> Option<(f32, At<'a>)> {
+        let item = self.required(key, || format!("a number {}", between(min, max)))?;
         Some((self.f32_of(key, item, min, max)?, item.at))
     }
 
-    /// Checks a number found under `key`.
-    pub(super) fn f32_of(&self, key: &str, item: Item<'_>, min: f64, max: f64) -> Option<f32> {
+    fn f32_of(&self, key: &str, item: Item<'_>, min: f64, max: f64) -> Option<f32> {
         let Some(v) = as_f64(item.value) else {
             self.type_error(key, item, &format!("a number {}", between(min, max)));
             return None;
@@ -476,28 +661,28 @@ impl<'a> Table<'a> {
         Some(v as f32)
     }
 
-    /// A required integer in `[min, max]`.
-    pub(super) fn u32_in(&mut self, key: &'static str, min: u32, max: u32) -> Option<u32> {
-        let expected = format!("an integer between {min} and {max}");
-        let item = self.required(key, &expected)?;
-        self.u32_of(key, item, min, max)
+    /// An integer in its spec's range; its default when absent, if it has one.
+    pub(super) fn int(&mut self, key: &'static str) -> Option<u32> {
+        self.int_at(key).map(|(v, _)| v)
     }
 
-    /// An optional integer in `[min, max]`, `default` when absent. `None` on error.
-    pub(super) fn u32_or(
-        &mut self,
-        key: &'static str,
-        min: u32,
-        max: u32,
-        default: u32,
-    ) -> Option<u32> {
-        match self.optional(key) {
-            Some(item) => self.u32_of(key, item, min, max),
-            None => Some(default),
-        }
+    /// Like [`Table::int`], with where the value is (the table's header for a default).
+    pub(super) fn int_at(&mut self, key: &'static str) -> Option<(u32, At<'a>)> {
+        let spec = self.spec(key)?;
+        let Kind::Int { min, max, default } = spec.kind else {
+            return self.wrong_kind(spec);
+        };
+        let item = match default {
+            None => self.required(key, || spec.expected())?,
+            Some(default) => match self.optional(key) {
+                Some(item) => item,
+                None => return Some((default, self.at)),
+            },
+        };
+        Some((self.u32_of(key, item, min, max)?, item.at))
     }
 
-    pub(super) fn u32_of(&self, key: &str, item: Item<'_>, min: u32, max: u32) -> Option<u32> {
+    fn u32_of(&self, key: &str, item: Item<'_>, min: u32, max: u32) -> Option<u32> {
         let DeValue::Integer(i) = item.value else {
             self.type_error(key, item, &format!("an integer between {min} and {max}"));
             return None;
@@ -518,106 +703,124 @@ impl<'a> Table<'a> {
         v
     }
 
-    /// A required string (an environment override's text is taken as is).
-    pub(super) fn string(
-        &mut self,
-        key: &'static str,
-        expected: &str,
-    ) -> Option<(&'a str, At<'a>)> {
-        let item = self.required(key, expected)?;
-        self.string_of(key, item, expected)
+    /// A string (an environment override's text is taken as is), checked further by the
+    /// caller.
+    pub(super) fn text(&mut self, key: &'static str) -> Option<(&'a str, At<'a>)> {
+        self.text_item(key).map(|(s, item)| (s, item.at))
     }
 
-    pub(super) fn string_of(
-        &self,
-        key: &str,
-        item: Item<'a>,
-        expected: &str,
-    ) -> Option<(&'a str, At<'a>)> {
+    /// Like [`Table::text`], with the item (formulas need the value's span).
+    pub(super) fn text_item(&mut self, key: &'static str) -> Option<(&'a str, Item<'a>)> {
+        let spec = self.spec(key)?;
+        if !matches!(spec.kind, Kind::Text { .. } | Kind::Choice { .. }) {
+            return self.wrong_kind(spec);
+        }
+        let item = self.required(key, || spec.expected())?;
         match (item.value, item.env_raw) {
-            (DeValue::String(s), _) => Some((s.as_ref(), item.at)),
-            (_, Some(raw)) => Some((raw, item.at)),
+            (DeValue::String(s), _) => Some((s.as_ref(), item)),
+            (_, Some(raw)) => Some((raw, item)),
             _ => {
-                self.type_error(key, item, expected);
+                self.type_error(key, item, &spec.expected());
                 None
             }
         }
     }
 
-    /// A required string, with the item (for formulas, which need the value's span).
-    pub(super) fn string_item(
-        &mut self,
-        key: &'static str,
-        expected: &str,
-    ) -> Option<(&'a str, Item<'a>)> {
-        let item = self.required(key, expected)?;
-        let (s, _) = self.string_of(key, item, expected)?;
-        Some((s, item))
+    /// One of the spec's values, as the spec writes it.
+    pub(super) fn choice(&mut self, key: &'static str) -> Option<(&'static str, At<'a>)> {
+        let spec = self.spec(key)?;
+        let Kind::Choice { values } = spec.kind else {
+            return self.wrong_kind(spec);
+        };
+        let (text, at) = self.text(key)?;
+        if let Some(value) = values.iter().find(|v| **v == text) {
+            return Some((value, at));
+        }
+        self.file.error(
+            at,
+            format!(
+                "{key} must be {}, got {text:?}{}",
+                one_of(values),
+                suggest::did_you_mean(text, values.iter().copied())
+            ),
+        );
+        None
     }
 
     /// A required boolean.
-    pub(super) fn bool(&mut self, key: &'static str) -> Option<bool> {
-        let item = self.required(key, "true or false")?;
+    pub(super) fn flag(&mut self, key: &'static str) -> Option<bool> {
+        let spec = self.spec(key)?;
+        let Kind::Bool = spec.kind else {
+            return self.wrong_kind(spec);
+        };
+        let item = self.required(key, || spec.expected())?;
         match item.value {
             DeValue::Boolean(b) => Some(*b),
             _ => {
-                self.type_error(key, item, "true or false");
+                self.type_error(key, item, &spec.expected());
                 None
             }
         }
     }
 
-    /// A required array.
-    pub(super) fn array(
-        &mut self,
-        key: &'static str,
-        expected: &str,
-    ) -> Option<(&'a DeArray<'a>, At<'a>)> {
-        let item = self.required(key, expected)?;
+    /// An array: of ids, or of tables (read each with [`Table::element`]).
+    pub(super) fn array(&mut self, key: &'static str) -> Option<(&'a DeArray<'a>, At<'a>)> {
+        let spec = self.spec(key)?;
+        if !matches!(spec.kind, Kind::Ids { .. } | Kind::Tables { .. }) {
+            return self.wrong_kind(spec);
+        }
+        let item = self.required(key, || spec.expected())?;
         match item.value {
             DeValue::Array(a) => Some((a, item.at)),
             _ => {
-                self.type_error(key, item, expected);
+                self.type_error(key, item, &spec.expected());
                 None
             }
         }
     }
 
-    /// A required `{ x = ..., y = ... }` with each component in `[min, max]`.
-    pub(super) fn vec2_in(
-        &mut self,
-        key: &'static str,
-        min: f64,
-        max: f64,
-    ) -> Option<(Vec2, At<'a>)> {
-        let expected = format!("{{ x = ..., y = ... }}, each {}", between(min, max));
-        let item = self.required(key, &expected)?;
-        self.vec2_of(key, item, min, max)
+    /// A required `{ x = ..., y = ... }` with each component in the spec's range.
+    pub(super) fn vec2(&mut self, key: &'static str) -> Option<(Vec2, At<'a>)> {
+        let spec = self.spec(key)?;
+        let Kind::Vec2 {
+            min,
+            max,
+            required: true,
+        } = spec.kind
+        else {
+            return self.wrong_kind(spec);
+        };
+        let item = self.required(key, || spec.expected())?;
+        self.vec2_of(spec, item, min, max)
     }
 
     /// An optional `{ x = ..., y = ... }`; `Some(None)` when absent, `None` on error.
-    pub(super) fn vec2_opt(
-        &mut self,
-        key: &'static str,
-        min: f64,
-        max: f64,
-    ) -> Option<Option<(Vec2, At<'a>)>> {
+    pub(super) fn vec2_opt(&mut self, key: &'static str) -> Option<Option<(Vec2, At<'a>)>> {
+        let spec = self.spec(key)?;
+        let Kind::Vec2 {
+            min,
+            max,
+            required: false,
+        } = spec.kind
+        else {
+            return self.wrong_kind(spec);
+        };
         match self.optional(key) {
-            Some(item) => self.vec2_of(key, item, min, max).map(Some),
+            Some(item) => self.vec2_of(spec, item, min, max).map(Some),
             None => Some(None),
         }
     }
 
     fn vec2_of(
         &self,
-        key: &'static str,
+        spec: &'static Spec,
         item: Item<'a>,
         min: f64,
         max: f64,
     ) -> Option<(Vec2, At<'a>)> {
+        let key = spec.key;
         if !matches!(item.value, DeValue::Table(_)) {
-            let expected = format!("{{ x = ..., y = ... }}, each {}", between(min, max));
-            self.type_error(key, item, &expected);
+            self.type_error(key, item, &spec.expected());
             return None;
         }
         let mut t = Table::from_item(
@@ -625,11 +828,12 @@ impl<'a> Table<'a> {
             format!("{} {key}", self.label),
             format!("{}.{key}", self.path),
             item,
+            Shape::Xy,
         )?;
-        let x = t.f32_in("x", min, max);
-        let y = t.f32_in("y", min, max);
+        let x = t.num_in("x", min, max);
+        let y = t.num_in("y", min, max);
         t.finish();
-        Some((Vec2::new(x?, y?), item.at))
+        Some((Vec2::new(x?.0, y?.0), item.at))
     }
 }
 

@@ -6,7 +6,7 @@ use crate::ids::RegionId;
 use proptest::prelude::*;
 use std::path::PathBuf;
 
-const TESSERA: &str = r#"[node]
+pub(super) const TESSERA: &str = r#"[node]
 name = "n1"
 mode = "dev"
 data_dir = "./data"
@@ -37,7 +37,7 @@ advertise_addr = ""
 keys_file = ""
 "#;
 
-const WORLD: &str = r#"[world]
+pub(super) const WORLD: &str = r#"[world]
 name = "w"
 size_m = { x = 1024, y = 512 }
 tick_hz = 20
@@ -55,7 +55,7 @@ rows = 1
 spawn_table = "wilds"
 "#;
 
-const BALANCE: &str = r#"[movement]
+pub(super) const BALANCE: &str = r#"[movement]
 speed_tolerance = 0.1
 [player]
 archetype = "hero"
@@ -94,7 +94,7 @@ entries = [{ archetype = "wolf", count = 10 }]
 "#;
 
 /// A world with a list layout (lines 12 onwards differ from `WORLD`).
-const WORLD_LIST: &str = r#"[world]
+pub(super) const WORLD_LIST: &str = r#"[world]
 name = "w"
 size_m = { x = 1024, y = 512 }
 tick_hz = 20
@@ -266,14 +266,229 @@ fn wrong_type() {
 }
 
 #[test]
-fn unknown_key_also_reports_the_missing_one() {
+fn misspelt_required_key_is_one_error() {
+    // Not "missing tick_hz" and "unknown tick_hzz": one mistake, one error, at the typo.
     assert_eq!(
         world_errors(&with_line(WORLD, 4, "tick_hzz = 20")),
         [
-            r#"world.toml:1:1: missing key "tick_hz" in [world]; expected an integer between 1 and 120"#,
-            r#"world.toml:4:1: unknown key "tick_hzz" in [world]; allowed: name, size_m, tick_hz"#,
+            r#"world.toml:4:1: unknown key "tick_hzz" in [world]; allowed: name, size_m, tick_hz; did you mean "tick_hz"? (it is required and missing; expected an integer between 1 and 120)"#,
         ]
     );
+    assert_eq!(
+        balance_errors(&with_line(BALANCE, 28, "attack_cooldownms = 1200")),
+        [
+            r#"balance.toml:28:1: unknown key "attack_cooldownms" in [archetypes.wolf]; allowed: max_health, speed_mps, attack, defense, level, attack_range_m, attack_cooldown_ms, regen_per_s, hostile, aggro_radius_m, leash_radius_m, wander_radius_m, respawn_delay_ms; did you mean "attack_cooldown_ms"? (it is required and missing; expected an integer between 0 and 600000)"#,
+        ]
+    );
+    // A missing key nothing misspells is still reported at the table's header.
+    let world = with_line(WORLD, 4, "tick_hzz = 20");
+    let world = with_line(&world, 2, "colour = 1");
+    assert_eq!(
+        world_errors(&world),
+        [
+            r#"world.toml:1:1: missing key "name" in [world]; expected a world name such as "default""#,
+            r#"world.toml:2:1: unknown key "colour" in [world]; allowed: name, size_m, tick_hz"#,
+            r#"world.toml:4:1: unknown key "tick_hzz" in [world]; allowed: name, size_m, tick_hz; did you mean "tick_hz"? (it is required and missing; expected an integer between 1 and 120)"#,
+        ]
+    );
+}
+
+#[test]
+fn unknown_key_suggests_the_closest_allowed_one() {
+    // The key it misspells is there too: a suggestion, nothing missing.
+    let balance = BALANCE.replace(
+        "attack_cooldown_ms = 1200\n",
+        "attack_cooldown_ms = 1200\nattack_cooldownms = 5\n",
+    );
+    assert_eq!(
+        balance_errors(&balance),
+        [
+            r#"balance.toml:29:1: unknown key "attack_cooldownms" in [archetypes.wolf]; allowed: max_health, speed_mps, attack, defense, level, attack_range_m, attack_cooldown_ms, regen_per_s, hostile, aggro_radius_m, leash_radius_m, wander_radius_m, respawn_delay_ms; did you mean "attack_cooldown_ms"?"#,
+        ]
+    );
+    // Case and swapped letters are typos too; an optional key is suggested without
+    // "missing".
+    let world = WORLD.replace(
+        "[regions]",
+        "[limits]\nPLAYERS_PER_REGION_MAX = 5\nentities_per_regoin_max = 5\n[regions]",
+    );
+    assert_eq!(
+        world_errors(&world),
+        [
+            r#"world.toml:13:1: unknown key "PLAYERS_PER_REGION_MAX" in [limits]; allowed: entities_per_region_max, players_per_region_max, inputs_per_tick_max, handoffs_per_tick_max; did you mean "players_per_region_max"?"#,
+            r#"world.toml:14:1: unknown key "entities_per_regoin_max" in [limits]; allowed: entities_per_region_max, players_per_region_max, inputs_per_tick_max, handoffs_per_tick_max; did you mean "entities_per_region_max"?"#,
+        ]
+    );
+    // In an inline table and an array of tables.
+    assert_eq!(
+        world_errors(&with_line(WORLD, 3, "size_m = { x = 1024, yy = 512 }")),
+        [
+            r#"world.toml:3:22: unknown key "yy" in [world] size_m; allowed: x, y; did you mean "y"? (it is required and missing; expected a number between 1 and 1000000)"#,
+        ]
+    );
+    assert_eq!(
+        world_errors(&with_line(
+            WORLD_LIST,
+            24,
+            "spawn_pont = { x = 600, y = 10 }"
+        )),
+        [
+            r#"world.toml:24:1: unknown key "spawn_pont" in [[regions.region]] #2; allowed: id, min, max, spawn_table, spawn_point; did you mean "spawn_point"?"#,
+        ]
+    );
+}
+
+#[test]
+fn misspelt_table_names_are_one_error() {
+    // A required table: the typo and the missing table are one error.
+    assert_eq!(
+        world_errors(&with_line(WORLD, 5, "[gird]")),
+        [
+            r#"world.toml:5:2: unknown key "gird" in the top level; allowed: world, grid, interest, limits, regions; did you mean "grid"? (the table is required and missing)"#,
+        ]
+    );
+    // An optional one: just the suggestion.
+    let world = WORLD.replace(
+        "[regions]",
+        "[limts]\nplayers_per_region_max = 5\n[regions]",
+    );
+    assert_eq!(
+        world_errors(&world),
+        [
+            r#"world.toml:12:2: unknown key "limts" in the top level; allowed: world, grid, interest, limits, regions; did you mean "limits"?"#,
+        ]
+    );
+    // A table name nothing is close to: the missing table is reported on its own.
+    let world = WORLD.replace("[grid]", "[spatial]");
+    assert_eq!(
+        world_errors(&world),
+        [
+            "world.toml:1:1: missing table [grid]; required keys: cell_size_m",
+            r#"world.toml:5:2: unknown key "spatial" in the top level; allowed: world, grid, interest, limits, regions"#,
+        ]
+    );
+    // The key that chooses the others: misspelt, it is still found.
+    assert_eq!(
+        world_errors(&with_line(WORLD, 13, r#"layuot = "grid""#)),
+        [
+            r#"world.toml:13:1: unknown key "layuot" in [regions]; allowed: layout; did you mean "layout"? (it is required and missing; expected "grid" or "list")"#,
+        ]
+    );
+}
+
+#[test]
+fn values_of_a_fixed_set_suggest_the_closest() {
+    assert_eq!(
+        errors(load(
+            &with_line(TESSERA, 3, r#"mode = "Dev""#),
+            WORLD,
+            BALANCE
+        )),
+        [r#"tessera.toml:3:8: mode must be "dev" or "production", got "Dev"; did you mean "dev"?"#]
+    );
+    assert_eq!(
+        errors(load(
+            &with_line(TESSERA, 13, r#"algorithm = "hs256""#),
+            WORLD,
+            BALANCE
+        )),
+        [
+            r#"tessera.toml:13:13: algorithm must be "HS256", "RS256", "ES256" or "EdDSA", got "hs256"; did you mean "HS256"?"#
+        ]
+    );
+    assert_eq!(
+        world_errors(&with_line(WORLD, 13, r#"layout = "lists""#)),
+        [r#"world.toml:13:10: layout must be "grid" or "list", got "lists"; did you mean "list"?"#]
+    );
+}
+
+#[test]
+fn unknown_names_suggest_the_closest() {
+    assert_eq!(
+        balance_errors(&with_line(
+            BALANCE,
+            36,
+            r#"entries = [{ archetype = "wolve", count = 10 }]"#
+        )),
+        [
+            r#"balance.toml:36:26: unknown archetype "wolve"; defined: hero, wolf; did you mean "wolf"?"#
+        ]
+    );
+    // Nothing close: no suggestion.
+    assert_eq!(
+        balance_errors(&with_line(BALANCE, 4, r#"archetype = "knight""#)),
+        [r#"balance.toml:4:13: unknown archetype "knight"; defined: hero, wolf"#]
+    );
+    assert_eq!(
+        balance_errors(&with_line(BALANCE, 6, r#"damage = "flor(atk) - deff""#)),
+        [
+            r#"balance.toml:6:11: formula damage: unknown function "flor"; allowed: min, max, floor, ceil, clamp; did you mean "floor"?"#,
+            r#"balance.toml:6:23: formula damage: unknown variable "deff"; allowed: atk, def, level, target_level; did you mean "def"?"#,
+        ]
+    );
+}
+
+#[test]
+fn env_typos_name_the_variable_to_set() {
+    // The file lacks quic_listen and the environment misspells it: one error.
+    let tessera = TESSERA.replace("quic_listen = \"127.0.0.1:4433\"\n", "");
+    assert_eq!(
+        errors(load_env(
+            &tessera,
+            WORLD,
+            BALANCE,
+            &[("TESSERA__NET__QUIC_LISTENN", "0.0.0.0:5000")]
+        )),
+        [
+            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen; did you mean TESSERA__NET__QUIC_LISTEN? (it is required and missing; expected an IP address and port such as "127.0.0.1:4433" or "[::1]:4433")"#
+        ]
+    );
+    assert_eq!(
+        errors(load_env(
+            TESSERA,
+            WORLD,
+            BALANCE,
+            &[("TESSERA__SIMM__THREADS", "4")]
+        )),
+        [
+            r#"env TESSERA__SIMM__THREADS: unknown section "simm" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin; did you mean TESSERA__SIM__THREADS?"#
+        ]
+    );
+}
+
+#[test]
+fn suggestions_are_close_and_few() {
+    use super::suggest::{closest, distance};
+    let d = |a: &str, b: &str| {
+        let chars = |s: &str| s.chars().collect::<Vec<char>>();
+        distance(&chars(a), &chars(b))
+    };
+    assert_eq!(d("kitten", "sitting"), 3);
+    assert_eq!(d("spawn_tabel", "spawn_table"), 1, "a swap is one edit");
+    assert_eq!(d("", "abc"), 3);
+    assert_eq!(d("héé", "hé"), 1, "characters, not bytes");
+    let keys = ["name", "size_m", "tick_hz"];
+    assert_eq!(closest("tick_hzz", keys), Some("tick_hz"));
+    assert_eq!(closest("Tick_HZ", keys), Some("tick_hz"));
+    assert_eq!(closest("tickrate", keys), None);
+    assert_eq!(closest("nmae", keys), Some("name"));
+    // Short names need a close match: "min" is no typo of "max", "z" none of "x".
+    assert_eq!(closest("min", ["max"]), None);
+    assert_eq!(closest("z", ["x", "y"]), None);
+    assert_eq!(closest("lvl", ["atk", "def", "level"]), Some("level"));
+    // At most three edits, however long the name.
+    assert_eq!(
+        closest("attack_cooldown", ["attack_cooldown_ms"]),
+        Some("attack_cooldown_ms")
+    );
+    assert_eq!(closest("attack_cool", ["attack_cooldown_ms"]), None);
+    // Ties go to the first candidate; an exact match is not a suggestion.
+    assert_eq!(closest("ab", ["aa", "bb"]), Some("aa"));
+    assert_eq!(closest("x", ["x"]), None);
+    // Very long names are not compared.
+    let long = "a".repeat(10_000);
+    assert_eq!(closest(&long, [long.as_str()]), None);
+    assert_eq!(closest(&long[1..], [long.as_str()]), None);
 }
 
 #[test]
@@ -368,7 +583,7 @@ fn formula_errors_point_into_the_string() {
     assert_eq!(
         balance_errors(&with_line(BALANCE, 6, r#"damage = 'atk * lvl'"#)),
         [
-            r#"balance.toml:6:17: formula damage: unknown variable "lvl"; allowed: atk, def, level, target_level"#
+            r#"balance.toml:6:17: formula damage: unknown variable "lvl"; allowed: atk, def, level, target_level; did you mean "level"?"#
         ]
     );
     // With an escape the string's text differs from the formula: point at the string.
@@ -384,7 +599,9 @@ fn formula_errors_point_into_the_string() {
 fn cross_checks() {
     assert_eq!(
         world_errors(&with_line(WORLD, 16, r#"spawn_table = "wildz""#)),
-        [r#"world.toml:16:15: unknown spawn table "wildz"; balance.toml defines: wilds"#]
+        [
+            r#"world.toml:16:15: unknown spawn table "wildz"; balance.toml defines: wilds; did you mean "wilds"?"#
+        ]
     );
     assert_eq!(
         world_errors(&with_line(WORLD, 9, "leave_radius_m = 50")),
@@ -396,7 +613,9 @@ fn cross_checks() {
     );
     assert_eq!(
         balance_errors(&with_line(BALANCE, 4, r#"archetype = "heroo""#)),
-        [r#"balance.toml:4:13: unknown archetype "heroo"; defined: hero, wolf"#]
+        [
+            r#"balance.toml:4:13: unknown archetype "heroo"; defined: hero, wolf; did you mean "hero"?"#
+        ]
     );
     assert_eq!(
         balance_errors(&with_line(
@@ -467,8 +686,7 @@ fn region_list_errors() {
     assert_eq!(
         world_errors(&with_line(WORLD_LIST, 18, "spawn_tabel = \"wilds\"")),
         [
-            r#"world.toml:14:1: missing key "spawn_table" in [[regions.region]] #1; expected the name of a [spawn_tables.NAME] of balance.toml"#,
-            r#"world.toml:18:1: unknown key "spawn_tabel" in [[regions.region]] #1; allowed: id, min, max, spawn_table, spawn_point"#,
+            r#"world.toml:18:1: unknown key "spawn_tabel" in [[regions.region]] #1; allowed: id, min, max, spawn_table, spawn_point; did you mean "spawn_table"? (it is required and missing; expected the name of a [spawn_tables.NAME] of balance.toml)"#,
         ]
     );
     let world = with_line(WORLD_LIST, 6, "cell_size_m = 1");
@@ -636,8 +854,8 @@ fn bad_env_overrides_error() {
     assert_eq!(
         e.to_string(),
         [
-            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin"#,
-            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen"#,
+            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin; did you mean TESSERA__NET__X?"#,
+            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen; did you mean TESSERA__NET__QUIC_LISTEN?"#,
             "env TESSERA__NODE: expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
             "env TESSERA__SIM__THREADS: threads must be an integer between 0 and 256, got many",
         ]

@@ -7,6 +7,8 @@ use toml::de::DeTable;
 use super::balance::BalanceIndex;
 use super::reader::{At, Item, SourceFile, Table};
 use super::schema::{InterestConfig, RegionDef, WorldConfig, WorldLimits};
+use super::spec::{Case, Section, Spec, Variants};
+use super::suggest;
 use super::{GRID_CELLS_MAX, NAME_CHARS_MAX, REGIONS_MAX, is_display_name};
 use crate::ids::RegionId;
 use crate::math::{Aabb, Vec2};
@@ -16,6 +18,198 @@ const WORLD_EDGE_M_MAX: f64 = 1_000_000.0;
 
 /// Most columns (or rows) of a grid layout.
 const GRID_EDGE_REGIONS_MAX: u32 = 4096;
+
+/// `world.toml`.
+pub(super) const FILE: Section = Section::of(
+    "The shape of the world: size and tick rate, spatial grid, interest management, \
+     per-region limits and the regions. Owned by level design. Units: metres (m), hertz \
+     (Hz). The world is a plane, x east and y north, spanning [0, size_m.x) x [0, size_m.y).",
+    &[
+        Spec::table("world", &WORLD),
+        Spec::table("grid", &GRID),
+        Spec::table("interest", &INTEREST),
+        Spec::table("limits", &LIMITS),
+        Spec::table("regions", &REGIONS),
+    ],
+);
+
+const WORLD: Section = Section::of(
+    "The world's name, size and rate.",
+    &[
+        Spec::text(
+            "name",
+            "a world name such as \"default\"",
+            "Shown in logs and the admin API. 1 to 64 characters, no control characters.",
+        ),
+        Spec::vec2("size_m", 1.0, WORLD_EDGE_M_MAX, "World extent in metres."),
+        Spec::int("tick_hz", 1, 120, "Simulation rate in ticks per second."),
+    ],
+);
+
+const GRID: Section = Section::of(
+    "The spatial grid.",
+    &[Spec::num(
+        "cell_size_m",
+        1.0,
+        1024.0,
+        "Edge of one spatial-grid cell (m), roughly the interest radius divided by 4 to 8. \
+         A region may need at most 4_194_304 cells: ceil(width / cell_size_m) * \
+         ceil(height / cell_size_m).",
+    )],
+);
+
+const INTEREST: Section = Section::of(
+    "What each player's client is told about.",
+    &[
+        Spec::num(
+            "enter_radius_m",
+            1.0,
+            10_000.0,
+            "An entity becomes visible when it comes this close (m).",
+        ),
+        Spec::num(
+            "leave_radius_m",
+            1.0,
+            10_000.0,
+            "A visible entity stays visible until it is farther than this (m); at least \
+             enter_radius_m, so the band between the two stops flicker at the edge.",
+        ),
+        Spec::int(
+            "visible_entities_max",
+            1,
+            65_536,
+            "Most entities one player sees at once; when more qualify, the nearest are kept.",
+        ),
+        Spec::num(
+            "wake_radius_m",
+            0.0,
+            10_000.0,
+            "NPCs farther than this from every player sleep: no AI, no movement (m).",
+        ),
+    ],
+);
+
+const LIMITS: Section = Section::of(
+    "Per-region bounds on work and memory. Each key is optional, with the default shown.",
+    &[
+        Spec::int_or(
+            "entities_per_region_max",
+            1,
+            1_000_000,
+            WorldLimits::DEFAULT.entities_per_region_max,
+            "Spawns and handoffs beyond this many entities are refused.",
+        ),
+        Spec::int_or(
+            "players_per_region_max",
+            1,
+            100_000,
+            WorldLimits::DEFAULT.players_per_region_max,
+            "Joins beyond this many players are refused.",
+        ),
+        Spec::int_or(
+            "inputs_per_tick_max",
+            1,
+            1_000_000,
+            WorldLimits::DEFAULT.inputs_per_tick_max,
+            "Client inputs beyond this many in one tick are dropped and counted.",
+        ),
+        Spec::int_or(
+            "handoffs_per_tick_max",
+            1,
+            100_000,
+            WorldLimits::DEFAULT.handoffs_per_tick_max,
+            "Incoming handoffs applied per tick; the rest wait for the next tick.",
+        ),
+    ],
+);
+
+/// What a region's `spawn_table` must be.
+const SPAWN_TABLE_EXPECTED: &str = "the name of a [spawn_tables.NAME] of balance.toml";
+
+const REGIONS: Section = Section {
+    doc: "How the world is cut into regions, each simulated on its own (at most 4096).",
+    keys: &[
+        Spec::choice(
+            "layout",
+            &["grid", "list"],
+            "\"grid\": columns x rows equal regions tiling the world; \"list\": explicit \
+             [[regions.region]] tables.",
+        ),
+        Spec::int(
+            "columns",
+            1,
+            GRID_EDGE_REGIONS_MAX,
+            "Number of regions along x (grid layout). columns * rows is at most 4096.",
+        ),
+        Spec::int(
+            "rows",
+            1,
+            GRID_EDGE_REGIONS_MAX,
+            "Number of regions along y (grid layout). columns * rows is at most 4096.",
+        ),
+        Spec::text(
+            "spawn_table",
+            SPAWN_TABLE_EXPECTED,
+            "NPC population of every region (grid layout): a [spawn_tables.NAME] of \
+             balance.toml, keeping at most [limits] entities_per_region_max NPCs.",
+        ),
+        Spec::tables(
+            "region",
+            &REGION,
+            (1, REGIONS_MAX),
+            "one [[regions.region]] table per region, with id, min, max and spawn_table",
+            "The regions (list layout): inside the world, not overlapping; gaps are allowed \
+             (no region simulates them).",
+        ),
+    ],
+    variants: Some(Variants {
+        key: "layout",
+        cases: &[
+            Case {
+                value: "grid",
+                doc: "columns x rows equal regions tiling the whole world. Ids run 1, 2, ... \
+                      row by row from the region at (0, 0) eastwards, then northwards; \
+                      players spawn at each region's centre.",
+                keys: &["columns", "rows", "spawn_table"],
+            },
+            Case {
+                value: "list",
+                doc: "explicit regions, one [[regions.region]] table each.",
+                keys: &["region"],
+            },
+        ],
+    }),
+};
+
+const REGION: Section = Section::of(
+    "One region of a list layout.",
+    &[
+        Spec::int("id", 1, RegionId::MAX, "Unique region id."),
+        Spec::vec2(
+            "min",
+            0.0,
+            WORLD_EDGE_M_MAX,
+            "Inclusive corner (m), inside the world.",
+        ),
+        Spec::vec2(
+            "max",
+            0.0,
+            WORLD_EDGE_M_MAX,
+            "Exclusive corner (m), greater than min on both axes, inside the world.",
+        ),
+        Spec::text(
+            "spawn_table",
+            SPAWN_TABLE_EXPECTED,
+            "NPC population: a [spawn_tables.NAME] of balance.toml.",
+        ),
+        Spec::vec2_opt(
+            "spawn_point",
+            0.0,
+            WORLD_EDGE_M_MAX,
+            "Where players spawn (m), inside the region. Default: the region's centre.",
+        ),
+    ],
+);
 
 impl WorldLimits {
     /// The values used for keys absent from `[limits]`.
@@ -37,12 +231,12 @@ pub(super) fn read(
     doc: &Spanned<DeTable<'_>>,
     index: Option<&BalanceIndex>,
 ) -> Option<WorldConfig> {
-    let mut root = Table::root(file, doc);
+    let mut root = Table::root(file, &FILE, doc);
 
     let (name, size_m, tick_hz) = match root.table("world") {
         Some(mut t) => {
             let name = t
-                .string("name", "a world name such as \"default\"")
+                .text("name")
                 .and_then(|(name, at)| {
                     if is_display_name(name) {
                         Some(name.to_owned())
@@ -56,8 +250,8 @@ pub(super) fn read(
                         None
                     }
                 });
-            let size_m = t.vec2_in("size_m", 1.0, WORLD_EDGE_M_MAX).map(|(v, _)| v);
-            let tick_hz = t.u32_in("tick_hz", 1, 120);
+            let size_m = t.vec2("size_m").map(|(v, _)| v);
+            let tick_hz = t.int("tick_hz");
             t.finish();
             (name, size_m, tick_hz)
         }
@@ -65,16 +259,16 @@ pub(super) fn read(
     };
 
     let cell_size_m = root.table("grid").and_then(|mut t| {
-        let cell = t.f32_in_at("cell_size_m", 1.0, 1024.0);
+        let cell = t.num_at("cell_size_m");
         t.finish();
         cell
     });
 
     let interest = root.table("interest").and_then(|mut t| {
-        let enter = t.f32_in("enter_radius_m", 1.0, 10_000.0);
-        let leave = t.f32_in_at("leave_radius_m", 1.0, 10_000.0);
-        let visible = t.u32_in("visible_entities_max", 1, 65_536);
-        let wake = t.f32_in("wake_radius_m", 0.0, 10_000.0);
+        let enter = t.num("enter_radius_m");
+        let leave = t.num_at("leave_radius_m");
+        let visible = t.int("visible_entities_max");
+        let wake = t.num("wake_radius_m");
         t.finish();
         let (enter, (leave, leave_at)) = (enter?, leave?);
         if leave < enter {
@@ -93,21 +287,10 @@ pub(super) fn read(
     });
 
     let limits = root.table("limits").and_then(|mut t| {
-        let d = WorldLimits::DEFAULT;
-        let entities = t.u32_or(
-            "entities_per_region_max",
-            1,
-            1_000_000,
-            d.entities_per_region_max,
-        );
-        let players = t.u32_or(
-            "players_per_region_max",
-            1,
-            100_000,
-            d.players_per_region_max,
-        );
-        let inputs = t.u32_or("inputs_per_tick_max", 1, 1_000_000, d.inputs_per_tick_max);
-        let handoffs = t.u32_or("handoffs_per_tick_max", 1, 100_000, d.handoffs_per_tick_max);
+        let entities = t.int("entities_per_region_max");
+        let players = t.int("players_per_region_max");
+        let inputs = t.int("inputs_per_tick_max");
+        let handoffs = t.int("handoffs_per_tick_max");
         t.finish();
         Some(WorldLimits {
             entities_per_region_max: entities?,
@@ -158,24 +341,17 @@ struct Candidate<'a> {
 }
 
 fn read_regions<'a>(ctx: &RegionCtx<'a>, mut t: Table<'a>) -> Option<Vec<RegionDef>> {
-    let Some((layout, layout_at)) = t.string("layout", "\"grid\" or \"list\"") else {
+    let Some((layout, _)) = t.choice("layout") else {
         // Without a layout the allowed keys are unknown.
         t.accept_all();
         t.finish();
         return None;
     };
     let is_grid = layout == "grid";
-    let candidates = match layout {
-        "grid" => read_grid(ctx, &mut t),
-        "list" => read_list(ctx, &mut t),
-        other => {
-            ctx.file.error(
-                layout_at,
-                format!("layout must be \"grid\" or \"list\", got {other:?}"),
-            );
-            t.accept_all();
-            None
-        }
+    let candidates = if is_grid {
+        read_grid(ctx, &mut t)
+    } else {
+        read_list(ctx, &mut t)
     };
     t.finish();
     let candidates = candidates?;
@@ -198,14 +374,11 @@ fn read_regions<'a>(ctx: &RegionCtx<'a>, mut t: Table<'a>) -> Option<Vec<RegionD
 /// `layout = "grid"`: `columns` x `rows` equal regions tiling the world, ids row-major
 /// from the region at the origin, spawn points at the centres.
 fn read_grid<'a>(ctx: &RegionCtx<'a>, t: &mut Table<'a>) -> Option<Vec<Candidate<'a>>> {
-    let columns = t.u32_in("columns", 1, GRID_EDGE_REGIONS_MAX);
-    let rows = t.u32_in("rows", 1, GRID_EDGE_REGIONS_MAX);
+    let columns = t.int("columns");
+    let rows = t.int("rows");
     let spawn_table = t
-        .required(
-            "spawn_table",
-            "the name of a [spawn_tables.NAME] of balance.toml",
-        )
-        .and_then(|item| spawn_table(ctx, t, item));
+        .text("spawn_table")
+        .and_then(|(name, at)| spawn_table(ctx, name, at));
     let (columns, rows) = (columns?, rows?);
     let n_regions = u64::from(columns) * u64::from(rows);
     if n_regions > REGIONS_MAX as u64 {
@@ -240,10 +413,7 @@ fn read_grid<'a>(ctx: &RegionCtx<'a>, t: &mut Table<'a>) -> Option<Vec<Candidate
 
 /// `layout = "list"`: explicit `[[regions.region]]` tables.
 fn read_list<'a>(ctx: &RegionCtx<'a>, t: &mut Table<'a>) -> Option<Vec<Candidate<'a>>> {
-    let (array, array_at) = t.array(
-        "region",
-        "one [[regions.region]] table per region, with id, min, max and spawn_table",
-    )?;
+    let (array, array_at) = t.array("region")?;
     if array.is_empty() || array.len() > REGIONS_MAX {
         ctx.file.error(
             array_at,
@@ -259,8 +429,7 @@ fn read_list<'a>(ctx: &RegionCtx<'a>, t: &mut Table<'a>) -> Option<Vec<Candidate
     for (i, value) in array.iter().enumerate() {
         let label = format!("[[regions.region]] #{}", i + 1);
         let item = Item::from_spanned(value);
-        let Some(mut r) = Table::from_item(ctx.file, label, "regions.region".to_owned(), item)
-        else {
+        let Some(mut r) = t.element("region", label, item) else {
             ok = false;
             continue;
         };
@@ -274,18 +443,13 @@ fn read_list<'a>(ctx: &RegionCtx<'a>, t: &mut Table<'a>) -> Option<Vec<Candidate
 }
 
 fn read_list_region<'a>(ctx: &RegionCtx<'a>, r: &mut Table<'a>) -> Option<Candidate<'a>> {
-    let id = r
-        .required("id", "an integer between 1 and 8388607")
-        .and_then(|item| Some((r.u32_of("id", item, 1, RegionId::MAX)?, item.at)));
-    let min = r.vec2_in("min", 0.0, WORLD_EDGE_M_MAX);
-    let max = r.vec2_in("max", 0.0, WORLD_EDGE_M_MAX);
+    let id = r.int_at("id");
+    let min = r.vec2("min");
+    let max = r.vec2("max");
     let spawn_table = r
-        .required(
-            "spawn_table",
-            "the name of a [spawn_tables.NAME] of balance.toml",
-        )
-        .and_then(|item| spawn_table(ctx, r, item));
-    let spawn_point = r.vec2_opt("spawn_point", 0.0, WORLD_EDGE_M_MAX);
+        .text("spawn_table")
+        .and_then(|(name, at)| spawn_table(ctx, name, at));
+    let spawn_point = r.vec2_opt("spawn_point");
     let ((id, id_at), (min, min_at), (max, max_at)) = (id?, min?, max?);
     let bounds = Aabb::new(min, max);
     if !(min.x < max.x && min.y < max.y) {
@@ -344,21 +508,20 @@ fn read_list_region<'a>(ctx: &RegionCtx<'a>, r: &mut Table<'a>) -> Option<Candid
 
 /// Resolves a spawn-table name against balance.toml. `None` both on error and when
 /// balance.toml did not parse.
-fn spawn_table(ctx: &RegionCtx<'_>, t: &Table<'_>, item: Item<'_>) -> Option<usize> {
-    let expected = "the name of a [spawn_tables.NAME] of balance.toml";
-    let (name, at) = t.string_of("spawn_table", item, expected)?;
+fn spawn_table(ctx: &RegionCtx<'_>, name: &str, at: At<'_>) -> Option<usize> {
     let index = ctx.index?;
     let Some(i) = index.spawn_tables.iter().position(|(n, _)| n == name) else {
         let defined: Vec<&str> = index.spawn_tables.iter().map(|(n, _)| n.as_str()).collect();
         ctx.file.error(
             at,
             format!(
-                "unknown spawn table {name:?}; balance.toml defines: {}",
+                "unknown spawn table {name:?}; balance.toml defines: {}{}",
                 if defined.is_empty() {
                     "none".to_owned()
                 } else {
                     defined.join(", ")
-                }
+                },
+                suggest::did_you_mean(name, defined.iter().copied())
             ),
         );
         return None;
