@@ -21,6 +21,18 @@ pub(crate) fn http(
     key: Option<&str>,
     body: Option<&str>,
 ) -> (u16, String) {
+    let (status, _, body) = http_with_head(addr, method, path, key, body);
+    (status, body)
+}
+
+/// Like [`http`], with the response's head (status line and headers) too.
+pub(crate) fn http_with_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).expect("the admin API accepts connections");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -59,7 +71,7 @@ pub(crate) fn http(
     } else {
         rest.to_owned()
     };
-    (status, body)
+    (status, head.to_owned(), body)
 }
 
 fn dechunk(mut text: &str) -> String {
@@ -191,6 +203,88 @@ fn keys_roles_bodies_and_sizes_are_checked_with_json_errors() {
     assert_eq!((status, code(&body).as_str()), (404, "not_found"), "{body}");
 }
 
+/// The value of header `name` in a response head.
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
+#[test]
+fn every_error_is_json_a_wrong_method_and_an_unknown_route_included() {
+    let (node, [viewer, _, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    // A route that exists, with a method it does not take: 405, JSON, with Allow. With
+    // or without a key (nothing is run, so nothing needs one).
+    for key in [None, Some(viewer.as_str()), Some(admin.as_str())] {
+        let (status, head, body) = http_with_head(addr, "GET", "/v1/regions/1", key, None);
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (405, "method_not_allowed"),
+            "{head}\n{body}"
+        );
+        let allow = header_of(&head, "allow").unwrap_or_else(|| panic!("Allow in {head}"));
+        assert!(allow.contains("PUT") && allow.contains("DELETE"), "{allow}");
+        let error = &json(&body)["error"];
+        assert_eq!(error["retryable"], false);
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("GET") && message.contains("PUT, DELETE"),
+            "{message}"
+        );
+    }
+    for (method, path, allowed) in [
+        ("PATCH", "/v1/node", "GET"),
+        ("POST", "/healthz", "GET"),
+        ("DELETE", "/v1/config/balance", "GET"),
+        ("GET", "/v1/config/reload", "POST"),
+        ("PUT", "/v1/players/7/kick", "POST"),
+    ] {
+        let (status, head, body) = http_with_head(addr, method, path, Some(&admin), Some("{}"));
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (405, "method_not_allowed"),
+            "{method} {path}: {body}"
+        );
+        assert!(
+            header_of(&head, "allow").is_some_and(|a| a.contains(allowed)),
+            "{method} {path}: {head}"
+        );
+        assert!(
+            header_of(&head, "content-type").is_some_and(|t| t.contains("application/json")),
+            "{head}"
+        );
+    }
+    // No such route, whatever the method: 404, JSON.
+    for (method, path) in [
+        ("GET", "/nothing"),
+        ("DELETE", "/v1/regions/1/x"),
+        ("GET", "/"),
+    ] {
+        let (status, body) = http(addr, method, path, Some(&admin), None);
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (404, "not_found"),
+            "{method} {path}: {body}"
+        );
+    }
+    // A path parameter that does not decode: 400, JSON.
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/players/%FF/kick",
+        Some(&admin),
+        Some(r#"{"reason": "r"}"#),
+    );
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (400, "bad_request"),
+        "{body}"
+    );
+}
+
 #[test]
 fn the_openapi_document_lists_every_route_with_its_role() {
     let (node, [viewer, orchestrator, admin]) = node_with_keys();
@@ -263,6 +357,21 @@ fn health_and_metrics_report_the_running_node() {
             .iter()
             .all(|r| r["tick_p99_ms"].as_f64().unwrap() > 0.0)
     );
+    // Durations to the microsecond, not `0.045748000000000004`.
+    let (_, node_body) = http(addr, "GET", "/v1/node", Some(&viewer), None);
+    let node_info = json(&node_body);
+    let mut durations: Vec<&Value> = vec![&node_info["tick_p50_ms"], &node_info["tick_p99_ms"]];
+    for r in &regions {
+        durations.extend([&r["tick_p50_ms"], &r["tick_p99_ms"]]);
+    }
+    for ms in durations {
+        let text = ms.to_string();
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(
+            ms.is_number() && decimals <= 3,
+            "{text} in {node_body} / {regions:?}"
+        );
+    }
     for path in ["/healthz", "/livez", "/readyz"] {
         let (status, body) = http(addr, "GET", path, None, None);
         assert_eq!(status, 200, "{path}: {body}");
@@ -475,14 +584,14 @@ fn healthz_turns_unhealthy_within_5_s_of_losing_mongodb_and_healthy_after_it_is_
 #[test]
 fn operators_teleport_message_and_ban_players() {
     use tessera::shared::protocol::messages::{ControlS2c, ErrorCode, EventS2c};
-    let (node, [_, _, admin]) = node_with_keys();
+    let (node, [viewer, _, admin]) = node_with_keys();
     let addr = admin_addr(&node);
     let admin_again = admin.clone();
     let post = move |path: String, body: String| {
         let admin = admin.clone();
         tokio::task::spawn_blocking(move || http(addr, "POST", &path, Some(&admin), Some(&body)))
     };
-    client_runtime().block_on(async {
+    let player = client_runtime().block_on(async {
         let mut client = login(&node, "ada").await.unwrap();
         let player = client.welcome().player.0;
         let me = client.welcome().entity;
@@ -595,7 +704,92 @@ fn operators_teleport_message_and_ban_players() {
         .unwrap();
         assert_eq!(status, 200);
         login(&node, "ada").await.expect("unbanned");
+        player
     });
+    audit_is_filtered_and_detailed(addr, &viewer, player);
+}
+
+/// The audit log of [`operators_teleport_message_and_ban_players`]: filtered by player,
+/// action and key, with each action's details; wrong parameters are refused by name.
+fn audit_is_filtered_and_detailed(addr: SocketAddr, viewer: &str, player: u64) {
+    let records = |query: &str| -> Vec<Value> {
+        let (status, body) = http(
+            addr,
+            "GET",
+            &format!("/v1/audit?{query}"),
+            Some(viewer),
+            None,
+        );
+        assert_eq!(status, 200, "{query}: {body}");
+        json(&body)["records"].as_array().unwrap().clone()
+    };
+    let actions = |records: &[Value]| -> Vec<String> {
+        records
+            .iter()
+            .map(|r| r["action"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mine = records(&format!("player={player}"));
+    assert_eq!(
+        actions(&mine),
+        [
+            "player.unban",
+            "player.ban",
+            "player.message",
+            "player.teleport",
+            "player.teleport"
+        ],
+        "{mine:?}"
+    );
+    assert!(
+        mine.iter()
+            .all(|r| r["target"] == format!("player:{player}").as_str()),
+        "{mine:?}"
+    );
+    assert!(records(&format!("player={}", player + 1)).is_empty());
+    // Details: what exactly was asked.
+    let message = records("action=player.message");
+    assert_eq!(message.len(), 1, "{message:?}");
+    assert_eq!(
+        message[0]["details"], "text: \"Server restarts in 5 minutes\"",
+        "{message:?}"
+    );
+    let ban = records(&format!("action=player.ban&player={player}&key=test-admin"));
+    assert_eq!(ban.len(), 1, "{ban:?}");
+    let details = ban[0]["details"].as_str().unwrap();
+    assert!(
+        details.starts_with("duration_s: 3600; until_unix_s: "),
+        "{details}"
+    );
+    let teleports = records("action=player.teleport&limit=1");
+    assert_eq!(teleports.len(), 1, "the limit holds under a filter");
+    assert_eq!(teleports[0]["details"], "to: (1500, 10)", "{teleports:?}");
+    assert_eq!(records("key=test-admin").len(), 5);
+    assert!(records("key=someone-else").is_empty());
+    // Wrong parameters: 400, naming the parameter.
+    for (query, name) in [
+        ("player=ada", "player"),
+        ("action=kick", "action"),
+        ("key=a%20b", "key"),
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = http(
+            addr,
+            "GET",
+            &format!("/v1/audit?{query}"),
+            Some(viewer),
+            None,
+        );
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (400, "bad_request"),
+            "{query}: {body}"
+        );
+        let message = json(&body)["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(name), "{query}: {message}");
+    }
 }
 
 /// With `TESSERA_LOG_FORMAT=json`, a session's events carry its `session` span: the

@@ -193,7 +193,9 @@ async fn check_limits_are_refused_before_any_write<S: TestStore>(store: &S) {
 }
 
 async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestStore>(store: &S) {
-    use tessera::persistence::audit::{AUDIT_FIELD_BYTES_MAX, AuditRecord, RESULT_STARTED};
+    use tessera::persistence::audit::{
+        AUDIT_FIELD_BYTES_MAX, AuditFilter, AuditRecord, RESULT_STARTED,
+    };
     let record = |ms: u64, seq: u64, result: &str| AuditRecord {
         id: AuditRecord::id_for(ms, "node-a", seq),
         at_unix_ms: ms,
@@ -203,10 +205,17 @@ async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestS
         action: "kick".into(),
         target: format!("player:{seq}"),
         reason: "test".into(),
+        details: if result == RESULT_STARTED {
+            String::new()
+        } else {
+            format!("details of {seq}")
+        },
         result: result.into(),
     };
-    assert!(store.read_audit(10, None).await.unwrap().is_empty());
-    // Three mutations; each written as started, then with its outcome.
+    let all = AuditFilter::default();
+    let page = store.read_audit(10, None, &all).await.unwrap();
+    assert!(page.records.is_empty() && page.next_before.is_none());
+    // Three mutations; each written as started, then with its outcome and details.
     for (ms, seq) in [(1_000, 1), (1_000, 2), (2_000, 3)] {
         store
             .write_audit(&record(ms, seq, RESULT_STARTED))
@@ -214,27 +223,108 @@ async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestS
             .unwrap();
         store.write_audit(&record(ms, seq, "ok")).await.unwrap();
     }
-    let all = store.read_audit(10, None).await.unwrap();
+    let page = store.read_audit(10, None, &all).await.unwrap();
     assert_eq!(
-        all,
+        page.records,
         [
             record(2_000, 3, "ok"),
             record(1_000, 2, "ok"),
             record(1_000, 1, "ok")
         ]
     );
+    assert_eq!(page.next_before, None, "nothing older");
     // Pages: newest first, below an id.
-    let first = store.read_audit(2, None).await.unwrap();
-    assert_eq!(first.len(), 2);
-    let rest = store.read_audit(2, Some(&first[1].id)).await.unwrap();
-    assert_eq!(rest, [record(1_000, 1, "ok")]);
+    let first = store.read_audit(2, None, &all).await.unwrap();
+    assert_eq!(first.records.len(), 2);
+    assert_eq!(first.next_before.as_ref(), Some(&first.records[1].id));
+    let rest = store
+        .read_audit(2, first.next_before.as_deref(), &all)
+        .await
+        .unwrap();
+    assert_eq!(rest.records, [record(1_000, 1, "ok")]);
     let mut huge = record(3_000, 4, "ok");
     huge.reason = "x".repeat(AUDIT_FIELD_BYTES_MAX + 1);
     assert!(matches!(
         store.write_audit(&huge).await,
         Err(StoreError::Invalid(_))
     ));
-    assert_eq!(store.read_audit(10, None).await.unwrap().len(), 3);
+    huge.reason = "test".into();
+    huge.details = "x".repeat(AUDIT_FIELD_BYTES_MAX + 1);
+    assert!(matches!(
+        store.write_audit(&huge).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        store
+            .read_audit(10, None, &all)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        3
+    );
+    // Filters: by player (not player 10 for player 1), action and key name, together.
+    let mut other = record(3_000, 5, "ok");
+    other.who = "orchestrator".into();
+    other.action = "region.release".into();
+    other.target = "region:1".into();
+    let mut player_10 = record(3_000, 6, "ok");
+    player_10.target = "player:10".into();
+    let mut older_form = record(3_000, 7, "ok");
+    older_form.action = "teleport".into();
+    older_form.target = "player:1 to:(3, 4)".into();
+    for r in [&other, &player_10, &older_form] {
+        store.write_audit(r).await.unwrap();
+    }
+    let ids = |page: tessera::persistence::audit::AuditPage| -> Vec<String> {
+        page.records.into_iter().map(|r| r.id).collect()
+    };
+    let player_1 = AuditFilter {
+        player: Some(PlayerId(1)),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        ids(store.read_audit(10, None, &player_1).await.unwrap()),
+        [older_form.id.clone(), record(1_000, 1, "ok").id]
+    );
+    let by_action = AuditFilter {
+        action: Some("region.release".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        store
+            .read_audit(10, None, &by_action)
+            .await
+            .unwrap()
+            .records,
+        [other.clone()]
+    );
+    let by_who = AuditFilter {
+        who: Some("ops".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        store
+            .read_audit(10, None, &by_who)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        5
+    );
+    let together = AuditFilter {
+        player: Some(PlayerId(1)),
+        action: Some("kick".into()),
+        who: Some("ops".into()),
+    };
+    let page = store.read_audit(1, None, &together).await.unwrap();
+    assert_eq!(page.records, [record(1_000, 1, "ok")]);
+    let nobody = AuditFilter {
+        who: Some("nobody".into()),
+        ..AuditFilter::default()
+    };
+    let page = store.read_audit(10, None, &nobody).await.unwrap();
+    assert!(page.records.is_empty() && page.next_before.is_none());
 }
 
 async fn check_bans_are_set_read_and_lifted<S: TestStore>(store: &S) {

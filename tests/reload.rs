@@ -293,3 +293,90 @@ fn a_running_node_reloads_balance_over_the_api_and_on_file_change_and_keeps_it_o
         "{metrics}"
     );
 }
+
+/// `wolf.max_health` 40 -> 55 through the API: the reply, `/readyz` and the audit log
+/// list the change; `GET /v1/config/balance` shows the running value and where it came
+/// from.
+#[test]
+fn a_reload_reports_what_changed_and_the_running_balance_shows_it() {
+    let shipped = include_str!("../config/balance.toml");
+    let wolf = "max_health = 40\n";
+    assert_eq!(shipped.matches(wolf).count(), 1, "the wolf's max_health");
+    let (node, config_dir, key) = node_in_dir(str::to_owned);
+    let admin = node.node.as_ref().unwrap().admin_addr;
+    let get = |path: &str| -> serde_json::Value {
+        let (status, body) = http(admin, "GET", path, Some(&key), None);
+        assert!(status == 200, "{path}: {status} {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let before = get("/v1/config/balance");
+    assert_eq!(before["archetypes"]["wolf"]["max_health"], 40.0, "{before}");
+    assert_eq!(before["archetypes"]["wolf"]["speed_mps"], 4.5, "{before}");
+    assert_eq!(
+        before["formulas"]["damage"],
+        "max(1, atk * (1 + level * 0.1) - def)"
+    );
+    assert_eq!(before["movement"]["speed_tolerance"], 0.1, "{before}");
+    assert_eq!(before["loaded"]["by"], "start", "{before}");
+    let file = before["loaded"]["file"].as_str().unwrap().to_owned();
+    assert!(
+        std::path::Path::new(&file) == config_dir.join("balance.toml"),
+        "{file}"
+    );
+
+    std::fs::write(
+        config_dir.join("balance.toml"),
+        shipped.replacen(wolf, "max_health = 55\n", 1),
+    )
+    .unwrap();
+    let (status, body) = http(
+        admin,
+        "POST",
+        "/v1/config/reload",
+        Some(&key),
+        Some(r#"{"reason": "tougher wolves"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let line = "archetypes.wolf.max_health 40 -> 55";
+    assert_eq!(reply["changes"], serde_json::json!([line]), "{body}");
+    // The test's node runs with its own addresses and data dir: tessera.toml differs.
+    assert_eq!(
+        reply["notes"],
+        serde_json::json!(["tessera.toml changed: restart the node to apply it"]),
+        "{body}"
+    );
+    let from_tick = reply["from_tick"].as_u64().unwrap();
+
+    let after = get("/v1/config/balance");
+    assert_eq!(after["archetypes"]["wolf"]["max_health"], 55.0, "{after}");
+    assert_eq!(after["loaded"]["by"], "reload", "{after}");
+    assert_eq!(after["loaded"]["from_tick"], from_tick, "{after}");
+    assert_eq!(after["last_reload"]["changes"][0], line, "{after}");
+    let (_, ready) = http(admin, "GET", "/readyz", None, None);
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["last_reload"]["applied"], true, "{ready}");
+    assert_eq!(
+        ready["last_reload"]["changes"],
+        serde_json::json!([line]),
+        "{ready}"
+    );
+    let audit = get("/v1/audit?action=config.reload");
+    let details = audit["records"][0]["details"].as_str().unwrap().to_owned();
+    assert!(
+        details.starts_with(&format!("changes: {line}; notes: tessera.toml changed")),
+        "{audit}"
+    );
+
+    // The same file again: applied, nothing changed.
+    let (status, body) = http(
+        admin,
+        "POST",
+        "/v1/config/reload",
+        Some(&key),
+        Some(r#"{"reason": "again"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["changes"], serde_json::json!([]), "{body}");
+}

@@ -1,6 +1,7 @@
 //! The audit log: one record per admin mutation (who, role, action, target, reason,
-//! result, when), written before the mutation is carried out and updated with its
-//! outcome, in the node's store (MongoDB `audit_log`, or the embedded store).
+//! details, result, when), written before the mutation is carried out and updated with
+//! its outcome, in the node's store (MongoDB `audit_log`, or the embedded store). Read
+//! newest first, a page at a time, optionally filtered ([`AuditFilter`]).
 
 use crate::snapshot::StoreError;
 
@@ -8,6 +9,10 @@ use crate::snapshot::StoreError;
 pub const AUDIT_FIELD_BYTES_MAX: usize = 1024;
 /// Most records one read returns.
 pub const AUDIT_READ_MAX: usize = 500;
+/// Most records one filtered read of the embedded store examines (newest first); a
+/// read that stops there returns the matches so far and where to go on
+/// ([`AuditPage::next_before`]). MongoDB answers from its indexes instead.
+pub const AUDIT_SCAN_MAX: usize = 10_000;
 /// The `result` of a record whose mutation has not completed (yet: or the node stopped
 /// in between, which the record then shows).
 pub const RESULT_STARTED: &str = "started";
@@ -31,6 +36,9 @@ pub struct AuditRecord {
     pub target: String,
     /// Why, as the caller said.
     pub reason: String,
+    /// What exactly was asked and done, beyond the target: a message's text, a ban's
+    /// duration, a teleport's destination, a reload's changes (empty: nothing more).
+    pub details: String,
     /// [`RESULT_STARTED`], then `ok` or `refused: <why>`.
     pub result: String,
 }
@@ -51,6 +59,7 @@ impl AuditRecord {
             ("action", &self.action),
             ("target", &self.target),
             ("reason", &self.reason),
+            ("details", &self.details),
             ("result", &self.result),
         ];
         if self.id.is_empty() {
@@ -66,6 +75,53 @@ impl AuditRecord {
         }
         Ok(())
     }
+}
+
+/// Which records a read returns (every field `None`: all).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only mutations of this player (target `player:<id>`).
+    pub player: Option<tessera_shared::ids::PlayerId>,
+    /// Only this action, e.g. `player.ban`.
+    pub action: Option<String>,
+    /// Only by the API key of this name (`who`).
+    pub who: Option<String>,
+}
+
+impl AuditFilter {
+    /// The target a player's records have (older records may add ` to:...` after it).
+    pub fn player_target(player: tessera_shared::ids::PlayerId) -> String {
+        format!("player:{}", player.0)
+    }
+
+    /// Whether `record` passes.
+    pub fn matches(&self, record: &AuditRecord) -> bool {
+        let player = self.player.is_none_or(|p| {
+            let target = Self::player_target(p);
+            record
+                .target
+                .strip_prefix(target.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+        });
+        player
+            && self.action.as_ref().is_none_or(|a| *a == record.action)
+            && self.who.as_ref().is_none_or(|w| *w == record.who)
+    }
+
+    /// Whether it lets every record through.
+    pub fn is_empty(&self) -> bool {
+        *self == AuditFilter::default()
+    }
+}
+
+/// One page of the audit log, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditPage {
+    /// The records.
+    pub records: Vec<AuditRecord>,
+    /// Where the next (older) page starts: pass it as `before`. `None`: no older record
+    /// matches.
+    pub next_before: Option<String>,
 }
 
 /// A ban: the player may not log in until `until_unix_s` (`None`: for good).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::{AuditRecord, BanRecord};
+use crate::audit::{AUDIT_SCAN_MAX, AuditFilter, AuditPage, AuditRecord, BanRecord};
 use crate::snapshot::*;
 
 /// region -> (epoch, tick, schema_version)
@@ -27,6 +27,9 @@ const PLAYERS: TableDefinition<u64, (u32, &[u8])> = TableDefinition::new("player
 #[allow(clippy::type_complexity)]
 const AUDIT: TableDefinition<&str, (u32, u64, &str, &str, &str, &str, &str, &str, &str)> =
     TableDefinition::new("audit_log");
+/// audit id -> (schema_version, details): beside [`AUDIT`] rather than in it, so that
+/// files written before records had details open unchanged (theirs read as empty).
+const AUDIT_DETAILS: TableDefinition<&str, (u32, &str)> = TableDefinition::new("audit_details");
 
 /// player -> (schema_version, until_unix_s (0: never), reason)
 const BANS: TableDefinition<u64, (u32, u64, &str)> = TableDefinition::new("bans");
@@ -60,6 +63,7 @@ impl EmbeddedStore {
         txn.open_table(CELLS).map_err(unavailable)?;
         txn.open_table(PLAYERS).map_err(unavailable)?;
         txn.open_table(AUDIT).map_err(unavailable)?;
+        txn.open_table(AUDIT_DETAILS).map_err(unavailable)?;
         txn.open_table(BANS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -216,6 +220,14 @@ impl SnapshotStore for EmbeddedStore {
                         ),
                     )
                     .map_err(unavailable)?;
+                let mut details = txn.open_table(AUDIT_DETAILS).map_err(unavailable)?;
+                if r.details.is_empty() {
+                    details.remove(r.id.as_str()).map_err(unavailable)?;
+                } else {
+                    details
+                        .insert(r.id.as_str(), (SCHEMA_VERSION, r.details.as_str()))
+                        .map_err(unavailable)?;
+                }
             }
             txn.commit().map_err(unavailable)
         })
@@ -268,23 +280,39 @@ impl SnapshotStore for EmbeddedStore {
         &self,
         limit: usize,
         before: Option<&str>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
+        filter: &AuditFilter,
+    ) -> Result<AuditPage, StoreError> {
         let limit = limit.min(crate::audit::AUDIT_READ_MAX);
         let before = before.map(str::to_owned);
+        let filter = filter.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let audit = txn.open_table(AUDIT).map_err(unavailable)?;
+            // `open` creates it in files from before details were kept.
+            let details = txn.open_table(AUDIT_DETAILS).map_err(unavailable)?;
             let range = match &before {
                 Some(before) => audit.range::<&str>(..before.as_str()),
                 None => audit.range::<&str>(..),
             }
             .map_err(unavailable)?;
-            let mut records = Vec::with_capacity(limit);
-            for entry in range.rev().take(limit) {
+            let mut page = AuditPage {
+                records: Vec::with_capacity(limit),
+                next_before: None,
+            };
+            // The oldest record examined so far: `before` of the next page.
+            let mut examined_last: Option<String> = None;
+            for (examined, entry) in range.rev().enumerate() {
+                // Another (older) record exists: say where to go on, if this page is done.
+                if page.records.len() == limit || examined == AUDIT_SCAN_MAX {
+                    // A full page, or bounded work per read.
+                    page.next_before = examined_last;
+                    break;
+                }
                 let (id, value) = entry.map_err(unavailable)?;
+                examined_last = Some(id.value().to_owned());
                 let (_schema, at_unix_ms, node, who, role, action, target, reason, result) =
                     value.value();
-                records.push(AuditRecord {
+                let mut record = AuditRecord {
                     id: id.value().to_owned(),
                     at_unix_ms,
                     node: node.to_owned(),
@@ -293,11 +321,79 @@ impl SnapshotStore for EmbeddedStore {
                     action: action.to_owned(),
                     target: target.to_owned(),
                     reason: reason.to_owned(),
+                    details: String::new(),
                     result: result.to_owned(),
-                });
+                };
+                if !filter.matches(&record) {
+                    continue;
+                }
+                if let Some(value) = details.get(record.id.as_str()).map_err(unavailable)? {
+                    record.details = value.value().1.to_owned();
+                }
+                page.records.push(record);
             }
-            Ok(records)
+            Ok(page)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filtered read examines at most `AUDIT_SCAN_MAX` records and says where to go on.
+    #[test]
+    fn a_filtered_audit_read_is_bounded_and_resumable() {
+        let dir = std::env::temp_dir().join(format!("tessera-audit-scan-{}", std::process::id()));
+        let store = EmbeddedStore::open(&dir).unwrap();
+        // The one match is the oldest, behind more records than one read examines.
+        let n = AUDIT_SCAN_MAX + 5;
+        {
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut audit = txn.open_table(AUDIT).unwrap();
+                for seq in 0..n as u64 {
+                    let id = AuditRecord::id_for(1_000 + seq, "n", seq);
+                    let who = if seq == 0 { "needle" } else { "hay" };
+                    let value = (
+                        SCHEMA_VERSION,
+                        0,
+                        "n",
+                        who,
+                        "admin",
+                        "player.kick",
+                        "",
+                        "",
+                        "ok",
+                    );
+                    audit.insert(id.as_str(), value).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let filter = AuditFilter {
+            who: Some("needle".into()),
+            ..AuditFilter::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let first = runtime
+            .block_on(store.read_audit(10, None, &filter))
+            .unwrap();
+        assert!(first.records.is_empty());
+        // The oldest examined (`before` excludes it): records 5 and up of 0..n.
+        let oldest_examined = AuditRecord::id_for(1_000 + 5, "n", 5);
+        assert_eq!(first.next_before.as_deref(), Some(oldest_examined.as_str()));
+        let second = runtime
+            .block_on(store.read_audit(10, first.next_before.as_deref(), &filter))
+            .unwrap();
+        assert_eq!(second.records.len(), 1);
+        assert_eq!(second.records[0].who, "needle");
+        assert_eq!(second.next_before, None);
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

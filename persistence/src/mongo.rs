@@ -28,7 +28,7 @@ use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection};
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::{AuditRecord, BanRecord};
+use crate::audit::{AuditFilter, AuditPage, AuditRecord, BanRecord};
 use crate::snapshot::*;
 
 /// How long the driver may look for a usable server before an operation fails.
@@ -184,6 +184,7 @@ impl MongoStore {
             bans: db.collection("bans"),
         };
         let cells = store.cells.clone();
+        let audit = store.audit.clone();
         bounded(async move {
             cells
                 .create_index(
@@ -191,6 +192,17 @@ impl MongoStore {
                         .keys(doc! { "region": 1, "cell": 1 })
                         .build(),
                 )
+                .await
+                .map_err(unavailable)?;
+            // A filtered read of the audit log walks one of these, newest first, not
+            // the whole log.
+            let by = |field: &str| {
+                mongodb::IndexModel::builder()
+                    .keys(doc! { field: 1, "_id": -1 })
+                    .build()
+            };
+            audit
+                .create_indexes([by("target"), by("action"), by("who")])
                 .await
                 .map_err(unavailable)?;
             Ok(())
@@ -472,6 +484,7 @@ impl SnapshotStore for MongoStore {
             "action": &r.action,
             "target": &r.target,
             "reason": &r.reason,
+            "details": &r.details,
             "result": &r.result,
         };
         let audit = self.audit.clone();
@@ -543,19 +556,37 @@ impl SnapshotStore for MongoStore {
         &self,
         limit: usize,
         before: Option<&str>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let limit = limit.min(crate::audit::AUDIT_READ_MAX) as i64;
-        let filter = match before {
-            Some(before) => doc! { "_id": { "$lt": before } },
-            None => doc! {},
-        };
+        filter: &AuditFilter,
+    ) -> Result<AuditPage, StoreError> {
+        let limit = limit.min(crate::audit::AUDIT_READ_MAX);
+        let mut query = Document::new();
+        if let Some(before) = before {
+            query.insert("_id", doc! { "$lt": before });
+        }
+        if let Some(player) = filter.player {
+            // Exactly the player's target, or (older records) it followed by a space.
+            let target = AuditFilter::player_target(player);
+            query.insert(
+                "$or",
+                vec![
+                    doc! { "target": &target },
+                    doc! { "target": { "$regex": format!("^{target} ") } },
+                ],
+            );
+        }
+        if let Some(action) = &filter.action {
+            query.insert("action", action.as_str());
+        }
+        if let Some(who) = &filter.who {
+            query.insert("who", who.as_str());
+        }
         let audit = self.audit.clone();
         let docs: Vec<Document> = bounded(async move {
             use futures_util::TryStreamExt;
             audit
-                .find(filter)
+                .find(query)
                 .sort(doc! { "_id": -1 })
-                .limit(limit)
+                .limit(limit as i64)
                 .await
                 .map_err(unavailable)?
                 .try_collect()
@@ -563,7 +594,8 @@ impl SnapshotStore for MongoStore {
                 .map_err(unavailable)
         })
         .await?;
-        docs.iter()
+        let records = docs
+            .iter()
             .map(|d| {
                 let text = |key: &str| {
                     d.get_str(key)
@@ -582,9 +614,18 @@ impl SnapshotStore for MongoStore {
                     action: text("action")?,
                     target: text("target")?,
                     reason: text("reason")?,
+                    // Absent in records from before details were kept.
+                    details: d.get_str("details").unwrap_or_default().to_owned(),
                     result: text("result")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let next_before = (records.len() == limit)
+            .then(|| records.last().map(|r| r.id.clone()))
+            .flatten();
+        Ok(AuditPage {
+            records,
+            next_before,
+        })
     }
 }

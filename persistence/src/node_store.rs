@@ -11,7 +11,7 @@ use std::future::Future;
 
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::{AuditRecord, BanRecord};
+use crate::audit::{AuditFilter, AuditPage, AuditRecord, BanRecord};
 use crate::breaker::Breaker;
 use crate::embedded::EmbeddedStore;
 use crate::mongo::MongoStore;
@@ -161,11 +161,12 @@ impl SnapshotStore for NodeStore {
         &self,
         limit: usize,
         before: Option<&str>,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
+        filter: &AuditFilter,
+    ) -> Result<AuditPage, StoreError> {
         self.guarded(async {
             match &self.backend {
-                Backend::Embedded(s) => s.read_audit(limit, before).await,
-                Backend::Mongo(s) => s.read_audit(limit, before).await,
+                Backend::Embedded(s) => s.read_audit(limit, before, filter).await,
+                Backend::Mongo(s) => s.read_audit(limit, before, filter).await,
             }
         })
         .await

@@ -16,7 +16,7 @@ use std::future::Future;
 
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::{AuditRecord, BanRecord};
+use crate::audit::{AuditFilter, AuditPage, AuditRecord, BanRecord};
 
 /// The schema version written on every document.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -159,13 +159,17 @@ pub trait SnapshotStore: Send + Sync {
         player: PlayerId,
     ) -> impl Future<Output = Result<Option<BanRecord>, StoreError>> + Send;
 
-    /// The newest audit records with an id below `before` (all: `None`), newest first,
-    /// at most `limit` (capped at [`crate::audit::AUDIT_READ_MAX`]).
+    /// The newest audit records that pass `filter`, with an id below `before` (all:
+    /// `None`), newest first, at most `limit` (capped at
+    /// [`crate::audit::AUDIT_READ_MAX`]). A filtered read examines a bounded number of
+    /// records ([`crate::audit::AUDIT_SCAN_MAX`]), so a page may hold fewer than `limit`
+    /// with more to come: go on from [`AuditPage::next_before`] until it is `None`.
     fn read_audit(
         &self,
         limit: usize,
         before: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+        filter: &AuditFilter,
+    ) -> impl Future<Output = Result<AuditPage, StoreError>> + Send;
 }
 
 /// Checks a commit against the limits, before any write.

@@ -8,7 +8,9 @@
 //! tables the running world refers to by index (names and order); everything else
 //! (stats, speeds, cooldowns, formulas, spawn counts) may change. The driver swaps it in
 //! between two ticks, so every region runs each tick wholly on one balance. A refused file
-//! changes nothing: the running config stays, and `/readyz` shows why.
+//! changes nothing: the running config stays, and `/readyz` shows why. An applied one
+//! reports what changed, one line per value (`archetypes.wolf.max_health 40 -> 55`,
+//! [`config::diff_balance`]), in its reply, its log line, its audit record and `/readyz`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +27,9 @@ use crate::node::ActionError;
 pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
 /// File-change notices queued for the reload task; more while one is queued are merged.
 const WATCH_QUEUE_LEN_MAX: usize = 1;
+/// Most changes one reload reports (replies, `/readyz`, logs); beyond it, one last line
+/// counts the rest. `GET /v1/config/balance` shows the whole running balance.
+pub const RELOAD_CHANGES_MAX: usize = 200;
 
 /// Where the running config came from, to load it again.
 #[derive(Clone, Debug)]
@@ -40,6 +45,9 @@ pub struct ReloadSource {
 pub struct Reloaded {
     /// The running config with the new balance.
     pub config: Arc<Config>,
+    /// What changed from the running balance, one line per value (at most
+    /// [`RELOAD_CHANGES_MAX`], then a line counting the rest).
+    pub changes: Vec<String>,
     /// What the reload did not apply (a changed `tessera.toml`).
     pub notes: Vec<String>,
 }
@@ -54,12 +62,14 @@ impl ReloadSource {
         if new.node != running.node {
             notes.push("tessera.toml changed: restart the node to apply it".to_owned());
         }
+        let changes = change_lines(&config::diff_balance(&running.balance, &new.balance));
         Ok(Reloaded {
             config: Arc::new(Config {
                 node: running.node.clone(),
                 world: running.world.clone(),
                 balance: new.balance,
             }),
+            changes,
             notes,
         })
     }
@@ -68,6 +78,22 @@ impl ReloadSource {
     pub fn balance_file(&self) -> PathBuf {
         self.dir.join("balance.toml")
     }
+}
+
+/// `changes` as lines, at most [`RELOAD_CHANGES_MAX`] and then one counting the rest.
+fn change_lines(changes: &[config::Change]) -> Vec<String> {
+    let mut lines: Vec<String> = changes
+        .iter()
+        .take(RELOAD_CHANGES_MAX)
+        .map(ToString::to_string)
+        .collect();
+    if changes.len() > RELOAD_CHANGES_MAX {
+        lines.push(format!(
+            "... and {} more changes",
+            changes.len() - RELOAD_CHANGES_MAX
+        ));
+    }
+    lines
 }
 
 /// Why a reload was refused (the running config is kept).
@@ -196,6 +222,35 @@ pub struct ReloadOutcome {
     pub error: Option<String>,
     /// Seconds since the Unix epoch.
     pub at_unix_s: u64,
+    /// What it changed, one line per value (empty when refused, or nothing differed).
+    pub changes: Vec<String>,
+    /// What it did not apply (a changed `tessera.toml`).
+    pub notes: Vec<String>,
+}
+
+/// An applied reload, as `POST /v1/config/reload` answers it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Applied {
+    /// Always `true` (a refused reload is an error).
+    pub applied: bool,
+    /// The first tick that runs on the new balance.
+    pub from_tick: u64,
+    /// What changed, one line per value (see [`Reloaded::changes`]).
+    pub changes: Vec<String>,
+    /// What was not applied (a changed `tessera.toml`).
+    pub notes: Vec<String>,
+}
+
+/// The balance the node runs, and where and when it came from.
+#[derive(Clone, Debug)]
+pub struct Running {
+    /// The running config (its balance is the one in force).
+    pub config: Arc<Config>,
+    /// When it was loaded: at start, or by the last applied reload (seconds since the
+    /// Unix epoch).
+    pub loaded_at_unix_s: u64,
+    /// The first tick on it, if a reload applied it (`None`: loaded at start).
+    pub from_tick: Option<u64>,
 }
 
 /// Carries out reloads: loads, checks, hands the balance to the driver, and keeps the
@@ -204,7 +259,11 @@ pub struct ReloadOutcome {
 #[derive(Debug)]
 pub struct Reloader {
     source: Option<ReloadSource>,
-    running: tokio::sync::Mutex<Arc<Config>>,
+    /// Held through a reload, so that reloads go one at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Never held across an await: reads (`GET /v1/config/balance`) do not wait for a
+    /// reload in progress.
+    running: std::sync::Mutex<Running>,
     node: crate::node::NodeHandle,
     last: std::sync::Mutex<Option<ReloadOutcome>>,
     applied: AtomicU64,
@@ -222,7 +281,12 @@ impl Reloader {
         node: crate::node::NodeHandle,
     ) -> Reloader {
         Reloader {
-            running: tokio::sync::Mutex::new(running),
+            reloading: tokio::sync::Mutex::new(()),
+            running: std::sync::Mutex::new(Running {
+                config: running,
+                loaded_at_unix_s: crate::auth::unix_now_s(),
+                from_tick: None,
+            }),
             node,
             last: std::sync::Mutex::new(None),
             applied: AtomicU64::new(0),
@@ -239,6 +303,19 @@ impl Reloader {
     /// The reload source, if any.
     pub fn source(&self) -> Option<&ReloadSource> {
         self.source.as_ref()
+    }
+
+    /// The running balance, and when it was loaded.
+    pub fn running(&self) -> Running {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The file the balance is reloaded from (`None`: the embedded default).
+    pub fn balance_file(&self) -> Option<PathBuf> {
+        self.source.as_ref().map(ReloadSource::balance_file)
     }
 
     /// The last reload's outcome, if any.
@@ -266,42 +343,66 @@ impl Reloader {
 
     /// Reloads `balance.toml` now: applied at the next tick boundary, or refused with the
     /// running config kept.
-    pub async fn reload(&self) -> Result<serde_json::Value, ActionError> {
+    pub async fn reload(&self) -> Result<Applied, ActionError> {
         let Some(source) = &self.source else {
             return Err(ActionError::Conflict(
                 "this node runs the embedded default config: start it with --config DIR to reload DIR/balance.toml".into(),
             ));
         };
-        let mut running = self.running.lock().await;
+        let _one_at_a_time = self.reloading.lock().await;
         *self.loaded.lock().unwrap_or_else(|e| e.into_inner()) =
             content_hash(&source.balance_file());
+        let running = self.running().config;
         let outcome = match source.load(&running) {
             Err(error) => Err(ActionError::Unprocessable(error.to_string())),
             Ok(reloaded) => {
                 let action = crate::node::AdminAction::Reload {
                     config: reloaded.config.clone(),
                 };
-                self.node.ask(action).await.map(|mut applied| {
-                    *running = reloaded.config;
-                    applied["notes"] = serde_json::json!(reloaded.notes);
-                    applied
+                self.node.ask(action).await.map(|reply| {
+                    let from_tick = reply["from_tick"].as_u64().unwrap_or_default();
+                    *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Running {
+                        config: reloaded.config,
+                        loaded_at_unix_s: crate::auth::unix_now_s(),
+                        from_tick: Some(from_tick),
+                    };
+                    Applied {
+                        applied: true,
+                        from_tick,
+                        changes: reloaded.changes,
+                        notes: reloaded.notes,
+                    }
                 })
             }
         };
-        let applied = outcome.is_ok();
-        let counter = if applied {
+        let counter = if outcome.is_ok() {
             &self.applied
         } else {
             &self.refused
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        let (changes, notes) = match &outcome {
+            Ok(applied) => (applied.changes.clone(), applied.notes.clone()),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReloadOutcome {
-            applied,
+            applied: outcome.is_ok(),
             error: outcome.as_ref().err().map(ToString::to_string),
             at_unix_s: crate::auth::unix_now_s(),
+            changes,
+            notes,
         });
         match &outcome {
-            Ok(applied) => tracing::info!(%applied, "balance.toml reloaded"),
+            Ok(applied) => tracing::info!(
+                from_tick = applied.from_tick,
+                changes = %if applied.changes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    applied.changes.join("; ")
+                },
+                notes = %applied.notes.join("; "),
+                "balance.toml reloaded"
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "balance.toml reload refused; the running config is kept")
             }
@@ -343,6 +444,10 @@ mod tests {
         let edited = shipped.replacen("damage = ", "damage = \"7\"\n# was: damage = ", 1);
         let reloaded = source(&edited).load(&running).unwrap();
         assert!(reloaded.notes.is_empty(), "{:?}", reloaded.notes);
+        assert_eq!(
+            reloaded.changes,
+            ["formulas.damage \"max(1, atk * (1 + level * 0.1) - def)\" -> \"7\""]
+        );
         assert_eq!(reloaded.config.world, running.world);
         // Broken: the loader's errors, with positions.
         let broken = shipped.replacen("damage = ", "damage = \"pow(2)\"\n# was: damage = ", 1);

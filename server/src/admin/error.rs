@@ -1,5 +1,7 @@
 //! The admin API's errors, as JSON: `{ "error": { "code", "message", "retryable",
-//! "retry_after_s"? } }`, with the HTTP status that goes with the code.
+//! "retry_after_s"? } }`, with the HTTP status that goes with the code. Every error the
+//! API answers has this shape, an unknown route (404) and a method the route does not
+//! take (405, with `Allow`) included.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -50,6 +52,16 @@ impl ApiError {
     /// 404: no such region, player or route.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405: the route exists, but not with this method (the response's `Allow` header
+    /// lists those it takes).
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
     }
 
     /// 409: the request conflicts with the node's state (a region already held, ...).

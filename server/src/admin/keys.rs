@@ -35,6 +35,15 @@ impl Role {
     }
 }
 
+/// Whether `name` can be a key's name: 1 to 64 characters of `A-Z a-z 0-9 _ . -`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 /// Who is calling: the key's name and role.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -103,14 +112,8 @@ impl ApiKeys {
         );
         let mut keys = ApiKeys::default();
         for (i, entry) in file.keys.into_iter().enumerate() {
-            let valid_name = !entry.name.is_empty()
-                && entry.name.len() <= 64
-                && entry
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             anyhow::ensure!(
-                valid_name,
+                is_valid_name(&entry.name),
                 "keys[{i}].name must be 1 to 64 characters of A-Z a-z 0-9 _ . -, got {:?}",
                 entry.name
             );

@@ -6,19 +6,27 @@
 //! [`keys`]) whose role is at least the route's; the probes answer anyone (orchestrators
 //! and load balancers call them without credentials). Errors are JSON ([`ApiError`]).
 //! Request bodies are JSON of at most [`BODY_BYTES_MAX`] bytes; a malformed one is refused
-//! with the path of the offending field. Mutations name a `reason` and go to the audit
-//! log before they are answered. The routes and their roles are in `openapi.json` (served
-//! at `/v1/openapi.json`), which is the contract.
+//! with the path of the offending field. Every error is JSON, an unknown route (404) and
+//! a method a route does not take (405, with `Allow`) included. Mutations name a `reason`
+//! and go to the audit log before they are answered. Durations in answers are rounded to
+//! the microsecond ([`round_ms`]), config numbers to their shortest exact text. The routes
+//! and their roles are in `openapi.json` (served at `/v1/openapi.json`), which is the
+//! contract.
 
 mod audit;
+mod balance;
 mod error;
 pub mod health;
 pub mod keys;
 pub mod metrics;
+mod players;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
+};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -26,11 +34,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tessera_persistence::SnapshotStore;
 use tessera_shared::ids::PlayerId;
 
 use crate::node::status::{self, StatusBoard};
-pub use audit::Audit;
+pub use audit::{Audit, Entry};
+pub use balance::follow_reloads;
 pub use error::ApiError;
 use health::Health;
 use keys::{ApiKeys, Caller, Role};
@@ -82,6 +90,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/node", get(node_info))
         .route("/v1/regions", get(regions))
         .route("/v1/audit", get(audit::read))
+        .route("/v1/config/balance", get(balance::balance))
         .route("/v1/placement", get(placement));
     let orchestrator = Router::new()
         .route(
@@ -90,11 +99,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/v1/regions/{region}/transfer", post(transfer_region));
     let admin = Router::new()
-        .route("/v1/players/{player}/kick", post(kick))
-        .route("/v1/players/{player}/teleport", post(teleport))
-        .route("/v1/players/{player}/message", post(message))
-        .route("/v1/players/{player}/ban", post(ban).delete(unban))
-        .route("/v1/config/reload", post(reload_balance));
+        .route("/v1/players/{player}/kick", post(players::kick))
+        .route("/v1/players/{player}/teleport", post(players::teleport))
+        .route("/v1/players/{player}/message", post(players::message))
+        .route(
+            "/v1/players/{player}/ban",
+            post(players::ban).delete(players::unban),
+        )
+        .route("/v1/config/reload", post(balance::reload_balance));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
@@ -103,6 +115,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(requiring(Role::Viewer, viewer, &state))
         .merge(requiring(Role::Orchestrator, orchestrator, &state))
         .merge(requiring(Role::Admin, admin, &state))
+        // After every route: it is set on the routes there are.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
@@ -190,6 +204,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         de.end()
             .map_err(|e| ApiError::bad_request(format!("body: {e}")))?;
         Ok(JsonBody(value))
+    }
+}
+
+/// A path parameter, as text (checked by its handler); one that does not decode is a 400
+/// like every other malformed request.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(text)| PathParam(text))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
     }
 }
 
@@ -286,8 +315,8 @@ async fn node_info(State(state): State<Arc<AdminState>>) -> Json<NodeInfo> {
         tick_hz: status.tick_hz,
         players: status.players,
         entities: status.entities,
-        tick_p50_ms: status.tick_p50_ms,
-        tick_p99_ms: status.tick_p99_ms,
+        tick_p50_ms: round_ms(status.tick_p50_ms),
+        tick_p99_ms: round_ms(status.tick_p99_ms),
         regions: status.regions.iter().map(|r| r.id).collect(),
     })
 }
@@ -302,11 +331,26 @@ struct Regions {
 
 async fn regions(State(state): State<Arc<AdminState>>) -> Json<Regions> {
     let status = state.board.status();
+    let regions = status
+        .regions
+        .into_iter()
+        .map(|r| status::RegionStatus {
+            tick_p50_ms: round_ms(r.tick_p50_ms),
+            tick_p99_ms: round_ms(r.tick_p99_ms),
+            ..r
+        })
+        .collect();
     Json(Regions {
         node: state.node_name.clone(),
         tick: status.tick,
-        regions: status.regions,
+        regions,
     })
+}
+
+/// `ms` rounded to the microsecond: a duration measured with an `Instant` has no more
+/// meaning than that, and `0.045748000000000004` reads as noise.
+pub fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
 }
 
 fn player_id(text: &str) -> Result<PlayerId, ApiError> {
@@ -320,198 +364,6 @@ fn player_id(text: &str) -> Result<PlayerId, ApiError> {
                 PlayerId::MAX
             ))
         })
-}
-
-async fn kick(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    Path(player): Path<String>,
-    JsonBody(body): JsonBody<ReasonBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let player = player_id(&player)?;
-    let reason = reason(body.reason)?;
-    let target = format!("player:{}", player.0);
-    let action = AdminAction::Kick {
-        player,
-        reason: reason.clone(),
-    };
-    state
-        .audit
-        .run(
-            &caller,
-            "player.kick",
-            &target,
-            &reason,
-            run_on_driver(&state, action),
-        )
-        .await
-        .map(Json)
-}
-
-/// The body of a teleport.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TeleportBody {
-    x: f32,
-    y: f32,
-    reason: String,
-}
-
-async fn teleport(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    Path(player): Path<String>,
-    JsonBody(body): JsonBody<TeleportBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let player = player_id(&player)?;
-    let reason = reason(body.reason)?;
-    let to = tessera_shared::math::Vec2::new(body.x, body.y);
-    let target = format!("player:{} to:({}, {})", player.0, body.x, body.y);
-    let action = AdminAction::Teleport { player, to };
-    state
-        .audit
-        .run(
-            &caller,
-            "player.teleport",
-            &target,
-            &reason,
-            run_on_driver(&state, action),
-        )
-        .await
-        .map(Json)
-}
-
-/// The body of a message.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageBody {
-    text: String,
-    reason: String,
-}
-
-async fn message(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    Path(player): Path<String>,
-    JsonBody(body): JsonBody<MessageBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let player = player_id(&player)?;
-    let reason = reason(body.reason)?;
-    let limit = tessera_shared::protocol::limits::TEXT_BYTES_MAX;
-    if body.text.is_empty() || body.text.len() > limit {
-        return Err(ApiError::bad_request(format!(
-            "text: must be 1 to {limit} bytes, got {}",
-            body.text.len()
-        )));
-    }
-    let target = format!("player:{}", player.0);
-    let action = AdminAction::Message {
-        player,
-        text: body.text,
-    };
-    state
-        .audit
-        .run(
-            &caller,
-            "player.message",
-            &target,
-            &reason,
-            run_on_driver(&state, action),
-        )
-        .await
-        .map(Json)
-}
-
-/// The body of a ban.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BanBody {
-    reason: String,
-    /// How long; absent: for good.
-    duration_s: Option<u64>,
-}
-
-async fn ban(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    Path(player): Path<String>,
-    JsonBody(body): JsonBody<BanBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let player = player_id(&player)?;
-    let reason = reason(body.reason)?;
-    if body.duration_s == Some(0) {
-        return Err(ApiError::bad_request(
-            "duration_s: at least 1 (absent: for good)",
-        ));
-    }
-    let until_unix_s = body
-        .duration_s
-        .map(|d| crate::auth::unix_now_s().saturating_add(d));
-    let record = tessera_persistence::audit::BanRecord {
-        player,
-        until_unix_s,
-        reason: reason.clone(),
-    };
-    let target = format!("player:{}", player.0);
-    let banning = async {
-        state
-            .store
-            .set_ban(player, Some(&record))
-            .await
-            .map_err(|e| ApiError::unavailable(format!("the ban could not be stored: {e}"), 2))?;
-        // Online here: the session ends now (elsewhere, the next login is refused).
-        let kick = AdminAction::Kick {
-            player,
-            reason: format!("banned: {reason}"),
-        };
-        let kicked = run_on_driver(&state, kick).await.is_ok();
-        Ok(
-            serde_json::json!({ "player": player.0, "until_unix_s": until_unix_s, "kicked": kicked }),
-        )
-    };
-    state
-        .audit
-        .run(&caller, "player.ban", &target, &reason, banning)
-        .await
-        .map(Json)
-}
-
-async fn unban(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    Path(player): Path<String>,
-    JsonBody(body): JsonBody<ReasonBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let player = player_id(&player)?;
-    let reason = reason(body.reason)?;
-    let target = format!("player:{}", player.0);
-    let lifting =
-        async {
-            state.store.set_ban(player, None).await.map_err(|e| {
-                ApiError::unavailable(format!("the ban could not be lifted: {e}"), 2)
-            })?;
-            Ok(serde_json::json!({ "player": player.0, "banned": false }))
-        };
-    state
-        .audit
-        .run(&caller, "player.unban", &target, &reason, lifting)
-        .await
-        .map(Json)
-}
-
-async fn reload_balance(
-    State(state): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-    JsonBody(body): JsonBody<ReasonBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let reason = reason(body.reason)?;
-    state
-        .audit
-        .run(&caller, "config.reload", "balance.toml", &reason, async {
-            Ok(state.reloader.reload().await?)
-        })
-        .await
-        .map(Json)
 }
 
 async fn placement(
@@ -528,7 +380,11 @@ async fn placement(
             .map(crate::placement::RegionLoad::from)
             .collect(),
     };
-    Ok(state.regions.placement(local).await.map(Json)?)
+    let mut placement = state.regions.placement(local).await?;
+    for plan in &mut placement.nodes {
+        plan.cost_ms = round_ms(plan.cost_ms);
+    }
+    Ok(Json(placement))
 }
 
 fn region_id(text: &str) -> Result<tessera_shared::ids::RegionId, ApiError> {
@@ -547,7 +403,7 @@ fn region_id(text: &str) -> Result<tessera_shared::ids::RegionId, ApiError> {
 async fn assign_region(
     State(state): State<Arc<AdminState>>,
     Extension(caller): Extension<Caller>,
-    Path(region): Path<String>,
+    PathParam(region): PathParam,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let region = region_id(&region)?;
@@ -567,7 +423,7 @@ async fn assign_region(
 async fn release_region(
     State(state): State<Arc<AdminState>>,
     Extension(caller): Extension<Caller>,
-    Path(region): Path<String>,
+    PathParam(region): PathParam,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let region = region_id(&region)?;
@@ -595,7 +451,7 @@ struct TransferBody {
 async fn transfer_region(
     State(state): State<Arc<AdminState>>,
     Extension(caller): Extension<Caller>,
-    Path(region): Path<String>,
+    PathParam(region): PathParam,
     JsonBody(body): JsonBody<TransferBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let region = region_id(&region)?;
@@ -630,15 +486,13 @@ async fn audited_on_region(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let reason = reason(reason_text)?;
     let action = async move { Ok(action.await?) };
-    let target = match to {
-        Some(to) => format!("region:{} to:{to}", region.0),
-        None => format!("region:{}", region.0),
+    let entry = Entry {
+        action: name,
+        target: format!("region:{}", region.0),
+        reason: &reason,
+        details: to.map(|to| format!("to: {to}")).unwrap_or_default(),
     };
-    state
-        .audit
-        .run(caller, name, &target, &reason, action)
-        .await
-        .map(Json)
+    state.audit.run(caller, entry, action).await.map(Json)
 }
 
 async fn not_found(request: Request) -> ApiError {
@@ -649,29 +503,39 @@ async fn not_found(request: Request) -> ApiError {
     ))
 }
 
-/// Reloads on every notice of the balance file's watch, audited as `file-watch`.
-pub async fn follow_reloads(
-    mut notices: tokio::sync::mpsc::Receiver<()>,
-    reloader: Arc<crate::reload::Reloader>,
-    audit: Arc<Audit>,
-) {
-    let watcher = Caller {
-        name: "file-watch".into(),
-        role: Role::Admin,
+/// A route that exists, asked with a method it does not take (axum adds `Allow`).
+async fn method_not_allowed(request: Request) -> ApiError {
+    let path = request.uri().path();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(path, MatchedPath::as_str);
+    let methods = documented_methods(route);
+    let takes = if methods.is_empty() {
+        "see the Allow header".to_owned()
+    } else {
+        format!("{route} takes {}", methods.join(", "))
     };
-    while notices.recv().await.is_some() {
-        if !reloader.changed_on_disk() {
-            continue; // Rewritten with the same content, or touched: nothing to reload.
-        }
-        let reload = async { Ok(reloader.reload().await?) };
-        let _ = audit
-            .run(
-                &watcher,
-                "config.reload",
-                "balance.toml",
-                "the file changed",
-                reload,
-            )
-            .await;
-    }
+    ApiError::method_not_allowed(format!(
+        "{} is not allowed on {path}; {takes} (see /v1/openapi.json)",
+        request.method()
+    ))
+}
+
+/// The methods `openapi.json` documents for the route `route` (a template such as
+/// `/v1/regions/{region}`), upper case.
+fn documented_methods(route: &str) -> Vec<String> {
+    static DOC: std::sync::LazyLock<serde_json::Value> =
+        std::sync::LazyLock::new(|| serde_json::from_str(OPENAPI_JSON).unwrap_or_default());
+    const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+    DOC["paths"][route]
+        .as_object()
+        .map(|operations| {
+            operations
+                .keys()
+                .filter(|m| METHODS.contains(&m.as_str()))
+                .map(|m| m.to_ascii_uppercase())
+                .collect()
+        })
+        .unwrap_or_default()
 }

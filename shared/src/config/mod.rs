@@ -35,6 +35,7 @@
 //! misspelling. Unknown keys, names (an archetype, a spawn table, a formula's variables
 //! and functions) and values of a fixed set (`mode`) suggest the closest known one.
 
+pub mod diff;
 pub mod error;
 pub mod formula;
 pub mod json_schema;
@@ -51,6 +52,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
+pub use diff::{Change, diff_balance};
 pub use error::{ConfigError, ConfigErrors, FormulaError};
 pub use formula::{
     DAMAGE_VARS, FORMULA_BYTES_MAX, FORMULA_DEPTH_MAX, FORMULA_FUNCTIONS, FORMULA_VARS_MAX, Formula,
