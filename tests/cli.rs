@@ -138,6 +138,83 @@ fn sim_prints_the_same_hash_for_the_same_seed() {
     assert_ne!(a, hash_line("8"));
 }
 
+/// Issue 19's acceptance: the wolf's attack 8 -> 10 shows as a shorter time to kill on
+/// the wolf's rows, and on no other.
+#[test]
+fn balance_report_against_shows_the_ttk_change_of_a_stronger_wolf() {
+    let text = std::fs::read_to_string(shipped_config().join("balance.toml")).unwrap();
+    let wolf = text.find("[archetypes.wolf]").expect("a wolf");
+    let attack = wolf + text[wolf..].find("\nattack = 8\n").expect("wolf attack 8");
+    let next_section = wolf + text[wolf..].find("\n[").expect("a section after the wolf");
+    assert!(attack < next_section, "attack = 8 is the wolf's own");
+    let dir = broken_copy(|name, text| match name {
+        "balance.toml" => text[..attack].to_owned() + "\nattack = 10\n" + &text[attack + 12..],
+        _ => text,
+    });
+    let (base, other) = (shipped_config(), dir.clone());
+    let (base, other) = (base.to_str().unwrap(), other.to_str().unwrap());
+    let args = ["balance", "report", "--config", base, "--against", other];
+    let args = [&args[..], &["--ticks", "40", "--players", "20"]].concat();
+
+    let (code, out, err) = run(&[&args[..], &["--json"]].concat());
+    assert_eq!(code, ExitCode::SUCCESS, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let duels = |side: &str| json[side]["duels"].as_array().unwrap().clone();
+    let (before, after) = (duels("base"), duels("against"));
+    assert_eq!(before.len(), after.len());
+    let mut wolf_rows = 0;
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (&b["attacker"], &b["defender"]),
+            (&a["attacker"], &a["defender"])
+        );
+        let (b_ttk, a_ttk) = (b["ttk_s"].as_f64().unwrap(), a["ttk_s"].as_f64().unwrap());
+        if b["attacker"] == "wolf" {
+            wolf_rows += 1;
+            assert!(a_ttk < b_ttk, "{b} -> {a}");
+        } else {
+            assert_eq!(a_ttk, b_ttk, "{b} -> {a}");
+        }
+    }
+    assert_eq!(wolf_rows, 1, "{before:?}");
+    let changed = json["changes"]["duels"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["attacker"], "wolf");
+
+    let (code, out, err) = run(&args);
+    assert_eq!(code, ExitCode::SUCCESS, "{err}");
+    let duels_text = out.split("casualties").next().unwrap();
+    let marked: Vec<&str> = duels_text.lines().filter(|l| l.starts_with('*')).collect();
+    assert_eq!(marked.len(), 1, "{out}");
+    assert!(marked[0].contains("wolf -> adventurer"), "{out}");
+    assert!(
+        marked[0].contains(" s -> ") && marked[0].ends_with("%)"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn balance_report_on_a_missing_or_invalid_config_says_so() {
+    let (code, _out, err) = run(&["balance", "report", "--against", "/nonexistent/tessera"]);
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(
+        err.contains("no config directory at /nonexistent/tessera"),
+        "{err}"
+    );
+    let dir = broken_copy(|name, text| match name {
+        "balance.toml" => text.replace("attack = 8", "attack = -8"),
+        _ => text,
+    });
+    let (code, _out, err) = run(&["balance", "report", "--config", dir.to_str().unwrap()]);
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(
+        err.contains("balance.toml:") && err.contains("attack"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_arguments_are_a_usage_error_not_a_panic() {
     let (code, _out, err) = run(&["sim", "--ticks", "many"]);

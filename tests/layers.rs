@@ -3,7 +3,8 @@
 //! in `server/src` is an edge of the module graph.
 //!
 //! From the top: the entry points (`serve`, `cli`, `bots`), the faces (`admin`, `net`),
-//! the services (`control`, `reload`, `placement`, `sim`, `cluster_sim`), the tick driver
+//! the services (`control`, `reload`, `placement`, `sim`, `cluster_sim`,
+//! `balance_report`), the tick driver
 //! (`node`), the edges (`cluster`, `players`, `snapshots`) and the leaves (`auth`,
 //! `local`, `views`). A module may use its own layer (without a circle) and those below.
 
@@ -14,7 +15,14 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &["main", "lib", "serve", "cli", "bots", "settings"],
     &["admin", "net"],
-    &["control", "reload", "placement", "sim", "cluster_sim"],
+    &[
+        "control",
+        "reload",
+        "placement",
+        "sim",
+        "cluster_sim",
+        "balance_report",
+    ],
     &["node"],
     &["cluster", "players", "snapshots"],
     &["auth", "local", "views"],

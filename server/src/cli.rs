@@ -181,6 +181,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Balance tools for designers.
+    Balance {
+        #[command(subcommand)]
+        command: BalanceCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +199,40 @@ enum ConfigCommand {
         /// The directory holding tessera.toml, world.toml and balance.toml.
         #[arg(default_value = "config")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(missing_docs)]
+enum BalanceCommand {
+    /// What a balance means in play, from the server's own formulas: for each pair of
+    /// archetypes that can fight, damage per hit, damage per second, hits and time to
+    /// kill (cooldowns and regen included); and deaths and kills by archetype over a
+    /// seeded headless sim. With --against, both configs and the difference, changed
+    /// rows marked with *.
+    #[command(after_help = "Examples:
+  tessera balance report --config config/
+  tessera balance report --config config/ --against /tmp/wolf-buff/
+  tessera balance report --against other/ --ticks 6000 --seed 7 --json")]
+    Report {
+        /// Config directory. Default: the embedded default world.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A second config directory to compare with.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// Seed of the sim (regions and scripted players).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Ticks of the sim.
+        #[arg(long, default_value_t = crate::balance_report::TICKS_DEFAULT)]
+        ticks: u64,
+        /// Scripted players in the sim.
+        #[arg(long, default_value_t = crate::balance_report::PLAYERS_DEFAULT)]
+        players: usize,
+        /// Print JSON instead of text tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -242,6 +281,35 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Balance {
+            command:
+                BalanceCommand::Report {
+                    config,
+                    against,
+                    seed,
+                    ticks,
+                    players,
+                    json,
+                },
+        } => {
+            let options = crate::balance_report::ReportOptions {
+                seed,
+                ticks,
+                players,
+            };
+            let comparison = crate::balance_report::run(
+                config.as_deref(),
+                against.as_deref(),
+                &options,
+                crate::settings::load_config,
+            )?;
+            if json {
+                writeln!(out, "{:#}", comparison.to_json())?;
+            } else {
+                write!(out, "{comparison}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sim {
             ticks,
             seed,

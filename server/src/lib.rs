@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod balance_report;
 pub mod bots;
 pub mod cli;
 pub mod cluster;

@@ -5,6 +5,7 @@
 //! order), each seeing the effects of the previous ones, so a tick is deterministic.
 
 use bevy_ecs::prelude::*;
+use tessera_shared::config::{Archetype, Formulas};
 use tessera_shared::ids::NetId;
 
 use crate::components::*;
@@ -78,6 +79,31 @@ pub fn resolve_attacks(
     }
 }
 
+/// The health one hit of `attacker` takes from `target`: the designer's damage formula,
+/// where a negative or non-finite result (a division by zero, say) does no damage. What
+/// [`resolve_attacks`] deals; pure, so that tools (the balance report) show the very number
+/// the server uses.
+pub fn hit_damage(formulas: &Formulas, attacker: &Archetype, target: &Archetype) -> f32 {
+    let raw = formulas.damage.eval(&[
+        f64::from(attacker.attack),
+        f64::from(target.defense),
+        f64::from(attacker.level),
+        f64::from(target.level),
+    ]);
+    if raw.is_finite() && raw > 0.0 {
+        raw.min(f64::from(f32::MAX)) as f32
+    } else {
+        0.0
+    }
+}
+
+/// Ticks from one attack of `attacker` to its next at `clock`'s rate: its cooldown rounded
+/// up to whole ticks, and at least one (an entity attacks at most once a tick). What
+/// [`resolve_attacks`] waits.
+pub fn cooldown_ticks(clock: &TickClock, attacker: &Archetype) -> u64 {
+    clock.ticks_for_ms(attacker.attack_cooldown_ms).max(1)
+}
+
 /// Everything an attack reads and writes.
 type Fighters<'w, 's> = Query<
     'w,
@@ -125,22 +151,11 @@ fn attack(
         return Err(Refusal::OutOfRange);
     }
     let attacker_id = a_id.id;
-    let raw = config.0.balance.formulas.damage.eval(&[
-        f64::from(a_arch.attack),
-        f64::from(t_arch.defense),
-        f64::from(a_arch.level),
-        f64::from(t_arch.level),
-    ]);
-    // A formula may divide by zero: a non-finite or negative result does no damage.
-    let amount = if raw.is_finite() && raw > 0.0 {
-        raw.min(f64::from(f32::MAX)) as f32
-    } else {
-        0.0
-    };
-    let cooldown_ticks = clock.ticks_for_ms(a_arch.attack_cooldown_ms);
+    let amount = hit_damage(&config.0.balance.formulas, a_arch, t_arch);
+    let cooldown_ticks = cooldown_ticks(clock, a_arch);
     {
         let (_, _, _, _, mut cooldown, _) = fighters.get_mut(attacker).expect("checked above");
-        cooldown.ready_tick = clock.tick + cooldown_ticks.max(1);
+        cooldown.ready_tick = clock.tick + cooldown_ticks;
     }
     let (_, _, _, mut health, _, npc) = fighters.get_mut(target).expect("checked above");
     health.0 -= amount;

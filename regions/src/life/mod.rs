@@ -15,6 +15,7 @@ use crate::io::{GameEvent, TickOutput};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, Mint, RegionInfo, SimConfig, SimRng, TickClock};
 use crate::spawn;
+use tessera_shared::config::Archetype;
 
 /// Systems of this feature; after combat.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,11 +134,21 @@ pub fn regenerate(
     mut entities: Query<(&Identity, &mut Health)>,
 ) {
     for (identity, mut health) in &mut entities {
-        let arch = config.archetype(identity.archetype);
-        if health.0 > 0.0 && health.0 < arch.max_health && arch.regen_per_s > 0.0 {
-            health.0 = (health.0 + arch.regen_per_s * clock.dt_s).min(arch.max_health);
+        // Written only when regen applies: change detection tells observers.
+        if let Some(next) = regenerated(config.archetype(identity.archetype), health.0, clock.dt_s)
+        {
+            health.0 = next;
         }
     }
+}
+
+/// The health of a living `arch` at `health` after one tick of `dt_s` seconds of
+/// regeneration (capped at its maximum), or `None` if it regenerates nothing (dead, at
+/// full health, or no regen). What [`regenerate`] applies; pure, so that tools (the balance
+/// report) use the server's own rule.
+pub fn regenerated(arch: &Archetype, health: f32, dt_s: f32) -> Option<f32> {
+    (health > 0.0 && health < arch.max_health && arch.regen_per_s > 0.0)
+        .then(|| (health + arch.regen_per_s * dt_s).min(arch.max_health))
 }
 
 /// NPCs at zero health are removed (and queued for respawn); players start their respawn
