@@ -1,8 +1,10 @@
-//! The `tessera` command line, run in-process: `config check` on good and broken files,
-//! and `sim` determinism as a user sees it.
+//! The `tessera` command line as a user meets it: `config check` on good and broken
+//! files, `sim` determinism, commands that read a node's settings from an empty
+//! directory, `bots` against nothing, and a node's start message and plain-text logs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn run(args: &[&str]) -> (ExitCode, String, String) {
     let mut out = Vec::new();
@@ -119,6 +121,10 @@ fn config_check_reports_formula_syntax_errors_and_garbage() {
 fn config_check_on_a_missing_directory_fails_cleanly() {
     let (code, _out, err) = run(&["config", "check", "/nonexistent/tessera-config"]);
     assert_eq!(code, ExitCode::FAILURE);
+    assert!(
+        err.contains("/nonexistent/tessera-config: no such directory"),
+        "{err}"
+    );
     assert!(err.contains("tessera.toml"), "{err}");
 }
 
@@ -302,4 +308,35 @@ fn bots_say_once_that_nothing_answers_at_the_address() {
     );
     assert!(err.contains("is a node running there?"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tessera serve` with its stderr in a pipe (as under systemd or in a log file): plain
+/// text without colour codes, and once at start the commands that reach the node.
+#[test]
+fn a_node_logging_to_a_pipe_writes_plain_text_and_says_how_to_reach_it() {
+    use crate::util::{Log, node_command};
+    let dir = empty_dir("tessera-cli-plain-logs");
+    let mut node = node_command(&dir).env_remove("NO_COLOR").spawn().unwrap();
+    let log = Log::of(&mut node);
+    let mut seen = Vec::new();
+    let help = log.find(Duration::from_secs(60), |line| {
+        seen.push(line.to_owned());
+        line.contains("is running: QUIC on")
+            .then(|| line.to_owned())
+    });
+    let more = log.find(Duration::from_secs(5), |line| {
+        seen.push(line.to_owned());
+        line.contains("tessera token").then_some(())
+    });
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let help = help.unwrap_or_else(|| panic!("no start message in {seen:#?}"));
+    assert!(more.is_some(), "no token command in {seen:#?}");
+    assert!(help.contains("Tessera node"), "{help}");
+    assert!(seen.iter().any(|l| l.contains("tessera bots")), "{seen:#?}");
+    assert!(
+        seen.iter().all(|l| !l.contains('\u{1b}')),
+        "colour codes in a piped log: {seen:#?}"
+    );
 }

@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod cluster_sim;
 mod crash;
+mod deploy;
 mod determinism;
 mod handoff;
 mod interest;

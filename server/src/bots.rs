@@ -208,14 +208,13 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
         config
     };
     let first = probe(options, config_of(0)).await?;
-    let connected = Arc::new(AtomicUsize::new(1));
+    let logged_in = Arc::new(AtomicUsize::new(1));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(count);
     let seed_of = |i: usize| i as u64;
     let duration = options.duration;
-    tasks.push(tokio::spawn({
-        let connected = connected.clone();
-        async move { play(first, Instant::now() + duration, seed_of(0), connected).await }
+    tasks.push(tokio::spawn(async move {
+        play(first, Instant::now() + duration, seed_of(0)).await
     }));
     let mut progress = Shown::new(options.progress, count, options.ramp + duration);
     for i in 1..count {
@@ -229,14 +228,14 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
         if let Some(due) = due {
             tokio::time::sleep_until(due.into()).await;
         }
-        progress.show(started, &connected);
+        progress.show(started, &logged_in);
         let config = config_of(i);
-        let connected = connected.clone();
+        let logged_in = logged_in.clone();
         tasks.push(tokio::spawn(async move {
             match Client::connect(&config).await {
                 Ok(client) => {
-                    connected.fetch_add(1, Ordering::Relaxed);
-                    play(client, Instant::now() + duration, seed_of(i), connected).await
+                    logged_in.fetch_add(1, Ordering::Relaxed);
+                    play(client, Instant::now() + duration, seed_of(i)).await
                 }
                 Err(e) => BotReport {
                     error: Some(e.to_string()),
@@ -246,10 +245,10 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
         }));
     }
     while !tasks.iter().all(|t| t.is_finished()) {
-        progress.show(started, &connected);
+        progress.show(started, &logged_in);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    progress.finish(&connected);
+    progress.finish(&logged_in);
     let mut reports = Vec::with_capacity(count);
     for task in tasks {
         reports.push(task.await.unwrap_or_else(|e| BotReport {
@@ -309,14 +308,14 @@ impl Shown {
         }
     }
 
-    fn show(&mut self, started: Instant, connected: &AtomicUsize) {
-        let connected = connected.load(Ordering::Relaxed);
+    fn show(&mut self, started: Instant, logged_in: &AtomicUsize) {
+        let logged_in = logged_in.load(Ordering::Relaxed);
         match self.how {
             Progress::None => {}
             Progress::Bar => {
                 if let Some(bar) = &self.bar {
                     bar.set_position(started.elapsed().as_secs());
-                    bar.set_message(format!("{connected} of {} connected", self.count));
+                    bar.set_message(format!("{logged_in} of {} logged in", self.count));
                 }
             }
             Progress::Lines => {
@@ -326,7 +325,7 @@ impl Shown {
                 {
                     self.last_line = Some(Instant::now());
                     eprintln!(
-                        "bots: {} s, {connected} of {} connected",
+                        "bots: {} s, {logged_in} of {} logged in",
                         started.elapsed().as_secs(),
                         self.count
                     );
@@ -335,10 +334,10 @@ impl Shown {
         }
     }
 
-    fn finish(&self, connected: &AtomicUsize) {
+    fn finish(&self, logged_in: &AtomicUsize) {
         let message = format!(
-            "{} of {} connected",
-            connected.load(Ordering::Relaxed),
+            "{} of {} logged in",
+            logged_in.load(Ordering::Relaxed),
             self.count
         );
         match self.how {
@@ -366,12 +365,7 @@ fn token(options: &BotsOptions, name: &str, start: Option<RegionId>) -> String {
 }
 
 /// One logged-in bot playing until `deadline`.
-async fn play(
-    mut client: Client,
-    deadline: Instant,
-    seed: u64,
-    connected: Arc<AtomicUsize>,
-) -> BotReport {
+async fn play(mut client: Client, deadline: Instant, seed: u64) -> BotReport {
     let welcome = client.welcome().clone();
     let mut report = BotReport {
         connected: true,
@@ -455,8 +449,6 @@ async fn play(
     report.bytes_out = stats.bytes_out;
     report.reconnects = stats.reconnects;
     report.redirects = stats.redirects;
-    // Connected bots leave in the summary's "connected" figure; this one no longer is.
-    connected.fetch_sub(1, Ordering::Relaxed);
     if report.error.is_none() {
         let _ = tokio::time::timeout(Duration::from_secs(5), client.logout()).await;
     }

@@ -259,6 +259,16 @@ where
     };
     match execute(cli, out, err) {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing more to say, and nobody to say it to.
+        Err(e)
+            if e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             let _ = writeln!(err, "error: {e:#}");
             ExitCode::FAILURE
@@ -268,6 +278,17 @@ where
 
 fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Config {
+            command: ConfigCommand::Check { dir },
+        } if !dir.is_dir() => {
+            writeln!(
+                err,
+                "{}: no such directory; give the directory holding tessera.toml, world.toml \
+                 and balance.toml (the repository's is config/)",
+                dir.display()
+            )?;
+            Ok(ExitCode::FAILURE)
+        }
         Command::Config {
             command: ConfigCommand::Check { dir },
         } => match config::check_dir(&dir) {
@@ -497,12 +518,16 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); one JSON object per line
-/// (with the current span's fields) if `TESSERA_LOG_FORMAT=json`.
+/// (with the current span's fields) if `TESSERA_LOG_FORMAT=json`. Colours only on a
+/// terminal, and never with `NO_COLOR` set (<https://no-color.org>): a log file or a
+/// pipe gets plain text.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().with_current_span(true).init();

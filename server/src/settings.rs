@@ -91,7 +91,7 @@ pub fn load_config(dir: Option<&Path>) -> anyhow::Result<Config> {
             anyhow::ensure!(
                 dir.is_dir(),
                 "no config directory at {}: give a directory holding tessera.toml, world.toml \
-                 and balance.toml (or leave --config out for the embedded default world)",
+                 and balance.toml",
                 dir.display()
             );
             config::load_dir(dir).map_err(|errors| {
