@@ -20,7 +20,7 @@ pub const ALPN: &[u8] = b"tessera/1";
 
 /// Bumped on any incompatible change; the server refuses other versions with
 /// [`messages::ErrorCode::VersionMismatch`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// QUIC application close codes (PROTOCOL.md section 6). A client reconnects after any
 /// close but `REFUSED`, `TAKEN_OVER` and `PROTOCOL_VIOLATION`, which end the session.

@@ -324,3 +324,58 @@ fn enum_wire_values_match_the_spec() {
         [5, 251, 44, 1, 1, 1, 4, 0]
     );
 }
+
+/// PROTOCOL.md's title and section 8 name the version the code speaks.
+#[test]
+fn spec_names_the_protocol_version() {
+    let spec = include_str!("../../../PROTOCOL.md");
+    let v = super::PROTOCOL_VERSION;
+    assert!(
+        spec.starts_with(&format!("# Tessera client protocol, version {v}\n")),
+        "PROTOCOL.md's title must name version {v}"
+    );
+    assert!(
+        spec.contains(&format!("`PROTOCOL_VERSION` is {v} ")),
+        "PROTOCOL.md section 8 must say `PROTOCOL_VERSION` is {v}"
+    );
+}
+
+/// PROTOCOL.md section 5: deltas are zigzag 64-bit, so a jump across the whole `i32`
+/// range round-trips, and a sum outside the field's type is refused.
+#[test]
+fn block_deltas_are_64_bit() {
+    let e = |x: i32, health: u32| WireEntity {
+        id: NetId(7),
+        archetype: 1,
+        position: [x, 0],
+        health,
+    };
+    let baseline = [e(i32::MIN, 0)];
+    let current = [e(i32::MAX, u32::MAX)];
+    let mut block = Vec::new();
+    encode_block(&baseline, &current, &mut block);
+    // head (gap 0, mask x|health), dx = 2^32 - 1 zigzagged (2^33 - 2: marker 253 + 8
+    // bytes), dhealth likewise.
+    let dx = super::varint::zigzag(i64::from(i32::MAX) - i64::from(i32::MIN));
+    let mut expected = vec![0, 1, 0b0101];
+    super::varint::write_u64(&mut expected, dx);
+    super::varint::write_u64(&mut expected, super::varint::zigzag(i64::from(u32::MAX)));
+    expected.push(0);
+    assert_eq!(block, expected);
+    assert_eq!(expected[3], 253, "a 33-bit value takes the 8-byte form");
+    let mut out = Vec::new();
+    decode_block(&baseline, &block, &mut out).unwrap();
+    assert_eq!(out, current);
+    // The same delta applied to x = 1 would overflow i32: refused.
+    assert_eq!(
+        decode_block(&[e(1, 0)], &block, &mut out),
+        Err(DecodeError::OutOfRange)
+    );
+}
+
+/// PROTOCOL.md section 3: the avatar's id is the player id with the top bit set.
+#[test]
+fn avatar_ids_are_the_player_id_with_the_top_bit() {
+    let player = PlayerId(123_456);
+    assert_eq!(NetId::of_player(player).0, (1u64 << 63) + 123_456);
+}
