@@ -721,9 +721,15 @@ fn a_malformed_control_frame_disconnects_only_its_sender() {
         let welcome = read_frame::<ControlS2c>(&mut recv).await.unwrap();
         assert!(matches!(welcome, ControlS2c::Welcome(_)), "{welcome:?}");
         // Length 3, then variant index 0xff: no such message.
-        send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        send.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff])
             .await
             .unwrap();
+        // The control stream still works: the node says why before closing.
+        let kicked = read_frame::<ControlS2c>(&mut recv).await.unwrap();
+        assert!(
+            matches!(&kicked, ControlS2c::Kicked(k) if k.reason == KickReason::ProtocolViolation),
+            "{kicked:?}"
+        );
         let closed = tokio::time::timeout(Duration::from_secs(5), connection.closed())
             .await
             .expect("disconnected within 5 s");
@@ -902,4 +908,112 @@ fn a_logout_while_mongodb_is_down_is_saved_when_it_returns() {
         (back_x - walked_x).abs() < 1.0,
         "logged out at {walked_x} during the outage, back at {back_x}"
     );
+}
+
+/// A hand-made connection to `node` (the Rust client's TLS and transport settings), its
+/// control stream open.
+async fn raw_connection(
+    node: &TestNode,
+) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream) {
+    let config = client_config(node, String::new());
+    let endpoint = tessera::shared::client::endpoint(&config).unwrap();
+    let connection = endpoint
+        .connect(config.server, &config.server_name)
+        .unwrap()
+        .await
+        .unwrap();
+    let (send, recv) = connection.open_bi().await.unwrap();
+    (connection, send, recv)
+}
+
+/// The application close code `connection` ends with (within 5 s).
+async fn close_code_of(connection: &quinn::Connection) -> u64 {
+    match tokio::time::timeout(Duration::from_secs(5), connection.closed())
+        .await
+        .expect("closed within 5 s")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => close.error_code.into_inner(),
+        other => panic!("expected an application close, got {other}"),
+    }
+}
+
+/// PROTOCOL.md section 6, rule 9: a violation before login (a first frame that is not
+/// `Hello`, an unknown message type, a header announcing more than a frame may hold) is
+/// answered `Error { Malformed }` and close code 4 (not 2, not after the 2 s grace).
+#[test]
+fn violations_before_login_get_malformed_then_close_code_4() {
+    use tessera::shared::protocol::close_code::PROTOCOL_VIOLATION;
+    use tessera::shared::protocol::codec::encode_frame;
+    use tessera::shared::protocol::io::read_frame;
+    use tessera::shared::protocol::messages::ControlC2s;
+    let node = start();
+    let stats = node.node.as_ref().unwrap().stats.clone();
+    client_runtime().block_on(async {
+        let logout_first = encode_frame(&ControlC2s::Logout).unwrap();
+        let unknown_type = vec![1, 0, 0, 0, 0x7f];
+        let oversized_header = (1u32 << 20).to_le_bytes().to_vec();
+        for (what, bytes) in [
+            ("Logout first", logout_first),
+            ("unknown type", unknown_type),
+            ("oversized header", oversized_header),
+        ] {
+            let (connection, mut send, mut recv) = raw_connection(&node).await;
+            send.write_all(&bytes).await.unwrap();
+            let answer = read_frame::<ControlS2c>(&mut recv).await.unwrap();
+            assert!(
+                matches!(&answer, ControlS2c::Error(e) if e.code == ErrorCode::Malformed),
+                "{what}: {answer:?}"
+            );
+            assert_eq!(
+                close_code_of(&connection).await,
+                u64::from(PROTOCOL_VIOLATION),
+                "{what}"
+            );
+        }
+        assert_eq!(stats.violations.load(Ordering::Relaxed), 3);
+    });
+}
+
+/// PROTOCOL.md section 6, rule 9: after login, a second `Hello` or a malformed input
+/// datagram gets `Kicked { ProtocolViolation }` on the control stream, then close code 4.
+#[test]
+fn violations_after_login_are_kicked_with_a_reason() {
+    use tessera::shared::protocol::close_code::PROTOCOL_VIOLATION;
+    use tessera::shared::protocol::io::{read_frame, write_frame};
+    use tessera::shared::protocol::messages::{ControlC2s, HelloC2s};
+    let node = start();
+    client_runtime().block_on(async {
+        for second_hello in [true, false] {
+            let (connection, mut send, mut recv) = raw_connection(&node).await;
+            let hello = ControlC2s::Hello(HelloC2s {
+                protocol_version: tessera::shared::protocol::PROTOCOL_VERSION,
+                token: auth::mint(&node.secret, &claims("mallory")),
+                ticket: None,
+            });
+            write_frame(&mut send, &hello).await.unwrap();
+            let welcome = read_frame::<ControlS2c>(&mut recv).await.unwrap();
+            assert!(matches!(welcome, ControlS2c::Welcome(_)), "{welcome:?}");
+            if second_hello {
+                write_frame(&mut send, &hello).await.unwrap();
+            } else {
+                connection
+                    .send_datagram(bytes::Bytes::from_static(&[0xff; 8]))
+                    .unwrap();
+            }
+            let kicked = loop {
+                match read_frame::<ControlS2c>(&mut recv).await.unwrap() {
+                    ControlS2c::Event(_) => continue,
+                    other => break other,
+                }
+            };
+            assert!(
+                matches!(&kicked, ControlS2c::Kicked(k) if k.reason == KickReason::ProtocolViolation),
+                "second Hello {second_hello}: {kicked:?}"
+            );
+            assert_eq!(
+                close_code_of(&connection).await,
+                u64::from(PROTOCOL_VIOLATION)
+            );
+        }
+    });
 }

@@ -36,6 +36,11 @@ pub const LOGOUT_SAVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a final frame (Bye, Error, Kicked) the session waits this long for the client to
 /// close: closing first could drop the frame undelivered.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// After a protocol violation the session waits this long for the client to acknowledge
+/// the final frame (`Error { Malformed }` before login, `Kicked { ProtocolViolation }`
+/// after) before closing with code 4: long enough for a round trip, short enough that a
+/// flooding client is gone within a second.
+pub const VIOLATION_CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Control frames queued from the reader task: a client sends almost none.
 const CONTROL_QUEUE_LEN_MAX: usize = 4;
 
@@ -75,20 +80,15 @@ pub async fn run(
     {
         Ok(Ok(ControlC2s::Hello(hello))) => hello,
         Ok(Ok(_)) => {
-            return refuse(
-                &connection,
-                &mut send,
-                ErrorCode::Malformed,
-                "Hello must come first",
-            )
-            .await;
+            return violation_before_login(&connection, send, &stats, "Hello must come first")
+                .await;
         }
         Ok(Err(FrameError::Closed(_))) | Err(_) => {
             connection.close(close_code::LOGIN_TIMEOUT.into(), b"login timeout");
             return SessionEnd::Disconnected;
         }
         Ok(Err(e)) => {
-            return refuse(&connection, &mut send, ErrorCode::Malformed, &e.to_string()).await;
+            return violation_before_login(&connection, send, &stats, &e.to_string()).await;
         }
     };
     if hello.protocol_version != PROTOCOL_VERSION {
@@ -314,15 +314,11 @@ pub async fn run(
     if let SessionEnd::Violation(reason) = &end {
         stats.violations.fetch_add(1, Ordering::Relaxed);
         tracing::info!(session, %player, %reason, "disconnecting a client that broke the protocol");
-        let _ = write_frame(
-            &mut send,
-            &ControlS2c::Kicked(KickedS2c {
-                reason: KickReason::ProtocolViolation,
-                message: reason.clone(),
-            }),
-        )
-        .await;
-        connection.close(close_code::PROTOCOL_VIOLATION.into(), b"protocol violation");
+        let kicked = ControlS2c::Kicked(KickedS2c {
+            reason: KickReason::ProtocolViolation,
+            message: reason.chars().take(200).collect(),
+        });
+        close_after_final_frame(&connection, send, &kicked).await;
     }
     match node.cluster() {
         // The location is released once the avatar is out and saved: a login elsewhere
@@ -530,6 +526,39 @@ async fn refuse_with(
     let _ = send.finish();
     close_gracefully(connection, close_code::REFUSED, b"refused").await;
     SessionEnd::Refused(code)
+}
+
+/// A client broke the protocol before logging in (a first frame that is no `Hello`, does
+/// not decode, or announces more than a frame may hold): `Error { Malformed }`, then close
+/// code 4.
+async fn violation_before_login(
+    connection: &quinn::Connection,
+    send: quinn::SendStream,
+    stats: &EndpointStats,
+    reason: &str,
+) -> SessionEnd {
+    stats.violations.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(%reason, "disconnecting a client that broke the protocol before login");
+    let error = ControlS2c::Error(refusal(ErrorCode::Malformed, reason));
+    close_after_final_frame(connection, send, &error).await;
+    SessionEnd::Violation(reason.into())
+}
+
+/// Sends `last` on the control stream, finishes it, and closes with code 4 once the client
+/// acknowledged it (at most [`VIOLATION_CLOSE_GRACE`] later): `Connection::close` would
+/// discard a frame still in flight.
+async fn close_after_final_frame(
+    connection: &quinn::Connection,
+    mut send: quinn::SendStream,
+    last: &ControlS2c,
+) {
+    let delivered = async {
+        if write_frame(&mut send, last).await.is_ok() && send.finish().is_ok() {
+            let _ = send.stopped().await;
+        }
+    };
+    let _ = tokio::time::timeout(VIOLATION_CLOSE_GRACE, delivered).await;
+    connection.close(close_code::PROTOCOL_VIOLATION.into(), b"protocol violation");
 }
 
 /// Waits (at most [`CLOSE_GRACE`]) for the client to close after reading our last frame,
