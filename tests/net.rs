@@ -1017,3 +1017,28 @@ fn violations_after_login_are_kicked_with_a_reason() {
         }
     });
 }
+
+/// PROTOCOL.md section 3: input sequence numbers are per connection. After a resume the
+/// client starts again at 1 and its inputs move the avatar (the node used to keep the old
+/// connection's newest number and drop them all).
+#[test]
+fn input_sequence_numbers_start_over_on_each_connection() {
+    let node = start();
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let spawn_x = own_x(&mut client).await;
+        let walked_x = walk_east(&mut client).await;
+        assert!(walked_x > spawn_x + 3.0, "{spawn_x} -> {walked_x}");
+        client
+            .connection()
+            .unwrap()
+            .close(0u32.into(), b"simulated network loss");
+        let resumed_x = own_x(&mut client).await;
+        assert_eq!(client.stats().reconnects, 1);
+        let walked_again_x = walk_east(&mut client).await;
+        assert!(
+            walked_again_x > resumed_x + 3.0,
+            "inputs after the resume (seq from 1) must move the avatar: {resumed_x} -> {walked_again_x}"
+        );
+    });
+}

@@ -65,6 +65,10 @@ pub enum SessionEvent {
     /// A player not in this region is reported in [`TickOutput::leaves_not_found`] (it
     /// may be in flight to another region: the caller routes the logout there).
     Leave(PlayerId),
+    /// The player's client connected again (a resume, a takeover, a redirect's login): its
+    /// avatar stays, and input sequence numbers start over (PROTOCOL.md: they are per
+    /// connection). A player not in this region is ignored.
+    NewConnection(PlayerId),
 }
 
 /// Session events applied per tick; the rest are returned in

@@ -200,13 +200,19 @@ pub struct ClientStats {
 enum Delivery {
     /// A state as received.
     State(StateS2c),
-    /// A new connection (resume or redirect) replaced the old one: baselines are gone.
-    NewSession(WelcomeS2c),
+    /// A new connection (resume or redirect), the `generation`th, replaced the old one:
+    /// baselines and the newest tick are gone (ticks are per node).
+    NewSession {
+        welcome: WelcomeS2c,
+        generation: u64,
+    },
 }
 
 /// What the caller and the task share.
 struct Shared {
-    connection: watch::Sender<Option<quinn::Connection>>,
+    /// The current connection and its generation (1 for the first, +1 for each new one):
+    /// input sequence numbers and acks are per connection.
+    connection: watch::Sender<Option<(u64, quinn::Connection)>>,
     state: watch::Sender<ConnectionState>,
     failure: Mutex<Option<ClientError>>,
     reconnects: AtomicU64,
@@ -241,6 +247,11 @@ pub struct Client {
     task: tokio::task::JoinHandle<()>,
     welcome: WelcomeS2c,
     decoder: DeltaDecoder,
+    /// The connection the decoder's states came from: its ticks are acknowledged on that
+    /// connection only.
+    decoder_generation: u64,
+    /// The connection `seq` and `recent` count on.
+    input_generation: u64,
     seq: u32,
     /// The newest inputs, newest first, repeated in each datagram.
     recent: VecDeque<InputFrame>,
@@ -278,7 +289,7 @@ impl Client {
         };
         shared
             .connection
-            .send_replace(Some(link.connection.clone()));
+            .send_replace(Some((1, link.connection.clone())));
         shared.set_state(ConnectionState::Connected);
         let (deliveries_tx, deliveries) = mpsc::channel(STATES_QUEUE_LEN_MAX);
         let (control_tx, control) = mpsc::channel(CONTROL_QUEUE_LEN_MAX);
@@ -289,6 +300,7 @@ impl Client {
             server: config.server,
             shared: shared.clone(),
             resume_ticket: welcome.resume_ticket.clone(),
+            generation: 1,
             deliveries: deliveries_tx,
             control: control_tx,
         };
@@ -301,6 +313,8 @@ impl Client {
             task,
             welcome,
             decoder: DeltaDecoder::default(),
+            decoder_generation: 1,
+            input_generation: 0,
             seq: 0,
             recent: VecDeque::with_capacity(INPUT_FRAMES_MAX),
         })
@@ -338,7 +352,11 @@ impl Client {
 
     /// The current QUIC connection, if connected (statistics, raw datagrams in tests).
     pub fn connection(&self) -> Option<quinn::Connection> {
-        self.shared.connection.borrow().clone()
+        self.shared
+            .connection
+            .borrow()
+            .as_ref()
+            .map(|(_, c)| c.clone())
     }
 
     /// Sends one input: a move of `move_m` metres and an optional attack, with the
@@ -348,6 +366,15 @@ impl Client {
         if let Some(failure) = self.failure() {
             return Err(failure);
         }
+        let Some((generation, connection)) = self.shared.connection.borrow().clone() else {
+            return Err(ClientError::NotConnected);
+        };
+        if generation != self.input_generation {
+            // A new connection: sequence numbers start at 1 again (PROTOCOL.md).
+            self.input_generation = generation;
+            self.seq = 0;
+            self.recent.clear();
+        }
         self.seq = self.seq.wrapping_add(1);
         if self.recent.len() == INPUT_FRAMES_MAX {
             self.recent.pop_back();
@@ -356,14 +383,20 @@ impl Client {
             move_q: quantize_move(move_m),
             attack,
         });
+        // Until the new connection's first state is applied, the newest tick is another
+        // connection's (maybe another node's): acknowledge nothing.
+        let ack_tick = if generation == self.decoder_generation {
+            self.decoder.newest_tick()
+        } else {
+            0
+        };
         let msg = InputC2s {
             seq: self.seq,
-            ack_tick: self.decoder.newest_tick(),
+            ack_tick,
             frames: self.recent.iter().copied().collect(),
         };
         let bytes =
             codec::encode_datagram(&msg).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let connection = self.connection().ok_or(ClientError::NotConnected)?;
         connection
             .send_datagram(bytes.into())
             .map_err(|e| ClientError::Connection(e.to_string()))
@@ -380,9 +413,14 @@ impl Client {
             };
             let state = match delivery {
                 Delivery::State(state) => state,
-                Delivery::NewSession(welcome) => {
-                    // The server starts the new session from a keyframe.
+                Delivery::NewSession {
+                    welcome,
+                    generation,
+                } => {
+                    // The server starts the new session from a keyframe; its ticks may be
+                    // lower (another node's).
                     self.decoder = DeltaDecoder::default();
+                    self.decoder_generation = generation;
                     self.welcome = welcome;
                     continue;
                 }
@@ -453,6 +491,8 @@ struct ConnectionTask {
     server: SocketAddr,
     shared: Arc<Shared>,
     resume_ticket: Vec<u8>,
+    /// The current connection's generation.
+    generation: u64,
     deliveries: mpsc::Sender<Delivery>,
     control: mpsc::Sender<ControlS2c>,
 }
@@ -645,10 +685,15 @@ impl ConnectionTask {
                     self.server = addr;
                     self.resume_ticket = welcome.resume_ticket.clone();
                     self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                    self.generation += 1;
+                    let generation = self.generation;
                     // Ordered with the states: the caller resets its decoder here.
                     if self
                         .deliveries
-                        .send(Delivery::NewSession(welcome))
+                        .send(Delivery::NewSession {
+                            welcome,
+                            generation,
+                        })
                         .await
                         .is_err()
                     {
@@ -656,7 +701,7 @@ impl ConnectionTask {
                     }
                     self.shared
                         .connection
-                        .send_replace(Some(link.connection.clone()));
+                        .send_replace(Some((generation, link.connection.clone())));
                     self.shared.set_state(ConnectionState::Connected);
                     return Ok(link);
                 }

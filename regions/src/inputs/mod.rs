@@ -55,6 +55,7 @@ pub fn apply_sessions(
     region: Res<RegionInfo>,
     clock: Res<TickClock>,
     avatars: Query<(&Position, &Health)>,
+    mut players: Query<&mut Player>,
     mut joined: Local<Vec<(PlayerId, SavedPlayer)>>,
 ) {
     let limits = config.0.world.limits;
@@ -98,6 +99,14 @@ pub fn apply_sessions(
                 output.departed.push((player, saved));
                 let id = NetId::of_player(player);
                 spawn::despawn(&mut commands, &mut directory, entity, id, Some(player));
+            }
+            SessionEvent::NewConnection(player) => {
+                // An avatar spawned this tick has not applied an input yet: nothing to reset.
+                if let Some(&entity) = directory.by_player.get(&player)
+                    && let Ok(mut player) = players.get_mut(entity)
+                {
+                    player.last_input_seq = 0;
+                }
             }
             SessionEvent::Join(join) => {
                 let refusal = if !join.player.is_valid() {

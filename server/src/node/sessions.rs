@@ -229,6 +229,12 @@ impl Driver {
             view.encoder.forget_sent();
             view.ack_tick = 0;
             let region = self.region_of.get(&player).copied().unwrap_or(first_region);
+            // Input sequence numbers are per connection: the new one starts at 1. Inputs
+            // the old connection got queued this tick would otherwise come after the reset.
+            if let Some(input) = self.local.input_mut(region) {
+                input.inputs.retain(|i| i.player != player);
+                input.sessions.push(SessionEvent::NewConnection(player));
+            }
             if let Some(mut ledger) = self.ledger() {
                 ledger.bind(player, claim_of(join.session));
             }
@@ -285,6 +291,7 @@ impl Driver {
     }
 
     fn input(&mut self, player: PlayerId, session: u64, input: InputC2s) {
+        let tick = self.current_tick();
         let Some(view) = self
             .clients
             .get_mut(&player)
@@ -293,7 +300,12 @@ impl Driver {
             self.stats.counters.inputs_stale_session += 1;
             return;
         };
-        view.ack_tick = view.ack_tick.max(input.ack_tick);
+        // Ticks are per node: an ack of a tick this node has not reached is another
+        // node's (a client that kept its ack across a redirect) and would discard every
+        // baseline, so it is ignored.
+        if input.ack_tick <= tick {
+            view.ack_tick = view.ack_tick.max(input.ack_tick);
+        }
         let Some(region) = self.region_of.get(&player).copied() else {
             return;
         };

@@ -251,3 +251,57 @@ fn a_second_login_in_the_same_tick_takes_the_first_over_before_it_joins() {
     driver.tick();
     assert!(matches!(outboxes[1].try_recv(), Ok(Outgoing::Datagram(_))));
 }
+
+/// The newest state in `outbox`.
+fn newest_state(
+    outbox: &mut mpsc::Receiver<Outgoing>,
+) -> tessera_shared::protocol::messages::StateS2c {
+    let mut newest = None;
+    while let Ok(out) = outbox.try_recv() {
+        if let Outgoing::Datagram(bytes) = out {
+            newest = Some(tessera_shared::protocol::codec::decode_datagram(&bytes).unwrap());
+        }
+    }
+    newest.expect("a state")
+}
+
+fn input_acking(ack_tick: u64, seq: u32) -> tessera_shared::protocol::messages::InputC2s {
+    use tessera_shared::protocol::messages::{InputC2s, InputFrame};
+    InputC2s {
+        seq,
+        ack_tick,
+        frames: vec![InputFrame {
+            move_q: [0, 0],
+            attack: None,
+        }],
+    }
+}
+
+/// PROTOCOL.md section 3: ticks are per node. An ack of a tick this node has not reached
+/// (a client keeping another node's tick across a redirect) is ignored: it must not
+/// discard the baselines, or every later state would be a keyframe.
+#[test]
+fn an_ack_of_a_tick_the_node_has_not_reached_is_ignored() {
+    let player = PlayerId(7);
+    let (mut driver, node, mut outbox) = driver_with_player(player);
+    driver.tick();
+    let first = newest_state(&mut outbox);
+    let input = |ack, seq| Command::Input {
+        player,
+        session: 1,
+        input: input_acking(ack, seq),
+    };
+    node.try_send(input(first.tick, 1)).unwrap();
+    driver.tick();
+    let second = newest_state(&mut outbox);
+    assert_eq!(second.baseline_tick, first.tick, "a delta against the ack");
+    node.try_send(input(second.tick + 1_000_000, 2)).unwrap();
+    driver.tick();
+    node.try_send(input(second.tick, 3)).unwrap();
+    driver.tick();
+    let fourth = newest_state(&mut outbox);
+    assert_eq!(
+        fourth.baseline_tick, second.tick,
+        "still deltas after an ack from another node"
+    );
+}
