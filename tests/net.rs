@@ -1042,3 +1042,128 @@ fn input_sequence_numbers_start_over_on_each_connection() {
         );
     });
 }
+
+/// PROTOCOL.md section 1: a client must advertise QUIC datagrams (RFC 9221
+/// `max_datagram_frame_size`). One that does not is refused at login with
+/// `UnsupportedTransport` and a message saying what to send, instead of logging in and
+/// never receiving a state.
+#[test]
+fn a_client_without_quic_datagrams_is_refused_with_a_clear_error() {
+    use tessera::shared::protocol::io::{read_frame, write_frame};
+    use tessera::shared::protocol::messages::{ControlC2s, HelloC2s};
+    let node = start();
+    client_runtime().block_on(async {
+        let config = client_config(&node, auth::mint(&node.secret, &claims("ada")));
+        let mut quic = tessera::shared::client::quic_client_config(&config).unwrap();
+        let mut transport = quinn::TransportConfig::default();
+        transport.datagram_receive_buffer_size(None); // No max_datagram_frame_size.
+        quic.transport_config(Arc::new(transport));
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let connection = endpoint
+            .connect_with(quic, config.server, &config.server_name)
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let hello = ControlC2s::Hello(HelloC2s {
+            protocol_version: tessera::shared::protocol::PROTOCOL_VERSION,
+            token: config.token.clone(),
+            ticket: None,
+        });
+        write_frame(&mut send, &hello).await.unwrap();
+        match read_frame::<ControlS2c>(&mut recv).await.unwrap() {
+            ControlS2c::Error(e) => {
+                assert_eq!(e.code, ErrorCode::UnsupportedTransport);
+                assert!(
+                    e.message.contains("max_datagram_frame_size"),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(
+            close_code_of(&connection).await,
+            u64::from(tessera::shared::protocol::close_code::REFUSED)
+        );
+    });
+}
+
+/// PROTOCOL.md section 3: `Welcome` names the archetypes by number (balance.toml's names
+/// sorted by their bytes), and the states use those numbers.
+#[test]
+fn welcome_names_the_archetypes_the_states_number() {
+    let node = start();
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let config = Config::embedded_default();
+        let mut names: Vec<String> = config
+            .balance
+            .archetypes
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
+        names.sort();
+        assert_eq!(client.welcome().archetypes, names);
+        let snapshot = state_within_5s(&mut client, "a state").await;
+        let avatar = client.welcome().entity;
+        let me = snapshot.entities.iter().find(|e| e.id == avatar).unwrap();
+        let player_archetype = &config.balance.archetypes[config.balance.player_archetype].name;
+        assert_eq!(
+            &client.welcome().archetypes[usize::from(me.archetype)],
+            player_archetype
+        );
+        assert!(
+            snapshot
+                .entities
+                .iter()
+                .all(|e| usize::from(e.archetype) < names.len())
+        );
+    });
+}
+
+/// PROTOCOL.md section 3: a session gets a fresh resume ticket every 10 s (tickets live
+/// 30 s), and the newest one resumes the session.
+#[test]
+fn a_session_gets_a_fresh_resume_ticket_that_resumes_it() {
+    use tessera::shared::protocol::io::{read_frame, write_frame};
+    use tessera::shared::protocol::limits::RESUME_TICKET_REFRESH_S;
+    use tessera::shared::protocol::messages::{ControlC2s, HelloC2s};
+    let node = start();
+    client_runtime().block_on(async {
+        let (connection, mut send, mut recv) = raw_connection(&node).await;
+        let hello = |token: String, ticket| {
+            ControlC2s::Hello(HelloC2s {
+                protocol_version: tessera::shared::protocol::PROTOCOL_VERSION,
+                token,
+                ticket,
+            })
+        };
+        let token = auth::mint(&node.secret, &claims("ada"));
+        write_frame(&mut send, &hello(token, None)).await.unwrap();
+        let ControlS2c::Welcome(welcome) = read_frame::<ControlS2c>(&mut recv).await.unwrap()
+        else {
+            panic!("expected Welcome");
+        };
+        let wait = Duration::from_secs(RESUME_TICKET_REFRESH_S + 5);
+        let fresh = tokio::time::timeout(wait, async {
+            loop {
+                if let ControlS2c::ResumeTicket(t) = read_frame(&mut recv).await.unwrap() {
+                    return t;
+                }
+            }
+        })
+        .await
+        .expect("a fresh ticket");
+        assert_ne!(fresh, welcome.resume_ticket);
+        connection.close(0u32.into(), b"simulated network loss");
+        let (_again, mut send, mut recv) = raw_connection(&node).await;
+        write_frame(&mut send, &hello(String::new(), Some(fresh)))
+            .await
+            .unwrap();
+        match read_frame::<ControlS2c>(&mut recv).await.unwrap() {
+            ControlS2c::Welcome(resumed) => assert_eq!(resumed.entity, welcome.entity),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    });
+}

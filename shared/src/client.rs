@@ -582,6 +582,7 @@ impl ConnectionTask {
                     Some(Ok(ControlS2c::Redirect(redirect))) => return Leave::Redirect(redirect),
                     Some(Ok(ControlS2c::Kicked(kicked))) => return Leave::Final(ClientError::Kicked(kicked)),
                     Some(Ok(ControlS2c::Error(error))) => return Leave::Final(ClientError::Refused(error)),
+                    Some(Ok(ControlS2c::ResumeTicket(ticket))) => self.resume_ticket = ticket,
                     Some(Ok(message)) => self.forward(message),
                     Some(Err(FrameError::Closed(reason))) => return self.lost(link, reason),
                     None => return self.lost(link, "control stream ended".into()),
@@ -607,7 +608,7 @@ impl ConnectionTask {
 
     /// Classifies the end of `link`: a final frame or close code the server sent ends the
     /// session; anything else (a timeout, a reset, a node restart) is resumed.
-    fn lost(&self, link: &mut Link, error: String) -> Leave {
+    fn lost(&mut self, link: &mut Link, error: String) -> Leave {
         // Frames read just before the close: a final one decides; events still go out.
         while let Some(frame) = link.frames.try_recv() {
             match frame {
@@ -615,6 +616,7 @@ impl ConnectionTask {
                     return Leave::Final(ClientError::Kicked(kicked));
                 }
                 Ok(ControlS2c::Redirect(redirect)) => return Leave::Redirect(redirect),
+                Ok(ControlS2c::ResumeTicket(ticket)) => self.resume_ticket = ticket,
                 Ok(message) => self.forward(message),
                 Err(_) => break,
             }
@@ -763,6 +765,22 @@ async fn resolve(addr: &str) -> Option<SocketAddr> {
 /// [`ClientConfig::pinned_cert`]. Public for tools and tests that speak the protocol by
 /// hand (PROTOCOL.md) on a correctly configured connection.
 pub fn endpoint(config: &ClientConfig) -> Result<quinn::Endpoint, ClientError> {
+    let client_config = quic_client_config(config)?;
+    let bind: SocketAddr = if config.server.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let mut endpoint =
+        quinn::Endpoint::client(bind).map_err(|e| ClientError::Setup(e.to_string()))?;
+    endpoint.set_default_client_config(client_config);
+    Ok(endpoint)
+}
+
+/// The QUIC client configuration of [`endpoint`]: TLS 1.3, ALPN, the pinned certificate,
+/// and quinn's default transport, which advertises `max_datagram_frame_size` 65535 as
+/// PROTOCOL.md requires. Public for tests that vary it.
+pub fn quic_client_config(config: &ClientConfig) -> Result<quinn::ClientConfig, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(config.pinned_cert.clone()))
@@ -779,15 +797,7 @@ pub fn endpoint(config: &ClientConfig) -> Result<quinn::Endpoint, ClientError> {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(3)));
     client_config.transport_config(Arc::new(transport));
-    let bind: SocketAddr = if config.server.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let mut endpoint =
-        quinn::Endpoint::client(bind).map_err(|e| ClientError::Setup(e.to_string()))?;
-    endpoint.set_default_client_config(client_config);
-    Ok(endpoint)
+    Ok(client_config)
 }
 
 /// One connect-and-login attempt, bounded by the login timeout.

@@ -11,7 +11,10 @@ use governor::{Quota, RateLimiter};
 
 use tessera_shared::protocol::codec::{self, DecodeError};
 use tessera_shared::protocol::io::{FrameError, FrameReader, read_frame, write_frame};
-use tessera_shared::protocol::limits::{INPUT_FRAMES_MAX, TOKEN_BYTES_MAX};
+use tessera_shared::protocol::limits::{
+    DATAGRAM_FRAME_SIZE_MIN, DATAGRAM_PAYLOAD_BYTES_MIN, INPUT_FRAMES_MAX, RESUME_TICKET_REFRESH_S,
+    TOKEN_BYTES_MAX,
+};
 use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::{PROTOCOL_VERSION, close_code};
 use tokio::sync::{mpsc, oneshot};
@@ -91,6 +94,30 @@ pub async fn run(
             return violation_before_login(&connection, send, &stats, &e.to_string()).await;
         }
     };
+    // States travel in datagrams: a client that cannot take them would log in and never
+    // see the world (or lose every large state). quinn reports the payload the peer's
+    // `max_datagram_frame_size` and the path allow; None if it sent no such parameter.
+    match connection.max_datagram_size() {
+        Some(n) if n >= DATAGRAM_PAYLOAD_BYTES_MIN => {}
+        found => {
+            let msg = format!(
+                "QUIC datagrams (RFC 9221) are required: send the max_datagram_frame_size \
+                 transport parameter with at least {DATAGRAM_FRAME_SIZE_MIN} (65535 \
+                 recommended); {}",
+                match found {
+                    None => "none was sent".to_string(),
+                    Some(n) => format!("it allows only {n}-byte datagrams"),
+                }
+            );
+            return refuse(
+                &connection,
+                &mut send,
+                ErrorCode::UnsupportedTransport,
+                &msg,
+            )
+            .await;
+        }
+    }
     if hello.protocol_version != PROTOCOL_VERSION {
         let msg = format!(
             "protocol version {} is not supported; this node speaks {PROTOCOL_VERSION}",
@@ -180,6 +207,7 @@ pub async fn run(
             },
             unix_now_s(),
         ),
+        archetypes: node.archetypes().to_vec(),
     });
     if write_frame(&mut send, &welcome).await.is_err() {
         detach(&node, player, session).await;
@@ -193,8 +221,23 @@ pub async fn run(
     let rate =
         tick_hz.saturating_mul(NonZeroU32::new(INPUTS_PER_TICK_MAX).unwrap_or(NonZeroU32::MIN));
     let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(tick_hz));
+    // A ticket lives TICKET_TTL_S: a fresh one every RESUME_TICKET_REFRESH_S keeps the
+    // client's newest one valid for as long as the session lasts.
+    let refresh = Duration::from_secs(RESUME_TICKET_REFRESH_S);
+    let mut refresh_tickets =
+        tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
+    refresh_tickets.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = loop {
         tokio::select! {
+            _ = refresh_tickets.tick() => {
+                let ticket = auth.tickets.issue(
+                    Ticket { player, kind: TicketKind::Resume, region: None },
+                    unix_now_s(),
+                );
+                if write_frame(&mut send, &ControlS2c::ResumeTicket(ticket)).await.is_err() {
+                    break SessionEnd::Disconnected;
+                }
+            }
             datagram = connection.read_datagram() => {
                 let Ok(bytes) = datagram else { break SessionEnd::Disconnected };
                 stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +298,20 @@ pub async fn run(
                 Some(Err(e)) => break SessionEnd::Violation(e.to_string()),
             },
             out = outbox_rx.recv() => match out {
+                Some(Outgoing::Datagram(bytes))
+                    if bytes.len() > connection.max_datagram_size().unwrap_or(0) =>
+                {
+                    // Larger than this connection's datagrams can be now (the peer's
+                    // limit or the path's MTU): a stream carries it, as any large state.
+                    stats.payload_bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    let connection = connection.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut uni) = connection.open_uni().await {
+                            let _ = uni.write_all(&bytes).await;
+                            let _ = uni.finish();
+                        }
+                    });
+                }
                 Some(Outgoing::Datagram(bytes)) => {
                     // Errors mean the peer cannot take datagrams now: the state is lost,
                     // and the next one (a delta against the client's ack) makes up for it.

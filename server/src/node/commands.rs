@@ -213,6 +213,8 @@ pub enum Outgoing {
 pub struct NodeHandle {
     pub(super) commands: Sender<Command>,
     pub(super) tick_hz: u32,
+    /// Archetype names by number, for `Welcome`.
+    pub(super) archetypes: Arc<[String]>,
     /// The cluster's side for sessions (none: a node on its own).
     pub(super) cluster: Option<ClusterHandle>,
 }
@@ -227,6 +229,12 @@ impl NodeHandle {
     /// The node's tick rate.
     pub fn tick_hz(&self) -> u32 {
         self.tick_hz
+    }
+
+    /// Archetype names by archetype number (fixed while the node runs: a balance reload
+    /// may not change them).
+    pub fn archetypes(&self) -> &[String] {
+        &self.archetypes
     }
 
     /// Queues `command`; `Err` if the node is saturated (the caller refuses or drops).

@@ -157,6 +157,12 @@ impl Driver {
     pub fn with_regions(config: Arc<Config>, local: LocalRegions) -> (Driver, NodeHandle) {
         let (tx, rx) = crossbeam_channel::bounded(NODE_INBOX_LEN_MAX);
         let tick_hz = config.world.tick_hz;
+        let archetypes: Arc<[String]> = config
+            .balance
+            .archetypes
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
         let ticks = |d| ticks_in(d, tick_hz);
         let snapshot_interval_ticks = ticks(config.node.snapshot_interval);
         let driver = Driver {
@@ -186,6 +192,7 @@ impl Driver {
         let node = NodeHandle {
             commands: tx,
             tick_hz,
+            archetypes,
             cluster: None,
         };
         (driver, node)

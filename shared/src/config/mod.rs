@@ -70,8 +70,15 @@ pub const GRID_CELLS_MAX: u64 = 4_194_304;
 /// Most regions one world may have.
 pub const REGIONS_MAX: usize = 4096;
 
-/// Most archetypes in balance.toml.
-pub const ARCHETYPES_MAX: usize = 1024;
+/// Most archetypes in balance.toml: their names are sent in every `Welcome`
+/// (`WelcomeS2c::archetypes`), which must fit one control frame.
+pub const ARCHETYPES_MAX: usize = 128;
+
+const _: () = assert!(
+    ARCHETYPES_MAX * (NAME_CHARS_MAX + 1) + 2 * 1024
+        <= crate::protocol::limits::CONTROL_FRAME_BYTES_MAX,
+    "the archetype table must fit a Welcome frame"
+);
 
 /// Most spawn tables in balance.toml.
 pub const SPAWN_TABLES_MAX: usize = 1024;

@@ -18,5 +18,16 @@ pub const INPUT_FRAMES_MAX: usize = 4;
 pub const STATE_ENTITIES_MAX: usize = 65_536;
 /// Largest state message sent on a unidirectional stream when it does not fit a datagram.
 pub const STATE_STREAM_BYTES_MAX: usize = 1024 * 1024;
+/// A session's resume ticket is replaced (`ControlS2c::ResumeTicket`) this often, in
+/// seconds; a ticket is valid for 30 s, so the newest one is always valid.
+pub const RESUME_TICKET_REFRESH_S: u64 = 10;
+/// The smallest datagram payload a connection must be able to carry, in bytes: a client
+/// whose `max_datagram_frame_size` transport parameter leaves less (or that sends none)
+/// is refused with `UnsupportedTransport`. States that do not fit the connection's
+/// current datagram size go on a stream instead.
+pub const DATAGRAM_PAYLOAD_BYTES_MIN: usize = 1_024;
+/// The `max_datagram_frame_size` a client must advertise at least: a full
+/// [`DATAGRAM_BYTES_MAX`] payload plus a DATAGRAM frame's type and length bytes (RFC 9221).
+pub const DATAGRAM_FRAME_SIZE_MIN: usize = 1_232;
 /// Baselines a sender keeps per client, and a receiver keeps: at 20 Hz, 1.6 s of acks.
 pub const BASELINES_MAX: usize = 32;

@@ -42,6 +42,9 @@ pub enum ControlS2c {
     Kicked(KickedS2c),
     /// Logout acknowledged: the player's state is saved.
     Bye,
+    /// A fresh resume ticket, replacing the previous one (sent every
+    /// [`super::limits::RESUME_TICKET_REFRESH_S`]). Since protocol version 3.
+    ResumeTicket(Vec<u8>),
 }
 
 /// The session's parameters.
@@ -61,6 +64,10 @@ pub struct WelcomeS2c {
     pub tick_hz: u16,
     /// A ticket to resume this session after a dropped connection.
     pub resume_ticket: Vec<u8>,
+    /// Archetype names by archetype number (the `archetype` of state entities): the
+    /// names of `balance.toml` sorted ascending by their bytes, at most
+    /// [`crate::config::ARCHETYPES_MAX`]. Since protocol version 3.
+    pub archetypes: Vec<String>,
 }
 
 /// Error codes. On the wire an enum is its variant index (a varint, in declaration order),
@@ -90,6 +97,10 @@ pub enum ErrorCode {
     Banned,
     /// 10: A server fault.
     Internal,
+    /// 11: The client's QUIC connection cannot carry the protocol's datagrams (it did not
+    /// send the `max_datagram_frame_size` transport parameter, or a too small one).
+    /// Since protocol version 3.
+    UnsupportedTransport,
 }
 
 /// A refusal.

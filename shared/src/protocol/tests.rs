@@ -137,10 +137,10 @@ proptest! {
     }
 
     #[test]
-    fn control_messages_round_trip(token in "[a-zA-Z0-9._-]{0,200}", text in ".{0,100}", code in 0usize..11, ticket in prop::option::of(prop::collection::vec(any::<u8>(), 0..64))) {
+    fn control_messages_round_trip(token in "[a-zA-Z0-9._-]{0,200}", text in ".{0,100}", code in 0usize..12, ticket in prop::option::of(prop::collection::vec(any::<u8>(), 0..64))) {
         let codes = [ErrorCode::VersionMismatch, ErrorCode::BadToken, ErrorCode::TokenExpired,
             ErrorCode::WrongAudience, ErrorCode::ServerFull, ErrorCode::RateLimited, ErrorCode::Malformed,
-            ErrorCode::RegionUnavailable, ErrorCode::BadTicket, ErrorCode::Banned, ErrorCode::Internal];
+            ErrorCode::RegionUnavailable, ErrorCode::BadTicket, ErrorCode::Banned, ErrorCode::Internal, ErrorCode::UnsupportedTransport];
         let c2s = ControlC2s::Hello(HelloC2s { protocol_version: super::PROTOCOL_VERSION, token, ticket: ticket.clone() });
         let frame = encode_frame(&c2s).unwrap();
         let len = frame_body_len([frame[0], frame[1], frame[2], frame[3]]).unwrap();
@@ -148,7 +148,8 @@ proptest! {
         prop_assert_eq!(decode_frame_body::<ControlC2s>(&frame[FRAME_HEADER_BYTES..]).unwrap(), c2s);
         for s2c in [
             ControlS2c::Error(ErrorS2c { code: codes[code], message: text.clone(), retry_after_ms: Some(500) }),
-            ControlS2c::Welcome(WelcomeS2c { session: 9, player: PlayerId(3), entity: NetId(77), region: RegionId(2), tick: 1234, tick_hz: 20, resume_ticket: ticket.clone().unwrap_or_default() }),
+            ControlS2c::Welcome(WelcomeS2c { session: 9, player: PlayerId(3), entity: NetId(77), region: RegionId(2), tick: 1234, tick_hz: 20, resume_ticket: ticket.clone().unwrap_or_default(), archetypes: vec!["adventurer".into(), text.clone()] }),
+            ControlS2c::ResumeTicket(ticket.clone().unwrap_or_default()),
             ControlS2c::Redirect(RedirectS2c { addr: "127.0.0.1:4434".into(), ticket: ticket.clone().unwrap_or_default() }),
             ControlS2c::Kicked(KickedS2c { reason: KickReason::LoggedInElsewhere, message: text.clone() }),
             ControlS2c::Event(EventS2c::Damage { attacker: NetId(1), target: NetId(2), amount: 3.5 }),
