@@ -27,3 +27,4 @@ mod region_snapshots;
 mod reload;
 mod sans_io;
 mod sessions;
+mod vectors;
