@@ -1167,3 +1167,25 @@ fn a_session_gets_a_fresh_resume_ticket_that_resumes_it() {
         }
     });
 }
+
+/// PROTOCOL.md section 1: the pinned certificate is checked against the server name: a
+/// name the certificate does not carry fails the handshake.
+#[test]
+fn a_wrong_server_name_fails_the_handshake() {
+    let node = start();
+    client_runtime().block_on(async {
+        let mut config = client_config(&node, auth::mint(&node.secret, &claims("ada")));
+        config.server_name = "wrong.example".into();
+        match Client::connect(&config).await {
+            Err(ClientError::Connection(e)) => {
+                assert!(e.to_lowercase().contains("certificate"), "{e}")
+            }
+            Err(other) => panic!("expected a handshake failure, got {other}"),
+            Ok(_) => panic!("a wrong server name was accepted"),
+        }
+        config.server_name = "127.0.0.1".into();
+        Client::connect(&config)
+            .await
+            .expect("the certificate's IP name");
+    });
+}
