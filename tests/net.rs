@@ -1189,3 +1189,24 @@ fn a_wrong_server_name_fails_the_handshake() {
             .expect("the certificate's IP name");
     });
 }
+
+/// PROTOCOL.md section 7, `LOGIN_TIMEOUT`: a connection that never sends `Hello` is
+/// closed with code 1 once the 5 s are over.
+#[test]
+fn a_client_that_never_says_hello_is_closed_with_code_1() {
+    let node = start();
+    client_runtime().block_on(async {
+        let (connection, _send, _recv) = raw_connection(&node).await;
+        let code = match tokio::time::timeout(Duration::from_secs(15), connection.closed())
+            .await
+            .expect("closed by the node")
+        {
+            quinn::ConnectionError::ApplicationClosed(close) => close.error_code.into_inner(),
+            other => panic!("expected an application close, got {other}"),
+        };
+        assert_eq!(
+            code,
+            u64::from(tessera::shared::protocol::close_code::LOGIN_TIMEOUT)
+        );
+    });
+}
