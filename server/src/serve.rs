@@ -573,9 +573,11 @@ fn drive(mut driver: Driver, observers: Observers<'_>, stop: &AtomicBool, ticks:
         let now = Instant::now();
         if log.due(now) {
             let (players, entities) = driver.local().counts();
+            let status_tick = driver.local().regions().first().map_or(0, |r| r.tick());
+            let snapshot_tick = snapshots.committed_tick.load(Ordering::Relaxed);
             let line = log.line(
                 &StatusNow {
-                    tick: driver.local().regions().first().map_or(0, |r| r.tick()),
+                    tick: status_tick,
                     players,
                     entities,
                     regions: driver.local().regions().len(),
@@ -588,10 +590,12 @@ fn drive(mut driver: Driver, observers: Observers<'_>, stop: &AtomicBool, ticks:
                     },
                     store_degraded: saves.degraded.load(Ordering::Relaxed)
                         || snapshots.degraded.load(Ordering::Relaxed),
+                    snapshot_tick,
                 },
                 now,
             );
-            tracing::info!("status: {line}");
+            // The line for people; the fields for tools reading the log.
+            tracing::info!(tick = status_tick, players, snapshot_tick, "status: {line}");
             if log.table_due(now) {
                 for region in &board.status().regions {
                     tracing::info!("{}", log.region_line(region));

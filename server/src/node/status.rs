@@ -205,6 +205,9 @@ pub struct StatusNow {
     pub regions: usize,
     /// The running totals.
     pub totals: StatusTotals,
+    /// The tick of the newest durable snapshot commit (0: none yet): what a crash now
+    /// would restart from.
+    pub snapshot_tick: u64,
     /// The store is unavailable (saves or commits wait for it).
     pub store_degraded: bool,
 }
@@ -291,6 +294,10 @@ impl StatusLog {
         if failed + dropped > 0 {
             line += &format!(", {failed} saves failed, {dropped} saves dropped");
         }
+        line += &match status.snapshot_tick {
+            0 => "; no snapshot durable yet".to_owned(),
+            tick => format!("; snapshots durable to tick {tick}"),
+        };
         if status.store_degraded {
             line += "; STORE DEGRADED (saves and commits wait for it)";
         }
@@ -337,6 +344,7 @@ mod tests {
                 ..StatusTotals::default()
             },
             store_degraded: false,
+            snapshot_tick: 0,
         };
         let line = log.line(&status, at);
         // 101 ticks: the p99 is the 100th fastest, 9 ms: 18% of 50 ms.
@@ -349,14 +357,17 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains("failed"), "{line}");
+        assert!(line.ends_with("; no snapshot durable yet"), "{line}");
         // The next window starts empty and counts from the last totals.
         status.totals.players_saved = 9;
         status.totals.saves_dropped = 1;
         status.store_degraded = true;
+        status.snapshot_tick = 80;
         let line = log.line(&status, at + STATUS_LOG_INTERVAL);
         assert!(line.contains("0 ticks, 2 players saved"), "{line}");
         assert!(line.contains("0 saves failed, 1 saves dropped"), "{line}");
         assert!(line.contains("STORE DEGRADED"), "{line}");
+        assert!(line.contains("; snapshots durable to tick 80"), "{line}");
         let region = RegionStatus {
             id: 2,
             players: 1,
