@@ -289,6 +289,33 @@ pub(crate) fn merge_ghosts(
     }
 }
 
+/// Pushes into `out` the ids of `dead` (sorted, unique) that `view` (sorted by id) shows:
+/// the deaths a client saw happen. Cost `O(min(k log n, n + k))` for `k` deaths and a view
+/// of `n`: a few deaths (the usual tick) are binary-searched, each in what is left of the
+/// view after the previous one; many are merged in one pass.
+pub(crate) fn deaths_in_view(view: &[WireEntity], dead: &[NetId], out: &mut Vec<NetId>) {
+    if dead.len().saturating_mul(8) < view.len() {
+        let mut rest = view;
+        for &id in dead {
+            match rest.binary_search_by_key(&id, |e| e.id) {
+                Ok(i) => {
+                    out.push(id);
+                    rest = &rest[i + 1..];
+                }
+                Err(i) => rest = &rest[i..],
+            }
+        }
+    } else {
+        let mut view = view.iter().peekable();
+        for &id in dead {
+            while view.next_if(|e| e.id < id).is_some() {}
+            if view.next_if(|e| e.id == id).is_some() {
+                out.push(id);
+            }
+        }
+    }
+}
+
 /// `view` in wire units.
 pub(crate) fn wire(view: &EntityView) -> WireEntity {
     WireEntity {
@@ -351,6 +378,25 @@ mod tests {
     }
 
     proptest! {
+        /// The deaths found in a view are exactly those whose id it holds, in order,
+        /// whichever way (search or merge) the sizes pick.
+        #[test]
+        fn deaths_in_view_are_the_dead_ids_the_view_holds(
+            view in prop::collection::vec(0u64..300, 0..120).prop_map(sorted),
+            dead in prop::collection::vec(0u64..300, 0..60).prop_map(sorted),
+        ) {
+            let view: Vec<WireEntity> = view.into_iter().map(|id| e(id, 0)).collect();
+            let dead: Vec<NetId> = dead.into_iter().map(NetId).collect();
+            let expected: Vec<NetId> = dead
+                .iter()
+                .copied()
+                .filter(|id| view.iter().any(|e| e.id == *id))
+                .collect();
+            let mut found = Vec::new();
+            deaths_in_view(&view, &dead, &mut found);
+            prop_assert_eq!(found, expected);
+        }
+
         /// The merge equals applying the same changes to a map.
         #[test]
         fn rebuild_equals_applying_the_changes_one_by_one(

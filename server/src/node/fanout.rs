@@ -5,19 +5,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use tessera_regions::io::{EntityView, GameEvent};
-use tessera_shared::ids::{NetId, PlayerId};
+use tessera_shared::ids::{NetId, PlayerId, RegionId};
 use tessera_shared::protocol::delta::EncodeScratch;
 use tessera_shared::protocol::limits::{DATAGRAM_BYTES_MAX, STATE_STREAM_BYTES_MAX};
 use tessera_shared::protocol::messages::*;
 
+use super::sessions::ClientView;
 use super::{Driver, Outgoing};
-use crate::views::{NextView, ViewChanges, WireTable, wire};
+use crate::views::{NextView, ViewChanges, WireTable, deaths_in_view, wire};
 
 impl Driver {
     /// States and events to every client. Each region's entities of the tick are
     /// quantized once; then clients, independent (each has its own view and encoder),
     /// get their states built in parallel on the rayon pool the driver runs in; events,
     /// rare, go out sequentially afterwards.
+    ///
+    /// Deaths (PROTOCOL.md section 6 rule 5) go to every client whose view showed the
+    /// dead, so each client's previous view is checked against its region's deaths of
+    /// the tick (a short sorted list) before its next view replaces it: a dead NPC is
+    /// gone from the next one. The dead avatar's player and the players whose avatars hit
+    /// the dead in that tick are added while the events go out; each client's deaths go
+    /// last, after the tick's `Damage`, once per death.
     pub(super) fn fan_out(&mut self) {
         let player_archetype = self.config.balance.player_archetype as u16;
         let ghosts = self
@@ -42,6 +50,24 @@ impl Driver {
             .zip(wire_tables.par_iter_mut())
             .for_each(|(region, table)| table.fill(&region.output().interest));
         let wire_tables = &*wire_tables;
+        // Each region's deaths of the tick, sorted by id: only regions that had any.
+        let deaths: Vec<(RegionId, Vec<NetId>)> = regions
+            .iter()
+            .filter_map(|region| {
+                let mut dead: Vec<NetId> = region
+                    .output()
+                    .events
+                    .iter()
+                    .filter_map(|event| match *event {
+                        GameEvent::Death { entity } => Some(entity),
+                        _ => None,
+                    })
+                    .collect();
+                dead.sort_unstable();
+                dead.dedup();
+                (!dead.is_empty()).then(|| (region.id(), dead))
+            })
+            .collect();
         // Where each observer's diff is: (region index, diff index).
         let mut diff_of: HashMap<PlayerId, (usize, usize)> = HashMap::with_capacity(clients.len());
         for (r, region) in regions.iter().enumerate() {
@@ -53,6 +79,15 @@ impl Driver {
         clients.par_iter_mut().for_each_init(
             || (EncodeScratch::default(), Vec::new()),
             |(scratch, near), (player, view)| {
+                // Before the view is rebuilt: the deaths it showed (its entities are of
+                // `view_region`; ghosts are another node's, whose deaths it reports).
+                if !deaths.is_empty()
+                    && !view.detached
+                    && let Some(region) = view.view_region
+                    && let Some((_, dead)) = deaths.iter().find(|(r, _)| *r == region)
+                {
+                    deaths_in_view(view.encoder.view(), dead, &mut view.deaths);
+                }
                 let Some(&(r, d)) = diff_of.get(player) else {
                     return; // In flight between regions: no state this tick.
                 };
@@ -126,37 +161,70 @@ impl Driver {
         stats.counters.states_dropped += dropped.into_inner();
         for region in regions {
             let out = region.output();
+            let dead = deaths
+                .iter()
+                .find(|(r, _)| *r == region.id())
+                .map_or(&[][..], |(_, dead)| &dead[..]);
             for event in &out.events {
                 let (recipients, message) = match *event {
                     GameEvent::Damage {
                         attacker,
                         target,
                         amount,
-                    } => (
-                        [avatar_owner(attacker), avatar_owner(target)],
-                        EventS2c::Damage {
-                            attacker,
-                            target,
-                            amount,
-                        },
-                    ),
+                    } => {
+                        // A hit in the tick its target died: the attacker hears of the death.
+                        if dead.binary_search(&target).is_ok()
+                            && let Some(view) =
+                                avatar_owner(attacker).and_then(|p| clients.get_mut(&p))
+                        {
+                            view.deaths.push(target);
+                        }
+                        (
+                            [avatar_owner(attacker), avatar_owner(target)],
+                            EventS2c::Damage {
+                                attacker,
+                                target,
+                                amount,
+                            },
+                        )
+                    }
                     GameEvent::Death { entity } => {
-                        ([avatar_owner(entity), None], EventS2c::Death { entity })
+                        if let Some(view) = avatar_owner(entity).and_then(|p| clients.get_mut(&p)) {
+                            view.deaths.push(entity);
+                        }
+                        continue;
                     }
                     GameEvent::Respawn { player } => ([Some(player), None], EventS2c::Respawn),
                 };
                 for player in recipients.into_iter().flatten() {
                     if let Some(view) = clients.get(&player) {
-                        let _ =
-                            view.outbox
-                                .try_send(Outgoing::Control(Box::new(ControlS2c::Event(
-                                    message.clone(),
-                                ))));
+                        send_event(view, message.clone());
                     }
                 }
             }
         }
+        if deaths.is_empty() {
+            return;
+        }
+        for view in clients.values_mut() {
+            if view.deaths.is_empty() {
+                continue;
+            }
+            view.deaths.sort_unstable();
+            view.deaths.dedup();
+            for &entity in &view.deaths {
+                send_event(view, EventS2c::Death { entity });
+            }
+            view.deaths.clear();
+        }
     }
+}
+
+/// `event` to `view`'s session (dropped if its outbox is full or gone, as every event).
+fn send_event(view: &ClientView, event: EventS2c) {
+    let _ = view
+        .outbox
+        .try_send(Outgoing::Control(Box::new(ControlS2c::Event(event))));
 }
 
 /// The player whose avatar `id` is, if it is one.

@@ -46,6 +46,10 @@ pub(super) struct ClientView {
     /// Set while the connection is gone and the avatar waits for a resume: its view is
     /// kept current, nothing is encoded or sent.
     pub(super) detached: bool,
+    /// The deaths this client is told of this tick (`EventS2c::Death`, PROTOCOL.md
+    /// section 6 rule 5): gathered during the fan-out, sent and cleared at its end, so
+    /// empty between ticks. At most the deaths of the tick on this node.
+    pub(super) deaths: Vec<NetId>,
 }
 
 impl ClientView {
@@ -58,6 +62,7 @@ impl ClientView {
             ghosts: Vec::new(),
             ack_tick: 0,
             detached,
+            deaths: Vec::new(),
         }
     }
 

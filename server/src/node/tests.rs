@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use tessera_shared::config::Config;
 use tessera_shared::ids::PlayerId;
+use tessera_shared::protocol::messages::{ControlS2c, EventS2c};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
@@ -304,4 +305,141 @@ fn an_ack_of_a_tick_the_node_has_not_reached_is_ignored() {
         fourth.baseline_tick, second.tick,
         "still deltas after an ack from another node"
     );
+}
+
+/// Joins `player` on `session` (at `at`, or the spawn point) and returns its outbox.
+fn join_at(
+    driver: &mut Driver,
+    node: &NodeHandle,
+    player: PlayerId,
+    session: u64,
+    at: Option<tessera_shared::math::Vec2>,
+) -> mpsc::Receiver<Outgoing> {
+    let (outbox, outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (reply, mut joined) = oneshot::channel();
+    node.try_send(Command::Join {
+        player,
+        session,
+        outbox,
+        saved: at.map(|position| tessera_regions::io::SavedPlayer {
+            position,
+            health: 100.0,
+        }),
+        arriving: None,
+        start: None,
+        reply,
+    })
+    .unwrap();
+    driver.tick();
+    assert!(matches!(joined.try_recv(), Ok(Ok(_))));
+    outbox_rx
+}
+
+/// The events in `outbox`, states skipped.
+fn events(outbox: &mut mpsc::Receiver<Outgoing>) -> Vec<EventS2c> {
+    std::iter::from_fn(|| outbox.try_recv().ok())
+        .filter_map(|out| match out {
+            Outgoing::Control(message) => match *message {
+                ControlS2c::Event(event) => Some(event),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// PROTOCOL.md section 6 rule 5: an NPC's death goes to its killer and to every client
+/// whose view showed it, once each and after the tick's damage, and to nobody else.
+/// Before, a bystander only saw the NPC vanish from its states at health above 0.
+#[test]
+fn a_client_next_to_an_npc_another_player_kills_receives_the_death() {
+    let mut config = Config::embedded_default();
+    config.world.tick_hz = 1;
+    // One hit kills, from anywhere near.
+    let adventurer = &mut config.balance.archetypes[config.balance.player_archetype];
+    adventurer.attack = 1_000_000.0;
+    adventurer.attack_range_m = 100.0;
+    let boar = config
+        .balance
+        .archetypes
+        .iter()
+        .position(|a| a.name == "boar")
+        .expect("the shipped balance has boars");
+    let region = config.world.regions[0].id;
+    let spawn = config.world.regions[0].spawn_point;
+    let (mut driver, node) = Driver::new(Arc::new(config), 1).unwrap();
+    let (killer, bystander, far) = (PlayerId(1), PlayerId(2), PlayerId(3));
+    let mut killer_out = join_at(&mut driver, &node, killer, 1, None);
+    let mut bystander_out = join_at(&mut driver, &node, bystander, 2, None);
+    let far_at = spawn + tessera_shared::math::Vec2::new(300.0, 300.0);
+    let mut far_out = join_at(&mut driver, &node, far, 3, Some(far_at));
+    let npc = driver
+        .local_mut()
+        .region_mut(region)
+        .unwrap()
+        .spawn_npc(boar as u16, spawn)
+        .unwrap();
+    // Until every observer's membership has been refreshed (staggered over 4 ticks).
+    for _ in 0..8 {
+        driver.tick();
+    }
+    let shows = |driver: &Driver, p: PlayerId| {
+        driver.clients[&p]
+            .encoder
+            .view()
+            .iter()
+            .any(|e| e.id == npc)
+    };
+    assert!(shows(&driver, bystander), "the bystander sees the boar");
+    assert!(!shows(&driver, far), "the far player does not");
+    for out in [&mut killer_out, &mut bystander_out, &mut far_out] {
+        events(out);
+    }
+    node.try_send(Command::Input {
+        player: killer,
+        session: 1,
+        input: tessera_shared::protocol::messages::InputC2s {
+            seq: 1,
+            ack_tick: 0,
+            frames: vec![tessera_shared::protocol::messages::InputFrame {
+                move_q: [0, 0],
+                attack: Some(npc),
+            }],
+        },
+    })
+    .unwrap();
+    driver.tick();
+    assert!(
+        driver
+            .local()
+            .region(region)
+            .unwrap()
+            .health_of(npc)
+            .is_none(),
+        "the boar died"
+    );
+    let death = EventS2c::Death { entity: npc };
+    let killer_events = events(&mut killer_out);
+    let hit = killer_events
+        .iter()
+        .position(|e| matches!(e, EventS2c::Damage { target, .. } if *target == npc));
+    let died = killer_events.iter().position(|e| *e == death);
+    assert!(
+        hit.is_some() && hit < died,
+        "the hit comes before the death: {killer_events:?}"
+    );
+    assert_eq!(
+        killer_events.iter().filter(|e| **e == death).count(),
+        1,
+        "the killer hears of it once: {killer_events:?}"
+    );
+    assert_eq!(killer_events.last(), Some(&death));
+    assert_eq!(
+        events(&mut bystander_out),
+        std::slice::from_ref(&death),
+        "the bystander too"
+    );
+    assert_eq!(events(&mut far_out), [], "nobody who did not see it");
+    assert!(!shows(&driver, bystander), "and it left the views");
+    assert!(driver.clients.values().all(|v| v.deaths.is_empty()));
 }
