@@ -1210,3 +1210,56 @@ fn a_client_that_never_says_hello_is_closed_with_code_1() {
         );
     });
 }
+
+/// PROTOCOL.md section 7, `[net] login_burst_per_address`: back-to-back logins from one
+/// address beyond the burst are refused with `RateLimited` and a time to retry, before
+/// their tokens are checked, and counted; after that time a login succeeds.
+#[test]
+fn logins_over_the_per_address_burst_are_rate_limited_until_their_retry_time() {
+    const BURST: u32 = 5;
+    let node = start_with(|config| {
+        config.node.login_limit = tessera::shared::config::LoginLimitConfig {
+            per_s: 1,
+            burst: BURST,
+            loopback: true, // The test's clients are all on 127.0.0.1.
+        };
+    });
+    let stats = node.node.as_ref().unwrap().stats.clone();
+    client_runtime().block_on(async {
+        let mut sessions = Vec::new();
+        let mut refusals = Vec::new();
+        for i in 0..30 {
+            match login(&node, &format!("p{i}")).await {
+                Ok(client) => sessions.push(client),
+                Err(ClientError::Refused(e)) => refusals.push(e),
+                Err(other) => panic!("login {i}: expected a session or a refusal, got {other}"),
+            }
+        }
+        // The burst is whole at the start; the bucket then refills at 1 a second, far
+        // slower than loopback logins follow each other.
+        assert!(
+            sessions.len() >= BURST as usize,
+            "{} logged in",
+            sessions.len()
+        );
+        assert!(!refusals.is_empty(), "none of 30 logins was limited");
+        for e in &refusals {
+            assert_eq!(e.code, ErrorCode::RateLimited, "{e:?}");
+            let ms = e.retry_after_ms.expect("a time to retry");
+            assert!((1..=1_000).contains(&ms), "retry after {ms} ms");
+        }
+        // A refusal comes before the token is looked at: a bad one is limited too.
+        let bad = Client::connect(&client_config(&node, "not a token".into())).await;
+        let Err(ClientError::Refused(e)) = bad else {
+            panic!("expected a refusal")
+        };
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        let limited = refusals.len() as u64 + 1;
+        assert_eq!(stats.logins_rate_limited.load(Ordering::Relaxed), limited);
+        // Waiting as told, the next login gets in.
+        tokio::time::sleep(Duration::from_millis(e.retry_after_ms.unwrap().into())).await;
+        let late = login(&node, "patient").await;
+        assert!(late.is_ok(), "after the wait: {:?}", late.err());
+        assert_eq!(stats.logins_rate_limited.load(Ordering::Relaxed), limited);
+    });
+}

@@ -331,7 +331,11 @@ impl RunningNode {
         runtime.spawn(net::accept_loop(
             endpoint.clone(),
             node.clone(),
-            Arc::new(net::Auth { verifier, tickets }),
+            Arc::new(net::Auth {
+                verifier,
+                tickets,
+                logins: net::login_limit::LoginLimiter::new(config.node.login_limit),
+            }),
             players,
             stats.clone(),
         ));

@@ -716,9 +716,18 @@ impl ConnectionTask {
                 }
                 Err(e) if !e.is_retryable() => return Err(e),
                 Err(e) => {
+                    // Never sooner than the server said (a rate limit, a full node).
+                    let said = match &e {
+                        ClientError::Refused(r) => r
+                            .retry_after_ms
+                            .map(|ms| Duration::from_millis(u64::from(ms)).min(policy.delay_max)),
+                        _ => None,
+                    };
                     last_error = e;
                     match delays.next() {
-                        Some(delay) => tokio::time::sleep(delay).await,
+                        Some(delay) => {
+                            tokio::time::sleep(delay.max(said.unwrap_or_default())).await
+                        }
                         None => break,
                     }
                 }

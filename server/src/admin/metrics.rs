@@ -256,6 +256,8 @@ impl NodeMetrics {
         }
         self.counter("tessera_logins_abandoned_total", none)
             .absolute(c.logins_abandoned);
+        self.counter("tessera_logins_rate_limited_total", none)
+            .absolute(endpoint.logins_rate_limited.load(Ordering::Relaxed));
         self.counter("tessera_ghost_gaps_total", none)
             .absolute(c.ghost_gaps);
         self.counter("tessera_ghosts_dropped_total", none)
@@ -426,6 +428,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_logins_abandoned_total",
         None,
         "Logins whose client left before the node joined the player (skipped, or the avatar waits for a resume).",
+    ),
+    (
+        "tessera_logins_rate_limited_total",
+        None,
+        "Logins refused with RateLimited by the login rate limit of their remote address ([net] logins_per_address_per_s, login_burst_per_address).",
     ),
     (
         "tessera_ghost_gaps_total",

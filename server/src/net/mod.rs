@@ -2,6 +2,7 @@
 //! handshake load) and one [`session`] task per connection. Everything here runs on tokio;
 //! the simulation runs on the driver thread and meets it only through bounded channels.
 
+pub mod login_limit;
 pub mod session;
 pub mod tls;
 
@@ -44,6 +45,8 @@ pub struct EndpointStats {
     pub redirect_logins: AtomicU64,
     /// Logins refused for a bad or expired ticket.
     pub bad_tickets: AtomicU64,
+    /// Logins refused by the rate limit of their remote address.
+    pub logins_rate_limited: AtomicU64,
     /// Logins refused because another node holds the player (cluster only).
     pub logins_held_elsewhere: AtomicU64,
     /// Datagrams received from clients.
@@ -63,6 +66,8 @@ pub struct Auth {
     pub verifier: TokenVerifier,
     /// Mints and checks resume and redirect tickets.
     pub tickets: TicketKeys,
+    /// Logins per remote address, checked before the token or ticket.
+    pub logins: login_limit::LoginLimiter,
 }
 
 /// Accepts connections until the endpoint is closed.

@@ -134,6 +134,19 @@ pub async fn run(
         )
         .await;
     }
+    // Before the token or ticket: refused attempts must cost as little as possible.
+    if let Err(wait) = auth.logins.check(connection.remote_address().ip()) {
+        stats.logins_rate_limited.fetch_add(1, Ordering::Relaxed);
+        let retry_after_ms = u32::try_from(wait.as_millis().max(1)).unwrap_or(u32::MAX);
+        return refuse_with(
+            &connection,
+            &mut send,
+            ErrorCode::RateLimited,
+            "too many logins from this address: retry after retry_after_ms",
+            Some(retry_after_ms),
+        )
+        .await;
+    }
     // A ticket (resume or redirect) stands in for the token, which may have expired since.
     let (player, arriving, start) = match &hello.ticket {
         Some(ticket) => match auth.tickets.verify(ticket) {

@@ -140,7 +140,13 @@ fn spec_schema(spec: &'static Spec) -> Json {
             schema.push(("minimum", Json::Num(min)));
             schema.push(("maximum", Json::Num(max)));
         }
-        Kind::Bool => schema.push(("type", Json::str("boolean"))),
+        Kind::Bool { default } => {
+            schema.push(("type", Json::str("boolean")));
+            if let Some(default) = default {
+                let _ = write!(doc, " Default: {default}.");
+                schema.push(("default", Json::Bool(default)));
+            }
+        }
         Kind::Text { .. } => schema.push(("type", Json::str("string"))),
         Kind::Choice { values } => {
             schema.push(("type", Json::str("string")));

@@ -8,8 +8,8 @@ use toml::de::DeTable;
 
 use super::reader::{At, EnvOverride, SourceFile, Table};
 use super::schema::{
-    AdminConfig, AuthConfig, ClusterConfig, NodeConfig, NodeMode, ServicesConfig, TlsConfig,
-    TokenAlgorithm,
+    AdminConfig, AuthConfig, ClusterConfig, LoginLimitConfig, NodeConfig, NodeMode, ServicesConfig,
+    TlsConfig, TokenAlgorithm,
 };
 use super::spec::{Section, Spec};
 use super::suggest;
@@ -66,7 +66,7 @@ const NODE: Section = Section::of(
 );
 
 const NET: Section = Section::of(
-    "Listen addresses.",
+    "Listen addresses, and the login rate limit per remote address.",
     &[
         Spec::text(
             "quic_listen",
@@ -78,6 +78,30 @@ const NET: Section = Section::of(
             "admin_listen",
             "an IP address and port such as \"127.0.0.1:8080\" or \"[::1]:4433\"",
             "TCP address of the admin HTTP API (metrics, region control). Keep it private.",
+        ),
+        Spec::int_or(
+            "logins_per_address_per_s",
+            1,
+            10_000,
+            LoginLimitConfig::DEFAULT.per_s,
+            "Logins (Hello messages) a remote address may make per second, sustained: a token \
+             bucket per address (an IPv6 address counts by its /64), refilled at this rate. A \
+             login over it is refused with RateLimited and the time to retry.",
+        ),
+        Spec::int_or(
+            "login_burst_per_address",
+            1,
+            100_000,
+            LoginLimitConfig::DEFAULT.burst,
+            "Logins a remote address may make at once before logins_per_address_per_s applies: \
+             the bucket's size. Raise both where many players share one address (a carrier \
+             NAT, a proxy in front of the node).",
+        ),
+        Spec::flag_or(
+            "login_limit_loopback",
+            LoginLimitConfig::DEFAULT.loopback,
+            "true: loopback addresses (127.0.0.0/8, ::1) are limited too. false: they are \
+             exempt, for local bots, tests and a proxy on the same host.",
         ),
     ],
 );
@@ -321,14 +345,25 @@ pub(super) fn read(
     };
 
     let net = root.table("net").map(|t| t.with_env(env_for("net")));
-    let (quic_listen, admin_listen) = match net {
+    let (quic_listen, admin_listen, login_limit) = match net {
         Some(mut t) => {
             let quic = socket_addr(&mut t, "quic_listen");
             let admin = socket_addr(&mut t, "admin_listen");
+            let per_s = t.int("logins_per_address_per_s");
+            let burst = t.int("login_burst_per_address");
+            let loopback = t.flag("login_limit_loopback");
             t.finish();
-            (quic, admin)
+            let login_limit = match (per_s, burst, loopback) {
+                (Some(per_s), Some(burst), Some(loopback)) => Some(LoginLimitConfig {
+                    per_s,
+                    burst,
+                    loopback,
+                }),
+                _ => None,
+            };
+            (quic, admin, login_limit)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
 
     let sim = root.table("sim").map(|t| t.with_env(env_for("sim")));
@@ -504,6 +539,7 @@ pub(super) fn read(
         data_dir: data_dir?,
         quic_listen: quic_listen?,
         admin_listen: admin_listen?,
+        login_limit: login_limit?,
         sim_threads: sim_threads?,
         auth: auth?,
         tls: tls?,

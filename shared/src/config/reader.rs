@@ -747,13 +747,19 @@ impl<'a> Table<'a> {
         None
     }
 
-    /// A required boolean.
+    /// A boolean; its default when absent, if it has one.
     pub(super) fn flag(&mut self, key: &'static str) -> Option<bool> {
         let spec = self.spec(key)?;
-        let Kind::Bool = spec.kind else {
+        let Kind::Bool { default } = spec.kind else {
             return self.wrong_kind(spec);
         };
-        let item = self.required(key, || spec.expected())?;
+        let item = match default {
+            None => self.required(key, || spec.expected())?,
+            Some(default) => match self.optional(key) {
+                Some(item) => item,
+                None => return Some(default),
+            },
+        };
         match item.value {
             DeValue::Boolean(b) => Some(*b),
             _ => {

@@ -46,6 +46,9 @@ pub struct NodeConfig {
     pub quic_listen: SocketAddr,
     /// `[net] admin_listen`: TCP address of the admin HTTP API.
     pub admin_listen: SocketAddr,
+    /// `[net] logins_per_address_per_s`, `login_burst_per_address`, `login_limit_loopback`:
+    /// the login rate limit per remote address.
+    pub login_limit: LoginLimitConfig,
     /// `[sim] threads`: rayon threads stepping regions; 0 means one per core. 0 to 256.
     pub sim_threads: u32,
     /// `[auth]`: how login tokens and session tickets are checked.
@@ -61,6 +64,33 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     /// `[admin]`: who may use the admin HTTP API.
     pub admin: AdminConfig,
+}
+
+/// The login rate limit per remote address (`[net]` of `tessera.toml`; PROTOCOL.md
+/// section 7): a token bucket per address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginLimitConfig {
+    /// `[net] logins_per_address_per_s`: the bucket's refill, logins per second. 1 to 10,000.
+    pub per_s: u32,
+    /// `[net] login_burst_per_address`: the bucket's size, logins at once. 1 to 100,000.
+    pub burst: u32,
+    /// `[net] login_limit_loopback`: whether loopback addresses are limited too.
+    pub loopback: bool,
+}
+
+impl LoginLimitConfig {
+    /// The defaults: 20 logins at once, then 5 per second, loopback exempt. An honest
+    /// client logs in once per session and again after a dropped connection; 20 covers a
+    /// household or an office behind one address reconnecting together, 5 per second lets
+    /// a larger group through within seconds (each refusal says when to retry), while a
+    /// script trying tokens gets 5 checks a second per address. Loopback is exempt so that
+    /// `tessera bots` (1,000 logins in under a second from 127.0.0.1), the tests and a
+    /// proxy on the same host are not limited.
+    pub const DEFAULT: LoginLimitConfig = LoginLimitConfig {
+        per_s: 5,
+        burst: 20,
+        loopback: false,
+    };
 }
 
 /// `[admin]` of `tessera.toml`.

@@ -68,8 +68,8 @@ pub(super) enum Kind {
     },
     /// A number in `[min, max]` (TOML integers are accepted). Required.
     Num { min: f64, max: f64 },
-    /// `true` or `false`. Required.
-    Bool,
+    /// `true` or `false`; optional with `default`, else required.
+    Bool { default: Option<bool> },
     /// A string the loader's code checks further (a name, a path, an address, a formula);
     /// `expected` is what errors say it must be. Required.
     Text { expected: &'static str },
@@ -127,7 +127,13 @@ impl Spec {
 
     /// A required boolean.
     pub(super) const fn flag(key: &'static str, doc: &'static str) -> Spec {
-        Spec::new(key, Kind::Bool, doc)
+        Spec::new(key, Kind::Bool { default: None }, doc)
+    }
+
+    /// An optional boolean, `default` when absent.
+    pub(super) const fn flag_or(key: &'static str, default: bool, doc: &'static str) -> Spec {
+        let default = Some(default);
+        Spec::new(key, Kind::Bool { default }, doc)
     }
 
     /// A required string, checked further by the loader.
@@ -216,11 +222,11 @@ impl Spec {
     pub(super) fn is_required(&self) -> bool {
         match self.kind {
             Kind::Int { default, .. } => default.is_none(),
+            Kind::Bool { default } => default.is_none(),
             Kind::Vec2 { required, .. } => required,
             Kind::Table(section) => section.has_required(),
             Kind::Map { len_min, .. } => len_min > 0,
             Kind::Num { .. }
-            | Kind::Bool
             | Kind::Text { .. }
             | Kind::Choice { .. }
             | Kind::Ids { .. }
@@ -234,7 +240,7 @@ impl Spec {
         match self.kind {
             Kind::Int { min, max, .. } => format!("an integer between {min} and {max}"),
             Kind::Num { min, max } => format!("a number {}", between(min, max)),
-            Kind::Bool => "true or false".to_owned(),
+            Kind::Bool { .. } => "true or false".to_owned(),
             Kind::Text { expected }
             | Kind::Ids { expected, .. }
             | Kind::Tables { expected, .. } => expected.to_owned(),

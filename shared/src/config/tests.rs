@@ -440,7 +440,7 @@ fn env_typos_name_the_variable_to_set() {
             &[("TESSERA__NET__QUIC_LISTENN", "0.0.0.0:5000")]
         )),
         [
-            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen; did you mean TESSERA__NET__QUIC_LISTEN? (it is required and missing; expected an IP address and port such as "127.0.0.1:4433" or "[::1]:4433")"#
+            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen, logins_per_address_per_s, login_burst_per_address, login_limit_loopback; did you mean TESSERA__NET__QUIC_LISTEN? (it is required and missing; expected an IP address and port such as "127.0.0.1:4433" or "[::1]:4433")"#
         ]
     );
     assert_eq!(
@@ -855,7 +855,7 @@ fn bad_env_overrides_error() {
         e.to_string(),
         [
             r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin; did you mean TESSERA__NET__X?"#,
-            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen; did you mean TESSERA__NET__QUIC_LISTEN?"#,
+            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen, logins_per_address_per_s, login_burst_per_address, login_limit_loopback; did you mean TESSERA__NET__QUIC_LISTEN?"#,
             "env TESSERA__NODE: expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
             "env TESSERA__SIM__THREADS: threads must be an integer between 0 and 256, got many",
         ]
@@ -1030,4 +1030,45 @@ fn cluster_region_lists_are_checked() {
             "{list}: {errors:?}"
         );
     }
+}
+
+#[test]
+fn the_login_limit_is_optional_with_defaults_and_can_be_set() {
+    let config = load_env(TESSERA, WORLD, BALANCE, &[]).unwrap();
+    assert_eq!(config.node.login_limit, LoginLimitConfig::DEFAULT);
+    let config = load_env(
+        TESSERA,
+        WORLD,
+        BALANCE,
+        &[
+            ("TESSERA__NET__LOGINS_PER_ADDRESS_PER_S", "2"),
+            ("TESSERA__NET__LOGIN_BURST_PER_ADDRESS", "7"),
+            ("TESSERA__NET__LOGIN_LIMIT_LOOPBACK", "true"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.node.login_limit,
+        LoginLimitConfig {
+            per_s: 2,
+            burst: 7,
+            loopback: true
+        }
+    );
+    let e = load_env(
+        TESSERA,
+        WORLD,
+        BALANCE,
+        &[
+            ("TESSERA__NET__LOGIN_BURST_PER_ADDRESS", "0"),
+            ("TESSERA__NET__LOGIN_LIMIT_LOOPBACK", "1"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("login_burst_per_address must be between 1 and 100000, got 0"),
+        "{e}"
+    );
+    assert!(e.contains("login_limit_loopback"), "{e}");
 }
