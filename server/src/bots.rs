@@ -279,6 +279,13 @@ async fn probe(options: &BotsOptions, mut config: ClientConfig) -> anyhow::Resul
     }
 }
 
+/// One progress line on stderr. A closed stderr (the reader of a pipe went away) loses the
+/// line; the run and its summary go on (`eprintln!` would panic).
+fn progress_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Progress on stderr, as a bar or as plain lines.
 struct Shown {
     how: Progress,
@@ -324,11 +331,11 @@ impl Shown {
                     .is_none_or(|at| at.elapsed() >= Self::LINE_INTERVAL)
                 {
                     self.last_line = Some(Instant::now());
-                    eprintln!(
+                    progress_line(format_args!(
                         "bots: {} s, {logged_in} of {} logged in",
                         started.elapsed().as_secs(),
                         self.count
-                    );
+                    ));
                 }
             }
         }
@@ -346,7 +353,7 @@ impl Shown {
                     bar.finish_with_message(message);
                 }
             }
-            Progress::Lines => eprintln!("bots: done, {message}"),
+            Progress::Lines => progress_line(format_args!("bots: done, {message}")),
             Progress::None => {}
         }
     }
