@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 use tessera_shared::config::{
-    Archetype, BalanceConfig, Formulas, MovementRules, SpawnEntry, SpawnTable,
+    Archetype, BalanceConfig, FieldValue, Formulas, MovementRules, SpawnEntry, SpawnTable,
+    archetype_fields,
 };
 
 use super::audit::{Audit, Entry};
@@ -144,37 +145,15 @@ fn balance_json(balance: &BalanceConfig) -> Map<String, Value> {
 }
 
 fn archetype_json(archetype: &Archetype) -> Value {
-    let Archetype {
-        name: _,
-        max_health,
-        speed_mps,
-        attack,
-        defense,
-        level,
-        attack_range_m,
-        attack_cooldown_ms,
-        regen_per_s,
-        hostile,
-        aggro_radius_m,
-        leash_radius_m,
-        wander_radius_m,
-        respawn_delay_ms,
-    } = archetype;
-    json!({
-        "max_health": number(*max_health),
-        "speed_mps": number(*speed_mps),
-        "attack": number(*attack),
-        "defense": number(*defense),
-        "level": level,
-        "attack_range_m": number(*attack_range_m),
-        "attack_cooldown_ms": attack_cooldown_ms,
-        "regen_per_s": number(*regen_per_s),
-        "hostile": hostile,
-        "aggro_radius_m": number(*aggro_radius_m),
-        "leash_radius_m": number(*leash_radius_m),
-        "wander_radius_m": number(*wander_radius_m),
-        "respawn_delay_ms": respawn_delay_ms,
-    })
+    let fields = archetype_fields(archetype).into_iter().map(|(key, value)| {
+        let value = match value {
+            FieldValue::Number(x) => number(x),
+            FieldValue::Integer(n) => json!(n),
+            FieldValue::Flag(b) => json!(b),
+        };
+        (key.to_owned(), value)
+    });
+    Value::Object(fields.collect())
 }
 
 /// A config number as JSON: the shortest decimal that reads back as the same `f32`

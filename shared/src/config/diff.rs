@@ -126,8 +126,31 @@ fn pair<V>(
     out
 }
 
-/// An archetype's values in `balance.toml`'s order, as text.
-fn archetype_values(a: &Archetype) -> Vec<(&'static str, String)> {
+/// One value of an archetype, typed as `balance.toml` writes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FieldValue {
+    /// A number (shown as the shortest decimal that reads back as the same `f32`).
+    Number(f32),
+    /// A whole number.
+    Integer(u32),
+    /// `true` or `false`.
+    Flag(bool),
+}
+
+impl std::fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldValue::Number(x) => write!(f, "{x}"),
+            FieldValue::Integer(n) => write!(f, "{n}"),
+            FieldValue::Flag(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// An archetype's values, every key of `[archetypes.NAME]` but its name, in
+/// `balance.toml`'s order: what a diff compares and what the admin API shows.
+pub fn archetype_fields(a: &Archetype) -> [(&'static str, FieldValue); 13] {
+    use FieldValue::{Flag, Integer, Number};
     let Archetype {
         name: _,
         max_health,
@@ -143,22 +166,30 @@ fn archetype_values(a: &Archetype) -> Vec<(&'static str, String)> {
         leash_radius_m,
         wander_radius_m,
         respawn_delay_ms,
-    } = a;
-    vec![
-        ("max_health", number(*max_health)),
-        ("speed_mps", number(*speed_mps)),
-        ("attack", number(*attack)),
-        ("defense", number(*defense)),
-        ("level", level.to_string()),
-        ("attack_range_m", number(*attack_range_m)),
-        ("attack_cooldown_ms", attack_cooldown_ms.to_string()),
-        ("regen_per_s", number(*regen_per_s)),
-        ("hostile", hostile.to_string()),
-        ("aggro_radius_m", number(*aggro_radius_m)),
-        ("leash_radius_m", number(*leash_radius_m)),
-        ("wander_radius_m", number(*wander_radius_m)),
-        ("respawn_delay_ms", respawn_delay_ms.to_string()),
+    } = *a;
+    [
+        ("max_health", Number(max_health)),
+        ("speed_mps", Number(speed_mps)),
+        ("attack", Number(attack)),
+        ("defense", Number(defense)),
+        ("level", Integer(level)),
+        ("attack_range_m", Number(attack_range_m)),
+        ("attack_cooldown_ms", Integer(attack_cooldown_ms)),
+        ("regen_per_s", Number(regen_per_s)),
+        ("hostile", Flag(hostile)),
+        ("aggro_radius_m", Number(aggro_radius_m)),
+        ("leash_radius_m", Number(leash_radius_m)),
+        ("wander_radius_m", Number(wander_radius_m)),
+        ("respawn_delay_ms", Integer(respawn_delay_ms)),
     ]
+}
+
+/// An archetype's values in `balance.toml`'s order, as text.
+fn archetype_values(a: &Archetype) -> Vec<(&'static str, String)> {
+    archetype_fields(a)
+        .into_iter()
+        .map(|(key, value)| (key, value.to_string()))
+        .collect()
 }
 
 /// A spawn table's counts by archetype name.

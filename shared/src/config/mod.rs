@@ -52,7 +52,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
-pub use diff::{Change, diff_balance};
+pub use diff::{Change, FieldValue, archetype_fields, diff_balance};
 pub use error::{ConfigError, ConfigErrors, FormulaError};
 pub use formula::{
     DAMAGE_VARS, FORMULA_BYTES_MAX, FORMULA_DEPTH_MAX, FORMULA_FUNCTIONS, FORMULA_VARS_MAX, Formula,
