@@ -83,6 +83,9 @@ pub struct BotsOptions {
     pub audience: String,
     /// How progress is shown.
     pub progress: Progress,
+    /// The node's state budget per client (`[net] state_kbit_per_s`), to compare the
+    /// bytes received with; `None`: not known.
+    pub state_budget_kbit_per_s: Option<u32>,
 }
 
 impl BotsOptions {
@@ -111,6 +114,7 @@ impl BotsOptions {
             issuer: auth::DEV_ISSUER.into(),
             audience: auth::DEV_AUDIENCE.into(),
             progress: Progress::None,
+            state_budget_kbit_per_s: None,
         })
     }
 }
@@ -156,8 +160,13 @@ pub struct BotsReport {
     pub bytes_in_per_s_per_client: f64,
     /// UDP bytes sent per second, per client.
     pub bytes_out_per_s_per_client: f64,
+    /// UDP bytes received per second by the client that received the most.
+    pub bytes_in_per_s_max_client: f64,
     /// UDP bytes received per second by all clients together.
     pub bytes_in_per_s_total: f64,
+    /// The node's state budget per client in kbit/s, when known: the bytes each client
+    /// receives are states within it, events and QUIC's own overhead.
+    pub state_budget_kbit_per_s: Option<u32>,
     /// UDP bytes sent per second by all clients together.
     pub bytes_out_per_s_total: f64,
     /// Round-trip time percentiles over every sample of the run (one per bot per
@@ -256,7 +265,9 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
             ..BotReport::default()
         }));
     }
-    Ok(summarize(options.addr, count, &reports))
+    let mut report = summarize(options.addr, count, &reports);
+    report.state_budget_kbit_per_s = options.state_budget_kbit_per_s;
+    Ok(report)
 }
 
 /// The first bot's login: the node is there, and it is the node whose data dir this is.
@@ -514,7 +525,13 @@ fn summarize(addr: SocketAddr, count: usize, reports: &[BotReport]) -> BotsRepor
         states_per_s_per_client: per_client(|r| r.states),
         bytes_in_per_s_per_client: per_client(|r| r.bytes_in),
         bytes_out_per_s_per_client: per_client(|r| r.bytes_out),
+        bytes_in_per_s_max_client: ok
+            .iter()
+            .filter(|r| !r.played.is_zero())
+            .map(|r| r.bytes_in as f64 / r.played.as_secs_f64())
+            .fold(0.0, f64::max),
         bytes_in_per_s_total: total(|r| r.bytes_in),
+        state_budget_kbit_per_s: None,
         bytes_out_per_s_total: total(|r| r.bytes_out),
         rtt_ms_p50: ms(percentile(&rtts, 50.0)),
         rtt_ms_p99: ms(percentile(&rtts, 99.0)),
@@ -563,6 +580,20 @@ impl std::fmt::Display for BotsReport {
             kbit(self.bytes_in_per_s_per_client),
             kbit(self.bytes_in_per_s_total)
         )?;
+        match self.state_budget_kbit_per_s {
+            Some(budget) => writeln!(
+                f,
+                "in  budget           {budget:>10} kbit/s   most per client {:>6.1} kbit/s ({:.0}% of \
+                 the node's state budget, UDP with events and QUIC overhead)",
+                kbit(self.bytes_in_per_s_max_client),
+                100.0 * kbit(self.bytes_in_per_s_max_client) / f64::from(budget.max(1))
+            )?,
+            None => writeln!(
+                f,
+                "in  most per client  {:>10.1} kbit/s",
+                kbit(self.bytes_in_per_s_max_client)
+            )?,
+        }
         writeln!(
             f,
             "out per client       {:>10.1} kbit/s   all clients {:>10.1} kbit/s",
@@ -632,5 +663,13 @@ mod tests {
         let text = report.to_string();
         assert!(text.contains("7 x timed out"), "{text}");
         assert!(text.contains("all clients"), "{text}");
+        assert_eq!(report.bytes_in_per_s_max_client, 300.0);
+        let mut report = report;
+        report.state_budget_kbit_per_s = Some(8);
+        let text = report.to_string();
+        assert!(
+            text.contains("most per client    2.4 kbit/s (30% of the node's state budget"),
+            "{text}"
+        );
     }
 }

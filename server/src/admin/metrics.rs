@@ -222,6 +222,15 @@ impl NodeMetrics {
         }
         self.counter("tessera_states_dropped_total", none)
             .absolute(c.states_dropped);
+        self.counter("tessera_state_bytes_total", none)
+            .absolute(c.state_bytes);
+        for (name, n) in [
+            ("tessera_clients_over_budget", c.clients_over_budget),
+            ("tessera_state_changes_waiting", c.state_changes_waiting),
+            ("tessera_state_staleness_ticks", c.state_staleness_ticks),
+        ] {
+            self.gauge(name, none).set(n as f64);
+        }
         self.gauge("tessera_connections", none)
             .set(endpoint.connections.load(Ordering::Relaxed) as f64);
         for (name, n) in [
@@ -387,6 +396,26 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_states_dropped_total",
         None,
         "States not sent because a session's outbox was full.",
+    ),
+    (
+        "tessera_state_bytes_total",
+        None,
+        "Bytes of the states encoded for clients ([net] state_kbit_per_s bounds each client's).",
+    ),
+    (
+        "tessera_clients_over_budget",
+        None,
+        "Clients with changes waiting for room in their state budgets, as of the last tick.",
+    ),
+    (
+        "tessera_state_changes_waiting",
+        None,
+        "Changes to clients' views waiting for room in their budgets, as of the last tick.",
+    ),
+    (
+        "tessera_state_staleness_ticks",
+        None,
+        "The longest any change sent in the last tick had waited, in ticks ([net] state_staleness_ticks_max bounds it).",
     ),
     ("tessera_connections", None, "Open client connections."),
     (

@@ -184,8 +184,10 @@ impl Driver {
         self.next_arrival_session += 1;
         self.region_of.insert(player, region);
         let (outbox, _) = mpsc::channel(1);
-        self.clients
-            .insert(player, ClientView::new(session, outbox, true));
+        self.clients.insert(
+            player,
+            ClientView::new(session, outbox, true, &self.budget_limits),
+        );
         if let Some(mut ledger) = self.ledger() {
             ledger.bind(player, 0);
         }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
+use tessera_regions::Region;
 use tessera_regions::io::{EntityView, GameEvent};
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
 use tessera_shared::protocol::delta::EncodeScratch;
@@ -12,7 +13,9 @@ use tessera_shared::protocol::messages::*;
 
 use super::sessions::ClientView;
 use super::{Driver, Outgoing};
-use crate::views::{NextView, ViewChanges, WireTable, deaths_in_view, wire};
+use crate::views::{
+    BudgetScratch, Budgeted, NextView, ViewChanges, WireTable, deaths_in_view, wire,
+};
 
 impl Driver {
     /// States and events to every client. Each region's entities of the tick are
@@ -41,8 +44,10 @@ impl Driver {
             clients,
             stats,
             wire_tables,
+            budget_limits,
             ..
         } = self;
+        let limits = *budget_limits;
         let regions = local.regions();
         wire_tables.resize_with(regions.len(), WireTable::default);
         regions
@@ -68,6 +73,7 @@ impl Driver {
                 (!dead.is_empty()).then(|| (region.id(), dead))
             })
             .collect();
+        let fighting = fighting_avatars(regions);
         // Where each observer's diff is: (region index, diff index).
         let mut diff_of: HashMap<PlayerId, (usize, usize)> = HashMap::with_capacity(clients.len());
         for (r, region) in regions.iter().enumerate() {
@@ -75,10 +81,18 @@ impl Driver {
                 diff_of.insert(diff.player, (r, d));
             }
         }
-        let dropped = AtomicU64::new(0);
+        let (dropped, bytes_out) = (AtomicU64::new(0), AtomicU64::new(0));
+        let (waiting, staleness) = (AtomicU64::new(0), AtomicU64::new(0));
+        let behind = AtomicU64::new(0);
         clients.par_iter_mut().for_each_init(
-            || (EncodeScratch::default(), Vec::new()),
-            |(scratch, near), (player, view)| {
+            || {
+                (
+                    EncodeScratch::default(),
+                    Vec::new(),
+                    BudgetScratch::default(),
+                )
+            },
+            |(scratch, near, budget_scratch), (player, view)| {
                 // Before the view is rebuilt: the deaths it showed (its entities are of
                 // `view_region`; ghosts are another node's, whose deaths it reports).
                 if !deaths.is_empty()
@@ -97,19 +111,20 @@ impl Driver {
                 let diff = &interest.observers[d];
                 let avatar = NetId::of_player(*player);
                 let own = region.position_and_health(avatar);
+                let own_wire = own.map(|(position, health)| {
+                    wire(&EntityView {
+                        id: avatar,
+                        archetype: player_archetype,
+                        position,
+                        health,
+                    })
+                });
                 let changes = ViewChanges {
                     left: interest.left_ids(diff),
                     entered: interest.entered_indices(diff),
                     changed: interest.changed_indices(diff),
                     table: &wire_tables[r],
-                    own: own.map(|(position, health)| {
-                        wire(&EntityView {
-                            id: avatar,
-                            archetype: player_archetype,
-                            position,
-                            health,
-                        })
-                    }),
+                    own: own_wire,
                 };
                 let fresh = view.view_region != Some(region.id());
                 view.view_region = Some(region.id());
@@ -138,14 +153,31 @@ impl Driver {
                     near_ghosts: near,
                     visible_max,
                 };
+                if !view.detached {
+                    view.budget.refill(&limits);
+                }
+                let next = Budgeted {
+                    view: next,
+                    budget: &mut view.budget,
+                    scratch: budget_scratch,
+                    limits,
+                    observer: own_wire,
+                    fighting: fighting.get(player).map_or(&[][..], |f| &f[..]),
+                };
                 if view.detached {
-                    // Kept current for a resume; nobody to send to.
+                    // Kept current (and whole) for a resume; nobody to send to.
                     view.encoder.update_view(out.tick, next);
                     return;
                 }
                 let mut bytes = Vec::new();
                 view.encoder
                     .encode_next_into(out.tick, view.ack_tick, next, scratch, &mut bytes);
+                view.budget.spend(bytes.len());
+                bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                let n_waiting = view.budget.n_waiting() as u64;
+                waiting.fetch_add(n_waiting, Ordering::Relaxed);
+                behind.fetch_add(u64::from(n_waiting > 0), Ordering::Relaxed);
+                staleness.fetch_max(u64::from(view.budget.last_staleness()), Ordering::Relaxed);
                 let message = if bytes.len() <= DATAGRAM_BYTES_MAX {
                     Outgoing::Datagram(bytes.into())
                 } else if bytes.len() <= STATE_STREAM_BYTES_MAX {
@@ -159,6 +191,10 @@ impl Driver {
             },
         );
         stats.counters.states_dropped += dropped.into_inner();
+        stats.counters.state_bytes += bytes_out.into_inner();
+        stats.counters.state_changes_waiting = waiting.into_inner();
+        stats.counters.state_staleness_ticks = staleness.into_inner();
+        stats.counters.clients_over_budget = behind.into_inner();
         for region in regions {
             let out = region.output();
             let dead = deaths
@@ -218,6 +254,31 @@ impl Driver {
             view.deaths.clear();
         }
     }
+}
+
+/// Per player with an avatar in a fight this tick, who hit it or was hit by it, sorted:
+/// those changes are sent whatever the player's budget.
+fn fighting_avatars(regions: &[Region]) -> HashMap<PlayerId, Vec<NetId>> {
+    let mut fighting: HashMap<PlayerId, Vec<NetId>> = HashMap::new();
+    for region in regions {
+        for event in &region.output().events {
+            if let GameEvent::Damage {
+                attacker, target, ..
+            } = *event
+            {
+                for (avatar, other) in [(attacker, target), (target, attacker)] {
+                    if let Some(player) = avatar_owner(avatar) {
+                        fighting.entry(player).or_default().push(other);
+                    }
+                }
+            }
+        }
+    }
+    for ids in fighting.values_mut() {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    fighting
 }
 
 /// `event` to `view`'s session (dropped if its outbox is full or gone, as every event).

@@ -50,7 +50,7 @@ use crate::cluster::ClusterLink;
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
-use crate::views::WireTable;
+use crate::views::{BudgetLimits, WireTable};
 
 /// Commands queued from all sessions to the driver. At ~100 bytes each, 64 MiB at most.
 pub const NODE_INBOX_LEN_MAX: usize = 65_536;
@@ -140,6 +140,8 @@ pub struct Driver {
     releasing: Vec<Releasing>,
     /// Each region's entities of the tick in wire units (indexed like the regions).
     wire_tables: Vec<WireTable>,
+    /// What each client's states may cost (`[net] state_kbit_per_s` at the tick rate).
+    budget_limits: BudgetLimits,
     /// The time of the tick under way.
     now: Instant,
     /// Counters.
@@ -165,6 +167,11 @@ impl Driver {
             .collect();
         let ticks = |d| ticks_in(d, tick_hz);
         let snapshot_interval_ticks = ticks(config.node.snapshot_interval);
+        let budget_limits = BudgetLimits::new(
+            &config.node.state_budget,
+            tick_hz,
+            config.world.interest.leave_radius_m,
+        );
         let driver = Driver {
             config,
             local,
@@ -186,6 +193,7 @@ impl Driver {
             snapshot_interval_ticks,
             releasing: Vec::new(),
             wire_tables: Vec::new(),
+            budget_limits,
             now: Instant::now(),
             stats: DriverStats::default(),
         };

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{ActionResult, Command, Driver, Joined, LOGIN_RETRY_AFTER_MS, Outgoing, claim_of};
 use crate::players::SaveRequest;
+use crate::views::{BudgetLimits, ClientBudget};
 
 /// A login waiting to be applied.
 #[derive(Debug)]
@@ -50,10 +51,17 @@ pub(super) struct ClientView {
     /// section 6 rule 5): gathered during the fan-out, sent and cleared at its end, so
     /// empty between ticks. At most the deaths of the tick on this node.
     pub(super) deaths: Vec<NetId>,
+    /// What its states may cost, and the changes waiting for room (`views::budget`).
+    pub(super) budget: ClientBudget,
 }
 
 impl ClientView {
-    pub(super) fn new(session: u64, outbox: mpsc::Sender<Outgoing>, detached: bool) -> Self {
+    pub(super) fn new(
+        session: u64,
+        outbox: mpsc::Sender<Outgoing>,
+        detached: bool,
+        limits: &BudgetLimits,
+    ) -> Self {
         ClientView {
             session,
             outbox,
@@ -63,6 +71,7 @@ impl ClientView {
             ack_tick: 0,
             detached,
             deaths: Vec::new(),
+            budget: ClientBudget::new(limits),
         }
     }
 
@@ -447,8 +456,10 @@ impl Driver {
                 self.stats.counters.logins_abandoned += 1;
                 self.linger(player, session);
             }
-            self.clients
-                .insert(player, ClientView::new(session, join.outbox, gone));
+            self.clients.insert(
+                player,
+                ClientView::new(session, join.outbox, gone, &self.budget_limits),
+            );
         }
         // After the joins: an avatar that joined and crossed at once is where it went.
         self.region_of.extend(crossed);

@@ -31,6 +31,8 @@ pub struct RegionStatus {
 pub struct DriverCounters {
     /// States dropped because a session's outbox was full.
     pub states_dropped: u64,
+    /// Bytes of the states encoded for clients (sent or dropped).
+    pub state_bytes: u64,
     /// Inputs from a session that no longer holds its player.
     pub inputs_stale_session: u64,
     /// Inputs the regions applied (at least partly).
@@ -79,6 +81,14 @@ pub struct DriverCounters {
     pub bus_backlog: u64,
     /// Session commands waiting for the driver at the start of the last tick (a gauge).
     pub inbox_depth: u64,
+    /// Clients with changes to their views waiting for room in their state budgets after
+    /// the last tick (a gauge).
+    pub clients_over_budget: u64,
+    /// Changes waiting over all clients after the last tick (a gauge).
+    pub state_changes_waiting: u64,
+    /// The longest any change sent in the last tick had waited, in ticks (a gauge; at
+    /// most `[net] state_staleness_ticks_max`).
+    pub state_staleness_ticks: u64,
 }
 
 /// The node as of its last published window.

@@ -9,7 +9,7 @@ use toml::de::DeTable;
 use super::reader::{At, EnvOverride, SourceFile, Table};
 use super::schema::{
     AdminConfig, AuthConfig, ClusterConfig, LoginLimitConfig, NodeConfig, NodeMode, ServicesConfig,
-    TlsConfig, TokenAlgorithm,
+    StateBudgetConfig, TlsConfig, TokenAlgorithm,
 };
 use super::spec::{Section, Spec};
 use super::suggest;
@@ -66,7 +66,7 @@ const NODE: Section = Section::of(
 );
 
 const NET: Section = Section::of(
-    "Listen addresses, and the login rate limit per remote address.",
+    "Listen addresses, the login rate limit per remote address, and each client's state budget.",
     &[
         Spec::text(
             "quic_listen",
@@ -102,6 +102,24 @@ const NET: Section = Section::of(
             LoginLimitConfig::DEFAULT.loopback,
             "true: loopback addresses (127.0.0.0/8, ::1) are limited too. false: they are \
              exempt, for local bots, tests and a proxy on the same host.",
+        ),
+        Spec::int_or(
+            "state_kbit_per_s",
+            8,
+            100_000,
+            StateBudgetConfig::DEFAULT.kbit_per_s,
+            "State bytes each client may be sent per second, in kilobits: every tick the \
+             node fills the client's share by priority (near, moving, fighting entities \
+             first; an entity waiting gains priority each tick) and unchanged entities cost \
+             nothing. 128 is 800 bytes a tick at 20 Hz.",
+        ),
+        Spec::int_or(
+            "state_staleness_ticks_max",
+            1,
+            1_000,
+            StateBudgetConfig::DEFAULT.staleness_ticks_max,
+            "A visible entity that changed, or came into view, is sent within this many \
+             ticks even if that goes over state_kbit_per_s (later ticks then send less).",
         ),
     ],
 );
@@ -345,13 +363,15 @@ pub(super) fn read(
     };
 
     let net = root.table("net").map(|t| t.with_env(env_for("net")));
-    let (quic_listen, admin_listen, login_limit) = match net {
+    let (quic_listen, admin_listen, login_limit, state_budget) = match net {
         Some(mut t) => {
             let quic = socket_addr(&mut t, "quic_listen");
             let admin = socket_addr(&mut t, "admin_listen");
             let per_s = t.int("logins_per_address_per_s");
             let burst = t.int("login_burst_per_address");
             let loopback = t.flag("login_limit_loopback");
+            let kbit_per_s = t.int("state_kbit_per_s");
+            let staleness_ticks_max = t.int("state_staleness_ticks_max");
             t.finish();
             let login_limit = match (per_s, burst, loopback) {
                 (Some(per_s), Some(burst), Some(loopback)) => Some(LoginLimitConfig {
@@ -361,9 +381,16 @@ pub(super) fn read(
                 }),
                 _ => None,
             };
-            (quic, admin, login_limit)
+            let state_budget = match (kbit_per_s, staleness_ticks_max) {
+                (Some(kbit_per_s), Some(staleness_ticks_max)) => Some(StateBudgetConfig {
+                    kbit_per_s,
+                    staleness_ticks_max,
+                }),
+                _ => None,
+            };
+            (quic, admin, login_limit, state_budget)
         }
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
 
     let sim = root.table("sim").map(|t| t.with_env(env_for("sim")));
@@ -540,6 +567,7 @@ pub(super) fn read(
         quic_listen: quic_listen?,
         admin_listen: admin_listen?,
         login_limit: login_limit?,
+        state_budget: state_budget?,
         sim_threads: sim_threads?,
         auth: auth?,
         tls: tls?,

@@ -49,6 +49,9 @@ pub struct NodeConfig {
     /// `[net] logins_per_address_per_s`, `login_burst_per_address`, `login_limit_loopback`:
     /// the login rate limit per remote address.
     pub login_limit: LoginLimitConfig,
+    /// `[net] state_kbit_per_s`, `state_staleness_ticks_max`: what each client's states
+    /// may cost, and how stale a visible entity may get.
+    pub state_budget: StateBudgetConfig,
     /// `[sim] threads`: rayon threads stepping regions; 0 means one per core. 0 to 256.
     pub sim_threads: u32,
     /// `[auth]`: how login tokens and session tickets are checked.
@@ -91,6 +94,33 @@ impl LoginLimitConfig {
         burst: 20,
         loopback: false,
     };
+}
+
+/// Each client's state budget (`[net]` of `tessera.toml`; PROTOCOL.md section 5, "Budget
+/// and priority"): the bytes of states a client is sent per second, filled by priority, and
+/// the staleness bound that overrides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateBudgetConfig {
+    /// `[net] state_kbit_per_s`: state bytes per client per second, in kilobits (1,000
+    /// bits). 8 to 100,000.
+    pub kbit_per_s: u32,
+    /// `[net] state_staleness_ticks_max`: a visible entity that changed, or entered the
+    /// view, is sent within this many ticks even over the budget. 1 to 1,000.
+    pub staleness_ticks_max: u32,
+}
+
+impl StateBudgetConfig {
+    /// The defaults: 128 kbit/s (800 bytes a tick at 20 Hz: a crowd of 256 moving
+    /// entities fits it), and at most 20 ticks (1 s at 20 Hz) stale.
+    pub const DEFAULT: StateBudgetConfig = StateBudgetConfig {
+        kbit_per_s: 128,
+        staleness_ticks_max: 20,
+    };
+
+    /// The budget in bytes per tick at `tick_hz`.
+    pub fn bytes_per_tick(&self, tick_hz: u32) -> u32 {
+        (u64::from(self.kbit_per_s) * 1_000 / 8 / u64::from(tick_hz.max(1))) as u32
+    }
 }
 
 /// `[admin]` of `tessera.toml`.

@@ -440,7 +440,7 @@ fn env_typos_name_the_variable_to_set() {
             &[("TESSERA__NET__QUIC_LISTENN", "0.0.0.0:5000")]
         )),
         [
-            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen, logins_per_address_per_s, login_burst_per_address, login_limit_loopback; did you mean TESSERA__NET__QUIC_LISTEN? (it is required and missing; expected an IP address and port such as "127.0.0.1:4433" or "[::1]:4433")"#
+            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen, logins_per_address_per_s, login_burst_per_address, login_limit_loopback, state_kbit_per_s, state_staleness_ticks_max; did you mean TESSERA__NET__QUIC_LISTEN? (it is required and missing; expected an IP address and port such as "127.0.0.1:4433" or "[::1]:4433")"#
         ]
     );
     assert_eq!(
@@ -855,7 +855,7 @@ fn bad_env_overrides_error() {
         e.to_string(),
         [
             r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin; did you mean TESSERA__NET__X?"#,
-            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen, logins_per_address_per_s, login_burst_per_address, login_limit_loopback; did you mean TESSERA__NET__QUIC_LISTEN?"#,
+            r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen, logins_per_address_per_s, login_burst_per_address, login_limit_loopback, state_kbit_per_s, state_staleness_ticks_max; did you mean TESSERA__NET__QUIC_LISTEN?"#,
             "env TESSERA__NODE: expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
             "env TESSERA__SIM__THREADS: threads must be an integer between 0 and 256, got many",
         ]
@@ -1071,4 +1071,52 @@ fn the_login_limit_is_optional_with_defaults_and_can_be_set() {
         "{e}"
     );
     assert!(e.contains("login_limit_loopback"), "{e}");
+}
+
+#[test]
+fn the_state_budget_is_optional_with_defaults_and_can_be_set() {
+    let config = load_env(TESSERA, WORLD, BALANCE, &[]).unwrap();
+    assert_eq!(config.node.state_budget, StateBudgetConfig::DEFAULT);
+    assert_eq!(
+        config.node.state_budget.bytes_per_tick(20),
+        800,
+        "128 kbit/s at 20 Hz"
+    );
+    let config = load_env(
+        TESSERA,
+        WORLD,
+        BALANCE,
+        &[
+            ("TESSERA__NET__STATE_KBIT_PER_S", "256"),
+            ("TESSERA__NET__STATE_STALENESS_TICKS_MAX", "60"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        config.node.state_budget,
+        StateBudgetConfig {
+            kbit_per_s: 256,
+            staleness_ticks_max: 60,
+        }
+    );
+    assert_eq!(config.node.state_budget.bytes_per_tick(10), 3_200);
+    let e = load_env(
+        TESSERA,
+        WORLD,
+        BALANCE,
+        &[
+            ("TESSERA__NET__STATE_KBIT_PER_S", "4"),
+            ("TESSERA__NET__STATE_STALENESS_TICKS_MAX", "0"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("state_kbit_per_s must be between 8 and 100000, got 4"),
+        "{e}"
+    );
+    assert!(
+        e.contains("state_staleness_ticks_max must be between 1 and 1000, got 0"),
+        "{e}"
+    );
 }

@@ -9,6 +9,10 @@
 //! afterwards; the region never reports them as left, so they are dropped from the previous
 //! view and merged afresh every tick.
 
+mod budget;
+
+pub(crate) use budget::{BudgetLimits, BudgetScratch, Budgeted, ClientBudget};
+
 use std::iter::Peekable;
 use std::slice::Iter;
 

@@ -1,0 +1,296 @@
+use super::*;
+use crate::views::{ViewChanges, WireTable};
+use proptest::prelude::*;
+use tessera_shared::protocol::codec::decode;
+use tessera_shared::protocol::delta::{DeltaDecoder, DeltaEncoder, EncodeScratch};
+use tessera_shared::protocol::messages::StateS2c;
+
+/// 20 Hz, a 96 m leave radius.
+fn limits(bytes_per_tick: i64, staleness_ticks_max: u16) -> BudgetLimits {
+    let reach = 96.0 * f64::from(POSITION_UNITS_PER_M);
+    BudgetLimits {
+        bytes_per_tick,
+        staleness_ticks_max,
+        reach2: (reach * reach) as i64,
+    }
+}
+
+/// One client of a crowd: its encoder, budget and decoder, stepped tick by tick with
+/// every state decoded as a client would.
+struct Client {
+    encoder: DeltaEncoder,
+    budget: ClientBudget,
+    scratch: BudgetScratch,
+    encode: EncodeScratch,
+    decoder: DeltaDecoder,
+    limits: BudgetLimits,
+    tick: u64,
+    /// The client acks the state of this many ticks before its newest (a round trip).
+    ack_lag: u64,
+    ghosts: Vec<NetId>,
+    /// Bytes of every state.
+    sizes: Vec<usize>,
+}
+
+impl Client {
+    fn new(limits: BudgetLimits) -> Self {
+        Client {
+            encoder: DeltaEncoder::default(),
+            budget: ClientBudget::new(&limits),
+            scratch: BudgetScratch::default(),
+            encode: EncodeScratch::default(),
+            decoder: DeltaDecoder::default(),
+            limits,
+            tick: 0,
+            ack_lag: 0,
+            ghosts: Vec::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    /// The next tick: `truth` is the whole view (sorted by id), `entered` and `changed`
+    /// the ids that came into it or changed, `left` those gone. Acks the newest state
+    /// it decoded; returns the view the client has now.
+    fn step(
+        &mut self,
+        truth: &[WireEntity],
+        entered: &[u64],
+        changed: &[u64],
+        left: &[u64],
+        observer: Option<WireEntity>,
+        fighting: &[NetId],
+    ) -> Vec<WireEntity> {
+        self.tick += 1;
+        let table = WireTable(truth.to_vec());
+        let index = |ids: &[u64]| -> Vec<u32> {
+            ids.iter()
+                .map(|&id| truth.iter().position(|e| e.id.0 == id).unwrap() as u32)
+                .collect()
+        };
+        let (entered, changed) = (index(entered), index(changed));
+        let left: Vec<NetId> = left.iter().map(|&id| NetId(id)).collect();
+        let view = NextView {
+            changes: ViewChanges {
+                left: &left,
+                entered: &entered,
+                changed: &changed,
+                table: &table,
+                own: None,
+            },
+            fresh: false,
+            ghost_ids: &mut self.ghosts,
+            near_ghosts: &[],
+            visible_max: usize::MAX,
+        };
+        self.budget.refill(&self.limits);
+        let builder = Budgeted {
+            view,
+            budget: &mut self.budget,
+            scratch: &mut self.scratch,
+            limits: self.limits,
+            observer,
+            fighting,
+        };
+        let mut bytes = Vec::new();
+        let ack = self.decoder.newest_tick().saturating_sub(self.ack_lag);
+        self.encoder
+            .encode_next_into(self.tick, ack, builder, &mut self.encode, &mut bytes);
+        self.budget.spend(bytes.len());
+        self.sizes.push(bytes.len());
+        let state: StateS2c = decode(&bytes, bytes.len()).expect("a valid state");
+        let decoded = self.decoder.apply(&state).expect("decodes").expect("newer");
+        assert_eq!(
+            decoded.entities,
+            self.encoder.view(),
+            "the client decodes what the node thinks it has"
+        );
+        decoded.entities.clone()
+    }
+}
+
+fn entity(id: u64, x: i32, y: i32) -> WireEntity {
+    WireEntity {
+        id: NetId(id),
+        archetype: 1,
+        position: [x, y],
+        health: 1_600,
+    }
+}
+
+/// `n` entities on a line from the origin, 1 m apart, each moved `t` steps of 0.25 m.
+fn crowd(n: u64, t: i32) -> Vec<WireEntity> {
+    (1..=n)
+        .map(|id| entity(id, id as i32 * 32 + t * 8, t * 8))
+        .collect()
+}
+
+#[test]
+fn a_client_within_its_budget_gets_every_change_every_tick() {
+    let mut client = Client::new(limits(800, 20));
+    let ids: Vec<u64> = (1..=100).collect();
+    let view = client.step(&crowd(100, 0), &ids, &[], &[], None, &[]);
+    assert_eq!(view, crowd(100, 0), "the first view fits the burst");
+    for t in 1..50 {
+        let view = client.step(&crowd(100, t), &[], &ids, &[], None, &[]);
+        assert_eq!(view, crowd(100, t), "tick {t}");
+    }
+    assert_eq!(client.budget.n_waiting(), 0);
+    assert!(
+        client.sizes[1..].iter().all(|&b| b <= 800),
+        "{:?}",
+        client.sizes
+    );
+}
+
+#[test]
+fn a_dense_crowd_stays_within_the_budget_and_no_entity_is_staler_than_the_bound() {
+    // 2,000 entities all moving 5 m/s, a two-tick round trip: each update, late, weighs
+    // about 7 bytes and is repeated until acked, so a few seconds is what 800 bytes a
+    // tick can bound staleness to.
+    let (budget, staleness) = (800, 100u16);
+    let mut client = Client::new(limits(budget, staleness));
+    client.ack_lag = 2;
+    let n = 2_000u64;
+    let ids: Vec<u64> = (1..=n).collect();
+    let observer = Some(entity(1 << 63, 0, 0));
+    // Ticks each entity's value at the client has differed from the truth in a row.
+    let mut behind = vec![0u16; n as usize];
+    let mut views_over = 0;
+    let ticks = 300;
+    for t in 0..ticks {
+        let truth = crowd(n, t);
+        let (entered, changed) = if t == 0 {
+            (&ids, &[][..])
+        } else {
+            (&vec![], &ids[..])
+        };
+        let view = client.step(&truth, entered, changed, &[], observer, &[]);
+        let mut at = view.iter().peekable();
+        for (i, e) in truth.iter().enumerate() {
+            let has = at.next_if(|v| v.id == e.id);
+            if has == Some(e) {
+                behind[i] = 0;
+            } else {
+                behind[i] += 1;
+                assert!(
+                    behind[i] <= staleness,
+                    "entity {} is {} ticks stale at tick {t}",
+                    e.id.0,
+                    behind[i]
+                );
+            }
+        }
+        views_over += usize::from(view.len() < truth.len());
+    }
+    assert!(
+        views_over > 0,
+        "the crowd does not fit at once: it comes into view over ticks"
+    );
+    // The bucket starts full (BURST_TICKS ticks of budget); over the run the states
+    // average the budget.
+    let total: usize = client.sizes.iter().sum();
+    let allowed = budget as usize * (ticks as usize + BURST_TICKS as usize);
+    assert!(
+        total <= allowed,
+        "{total} bytes over {ticks} ticks, budget {allowed}"
+    );
+    assert!(
+        client.budget.n_waiting() > 0,
+        "the crowd is over the budget"
+    );
+}
+
+#[test]
+fn near_entities_come_into_view_before_far_ones() {
+    let mut client = Client::new(limits(100, 20));
+    // Ids in reverse order of distance, so that id order is not what decides.
+    let truth: Vec<WireEntity> = (1..=200u64)
+        .map(|id| entity(id, (201 - id as i32) * 14, 0))
+        .collect();
+    let ids: Vec<u64> = (1..=200).collect();
+    let view = client.step(&truth, &ids, &[], &[], Some(entity(1 << 63, 0, 0)), &[]);
+    assert!(
+        !view.is_empty() && view.len() < truth.len(),
+        "{}",
+        view.len()
+    );
+    let farthest_in = view.iter().map(|e| e.position[0]).max().unwrap();
+    let nearest_out = truth
+        .iter()
+        .filter(|e| !view.iter().any(|v| v.id == e.id))
+        .map(|e| e.position[0])
+        .min()
+        .unwrap();
+    assert!(
+        farthest_in <= nearest_out + 96 * 32 / 4,
+        "an entity at {farthest_in} came in before one at {nearest_out}"
+    );
+}
+
+#[test]
+fn the_avatar_and_whoever_fights_it_are_sent_even_over_the_budget() {
+    let mut client = Client::new(limits(800, 1_000));
+    let ids: Vec<u64> = (1..=50).collect();
+    assert_eq!(
+        client.step(&crowd(50, 0), &ids, &[], &[], None, &[]).len(),
+        50
+    );
+    client.limits = limits(1, 1_000);
+    client.budget.tokens = -10_000; // Deep in debt.
+    let fighting = [NetId(7)];
+    let view = client.step(
+        &crowd(50, 1),
+        &[],
+        &ids,
+        &[],
+        Some(crowd(50, 1)[2]),
+        &fighting,
+    );
+    let has = |id: u64| view.iter().find(|e| e.id.0 == id).copied();
+    assert_eq!(has(3), Some(crowd(50, 1)[2]), "the observer's own entity");
+    assert_eq!(has(7), Some(crowd(50, 1)[6]), "the one it fights");
+    assert_eq!(has(8), Some(crowd(50, 0)[7]), "the others wait");
+}
+
+#[test]
+fn entities_leaving_view_are_removed_at_once_even_when_changes_wait() {
+    let mut client = Client::new(limits(800, 50));
+    let ids: Vec<u64> = (1..=100).collect();
+    assert_eq!(
+        client.step(&crowd(100, 0), &ids, &[], &[], None, &[]).len(),
+        100
+    );
+    client.limits = limits(40, 50);
+    client.budget.tokens = 0;
+    let truth: Vec<WireEntity> = crowd(100, 1).into_iter().skip(10).collect();
+    let left: Vec<u64> = (1..=10).collect();
+    let changed: Vec<u64> = (11..=100).collect();
+    let view = client.step(&truth, &[], &changed, &left, None, &[]);
+    assert_eq!(view.len(), 90);
+    assert!(view.iter().all(|e| e.id.0 > 10));
+    assert!(client.budget.n_waiting() > 0);
+}
+
+proptest! {
+    /// `choose` takes a prefix that fits and holds the highest priorities.
+    #[test]
+    fn the_chosen_fit_the_room_and_outrank_the_rest(
+        costs in prop::collection::vec((0u32..50, 1u32..20), 0..200),
+        room in -10i64..2_000,
+    ) {
+        let mut candidates: Vec<Candidate> = costs
+            .iter()
+            .enumerate()
+            .map(|(i, &(priority, cost))| Candidate { priority, waited: 0, cost, index: i as u32 })
+            .collect();
+        let k = choose(&mut candidates, room);
+        let cost: i64 = candidates[..k].iter().map(|c| i64::from(c.cost)).sum();
+        prop_assert!(cost <= room.max(0));
+        if let Some(lowest_in) = candidates[..k].iter().map(|c| c.priority).min() {
+            prop_assert!(candidates[k..].iter().all(|c| c.priority <= lowest_in));
+        }
+        let mut indices: Vec<u32> = candidates.iter().map(|c| c.index).collect();
+        indices.sort_unstable();
+        prop_assert_eq!(indices, (0..costs.len() as u32).collect::<Vec<_>>());
+    }
+}
