@@ -9,29 +9,30 @@
 //!
 //! The client's bytes come from a token bucket: `[net] state_kbit_per_s` a second, added
 //! each tick, holding at most [`BURST_TICKS`] ticks' worth (so a first view or a burst of
-//! arrivals goes out at once); each state takes what it really weighs. Candidates are taken
-//! by priority until the estimate of their bytes fills what the bucket holds; the others
-//! wait, and every tick a candidate waits its priority grows by its weight, so far and
-//! slow entities get their turn: none starves. Some candidates never wait: the avatar,
-//! whoever hit it or was hit by it this tick, and a change that has waited
-//! `[net] state_staleness_ticks_max` ticks. Bounded staleness wins over the budget: the
-//! bucket goes into debt and the ticks after send less.
+//! arrivals goes out at once); each state takes what it really weighs. When the whole
+//! next view fits what the bucket holds (priced by encoding it: the usual case), it is
+//! sent as it is, exactly as without a budget. Otherwise candidates are taken by priority
+//! until the estimate of their bytes fills the bucket; the others wait, and every tick a
+//! candidate waits its priority grows by its weight, so far and slow entities get their
+//! turn: none starves. Some candidates never wait: the avatar, whoever hit it or was hit
+//! by it this tick, and a change that has waited `[net] state_staleness_ticks_max` ticks;
+//! and each tick the oldest waiting changes go at the rate that keeps every one within
+//! that bound, so they do not all reach it at once. Bounded staleness wins over the
+//! budget: the bucket goes into debt and the ticks after send less.
 //!
 //! A candidate's weight each tick is its nearness to the avatar (8, 4, 2 or 1 for each
 //! quarter of the leave radius) times its size: 1 plus the metres it moved since what the
 //! client has (at most 8), plus 4 if its health or archetype changed; 9 for an entity
 //! coming into view.
 //!
-//! The bytes of a state are more than its new changes: a change the client has not acked
-//! yet is repeated in every state until it is (each is encoded against the newest acked
-//! one). What the last state weighed beyond its estimate (`carry`) is set aside from the
-//! next tick's room, so a client with a long round trip takes fewer new changes a tick and
-//! its states stay within the budget instead of swinging around it.
+//! Each candidate is priced by what it adds to the block against the baseline the client
+//! acked: a change the client has not acked yet is repeated in every state until it is,
+//! so what is in flight weighs on each state whatever is chosen, and a client with a long
+//! round trip takes fewer new changes a tick.
 //!
-//! Cost: when the tick's changes fit (the usual case), the view is built as it always was
-//! and a client costs no more than an estimate from its diff's lengths. Only a client over
-//! its budget keeps its truth apart (one more copy of its view) and ranks its candidates:
-//! a partial selection, linear in their number.
+//! Cost: a client within its budget costs what it always did. Only a client over it keeps
+//! its truth apart (one more copy of its view) and ranks its candidates: a partial
+//! selection, linear in their number, and one more encoding.
 
 use tessera_shared::config::StateBudgetConfig;
 use tessera_shared::ids::NetId;
@@ -45,9 +46,9 @@ use super::NextView;
 pub(crate) const BURST_TICKS: i64 = 4;
 /// Estimated bytes of an entity leaving view (its index in the removed section).
 const REMOVED_BYTES: usize = 1;
-/// Estimated bytes of a changed entity's update when the old value is not at hand: a head
-/// and two one-byte position deltas (a step of a moving entity).
-const UPDATE_BYTES_ESTIMATE: usize = 3;
+/// Bytes of a state message besides its block: its tick, baseline tick and block length
+/// (varints; ticks below 2^32).
+const HEADER_BYTES: i64 = 13;
 /// Size of an entity coming into view, in the weight (one more than the largest move).
 const ENTERING_SIZE: u32 = 9;
 /// Size added for a change of health or archetype, in the weight.
@@ -96,11 +97,6 @@ struct Waiting {
 pub(crate) struct ClientBudget {
     /// Bytes the client may still be sent; negative after a state over the budget.
     tokens: i64,
-    /// What the last state weighed beyond its estimate: changes of earlier ticks not
-    /// acked yet, repeated in the next state too.
-    carry: i64,
-    /// The estimated bytes of the state being built.
-    estimate: i64,
     /// The truth while changes wait (the client's view lags it); empty otherwise, when
     /// the client's view is the truth.
     truth: Vec<WireEntity>,
@@ -115,8 +111,6 @@ impl ClientBudget {
     pub(crate) fn new(limits: &BudgetLimits) -> Self {
         ClientBudget {
             tokens: limits.burst(),
-            carry: 0,
-            estimate: 0,
             truth: Vec::new(),
             waiting: Vec::new(),
             last_staleness: 0,
@@ -130,9 +124,7 @@ impl ClientBudget {
 
     /// Takes what the state just built weighs, in bytes.
     pub(crate) fn spend(&mut self, bytes: usize) {
-        let bytes = bytes as i64;
-        self.tokens -= bytes;
-        self.carry = (bytes - self.estimate).max(0);
+        self.tokens -= bytes as i64;
     }
 
     /// Changes waiting.
@@ -222,11 +214,12 @@ impl ViewBuilder for Budgeted<'_> {
         self.budget.caught_up();
     }
 
-    fn build_for(
+    fn build_priced(
         self,
         prev: &[WireEntity],
         baseline: Option<&[WireEntity]>,
         next: &mut Vec<WireEntity>,
+        price: &mut dyn FnMut(&[WireEntity]) -> usize,
     ) {
         let Budgeted {
             view,
@@ -236,20 +229,18 @@ impl ViewBuilder for Budgeted<'_> {
             observer,
             fighting,
         } = self;
-        let room = budget.tokens - budget.carry;
-        if budget.waiting.is_empty() && baseline.is_some() {
-            // The client has the truth: if the tick's changes fit, it gets them all.
-            let estimate = view.estimate();
-            if estimate <= room {
-                view.build(prev, next);
-                budget.estimate = estimate;
+        let room = budget.tokens - HEADER_BYTES;
+        scratch.truth.clear();
+        if budget.waiting.is_empty() {
+            // The client has the truth (or nothing, on a keyframe): if the whole next
+            // view fits, it is sent as it is, exactly as without a budget.
+            view.build(prev, next);
+            if price(next) as i64 <= room {
                 budget.last_staleness = 0;
                 return;
             }
-        }
-        scratch.truth.clear();
-        if budget.waiting.is_empty() {
-            view.build(prev, &mut scratch.truth);
+            scratch.truth.extend_from_slice(next);
+            next.clear();
         } else {
             view.build(&budget.truth, &mut scratch.truth);
         }
@@ -265,33 +256,13 @@ impl ViewBuilder for Budgeted<'_> {
             fighting,
         };
         choice.select(sent, baseline, budget, scratch, room, next);
-        // The estimate was against the baseline itself: nothing to carry.
-        budget.carry = 0;
+        price(next);
+        budget.truth.clear();
         if budget.waiting.is_empty() {
-            budget.truth = Vec::new();
+            budget.truth.shrink_to_fit();
         } else {
-            std::mem::swap(&mut budget.truth, &mut scratch.truth);
+            budget.truth.extend_from_slice(&scratch.truth);
         }
-    }
-}
-
-impl NextView<'_> {
-    /// Estimated bytes of the state that sends this tick's changes to a client that has
-    /// the previous view (`i64::MAX` for a view built afresh: everything changes).
-    fn estimate(&self) -> i64 {
-        if self.fresh {
-            return i64::MAX;
-        }
-        let changes = &self.changes;
-        let mut bytes = changes.left.len() * REMOVED_BYTES
-            + (changes.changed.len() + self.near_ghosts.len() + 1) * UPDATE_BYTES_ESTIMATE;
-        let mut next_id = 0u64;
-        for &i in changes.entered {
-            let entity = &changes.table.0[i as usize];
-            bytes += added_bytes(entity.id.0.saturating_sub(next_id), entity);
-            next_id = entity.id.0.saturating_add(1);
-        }
-        bytes as i64
     }
 }
 
@@ -427,10 +398,7 @@ impl Choice<'_> {
             taken += i64::from(c.cost);
         }
         let n_chosen = quota + choose(&mut candidates[quota..], room - taken);
-        for (i, c) in candidates[..n_chosen].iter().enumerate() {
-            if i >= quota {
-                taken += i64::from(c.cost);
-            }
+        for c in &candidates[..n_chosen] {
             let slot = &mut slots[c.index as usize];
             slot.state = SlotState::Chosen;
             staleness = staleness.max(slot.waited);
@@ -452,7 +420,6 @@ impl Choice<'_> {
                 }
             }
         }
-        budget.estimate = taken;
         budget.last_staleness = staleness;
     }
 

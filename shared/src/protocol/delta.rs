@@ -184,17 +184,20 @@ pub trait ViewBuilder: Sized {
     /// Fills `next` (empty) with the next view, sorted by id, from `prev` (sorted by id).
     fn build(self, prev: &[WireEntity], next: &mut Vec<WireEntity>);
 
-    /// Like [`ViewBuilder::build`], told the baseline the view will be encoded against
+    /// Like [`ViewBuilder::build`], for a view about to be encoded against `baseline`
     /// (`None`: a keyframe, the client keeps nothing of `prev`). The encoder calls this
-    /// one; a builder that sends less than it could (a byte budget) prices its choices
-    /// against the baseline, and starts from nothing on a keyframe.
-    fn build_for(
+    /// one. `price(view)` encodes a candidate view and returns the bytes of its block, so
+    /// that a builder that sends less than it could (a byte budget) can check what a view
+    /// costs; if it prices any, the last view it prices must be the one it leaves in
+    /// `next` (the encoder keeps that encoding instead of encoding again).
+    fn build_priced(
         self,
         prev: &[WireEntity],
         baseline: Option<&[WireEntity]>,
         next: &mut Vec<WireEntity>,
+        price: &mut dyn FnMut(&[WireEntity]) -> usize,
     ) {
-        let _ = baseline;
+        let _ = (baseline, price);
         self.build(prev, next);
     }
 }
@@ -604,12 +607,34 @@ impl DeltaEncoder {
             .take(n_sent)
             .find(|s| s.tick == ack_tick && ack_tick != 0);
         let prev = self.held.back().map_or(&[][..], |s| &s.entities);
-        build.build_for(prev, baseline.map(|b| &b.entities[..]), &mut next);
-        let (baseline, baseline_tick) = match baseline {
+        let (entities, baseline_tick) = match baseline {
             Some(b) => (&b.entities[..], b.tick),
             None => (&[][..], 0),
         };
-        scratch.encode(baseline, &next);
+        let mut priced = false;
+        build.build_priced(
+            prev,
+            baseline.map(|b| &b.entities[..]),
+            &mut next,
+            &mut |view| {
+                scratch.encode(entities, view);
+                priced = true;
+                scratch.block_len()
+            },
+        );
+        if priced {
+            debug_assert_eq!(
+                {
+                    let mut check = EncodeScratch::default();
+                    check.encode(entities, &next);
+                    check.block_len()
+                },
+                scratch.block_len(),
+                "the last view priced is the view built"
+            );
+        } else {
+            scratch.encode(entities, &next);
+        }
         if !self.view_sent {
             self.held.pop_back(); // Never sent: no client can acknowledge it.
         }
