@@ -271,6 +271,70 @@ fn a_crowded_view_arrives_whole_even_when_it_exceeds_a_datagram() {
 }
 
 #[test]
+fn a_client_over_its_state_budget_gets_its_view_within_it_nearest_first() {
+    // The crowd of the test above, and the smallest budget: 8 kbit/s is 50 bytes a tick,
+    // a few entities' worth; a staleness bound long enough not to override it.
+    let node = start_with(|config| {
+        config.world.limits.entities_per_region_max = 50_000;
+        for entry in &mut config.balance.spawn_tables[0].entries {
+            entry.count *= 60;
+        }
+        config.node.state_budget.kbit_per_s = 8;
+        config.node.state_budget.staleness_ticks_max = 1_000;
+    });
+    client_runtime().block_on(async {
+        let mut client = login(&node, "ada").await.unwrap();
+        let avatar = client.welcome().entity;
+        // Mean distance (wire units) from the avatar of the NPCs in a view.
+        let mean_distance = |snapshot: &tessera::shared::protocol::delta::Snapshot| {
+            let me = snapshot.entities.iter().find(|e| e.id == avatar).unwrap();
+            let npcs: Vec<f64> = snapshot
+                .entities
+                .iter()
+                .filter(|e| e.id != avatar)
+                .map(|e| {
+                    let dx = f64::from(e.position[0] - me.position[0]);
+                    let dy = f64::from(e.position[1] - me.position[1]);
+                    (dx * dx + dy * dy).sqrt()
+                })
+                .collect();
+            (
+                npcs.len(),
+                npcs.iter().sum::<f64>() / npcs.len().max(1) as f64,
+            )
+        };
+        client.send_input(Vec2::ZERO, None).unwrap();
+        let first = state_within_5s(&mut client, "a first state").await;
+        let (first_n, first_mean) = mean_distance(&first);
+        let bytes_before = client.stats().bytes_in;
+        let started = std::time::Instant::now();
+        let mut last = first;
+        while started.elapsed() < Duration::from_secs(5) {
+            client.send_input(Vec2::ZERO, None).unwrap();
+            last = state_within_5s(&mut client, "a state within 5 s").await;
+        }
+        let kbit_per_s = (client.stats().bytes_in - bytes_before) as f64 * 8.0
+            / 1e3
+            / started.elapsed().as_secs_f64();
+        let (last_n, last_mean) = mean_distance(&last);
+        assert!(
+            last_n > 2 * first_n.max(1),
+            "the view fills over ticks: {first_n} NPCs in the first state, {last_n} after 5 s"
+        );
+        assert!(
+            first_mean < last_mean,
+            "nearest first: mean distance {first_mean:.0} in the first state, {last_mean:.0} after"
+        );
+        // 8 kbit/s of states, plus QUIC's own bytes (headers, acks) for 20 datagrams a
+        // second; without the budget the crowd's first state alone is several kilobytes.
+        assert!(
+            kbit_per_s < 8.0 + 16.0,
+            "{kbit_per_s:.1} kbit/s received against a budget of 8"
+        );
+    });
+}
+
+#[test]
 fn walking_across_a_region_border_keeps_the_session() {
     // Spawn 4 m west of the border between regions 1 and 2 (x = 1024 in the default world),
     // in a crowd of NPCs (ten times the default population), so that region 1's NPCs are

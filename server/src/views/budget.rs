@@ -324,6 +324,7 @@ impl Choice<'_> {
             // Bytes of the block for this entity if the next view has `v` (or not it).
             let cost = |v: Option<&WireEntity>| -> i64 {
                 (match (base, v) {
+                    (Some(base), Some(v)) if base == v => 0,
                     (Some(base), Some(v)) => update_bytes(base, v),
                     (None, Some(v)) => added_bytes(gap, v),
                     (Some(_), None) => REMOVED_BYTES,

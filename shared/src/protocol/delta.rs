@@ -205,6 +205,7 @@ pub trait ViewBuilder: Sized {
 /// Bytes the update from `b` to `c` (same id) takes in a block when it follows the
 /// previous update closely (a gap below 16 entities, as in a view that changes much): 0
 /// if they are equal. An estimate for a sender choosing what fits a budget.
+#[inline]
 pub fn update_bytes(b: &WireEntity, c: &WireEntity) -> usize {
     let fields = [
         zigzag(i64::from(c.position[0]) - i64::from(b.position[0])),
@@ -228,6 +229,7 @@ pub fn update_bytes(b: &WireEntity, c: &WireEntity) -> usize {
 
 /// Bytes `c` takes in a block's added section, `gap` ids after the previous added
 /// entity (or after 0).
+#[inline]
 pub fn added_bytes(gap: u64, c: &WireEntity) -> usize {
     varint_len(gap)
         + varint_len(u64::from(c.archetype))
@@ -248,6 +250,7 @@ impl ViewBuilder for Replace<'_> {
 
 /// Bytes of `v` as a [`super::varint`] (bincode's varint: 1 byte below 251, then a tag
 /// and 2, 4 or 8 bytes).
+#[inline]
 fn varint_len(v: u64) -> usize {
     match v {
         0..=250 => 1,
