@@ -1,6 +1,6 @@
 //! Fan-out, PERFORMANCE.md goal 5: encode and hand off one tick to 1,000 connected clients
 //! <= 3 ms, each client within its state budget (`[net] state_kbit_per_s`). Drives the real
-//! `node::Driver` with in-process sessions (bounded outboxes drained between ticks, outside
+//! `node::Driver` with in-process sessions (their outboxes drained between ticks, outside
 //! the timing), every client moving and acknowledging the state of two ticks ago, as over
 //! a 100 ms round trip. Three scenarios:
 //! - `crowd`: 1,000 clients log in at the region's spawn point, so each sees the view cap
@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 
 use tessera_regions::io::SavedPlayer;
 use tessera_server::node::status::percentile;
-use tessera_server::node::{Command, Driver, Joined, Outgoing};
+use tessera_server::node::{Command, Driver, Joined, Outgoing, session_outbox};
 use tessera_shared::config::Config;
 use tessera_shared::ids::PlayerId;
 use tessera_shared::math::Vec2;
 use tessera_shared::protocol::messages::{ErrorS2c, InputC2s, InputFrame};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 const CLIENTS: u64 = 1_000;
 /// Ticks per scenario (`FANOUT_TICKS` to change, e.g. for a profiler).
@@ -101,7 +101,7 @@ fn run(scenario: &str, clients: u64, spread_m: Option<f32>, visible_max: Option<
         if replies.len() == JOINS_PER_TICK {
             join(&pool, &mut driver, &mut replies);
         }
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = session_outbox();
         let (reply, answer) = oneshot::channel();
         node.try_send(Command::Join {
             player: PlayerId(p),
@@ -129,7 +129,7 @@ fn run(scenario: &str, clients: u64, spread_m: Option<f32>, visible_max: Option<
     join(&pool, &mut driver, &mut replies);
     // States since the joins are not counted.
     for rx in &mut outboxes {
-        while rx.try_recv().is_ok() {}
+        while rx.try_recv().is_some() {}
     }
     let mut fan_out = Vec::with_capacity(*TICKS);
     let mut naive = Vec::with_capacity(*TICKS);
@@ -163,7 +163,7 @@ fn run(scenario: &str, clients: u64, spread_m: Option<f32>, visible_max: Option<
         behind += driver.stats.counters.clients_over_budget;
         // Drain (untimed), counting bytes; and time the naive encoding of the same views.
         for (rx, sent) in outboxes.iter_mut().zip(&mut client_bytes) {
-            while let Ok(message) = rx.try_recv() {
+            while let Some(message) = rx.try_recv() {
                 if let Outgoing::Datagram(bytes) | Outgoing::Stream(bytes) = message {
                     delta_bytes += bytes.len();
                     *sent += bytes.len();

@@ -395,7 +395,7 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
     (
         "tessera_states_dropped_total",
         None,
-        "States not sent because a session's outbox was full.",
+        "States a session never sent: replaced by a newer one before it could (it fell behind).",
     ),
     (
         "tessera_state_bytes_total",

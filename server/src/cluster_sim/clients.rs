@@ -11,11 +11,11 @@ use tessera_shared::ids::{NetId, PlayerId, RegionId};
 use tessera_shared::math::Vec2;
 use tessera_shared::protocol::messages::{ErrorS2c, InputC2s, InputFrame, KickReason};
 use tessera_shared::protocol::quantize::quantize_move;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::nodes::{Call, SimNode};
 use super::world::{Item, Work, World};
-use crate::node::{Command, Joined, Outgoing, SESSION_OUTBOX_LEN_MAX};
+use crate::node::{Command, Joined, Outgoing, SessionInbox, session_outbox};
 
 /// How long a client waits for a login (claim, load, join) before it gives up.
 const LOGIN_GIVE_UP: Duration = Duration::from_secs(3);
@@ -51,12 +51,12 @@ enum State {
     Joining {
         at: At,
         reply: oneshot::Receiver<Result<Joined, ErrorS2c>>,
-        outbox: mpsc::Receiver<Outgoing>,
+        outbox: SessionInbox,
         since: Instant,
     },
     Playing {
         at: At,
-        outbox: mpsc::Receiver<Outgoing>,
+        outbox: SessionInbox,
         until: Instant,
         last_state: Instant,
         seq: u32,
@@ -201,7 +201,7 @@ impl Client {
                             at.node
                         ));
                     }
-                    let (outbox_tx, outbox) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+                    let (outbox_tx, outbox) = session_outbox();
                     let (reply_tx, reply) = oneshot::channel();
                     node.call(
                         Call::Command(Command::Join {
@@ -420,7 +420,7 @@ impl Client {
         settling: bool,
         events: &mut Vec<String>,
         at: At,
-        mut outbox: mpsc::Receiver<Outgoing>,
+        mut outbox: SessionInbox,
         until: Instant,
         mut last_state: Instant,
         seq: u32,
@@ -433,7 +433,7 @@ impl Client {
             self.retry(world, now, 500, 3_000);
             return Ok(State::Offline);
         }
-        while let Ok(out) = outbox.try_recv() {
+        while let Some(out) = outbox.try_recv() {
             match out {
                 Outgoing::Datagram(_) | Outgoing::Stream(_) => last_state = now,
                 Outgoing::Control(_) => {}

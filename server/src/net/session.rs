@@ -17,12 +17,14 @@ use tessera_shared::protocol::limits::{
 };
 use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::{PROTOCOL_VERSION, close_code};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
 use crate::cluster::{LOCATION_TTL, LoginRefusal};
-use crate::node::{Command, LOGIN_RETRY_AFTER_MS, NodeHandle, Outgoing, SESSION_OUTBOX_LEN_MAX};
+use crate::node::{
+    Command, LOGIN_RETRY_AFTER_MS, NodeHandle, Outgoing, SessionOutbox, session_outbox,
+};
 use crate::players::{Players, SaveReply};
 
 /// How long a client has to open its control stream and log in.
@@ -174,7 +176,7 @@ pub async fn run(
     // The login waits on the store, the player's location and the driver: a client that
     // gives up meanwhile (closes its connection) must not be logged in after all, or it
     // would take the player over from the session its next attempt opened.
-    let (outbox, mut outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (outbox, mut outbox_rx) = session_outbox();
     let login = log_in(
         &node,
         &players,
@@ -418,7 +420,7 @@ async fn log_in(
         Option<tessera_shared::ids::RegionId>,
         Option<tessera_shared::ids::RegionId>,
     ),
-    outbox: mpsc::Sender<Outgoing>,
+    outbox: SessionOutbox,
 ) -> Result<crate::node::Joined, ErrorS2c> {
     // A banned player is told why, and until when.
     let now = unix_now_s();

@@ -12,7 +12,6 @@ use tessera_persistence::bus::{Delivery, GhostUpdate};
 use tessera_regions::io::HandoffRecord;
 use tessera_shared::ids::{HandoffId, NetId, PlayerId, RegionId};
 use tessera_shared::protocol::messages::KickReason;
-use tokio::sync::mpsc;
 
 use super::sessions::ClientView;
 use super::{DEPARTURES_BACKLOG_MAX, Driver, Outgoing, REDIRECT_WAIT};
@@ -183,7 +182,7 @@ impl Driver {
         let session = self.next_arrival_session;
         self.next_arrival_session += 1;
         self.region_of.insert(player, region);
-        let (outbox, _) = mpsc::channel(1);
+        let outbox = super::SessionOutbox::detached();
         self.clients.insert(
             player,
             ClientView::new(session, outbox, true, &self.budget_limits),

@@ -11,7 +11,7 @@ use tessera_shared::config::Config;
 use tessera_shared::ids::{PlayerId, RegionId};
 use tessera_shared::math::Vec2;
 use tessera_shared::protocol::messages::{ControlS2c, ErrorS2c, InputC2s, KickedS2c};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::cluster::ClusterHandle;
 use crate::players::SaveReply;
@@ -29,7 +29,7 @@ pub enum Command {
         /// The session's id, unique per node run.
         session: u64,
         /// Where the driver sends this session's states and events.
-        outbox: mpsc::Sender<Outgoing>,
+        outbox: super::SessionOutbox,
         /// The player's last save (the avatar appears there, in the region holding it).
         saved: Option<SavedPlayer>,
         /// For a login with a redirect ticket: the region the player was handed off to.

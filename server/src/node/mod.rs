@@ -21,6 +21,7 @@ mod actions;
 mod cluster;
 pub mod commands;
 mod fanout;
+pub mod outbox;
 mod saves;
 mod sessions;
 pub mod status;
@@ -43,6 +44,7 @@ pub use commands::{
     ActionError, ActionResult, AdminAction, Command, DRIVER_REPLY_TIMEOUT, Joined, NodeHandle,
     Outgoing,
 };
+pub use outbox::{SESSION_OUTBOX_LEN_MAX, SessionInbox, SessionOutbox, session_outbox};
 use sessions::{ClientView, Linger, PendingJoin, Releasing};
 pub use status::DriverCounters;
 
@@ -54,8 +56,6 @@ use crate::views::{BudgetLimits, WireTable};
 
 /// Commands queued from all sessions to the driver. At ~100 bytes each, 64 MiB at most.
 pub const NODE_INBOX_LEN_MAX: usize = 65_536;
-/// Messages queued from the driver to one session: a few ticks of states and events.
-pub const SESSION_OUTBOX_LEN_MAX: usize = 64;
 /// How often every connected player's state is saved (staggered by player id over the
 /// interval): what a crash of the node can lose at most.
 pub const PLAYER_SAVE_INTERVAL: Duration = Duration::from_secs(30);

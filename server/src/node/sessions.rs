@@ -8,7 +8,7 @@ use tessera_shared::ids::{NetId, PlayerId, RegionId};
 use tessera_shared::protocol::delta::DeltaEncoder;
 use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::quantize::dequantize_move;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{ActionResult, Command, Driver, Joined, LOGIN_RETRY_AFTER_MS, Outgoing, claim_of};
 use crate::players::SaveRequest;
@@ -19,7 +19,7 @@ use crate::views::{BudgetLimits, ClientBudget};
 pub(super) struct PendingJoin {
     pub(super) player: PlayerId,
     pub(super) session: u64,
-    pub(super) outbox: mpsc::Sender<Outgoing>,
+    pub(super) outbox: super::SessionOutbox,
     pub(super) saved: Option<SavedPlayer>,
     /// Where it starts without a save, if its token said.
     pub(super) start: Option<RegionId>,
@@ -32,7 +32,7 @@ pub(super) struct PendingJoin {
 #[derive(Debug)]
 pub(super) struct ClientView {
     pub(super) session: u64,
-    pub(super) outbox: mpsc::Sender<Outgoing>,
+    pub(super) outbox: super::SessionOutbox,
     /// The view (its newest snapshot: the visible entities, sorted by id, in wire units)
     /// and the snapshots the client may acknowledge.
     pub(super) encoder: DeltaEncoder,
@@ -58,7 +58,7 @@ pub(super) struct ClientView {
 impl ClientView {
     pub(super) fn new(
         session: u64,
-        outbox: mpsc::Sender<Outgoing>,
+        outbox: super::SessionOutbox,
         detached: bool,
         limits: &BudgetLimits,
     ) -> Self {

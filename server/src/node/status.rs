@@ -29,7 +29,8 @@ pub struct RegionStatus {
 /// The driver's cumulative counters (since the node started).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DriverCounters {
-    /// States dropped because a session's outbox was full.
+    /// States a session never sent: replaced by a newer one before it could (it fell
+    /// behind), or the session was gone.
     pub states_dropped: u64,
     /// Bytes of the states encoded for clients (sent or dropped).
     pub state_bytes: u64,
@@ -190,7 +191,8 @@ const STATUS_WINDOW_MAX: usize = 1_024;
 /// The node's running totals a status line reports the change of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatusTotals {
-    /// States dropped because a session's outbox was full.
+    /// States a session never sent: replaced by a newer one before it could (it fell
+    /// behind), or the session was gone.
     pub states_dropped: u64,
     /// Player saves made durable.
     pub players_saved: u64,

@@ -3,11 +3,11 @@ use std::sync::Arc;
 use tessera_shared::config::Config;
 use tessera_shared::ids::PlayerId;
 use tessera_shared::protocol::messages::{ControlS2c, EventS2c};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::*;
 
-/// A session's outbox reserves room for 32 items at a time (tokio's block), per
+/// A session's control queue reserves room for 32 items at a time (tokio's block), per
 /// session: its items stay as small as a state's `Bytes` and a tag.
 #[test]
 fn outbox_items_are_small() {
@@ -20,11 +20,11 @@ fn outbox_items_are_small() {
 
 /// A driver at 1 Hz (so the linger is [`RESUME_LINGER`] in ticks) and a logged-in
 /// player on session 1.
-fn driver_with_player(player: PlayerId) -> (Driver, NodeHandle, mpsc::Receiver<Outgoing>) {
+fn driver_with_player(player: PlayerId) -> (Driver, NodeHandle, SessionInbox) {
     let mut config = Config::embedded_default();
     config.world.tick_hz = 1;
     let (mut driver, node) = Driver::new(Arc::new(config), 1).unwrap();
-    let (outbox, outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (outbox, outbox_rx) = session_outbox();
     let (reply, mut joined) = oneshot::channel();
     node.try_send(Command::Join {
         player,
@@ -84,7 +84,7 @@ fn departed_players_are_saved_and_a_logout_waits_for_its_save() {
     assert_eq!(driver.local().counts().0, 0, "and it left the world");
     // A logout: its reply rides with the save, answered by whoever writes it.
     let other = PlayerId(8);
-    let (outbox, _states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (outbox, _states) = session_outbox();
     let (reply, _joined) = oneshot::channel();
     node.try_send(Command::Join {
         player: other,
@@ -143,7 +143,7 @@ fn every_player_is_saved_once_per_interval() {
 fn a_login_whose_client_left_does_not_take_the_player_over() {
     let player = PlayerId(7);
     let (mut driver, node, mut live) = driver_with_player(player);
-    let (outbox, _states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (outbox, _states) = session_outbox();
     let (reply, joined) = oneshot::channel();
     drop(joined); // The session gave up and ended.
     node.try_send(Command::Join {
@@ -158,7 +158,7 @@ fn a_login_whose_client_left_does_not_take_the_player_over() {
     .unwrap();
     driver.tick();
     driver.tick();
-    while let Ok(out) = live.try_recv() {
+    while let Some(out) = live.try_recv() {
         assert!(
             !matches!(out, Outgoing::Kick(_)),
             "the live session was kicked by an abandoned login"
@@ -176,7 +176,7 @@ fn a_resume_within_the_linger_keeps_the_avatar() {
     node.try_send(Command::Detach { player, session: 1 })
         .unwrap();
     driver.tick();
-    let (outbox, mut states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+    let (outbox, mut states) = session_outbox();
     let (reply, _joined) = oneshot::channel();
     node.try_send(Command::Join {
         player,
@@ -200,7 +200,7 @@ fn a_resume_within_the_linger_keeps_the_avatar() {
         (1, 0)
     );
     // The resumed session gets states again; a stale detach of it is ignored.
-    assert!(matches!(states.try_recv(), Ok(Outgoing::Datagram(_))));
+    assert!(matches!(states.try_recv(), Some(Outgoing::Datagram(_))));
     node.try_send(Command::Detach { player, session: 1 })
         .unwrap();
     for _ in 0..LINGER_TICKS + 2 {
@@ -222,7 +222,7 @@ fn a_second_login_in_the_same_tick_takes_the_first_over_before_it_joins() {
     let mut replies = Vec::new();
     let mut outboxes = Vec::new();
     for session in [1, 2] {
-        let (outbox, states) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+        let (outbox, states) = session_outbox();
         let (reply, joined) = oneshot::channel();
         node.try_send(Command::Join {
             player,
@@ -250,15 +250,16 @@ fn a_second_login_in_the_same_tick_takes_the_first_over_before_it_joins() {
     assert!(driver.avatars_without_views().is_empty());
     assert!(driver.views_without_avatars().is_empty());
     driver.tick();
-    assert!(matches!(outboxes[1].try_recv(), Ok(Outgoing::Datagram(_))));
+    assert!(matches!(
+        outboxes[1].try_recv(),
+        Some(Outgoing::Datagram(_))
+    ));
 }
 
 /// The newest state in `outbox`.
-fn newest_state(
-    outbox: &mut mpsc::Receiver<Outgoing>,
-) -> tessera_shared::protocol::messages::StateS2c {
+fn newest_state(outbox: &mut SessionInbox) -> tessera_shared::protocol::messages::StateS2c {
     let mut newest = None;
-    while let Ok(out) = outbox.try_recv() {
+    while let Some(out) = outbox.try_recv() {
         if let Outgoing::Datagram(bytes) = out {
             newest = Some(tessera_shared::protocol::codec::decode_datagram(&bytes).unwrap());
         }
@@ -314,8 +315,8 @@ fn join_at(
     player: PlayerId,
     session: u64,
     at: Option<tessera_shared::math::Vec2>,
-) -> mpsc::Receiver<Outgoing> {
-    let (outbox, outbox_rx) = mpsc::channel(SESSION_OUTBOX_LEN_MAX);
+) -> SessionInbox {
+    let (outbox, outbox_rx) = session_outbox();
     let (reply, mut joined) = oneshot::channel();
     node.try_send(Command::Join {
         player,
@@ -336,8 +337,8 @@ fn join_at(
 }
 
 /// The events in `outbox`, states skipped.
-fn events(outbox: &mut mpsc::Receiver<Outgoing>) -> Vec<EventS2c> {
-    std::iter::from_fn(|| outbox.try_recv().ok())
+fn events(outbox: &mut SessionInbox) -> Vec<EventS2c> {
+    std::iter::from_fn(|| outbox.try_recv())
         .filter_map(|out| match out {
             Outgoing::Control(message) => match *message {
                 ControlS2c::Event(event) => Some(event),
