@@ -3,14 +3,16 @@
 //! Cost follows activity: an NPC is awake only while some living player is within
 //! `wake_radius_m` of it (rounded out to whole grid cells); a dormant NPC neither thinks nor
 //! moves. Aggro is found from the players' side (one grid query per player rather than one
-//! per NPC), using the grid of the previous tick.
+//! per NPC), using the grid of the previous tick; cells whose NPCs are all of archetypes
+//! that never aggro (the index keeps a mask of each cell's NPC archetypes) are skipped
+//! unread, so a crowd of players, or of peaceful NPCs, costs aggro nothing.
 
 use bevy_ecs::prelude::*;
 use tessera_shared::ids::NetId;
 use tessera_shared::math::{Aabb, Vec2};
 
 use crate::components::*;
-use crate::grid::SpatialIndex;
+use crate::grid::{SpatialIndex, archetype_bit};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, RegionInfo, SimConfig, SimRng, TickClock};
 
@@ -158,36 +160,60 @@ fn acquire_targets(
         touched,
         radius2,
     } = scratch;
+    // Archetypes that can aggro at all: a cell holding none of them is skipped unread.
+    let aggressive = (0u16..)
+        .zip(radius2.iter())
+        .filter(|&(_, &r2)| r2 != 0.0)
+        .fold(0, |mask, (archetype, _)| mask | archetype_bit(archetype));
+    let positions = grid.positions();
+    let values = grid.values();
+    let radius_sq = max_aggro * max_aggro;
     for (identity, position, player) in &players {
         if player.respawn_tick.is_some() {
             continue;
         }
         let center = position.0;
-        grid.for_each_slot_in_radius(center, max_aggro, |slot, npc_pos, item| {
-            // Players and non-hostile archetypes have a zero radius. Whether the NPC is
-            // free to chase is checked once per NPC below, not per player.
-            let r2 = radius2[usize::from(item.archetype)];
-            if item.is_player || r2 == 0.0 {
-                return;
+        // The cells and the test of `for_each_slot_in_radius`, in its order.
+        let Some(((cx0, cy0), (cx1, cy1))) = grid.cells_in_radius(center, max_aggro) else {
+            continue;
+        };
+        for cy in cy0..=cy1 {
+            for cx in cx0..=cx1 {
+                if index.npc_archetypes_in(cx, cy) & aggressive == 0 {
+                    continue;
+                }
+                for slot in grid.cell_range(cx, cy) {
+                    let npc_pos = positions[slot];
+                    if npc_pos.distance_squared(center) > radius_sq {
+                        continue;
+                    }
+                    // Players and non-hostile archetypes have a zero radius. Whether the
+                    // NPC is free to chase is checked once per NPC below, not per player.
+                    let item = &values[slot];
+                    let r2 = radius2[usize::from(item.archetype)];
+                    if item.is_player || r2 == 0.0 {
+                        continue;
+                    }
+                    let d2 = npc_pos.distance_squared(center);
+                    if d2 > r2 {
+                        continue;
+                    }
+                    let entry = &mut best[slot];
+                    let candidate = (stamp, d2, identity.id);
+                    if entry.0 != stamp {
+                        *entry = candidate;
+                        touched.push(slot as u32);
+                    } else if (d2, identity.id) < (entry.1, entry.2) {
+                        *entry = candidate;
+                    }
+                }
             }
-            let d2 = npc_pos.distance_squared(center);
-            if d2 > r2 {
-                return;
-            }
-            let entry = &mut best[slot];
-            let candidate = (stamp, d2, identity.id);
-            if entry.0 != stamp {
-                *entry = candidate;
-                touched.push(slot as u32);
-            } else if (d2, identity.id) < (entry.1, entry.2) {
-                *entry = candidate;
-            }
-        });
+        }
     }
     for &slot in touched.iter() {
-        let (_, item) = grid.items()[slot as usize];
+        let entity = index.entry_at(slot as usize).entity;
         let target = best[slot as usize].2;
-        if let Ok(mut npc) = npcs.get_mut(item.entity)
+        if let Ok(mut npc) = npcs.get_mut(entity)
             && npc.awake
             && matches!(npc.brain, Brain::Idle { .. } | Brain::Wander { .. })
         {
@@ -210,6 +236,13 @@ fn think(
     let bounds = region.def.bounds;
     for (identity, position, mut velocity, mut npc, mut health) in &mut npcs {
         if !npc.awake || health.0 <= 0.0 {
+            continue;
+        }
+        // Most NPCs stand idle at any time: nothing to decide until their timer is due.
+        if let Brain::Idle { until_tick } = npc.brain
+            && clock.tick < until_tick
+            && velocity.0 == Vec2::ZERO
+        {
             continue;
         }
         let arch = config.archetype(identity.archetype);

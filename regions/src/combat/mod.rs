@@ -25,10 +25,20 @@ pub struct CombatPlugin;
 #[derive(Resource, Debug, Default)]
 pub struct AttackRequests(pub Vec<(Entity, NetId)>);
 
+/// The attacks chasing NPCs make this tick, in query order: (attacker, target id). At most
+/// one per NPC; drained every tick.
+#[derive(Resource, Debug, Default)]
+pub struct NpcAttacks(pub Vec<(Entity, NetId)>);
+
 impl RegionPlugin for CombatPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<AttackRequests>();
-        schedule.add_systems(resolve_attacks.in_set(CombatSystems));
+        world.init_resource::<NpcAttacks>();
+        schedule.add_systems(
+            (collect_npc_attacks, resolve_attacks)
+                .chain()
+                .in_set(CombatSystems),
+        );
     }
 }
 
@@ -41,28 +51,38 @@ enum Refusal {
     Cooldown,
 }
 
-/// Resolves this tick's attacks.
-pub fn resolve_attacks(
-    mut requests: ResMut<AttackRequests>,
-    directory: Res<Directory>,
-    config: Res<SimConfig>,
+/// Lists the NPCs that attack this tick: chasing, awake, alive and ready. A read-only pass
+/// over the NPCs' own components (not [`Fighters`], whose mutable access to every
+/// entity's health and cooldown costs a change-detection wrapper per entity); the NPCs'
+/// query order is the same as in `Fighters`.
+pub fn collect_npc_attacks(
     clock: Res<TickClock>,
-    mut output: ResMut<TickOutput>,
-    mut npc_attacks: Local<Vec<(Entity, NetId)>>,
-    mut fighters: Fighters,
+    mut npc_attacks: ResMut<NpcAttacks>,
+    npcs: Query<(Entity, &Npc, &Health, &AttackCooldown), Without<Player>>,
 ) {
-    npc_attacks.clear();
-    for (entity, _, _, health, cooldown, npc) in &fighters {
-        let Some(npc) = npc else { continue };
+    npc_attacks.0.clear();
+    for (entity, npc, health, cooldown) in &npcs {
         if let Brain::Chase { target } = npc.brain
             && npc.awake
             && health.0 > 0.0
             && cooldown.ready_tick <= clock.tick
         {
-            npc_attacks.push((entity, target));
+            npc_attacks.0.push((entity, target));
         }
     }
-    let queue = requests.0.drain(..).chain(npc_attacks.drain(..));
+}
+
+/// Resolves this tick's attacks: the players' requests, then the NPCs'.
+pub fn resolve_attacks(
+    mut requests: ResMut<AttackRequests>,
+    mut npc_attacks: ResMut<NpcAttacks>,
+    directory: Res<Directory>,
+    config: Res<SimConfig>,
+    clock: Res<TickClock>,
+    mut output: ResMut<TickOutput>,
+    mut fighters: Fighters,
+) {
+    let queue = requests.0.drain(..).chain(npc_attacks.0.drain(..));
     for (attacker, target) in queue {
         match attack(
             &mut fighters,
