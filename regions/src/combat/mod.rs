@@ -25,8 +25,10 @@ pub struct CombatPlugin;
 #[derive(Resource, Debug, Default)]
 pub struct AttackRequests(pub Vec<(Entity, NetId)>);
 
-/// The attacks chasing NPCs make this tick, in query order: (attacker, target id). At most
-/// one per NPC; drained every tick.
+/// The attacks chasing NPCs make this tick, in query order: (attacker, target id): those
+/// chasing, awake, alive and ready at the end of AI (`ai::think` lists them in its pass
+/// over the NPCs; nothing between AI and combat changes these). At most one per NPC;
+/// drained every tick.
 #[derive(Resource, Debug, Default)]
 pub struct NpcAttacks(pub Vec<(Entity, NetId)>);
 
@@ -34,11 +36,7 @@ impl RegionPlugin for CombatPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<AttackRequests>();
         world.init_resource::<NpcAttacks>();
-        schedule.add_systems(
-            (collect_npc_attacks, resolve_attacks)
-                .chain()
-                .in_set(CombatSystems),
-        );
+        schedule.add_systems(resolve_attacks.in_set(CombatSystems));
     }
 }
 
@@ -49,27 +47,6 @@ enum Refusal {
     Dead,
     OutOfRange,
     Cooldown,
-}
-
-/// Lists the NPCs that attack this tick: chasing, awake, alive and ready. A read-only pass
-/// over the NPCs' own components (not [`Fighters`], whose mutable access to every
-/// entity's health and cooldown costs a change-detection wrapper per entity); the NPCs'
-/// query order is the same as in `Fighters`.
-pub fn collect_npc_attacks(
-    clock: Res<TickClock>,
-    mut npc_attacks: ResMut<NpcAttacks>,
-    npcs: Query<(Entity, &Npc, &Health, &AttackCooldown), Without<Player>>,
-) {
-    npc_attacks.0.clear();
-    for (entity, npc, health, cooldown) in &npcs {
-        if let Brain::Chase { target } = npc.brain
-            && npc.awake
-            && health.0 > 0.0
-            && cooldown.ready_tick <= clock.tick
-        {
-            npc_attacks.0.push((entity, target));
-        }
-    }
 }
 
 /// Resolves this tick's attacks: the players' requests, then the NPCs'.
