@@ -9,7 +9,9 @@
 //!
 //! Criterion reports means and medians; before it runs, this bench prints each scenario's
 //! p50/p99/max on this thread, since the goal is a p99: over the 300 ticks after the
-//! players appear ("cold") and the 300 after those ("warm").
+//! players appear ("cold") and the 300 after those ("warm"), and for the scenarios with
+//! players the ratio of their p50 and p99 to the dormant baseline's of the same window,
+//! measured in the same run (machines here vary ~2x from run to run, ratios much less).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -23,11 +25,28 @@ use support::{Layout, Scenario};
 const OBSERVERS: usize = 1_000;
 const P99_TICKS: usize = 300;
 
-fn print_percentiles(label: &str, scenario: &mut Scenario) {
+/// p50 and p99 of one window of ticks.
+#[derive(Clone, Copy)]
+struct Window {
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Prints `scenario`'s percentiles over the cold then the warm window (and their ratios to
+/// `baseline`'s, when given) and returns them.
+fn print_percentiles(
+    label: &str,
+    scenario: &mut Scenario,
+    baseline: Option<&[Window; 2]>,
+) -> [Window; 2] {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut windows = [Window {
+        p50: Duration::ZERO,
+        p99: Duration::ZERO,
+    }; 2];
     // Two windows: right after 1,000 players appear at once (every NPC near them wakes and
     // hostile ones aggro), then the steady state that follows.
-    for window in ["cold", "warm"] {
+    for (w, window) in ["cold", "warm"].into_iter().enumerate() {
         let mut samples = Vec::with_capacity(P99_TICKS);
         for _ in 0..P99_TICKS {
             let input = scenario.next_input();
@@ -48,7 +67,21 @@ fn print_percentiles(label: &str, scenario: &mut Scenario) {
             ms(percentile(&samples, 99.0)),
             ms(*samples.last().unwrap()),
         );
+        windows[w] = Window {
+            p50: percentile(&samples, 50.0),
+            p99: percentile(&samples, 99.0),
+        };
+        if let Some(baseline) = baseline {
+            let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+            println!(
+                "tick {label} [{window}]: ratio to dormant_baseline [{window}]: \
+                 p50 {:.2}x  p99 {:.2}x",
+                ratio(windows[w].p50, baseline[w].p50),
+                ratio(windows[w].p99, baseline[w].p99),
+            );
+        }
     }
+    windows
 }
 
 fn bench_ticks(c: &mut Criterion) {
@@ -58,7 +91,7 @@ fn bench_ticks(c: &mut Criterion) {
         group.measurement_time(Duration::from_secs(6));
 
         let mut dormant = Scenario::new(Layout::Spread, n_npcs, 0, 7);
-        print_percentiles(&format!("{name}/dormant_baseline"), &mut dormant);
+        let baseline = print_percentiles(&format!("{name}/dormant_baseline"), &mut dormant, None);
         group.bench_function("dormant_baseline", |b| {
             b.iter_custom(|iters| timed_steps(&mut dormant, iters))
         });
@@ -67,7 +100,7 @@ fn bench_ticks(c: &mut Criterion) {
         for layout in [Layout::Spread, Layout::Dense] {
             let mut scenario = Scenario::new(layout, n_npcs, OBSERVERS, 7);
             let label = format!("{}_{OBSERVERS}_observers", layout.name());
-            print_percentiles(&format!("{name}/{label}"), &mut scenario);
+            print_percentiles(&format!("{name}/{label}"), &mut scenario, Some(&baseline));
             group.bench_function(label, |b| {
                 b.iter_custom(|iters| timed_steps(&mut scenario, iters))
             });

@@ -455,11 +455,12 @@ impl Region {
     pub fn views_in(&self, area: Aabb, out: &mut Vec<crate::io::EntityView>) {
         let index = self.world.resource::<SpatialIndex>();
         index.grid.for_each_in_box(area, |position, item| {
+            let entry = index.entry(&item);
             out.push(crate::io::EntityView {
-                id: item.id,
+                id: entry.id,
                 archetype: item.archetype,
                 position,
-                health: item.health,
+                health: entry.health,
             });
         });
     }

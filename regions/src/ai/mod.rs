@@ -3,14 +3,17 @@
 //! Cost follows activity: an NPC is awake only while some living player is within
 //! `wake_radius_m` of it (rounded out to whole grid cells); a dormant NPC neither thinks nor
 //! moves. Aggro is found from the players' side (one grid query per player rather than one
-//! per NPC), using the grid of the previous tick.
+//! per NPC), using the grid of the previous tick; cells whose NPCs are all of archetypes
+//! that never aggro (the index keeps a mask of each cell's NPC archetypes) are skipped
+//! unread, so a crowd of players, or of peaceful NPCs, costs aggro nothing.
 
 use bevy_ecs::prelude::*;
 use tessera_shared::ids::NetId;
 use tessera_shared::math::{Aabb, Vec2};
 
+use crate::combat::NpcAttacks;
 use crate::components::*;
-use crate::grid::SpatialIndex;
+use crate::grid::{SpatialIndex, archetype_bit};
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, RegionInfo, SimConfig, SimRng, TickClock};
 
@@ -81,13 +84,15 @@ impl RegionPlugin for AiPlugin {
     }
 }
 
-/// Marks NPCs near a living player awake, the rest dormant (and still).
+/// Marks the grid cells within wake radius of a living player. The NPCs in them are woken
+/// (and the others put to sleep, and stopped) by [`think`], in its own pass over the NPCs
+/// rather than one more: each pass over 100k NPCs costs about half a millisecond of memory
+/// traffic. Until then, [`acquire_targets`] reads wakefulness from the map.
 pub fn wake_npcs(
     config: Res<SimConfig>,
     index: Res<SpatialIndex>,
     mut wake: ResMut<WakeMap>,
     players: Query<(&Position, &Player)>,
-    mut npcs: Query<(&Position, &mut Npc, &mut Velocity)>,
 ) {
     let grid = &index.grid;
     let (w, h) = grid.dims();
@@ -106,16 +111,13 @@ pub fn wake_npcs(
             }
         }
     }
-    for (position, mut npc, mut velocity) in &mut npcs {
-        let (x, y) = grid.cell_of(position.0);
-        let awake = wake.get(y as usize * w as usize + x as usize);
-        if npc.awake != awake {
-            npc.awake = awake;
-            if !awake && velocity.0 != Vec2::ZERO {
-                velocity.0 = Vec2::ZERO;
-            }
-        }
-    }
+}
+
+/// Whether an NPC at `position` is awake this tick, by `wake`'s cell.
+fn awake_at(wake: &WakeMap, index: &SpatialIndex, position: Vec2) -> bool {
+    let grid = &index.grid;
+    let (x, y) = grid.cell_of(position);
+    wake.get(y as usize * grid.dims().0 as usize + x as usize)
 }
 
 /// Hostile, awake, idle or wandering NPCs within aggro radius of a living player start
@@ -125,6 +127,7 @@ fn acquire_targets(
     config: Res<SimConfig>,
     clock: Res<TickClock>,
     index: Res<SpatialIndex>,
+    wake: Res<WakeMap>,
     mut scratch: ResMut<AggroScratch>,
     players: Query<(&Identity, &Position, &Player)>,
     mut npcs: Query<&mut Npc>,
@@ -158,37 +161,63 @@ fn acquire_targets(
         touched,
         radius2,
     } = scratch;
+    // Archetypes that can aggro at all: a cell holding none of them is skipped unread.
+    let aggressive = (0u16..)
+        .zip(radius2.iter())
+        .filter(|&(_, &r2)| r2 != 0.0)
+        .fold(0, |mask, (archetype, _)| mask | archetype_bit(archetype));
+    let positions = grid.positions();
+    let values = grid.values();
+    let radius_sq = max_aggro * max_aggro;
     for (identity, position, player) in &players {
         if player.respawn_tick.is_some() {
             continue;
         }
         let center = position.0;
-        grid.for_each_slot_in_radius(center, max_aggro, |slot, npc_pos, item| {
-            // Players and non-hostile archetypes have a zero radius. Whether the NPC is
-            // free to chase is checked once per NPC below, not per player.
-            let r2 = radius2[usize::from(item.archetype)];
-            if item.is_player || r2 == 0.0 {
-                return;
+        // The cells and the test of `for_each_slot_in_radius`, in its order.
+        let Some(((cx0, cy0), (cx1, cy1))) = grid.cells_in_radius(center, max_aggro) else {
+            continue;
+        };
+        for cy in cy0..=cy1 {
+            for cx in cx0..=cx1 {
+                if index.npc_archetypes_in(cx, cy) & aggressive == 0 {
+                    continue;
+                }
+                for slot in grid.cell_range(cx, cy) {
+                    let npc_pos = positions[slot];
+                    if npc_pos.distance_squared(center) > radius_sq {
+                        continue;
+                    }
+                    // Players and non-hostile archetypes have a zero radius. Whether the
+                    // NPC is free to chase is checked once per NPC below, not per player.
+                    let item = &values[slot];
+                    let r2 = radius2[usize::from(item.archetype)];
+                    if item.is_player || r2 == 0.0 {
+                        continue;
+                    }
+                    let d2 = npc_pos.distance_squared(center);
+                    if d2 > r2 {
+                        continue;
+                    }
+                    let entry = &mut best[slot];
+                    let candidate = (stamp, d2, identity.id);
+                    if entry.0 != stamp {
+                        *entry = candidate;
+                        touched.push(slot as u32);
+                    } else if (d2, identity.id) < (entry.1, entry.2) {
+                        *entry = candidate;
+                    }
+                }
             }
-            let d2 = npc_pos.distance_squared(center);
-            if d2 > r2 {
-                return;
-            }
-            let entry = &mut best[slot];
-            let candidate = (stamp, d2, identity.id);
-            if entry.0 != stamp {
-                *entry = candidate;
-                touched.push(slot as u32);
-            } else if (d2, identity.id) < (entry.1, entry.2) {
-                *entry = candidate;
-            }
-        });
+        }
     }
     for &slot in touched.iter() {
-        let (_, item) = grid.items()[slot as usize];
+        let entity = index.entry_at(slot as usize).entity;
         let target = best[slot as usize].2;
-        if let Ok(mut npc) = npcs.get_mut(item.entity)
-            && npc.awake
+        // NPCs have not moved since the grid was built: its position is the NPC's.
+        let position = grid.positions()[slot as usize];
+        if let Ok(mut npc) = npcs.get_mut(entity)
+            && awake_at(&wake, &index, position)
             && matches!(npc.brain, Brain::Idle { .. } | Brain::Wander { .. })
         {
             npc.brain = Brain::Chase { target };
@@ -196,20 +225,52 @@ fn acquire_targets(
     }
 }
 
-/// Velocity from behaviour, and behaviour transitions.
+/// Wakes the NPCs in [`WakeMap`]'s cells and puts the others to sleep (stopped); then, for
+/// the awake: velocity from behaviour, and behaviour transitions; and lists the chasing
+/// NPCs whose attack is ready for combat ([`NpcAttacks`], in query order), which saves
+/// combat a pass over every NPC.
 #[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
-fn think(
+pub fn think(
     config: Res<SimConfig>,
     clock: Res<TickClock>,
     region: Res<RegionInfo>,
     directory: Res<Directory>,
+    index: Res<SpatialIndex>,
+    wake: Res<WakeMap>,
     mut rng: ResMut<SimRng>,
+    mut attacks: ResMut<NpcAttacks>,
     targets: Query<(&Position, &Health), With<Player>>,
-    mut npcs: Query<(&Identity, &Position, &mut Velocity, &mut Npc, &mut Health), Without<Player>>,
+    mut npcs: Query<
+        (
+            Entity,
+            &Identity,
+            &Position,
+            &mut Velocity,
+            &mut Npc,
+            &mut Health,
+            &AttackCooldown,
+        ),
+        Without<Player>,
+    >,
 ) {
     let bounds = region.def.bounds;
-    for (identity, position, mut velocity, mut npc, mut health) in &mut npcs {
+    attacks.0.clear();
+    for (entity, identity, position, mut velocity, mut npc, mut health, cooldown) in &mut npcs {
+        let awake = awake_at(&wake, &index, position.0);
+        if npc.awake != awake {
+            npc.awake = awake;
+            if !awake && velocity.0 != Vec2::ZERO {
+                velocity.0 = Vec2::ZERO;
+            }
+        }
         if !npc.awake || health.0 <= 0.0 {
+            continue;
+        }
+        // Most NPCs stand idle at any time: nothing to decide until their timer is due.
+        if let Brain::Idle { until_tick } = npc.brain
+            && clock.tick < until_tick
+            && velocity.0 == Vec2::ZERO
+        {
             continue;
         }
         let arch = config.archetype(identity.archetype);
@@ -274,6 +335,12 @@ fn think(
         };
         if velocity.0 != wanted {
             velocity.0 = wanted;
+        }
+        if let Brain::Chase { target } = npc.brain
+            && health.0 > 0.0
+            && cooldown.ready_tick <= clock.tick
+        {
+            attacks.0.push((entity, target));
         }
     }
 }

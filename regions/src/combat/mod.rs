@@ -25,9 +25,17 @@ pub struct CombatPlugin;
 #[derive(Resource, Debug, Default)]
 pub struct AttackRequests(pub Vec<(Entity, NetId)>);
 
+/// The attacks chasing NPCs make this tick, in query order: (attacker, target id): those
+/// chasing, awake, alive and ready at the end of AI (`ai::think` lists them in its pass
+/// over the NPCs; nothing between AI and combat changes these). At most one per NPC;
+/// drained every tick.
+#[derive(Resource, Debug, Default)]
+pub struct NpcAttacks(pub Vec<(Entity, NetId)>);
+
 impl RegionPlugin for CombatPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<AttackRequests>();
+        world.init_resource::<NpcAttacks>();
         schedule.add_systems(resolve_attacks.in_set(CombatSystems));
     }
 }
@@ -41,28 +49,17 @@ enum Refusal {
     Cooldown,
 }
 
-/// Resolves this tick's attacks.
+/// Resolves this tick's attacks: the players' requests, then the NPCs'.
 pub fn resolve_attacks(
     mut requests: ResMut<AttackRequests>,
+    mut npc_attacks: ResMut<NpcAttacks>,
     directory: Res<Directory>,
     config: Res<SimConfig>,
     clock: Res<TickClock>,
     mut output: ResMut<TickOutput>,
-    mut npc_attacks: Local<Vec<(Entity, NetId)>>,
     mut fighters: Fighters,
 ) {
-    npc_attacks.clear();
-    for (entity, _, _, health, cooldown, npc) in &fighters {
-        let Some(npc) = npc else { continue };
-        if let Brain::Chase { target } = npc.brain
-            && npc.awake
-            && health.0 > 0.0
-            && cooldown.ready_tick <= clock.tick
-        {
-            npc_attacks.push((entity, target));
-        }
-    }
-    let queue = requests.0.drain(..).chain(npc_attacks.drain(..));
+    let queue = requests.0.drain(..).chain(npc_attacks.0.drain(..));
     for (attacker, target) in queue {
         match attack(
             &mut fighters,

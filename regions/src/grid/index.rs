@@ -11,8 +11,14 @@
 //! visits items in the same order for the same inputs (row by row, cell by cell, then
 //! insertion order).
 //!
-//! Memory: one `u32` offset per cell plus one (`cell_start` has a sentinel), and per item one
-//! `(Vec2, T)` in the sorted storage, one in the staging buffer and one `u32` cell index.
+//! Layout: structure of arrays. Positions and values are sorted into separate arrays, so a
+//! query's distance tests stream through 8 bytes per item and touch a value only on a hit,
+//! and the rebuild's scatter (random writes, the bulk of its cost) moves `8 + size_of::<T>()`
+//! bytes per item instead of a padded tuple.
+//!
+//! Memory: one `u32` offset per cell plus one (`cell_start` has a sentinel), and per item a
+//! `Vec2` and a `T` in the sorted storage, the same in the staging buffers, one `u32` cell
+//! index and one `u32` slot (where each inserted item went).
 
 use tessera_shared::math::{Aabb, Vec2};
 
@@ -83,14 +89,19 @@ pub struct SpatialGrid<T: Copy> {
     cells_per_m: f32,
     cells_x: u32,
     cells_y: u32,
-    /// `cell_start[c]..cell_start[c + 1]` is cell `c`'s range in `items`; the last entry is
-    /// `items.len()`. Cell `c` is `cy * cells_x + cx`, so one row's cells are one range.
+    /// `cell_start[c]..cell_start[c + 1]` is cell `c`'s range of slots in `positions` and
+    /// `values`; the last entry is the item count. Cell `c` is `cy * cells_x + cx`, so one row's cells are one range.
     cell_start: Vec<u32>,
-    /// All items, sorted by cell, insertion order within a cell.
-    items: Vec<(Vec2, T)>,
-    /// Reused by `rebuild`: the items in insertion order.
-    staging: Vec<(Vec2, T)>,
-    /// Reused by `rebuild`: `staging[i]`'s cell.
+    /// All items' positions, sorted by cell, insertion order within a cell.
+    positions: Vec<Vec2>,
+    /// All items' values, in the same order as `positions`.
+    values: Vec<T>,
+    /// Reused by `rebuild`: the positions in insertion order.
+    staging_positions: Vec<Vec2>,
+    /// Reused by `rebuild`: the values in insertion order.
+    staging_values: Vec<T>,
+    /// Reused by `rebuild`: the `i`th inserted item's cell, then (after the scatter) its
+    /// slot; see [`SpatialGrid::inserted_slots`].
     staging_cell_idx: Vec<u32>,
 }
 
@@ -137,8 +148,10 @@ impl<T: Copy> SpatialGrid<T> {
             cells_x,
             cells_y,
             cell_start: vec![0; n_cells + 1],
-            items: Vec::new(),
-            staging: Vec::new(),
+            positions: Vec::new(),
+            values: Vec::new(),
+            staging_positions: Vec::new(),
+            staging_values: Vec::new(),
             staging_cell_idx: Vec::new(),
         })
     }
@@ -151,28 +164,33 @@ impl<T: Copy> SpatialGrid<T> {
     /// returned by a radius query and never contained in a box, so it is inert (the
     /// simulation checks positions with `Vec2::is_finite` before they get here).
     ///
-    /// If `items` panics, the grid keeps its previous contents.
+    /// If `items` panics, the grid keeps its previous contents (but not its
+    /// [`SpatialGrid::inserted_slots`]).
     ///
     /// # Panics
     /// If there are more than [`GRID_ITEMS_MAX`] items.
     pub fn rebuild(&mut self, items: impl IntoIterator<Item = (Vec2, T)>) {
         // Pass 1: the only pass that runs caller code, and it touches only scratch buffers.
-        self.staging.clear();
+        self.staging_positions.clear();
+        self.staging_values.clear();
         self.staging_cell_idx.clear();
         let items = items.into_iter();
         let (n_hint, _) = items.size_hint();
-        self.staging.reserve(n_hint);
+        self.staging_positions.reserve(n_hint);
+        self.staging_values.reserve(n_hint);
         self.staging_cell_idx.reserve(n_hint);
         for (p, t) in items {
             self.staging_cell_idx.push(self.cell_idx(p));
-            self.staging.push((p, t));
+            self.staging_positions.push(p);
+            self.staging_values.push(t);
         }
-        let n_items = self.staging.len();
+        let n_items = self.staging_positions.len();
         assert!(
             n_items <= GRID_ITEMS_MAX,
             "{n_items} items, more than {GRID_ITEMS_MAX}"
         );
         assert_eq!(self.staging_cell_idx.len(), n_items);
+        assert_eq!(self.staging_values.len(), n_items);
 
         // Pass 2: counts, then inclusive prefix sums: cell_start[c] = end of cell c. The
         // sentinel is never counted into, so it ends up as the total.
@@ -187,31 +205,55 @@ impl<T: Copy> SpatialGrid<T> {
         }
 
         // Pass 3: scatter back to front, decrementing each cell's end to its start. Walking
-        // backwards keeps the sort stable and leaves cell_start[c] = start of cell c.
-        if self.items.len() > n_items {
-            self.items.truncate(n_items);
-        } else if let Some(&first) = self.staging.first() {
-            // Only grows; every slot is overwritten below (the scatter is a permutation).
-            self.items.resize(n_items, first);
-        }
-        for (&item, &c) in self.staging.iter().zip(&self.staging_cell_idx).rev() {
-            let start = &mut self.cell_start[c as usize];
+        // backwards keeps the sort stable and leaves cell_start[c] = start of cell c. Each
+        // staged cell index is replaced by the slot its item went to.
+        Self::fit(&mut self.positions, n_items, self.staging_positions.first());
+        Self::fit(&mut self.values, n_items, self.staging_values.first());
+        for ((&p, &t), c) in self
+            .staging_positions
+            .iter()
+            .zip(&self.staging_values)
+            .zip(&mut self.staging_cell_idx)
+            .rev()
+        {
+            let start = &mut self.cell_start[*c as usize];
             *start -= 1;
-            self.items[*start as usize] = item;
+            let slot = *start as usize;
+            self.positions[slot] = p;
+            self.values[slot] = t;
+            *c = *start;
         }
         assert_eq!(self.cell_start[0], 0);
         assert_eq!(self.cell_start[self.cell_start.len() - 1] as usize, n_items);
-        assert_eq!(self.items.len(), n_items);
+        assert_eq!(self.positions.len(), n_items);
+        assert_eq!(self.values.len(), n_items);
+    }
+
+    /// Resizes `v` to `n` items without caring what they hold: every slot is overwritten by
+    /// the scatter, which is a permutation.
+    fn fit<U: Copy>(v: &mut Vec<U>, n: usize, filler: Option<&U>) {
+        if v.len() > n {
+            v.truncate(n);
+        } else if let Some(&first) = filler {
+            v.resize(n, first);
+        }
+    }
+
+    /// Where each item of the last rebuild went: `inserted_slots()[i]` is the slot (index
+    /// into [`SpatialGrid::positions`] and [`SpatialGrid::values`]) of the `i`th item
+    /// passed to [`SpatialGrid::rebuild`].
+    pub fn inserted_slots(&self) -> &[u32] {
+        &self.staging_cell_idx
     }
 
     /// Number of items from the last rebuild.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.positions.len()
     }
 
     /// True if the last rebuild had no items.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.positions.is_empty()
     }
 
     /// Calls `f` for exactly the items with `pos.distance_squared(center) <= radius * radius`
@@ -222,7 +264,8 @@ impl<T: Copy> SpatialGrid<T> {
     }
 
     /// [`SpatialGrid::for_each_in_radius`], also passing each item's slot (its index in
-    /// [`SpatialGrid::items`], valid until the next rebuild) and the item by reference.
+    /// [`SpatialGrid::positions`] and [`SpatialGrid::values`], valid until the next
+    /// rebuild) and the value by reference.
     pub fn for_each_slot_in_radius(
         &self,
         center: Vec2,
@@ -230,11 +273,32 @@ impl<T: Copy> SpatialGrid<T> {
         mut f: impl FnMut(usize, Vec2, &T),
     ) {
         let radius_sq = radius * radius;
+        let Some(((cx0, cy0), (cx1, cy1))) = self.cells_in_radius(center, radius) else {
+            return;
+        };
+        self.for_each_row_range(cx0, cy0, cx1, cy1, |range| {
+            let start = range.start;
+            for (i, p) in self.positions[range].iter().enumerate() {
+                if p.distance_squared(center) <= radius_sq {
+                    let slot = start + i;
+                    f(slot, *p, &self.values[slot]);
+                }
+            }
+        });
+    }
+
+    /// The cells `(cx0, cy0)..=(cx1, cy1)` a radius query around `center` scans: a
+    /// conservative cover of every item with `pos.distance_squared(center) <= radius *
+    /// radius` (all cells for an infinite squared radius); `None` for a NaN radius.
+    /// Callers that walk cells themselves (to skip some) use this to visit exactly what
+    /// [`SpatialGrid::for_each_slot_in_radius`] would.
+    pub fn cells_in_radius(&self, center: Vec2, radius: f32) -> Option<((u32, u32), (u32, u32))> {
+        let radius_sq = radius * radius;
         let reach = radius.abs();
         if reach.is_nan() {
-            return;
+            return None;
         }
-        let ((cx0, cy0), (cx1, cy1)) = if radius_sq.is_finite() {
+        Some(if radius_sq.is_finite() {
             // Grow the reach by the rounding slack so the cell range is conservative.
             let reach_x = reach + (center.x.abs() + reach) * QUERY_REACH_SLACK_REL;
             let reach_y = reach + (center.y.abs() + reach) * QUERY_REACH_SLACK_REL;
@@ -248,15 +312,14 @@ impl<T: Copy> SpatialGrid<T> {
             // An infinite squared radius matches items at any finite distance, even ones
             // the f32 reach cannot express: scan everything.
             ((0, 0), (self.cells_x - 1, self.cells_y - 1))
-        };
-        self.for_each_row_range(cx0, cy0, cx1, cy1, |range| {
-            let start = range.start;
-            for (i, (p, t)) in self.items[range].iter().enumerate() {
-                if p.distance_squared(center) <= radius_sq {
-                    f(start + i, *p, t);
-                }
-            }
-        });
+        })
+    }
+
+    /// The slot range of every cell, in cell order (`cy * cells_x + cx`).
+    pub fn cell_ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.cell_start
+            .windows(2)
+            .map(|w| w[0] as usize..w[1] as usize)
     }
 
     /// Calls `f` for exactly the items with `bounds.contains(pos)`, in deterministic order.
@@ -269,10 +332,11 @@ impl<T: Copy> SpatialGrid<T> {
         // The cell mapping is monotonic, so min..=max cells cover every contained position.
         let (cx0, cy0) = self.cell_of(bounds.min);
         let (cx1, cy1) = self.cell_of(bounds.max);
-        self.for_each_row_slice(cx0, cy0, cx1, cy1, |slice| {
-            for &(p, t) in slice {
+        self.for_each_row_range(cx0, cy0, cx1, cy1, |range| {
+            let start = range.start;
+            for (i, &p) in self.positions[range].iter().enumerate() {
                 if bounds.contains(p) {
-                    f(p, t);
+                    f(p, self.values[start + i]);
                 }
             }
         });
@@ -303,12 +367,15 @@ impl<T: Copy> SpatialGrid<T> {
         self.bounds
     }
 
-    /// The items of cell `(cx, cy)` in insertion order; empty for a cell outside the grid.
-    pub fn cell_items(&self, cx: u32, cy: u32) -> &[(Vec2, T)] {
-        &self.items[self.cell_range(cx, cy)]
+    /// The positions and values of cell `(cx, cy)`'s items in insertion order; empty for a
+    /// cell outside the grid.
+    pub fn cell_items(&self, cx: u32, cy: u32) -> (&[Vec2], &[T]) {
+        let range = self.cell_range(cx, cy);
+        (&self.positions[range.clone()], &self.values[range])
     }
 
-    /// The indices into [`SpatialGrid::items`] of one cell's items (empty for a cell out
+    /// The slots (indices into [`SpatialGrid::positions`] and [`SpatialGrid::values`]) of
+    /// one cell's items (empty for a cell out
     /// of range). Valid until the next rebuild.
     pub fn cell_range(&self, cx: u32, cy: u32) -> std::ops::Range<usize> {
         if cx >= self.cells_x || cy >= self.cells_y {
@@ -318,9 +385,14 @@ impl<T: Copy> SpatialGrid<T> {
         self.cell_start[c] as usize..self.cell_start[c + 1] as usize
     }
 
-    /// All items, sorted by cell (row-major), insertion order within a cell.
-    pub fn items(&self) -> &[(Vec2, T)] {
-        &self.items
+    /// All items' positions, sorted by cell (row-major), insertion order within a cell.
+    pub fn positions(&self) -> &[Vec2] {
+        &self.positions
+    }
+
+    /// All items' values, in the order of [`SpatialGrid::positions`].
+    pub fn values(&self) -> &[T] {
+        &self.values
     }
 
     #[inline]
@@ -330,22 +402,8 @@ impl<T: Copy> SpatialGrid<T> {
         cy * self.cells_x + cx
     }
 
-    /// Calls `f` with one slice per row for the cells `cx0..=cx1` x `cy0..=cy1`: a row's
-    /// cells are adjacent in `items`.
-    #[inline]
-    fn for_each_row_slice(
-        &self,
-        cx0: u32,
-        cy0: u32,
-        cx1: u32,
-        cy1: u32,
-        mut f: impl FnMut(&[(Vec2, T)]),
-    ) {
-        self.for_each_row_range(cx0, cy0, cx1, cy1, |range| f(&self.items[range]));
-    }
-
     /// Calls `f` with the slot range of each row of cells `cx0..=cx1` (contiguous in
-    /// `items`, since cells are stored row-major), rows `cy0..=cy1`.
+    /// the sorted arrays, since cells are stored row-major), rows `cy0..=cy1`.
     fn for_each_row_range(
         &self,
         cx0: u32,
@@ -466,7 +524,7 @@ mod tests {
         g.rebuild([]);
         assert!(g.is_empty());
         assert!(radius_ids(&g, Vec2::new(1.0, 1.0), f32::INFINITY).is_empty());
-        assert!(g.cell_items(0, 0).is_empty());
+        assert!(g.cell_items(0, 0).0.is_empty());
     }
 
     #[test]
@@ -503,16 +561,11 @@ mod tests {
             (11.0, 11.0),
         ];
         g.rebuild((0u32..).zip(pts).map(|(i, (x, y))| (Vec2::new(x, y), i)));
-        let ids = |cx, cy| {
-            g.cell_items(cx, cy)
-                .iter()
-                .map(|&(_, id)| id)
-                .collect::<Vec<_>>()
-        };
+        let ids = |cx, cy| g.cell_items(cx, cy).1.to_vec();
         assert_eq!(ids(1, 1), [0, 2, 4]);
         assert_eq!(ids(0, 0), [1, 3]);
-        assert!(g.cell_items(4, 0).is_empty());
-        assert!(g.cell_items(0, u32::MAX).is_empty());
+        assert!(g.cell_items(4, 0).1.is_empty());
+        assert!(g.cell_items(0, u32::MAX).1.is_empty());
         // Visiting order is deterministic: row by row, cell by cell, insertion order.
         let mut seen = Vec::new();
         g.for_each_in_radius(Vec2::new(10.0, 10.0), 100.0, |_, id| seen.push(id));
@@ -528,7 +581,7 @@ mod tests {
             (Vec2::new(5.0, 5.0), 2),
         ]);
         assert_eq!(g.len(), 3);
-        assert_eq!(g.cell_items(0, 0).len(), 2);
+        assert_eq!(g.cell_items(0, 0).0.len(), 2);
         assert_eq!(radius_ids(&g, Vec2::new(0.0, 0.0), f32::INFINITY), [2]);
         assert_eq!(
             box_ids(
@@ -592,7 +645,7 @@ mod tests {
             let (w, h) = g.dims();
             let n_in_cells: usize =
                 (0..h).flat_map(|cy| (0..w).map(move |cx| (cx, cy)))
-                    .map(|(cx, cy)| g.cell_items(cx, cy).len()).sum();
+                    .map(|(cx, cy)| g.cell_items(cx, cy).0.len()).sum();
             prop_assert_eq!(n_in_cells, pts.len());
             for &(c, r) in &circles {
                 prop_assert_eq!(radius_ids(&g, c, r), brute_radius(&pts, c, r), "{:?} {}", c, r);

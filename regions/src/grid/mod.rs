@@ -21,23 +21,51 @@ use crate::resources::RegionInfo;
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GridSystems;
 
-/// What the grid stores per entity: enough for interest and aggro to work without touching
-/// the world again.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// What the grid stores per entity, next to its position: what a scan needs to filter
+/// items without touching anything else (8 bytes, so the rebuild's scatter stays small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GridItem {
+    /// Index of the entity's [`GridEntry`] ([`SpatialIndex::entry`]).
+    pub entry: u32,
+    /// Its archetype.
+    pub archetype: u16,
+    /// True for player avatars.
+    pub is_player: bool,
+}
+
+/// The rest of what the index knows of an entity, in the order entities were inserted:
+/// read only for the few items a query keeps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GridEntry {
     /// The entity.
     pub entity: Entity,
     /// Its stable id.
     pub id: NetId,
-    /// Its archetype.
-    pub archetype: u16,
     /// Its health.
     pub health: f32,
-    /// True if position or health changed since the previous rebuild.
-    pub changed: bool,
-    /// True for player avatars.
-    pub is_player: bool,
 }
+
+/// Where an entity sits in the grid, by entity index: one random read answers both "is
+/// it still there" and "did it change", which is what interest asks of every visible
+/// entity every tick (8 bytes each, so the table of 100k entities fits a core's L2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Placement {
+    /// The entity's generation, so that a reused index does not alias a despawned one.
+    generation: u32,
+    /// The grid slot, with [`CHANGED_BIT`] set if position or health changed since the
+    /// previous rebuild; [`NO_SLOT`] if the index holds no entity.
+    slot_and_changed: u32,
+}
+
+/// `Placement::slot_and_changed`'s flag bit.
+const CHANGED_BIT: u32 = 1 << 31;
+
+/// `Placement::slot_and_changed` of an index with no entity in the grid.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The most entities the index holds: slots must leave [`CHANGED_BIT`] free. Far above
+/// any `entities_per_region_max` the config accepts.
+pub const INDEX_ENTITIES_MAX: usize = (CHANGED_BIT - 1) as usize;
 
 /// The region's grid of all entities, positions as of the last [`update_grid`], and where
 /// each entity sits in it.
@@ -45,10 +73,23 @@ pub struct GridItem {
 pub struct SpatialIndex {
     /// The grid.
     pub grid: SpatialGrid<GridItem>,
-    /// Grid slot (index into `grid.items()`) by entity index. Entries of despawned
-    /// entities go stale rather than being cleared: [`SpatialIndex::slot`] checks that the
-    /// slot still holds the same entity. One `u32` per entity index.
-    slot_of: Vec<u32>,
+    /// One per entity, in insertion order; [`GridItem::entry`] points here.
+    entries: Vec<GridEntry>,
+    /// Per inserted entity, whether its position or health changed (staging for
+    /// `placements`).
+    changed: Vec<bool>,
+    /// By entity index. Rewritten wholesale at every rebuild (8 bytes per entity index).
+    placements: Vec<Placement>,
+    /// Per cell (`cy * cells_x + cx`), which NPC archetypes it holds, one bit each
+    /// ([`archetype_bit`]): lets aggro skip the cells without a hostile NPC. 8 bytes per
+    /// cell.
+    npc_archetypes: Vec<u64>,
+}
+
+/// The bit of archetype `archetype` in [`SpatialIndex::npc_archetypes_in`]: archetypes
+/// from 63 on share bit 63, so a mask is exact for the first 63 and conservative after.
+pub fn archetype_bit(archetype: u16) -> u64 {
+    1 << archetype.min(63)
 }
 
 /// Builds the grid for a region.
@@ -66,7 +107,10 @@ impl SpatialIndex {
         SpatialGrid::new(region.def.bounds, cell_size_m)
             .map(|grid| SpatialIndex {
                 grid,
-                slot_of: Vec::new(),
+                entries: Vec::new(),
+                changed: Vec::new(),
+                placements: Vec::new(),
+                npc_archetypes: Vec::new(),
             })
             .map_err(|source| RegionError::Grid {
                 region: region.def.id,
@@ -76,9 +120,44 @@ impl SpatialIndex {
 
     /// The grid slot of `entity` as of the last rebuild, if it was in the grid.
     pub fn slot(&self, entity: Entity) -> Option<usize> {
-        let slot = *self.slot_of.get(entity.index_u32() as usize)? as usize;
-        let (_, item) = self.grid.items().get(slot)?;
-        (item.entity == entity).then_some(slot)
+        self.placement(entity).map(|(slot, _)| slot)
+    }
+
+    /// The grid slot of `entity` as of the last rebuild, if it was in the grid, and
+    /// whether its position or health changed in the tick before that rebuild.
+    #[inline]
+    pub fn placement(&self, entity: Entity) -> Option<(usize, bool)> {
+        let p = self.placements.get(entity.index_u32() as usize)?;
+        if p.slot_and_changed == NO_SLOT || p.generation != entity.generation().to_bits() {
+            return None;
+        }
+        let slot = (p.slot_and_changed & !CHANGED_BIT) as usize;
+        Some((slot, p.slot_and_changed & CHANGED_BIT != 0))
+    }
+
+    /// The NPC archetypes (a mask of [`archetype_bit`]s) in cell `(cx, cy)` as of the
+    /// last rebuild; 0 outside the grid.
+    #[inline]
+    pub fn npc_archetypes_in(&self, cx: u32, cy: u32) -> u64 {
+        let (w, h) = self.grid.dims();
+        if cx >= w || cy >= h {
+            return 0;
+        }
+        // Empty before the first rebuild, like the grid.
+        let cell_idx = cy as usize * w as usize + cx as usize;
+        self.npc_archetypes.get(cell_idx).copied().unwrap_or(0)
+    }
+
+    /// The entry an item of the grid points to.
+    #[inline]
+    pub fn entry(&self, item: &GridItem) -> &GridEntry {
+        &self.entries[item.entry as usize]
+    }
+
+    /// The entry of the item in grid `slot`.
+    #[inline]
+    pub fn entry_at(&self, slot: usize) -> &GridEntry {
+        self.entry(&self.grid.values()[slot])
     }
 }
 
@@ -87,28 +166,60 @@ pub fn update_grid(
     mut index: ResMut<SpatialIndex>,
     entities: Query<(Entity, &Identity, Ref<Position>, Ref<Health>, Has<Player>)>,
 ) {
-    let index = &mut *index;
-    index.grid.rebuild(
+    let SpatialIndex {
+        grid,
+        entries,
+        changed,
+        placements,
+        npc_archetypes,
+    } = &mut *index;
+    entries.clear();
+    changed.clear();
+    grid.rebuild(
         entities
             .iter()
             .map(|(entity, identity, position, health, is_player)| {
-                let item = GridItem {
+                let entry = u32::try_from(entries.len()).expect("below GRID_ITEMS_MAX");
+                entries.push(GridEntry {
                     entity,
                     id: identity.id,
-                    archetype: identity.archetype,
                     health: health.0,
-                    changed: position.is_changed() || health.is_changed(),
+                });
+                changed.push(position.is_changed() || health.is_changed());
+                let item = GridItem {
+                    entry,
+                    archetype: identity.archetype,
                     is_player,
                 };
                 (position.0, item)
             }),
     );
-    for (slot, (_, item)) in index.grid.items().iter().enumerate() {
-        let idx = item.entity.index_u32() as usize;
-        if idx >= index.slot_of.len() {
-            index.slot_of.resize(idx + 1, u32::MAX);
+    assert!(entries.len() <= INDEX_ENTITIES_MAX, "too many entities");
+    let absent = Placement {
+        generation: 0,
+        slot_and_changed: NO_SLOT,
+    };
+    placements.fill(absent);
+    for ((entry, &changed), &slot) in entries
+        .iter()
+        .zip(changed.iter())
+        .zip(grid.inserted_slots())
+    {
+        let idx = entry.entity.index_u32() as usize;
+        if idx >= placements.len() {
+            placements.resize(idx + 1, absent);
         }
-        // The grid holds at most GRID_ITEMS_MAX = u32::MAX items.
-        index.slot_of[idx] = slot as u32;
+        placements[idx] = Placement {
+            generation: entry.entity.generation().to_bits(),
+            slot_and_changed: slot | if changed { CHANGED_BIT } else { 0 },
+        };
     }
+    npc_archetypes.clear();
+    let values = grid.values();
+    npc_archetypes.extend(grid.cell_ranges().map(|range| {
+        values[range]
+            .iter()
+            .filter(|item| !item.is_player)
+            .fold(0, |mask, item| mask | archetype_bit(item.archetype))
+    }));
 }

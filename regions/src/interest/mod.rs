@@ -23,9 +23,10 @@
 //! late, at the edge of the radius.
 //!
 //! Cost: a refresh is one pass over the grid cells in reach plus one over the previous
-//! set, with membership of the previous set an O(1) lookup in `Marks` (a stamp per entity
-//! index), not a sort and merge by id (sorting was 40% of a tick); a non-refresh tick is
-//! one lookup per member.
+//! set, with membership of the previous set an O(1) lookup in `Marks` (a stamp per grid
+//! slot), not a sort and merge by id (sorting was 40% of a tick); a non-refresh tick is
+//! one lookup per member in the index's placements (8 bytes per entity, which say both
+//! where the member is and whether it changed), and only changed members touch more.
 
 use bevy_ecs::prelude::*;
 use tessera_shared::config::InterestConfig;
@@ -33,7 +34,7 @@ use tessera_shared::ids::NetId;
 use tessera_shared::math::Vec2;
 
 use crate::components::*;
-use crate::grid::{GridItem, SpatialIndex};
+use crate::grid::SpatialIndex;
 use crate::io::{EntityView, ObserverDiff, TickOutput};
 use crate::plugin::RegionPlugin;
 
@@ -74,41 +75,42 @@ impl Observer {
     }
 }
 
-/// One stamp per entity index: "in this observer's previous set" or "kept in its next
-/// set", valid only when the stamp is the current one and the entity (index and
-/// generation) matches, so a reused index never aliases a despawned entity. Grows to the
-/// highest entity index in the region (bounded by `entities_per_region_max` plus bevy's
-/// free list), 12 bytes each.
+/// One stamp per grid slot: "in this observer's previous set" or "kept in its next set",
+/// valid only when the stamp is the current one. A slot is one entity for the whole tick,
+/// so no generation check is needed. As long as the grid's items, 4 bytes each.
 #[derive(Default)]
 struct Marks {
-    marks: Vec<(u32, Option<Entity>)>,
+    marks: Vec<u32>,
     stamp: u32,
 }
 
 impl Marks {
+    /// Sized for `n_slots` grid slots.
+    fn fit(&mut self, n_slots: usize) {
+        if self.marks.len() < n_slots {
+            self.marks.resize(n_slots, 0);
+        }
+    }
+
     /// Two fresh stamps: (was visible, kept).
     fn next_stamps(&mut self) -> (u32, u32) {
         if self.stamp >= u32::MAX - 2 {
             // Wrapped: forget every mark rather than risk an old one matching.
-            self.marks.iter_mut().for_each(|m| *m = (0, None));
+            self.marks.fill(0);
             self.stamp = 0;
         }
         self.stamp += 2;
         (self.stamp - 1, self.stamp)
     }
 
-    fn set(&mut self, entity: Entity, stamp: u32) {
-        let idx = entity.index_u32() as usize;
-        if idx >= self.marks.len() {
-            self.marks.resize(idx + 1, (0, None));
-        }
-        self.marks[idx] = (stamp, Some(entity));
+    #[inline]
+    fn set(&mut self, slot: usize, stamp: u32) {
+        self.marks[slot] = stamp;
     }
 
-    fn is(&self, entity: Entity, stamp: u32) -> bool {
-        self.marks
-            .get(entity.index_u32() as usize)
-            .is_some_and(|&(s, e)| s == stamp && e == Some(entity))
+    #[inline]
+    fn is(&self, slot: usize, stamp: u32) -> bool {
+        self.marks[slot] == stamp
     }
 }
 
@@ -116,9 +118,12 @@ impl Marks {
 /// `visible_entities_max` (candidates by that plus one ring of cells).
 #[derive(Default)]
 pub struct InterestScratch {
-    /// (distance squared, index into the grid's items) of this observer's candidates.
+    /// (distance squared, grid slot) of this observer's candidates.
     candidates: Vec<(f32, u32)>,
     next_visible: Vec<(Entity, NetId)>,
+    /// Per member of the observer's previous set, its grid slot and whether it changed
+    /// ([`GONE`]: no longer in the grid), looked up once per refresh.
+    previous: Vec<(u32, bool)>,
     /// (id, entity, grid slot) of the candidates not visible before, sorted by id.
     entered: Vec<(NetId, Entity, u32)>,
     /// Indices into the output's entity table of this observer's changed members.
@@ -133,19 +138,21 @@ pub struct InterestScratch {
 /// `InterestScratch::interned` of a slot whose entity is not in the table.
 const NOT_INTERNED: u32 = u32::MAX;
 
+/// `InterestScratch::previous` of a member that left the grid (despawned, handed off).
+const GONE: u32 = u32::MAX;
+
 /// The index of the entity in grid `slot` in this tick's entity table, adding it on first
 /// use.
 fn intern(
     interned: &mut [u32],
     entities: &mut Vec<EntityView>,
-    items: &[(Vec2, GridItem)],
+    index: &SpatialIndex,
     slot: usize,
 ) -> u32 {
     if interned[slot] == NOT_INTERNED {
         // The table is bounded by the grid's items, which fit u32 (GRID_ITEMS_MAX).
         interned[slot] = entities.len() as u32;
-        let (pos, item) = &items[slot];
-        entities.push(view(*pos, item));
+        entities.push(view(index, slot));
     }
     interned[slot]
 }
@@ -164,23 +171,25 @@ pub fn update_interest(
     index: Res<SpatialIndex>,
     mut output: ResMut<TickOutput>,
     mut scratch: Local<InterestScratch>,
-    mut observers: Query<(&Identity, &Position, &Player, &mut Observer)>,
+    mut observers: Query<(Entity, &Position, &Player, &mut Observer)>,
 ) {
     let interest = config.0.world.interest;
     let cap = interest.visible_entities_max as usize;
-    let items = index.grid.items();
+    let n_slots = index.grid.len();
     let InterestScratch {
         candidates,
         next_visible,
+        previous,
         entered,
         changed,
         marks,
         interned,
     } = &mut *scratch;
     interned.clear();
-    interned.resize(items.len(), NOT_INTERNED);
+    interned.resize(n_slots, NOT_INTERNED);
+    marks.fit(n_slots);
     let out = &mut output.interest;
-    for (identity, position, player, mut observer) in &mut observers {
+    for (entity, position, player, mut observer) in &mut observers {
         let observer = &mut *observer;
         let refresh = observer.refresh_now
             || observer.visible.is_empty()
@@ -194,66 +203,66 @@ pub fn update_interest(
         next_visible.clear();
         if refresh {
             let (was, kept) = marks.next_stamps();
-            for &(entity, _) in &observer.visible {
-                marks.set(entity, was);
+            previous.clear();
+            for &(member, _) in &observer.visible {
+                let placement = index.placement(member);
+                if let Some((slot, _)) = placement {
+                    marks.set(slot, was);
+                }
+                previous.push(placement.map_or((GONE, false), |(slot, c)| (slot as u32, c)));
             }
+            // The observer's own slot; usize::MAX (no slot) if it is not in the grid.
+            let own_slot = index.slot(entity).unwrap_or(usize::MAX);
             collect_candidates(
-                &index,
-                identity.id,
-                position.0,
-                interest,
-                marks,
-                was,
-                candidates,
+                &index, own_slot, position.0, interest, marks, was, candidates,
             );
             debug_assert!(candidates.len() <= cap);
             entered.clear();
             for &(_, slot) in candidates.iter() {
-                let (_, item) = &items[slot as usize];
-                if marks.is(item.entity, was) {
-                    marks.set(item.entity, kept);
+                if marks.is(slot as usize, was) {
+                    marks.set(slot as usize, kept);
                 } else {
-                    entered.push((item.id, item.entity, slot));
+                    let entry = index.entry_at(slot as usize);
+                    entered.push((entry.id, entry.entity, slot));
                 }
             }
             // Ids are unique: the order is total.
             entered.sort_unstable_by_key(|&(id, _, _)| id);
             for &(_, _, slot) in entered.iter() {
-                let idx = intern(interned, &mut out.entities, items, slot as usize);
+                let idx = intern(interned, &mut out.entities, &index, slot as usize);
                 out.members.push(idx);
             }
             // The kept members (in id order already) merged with the entered ones, so
             // the visible set stays sorted; changes and departures follow in id order.
             let mut entering = entered.iter().peekable();
-            for &(entity, id) in &observer.visible {
+            for (&(member, id), &(slot, is_changed)) in observer.visible.iter().zip(previous.iter())
+            {
                 while let Some(&&(new_id, new_entity, _)) = entering.peek()
                     && new_id < id
                 {
                     next_visible.push((new_entity, new_id));
                     entering.next();
                 }
-                if !marks.is(entity, kept) {
+                if slot == GONE || !marks.is(slot as usize, kept) {
                     out.left.push(id);
                     continue;
                 }
-                if let Some(slot) = index.slot(entity)
-                    && items[slot].1.changed
-                {
-                    changed.push(intern(interned, &mut out.entities, items, slot));
+                if is_changed {
+                    changed.push(intern(interned, &mut out.entities, &index, slot as usize));
                 }
-                next_visible.push((entity, id));
+                next_visible.push((member, id));
             }
             next_visible.extend(entering.map(|&(id, entity, _)| (entity, id)));
         } else {
             // Nothing enters between refreshes: changes go straight to the output.
-            for &(entity, id) in &observer.visible {
-                match index.slot(entity) {
-                    Some(slot) => {
-                        if items[slot].1.changed {
-                            let idx = intern(interned, &mut out.entities, items, slot);
+            for &(member, id) in &observer.visible {
+                match index.placement(member) {
+                    Some((slot, is_changed)) => {
+                        if is_changed {
+                            let idx = intern(interned, &mut out.entities, &index, slot);
                             out.members.push(idx);
                         }
-                        next_visible.push((entity, id));
+                        next_visible.push((member, id));
                     }
                     None => out.left.push(id),
                 }
@@ -275,12 +284,14 @@ pub fn update_interest(
     }
 }
 
-fn view(position: Vec2, item: &GridItem) -> EntityView {
+fn view(index: &SpatialIndex, slot: usize) -> EntityView {
+    let item = &index.grid.values()[slot];
+    let entry = index.entry(item);
     EntityView {
-        id: item.id,
+        id: entry.id,
         archetype: item.archetype,
-        position,
-        health: item.health,
+        position: index.grid.positions()[slot],
+        health: entry.health,
     }
 }
 
@@ -289,7 +300,7 @@ fn view(position: Vec2, item: &GridItem) -> EntityView {
 /// nearest of that ring) or the leave radius.
 fn collect_candidates(
     index: &SpatialIndex,
-    self_id: NetId,
+    own_slot: usize,
     center: Vec2,
     interest: InterestConfig,
     marks: &Marks,
@@ -297,7 +308,7 @@ fn collect_candidates(
     candidates: &mut Vec<(f32, u32)>,
 ) {
     let grid = &index.grid;
-    let items = grid.items();
+    let positions = grid.positions();
     let cap = interest.visible_entities_max as usize;
     let enter2 = interest.enter_radius_m * interest.enter_radius_m;
     let leave2 = interest.leave_radius_m * interest.leave_radius_m;
@@ -310,13 +321,15 @@ fn collect_candidates(
         if x < 0 || y < 0 || x >= w || y >= h {
             return;
         }
-        for slot in grid.cell_range(x as u32, y as u32) {
-            let (pos, item) = &items[slot];
+        let range = grid.cell_range(x as u32, y as u32);
+        let start = range.start;
+        for (i, pos) in positions[range].iter().enumerate() {
             let d2 = pos.distance_squared(center);
-            if d2 > leave2 || item.id == self_id {
+            if d2 > leave2 {
                 continue;
             }
-            if d2 > enter2 && !marks.is(item.entity, was) {
+            let slot = start + i;
+            if slot == own_slot || (d2 > enter2 && !marks.is(slot, was)) {
                 continue;
             }
             // Grid slots fit u32: the grid refuses more than GRID_ITEMS_MAX items.

@@ -152,7 +152,9 @@ pub fn regenerated(arch: &Archetype, health: f32, dt_s: f32) -> Option<f32> {
 }
 
 /// NPCs at zero health are removed (and queued for respawn); players start their respawn
-/// timer.
+/// timer. Only NPCs whose health changed since the last run are looked at: a dead NPC is
+/// removed the tick it dies, so one with unchanged health is alive (and a spawned one
+/// counts as changed).
 #[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
 pub fn handle_deaths(
     mut commands: Commands,
@@ -161,7 +163,7 @@ pub fn handle_deaths(
     mut directory: ResMut<Directory>,
     mut population: ResMut<Population>,
     mut output: ResMut<TickOutput>,
-    npcs: Query<(Entity, &Identity, &Health, &Npc)>,
+    npcs: Query<(Entity, &Identity, &Health, &Npc), Changed<Health>>,
     mut players: Query<(&Identity, &Health, &mut Player, &mut Velocity)>,
 ) {
     for (entity, identity, health, npc) in &npcs {
