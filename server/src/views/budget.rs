@@ -383,10 +383,12 @@ impl Choice<'_> {
         // The staleness quota: the oldest candidates, as many as sending that many every
         // tick brings each within the bound, so changes are spread over the ticks
         // instead of all reaching the bound together (and going over the budget at once).
-        let quota = candidates
-            .len()
-            .div_ceil(usize::from(self.limits.staleness_ticks_max.max(1)));
-        if quota < candidates.len() {
+        // Only candidates past half the bound count: younger ones have time (and a view
+        // just over its budget, the usual case, then ranks its candidates once).
+        let bound = self.limits.staleness_ticks_max.max(1);
+        let old = candidates.iter().filter(|c| c.waited >= bound / 2).count();
+        let quota = candidates.len().div_ceil(usize::from(bound)).min(old);
+        if quota > 0 && quota < candidates.len() {
             candidates.select_nth_unstable_by(quota, |a, b| {
                 b.waited
                     .cmp(&a.waited)
