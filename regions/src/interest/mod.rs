@@ -280,7 +280,16 @@ pub fn update_interest(
             changed: entered_end..out.members.len(),
             left: left_start..out.left.len(),
         });
-        std::mem::swap(&mut observer.visible, next_visible);
+        // Copied into the observer's own buffer, sized to fit: swapping the scratch in
+        // would hand every observer the capacity of the largest set any had (twice its
+        // own after doubling), memory held per player.
+        let visible = &mut observer.visible;
+        visible.clear();
+        if visible.capacity() > 2 * next_visible.len() {
+            visible.shrink_to(next_visible.len());
+        }
+        visible.reserve_exact(next_visible.len());
+        visible.extend_from_slice(next_visible);
     }
 }
 

@@ -18,8 +18,10 @@ use tessera_shared::protocol::limits::DATAGRAM_BYTES_MAX;
 /// Datagrams a connection may have queued for the application before older ones are
 /// dropped: 64 full datagrams (75 KiB worst case per connection).
 pub const DATAGRAM_RECEIVE_BUFFER_BYTES: usize = 64 * DATAGRAM_BYTES_MAX;
-/// Outgoing datagram buffer per connection: 16 states (a lagging client loses the oldest).
-pub const DATAGRAM_SEND_BUFFER_BYTES: usize = 16 * DATAGRAM_BYTES_MAX;
+/// Outgoing datagram buffer per connection: 4 states. A lagging connection loses the
+/// oldest, which the newer ones make up for (each is a delta against the client's ack);
+/// more would only be stale states held per connection.
+pub const DATAGRAM_SEND_BUFFER_BYTES: usize = 4 * DATAGRAM_BYTES_MAX;
 /// A connection silent for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Flow-control window of a stream: a control frame and change.

@@ -261,6 +261,7 @@ impl ViewBuilder for Budgeted<'_> {
         if budget.waiting.is_empty() {
             budget.truth.shrink_to_fit();
         } else {
+            budget.truth.reserve_exact(scratch.truth.len());
             budget.truth.extend_from_slice(&scratch.truth);
         }
     }
@@ -407,6 +408,10 @@ impl Choice<'_> {
             staleness = staleness.max(slot.waited);
         }
         budget.waiting.clear();
+        if budget.waiting.capacity() > 2 * candidates.len() {
+            // Caught up after a burst: memory held per client.
+            budget.waiting.shrink_to(candidates.len());
+        }
         next.reserve_exact(truth.len());
         for (t, slot) in truth.iter().zip(slots.iter()) {
             match slot.state {
