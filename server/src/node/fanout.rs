@@ -172,7 +172,7 @@ impl Driver {
                 let mut bytes = Vec::new();
                 view.encoder
                     .encode_next_into(out.tick, view.ack_tick, next, scratch, &mut bytes);
-                view.budget.spend(bytes.len());
+                view.budget.spend(bytes.len(), &limits);
                 bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 let n_waiting = view.budget.n_waiting() as u64;
                 waiting.fetch_add(n_waiting, Ordering::Relaxed);

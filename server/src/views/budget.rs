@@ -18,7 +18,10 @@
 //! by it this tick, and a change that has waited `[net] state_staleness_ticks_max` ticks;
 //! and each tick the oldest waiting changes go at the rate that keeps every one within
 //! that bound, so they do not all reach it at once. Bounded staleness wins over the
-//! budget: the bucket goes into debt and the ticks after send less.
+//! budget: the bucket goes into debt and the ticks after send less (a debt of at most
+//! [`BURST_TICKS`] ticks: beyond it, it is forgiven). A keyframe replaces the client's
+//! view, so it keeps every entity the connection was sent (priced whole): nothing the
+//! client shows vanishes for the budget.
 //!
 //! A candidate's weight each tick is its nearness to the avatar (8, 4, 2 or 1 for each
 //! quarter of the leave radius) times its size: 1 plus the metres it moved since what the
@@ -122,9 +125,13 @@ impl ClientBudget {
         self.tokens = (self.tokens + limits.bytes_per_tick).min(limits.burst());
     }
 
-    /// Takes what the state just built weighs, in bytes.
-    pub(crate) fn spend(&mut self, bytes: usize) {
-        self.tokens -= bytes as i64;
+    /// Takes what the state just built weighs, in bytes. The debt is floored at
+    /// [`BURST_TICKS`] ticks of budget: when what cannot wait (the staleness bound,
+    /// keyframes, changes in flight on a long round trip) outweighs the budget for long,
+    /// the budget yields rather than holding back every later change for as long as the
+    /// debt took to build.
+    pub(crate) fn spend(&mut self, bytes: usize, limits: &BudgetLimits) {
+        self.tokens = (self.tokens - bytes as i64).max(-limits.burst());
     }
 
     /// Changes waiting.
@@ -217,6 +224,7 @@ impl ViewBuilder for Budgeted<'_> {
     fn build_priced(
         self,
         prev: &[WireEntity],
+        prev_sent: bool,
         baseline: Option<&[WireEntity]>,
         next: &mut Vec<WireEntity>,
         price: &mut dyn FnMut(&[WireEntity]) -> usize,
@@ -244,9 +252,14 @@ impl ViewBuilder for Budgeted<'_> {
         } else {
             view.build(&budget.truth, &mut scratch.truth);
         }
-        // A keyframe keeps nothing the client has: everything comes into view again.
         let (sent, baseline) = match baseline {
             Some(baseline) => (prev, baseline),
+            // A keyframe replaces the client's view: what it shows stays in (each entity
+            // priced whole, and brought up to date as it costs no more), or it would
+            // vanish; anything new comes in by priority.
+            None if prev_sent => (prev, &[][..]),
+            // The client has none of it (a new connection): all of it comes in by
+            // priority, nearest first.
             None => (&[][..], &[][..]),
         };
         let choice = Choice {
@@ -356,7 +369,11 @@ impl Choice<'_> {
             let priority = before
                 .map_or(0, |b| b.priority)
                 .saturating_add(self.weight(old, t));
-            let forced = waited >= self.limits.staleness_ticks_max
+            // Saving bytes (back to the baseline's value, say) or never waiting. A change
+            // that merely costs nothing more this tick (one in flight) still ranks: sent
+            // again, it would stay in flight and weigh on the states after.
+            let forced = extra < 0
+                || waited >= self.limits.staleness_ticks_max
                 || self.avatar == Some(t.id)
                 || self.fighting.get(f) == Some(&t.id);
             let state = if forced {
@@ -387,8 +404,8 @@ impl Choice<'_> {
         // Only candidates past half the bound count: younger ones have time (and a view
         // just over its budget, the usual case, then ranks its candidates once).
         let bound = self.limits.staleness_ticks_max.max(1);
-        let old = candidates.iter().filter(|c| c.waited >= bound / 2).count();
-        let quota = candidates.len().div_ceil(usize::from(bound)).min(old);
+        let aged = candidates.iter().filter(|c| c.waited >= bound / 2).count();
+        let quota = candidates.len().div_ceil(usize::from(bound)).min(aged);
         if quota > 0 && quota < candidates.len() {
             candidates.select_nth_unstable_by(quota, |a, b| {
                 b.waited

@@ -185,19 +185,24 @@ pub trait ViewBuilder: Sized {
     fn build(self, prev: &[WireEntity], next: &mut Vec<WireEntity>);
 
     /// Like [`ViewBuilder::build`], for a view about to be encoded against `baseline`
-    /// (`None`: a keyframe, the client keeps nothing of `prev`). The encoder calls this
-    /// one. `price(view)` encodes a candidate view and returns the bytes of its block, so
-    /// that a builder that sends less than it could (a byte budget) can check what a view
-    /// costs; if it prices any, the last view it prices must be the one it leaves in
-    /// `next` (the encoder keeps that encoding instead of encoding again).
+    /// (`None`: a keyframe, which replaces whatever view the client has). `prev_sent`
+    /// says whether `prev` went to this connection (the client may show it: a keyframe
+    /// that left some of it out would make those entities vanish) or not (a new
+    /// connection, or a view kept while the client was away: the client has none of it).
+    /// The encoder calls this one. `price(view)` encodes a candidate view and returns the
+    /// bytes of its block, so that a builder that sends less than it could (a byte
+    /// budget) can check what a view costs; if it prices any, the last view it prices
+    /// must be the one it leaves in `next` (the encoder keeps that encoding instead of
+    /// encoding again).
     fn build_priced(
         self,
         prev: &[WireEntity],
+        prev_sent: bool,
         baseline: Option<&[WireEntity]>,
         next: &mut Vec<WireEntity>,
         price: &mut dyn FnMut(&[WireEntity]) -> usize,
     ) {
-        let _ = (baseline, price);
+        let _ = (prev_sent, baseline, price);
         self.build(prev, next);
     }
 }
@@ -617,6 +622,7 @@ impl DeltaEncoder {
         let mut priced = false;
         build.build_priced(
             prev,
+            self.view_sent,
             baseline.map(|b| &b.entities[..]),
             &mut next,
             &mut |view| {

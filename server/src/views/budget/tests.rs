@@ -95,7 +95,7 @@ impl Client {
         let ack = self.decoder.newest_tick().saturating_sub(self.ack_lag);
         self.encoder
             .encode_next_into(self.tick, ack, builder, &mut self.encode, &mut bytes);
-        self.budget.spend(bytes.len());
+        self.budget.spend(bytes.len(), &self.limits);
         self.sizes.push(bytes.len());
         let state: StateS2c = decode(&bytes, bytes.len()).expect("a valid state");
         let decoded = self.decoder.apply(&state).expect("decodes").expect("newer");
@@ -186,10 +186,12 @@ fn a_dense_crowd_stays_within_the_budget_and_no_entity_is_staler_than_the_bound(
         views_over > 0,
         "the crowd does not fit at once: it comes into view over ticks"
     );
-    // The bucket starts full (BURST_TICKS ticks of budget); over the run the states
-    // average the budget.
-    let total: usize = client.sizes.iter().sum();
-    let allowed = budget as usize * (ticks as usize + BURST_TICKS as usize);
+    // Until the first ack, every state is a keyframe holding all the client shows (over
+    // the budget: the debt's floor forgives the excess). From then on the states
+    // average the budget, the bucket's burst aside.
+    let first_acked = client.ack_lag as usize + 1;
+    let total: usize = client.sizes[first_acked..].iter().sum();
+    let allowed = budget as usize * (ticks as usize - first_acked + BURST_TICKS as usize);
     assert!(
         total <= allowed,
         "{total} bytes over {ticks} ticks, budget {allowed}"
@@ -293,4 +295,42 @@ proptest! {
         indices.sort_unstable();
         prop_assert_eq!(indices, (0..costs.len() as u32).collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn keyframes_over_the_budget_never_take_away_what_the_client_shows() {
+    // No ack ever arrives: every state is a keyframe, which replaces the client's view.
+    let mut client = Client::new(limits(800, 1_000));
+    client.ack_lag = u64::MAX;
+    let n = 600u64;
+    let ids: Vec<u64> = (1..=n).collect();
+    let observer = Some(entity(1 << 63, 0, 0));
+    let mut shown = 0;
+    for t in 0..40 {
+        let (entered, changed) = if t == 0 {
+            (&ids, &[][..])
+        } else {
+            (&vec![], &ids[..])
+        };
+        let view = client.step(&crowd(n, t), entered, changed, &[], observer, &[]);
+        assert!(
+            view.len() >= shown,
+            "tick {t}: the client showed {shown} entities, now {}",
+            view.len()
+        );
+        shown = view.len();
+    }
+    assert!(shown > 0);
+}
+
+#[test]
+fn the_debt_is_floored_so_a_client_recovers_within_a_few_ticks() {
+    let limits = limits(800, 20);
+    let mut budget = ClientBudget::new(&limits);
+    budget.spend(1_000_000, &limits);
+    assert_eq!(budget.tokens, -limits.burst());
+    for _ in 0..=2 * BURST_TICKS {
+        budget.refill(&limits);
+    }
+    assert!(budget.tokens > 0);
 }
