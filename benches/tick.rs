@@ -12,6 +12,12 @@
 //! players appear ("cold") and the 300 after those ("warm"), and for the scenarios with
 //! players the ratio of their p50 and p99 to the dormant baseline's of the same window,
 //! measured in the same run (machines here vary ~2x from run to run, ratios much less).
+//! After the warm window it prints the region's `world_hash` (600 ticks after the players
+//! appear, untimed), so that a change meant to be behaviour-neutral can be checked against
+//! the hashes of the previous build.
+//!
+//! `TICK_BENCH_ONLY=<substring>` (e.g. `100k/spread`) limits the printed scenarios and the
+//! criterion runs to those whose label contains it: a quicker run, or one to profile.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -71,6 +77,12 @@ fn print_percentiles(
             p50: percentile(&samples, 50.0),
             p99: percentile(&samples, 99.0),
         };
+        if w == 1 {
+            println!(
+                "tick {label}: world hash {:016x}",
+                scenario.region.world_hash()
+            );
+        }
         if let Some(baseline) = baseline {
             let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
             println!(
@@ -84,20 +96,35 @@ fn print_percentiles(
     windows
 }
 
+/// Whether scenario `label` runs, by `TICK_BENCH_ONLY` (all of them if it is unset).
+fn selected(label: &str) -> bool {
+    std::env::var("TICK_BENCH_ONLY").map_or(true, |only| label.contains(&only))
+}
+
 fn bench_ticks(c: &mut Criterion) {
     for (n_npcs, name) in [(10_000usize, "10k"), (100_000, "100k")] {
+        let layouts = [Layout::Spread, Layout::Dense];
+        let wanted =
+            |layout: Layout| selected(&format!("{name}/{}_{OBSERVERS}_observers", layout.name()));
+        let dormant_label = format!("{name}/dormant_baseline");
+        if !selected(&dormant_label) && !layouts.into_iter().any(wanted) {
+            continue;
+        }
         let mut group = c.benchmark_group(format!("tick/{name}"));
         group.sample_size(20);
         group.measurement_time(Duration::from_secs(6));
 
+        // The baseline always runs when its group does: the ratios need it.
         let mut dormant = Scenario::new(Layout::Spread, n_npcs, 0, 7);
-        let baseline = print_percentiles(&format!("{name}/dormant_baseline"), &mut dormant, None);
-        group.bench_function("dormant_baseline", |b| {
-            b.iter_custom(|iters| timed_steps(&mut dormant, iters))
-        });
+        let baseline = print_percentiles(&dormant_label, &mut dormant, None);
+        if selected(&dormant_label) {
+            group.bench_function("dormant_baseline", |b| {
+                b.iter_custom(|iters| timed_steps(&mut dormant, iters))
+            });
+        }
         drop(dormant);
 
-        for layout in [Layout::Spread, Layout::Dense] {
+        for layout in layouts.into_iter().filter(|&l| wanted(l)) {
             let mut scenario = Scenario::new(layout, n_npcs, OBSERVERS, 7);
             let label = format!("{}_{OBSERVERS}_observers", layout.name());
             print_percentiles(&format!("{name}/{label}"), &mut scenario, Some(&baseline));

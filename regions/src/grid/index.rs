@@ -1,5 +1,5 @@
-//! A uniform grid over a region's bounds, rebuilt from scratch every tick with a stable
-//! counting sort.
+//! A uniform grid over a region's bounds, rebuilt every tick with a stable counting sort,
+//! or patched in place when no item changed cell.
 //!
 //! Why a grid and not a tree: every entity moves every tick, so the index is rebuilt every
 //! tick, and a counting sort into fixed cells is a few linear passes over flat arrays with no
@@ -9,16 +9,21 @@
 //!
 //! Determinism: the sort is stable, so items of a cell keep insertion order and every query
 //! visits items in the same order for the same inputs (row by row, cell by cell, then
-//! insertion order).
+//! insertion order). The slots depend only on the sequence of the items' cells, so when a
+//! rebuild sees the same sequence as the previous one (same count, every item in the cell it
+//! was in: a region where nothing moved far, the dormant case) it keeps every slot and
+//! rewrites only the positions and values that differ, which is exactly what the sort would
+//! have produced.
 //!
 //! Layout: structure of arrays. Positions and values are sorted into separate arrays, so a
 //! query's distance tests stream through 8 bytes per item and touch a value only on a hit,
 //! and the rebuild's scatter (random writes, the bulk of its cost) moves `8 + size_of::<T>()`
 //! bytes per item instead of a padded tuple.
 //!
-//! Memory: one `u32` offset per cell plus one (`cell_start` has a sentinel), and per item a
-//! `Vec2` and a `T` in the sorted storage, the same in the staging buffers, one `u32` cell
-//! index and one `u32` slot (where each inserted item went).
+//! Memory: two `u32`s per cell plus one (`cell_start` has a sentinel; the counts and write
+//! cursors), and per item a `Vec2` and a `T` in the sorted storage, the same in the staging
+//! buffers (which persist: the next rebuild is compared with them), one `u32` cell index,
+//! one `u32` slot (where each inserted item went) and, on a patch, one `u32` per dirty item.
 
 use tessera_shared::math::{Aabb, Vec2};
 
@@ -82,7 +87,7 @@ pub enum GridError {
 /// Positions outside the bounds are kept and go to the nearest edge cell, so queries stay
 /// exact for them too (only slower if many pile up at an edge).
 #[derive(Clone, Debug)]
-pub struct SpatialGrid<T: Copy> {
+pub struct SpatialGrid<T: Copy + PartialEq> {
     bounds: Aabb,
     cell_size_m: f32,
     /// `1 / cell_size_m`: a multiply per axis instead of a divide per item.
@@ -96,16 +101,65 @@ pub struct SpatialGrid<T: Copy> {
     positions: Vec<Vec2>,
     /// All items' values, in the same order as `positions`.
     values: Vec<T>,
-    /// Reused by `rebuild`: the positions in insertion order.
-    staging_positions: Vec<Vec2>,
-    /// Reused by `rebuild`: the values in insertion order.
-    staging_values: Vec<T>,
-    /// Reused by `rebuild`: the `i`th inserted item's cell, then (after the scatter) its
-    /// slot; see [`SpatialGrid::inserted_slots`].
-    staging_cell_idx: Vec<u32>,
+    /// Per cell, its item count while staging, then the next slot to write while
+    /// scattering (one array for both: the counts are consumed by the prefix sums).
+    cell_cursor: Vec<u32>,
+    /// The items of the last rebuild in insertion order: positions, values and cells.
+    /// Each rebuild compares its items with these and overwrites only those that differ,
+    /// so a rebuild in which nothing changed writes nothing.
+    staged: Staged<T>,
+    /// True once a rebuild completed: false while one runs, so that a rebuild after a
+    /// panicking one never trusts a half-updated `staged`.
+    staged_complete: bool,
+    /// Reused by `rebuild`: the insertion indices whose position or value differ from the
+    /// previous rebuild's, while every cell so far is the same (what a patch rewrites).
+    dirty: Vec<u32>,
+    /// `slots[i]`: the slot of the `i`th item of the last rebuild; see
+    /// [`SpatialGrid::inserted_slots`].
+    slots: Vec<u32>,
+    /// What the last rebuild changed; see [`SpatialGrid::last_rebuild`].
+    last_rebuild: Rebuilt,
 }
 
-impl<T: Copy> SpatialGrid<T> {
+/// One rebuild's items, in insertion order.
+#[derive(Clone, Debug)]
+struct Staged<T> {
+    positions: Vec<Vec2>,
+    values: Vec<T>,
+    cells: Vec<u32>,
+}
+
+impl<T> Staged<T> {
+    fn new() -> Self {
+        Staged {
+            positions: Vec::new(),
+            values: Vec::new(),
+            cells: Vec::new(),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.positions.truncate(n);
+        self.values.truncate(n);
+        self.cells.truncate(n);
+    }
+}
+
+/// What the last [`SpatialGrid::rebuild`] did to the slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rebuilt {
+    /// Items were sorted into slots afresh (the count or some item's cell differed from
+    /// the rebuild before): any slot may hold a different item.
+    Sorted,
+    /// Every item kept its slot (same count, each in the same cell as before), and only
+    /// positions and values that differed were rewritten.
+    SlotsKept {
+        /// Whether any item's value differed from the previous rebuild's.
+        values_changed: bool,
+    },
+}
+
+impl<T: Copy + PartialEq> SpatialGrid<T> {
     /// An empty grid of `ceil(width / cell_size_m) x ceil(height / cell_size_m)` cells.
     ///
     /// Errors if `cell_size_m` is not a normal positive number, if `bounds` is not finite or
@@ -150,13 +204,20 @@ impl<T: Copy> SpatialGrid<T> {
             cell_start: vec![0; n_cells + 1],
             positions: Vec::new(),
             values: Vec::new(),
-            staging_positions: Vec::new(),
-            staging_values: Vec::new(),
-            staging_cell_idx: Vec::new(),
+            cell_cursor: vec![0; n_cells],
+            staged: Staged::new(),
+            staged_complete: false,
+            dirty: Vec::new(),
+            slots: Vec::new(),
+            last_rebuild: Rebuilt::Sorted,
         })
     }
 
-    /// Replaces the contents with `items`: a stable counting sort into contiguous storage.
+    /// Replaces the contents with `items`: a stable counting sort into contiguous storage,
+    /// or, when every item is in the cell the item of the same insertion index was in at
+    /// the previous rebuild (and the count is the same), the previous slots patched in
+    /// place. Either way the slots are those of the sort; [`SpatialGrid::last_rebuild`]
+    /// says which it was.
     ///
     /// Buffers are reused, so once they have grown to the item count a rebuild does not
     /// allocate. Positions outside the bounds go to the nearest edge cell. A NaN coordinate
@@ -170,63 +231,145 @@ impl<T: Copy> SpatialGrid<T> {
     /// # Panics
     /// If there are more than [`GRID_ITEMS_MAX`] items.
     pub fn rebuild(&mut self, items: impl IntoIterator<Item = (Vec2, T)>) {
-        // Pass 1: the only pass that runs caller code, and it touches only scratch buffers.
-        self.staging_positions.clear();
-        self.staging_values.clear();
-        self.staging_cell_idx.clear();
-        let items = items.into_iter();
-        let (n_hint, _) = items.size_hint();
-        self.staging_positions.reserve(n_hint);
-        self.staging_values.reserve(n_hint);
-        self.staging_cell_idx.reserve(n_hint);
-        for (p, t) in items {
-            self.staging_cell_idx.push(self.cell_idx(p));
-            self.staging_positions.push(p);
-            self.staging_values.push(t);
+        // Pass 1, the only pass that runs caller code, touches only scratch buffers. It
+        // stages the items over the previous rebuild's, noting which differ while every
+        // cell is the same as before, and counts each cell's items once one is not (the
+        // prefix that was the same is counted when that happens).
+        let mut same_cells = std::mem::replace(&mut self.staged_complete, false);
+        let n_previous = self.staged.cells.len();
+        self.dirty.clear();
+        if !same_cells {
+            self.cell_cursor.fill(0);
         }
-        let n_items = self.staging_positions.len();
+        let mut values_changed = false;
+        let mut n_items = 0usize;
+        for (p, t) in items {
+            let c = self.cell_idx(p);
+            let i = n_items;
+            n_items += 1;
+            let staged = &mut self.staged;
+            if i < staged.cells.len() {
+                let cell_changed = staged.cells[i] != c;
+                let was = staged.positions[i];
+                let moved = p.x.to_bits() != was.x.to_bits() || p.y.to_bits() != was.y.to_bits();
+                let revalued = staged.values[i] != t;
+                if cell_changed {
+                    staged.cells[i] = c;
+                }
+                if moved {
+                    staged.positions[i] = p;
+                }
+                if revalued {
+                    staged.values[i] = t;
+                    values_changed = true;
+                }
+                if same_cells {
+                    if !cell_changed {
+                        if moved || revalued {
+                            // Bounded by GRID_ITEMS_MAX (checked below) until it is used.
+                            self.dirty.push(i as u32);
+                        }
+                        continue;
+                    }
+                    same_cells = false;
+                    Self::count_cells(&mut self.cell_cursor, &staged.cells[..i]);
+                }
+            } else {
+                staged.cells.push(c);
+                staged.positions.push(p);
+                staged.values.push(t);
+                if same_cells {
+                    same_cells = false;
+                    Self::count_cells(&mut self.cell_cursor, &staged.cells[..i]);
+                }
+            }
+            self.cell_cursor[c as usize] += 1;
+        }
         assert!(
             n_items <= GRID_ITEMS_MAX,
             "{n_items} items, more than {GRID_ITEMS_MAX}"
         );
-        assert_eq!(self.staging_cell_idx.len(), n_items);
-        assert_eq!(self.staging_values.len(), n_items);
-
-        // Pass 2: counts, then inclusive prefix sums: cell_start[c] = end of cell c. The
-        // sentinel is never counted into, so it ends up as the total.
-        self.cell_start.fill(0);
-        for &c in &self.staging_cell_idx {
-            self.cell_start[c as usize] += 1;
+        self.staged.truncate(n_items);
+        if same_cells && n_items != n_previous {
+            // Fewer items, the rest in their cells: the slots still move.
+            same_cells = false;
+            Self::count_cells(&mut self.cell_cursor, &self.staged.cells);
         }
-        let mut sum = 0u32;
-        for start in &mut self.cell_start {
-            sum += *start;
-            *start = sum;
-        }
-
-        // Pass 3: scatter back to front, decrementing each cell's end to its start. Walking
-        // backwards keeps the sort stable and leaves cell_start[c] = start of cell c. Each
-        // staged cell index is replaced by the slot its item went to.
-        Self::fit(&mut self.positions, n_items, self.staging_positions.first());
-        Self::fit(&mut self.values, n_items, self.staging_values.first());
-        for ((&p, &t), c) in self
-            .staging_positions
-            .iter()
-            .zip(&self.staging_values)
-            .zip(&mut self.staging_cell_idx)
-            .rev()
-        {
-            let start = &mut self.cell_start[*c as usize];
-            *start -= 1;
-            let slot = *start as usize;
-            self.positions[slot] = p;
-            self.values[slot] = t;
-            *c = *start;
-        }
+        self.last_rebuild = if same_cells {
+            self.patch(values_changed)
+        } else {
+            self.sort();
+            Rebuilt::Sorted
+        };
+        self.staged_complete = true;
         assert_eq!(self.cell_start[0], 0);
         assert_eq!(self.cell_start[self.cell_start.len() - 1] as usize, n_items);
         assert_eq!(self.positions.len(), n_items);
         assert_eq!(self.values.len(), n_items);
+        assert_eq!(self.slots.len(), n_items);
+    }
+
+    /// Zeroes the counts, then counts `cells`.
+    fn count_cells(counts: &mut [u32], cells: &[u32]) {
+        counts.fill(0);
+        for &c in cells {
+            counts[c as usize] += 1;
+        }
+    }
+
+    /// The staged items are in the same cells, in the same order, as the previous
+    /// rebuild's, so the sort would give each the slot its predecessor had: rewrite only
+    /// the dirty ones, in those slots.
+    fn patch(&mut self, values_changed: bool) -> Rebuilt {
+        for &i in &self.dirty {
+            let i = i as usize;
+            let slot = self.slots[i] as usize;
+            self.positions[slot] = self.staged.positions[i];
+            self.values[slot] = self.staged.values[i];
+        }
+        Rebuilt::SlotsKept { values_changed }
+    }
+
+    /// The counting sort proper, from the counts pass 1 left in `cell_cursor`: exclusive
+    /// prefix sums give each cell's start, then a forward scatter (which keeps insertion
+    /// order within a cell) writes each item at its cell's cursor and records the slot.
+    fn sort(&mut self) {
+        let n_cells = self.cell_cursor.len();
+        let mut sum = 0u32;
+        for (start, cursor) in self.cell_start[..n_cells]
+            .iter_mut()
+            .zip(&mut self.cell_cursor)
+        {
+            let count = *cursor;
+            *start = sum;
+            *cursor = sum;
+            sum += count;
+        }
+        self.cell_start[n_cells] = sum;
+        let staged = &self.staged;
+        let n_items = staged.positions.len();
+        Self::fit(&mut self.positions, n_items, staged.positions.first());
+        Self::fit(&mut self.values, n_items, staged.values.first());
+        self.slots.resize(n_items, 0);
+        // Slices held in locals: the compiler then keeps their bounds in registers instead
+        // of reloading them after each store through `self`.
+        let positions = &mut self.positions[..];
+        let values = &mut self.values[..];
+        let cursors = &mut self.cell_cursor[..];
+        for (((&p, &t), &c), slot_out) in staged
+            .positions
+            .iter()
+            .zip(&staged.values)
+            .zip(&staged.cells)
+            .zip(&mut self.slots)
+        {
+            let cursor = &mut cursors[c as usize];
+            let slot = *cursor;
+            *cursor += 1;
+            positions[slot as usize] = p;
+            values[slot as usize] = t;
+            *slot_out = slot;
+        }
     }
 
     /// Resizes `v` to `n` items without caring what they hold: every slot is overwritten by
@@ -243,7 +386,13 @@ impl<T: Copy> SpatialGrid<T> {
     /// into [`SpatialGrid::positions`] and [`SpatialGrid::values`]) of the `i`th item
     /// passed to [`SpatialGrid::rebuild`].
     pub fn inserted_slots(&self) -> &[u32] {
-        &self.staging_cell_idx
+        &self.slots
+    }
+
+    /// Whether the last rebuild sorted afresh or kept every slot; lets a caller that keeps
+    /// its own tables by slot (or derived from the values) skip rewriting them.
+    pub fn last_rebuild(&self) -> Rebuilt {
+        self.last_rebuild
     }
 
     /// Number of items from the last rebuild.
@@ -425,245 +574,4 @@ impl<T: Copy> SpatialGrid<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn region(w: f32, h: f32) -> Aabb {
-        Aabb::new(Vec2::ZERO, Vec2::new(w, h))
-    }
-
-    fn radius_ids(g: &SpatialGrid<u32>, c: Vec2, r: f32) -> Vec<u32> {
-        let mut out = Vec::new();
-        g.for_each_in_radius(c, r, |_, id| out.push(id));
-        out.sort_unstable();
-        out
-    }
-
-    fn box_ids(g: &SpatialGrid<u32>, b: Aabb) -> Vec<u32> {
-        let mut out = Vec::new();
-        g.for_each_in_box(b, |_, id| out.push(id));
-        out.sort_unstable();
-        out
-    }
-
-    fn brute_radius(pts: &[Vec2], c: Vec2, r: f32) -> Vec<u32> {
-        (0u32..)
-            .zip(pts)
-            .filter(|(_, p)| p.distance_squared(c) <= r * r)
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    fn brute_box(pts: &[Vec2], b: Aabb) -> Vec<u32> {
-        (0u32..)
-            .zip(pts)
-            .filter(|(_, p)| b.contains(**p))
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    #[test]
-    fn constructor_rejects_bad_input() {
-        let b = region(100.0, 100.0);
-        for cell in [0.0, -1.0, f32::NAN, f32::INFINITY, 1e-40] {
-            assert!(
-                matches!(
-                    SpatialGrid::<u32>::new(b, cell),
-                    Err(GridError::InvalidCellSize { .. })
-                ),
-                "{cell}"
-            );
-        }
-        let e = SpatialGrid::<u32>::new(region(1e6, 1e6), 0.1).unwrap_err();
-        assert!(matches!(e, GridError::TooManyCells { .. }), "{e}");
-        assert!(e.to_string().contains("cell_size_m 0.1"), "{e}");
-        // Exactly at the limit is fine, one more row is not.
-        assert!(SpatialGrid::<u32>::new(region(2048.0, 2048.0), 1.0).is_ok());
-        assert!(SpatialGrid::<u32>::new(region(2048.0, 2049.0), 1.0).is_err());
-        // Width overflows f32.
-        let huge = Aabb::new(Vec2::new(-3e38, 0.0), Vec2::new(3e38, 1.0));
-        assert!(matches!(
-            SpatialGrid::<u32>::new(huge, 1e30),
-            Err(GridError::TooManyCells { .. })
-        ));
-        for bad in [
-            Aabb::new(Vec2::ZERO, Vec2::ZERO),
-            Aabb::new(Vec2::new(5.0, 0.0), Vec2::new(1.0, 10.0)),
-            Aabb::new(Vec2::ZERO, Vec2::new(f32::INFINITY, 1.0)),
-            Aabb::new(Vec2::new(f32::NAN, 0.0), Vec2::new(1.0, 1.0)),
-        ] {
-            assert!(
-                matches!(
-                    SpatialGrid::<u32>::new(bad, 1.0),
-                    Err(GridError::InvalidBounds { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn dims_round_up() {
-        let g = SpatialGrid::<u32>::new(region(100.0, 33.0), 16.0).unwrap();
-        assert_eq!(g.dims(), (7, 3));
-        assert_eq!(g.cell_size_m(), 16.0);
-        assert_eq!(g.cell_of(Vec2::new(99.9, 32.9)), (6, 2));
-        assert_eq!(g.cell_of(Vec2::new(-5.0, 1e9)), (0, 2));
-        assert_eq!(g.cell_of(Vec2::new(f32::NAN, f32::NAN)), (0, 0));
-    }
-
-    #[test]
-    fn empty_grid_queries_are_empty() {
-        let mut g = SpatialGrid::<u32>::new(region(100.0, 100.0), 10.0).unwrap();
-        assert!(g.is_empty());
-        assert!(radius_ids(&g, Vec2::new(50.0, 50.0), 1e3).is_empty());
-        assert!(box_ids(&g, region(100.0, 100.0)).is_empty());
-        g.rebuild([(Vec2::new(1.0, 1.0), 7)]);
-        assert_eq!(g.len(), 1);
-        g.rebuild([]);
-        assert!(g.is_empty());
-        assert!(radius_ids(&g, Vec2::new(1.0, 1.0), f32::INFINITY).is_empty());
-        assert!(g.cell_items(0, 0).0.is_empty());
-    }
-
-    #[test]
-    fn rebuild_replaces_contents() {
-        let mut g = SpatialGrid::<u32>::new(region(100.0, 100.0), 10.0).unwrap();
-        g.rebuild((0..50).map(|i| (Vec2::new(i as f32 * 2.0, 5.0), i)));
-        assert_eq!(g.len(), 50);
-        g.rebuild((100..110).map(|i| (Vec2::new(50.0, (i - 100) as f32 * 9.0), i)));
-        assert_eq!(g.len(), 10);
-        assert_eq!(
-            box_ids(&g, region(100.0, 100.0)),
-            (100..110).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            radius_ids(&g, Vec2::new(50.0, 50.0), 200.0),
-            (100..110).collect::<Vec<_>>()
-        );
-        // Growing again after shrinking.
-        g.rebuild((0..200).map(|i| (Vec2::new((i % 100) as f32, 1.0), i)));
-        assert_eq!(
-            box_ids(&g, region(100.0, 100.0)),
-            (0..200).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn cells_keep_insertion_order_and_out_of_range_is_empty() {
-        let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
-        let pts = [
-            (15.0, 15.0),
-            (1.0, 1.0),
-            (12.0, 19.0),
-            (-50.0, -50.0),
-            (11.0, 11.0),
-        ];
-        g.rebuild((0u32..).zip(pts).map(|(i, (x, y))| (Vec2::new(x, y), i)));
-        let ids = |cx, cy| g.cell_items(cx, cy).1.to_vec();
-        assert_eq!(ids(1, 1), [0, 2, 4]);
-        assert_eq!(ids(0, 0), [1, 3]);
-        assert!(g.cell_items(4, 0).1.is_empty());
-        assert!(g.cell_items(0, u32::MAX).1.is_empty());
-        // Visiting order is deterministic: row by row, cell by cell, insertion order.
-        let mut seen = Vec::new();
-        g.for_each_in_radius(Vec2::new(10.0, 10.0), 100.0, |_, id| seen.push(id));
-        assert_eq!(seen, [1, 3, 0, 2, 4]);
-    }
-
-    #[test]
-    fn nan_positions_do_not_panic_and_never_match() {
-        let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
-        g.rebuild([
-            (Vec2::new(f32::NAN, f32::NAN), 0),
-            (Vec2::new(f32::NAN, 25.0), 1),
-            (Vec2::new(5.0, 5.0), 2),
-        ]);
-        assert_eq!(g.len(), 3);
-        assert_eq!(g.cell_items(0, 0).0.len(), 2);
-        assert_eq!(radius_ids(&g, Vec2::new(0.0, 0.0), f32::INFINITY), [2]);
-        assert_eq!(
-            box_ids(
-                &g,
-                Aabb::new(Vec2::new(-1e30, -1e30), Vec2::new(1e30, 1e30))
-            ),
-            [2]
-        );
-        assert!(radius_ids(&g, Vec2::new(f32::NAN, 0.0), 10.0).is_empty());
-        assert!(radius_ids(&g, Vec2::new(5.0, 5.0), f32::NAN).is_empty());
-    }
-
-    #[test]
-    fn panicking_iterator_keeps_previous_contents() {
-        let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
-        g.rebuild([(Vec2::new(5.0, 5.0), 1), (Vec2::new(35.0, 35.0), 2)]);
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            g.rebuild((0..10).map(|i| {
-                assert!(i < 5, "boom");
-                (Vec2::new(20.0, 20.0), 100 + i)
-            }));
-        }));
-        assert!(r.is_err());
-        assert_eq!(box_ids(&g, region(40.0, 40.0)), [1, 2]);
-    }
-
-    fn coord() -> impl Strategy<Value = f32> {
-        prop_oneof![
-            8 => -150.0f32..650.0,
-            // Exact cell edges and the region edges.
-            2 => (-4i32..40).prop_map(|k| k as f32 * 16.0),
-        ]
-    }
-
-    fn point() -> impl Strategy<Value = Vec2> {
-        (coord(), coord()).prop_map(|(x, y)| Vec2::new(x, y))
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        #[test]
-        fn queries_match_brute_force(
-            min in (-100.0f32..100.0, -100.0f32..100.0),
-            size in (0.5f32..500.0, 0.5f32..500.0),
-            cell_size_m in prop_oneof![0.5f32..64.0, Just(16.0f32), 100.0f32..1000.0],
-            pts in prop::collection::vec(point(), 0..300),
-            circles in prop::collection::vec((point(), prop_oneof![
-                8 => 0.0f32..200.0, 1 => Just(0.0f32), 1 => -50.0f32..0.0]), 1..20),
-            boxes in prop::collection::vec((point(), point()), 1..20),
-        ) {
-            let bounds = Aabb::new(
-                Vec2::new(min.0, min.1),
-                Vec2::new(min.0 + size.0, min.1 + size.1),
-            );
-            let mut g = SpatialGrid::new(bounds, cell_size_m).unwrap();
-            // Insert some junk first to check that a rebuild forgets it.
-            g.rebuild((0..50u32).map(|i| (Vec2::new(i as f32, i as f32), 10_000 + i)));
-            g.rebuild((0u32..).zip(&pts).map(|(i, &p)| (p, i)));
-            prop_assert_eq!(g.len(), pts.len());
-            let (w, h) = g.dims();
-            let n_in_cells: usize =
-                (0..h).flat_map(|cy| (0..w).map(move |cx| (cx, cy)))
-                    .map(|(cx, cy)| g.cell_items(cx, cy).0.len()).sum();
-            prop_assert_eq!(n_in_cells, pts.len());
-            for &(c, r) in &circles {
-                prop_assert_eq!(radius_ids(&g, c, r), brute_radius(&pts, c, r), "{:?} {}", c, r);
-            }
-            // Centred on an item, radius equal to the distance to another one: boundary cases.
-            for pair in pts.windows(2) {
-                let r = pair[0].distance_squared(pair[1]).sqrt();
-                prop_assert_eq!(radius_ids(&g, pair[0], r), brute_radius(&pts, pair[0], r));
-            }
-            for &(a, b) in &boxes {
-                let bx = Aabb::new(a, b);
-                prop_assert_eq!(box_ids(&g, bx), brute_box(&pts, bx), "{:?}", bx);
-                if let Some(&p) = pts.first() {
-                    // A box whose min edge is exactly an item position.
-                    let bx = Aabb::new(p, Vec2::new(p.x + 20.0, p.y + 20.0));
-                    prop_assert_eq!(box_ids(&g, bx), brute_box(&pts, bx));
-                }
-            }
-        }
-    }
-}
+mod tests;

@@ -1,8 +1,11 @@
-//! The spatial index: a uniform grid over the region, rebuilt from scratch every tick with
-//! a counting sort (`index`), plus the system that rebuilds it.
+//! The spatial index: a uniform grid over the region, rebuilt every tick with a counting
+//! sort (`index`), plus the system that rebuilds it.
 //!
 //! Rebuilding is cheaper than updating in place when most entities move every tick, and
-//! it keeps no per-entity bookkeeping that could drift out of sync with the world.
+//! it keeps no per-entity bookkeeping that could drift out of sync with the world. When
+//! the rebuild finds every entity in the same cell and the same order as the tick before
+//! (a dormant region), it keeps the slots, and the index keeps its placements and
+//! archetype masks too, rewriting only the changed flags.
 //! Readers that run before [`update_grid`] in a tick (AI aggro) see the previous tick's
 //! positions; that lag of one tick is deliberate and documented in ARCHITECTURE.md.
 
@@ -75,9 +78,12 @@ pub struct SpatialIndex {
     pub grid: SpatialGrid<GridItem>,
     /// One per entity, in insertion order; [`GridItem::entry`] points here.
     entries: Vec<GridEntry>,
-    /// Per inserted entity, whether its position or health changed (staging for
-    /// `placements`).
-    changed: Vec<bool>,
+    /// Reused by `update_grid`: the entity indices whose position or health changed this
+    /// tick, in insertion order (staging for `placements`' [`CHANGED_BIT`]s).
+    changed: Vec<u32>,
+    /// The entity indices whose placement has [`CHANGED_BIT`] set (last tick's `changed`):
+    /// when the slots are kept, only these and the newly changed are rewritten.
+    flagged: Vec<u32>,
     /// By entity index. Rewritten wholesale at every rebuild (8 bytes per entity index).
     placements: Vec<Placement>,
     /// Per cell (`cy * cells_x + cx`), which NPC archetypes it holds, one bit each
@@ -109,6 +115,7 @@ impl SpatialIndex {
                 grid,
                 entries: Vec::new(),
                 changed: Vec::new(),
+                flagged: Vec::new(),
                 placements: Vec::new(),
                 npc_archetypes: Vec::new(),
             })
@@ -161,7 +168,9 @@ impl SpatialIndex {
     }
 }
 
-/// Rebuilds the grid from every entity's position.
+/// Rebuilds the grid from every entity's position, then the placements and the cells'
+/// archetype masks (or, if the grid kept every slot and the same entities are in the same
+/// order, only the placements' changed flags).
 pub fn update_grid(
     mut index: ResMut<SpatialIndex>,
     entities: Query<(Entity, &Identity, Ref<Position>, Ref<Health>, Has<Player>)>,
@@ -170,22 +179,41 @@ pub fn update_grid(
         grid,
         entries,
         changed,
+        flagged,
         placements,
         npc_archetypes,
     } = &mut *index;
-    entries.clear();
+    // Entries are compared with the ones the same insertion index held last tick and
+    // overwritten only where they differ: a tick where nothing changed writes nothing.
+    let mut same_entities = true;
+    let mut n_entries = 0usize;
     changed.clear();
     grid.rebuild(
         entities
             .iter()
             .map(|(entity, identity, position, health, is_player)| {
-                let entry = u32::try_from(entries.len()).expect("below GRID_ITEMS_MAX");
-                entries.push(GridEntry {
+                let entry = u32::try_from(n_entries).expect("below GRID_ITEMS_MAX");
+                let new_entry = GridEntry {
                     entity,
                     id: identity.id,
                     health: health.0,
-                });
-                changed.push(position.is_changed() || health.is_changed());
+                };
+                match entries.get_mut(n_entries) {
+                    Some(old) => {
+                        same_entities &= old.entity == entity;
+                        if *old != new_entry {
+                            *old = new_entry;
+                        }
+                    }
+                    None => {
+                        same_entities = false;
+                        entries.push(new_entry);
+                    }
+                }
+                n_entries += 1;
+                if position.is_changed() || health.is_changed() {
+                    changed.push(entity.index_u32());
+                }
                 let item = GridItem {
                     entry,
                     archetype: identity.archetype,
@@ -194,32 +222,54 @@ pub fn update_grid(
                 (position.0, item)
             }),
     );
+    // Fewer entities than last tick: not the same sequence (the grid sees it too).
+    same_entities &= entries.len() == n_entries;
+    entries.truncate(n_entries);
     assert!(entries.len() <= INDEX_ENTITIES_MAX, "too many entities");
+    let values_changed = match grid.last_rebuild() {
+        // The same entities in the same slots: only the changed flags move.
+        Rebuilt::SlotsKept { values_changed } if same_entities => {
+            for &idx in flagged.iter() {
+                placements[idx as usize].slot_and_changed &= !CHANGED_BIT;
+            }
+            values_changed
+        }
+        _ => {
+            place(grid.inserted_slots(), entries, placements);
+            true
+        }
+    };
+    for &idx in changed.iter() {
+        placements[idx as usize].slot_and_changed |= CHANGED_BIT;
+    }
+    std::mem::swap(flagged, changed);
+    if values_changed {
+        npc_archetypes.clear();
+        let values = grid.values();
+        npc_archetypes.extend(grid.cell_ranges().map(|range| {
+            values[range]
+                .iter()
+                .filter(|item| !item.is_player)
+                .fold(0, |mask, item| mask | archetype_bit(item.archetype))
+        }));
+    }
+}
+
+/// Rewrites every placement from the rebuild's slots, without changed flags.
+fn place(slots: &[u32], entries: &[GridEntry], placements: &mut Vec<Placement>) {
     let absent = Placement {
         generation: 0,
         slot_and_changed: NO_SLOT,
     };
     placements.fill(absent);
-    for ((entry, &changed), &slot) in entries
-        .iter()
-        .zip(changed.iter())
-        .zip(grid.inserted_slots())
-    {
+    for (entry, &slot) in entries.iter().zip(slots) {
         let idx = entry.entity.index_u32() as usize;
         if idx >= placements.len() {
             placements.resize(idx + 1, absent);
         }
         placements[idx] = Placement {
             generation: entry.entity.generation().to_bits(),
-            slot_and_changed: slot | if changed { CHANGED_BIT } else { 0 },
+            slot_and_changed: slot,
         };
     }
-    npc_archetypes.clear();
-    let values = grid.values();
-    npc_archetypes.extend(grid.cell_ranges().map(|range| {
-        values[range]
-            .iter()
-            .filter(|item| !item.is_player)
-            .fold(0, |mask, item| mask | archetype_bit(item.archetype))
-    }));
 }
