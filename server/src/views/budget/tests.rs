@@ -27,6 +27,8 @@ struct Client {
     tick: u64,
     /// The client acks the state of this many ticks before its newest (a round trip).
     ack_lag: u64,
+    /// The next view is built from nothing (the client's region changed).
+    fresh: bool,
     ghosts: Vec<NetId>,
     /// Bytes of every state.
     sizes: Vec<usize>,
@@ -43,6 +45,7 @@ impl Client {
             limits,
             tick: 0,
             ack_lag: 0,
+            fresh: false,
             ghosts: Vec::new(),
             sizes: Vec::new(),
         }
@@ -77,7 +80,7 @@ impl Client {
                 table: &table,
                 own: None,
             },
-            fresh: false,
+            fresh: std::mem::take(&mut self.fresh),
             ghost_ids: &mut self.ghosts,
             near_ghosts: &[],
             visible_max: usize::MAX,
@@ -333,4 +336,38 @@ fn the_debt_is_floored_so_a_client_recovers_within_a_few_ticks() {
         budget.refill(&limits);
     }
     assert!(budget.tokens > 0);
+}
+
+#[test]
+fn a_region_change_while_changes_wait_replaces_the_view_without_old_entities() {
+    let mut client = Client::new(limits(800, 1_000));
+    client.ack_lag = 2;
+    let ids: Vec<u64> = (1..=600).collect();
+    let observer = Some(entity(1 << 63, 0, 0));
+    for t in 0..5 {
+        let (entered, changed) = if t == 0 {
+            (&ids, &[][..])
+        } else {
+            (&vec![], &ids[..])
+        };
+        client.step(&crowd(600, t), entered, changed, &[], observer, &[]);
+    }
+    assert!(
+        client.budget.n_waiting() > 0,
+        "the crowd is over the budget"
+    );
+    // The avatar crosses into a region whose entities have other ids.
+    let other: Vec<WireEntity> = (1_001..=1_050).map(|id| entity(id, 0, 0)).collect();
+    let other_ids: Vec<u64> = (1_001..=1_050).collect();
+    client.fresh = true;
+    let view = client.step(&other, &other_ids, &[], &[], observer, &[]);
+    assert!(
+        view.iter().all(|e| e.id.0 > 1_000),
+        "the old region's entities are gone at once"
+    );
+    for _ in 0..10 {
+        client.step(&other, &[], &[], &[], observer, &[]);
+    }
+    assert_eq!(client.step(&other, &[], &[], &[], observer, &[]), other);
+    assert_eq!(client.budget.n_waiting(), 0);
 }
