@@ -248,16 +248,20 @@ fn a_malformed_datagram_disconnects_only_its_sender() {
     });
 }
 
+/// 60 times the default NPCs: 20,000 in a 1024 m region, a few hundred within view of
+/// the spawn point.
+fn crowd_around_spawn(config: &mut Config) {
+    config.world.limits.entities_per_region_max = 50_000;
+    for entry in &mut config.balance.spawn_tables[0].entries {
+        entry.count *= 60;
+    }
+}
+
 #[test]
 fn a_crowded_view_arrives_whole_even_when_it_exceeds_a_datagram() {
     // 20,000 NPCs in a 1024 m region: a few hundred within view of the spawn point, so
     // the first (key)frame is several kilobytes and must go on a stream.
-    let node = start_with(|config| {
-        config.world.limits.entities_per_region_max = 50_000;
-        for entry in &mut config.balance.spawn_tables[0].entries {
-            entry.count *= 60;
-        }
-    });
+    let node = start_with(crowd_around_spawn);
     client_runtime().block_on(async {
         let mut client = login(&node, "ada").await.unwrap();
         let mut most = 0;
@@ -275,10 +279,7 @@ fn a_client_over_its_state_budget_gets_its_view_within_it_nearest_first() {
     // The crowd of the test above, and the smallest budget: 8 kbit/s is 50 bytes a tick,
     // a few entities' worth; a staleness bound long enough not to override it.
     let node = start_with(|config| {
-        config.world.limits.entities_per_region_max = 50_000;
-        for entry in &mut config.balance.spawn_tables[0].entries {
-            entry.count *= 60;
-        }
+        crowd_around_spawn(config);
         config.node.state_budget.kbit_per_s = 8;
         config.node.state_budget.staleness_ticks_max = 1_000;
     });

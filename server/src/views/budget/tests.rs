@@ -127,6 +127,15 @@ fn crowd(n: u64, t: i32) -> Vec<WireEntity> {
         .collect()
 }
 
+/// A client (800 bytes a tick) whose first view shows all of `crowd(n, 0)`, and its ids.
+fn client_showing(n: u64, staleness_ticks_max: u16) -> (Client, Vec<u64>) {
+    let mut client = Client::new(limits(800, staleness_ticks_max));
+    let ids: Vec<u64> = (1..=n).collect();
+    let view = client.step(&crowd(n, 0), &ids, &[], &[], None, &[]);
+    assert_eq!(view.len(), n as usize, "the first view fits the burst");
+    (client, ids)
+}
+
 #[test]
 fn a_client_within_its_budget_gets_every_change_every_tick() {
     let mut client = Client::new(limits(800, 20));
@@ -234,12 +243,7 @@ fn near_entities_come_into_view_before_far_ones() {
 
 #[test]
 fn the_avatar_and_whoever_fights_it_are_sent_even_over_the_budget() {
-    let mut client = Client::new(limits(800, 1_000));
-    let ids: Vec<u64> = (1..=50).collect();
-    assert_eq!(
-        client.step(&crowd(50, 0), &ids, &[], &[], None, &[]).len(),
-        50
-    );
+    let (mut client, ids) = client_showing(50, 1_000);
     client.limits = limits(1, 1_000);
     client.budget.tokens = -10_000; // Deep in debt.
     let fighting = [NetId(7)];
@@ -259,12 +263,7 @@ fn the_avatar_and_whoever_fights_it_are_sent_even_over_the_budget() {
 
 #[test]
 fn entities_leaving_view_are_removed_at_once_even_when_changes_wait() {
-    let mut client = Client::new(limits(800, 50));
-    let ids: Vec<u64> = (1..=100).collect();
-    assert_eq!(
-        client.step(&crowd(100, 0), &ids, &[], &[], None, &[]).len(),
-        100
-    );
+    let (mut client, _) = client_showing(100, 50);
     client.limits = limits(40, 50);
     client.budget.tokens = 0;
     let truth: Vec<WireEntity> = crowd(100, 1).into_iter().skip(10).collect();
