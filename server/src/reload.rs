@@ -460,7 +460,9 @@ mod tests {
         );
         // An archetype renamed: refused, saying why.
         let renamed = shipped.replacen("[archetypes.wolf]", "[archetypes.wolff]", 1);
-        let renamed = renamed.replace("archetype = \"wolf\"", "archetype = \"wolff\"");
+        let renamed = renamed
+            .replace("archetype = \"wolf\"", "archetype = \"wolff\"")
+            .replace("[loot.wolf]", "[loot.wolff]");
         let err = source(&renamed).load(&running).unwrap_err();
         assert!(matches!(err, ReloadError::Incompatible(_)), "{err:?}");
         assert!(

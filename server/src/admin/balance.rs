@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde_json::{Map, Value, json};
 use tessera_shared::config::{
-    Archetype, BalanceConfig, FieldValue, Formulas, MovementRules, SpawnEntry, SpawnTable,
-    archetype_fields,
+    Archetype, BalanceConfig, Economy, FieldValue, Formulas, ItemDef, Loot, LootTable,
+    MovementRules, Progression, Shop, SpawnEntry, SpawnTable, archetype_fields,
 };
 
 use super::audit::{Audit, Entry};
@@ -110,6 +110,11 @@ fn balance_json(balance: &BalanceConfig) -> Map<String, Value> {
         archetypes,
         formulas: Formulas { damage },
         spawn_tables,
+        progression,
+        economy,
+        items,
+        loot,
+        shops,
     } = balance;
     let name_of = |index: usize| archetypes.get(index).map(|a| a.name.as_str());
     let archetypes: Map<String, Value> = archetypes
@@ -141,6 +146,96 @@ fn balance_json(balance: &BalanceConfig) -> Map<String, Value> {
     out.insert("formulas".into(), json!({ "damage": damage.source() }));
     out.insert("archetypes".into(), Value::Object(archetypes));
     out.insert("spawn_tables".into(), Value::Object(spawn_tables));
+    let item_id = |index: usize| items.get(index).map(|i| i.id.as_str());
+    let Progression {
+        level_cap,
+        xp_to_next,
+        kill_xp,
+    } = progression;
+    out.insert(
+        "progression".into(),
+        json!({
+            "level_cap": level_cap,
+            "xp_to_next": xp_to_next.source(),
+            "kill_xp": kill_xp.source(),
+        }),
+    );
+    let Economy {
+        inventory_slots,
+        starter_coins,
+        starter_items,
+    } = economy;
+    let kit: Vec<Value> = starter_items
+        .iter()
+        .map(|s| json!({ "item": item_id(s.item), "count": s.count }))
+        .collect();
+    out.insert(
+        "economy".into(),
+        json!({
+            "inventory_slots": inventory_slots,
+            "starter_coins": starter_coins,
+            "starter_items": kit,
+        }),
+    );
+    let items_json: Map<String, Value> = items
+        .iter()
+        .map(|i| {
+            let ItemDef {
+                id,
+                name,
+                stack_size,
+                price,
+            } = i;
+            (
+                id.clone(),
+                json!({ "name": name, "stack_size": stack_size, "price": price }),
+            )
+        })
+        .collect();
+    out.insert("items".into(), Value::Object(items_json));
+    let loot_json: Map<String, Value> = loot
+        .iter()
+        .map(|t| {
+            let LootTable { archetype, drops } = t;
+            let drops: Vec<Value> = drops
+                .iter()
+                .map(|d| {
+                    let what = match d.what {
+                        Loot::Coins => Some("coins"),
+                        Loot::Item(i) => item_id(i),
+                    };
+                    json!({
+                        "item": what,
+                        "chance": number(d.chance),
+                        "amount": d.amount.source(),
+                    })
+                })
+                .collect();
+            let name = name_of(*archetype).unwrap_or("?").to_owned();
+            (name, json!({ "drops": drops }))
+        })
+        .collect();
+    out.insert("loot".into(), Value::Object(loot_json));
+    let shops_json: Map<String, Value> = shops
+        .iter()
+        .map(|s| {
+            let Shop { id, name, goods } = s;
+            let goods: Vec<Value> = goods
+                .iter()
+                .map(|g| {
+                    json!({
+                        "item": item_id(g.item),
+                        "price": g.price,
+                        "price_percent": g.price_percent,
+                        "stock_max": g.stock_max,
+                        "restock_per_min": g.restock_per_min,
+                    })
+                })
+                .collect();
+            (id.clone(), json!({ "name": name, "goods": goods }))
+        })
+        .collect();
+    out.insert("shops".into(), Value::Object(shops_json));
     out
 }
 
@@ -192,5 +287,13 @@ mod tests {
             json["archetypes"].as_object().unwrap().len(),
             config.balance.archetypes.len()
         );
+        // The economy, by ids and names as balance.toml writes them.
+        assert_eq!(json["progression"]["level_cap"], 30);
+        assert_eq!(json["economy"]["starter_items"][0]["item"], "health_potion");
+        assert_eq!(json["items"]["wolf_pelt"]["price"], 8);
+        assert_eq!(json["loot"]["wolf"]["drops"][1]["item"], "wolf_pelt");
+        assert_eq!(json["loot"]["wolf"]["drops"][1]["chance"], json!(0.5));
+        // Bread: 2 coins at 150%.
+        assert_eq!(json["shops"]["general_store"]["goods"][1]["price"], 3);
     }
 }

@@ -3,12 +3,16 @@
 use toml::Spanned;
 use toml::de::DeTable;
 
+use super::economy::{self, Names};
 use super::formula::{DAMAGE_VARS, Formula};
 use super::reader::{At, Item, SourceFile, Table};
 use super::schema::{Archetype, BalanceConfig, Formulas, MovementRules, SpawnEntry, SpawnTable};
 use super::spec::{Section, Spec};
 use super::suggest;
-use super::{ARCHETYPES_MAX, NAME_CHARS_MAX, SPAWN_ENTRIES_MAX, SPAWN_TABLES_MAX, is_key_name};
+use super::{
+    ARCHETYPES_MAX, ITEMS_MAX, NAME_CHARS_MAX, SHOPS_MAX, SPAWN_ENTRIES_MAX, SPAWN_TABLES_MAX,
+    is_key_name,
+};
 
 /// `balance.toml`.
 pub(super) const FILE: Section = Section::of(
@@ -33,6 +37,30 @@ pub(super) const FILE: Section = Section::of(
             SPAWN_TABLES_MAX,
             "NPC populations by NAME, which regions of world.toml refer to: 1 to 64 \
              characters of A-Z a-z 0-9 _ -",
+        ),
+        Spec::table("progression", &economy::PROGRESSION),
+        Spec::table("economy", &economy::ECONOMY),
+        Spec::map(
+            "items",
+            &economy::ITEM,
+            0,
+            ITEMS_MAX,
+            "Things players own, by ID: 1 to 64 characters of A-Z a-z 0-9 _ -, not \"coins\"",
+        ),
+        Spec::map(
+            "loot",
+            &economy::LOOT,
+            0,
+            ARCHETYPES_MAX,
+            "What NPCs drop when a player kills them, by the name of their [archetypes.NAME]; \
+             an archetype without a table drops nothing",
+        ),
+        Spec::map(
+            "shops",
+            &economy::SHOP,
+            0,
+            SHOPS_MAX,
+            "Vendors, by ID: 1 to 64 characters of A-Z a-z 0-9 _ -",
         ),
     ],
 );
@@ -199,7 +227,7 @@ pub(super) fn read(
     let formulas = root.table("formulas").and_then(|mut t| {
         let damage = t
             .text_item("damage")
-            .and_then(|(source, item)| compile(file, "damage", source, item));
+            .and_then(|(source, item)| compile(file, "damage", DAMAGE_VARS, source, item));
         t.finish();
         Some(Formulas { damage: damage? })
     });
@@ -213,6 +241,34 @@ pub(super) fn read(
             },
         ),
     };
+    let progression = root
+        .table("progression")
+        .and_then(|t| economy::read_progression(file, t));
+    // Taken in the file's order (which is the order "allowed:" lists them in), read once
+    // the items they refer to are.
+    let economy_table = root.table("economy");
+    let items = root.table("items").map(|t| economy::read_items(file, t));
+    let item_ids: Vec<&str> = items
+        .as_ref()
+        .map(|(_, ids)| ids.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let item_names = Names {
+        names: &item_ids,
+        known: items.is_some(),
+    };
+    let item_defs = items.as_ref().and_then(|(defs, _)| defs.as_deref());
+    let economy =
+        economy_table.and_then(|t| economy::read_economy(file, t, &item_names, item_defs));
+    let archetype_refs = Names {
+        names: &archetype_names,
+        known: archetypes_known,
+    };
+    let loot = root
+        .table("loot")
+        .and_then(|t| economy::read_loot(file, t, &archetype_refs, &item_names));
+    let shops = root
+        .table("shops")
+        .and_then(|t| economy::read_shops(file, t, &item_names, item_defs));
     root.finish();
 
     let config = (|| {
@@ -222,6 +278,11 @@ pub(super) fn read(
             archetypes: archetypes?.0?,
             formulas: formulas?,
             spawn_tables: spawn_tables?,
+            progression: progression?,
+            economy: economy?,
+            items: items?.0?,
+            loot: loot?,
+            shops: shops?,
         })
     })();
     (config, index)
@@ -421,7 +482,7 @@ fn read_spawn_table(
 
 /// The index of `name` in the sorted `names`; reports unknown names when the names are
 /// known (`known`), else returns `None` silently.
-fn resolve(
+pub(super) fn resolve(
     file: &SourceFile<'_>,
     names: &[&str],
     known: bool,
@@ -450,7 +511,7 @@ fn resolve(
     found
 }
 
-fn check_key_name(file: &SourceFile<'_>, name: &str, at: At<'_>, what: &str) -> bool {
+pub(super) fn check_key_name(file: &SourceFile<'_>, name: &str, at: At<'_>, what: &str) -> bool {
     if is_key_name(name) {
         return true;
     }
@@ -465,8 +526,14 @@ fn check_key_name(file: &SourceFile<'_>, name: &str, at: At<'_>, what: &str) -> 
 
 /// Compiles a formula, locating its errors inside the TOML string when it is written
 /// without escapes (else at the string's start).
-fn compile(file: &SourceFile<'_>, key: &str, source: &str, item: Item<'_>) -> Option<Formula> {
-    match Formula::compile(source, DAMAGE_VARS) {
+pub(super) fn compile(
+    file: &SourceFile<'_>,
+    key: &str,
+    vars: &'static [&'static str],
+    source: &str,
+    item: Item<'_>,
+) -> Option<Formula> {
+    match Formula::compile(source, vars) {
         Ok(f) => Some(f),
         Err(errors) => {
             let body_start = item.span.and_then(|(start, end)| {

@@ -1,7 +1,8 @@
 //! What changed between two balances, one [`Change`] per value: for a reload's report
 //! (`archetypes.wolf.max_health 40 -> 55`) and for comparing two config directories.
 //!
-//! Keys are the TOML paths of `balance.toml` (`movement.speed_tolerance`,
+//! Keys are the TOML paths of `balance.toml` (`movement.speed_tolerance`, `items.ID.price`,
+//! `shops.ID.goods.ITEM.stock_max`, `loot.ARCHETYPE.drops`,
 //! `player.archetype`, `formulas.damage`, `archetypes.NAME.KEY`,
 //! `spawn_tables.NAME.ARCHETYPE.count`), so a designer finds each one in the file.
 //! Archetypes, spawn tables and spawn entries are matched by name, not by position; one
@@ -12,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::schema::{Archetype, BalanceConfig, Formulas, MovementRules, SpawnTable};
+use super::schema::{Archetype, BalanceConfig, Formulas, Loot, MovementRules, SpawnTable};
 
 /// One difference between two balances.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +55,11 @@ pub fn diff_balance(old: &BalanceConfig, new: &BalanceConfig) -> Vec<Change> {
         archetypes: _,
         formulas: Formulas { damage },
         spawn_tables: _,
+        progression: _,
+        economy: _,
+        items: _,
+        loot: _,
+        shops: _,
     } = old;
     push(
         "movement.speed_tolerance".into(),
@@ -108,7 +114,107 @@ pub fn diff_balance(old: &BalanceConfig, new: &BalanceConfig) -> Vec<Change> {
             (o, n) => push(key, o.map(entries_text), n.map(entries_text)),
         }
     }
+    for (key, old_fields, new_fields) in pair(economy_tables(old), economy_tables(new)) {
+        match (old_fields, new_fields) {
+            (Some(o), Some(n)) => {
+                for (field, o, n) in pair(o, n) {
+                    push(format!("{key}.{field}"), o, n);
+                }
+            }
+            (o, n) => push(key, o.map(named_inline_table), n.map(named_inline_table)),
+        }
+    }
     changes
+}
+
+/// The economy's tables by TOML path (`progression`, `economy`, `items.ID`,
+/// `loot.ARCHETYPE`, `shops.ID`), each with its values by key as text. A shop's goods are
+/// keyed by item (`goods.health_potion.stock_max`); a loot table's drops and the starter
+/// kit, whose lines are ordered, are one value each.
+fn economy_tables(b: &BalanceConfig) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut tables = BTreeMap::new();
+    let item_id = |index: usize| b.items.get(index).map_or("?", |i| i.id.as_str());
+    let p = &b.progression;
+    tables.insert(
+        "progression".to_owned(),
+        BTreeMap::from([
+            ("level_cap".to_owned(), p.level_cap.to_string()),
+            ("xp_to_next".to_owned(), quoted(p.xp_to_next.source())),
+            ("kill_xp".to_owned(), quoted(p.kill_xp.source())),
+        ]),
+    );
+    let e = &b.economy;
+    let kit: Vec<String> = e
+        .starter_items
+        .iter()
+        .map(|s| {
+            format!(
+                "{{ item = {}, count = {} }}",
+                quoted(item_id(s.item)),
+                s.count
+            )
+        })
+        .collect();
+    tables.insert(
+        "economy".to_owned(),
+        BTreeMap::from([
+            ("inventory_slots".to_owned(), e.inventory_slots.to_string()),
+            ("starter_coins".to_owned(), e.starter_coins.to_string()),
+            ("starter_items".to_owned(), format!("[{}]", kit.join(", "))),
+        ]),
+    );
+    for i in &b.items {
+        tables.insert(
+            format!("items.{}", i.id),
+            BTreeMap::from([
+                ("name".to_owned(), quoted(&i.name)),
+                ("stack_size".to_owned(), i.stack_size.to_string()),
+                ("price".to_owned(), i.price.to_string()),
+            ]),
+        );
+    }
+    for t in &b.loot {
+        let drops: Vec<String> = t
+            .drops
+            .iter()
+            .map(|d| {
+                let what = match d.what {
+                    Loot::Coins => "coins",
+                    Loot::Item(i) => item_id(i),
+                };
+                format!(
+                    "{{ item = {}, chance = {}, amount = {} }}",
+                    quoted(what),
+                    number(d.chance),
+                    quoted(d.amount.source())
+                )
+            })
+            .collect();
+        tables.insert(
+            format!("loot.{}", archetype_name(b, t.archetype)),
+            BTreeMap::from([("drops".to_owned(), format!("[{}]", drops.join(", ")))]),
+        );
+    }
+    for s in &b.shops {
+        let mut fields = BTreeMap::from([("name".to_owned(), quoted(&s.name))]);
+        for g in &s.goods {
+            let key = format!("goods.{}", item_id(g.item));
+            fields.insert(format!("{key}.price_percent"), g.price_percent.to_string());
+            fields.insert(format!("{key}.stock_max"), g.stock_max.to_string());
+            fields.insert(
+                format!("{key}.restock_per_min"),
+                g.restock_per_min.to_string(),
+            );
+        }
+        tables.insert(format!("shops.{}", s.id), fields);
+    }
+    tables
+}
+
+/// `{ name = "Wolf pelt", price = 4, stack_size = 20 }` (keys sorted).
+fn named_inline_table(values: BTreeMap<String, String>) -> String {
+    let fields: Vec<String> = values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    format!("{{ {} }}", fields.join(", "))
 }
 
 /// The keys of both maps in order, with each side's value.

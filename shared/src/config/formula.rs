@@ -36,6 +36,13 @@ pub const FORMULA_VARS_MAX: usize = 8;
 /// level and `target_level` the target's.
 pub const DAMAGE_VARS: &[&str] = &["atk", "def", "level", "target_level"];
 
+/// The variables of `[progression] xp_to_next`: `level`, the level a player is leaving.
+pub const XP_TO_NEXT_VARS: &[&str] = &["level"];
+
+/// The variables of `[progression] kill_xp` and of a loot line's `amount`: `level` is the
+/// killer's level, `target_level` the NPC's.
+pub const KILL_VARS: &[&str] = &["level", "target_level"];
+
 /// The whitelisted functions and their number of arguments.
 pub const FORMULA_FUNCTIONS: &[(&str, usize)] = &[
     ("min", 2),
@@ -515,8 +522,10 @@ impl Parser<'_> {
             ));
         }
         Ok(match (name, args.as_slice()) {
-            ("clamp", [x, lo, hi]) => format!("min(max({x}, {lo}), {hi})"),
-            (_, [a, b]) => format!("{name}({a}, {b})"),
+            // Binary functions are emitted infix: exmex's call form `max(a, b)` fails to
+            // parse a call as its second argument (`max(1, max(0, 3))`).
+            ("clamp", [x, lo, hi]) => format!("((({x}) max ({lo})) min ({hi}))"),
+            (_, [a, b]) => format!("(({a}) {name} ({b}))"),
             (_, [a]) => format!("{name}({a})"),
             _ => {
                 return Err(FormulaError::new(
@@ -611,6 +620,13 @@ mod tests {
             ("clamp(-5, 0, 3)", 0.0),
             ("clamp(2, 0, 3)", 2.0),
             ("min(1, 2) + max(1, 2)", 3.0),
+            // A call as the second argument of a binary function.
+            ("max(1, max(0, 3))", 3.0),
+            ("max(1, 2 - max(0, 3))", 1.0),
+            (
+                "min(5, clamp(9, 0, 4)) + clamp(1, min(2, 3), max(4, 5))",
+                6.0,
+            ),
             ("5.5 % 2", 1.5),
         ];
         for (src, want) in cases {

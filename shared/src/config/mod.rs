@@ -7,11 +7,14 @@
 //!   (`127.0.0.1:4433`). Other variables are ignored; overrides apply to no other file.
 //! - `world.toml` (level design): world size and tick rate, spatial grid, interest
 //!   management, per-region limits and the region layout.
-//! - `balance.toml` (game design): movement rules, archetypes, formulas, spawn tables.
+//! - `balance.toml` (game design): movement rules, archetypes, formulas, spawn tables,
+//!   progression, the economy's starter kit and inventories, items, loot and shops.
 //!
 //! Every key is required except `[limits]` in world.toml (see [`WorldLimits::DEFAULT`]) and
-//! `spawn_point` of a listed region (default: the region's centre). The shipped files in
-//! `config/` document each key, its unit and its range; [`Config::embedded_default`] is
+//! `spawn_point` of a listed region (default: the region's centre), and in balance.toml
+//! `[items]`, `[loot]`, `[shops]` (none) and a shop good's `price_percent` (100). The
+//! shipped files in `config/` document each key, its unit and its range;
+//! [`Config::embedded_default`] is
 //! those files compiled into the binary. What each file may hold (keys, types, ranges,
 //! defaults, docs) is declared once, in `spec.rs`'s sections, which the loader reads
 //! through and [`json_schema()`] turns into the JSON Schemas of `config/schema/` for editors.
@@ -42,6 +45,7 @@ pub mod json_schema;
 pub mod schema;
 
 mod balance;
+mod economy;
 mod node;
 mod reader;
 mod spec;
@@ -55,7 +59,8 @@ use std::path::Path;
 pub use diff::{Change, FieldValue, archetype_fields, diff_balance};
 pub use error::{ConfigError, ConfigErrors, FormulaError};
 pub use formula::{
-    DAMAGE_VARS, FORMULA_BYTES_MAX, FORMULA_DEPTH_MAX, FORMULA_FUNCTIONS, FORMULA_VARS_MAX, Formula,
+    DAMAGE_VARS, FORMULA_BYTES_MAX, FORMULA_DEPTH_MAX, FORMULA_FUNCTIONS, FORMULA_VARS_MAX,
+    Formula, KILL_VARS, XP_TO_NEXT_VARS,
 };
 pub use json_schema::{JSON_SCHEMA_FILES, json_schema};
 pub use schema::*;
@@ -86,7 +91,40 @@ pub const SPAWN_TABLES_MAX: usize = 1024;
 /// Most entries of one spawn table.
 pub const SPAWN_ENTRIES_MAX: usize = 256;
 
-/// Longest name (node, world, archetype, spawn table), in characters.
+/// Most items in balance.toml.
+pub const ITEMS_MAX: usize = 4096;
+
+/// Most shops in balance.toml.
+pub const SHOPS_MAX: usize = 256;
+
+/// Most goods one shop sells.
+pub const SHOP_GOODS_MAX: usize = 256;
+
+/// Most lines of one loot table.
+pub const LOOT_DROPS_MAX: usize = 32;
+
+/// Most slots of an inventory (`[economy] inventory_slots`).
+pub const INVENTORY_SLOTS_MAX: u32 = 256;
+
+/// Largest stack of one item in one inventory slot.
+pub const STACK_SIZE_MAX: u32 = 1_000_000;
+
+/// Largest item price and starter coins, in coins.
+pub const PRICE_MAX: u32 = 1_000_000_000;
+
+/// Largest stock of one shop good.
+pub const STOCK_MAX: u32 = 1_000_000;
+
+/// Most units of one loot line one kill drops.
+pub const LOOT_AMOUNT_MAX: u32 = 1_000_000;
+
+/// Highest `[progression] level_cap`.
+pub const LEVEL_CAP_MAX: u32 = 1000;
+
+/// Most XP one kill grants, and the most one level may need.
+pub const XP_AMOUNT_MAX: u64 = 1_000_000_000_000;
+
+/// Longest name (node, world, archetype, spawn table, item, shop), in characters.
 pub const NAME_CHARS_MAX: usize = 64;
 
 /// Largest configuration file [`load_dir`] reads, in bytes.

@@ -286,6 +286,195 @@ pub struct BalanceConfig {
     pub formulas: Formulas,
     /// `[spawn_tables.NAME]`, sorted by name.
     pub spawn_tables: Vec<SpawnTable>,
+    /// `[progression]`: levels and experience.
+    pub progression: Progression,
+    /// `[economy]`: inventories and the starter kit.
+    pub economy: Economy,
+    /// `[items.ID]`, sorted by id.
+    pub items: Vec<ItemDef>,
+    /// `[loot.ARCHETYPE]`, sorted by archetype name (so by archetype index); an archetype
+    /// without one drops nothing.
+    pub loot: Vec<LootTable>,
+    /// `[shops.ID]`, sorted by id.
+    pub shops: Vec<Shop>,
+}
+
+impl BalanceConfig {
+    /// The index into [`BalanceConfig::items`] of the item `id`.
+    pub fn item_index(&self, id: &str) -> Option<usize> {
+        self.items.binary_search_by(|i| i.id.as_str().cmp(id)).ok()
+    }
+
+    /// The loot table of the archetype `archetype` (an index into
+    /// [`BalanceConfig::archetypes`]), if it has one.
+    pub fn loot_of(&self, archetype: usize) -> Option<&LootTable> {
+        self.loot
+            .binary_search_by_key(&archetype, |t| t.archetype)
+            .ok()
+            .map(|i| &self.loot[i])
+    }
+
+    /// The index into [`BalanceConfig::shops`] of the shop `id`.
+    pub fn shop_index(&self, id: &str) -> Option<usize> {
+        self.shops.binary_search_by(|s| s.id.as_str().cmp(id)).ok()
+    }
+}
+
+/// `[progression]` of `balance.toml`: how players level up.
+#[derive(Clone, Debug)]
+pub struct Progression {
+    /// `level_cap`: the highest level a player reaches, 1 to [`super::LEVEL_CAP_MAX`]. XP
+    /// gained at the cap still counts (for leaderboards) but levels no more.
+    pub level_cap: u32,
+    /// `xp_to_next`: the XP needed to go from `level` to `level + 1`
+    /// ([`super::XP_TO_NEXT_VARS`]); see [`Progression::xp_to_next`].
+    pub xp_to_next: Formula,
+    /// `kill_xp`: the XP a player gains for a kill ([`super::KILL_VARS`]); see
+    /// [`Progression::kill_xp`].
+    pub kill_xp: Formula,
+}
+
+impl Progression {
+    /// The XP needed to go from `level` to `level + 1`: the formula's value rounded down,
+    /// at least 1 (a formula giving less, or no finite number, would level a player
+    /// without any XP) and at most [`super::XP_AMOUNT_MAX`].
+    pub fn xp_to_next(&self, level: u32) -> u64 {
+        whole(
+            self.xp_to_next.eval(&[f64::from(level)]),
+            super::XP_AMOUNT_MAX,
+        )
+        .max(1)
+    }
+
+    /// The XP a player of `level` gains for killing an NPC of `target_level`: the formula's
+    /// value rounded down, 0 if it is negative or not finite, at most
+    /// [`super::XP_AMOUNT_MAX`].
+    pub fn kill_xp(&self, level: u32, target_level: u32) -> u64 {
+        whole(
+            self.kill_xp
+                .eval(&[f64::from(level), f64::from(target_level)]),
+            super::XP_AMOUNT_MAX,
+        )
+    }
+}
+
+/// A formula's value as a whole amount: rounded down, 0 when negative or not finite,
+/// capped at `max`.
+pub fn whole(value: f64, max: u64) -> u64 {
+    if value.is_finite() && value >= 1.0 {
+        // `as` saturates; the cap keeps the result exact.
+        (value.floor() as u64).min(max)
+    } else {
+        0
+    }
+}
+
+/// `[economy]` of `balance.toml`.
+#[derive(Clone, Debug)]
+pub struct Economy {
+    /// `inventory_slots`: slots of each player's inventory, 1 to
+    /// [`super::INVENTORY_SLOTS_MAX`]; a slot holds one item kind, up to its stack size.
+    pub inventory_slots: u32,
+    /// `starter_coins`: coins in a new player's starter kit, 0 to
+    /// [`super::PRICE_MAX`].
+    pub starter_coins: u32,
+    /// `starter_items`: items in a new player's starter kit, each item at most once; the
+    /// kit fits the inventory.
+    pub starter_items: Vec<ItemStack>,
+}
+
+/// An amount of one item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItemStack {
+    /// Index into [`BalanceConfig::items`].
+    pub item: usize,
+    /// How many, at least 1.
+    pub count: u32,
+}
+
+/// `[items.ID]`: something a player can own.
+#[derive(Clone, Debug)]
+pub struct ItemDef {
+    /// The table key: 1 to 64 characters of `[A-Za-z0-9_-]`, never `coins`. Inventories,
+    /// loot, shops and the ledger store it: renaming an item orphans what players hold.
+    pub id: String,
+    /// `name`: shown to players, 1 to 64 characters, no control characters.
+    pub name: String,
+    /// `stack_size`: most of it one inventory slot holds, 1 to [`super::STACK_SIZE_MAX`].
+    pub stack_size: u32,
+    /// `price`: coins a shop charges for one, 0 to [`super::PRICE_MAX`], unless the
+    /// shop's entry sets its own percentage.
+    pub price: u32,
+}
+
+/// `[loot.ARCHETYPE]`: what an NPC of one archetype drops when a player kills it.
+#[derive(Clone, Debug)]
+pub struct LootTable {
+    /// Index into [`BalanceConfig::archetypes`].
+    pub archetype: usize,
+    /// `drops`, each rolled on its own, in order.
+    pub drops: Vec<LootDrop>,
+}
+
+/// One line of a loot table.
+#[derive(Clone, Debug)]
+pub struct LootDrop {
+    /// `item`: an item id, or `"coins"`.
+    pub what: Loot,
+    /// `chance`: the probability that it drops, 0 to 1.
+    pub chance: f32,
+    /// `amount`: how many ([`super::KILL_VARS`]); see [`LootDrop::amount`].
+    pub amount: Formula,
+}
+
+impl LootDrop {
+    /// How many drop for a killer of `level` and an NPC of `target_level`: the formula's
+    /// value rounded down, 0 if negative or not finite (nothing drops), at most
+    /// [`super::LOOT_AMOUNT_MAX`].
+    pub fn amount(&self, level: u32, target_level: u32) -> u32 {
+        let v = self
+            .amount
+            .eval(&[f64::from(level), f64::from(target_level)]);
+        // The cap is a u32: the conversion cannot fail.
+        u32::try_from(whole(v, u64::from(super::LOOT_AMOUNT_MAX))).unwrap_or(0)
+    }
+}
+
+/// What a loot line gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loot {
+    /// Coins into the wallet.
+    Coins,
+    /// An item: index into [`BalanceConfig::items`].
+    Item(usize),
+}
+
+/// `[shops.ID]`: a vendor selling items for coins.
+#[derive(Clone, Debug)]
+pub struct Shop {
+    /// The table key: 1 to 64 characters of `[A-Za-z0-9_-]`.
+    pub id: String,
+    /// `name`: shown to players, 1 to 64 characters, no control characters.
+    pub name: String,
+    /// `goods`: what it sells, each item at most once.
+    pub goods: Vec<ShopGood>,
+}
+
+/// One item a shop sells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShopGood {
+    /// Index into [`BalanceConfig::items`].
+    pub item: usize,
+    /// Coins for one: the item's `price` times `price_percent` / 100, rounded down.
+    pub price: u64,
+    /// `price_percent`: 1 to 1000, default 100.
+    pub price_percent: u32,
+    /// `stock_max`: units in stock when the shop opens, and the most restocking refills
+    /// to; 0 to [`super::STOCK_MAX`].
+    pub stock_max: u32,
+    /// `restock_per_min`: units added back per minute up to `stock_max`, 0 to
+    /// [`super::STOCK_MAX`].
+    pub restock_per_min: u32,
 }
 
 /// `[movement]` of `balance.toml`.

@@ -91,6 +91,27 @@ wander_radius_m = 20
 respawn_delay_ms = 30000
 [spawn_tables.wilds]
 entries = [{ archetype = "wolf", count = 10 }]
+[progression]
+level_cap = 30
+xp_to_next = "100 * level"
+kill_xp = "10 * target_level"
+[economy]
+inventory_slots = 4
+starter_coins = 50
+starter_items = [{ item = "potion", count = 3 }]
+[items.potion]
+name = "Potion"
+stack_size = 2
+price = 10
+[items.pelt]
+name = "Pelt"
+stack_size = 10
+price = 3
+[loot.wolf]
+drops = [{ item = "coins", chance = 1, amount = "2 * target_level" }, { item = "pelt", chance = 0.5, amount = "1" }]
+[shops.store]
+name = "Store"
+goods = [{ item = "potion", stock_max = 5, restock_per_min = 1, price_percent = 150 }]
 "#;
 
 /// A world with a list layout (lines 12 onwards differ from `WORLD`).
@@ -975,7 +996,7 @@ fn empty_files_report_missing_tables() {
     );
     let e = errors(load(TESSERA, WORLD, "world = 1"));
     assert!(e.contains(&"balance.toml:1:1: [archetypes] must define at least one archetype, e.g. [archetypes.adventurer]".to_owned()), "{e:?}");
-    assert!(e.contains(&r#"balance.toml:1:1: unknown key "world" in the top level; allowed: movement, player, archetypes, formulas, spawn_tables"#.to_owned()), "{e:?}");
+    assert!(e.contains(&r#"balance.toml:1:1: unknown key "world" in the top level; allowed: movement, player, archetypes, formulas, spawn_tables, progression, economy, items, loot, shops"#.to_owned()), "{e:?}");
 }
 
 #[test]
@@ -1120,3 +1141,5 @@ fn the_state_budget_is_optional_with_defaults_and_can_be_set() {
         "{e}"
     );
 }
+
+mod economy;
