@@ -457,3 +457,6 @@ fn the_breaker_fails_fast_while_mongodb_is_down_and_closes_when_it_is_back() {
         assert_eq!(store.load_player(player).await.unwrap(), Some(record));
     });
 }
+
+// After `conformance!`, which it uses.
+mod economy;

@@ -65,11 +65,12 @@ impl EmbeddedStore {
         txn.open_table(AUDIT).map_err(unavailable)?;
         txn.open_table(AUDIT_DETAILS).map_err(unavailable)?;
         txn.open_table(BANS).map_err(unavailable)?;
+        crate::economy::embedded::create_tables(&txn)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

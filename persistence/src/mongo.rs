@@ -6,7 +6,9 @@
 //!   current;
 //! - `region_cells`: one document per written version of a cell, `_id` =
 //!   `{r, c, e, t}` (region, cell, epoch, tick), with `region` (shard key) repeated;
-//! - `players`: one document per player, `_id` = player id (shard key `_id`).
+//! - `players`: one document per player, `_id` = player id (shard key `_id`);
+//! - the economy's `economy_players`, `shop_stock` and `economy_ledger`
+//!   (`crate::economy`'s MongoDB half).
 //!
 //! A commit writes the dirty cells' new versions first (invisible: no manifest names
 //! them), then swaps the head with a compare-and-set on the head it read (`epoch`, `tick`),
@@ -47,6 +49,8 @@ pub struct MongoStore {
     players: Collection<Document>,
     audit: Collection<Document>,
     bans: Collection<Document>,
+    /// The economy's collections (`crate::economy`).
+    pub(crate) economy: crate::economy::mongo::Collections,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -67,7 +71,7 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 }
 
 /// Runs `op` as its own task and gives up on it after [`OPERATION_TIMEOUT`].
-async fn bounded<T: Send + 'static>(
+pub(crate) async fn bounded<T: Send + 'static>(
     op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(OPERATION_TIMEOUT, tokio::spawn(op)).await {
@@ -175,6 +179,7 @@ impl MongoStore {
         });
         let client = Client::with_options(options).map_err(unavailable)?;
         let db = client.database(database);
+        let economy = crate::economy::mongo::Collections::open(&db).await?;
         let store = MongoStore {
             db: db.clone(),
             heads: db.collection("regions"),
@@ -182,6 +187,7 @@ impl MongoStore {
             players: db.collection("players"),
             audit: db.collection("audit_log"),
             bans: db.collection("bans"),
+            economy,
         };
         let cells = store.cells.clone();
         let audit = store.audit.clone();
@@ -209,6 +215,11 @@ impl MongoStore {
         })
         .await?;
         Ok(store)
+    }
+
+    /// The driver's client (sessions and transactions start from it).
+    pub(crate) fn client(&self) -> &Client {
+        self.db.client()
     }
 
     /// Asks the server whether it answers (a `ping` command, bounded like every call).

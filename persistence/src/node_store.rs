@@ -8,11 +8,16 @@
 //! probe finds the store back.
 
 use std::future::Future;
+use std::sync::Arc;
 
+use tessera_shared::config::BalanceConfig;
 use tessera_shared::ids::{PlayerId, RegionId};
 
 use crate::audit::{AuditFilter, AuditPage, AuditRecord, BanRecord};
 use crate::breaker::Breaker;
+use crate::economy::{
+    EconomyAudit, EconomyStore, EconomyTx, LedgerEntry, PlayerEconomy, TxOutcome,
+};
 use crate::embedded::EmbeddedStore;
 use crate::mongo::MongoStore;
 use crate::snapshot::{PlayerRecord, RegionCommit, RegionSnapshot, SnapshotStore, StoreError};
@@ -77,7 +82,7 @@ impl NodeStore {
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         self.breaker
-            .call(op, StoreError::is_retryable, || {
+            .call(op, StoreError::is_outage, || {
                 StoreError::Unavailable(
                     "circuit open: the store failed repeatedly; probing again shortly".into(),
                 )
@@ -167,6 +172,56 @@ impl SnapshotStore for NodeStore {
             match &self.backend {
                 Backend::Embedded(s) => s.read_audit(limit, before, filter).await,
                 Backend::Mongo(s) => s.read_audit(limit, before, filter).await,
+            }
+        })
+        .await
+    }
+}
+
+impl EconomyStore for NodeStore {
+    async fn apply_tx(
+        &self,
+        balance: Arc<BalanceConfig>,
+        tx: &EconomyTx,
+    ) -> Result<TxOutcome, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.apply_tx(balance, tx).await,
+                Backend::Mongo(s) => s.apply_tx(balance, tx).await,
+            }
+        })
+        .await
+    }
+
+    async fn economy_of(&self, player: PlayerId) -> Result<Option<PlayerEconomy>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.economy_of(player).await,
+                Backend::Mongo(s) => s.economy_of(player).await,
+            }
+        })
+        .await
+    }
+
+    async fn ledger_of(
+        &self,
+        player: PlayerId,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.ledger_of(player, limit).await,
+                Backend::Mongo(s) => s.ledger_of(player, limit).await,
+            }
+        })
+        .await
+    }
+
+    async fn economy_audit(&self) -> Result<EconomyAudit, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.economy_audit().await,
+                Backend::Mongo(s) => s.economy_audit().await,
             }
         })
         .await

@@ -105,11 +105,21 @@ pub enum StoreError {
     /// The store cannot be reached or failed; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A transaction kept conflicting with others on the same documents; retry later
+    /// (with the same idempotency key). The store itself works.
+    #[error("contended: {0}")]
+    Contended(String),
 }
 
 impl StoreError {
     /// Whether retrying the same request later can succeed.
     pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Contended(_))
+    }
+
+    /// Whether the store itself failed (what the circuit breaker counts): not a refusal,
+    /// not contention between transactions.
+    pub fn is_outage(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
 }

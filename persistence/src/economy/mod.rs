@@ -23,16 +23,103 @@
 //! recorded in its ledger entry; trades and purchases move the rest. So every player's
 //! holdings and every shop's stock equal the sum of their ledger deltas ([`reconcile`]).
 
+pub(crate) mod embedded;
+pub(crate) mod mongo;
 mod plan;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tessera_shared::config::BalanceConfig;
 use tessera_shared::ids::PlayerId;
 
+use crate::snapshot::StoreError;
+
+pub use mongo::TX_ATTEMPTS_MAX;
 pub use plan::{plan, shop_stock_now};
+
+/// A store of the economy. Implementations: the embedded store (one redb write
+/// transaction per economy transaction) and MongoDB (one multi-document transaction with
+/// majority write concern, retried on transient errors). The same conformance tests run
+/// against both (`tests/economy_store.rs`).
+pub trait EconomyStore: Send + Sync {
+    /// Runs `tx` under `balance`, atomically: applied, a duplicate of an applied key, or
+    /// refused. `Err` only when the store failed; then nothing or everything was applied
+    /// (retrying with the same key is safe).
+    fn apply_tx(
+        &self,
+        balance: Arc<BalanceConfig>,
+        tx: &EconomyTx,
+    ) -> impl Future<Output = Result<TxOutcome, StoreError>> + Send;
+
+    /// A player's economy (`None`: no transaction yet).
+    fn economy_of(
+        &self,
+        player: PlayerId,
+    ) -> impl Future<Output = Result<Option<PlayerEconomy>, StoreError>> + Send;
+
+    /// A player's ledger entries (as player or as the other side of a trade), newest
+    /// first, at most `limit` (capped at [`LEDGER_READ_MAX`]).
+    fn ledger_of(
+        &self,
+        player: PlayerId,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
+
+    /// Everything, for a reconciliation ([`reconcile`]): every player's economy, every
+    /// shop stock and the whole ledger. Reads at most [`AUDIT_ENTRIES_MAX`] entries.
+    fn economy_audit(&self) -> impl Future<Output = Result<EconomyAudit, StoreError>> + Send;
+}
+
+/// Most ledger entries one [`EconomyStore::ledger_of`] returns.
+pub const LEDGER_READ_MAX: usize = 1_000;
+
+/// Most players, stocks or ledger entries one [`EconomyStore::economy_audit`] reads.
+pub const AUDIT_ENTRIES_MAX: usize = 1_000_000;
+
+/// Largest stored economy document (a player's economy, a ledger entry), in bytes.
+pub const ECONOMY_DOC_BYTES_MAX: usize = 64 * 1024;
+
+/// Everything a store holds of the economy.
+#[derive(Clone, Debug, Default)]
+pub struct EconomyAudit {
+    /// Every player's economy.
+    pub players: BTreeMap<PlayerId, PlayerEconomy>,
+    /// Every stored shop stock, by (shop, item).
+    pub stocks: BTreeMap<(String, String), ShopStock>,
+    /// The whole ledger.
+    pub ledger: Vec<LedgerEntry>,
+}
+
+impl EconomyAudit {
+    /// [`reconcile`] over this, shops starting at `balance`'s `stock_max`.
+    pub fn mismatches(&self, balance: &BalanceConfig) -> Vec<Mismatch> {
+        reconcile(&self.ledger, &self.players, &self.stocks, |shop, item| {
+            let good = balance.shop_index(shop).and_then(|s| {
+                let item = balance.item_index(item)?;
+                balance.shops[s].goods.iter().find(|g| g.item == item)
+            });
+            good.map_or(0, |g| g.stock_max)
+        })
+    }
+}
+
+/// The (shop, item) whose stock `tx` reads: the one a purchase takes, or the one the
+/// purchase a refund reverses took (`purchase`, read first).
+pub(crate) fn stock_key(
+    tx: &EconomyTx,
+    purchase: Option<&LedgerEntry>,
+) -> Option<(String, String)> {
+    tx.kind
+        .touches()
+        .stock
+        .map(|(s, i)| (s.to_owned(), i.to_owned()))
+        .or_else(|| purchase.and_then(|p| p.shop.clone()))
+}
 
 /// Most coins one wallet holds: far below `u64::MAX`, so that sums over many wallets
 /// and ledger deltas (`i64`) never overflow.

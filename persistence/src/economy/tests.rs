@@ -30,10 +30,7 @@ impl Model {
         let purchase = touches
             .purchase
             .and_then(|k| self.ledger.get(&(tx.player, k.to_owned())).cloned());
-        let stock_key = touches
-            .stock
-            .map(|(s, i)| (s.to_owned(), i.to_owned()))
-            .or_else(|| purchase.as_ref().and_then(|p| p.shop.clone()));
+        let stock_key = stock_key(tx, purchase.as_ref());
         let reads = Reads {
             player: self.players.get(&tx.player).cloned(),
             other: touches.other.and_then(|o| self.players.get(&o).cloned()),
