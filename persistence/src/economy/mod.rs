@@ -2,7 +2,7 @@
 //! only by transactions.
 //!
 //! A transaction ([`EconomyTx`]) names its player, an idempotency key and what it does
-//! ([`TxKind`]: a kill's reward, the starter kit, a purchase, a refund, a trade, an admin
+//! ([`TxKind`]: a kill's loot and XP, the starter kit, a purchase, a refund, a trade, an admin
 //! grant or revocation). A store runs it in one of its own transactions (a redb write
 //! transaction; a MongoDB multi-document transaction with majority write concern):
 //!
@@ -18,7 +18,7 @@
 //! alike and the property tests cover the decisions (`tests.rs`: any interleaving of
 //! transactions conserves coins and items, reconciled against the ledger).
 //!
-//! Conservation: coins and items enter only through rewards, starter kits, admin grants
+//! Conservation: coins and items enter only through kills, starter kits, admin grants
 //! and shop restocks, and leave only through purchases (coins) and admin revocations, each
 //! recorded in its ledger entry; trades and purchases move the rest. So every player's
 //! holdings and every shop's stock equal the sum of their ledger deltas ([`reconcile`]).
@@ -128,14 +128,14 @@ pub const COINS_MAX: u64 = 1_000_000_000_000_000;
 /// Longest idempotency key, in bytes.
 pub const TX_KEY_BYTES_MAX: usize = 64;
 
-/// Most item kinds one transaction names (a trade side, a grant, a reward).
+/// Most item kinds one transaction names (a trade side, a grant, a kill's loot).
 pub const TX_ITEM_KINDS_MAX: usize = 32;
 
 /// Most units of one item one transaction moves.
 pub const TX_ITEM_COUNT_MAX: u32 = 1_000_000;
 
-/// Most XP one reward grants.
-pub const TX_XP_MAX: u64 = tessera_shared::config::XP_AMOUNT_MAX;
+/// Most XP one player accumulates (what signed 64-bit store fields hold).
+pub const XP_TOTAL_MAX: u64 = i64::MAX as u64;
 
 /// The level a new player starts at.
 pub const START_LEVEL: u32 = 1;
@@ -205,17 +205,17 @@ pub struct EconomyTx {
 /// What a transaction does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxKind {
-    /// A kill's loot and XP, rolled by the simulation. Items that do not fit the inventory
-    /// and coins past [`COINS_MAX`] are lost, and recorded as lost.
-    Reward {
+    /// A kill of an NPC of `target_level`: its loot, rolled by the simulation, and the XP
+    /// `[progression] kill_xp` gives at the player's level when it is applied. Items that
+    /// do not fit the inventory and coins past [`COINS_MAX`] are lost, and recorded as
+    /// lost.
+    Kill {
         /// Coins dropped.
         coins: u64,
         /// Items dropped, by id.
         items: Vec<(String, u32)>,
-        /// XP gained.
-        xp: u64,
-        /// NPCs killed.
-        kills: u32,
+        /// The level of the NPC killed.
+        target_level: u32,
     },
     /// The configured starter kit, once per player.
     StarterKit,
@@ -254,7 +254,7 @@ impl TxKind {
     /// The ledger's name of the kind.
     pub fn name(&self) -> &'static str {
         match self {
-            TxKind::Reward { .. } => "reward",
+            TxKind::Kill { .. } => "kill",
             TxKind::StarterKit => "starter_kit",
             TxKind::Purchase { .. } => "purchase",
             TxKind::Refund { .. } => "refund",
@@ -360,7 +360,7 @@ pub struct LedgerEntry {
     pub stock: i64,
     /// The unit price paid, for a purchase.
     pub price: u64,
-    /// What a reward could not hold (inventory full, wallet full): dropped, never held.
+    /// What a kill's loot could not fit (inventory full, wallet full): dropped, never held.
     pub lost_coins: u64,
     /// Items lost the same way.
     pub lost_items: BTreeMap<String, u32>,

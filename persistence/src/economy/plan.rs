@@ -6,7 +6,7 @@ use tessera_shared::config::{BalanceConfig, ShopGood};
 
 use super::{
     COINS_MAX, EconomyTx, Holdings, LedgerEntry, Reads, Refusal, ShopStock, TX_ITEM_COUNT_MAX,
-    TX_ITEM_KINDS_MAX, TX_XP_MAX, TxKind, Writes, is_valid_key,
+    TX_ITEM_KINDS_MAX, TxKind, Writes, XP_TOTAL_MAX, is_valid_key,
 };
 
 /// Milliseconds per minute, the unit of `restock_per_min`.
@@ -24,16 +24,12 @@ pub fn plan(balance: &BalanceConfig, tx: &EconomyTx, reads: Reads) -> Result<Wri
     let mut writes_stock = None;
     let mut refunded = None;
     match &tx.kind {
-        TxKind::Reward {
+        TxKind::Kill {
             coins,
             items,
-            xp,
-            kills,
+            target_level,
         } => {
             check_lines(items)?;
-            if *xp > TX_XP_MAX {
-                return Err(Refusal::BadAmount(format!("{xp} XP; at most {TX_XP_MAX}")));
-            }
             let room = COINS_MAX - player.holdings.coins;
             let kept = (*coins).min(room);
             player.holdings.coins += kept;
@@ -50,10 +46,12 @@ pub fn plan(balance: &BalanceConfig, tx: &EconomyTx, reads: Reads) -> Result<Wri
                 }
             }
             let level_before = player.level;
-            player.xp = player.xp.saturating_add(*xp);
+            let xp = balance.progression.kill_xp(player.level, *target_level);
+            // Bounded so that stores keeping signed 64-bit integers hold it.
+            player.xp = player.xp.saturating_add(xp).min(XP_TOTAL_MAX);
             player.level = level_for(balance, player.xp).max(player.level);
-            player.kills = player.kills.saturating_add(u64::from(*kills));
-            entry.xp = *xp;
+            player.kills = player.kills.saturating_add(1);
+            entry.xp = xp;
             entry.levels = player.level - level_before;
         }
         TxKind::StarterKit => {
@@ -426,7 +424,7 @@ fn signed(coins: u64) -> i64 {
     i64::try_from(coins.min(COINS_MAX)).unwrap_or(i64::MAX)
 }
 
-/// Checks the lines of a reward: few kinds, each count 1 to [`TX_ITEM_COUNT_MAX`].
+/// Checks the loot lines of a kill: few kinds, each count 1 to [`TX_ITEM_COUNT_MAX`].
 fn check_lines(items: &[(String, u32)]) -> Result<(), Refusal> {
     if items.len() > TX_ITEM_KINDS_MAX {
         return Err(Refusal::BadAmount(format!(

@@ -284,32 +284,37 @@ fn a_trade_moves_both_sides_or_nothing() {
 }
 
 #[test]
-fn rewards_level_up_and_lose_what_does_not_fit() {
+fn kills_level_up_and_lose_what_does_not_fit() {
     let b = balance();
     let mut m = Model::default();
     // Bandit masks stack by 5 and the inventory has 24 slots: 120 fit.
-    let reward = |masks, xp| TxKind::Reward {
+    let kill = |masks, target_level| TxKind::Kill {
         coins: 7,
         items: vec![("bandit_mask".to_owned(), masks)],
-        xp,
-        kills: 1,
+        target_level,
     };
-    let e = applied(m.apply(&b, &tx(1, "kill:1", reward(130, 100))));
-    assert_eq!(
-        (e.items["bandit_mask"], e.lost_items["bandit_mask"]),
-        (120, 10)
-    );
+    // kill_xp: max(1, 20 * target_level - 5 * max(0, level - target_level)).
+    let e = applied(m.apply(&b, &tx(1, "kill:1", kill(130, 5))));
+    assert_eq!((e.items["bandit_mask"], e.lost_items["bandit_mask"]), (120, 10));
     // Level 1 needs 50 * 1 * 2 = 100 XP to reach 2, level 2 needs 300 more.
-    assert_eq!((e.levels, m.players[&PlayerId(1)].level), (1, 2));
-    let e = applied(m.apply(&b, &tx(1, "kill:2", reward(1, 299))));
-    assert_eq!((e.levels, e.lost_items["bandit_mask"]), (0, 1));
-    let e = applied(m.apply(&b, &tx(1, "kill:3", reward(1, 1))));
-    assert_eq!(e.levels, 1);
+    assert_eq!((e.xp, e.levels, m.players[&PlayerId(1)].level), (100, 1, 2));
+    let e = applied(m.apply(&b, &tx(1, "kill:2", kill(1, 14))));
+    assert_eq!((e.xp, e.levels, e.lost_items["bandit_mask"]), (280, 0, 1));
+    // XP counts against the level the player has when the kill is applied: at level 2,
+    // an NPC of level 1 gives 20 - 5.
+    let e = applied(m.apply(&b, &tx(1, "kill:3", kill(1, 1))));
+    assert_eq!((e.xp, e.levels), (15, 0));
+    let e = applied(m.apply(&b, &tx(1, "kill:4", kill(1, 1))));
+    assert_eq!((e.xp, e.levels), (15, 1));
     let p = &m.players[&PlayerId(1)];
-    assert_eq!((p.level, p.xp, p.kills, p.holdings.coins), (3, 400, 3, 21));
+    assert_eq!((p.level, p.xp, p.kills, p.holdings.coins), (3, 410, 4, 28));
     // Far past the cap: the level stops there, the XP counts.
-    applied(m.apply(&b, &tx(1, "kill:4", reward(1, TX_XP_MAX))));
-    assert_eq!(m.players[&PlayerId(1)].level, b.progression.level_cap);
+    for n in 0..100 {
+        applied(m.apply(&b, &tx(1, &format!("kill:big:{n}"), kill(1, 1000))));
+    }
+    let p = &m.players[&PlayerId(1)];
+    assert_eq!(p.level, b.progression.level_cap);
+    assert!(p.xp > 1_000_000);
     assert!(m.mismatches(&b).is_empty());
 }
 
@@ -368,7 +373,7 @@ fn restocking_refills_by_the_minute_up_to_the_maximum() {
 #[derive(Clone, Debug)]
 enum Step {
     Kit(u64),
-    Reward(u64, u64, usize, u32, u64),
+    Kill(u64, u64, usize, u32, u32),
     Buy(u64, usize, u32),
     Refund(u64, usize),
     Trade(u64, u64, u64, usize, u32),
@@ -384,8 +389,8 @@ fn step() -> impl Strategy<Value = Step> {
     let p = 1..4u64;
     prop_oneof![
         p.clone().prop_map(Step::Kit),
-        (p.clone(), 0..200u64, 0..5usize, 1..200u32, 0..5_000u64)
-            .prop_map(|(a, b, c, d, e)| Step::Reward(a, b, c, d, e)),
+        (p.clone(), 0..200u64, 0..5usize, 1..200u32, 1..40u32)
+            .prop_map(|(a, b, c, d, e)| Step::Kill(a, b, c, d, e)),
         (p.clone(), 0..2usize, 1..300u32).prop_map(|(a, b, c)| Step::Buy(a, b, c)),
         (p.clone(), 0..40usize).prop_map(|(a, b)| Step::Refund(a, b)),
         (p.clone(), p.clone(), 0..100u64, 0..5usize, 0..30u32)
@@ -417,8 +422,8 @@ proptest! {
                 Step::Wait(ms) => { now += ms; continue; }
                 Step::Replay(i) => match done.get(i) { Some(t) => t.clone(), None => continue },
                 Step::Kit(p) => tx(p, &key, TxKind::StarterKit),
-                Step::Reward(p, coins, item, count, xp) => tx(p, &key, TxKind::Reward {
-                    coins, items: vec![(ids[item % ids.len()].clone(), count)], xp, kills: 1,
+                Step::Kill(p, coins, item, count, target_level) => tx(p, &key, TxKind::Kill {
+                    coins, items: vec![(ids[item % ids.len()].clone(), count)], target_level,
                 }),
                 Step::Buy(p, good, count) => tx(p, &key, buy(goods[good], count)),
                 Step::Refund(p, i) => tx(p, &key, TxKind::Refund { purchase: format!("k{i}") }),

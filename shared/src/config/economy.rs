@@ -2,7 +2,7 @@
 //! `[loot.ARCHETYPE]` and `[shops.ID]`, read after the archetypes they refer to.
 
 use super::balance::{check_key_name, compile, resolve};
-use super::formula::{KILL_VARS, XP_TO_NEXT_VARS};
+use super::formula::{KILL_VARS, LOOT_VARS, XP_TO_NEXT_VARS};
 use super::reader::{At, Item, SourceFile, Table};
 use super::schema::{
     Economy, ItemDef, ItemStack, Loot, LootDrop, LootTable, Progression, Shop, ShopGood,
@@ -124,8 +124,8 @@ const LOOT_DROP: Section = Section::of(
         Spec::text(
             "amount",
             "a formula such as \"1 + floor(target_level / 5)\"",
-            "How many. Variables: level (the killer's), target_level (the NPC's). Rounded \
-             down, at most 1_000_000; 0, negative or not finite drops nothing.",
+            "How many. Variables: target_level (the NPC's level). Rounded down, at most \
+             1_000_000; 0, negative or not finite drops nothing.",
         ),
     ],
 );
@@ -400,7 +400,7 @@ fn read_drops(
         let chance = d.num("chance");
         let amount = d
             .text_item("amount")
-            .and_then(|(source, item)| compile(file, "amount", KILL_VARS, source, item));
+            .and_then(|(source, item)| compile(file, "amount", LOOT_VARS, source, item));
         d.finish();
         match (what, chance, amount) {
             (Some(what), Some(chance), Some(amount)) => drops.push(LootDrop {

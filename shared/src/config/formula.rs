@@ -39,9 +39,14 @@ pub const DAMAGE_VARS: &[&str] = &["atk", "def", "level", "target_level"];
 /// The variables of `[progression] xp_to_next`: `level`, the level a player is leaving.
 pub const XP_TO_NEXT_VARS: &[&str] = &["level"];
 
-/// The variables of `[progression] kill_xp` and of a loot line's `amount`: `level` is the
-/// killer's level, `target_level` the NPC's.
+/// The variables of `[progression] kill_xp`: `level` is the killer's level,
+/// `target_level` the NPC's.
 pub const KILL_VARS: &[&str] = &["level", "target_level"];
+
+/// The variables of a loot line's `amount`: `target_level`, the level of the NPC killed.
+/// (Loot is rolled by the simulation, which knows the NPC; XP is counted when the kill is
+/// committed, against the player's level then.)
+pub const LOOT_VARS: &[&str] = &["target_level"];
 
 /// The whitelisted functions and their number of arguments.
 pub const FORMULA_FUNCTIONS: &[(&str, usize)] = &[

@@ -60,7 +60,7 @@ pub use diff::{Change, FieldValue, archetype_fields, diff_balance};
 pub use error::{ConfigError, ConfigErrors, FormulaError};
 pub use formula::{
     DAMAGE_VARS, FORMULA_BYTES_MAX, FORMULA_DEPTH_MAX, FORMULA_FUNCTIONS, FORMULA_VARS_MAX,
-    Formula, KILL_VARS, XP_TO_NEXT_VARS,
+    Formula, KILL_VARS, LOOT_VARS, XP_TO_NEXT_VARS,
 };
 pub use json_schema::{JSON_SCHEMA_FILES, json_schema};
 pub use schema::*;

@@ -423,18 +423,15 @@ pub struct LootDrop {
     pub what: Loot,
     /// `chance`: the probability that it drops, 0 to 1.
     pub chance: f32,
-    /// `amount`: how many ([`super::KILL_VARS`]); see [`LootDrop::amount`].
+    /// `amount`: how many ([`super::LOOT_VARS`]); see [`LootDrop::amount`].
     pub amount: Formula,
 }
 
 impl LootDrop {
-    /// How many drop for a killer of `level` and an NPC of `target_level`: the formula's
-    /// value rounded down, 0 if negative or not finite (nothing drops), at most
-    /// [`super::LOOT_AMOUNT_MAX`].
-    pub fn amount(&self, level: u32, target_level: u32) -> u32 {
-        let v = self
-            .amount
-            .eval(&[f64::from(level), f64::from(target_level)]);
+    /// How many drop from an NPC of `target_level`: the formula's value rounded down, 0 if
+    /// negative or not finite (nothing drops), at most [`super::LOOT_AMOUNT_MAX`].
+    pub fn amount(&self, target_level: u32) -> u32 {
+        let v = self.amount.eval(&[f64::from(target_level)]);
         // The cap is a u32: the conversion cannot fail.
         u32::try_from(whole(v, u64::from(super::LOOT_AMOUNT_MAX))).unwrap_or(0)
     }

@@ -286,20 +286,20 @@ fn formula_amounts_are_whole_bounded_and_never_negative() {
     assert_eq!(p.kill_xp(10, 1), 0, "negative gives none");
     assert_eq!(p.xp_to_next(10), 7);
     assert_eq!(p.xp_to_next(1), 1, "below 1 counts as 1");
-    let huge = Formula::compile("1000000000 * 1000000000", KILL_VARS).expect("compiles");
+    let huge = Formula::compile("1000000000 * 1000000000", LOOT_VARS).expect("compiles");
     let drop = LootDrop {
         what: Loot::Coins,
         chance: 1.0,
         amount: huge,
     };
-    assert_eq!(drop.amount(1, 1), LOOT_AMOUNT_MAX);
-    let nan = Formula::compile("level / 0 - level / 0", KILL_VARS).expect("compiles");
+    assert_eq!(drop.amount(1), LOOT_AMOUNT_MAX);
+    let nan = Formula::compile("target_level / 0 - target_level / 0", LOOT_VARS).expect("compiles");
     let drop = LootDrop {
         what: Loot::Coins,
         chance: 1.0,
         amount: nan,
     };
-    assert_eq!(drop.amount(1, 1), 0, "NaN drops nothing");
+    assert_eq!(drop.amount(1), 0, "NaN drops nothing");
     assert_eq!(whole(f64::INFINITY, 7), 0);
     assert_eq!(whole(12.9, 7), 7);
 }
