@@ -11,6 +11,7 @@ mod cluster_sim;
 mod crash;
 mod deploy;
 mod determinism;
+mod economy;
 mod handoff;
 mod interest;
 mod invalid_values;

@@ -35,6 +35,25 @@ pub struct Join {
     pub saved: Option<SavedPlayer>,
 }
 
+/// An NPC killed by a player, and what it dropped (rolled by [`crate::loot::roll`]). The
+/// XP is not here: the economy counts it when the kill is committed, at the player's
+/// level then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KillReward {
+    /// Who landed the killing blow.
+    pub player: PlayerId,
+    /// The NPC killed: its id is never reused, so it identifies the kill.
+    pub npc: NetId,
+    /// The NPC's archetype (an index into the balance's archetypes).
+    pub archetype: u16,
+    /// The NPC's level.
+    pub target_level: u32,
+    /// Coins dropped.
+    pub coins: u64,
+    /// Items dropped: (index into the balance's items, count), in the loot table's order.
+    pub items: Vec<(usize, u32)>,
+}
+
 /// The part of a player's state that outlives a session.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SavedPlayer {
@@ -371,6 +390,9 @@ pub struct TickOutput {
     pub refused_joins: Vec<(PlayerId, JoinRefusal)>,
     /// Reliable events.
     pub events: Vec<GameEvent>,
+    /// NPCs killed by players this tick, with their loot: for the node to commit to the
+    /// economy ([`KillReward`]). At most one per NPC that died.
+    pub kills: Vec<KillReward>,
     /// Counters.
     pub stats: TickStats,
 }
@@ -390,6 +412,7 @@ impl TickOutput {
         self.leaves_not_found.clear();
         self.refused_joins.clear();
         self.events.clear();
+        self.kills.clear();
         self.stats = TickStats::default();
     }
 }

@@ -21,6 +21,7 @@ pub mod inputs;
 pub mod interest;
 pub mod io;
 pub mod life;
+pub mod loot;
 pub mod movement;
 pub mod plugin;
 mod region;

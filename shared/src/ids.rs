@@ -86,6 +86,12 @@ impl NetId {
         debug_assert!(player.is_valid(), "{player} is out of range");
         NetId(player.0 | (1 << 63))
     }
+
+    /// The player whose avatar this is ([`NetId::of_player`]), or `None` for an entity a
+    /// region minted.
+    pub fn player(self) -> Option<PlayerId> {
+        (self.0 >> 63 == 1).then_some(PlayerId(self.0 & !(1 << 63)))
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +104,12 @@ mod tests {
         let b = NetId::mint(RegionId(2), 5).unwrap();
         assert_ne!(a, b);
         assert_ne!(a, NetId::of_player(PlayerId(5)));
+        assert_eq!(NetId::of_player(PlayerId(5)).player(), Some(PlayerId(5)));
+        assert_eq!(
+            NetId::of_player(PlayerId(PlayerId::MAX)).player(),
+            Some(PlayerId(PlayerId::MAX))
+        );
+        assert_eq!(a.player(), None);
         assert!(NetId::mint(RegionId(1), 1 << 40).is_none());
         assert!(NetId::mint(RegionId(RegionId::MAX + 1), 0).is_none());
         // The largest region's ids stay below the avatar bit.

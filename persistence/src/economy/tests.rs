@@ -295,7 +295,10 @@ fn kills_level_up_and_lose_what_does_not_fit() {
     };
     // kill_xp: max(1, 20 * target_level - 5 * max(0, level - target_level)).
     let e = applied(m.apply(&b, &tx(1, "kill:1", kill(130, 5))));
-    assert_eq!((e.items["bandit_mask"], e.lost_items["bandit_mask"]), (120, 10));
+    assert_eq!(
+        (e.items["bandit_mask"], e.lost_items["bandit_mask"]),
+        (120, 10)
+    );
     // Level 1 needs 50 * 1 * 2 = 100 XP to reach 2, level 2 needs 300 more.
     assert_eq!((e.xp, e.levels, m.players[&PlayerId(1)].level), (100, 1, 2));
     let e = applied(m.apply(&b, &tx(1, "kill:2", kill(1, 14))));

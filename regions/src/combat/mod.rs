@@ -6,7 +6,7 @@
 
 use bevy_ecs::prelude::*;
 use tessera_shared::config::{Archetype, Formulas};
-use tessera_shared::ids::NetId;
+use tessera_shared::ids::{NetId, PlayerId};
 
 use crate::components::*;
 use crate::io::{GameEvent, TickOutput};
@@ -25,6 +25,12 @@ pub struct CombatPlugin;
 #[derive(Resource, Debug, Default)]
 pub struct AttackRequests(pub Vec<(Entity, NetId)>);
 
+/// NPCs a player's hit brought to zero health this tick: (NPC, player). Read by
+/// `life::handle_deaths` (the loot goes to the killer) and cleared there; at most one per
+/// NPC (a dead NPC takes no more hits).
+#[derive(Resource, Debug, Default)]
+pub struct Kills(pub Vec<(Entity, PlayerId)>);
+
 /// The attacks chasing NPCs make this tick, in query order: (attacker, target id): those
 /// chasing, awake, alive and ready at the end of AI (`ai::think` lists them in its pass
 /// over the NPCs; nothing between AI and combat changes these). At most one per NPC;
@@ -36,6 +42,7 @@ impl RegionPlugin for CombatPlugin {
     fn build(&self, world: &mut World, schedule: &mut Schedule) {
         world.init_resource::<AttackRequests>();
         world.init_resource::<NpcAttacks>();
+        world.init_resource::<Kills>();
         schedule.add_systems(resolve_attacks.in_set(CombatSystems));
     }
 }
@@ -50,9 +57,11 @@ enum Refusal {
 }
 
 /// Resolves this tick's attacks: the players' requests, then the NPCs'.
+#[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
 pub fn resolve_attacks(
     mut requests: ResMut<AttackRequests>,
     mut npc_attacks: ResMut<NpcAttacks>,
+    mut kills: ResMut<Kills>,
     directory: Res<Directory>,
     config: Res<SimConfig>,
     clock: Res<TickClock>,
@@ -66,7 +75,10 @@ pub fn resolve_attacks(
             &directory,
             &config,
             &clock,
-            &mut output,
+            Landed {
+                output: &mut output,
+                kills: &mut kills,
+            },
             attacker,
             target,
         ) {
@@ -101,6 +113,14 @@ pub fn cooldown_ticks(clock: &TickClock, attacker: &Archetype) -> u64 {
     clock.ticks_for_ms(attacker.attack_cooldown_ms).max(1)
 }
 
+/// Where a landed attack is recorded.
+struct Landed<'a> {
+    /// Its `Damage` event.
+    output: &'a mut TickOutput,
+    /// A player's killing blow.
+    kills: &'a mut Kills,
+}
+
 /// Everything an attack reads and writes.
 type Fighters<'w, 's> = Query<
     'w,
@@ -120,10 +140,11 @@ fn attack(
     directory: &Directory,
     config: &SimConfig,
     clock: &TickClock,
-    output: &mut TickOutput,
+    landed: Landed<'_>,
     attacker: Entity,
     target_id: NetId,
 ) -> Result<(), Refusal> {
+    let Landed { output, kills } = landed;
     let target = *directory
         .by_net_id
         .get(&target_id)
@@ -156,6 +177,13 @@ fn attack(
     }
     let (_, _, _, mut health, _, npc) = fighters.get_mut(target).expect("checked above");
     health.0 -= amount;
+    // Alive before the hit (checked above), dead after it: a kill, if a player struck.
+    if npc.is_some()
+        && health.0 <= 0.0
+        && let Some(player) = attacker_id.player()
+    {
+        kills.0.push((target, player));
+    }
     // A struck NPC turns on its attacker, unless it is already busy or walking home.
     if let Some(mut npc) = npc
         && matches!(npc.brain, Brain::Idle { .. } | Brain::Wander { .. })

@@ -9,9 +9,11 @@ use bevy_ecs::prelude::*;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::combat::Kills;
 use crate::components::*;
 use crate::interest::Observer;
-use crate::io::{GameEvent, TickOutput};
+use crate::io::{GameEvent, KillReward, TickOutput};
+use crate::loot;
 use crate::plugin::RegionPlugin;
 use crate::resources::{Directory, Mint, RegionInfo, SimConfig, SimRng, TickClock};
 use crate::spawn;
@@ -151,8 +153,8 @@ pub fn regenerated(arch: &Archetype, health: f32, dt_s: f32) -> Option<f32> {
         .then(|| (health + arch.regen_per_s * dt_s).min(arch.max_health))
 }
 
-/// NPCs at zero health are removed (and queued for respawn); players start their respawn
-/// timer. Only NPCs whose health changed since the last run are looked at: a dead NPC is
+/// NPCs at zero health are removed (and queued for respawn), with their loot for the
+/// player who killed them ([`TickOutput::kills`]); players start their respawn timer. Only NPCs whose health changed since the last run are looked at: a dead NPC is
 /// removed the tick it dies, so one with unchanged health is alive (and a spawned one
 /// counts as changed).
 #[allow(clippy::too_many_arguments)] // A system: each parameter is a distinct world access.
@@ -163,6 +165,8 @@ pub fn handle_deaths(
     mut directory: ResMut<Directory>,
     mut population: ResMut<Population>,
     mut output: ResMut<TickOutput>,
+    mut kills: ResMut<Kills>,
+    region: Res<RegionInfo>,
     npcs: Query<(Entity, &Identity, &Health, &Npc), Changed<Health>>,
     mut players: Query<(&Identity, &Health, &mut Player, &mut Velocity)>,
 ) {
@@ -173,6 +177,19 @@ pub fn handle_deaths(
         output.events.push(GameEvent::Death {
             entity: identity.id,
         });
+        if let Some(&(_, player)) = kills.0.iter().find(|(npc, _)| *npc == entity) {
+            let balance = &config.0.balance;
+            let archetype = usize::from(identity.archetype);
+            let drops = loot::roll(balance, region.def.id, clock.tick, identity.id, archetype);
+            output.kills.push(KillReward {
+                player,
+                npc: identity.id,
+                archetype: identity.archetype,
+                target_level: config.archetype(identity.archetype).level,
+                coins: drops.coins,
+                items: drops.items,
+            });
+        }
         if let Some(entry) = npc.spawn_entry {
             let alive = &mut population.alive[usize::from(entry)];
             *alive = alive.saturating_sub(1);
@@ -182,6 +199,7 @@ pub fn handle_deaths(
         }
         spawn::despawn(&mut commands, &mut directory, entity, identity.id, None);
     }
+    kills.0.clear();
     for (identity, health, mut player, mut velocity) in &mut players {
         if health.0 > 0.0 || player.respawn_tick.is_some() {
             continue;
