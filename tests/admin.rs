@@ -87,7 +87,7 @@ fn dechunk(mut text: &str) -> String {
     out
 }
 
-fn json(body: &str) -> Value {
+pub(crate) fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("JSON ({e}): {body}"))
 }
 
@@ -116,7 +116,7 @@ pub(crate) fn node_with_keys() -> (TestNode, [String; 3]) {
     (node, keys.try_into().unwrap())
 }
 
-fn admin_addr(node: &TestNode) -> SocketAddr {
+pub(crate) fn admin_addr(node: &TestNode) -> SocketAddr {
     node.node.as_ref().unwrap().admin_addr
 }
 

@@ -1,12 +1,16 @@
-//! The economy end to end: kills in the simulation grant loot to the killer.
+//! The economy end to end: kills in the simulation grant loot to the killer; a login
+//! delivers the starter kit once; operators read, grant and revoke over the admin API.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use tessera::regions::io::{KillReward, PlayerInput, Teleport, TickInput};
 use tessera::shared::config::Config;
 use tessera::shared::ids::{NetId, PlayerId};
 use tessera::shared::math::Vec2;
 
+use crate::admin::{admin_addr, http, json, node_with_keys};
+use crate::net::{client_runtime, login};
 use crate::util::{first_region, join_at, region};
 
 const P: PlayerId = PlayerId(1);
@@ -94,4 +98,176 @@ fn a_kill_grants_the_killer_its_loot_the_same_every_run() {
     assert_eq!(npcs.len(), rewards.len());
     // Deterministic: the same run drops the same loot.
     assert_eq!(hunt(600).0, rewards);
+}
+
+/// `GET /v1/players/{player}/economy` as JSON.
+fn economy_of(addr: std::net::SocketAddr, key: &str, player: u64) -> serde_json::Value {
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/v1/players/{player}/economy"),
+        Some(key),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    json(&body)
+}
+
+/// `POST /v1/players/{player}/{what}` with `body`: (status, JSON).
+fn post(
+    addr: std::net::SocketAddr,
+    key: &str,
+    player: u64,
+    what: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/v1/players/{player}/{what}"),
+        Some(key),
+        Some(body),
+    );
+    (status, json(&body))
+}
+
+#[test]
+fn a_login_delivers_the_starter_kit_once_and_operators_grant_and_revoke() {
+    let (node, [viewer, _, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    let rt = client_runtime();
+    let player = rt.block_on(async {
+        let client = login(&node, "ada").await.unwrap();
+        let player = client.welcome().player.0;
+        client.logout().await.unwrap();
+        player
+    });
+    // The kit is committed after the login is answered: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let state = loop {
+        let state = economy_of(addr, &viewer, player);
+        if state["starter_kit_delivered"] == true {
+            break state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no starter kit within 10 s: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let kit = &Config::embedded_default().balance.economy;
+    assert_eq!(state["coins"], u64::from(kit.starter_coins));
+    assert_eq!(state["items"]["health_potion"], 3);
+    assert_eq!(
+        (state["level"].as_u64(), state["xp"].as_u64()),
+        (Some(1), Some(0))
+    );
+    // A second login: no second kit.
+    rt.block_on(async { login(&node, "ada").await.unwrap().logout().await.unwrap() });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        economy_of(addr, &viewer, player)["coins"],
+        u64::from(kit.starter_coins)
+    );
+
+    // Grants: applied once per key.
+    let grant = r#"{"key": "comp-1", "coins": 100, "items": {"wolf_pelt": 2}, "reason": "outage compensation"}"#;
+    let (status, body) = post(addr, &admin, player, "grant", grant);
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("applied")),
+        "{body}"
+    );
+    let (status, again) = post(addr, &admin, player, "grant", grant);
+    assert_eq!(
+        (status, again["outcome"].as_str()),
+        (200, Some("duplicate")),
+        "{again}"
+    );
+    assert_eq!(again["entry"], body["entry"]);
+    let state = economy_of(addr, &viewer, player);
+    assert_eq!(state["coins"], u64::from(kit.starter_coins) + 100);
+    assert_eq!(state["items"]["wolf_pelt"], 2);
+    // Revocations: refused (409) unless the player holds it all; then applied.
+    let (status, body) = post(
+        addr,
+        &admin,
+        player,
+        "revoke",
+        r#"{"key": "r-1", "coins": 1000000, "reason": "fraud"}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = post(
+        addr,
+        &admin,
+        player,
+        "revoke",
+        r#"{"key": "r-2", "items": {"wolf_pelt": 2}, "reason": "duplicated by a bug"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        economy_of(addr, &viewer, player)["items"]
+            .get("wolf_pelt")
+            .is_none()
+    );
+    // Bad requests name their field.
+    for (body, field) in [
+        (
+            r#"{"key": "x", "items": {"sword": 1}, "reason": "r"}"#,
+            "items",
+        ),
+        (r#"{"key": "bad key", "coins": 1, "reason": "r"}"#, "key"),
+    ] {
+        let (status, answer) = post(addr, &admin, player, "grant", body);
+        assert_eq!(status, 400, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{message}");
+    }
+    // Viewers cannot grant.
+    let (status, _) = post(addr, &viewer, player, "grant", grant);
+    assert_eq!(status, 403);
+    // The ledger, newest first: revoke, grant, kit (the refused revocation is not there).
+    let (status, body) = http(
+        addr,
+        "GET",
+        &format!("/v1/players/{player}/ledger?limit=10"),
+        Some(&viewer),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let kinds: Vec<String> = json(&body)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["revoke", "grant", "starter_kit"]);
+    // Every grant and revocation is audited, the refused one too.
+    let (_, body) = http(
+        addr,
+        "GET",
+        "/v1/audit?action=player.revoke",
+        Some(&viewer),
+        None,
+    );
+    let records = json(&body)["records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(
+        records[1]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused"),
+        "{records:?}"
+    );
+    assert!(
+        records[1]["details"]
+            .as_str()
+            .unwrap()
+            .contains("coins: 1000000")
+    );
+    let (_, metrics) = http(addr, "GET", "/metrics", Some(&viewer), None);
+    assert!(
+        metrics.contains(r#"tessera_economy_transactions_total{result="applied"}"#),
+        "{metrics}"
+    );
 }

@@ -5,7 +5,7 @@
 //! From the top: the entry points (`serve`, `cli`, `bots`), the faces (`admin`, `net`),
 //! the services (`control`, `reload`, `placement`, `sim`, `cluster_sim`,
 //! `balance_report`), the tick driver
-//! (`node`), the edges (`cluster`, `players`, `snapshots`) and the leaves (`auth`,
+//! (`node`), the edges (`cluster`, `economy`, `players`, `snapshots`) and the leaves (`auth`,
 //! `local`, `views`). A module may use its own layer (without a circle) and those below.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
         "balance_report",
     ],
     &["node"],
-    &["cluster", "players", "snapshots"],
+    &["cluster", "economy", "players", "snapshots"],
     &["auth", "local", "views"],
 ];
 

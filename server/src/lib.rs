@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cluster_sim;
 pub mod control;
+pub mod economy;
 pub mod local;
 pub mod net;
 pub mod node;

@@ -20,6 +20,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::{self, TicketKeys, TokenVerifier};
 use crate::cluster::Cluster;
 use crate::control::RegionControl;
+use crate::economy::Economy;
 use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
 use crate::node::status::percentile;
@@ -220,14 +221,16 @@ impl RunningNode {
             driver.join_cluster(link, handle, &mut node);
             control
         });
-        let (players, snapshots) = {
+        let (players, economy, snapshots) = {
             let _guard = runtime.enter();
             (
                 Arc::new(Players::start(store.clone())),
+                Economy::start(store.clone()),
                 Snapshots::start(store, epochs, driver.take_snapshot_encoders()),
             )
         };
         driver.save_players_to(players.saves());
+        driver.commit_economy_to(economy.requests());
         driver.snapshot_to(snapshots.clone());
         let save_stats = players.stats.clone();
         let stats = Arc::new(EndpointStats::default());
@@ -255,6 +258,7 @@ impl RunningNode {
             board: board.clone(),
             endpoint: stats.clone(),
             saves: save_stats.clone(),
+            economy: economy.stats.clone(),
             snapshots: snapshots.stats.clone(),
             probes,
             store: probe_store.clone(),

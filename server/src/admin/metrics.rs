@@ -19,6 +19,7 @@ use tessera_shared::ids::RegionId;
 
 use super::health::Probe;
 use crate::cluster::Shared;
+use crate::economy::EconomyStats;
 use crate::net::EndpointStats;
 use crate::node::status::StatusBoard;
 use crate::players::SaveStats;
@@ -40,6 +41,8 @@ pub struct Sources {
     pub endpoint: Arc<EndpointStats>,
     /// Player saves.
     pub saves: Arc<SaveStats>,
+    /// Economy transactions.
+    pub economy: Arc<EconomyStats>,
     /// Region snapshots.
     pub snapshots: Arc<SnapshotStats>,
     /// Dependency probes.
@@ -152,6 +155,7 @@ impl NodeMetrics {
             board,
             endpoint,
             saves,
+            economy,
             snapshots,
             probes,
             store,
@@ -296,6 +300,21 @@ impl NodeMetrics {
             &[("result", "dropped".into())],
         )
         .absolute(c.saves_dropped);
+        for (result, n) in [
+            ("applied", economy.applied.load(Ordering::Relaxed)),
+            ("duplicate", economy.duplicates.load(Ordering::Relaxed)),
+            ("refused", economy.refused.load(Ordering::Relaxed)),
+            ("failed", economy.failed.load(Ordering::Relaxed)),
+            ("dropped", c.economy_dropped),
+        ] {
+            self.counter(
+                "tessera_economy_transactions_total",
+                &[("result", result.into())],
+            )
+            .absolute(n);
+        }
+        self.counter("tessera_economy_retries_total", none)
+            .absolute(economy.retries.load(Ordering::Relaxed));
         self.counter("tessera_snapshot_commits_total", none)
             .absolute(snapshots.committed.load(Ordering::Relaxed));
         self.gauge("tessera_snapshot_flush_seconds", none)
@@ -497,6 +516,16 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_player_saves_total",
         None,
         "Player saves, by result.",
+    ),
+    (
+        "tessera_economy_transactions_total",
+        None,
+        "Economy transactions (kills, starter kits, purchases, trades), by result: applied, duplicate (a key applied before), refused (the economy's rules), failed (given up), dropped (the queue was full).",
+    ),
+    (
+        "tessera_economy_retries_total",
+        None,
+        "Economy transaction attempts the store could not answer (unavailable, contended), retried with the same key.",
     ),
     (
         "tessera_snapshot_commits_total",

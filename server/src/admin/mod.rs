@@ -15,6 +15,7 @@
 
 mod audit;
 mod balance;
+mod economy;
 mod error;
 pub mod health;
 pub mod keys;
@@ -91,7 +92,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/regions", get(regions))
         .route("/v1/audit", get(audit::read))
         .route("/v1/config/balance", get(balance::balance))
-        .route("/v1/placement", get(placement));
+        .route("/v1/placement", get(placement))
+        .route("/v1/players/{player}/economy", get(economy::economy))
+        .route("/v1/players/{player}/ledger", get(economy::ledger));
     let orchestrator = Router::new()
         .route(
             "/v1/regions/{region}",
@@ -100,6 +103,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/regions/{region}/transfer", post(transfer_region));
     let admin = Router::new()
         .route("/v1/players/{player}/kick", post(players::kick))
+        .route("/v1/players/{player}/grant", post(economy::grant))
+        .route("/v1/players/{player}/revoke", post(economy::revoke))
         .route("/v1/players/{player}/teleport", post(players::teleport))
         .route("/v1/players/{player}/message", post(players::message))
         .route(

@@ -115,6 +115,7 @@ impl Driver {
             )),
             AdminAction::Reload { config } => {
                 self.local.set_config(config.clone());
+                self.balance = std::sync::Arc::new(config.balance.clone());
                 self.config = config;
                 // Commands are applied before the regions step: the tick about to run is
                 // the first on the new balance.

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use tessera_regions::io::{HandoffRecord, TickStats};
 use tessera_regions::snapshot::SnapshotEncoder;
-use tessera_shared::config::Config;
+use tessera_shared::config::{BalanceConfig, Config};
 use tessera_shared::ids::{PlayerId, RegionId};
 use tessera_shared::protocol::delta::WireEntity;
 use tokio::sync::mpsc;
@@ -49,6 +49,7 @@ use sessions::{ClientView, Linger, PendingJoin, Releasing};
 pub use status::DriverCounters;
 
 use crate::cluster::ClusterLink;
+use crate::economy::EconomyRequest;
 use crate::local::LocalRegions;
 use crate::players::{SaveReply, SaveRequest};
 use crate::snapshots::Snapshots;
@@ -114,6 +115,10 @@ pub struct Driver {
     pending_leaves: HashMap<PlayerId, SaveReply>,
     /// Where departed players' states go to be saved (none: nothing is saved).
     saves: Option<mpsc::Sender<SaveRequest>>,
+    /// Where kills and starter kits go to be committed (none: no economy).
+    economy: Option<mpsc::Sender<EconomyRequest>>,
+    /// The balance in force, shared with the economy's transactions.
+    balance: Arc<BalanceConfig>,
     /// Detached avatars, oldest first.
     lingering: VecDeque<Linger>,
     /// [`RESUME_LINGER`] in ticks.
@@ -172,6 +177,7 @@ impl Driver {
             tick_hz,
             config.world.interest.leave_radius_m,
         );
+        let balance = Arc::new(config.balance.clone());
         let driver = Driver {
             config,
             local,
@@ -181,6 +187,8 @@ impl Driver {
             pending_joins: Vec::new(),
             pending_leaves: HashMap::new(),
             saves: None,
+            economy: None,
+            balance,
             lingering: VecDeque::new(),
             resume_linger_ticks: ticks(RESUME_LINGER),
             save_interval_ticks: ticks(PLAYER_SAVE_INTERVAL),
@@ -229,6 +237,12 @@ impl Driver {
     /// [`crate::players`]). Without it the node keeps no player state across sessions.
     pub fn save_players_to(&mut self, saves: mpsc::Sender<SaveRequest>) {
         self.saves = Some(saves);
+    }
+
+    /// Commits kills' loot and XP and players' starter kits through `economy` (see
+    /// [`crate::economy`]). Without it nothing is committed.
+    pub fn commit_economy_to(&mut self, economy: mpsc::Sender<EconomyRequest>) {
+        self.economy = Some(economy);
     }
 
     /// Ticks per second.
@@ -340,6 +354,7 @@ impl Driver {
         let tick = self.current_tick();
         span.record("n", tick);
         self.settle_sessions(tick);
+        self.commit_kills();
         self.settle_releases();
         self.settle_cluster(tick);
         self.save_due_players(tick);

@@ -134,3 +134,39 @@ impl Driver {
             .is_none_or(|s| s.flush_blocking(timeout))
     }
 }
+
+impl Driver {
+    /// Hands this tick's kills to the economy (their loot and XP).
+    pub(super) fn commit_kills(&mut self) {
+        if self.economy.is_none() {
+            return;
+        }
+        let at_ms = crate::economy::now_unix_ms();
+        let txs: Vec<_> = self
+            .local
+            .regions()
+            .iter()
+            .flat_map(|r| r.output().kills.iter())
+            .map(|kill| crate::economy::kill_tx(&self.balance, kill, at_ms))
+            .collect();
+        for tx in txs {
+            self.send_economy(tx);
+        }
+    }
+
+    /// Hands `tx` to the economy's committer without waiting: a full queue drops it
+    /// (counted). Without a committer nothing happens.
+    pub(super) fn send_economy(&mut self, tx: tessera_persistence::economy::EconomyTx) {
+        let Some(economy) = &self.economy else {
+            return;
+        };
+        let request = crate::economy::EconomyRequest {
+            tx,
+            balance: self.balance.clone(),
+            done: None,
+        };
+        if economy.try_send(request).is_err() {
+            self.stats.counters.economy_dropped += 1;
+        }
+    }
+}

@@ -460,6 +460,12 @@ impl Driver {
                 player,
                 ClientView::new(session, join.outbox, gone, &self.budget_limits),
             );
+            // Every login asks: the kit's one key per player makes all but the first a
+            // duplicate.
+            self.send_economy(crate::economy::starter_kit_tx(
+                player,
+                crate::economy::now_unix_ms(),
+            ));
         }
         // After the joins: an avatar that joined and crossed at once is where it went.
         self.region_of.extend(crossed);

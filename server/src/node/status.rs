@@ -60,6 +60,9 @@ pub struct DriverCounters {
     pub logins_abandoned: u64,
     /// Departed players' saves dropped because the save queue was full.
     pub saves_dropped: u64,
+    /// Economy transactions (kills, starter kits) dropped because the economy's queue was
+    /// full.
+    pub economy_dropped: u64,
     /// Snapshot captures skipped because the encoder was behind.
     pub captures_skipped: u64,
     /// Ghost updates dropped because the publisher's queue was full.

@@ -1,0 +1,200 @@
+//! A player's economy over the admin API: wallet, inventory, level and ledger (role
+//! viewer); grants and revocations of coins and items (role admin), each an economy
+//! transaction with the caller's idempotency key, audited with what was asked.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_persistence::audit::AuditFilter;
+use tessera_persistence::economy::{
+    EconomyStore, EconomyTx, Holdings, LEDGER_READ_MAX, LedgerEntry, PlayerEconomy, TxKind,
+    TxOutcome, is_valid_key,
+};
+
+use super::audit::Entry;
+use super::keys::Caller;
+use super::{AdminState, ApiError, JsonBody, PathParam, player_id, reason};
+use crate::economy::now_unix_ms;
+
+/// `GET /v1/players/{player}/economy`: a player without any transaction yet has the
+/// starting state (no coins, no items, level 1).
+pub(super) async fn economy(
+    State(state): State<Arc<AdminState>>,
+    PathParam(player): PathParam,
+) -> Result<Json<Value>, ApiError> {
+    let player = player_id(&player)?;
+    let found = state
+        .store
+        .economy_of(player)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the economy cannot be read: {e}"), 5))?;
+    let PlayerEconomy {
+        holdings,
+        xp,
+        level,
+        kills,
+        kit_delivered,
+    } = found.unwrap_or_default();
+    Ok(Json(json!({
+        "player": player.0,
+        "coins": holdings.coins,
+        "items": holdings.items,
+        "xp": xp,
+        "level": level,
+        "kills": kills,
+        "starter_kit_delivered": kit_delivered,
+    })))
+}
+
+/// `GET /v1/players/{player}/ledger?limit=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LedgerQuery {
+    limit: Option<String>,
+}
+
+pub(super) async fn ledger(
+    State(state): State<Arc<AdminState>>,
+    PathParam(player): PathParam,
+    query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let player = player_id(&player)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = match &query.limit {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| (1..=LEDGER_READ_MAX).contains(&n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit: must be an integer from 1 to {LEDGER_READ_MAX}, got {text:?}"
+                ))
+            })?,
+    };
+    let entries = state
+        .store
+        .ledger_of(player, limit)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the ledger cannot be read: {e}"), 5))?;
+    let entries: Vec<Value> = entries.iter().map(entry_json).collect();
+    Ok(Json(json!({ "player": player.0, "entries": entries })))
+}
+
+/// The body of a grant or a revocation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HoldingsBody {
+    /// The idempotency key: the same key again is the same grant, applied once.
+    key: String,
+    #[serde(default)]
+    coins: u64,
+    #[serde(default)]
+    items: BTreeMap<String, u32>,
+    reason: String,
+}
+
+pub(super) async fn grant(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    PathParam(player): PathParam,
+    JsonBody(body): JsonBody<HoldingsBody>,
+) -> Result<Json<Value>, ApiError> {
+    change(state, caller, player, body, true).await
+}
+
+pub(super) async fn revoke(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    PathParam(player): PathParam,
+    JsonBody(body): JsonBody<HoldingsBody>,
+) -> Result<Json<Value>, ApiError> {
+    change(state, caller, player, body, false).await
+}
+
+async fn change(
+    state: Arc<AdminState>,
+    caller: Caller,
+    player: String,
+    body: HoldingsBody,
+    grant: bool,
+) -> Result<Json<Value>, ApiError> {
+    let player = player_id(&player)?;
+    let reason = reason(body.reason)?;
+    if !is_valid_key(&body.key) {
+        return Err(ApiError::bad_request(format!(
+            "key: must be 1 to 64 bytes of A-Z a-z 0-9 _ - . :, got {:?}",
+            body.key
+        )));
+    }
+    let balance = Arc::new(state.reloader.running().config.balance.clone());
+    if let Some(unknown) = body.items.keys().find(|i| balance.item_index(i).is_none()) {
+        return Err(ApiError::bad_request(format!(
+            "items: no item {unknown:?} in balance.toml"
+        )));
+    }
+    let holdings = Holdings {
+        coins: body.coins,
+        items: body.items,
+    };
+    let entry = Entry {
+        action: if grant {
+            "player.grant"
+        } else {
+            "player.revoke"
+        },
+        target: AuditFilter::player_target(player),
+        reason: &reason,
+        details: format!(
+            "key: {}, coins: {}, items: {:?}",
+            body.key, holdings.coins, holdings.items
+        ),
+    };
+    let tx = EconomyTx {
+        player,
+        key: format!("admin:{}", body.key),
+        kind: if grant {
+            TxKind::Grant(holdings)
+        } else {
+            TxKind::Revoke(holdings)
+        },
+        at_ms: now_unix_ms(),
+    };
+    let store = state.store.clone();
+    let apply = async move {
+        let outcome = store
+            .apply_tx(balance, &tx)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the economy cannot be changed: {e}"), 5))?;
+        match outcome {
+            TxOutcome::Applied(e) => Ok(json!({ "outcome": "applied", "entry": entry_json(&e) })),
+            TxOutcome::Duplicate(e) => {
+                Ok(json!({ "outcome": "duplicate", "entry": entry_json(&e) }))
+            }
+            TxOutcome::Refused(why) => Err(ApiError::conflict(format!("refused: {why}"))),
+        }
+    };
+    state.audit.run(&caller, entry, apply).await.map(Json)
+}
+
+/// A ledger entry as JSON, zero and empty fields left out.
+fn entry_json(e: &LedgerEntry) -> Value {
+    let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.retain(|_, field| match field {
+            Value::Null => false,
+            Value::Number(n) => n.as_u64() != Some(0) && n.as_i64() != Some(0),
+            Value::Object(o) => !o.is_empty(),
+            _ => true,
+        });
+        map.insert("player".into(), json!(e.player.0));
+        if let Some(other) = e.other {
+            map.insert("other".into(), json!(other.0));
+        }
+    }
+    v
+}
