@@ -10,8 +10,9 @@ use tessera::shared::ids::{NetId, PlayerId};
 use tessera::shared::math::Vec2;
 
 use crate::admin::{admin_addr, http, json, node_with_keys};
-use crate::net::{client_runtime, login};
+use crate::net::{client_runtime, login, start_with};
 use crate::util::{first_region, join_at, region};
+use tessera::shared::protocol::messages::{ControlS2c, EconomyS2c, RefusalCode, TxOutcomeS2c};
 
 const P: PlayerId = PlayerId(1);
 
@@ -270,4 +271,137 @@ fn a_login_delivers_the_starter_kit_once_and_operators_grant_and_revoke() {
         metrics.contains(r#"tessera_economy_transactions_total{result="applied"}"#),
         "{metrics}"
     );
+}
+
+/// The next `TxResult` or `Economy` the client gets (other control messages skipped),
+/// within 10 s.
+async fn next_answer(client: &mut tessera::shared::client::Client) -> ControlS2c {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.next_control().await.expect("the session goes on") {
+                m @ (ControlS2c::TxResult(_) | ControlS2c::Economy(_)) => return m,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("an answer within 10 s")
+}
+
+fn outcome_of(answer: ControlS2c, key: &str) -> TxOutcomeS2c {
+    match answer {
+        ControlS2c::TxResult(r) if r.key == key => r.outcome,
+        other => panic!("expected the result of {key:?}, got {other:?}"),
+    }
+}
+
+fn economy(answer: ControlS2c) -> EconomyS2c {
+    match answer {
+        ControlS2c::Economy(e) => e,
+        other => panic!("expected Economy, got {other:?}"),
+    }
+}
+
+fn count_of(e: &EconomyS2c, item: &str) -> u32 {
+    e.items
+        .iter()
+        .find(|i| i.item == item)
+        .map_or(0, |i| i.count)
+}
+
+#[test]
+fn a_client_buys_and_refunds_over_the_control_stream_once_per_key() {
+    let node = start_with(|_| {});
+    client_runtime().block_on(async {
+        let mut client = login(&node, "bea").await.unwrap();
+        // The starter kit is committed after the login: ask until it is there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            client.get_economy().unwrap();
+            let e = economy(next_answer(&mut client).await);
+            if e.coins == 50 {
+                assert_eq!((count_of(&e, "health_potion"), e.level), (3, 1));
+                break;
+            }
+            assert!(Instant::now() < deadline, "no starter kit: {e:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // A potion costs 12.
+        client
+            .buy("b-1", "general_store", "health_potion", 1)
+            .unwrap();
+        assert_eq!(
+            outcome_of(next_answer(&mut client).await, "b-1"),
+            TxOutcomeS2c::Applied
+        );
+        let e = economy(next_answer(&mut client).await);
+        assert_eq!((e.coins, count_of(&e, "health_potion")), (38, 4));
+        // The same key again: applied once.
+        client
+            .buy("b-1", "general_store", "health_potion", 1)
+            .unwrap();
+        assert_eq!(
+            outcome_of(next_answer(&mut client).await, "b-1"),
+            TxOutcomeS2c::Duplicate
+        );
+        // Too dear, not sold, a bad key: refused, with a code.
+        for (key, shop, item, count, code) in [
+            (
+                "b-2",
+                "general_store",
+                "health_potion",
+                10,
+                RefusalCode::InsufficientCoins,
+            ),
+            ("b-3", "general_store", "wolf_pelt", 1, RefusalCode::NotSold),
+            ("b-4", "nowhere", "bread", 1, RefusalCode::UnknownShop),
+            (
+                "bad key",
+                "general_store",
+                "bread",
+                1,
+                RefusalCode::BadRequest,
+            ),
+        ] {
+            client.buy(key, shop, item, count).unwrap();
+            match outcome_of(next_answer(&mut client).await, key) {
+                TxOutcomeS2c::Refused(r) => assert_eq!(r.code, code, "{key}: {}", r.message),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+        // A refund gives back exactly what was paid, once.
+        client.refund("r-1", "b-1").unwrap();
+        assert_eq!(
+            outcome_of(next_answer(&mut client).await, "r-1"),
+            TxOutcomeS2c::Applied
+        );
+        let e = economy(next_answer(&mut client).await);
+        assert_eq!((e.coins, count_of(&e, "health_potion")), (50, 3));
+        client.refund("r-2", "b-1").unwrap();
+        match outcome_of(next_answer(&mut client).await, "r-2") {
+            TxOutcomeS2c::Refused(r) => assert_eq!(r.code, RefusalCode::AlreadyRefunded),
+            other => panic!("{other:?}"),
+        }
+        // Past the rate limit (a burst of 10, then 5 a second): refused, not dropped, and
+        // the session goes on.
+        let (mut answered, mut limited) = (0, 0);
+        for _ in 0..12 {
+            client.get_economy().unwrap();
+        }
+        while answered + limited < 12 {
+            match next_answer(&mut client).await {
+                ControlS2c::Economy(_) => answered += 1,
+                ControlS2c::TxResult(r) => match r.outcome {
+                    TxOutcomeS2c::Refused(r) if r.code == RefusalCode::RateLimited => {
+                        assert!(r.retry_after_ms.is_some());
+                        limited += 1;
+                    }
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(limited > 0, "12 requests at once: some refused");
+        client.logout().await.unwrap();
+    });
 }

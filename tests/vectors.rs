@@ -89,6 +89,59 @@ fn message_cases() -> Vec<(&'static str, &'static str, Vec<u8>, Value)> {
             }),
         ),
         c2s("logout", ControlC2s::Logout),
+        c2s(
+            "buy",
+            ControlC2s::Buy(BuyC2s {
+                key: "buy-0001".into(),
+                shop: "general_store".into(),
+                item: "health_potion".into(),
+                count: 2,
+            }),
+        ),
+        c2s(
+            "refund",
+            ControlC2s::Refund(RefundC2s {
+                key: "refund-0001".into(),
+                purchase: "buy-0001".into(),
+            }),
+        ),
+        c2s("get_economy", ControlC2s::GetEconomy),
+        s2c(
+            "tx_result_applied",
+            ControlS2c::TxResult(TxResultS2c {
+                key: "buy-0001".into(),
+                outcome: TxOutcomeS2c::Applied,
+            }),
+        ),
+        s2c(
+            "tx_result_refused",
+            ControlS2c::TxResult(TxResultS2c {
+                key: "buy-0002".into(),
+                outcome: TxOutcomeS2c::Refused(RefusedS2c {
+                    code: RefusalCode::InsufficientCoins,
+                    message: "24 coins needed, 2 held".into(),
+                    retry_after_ms: None,
+                }),
+            }),
+        ),
+        s2c(
+            "economy",
+            ControlS2c::Economy(EconomyS2c {
+                coins: 26,
+                items: vec![
+                    ItemCountS2c {
+                        item: "bread".into(),
+                        count: 5,
+                    },
+                    ItemCountS2c {
+                        item: "health_potion".into(),
+                        count: 5,
+                    },
+                ],
+                xp: 1_300,
+                level: 4,
+            }),
+        ),
         s2c(
             "welcome",
             ControlS2c::Welcome(WelcomeS2c {

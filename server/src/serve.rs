@@ -341,6 +341,7 @@ impl RunningNode {
                 logins: net::login_limit::LoginLimiter::new(config.node.login_limit),
             }),
             players,
+            Some(economy.clone()),
             stats.clone(),
         ));
         let stop = Arc::new(AtomicBool::new(false));

@@ -2,6 +2,7 @@
 //! handshake load) and one [`session`] task per connection. Everything here runs on tokio;
 //! the simulation runs on the driver thread and meets it only through bounded channels.
 
+mod economy;
 pub mod login_limit;
 pub mod session;
 pub mod tls;
@@ -76,6 +77,7 @@ pub async fn accept_loop(
     node: NodeHandle,
     auth: Arc<Auth>,
     players: Arc<crate::players::Players>,
+    economy: Option<crate::economy::Economy>,
     stats: Arc<EndpointStats>,
 ) {
     let next_session = Arc::new(AtomicU64::new(1));
@@ -94,6 +96,7 @@ pub async fn accept_loop(
         }
         let (node, auth, stats) = (node.clone(), auth.clone(), stats.clone());
         let players = players.clone();
+        let economy = economy.clone();
         let session = next_session.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "session",
@@ -112,8 +115,16 @@ pub async fn accept_loop(
                 stats.handshakes.fetch_sub(1, Ordering::Relaxed);
                 let Ok(connection) = connection else { return };
                 stats.connections.fetch_add(1, Ordering::Relaxed);
-                let end =
-                    session::run(connection, node, auth, players, session, stats.clone()).await;
+                let end = session::run(
+                    connection,
+                    node,
+                    auth,
+                    players,
+                    economy,
+                    session,
+                    stats.clone(),
+                )
+                .await;
                 tracing::info!(?end, "session ended");
                 stats.connections.fetch_sub(1, Ordering::Relaxed);
             }

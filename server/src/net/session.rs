@@ -19,9 +19,11 @@ use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::{PROTOCOL_VERSION, close_code};
 use tokio::sync::oneshot;
 
+use super::economy::EconomyRequests;
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
 use crate::cluster::{LOCATION_TTL, LoginRefusal};
+use crate::economy::Economy;
 use crate::node::{
     Command, LOGIN_RETRY_AFTER_MS, NodeHandle, Outgoing, SessionOutbox, session_outbox,
 };
@@ -72,6 +74,7 @@ pub async fn run(
     node: NodeHandle,
     auth: Arc<Auth>,
     players: Arc<Players>,
+    economy: Option<Economy>,
     session: u64,
     stats: Arc<EndpointStats>,
 ) -> SessionEnd {
@@ -231,6 +234,7 @@ pub async fn run(
     tracing::info!(region = joined.region.0, "logged in");
 
     let mut control = FrameReader::<ControlC2s>::spawn(recv, CONTROL_QUEUE_LEN_MAX);
+    let mut economy = EconomyRequests::new(economy);
 
     let tick_hz = NonZeroU32::new(node.tick_hz()).unwrap_or(NonZeroU32::MIN);
     let rate =
@@ -242,8 +246,15 @@ pub async fn run(
     let mut refresh_tickets =
         tokio::time::interval_at(tokio::time::Instant::now() + refresh, refresh);
     refresh_tickets.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let end = loop {
+    let end = 'session: loop {
         tokio::select! {
+            answers = economy.next() => {
+                for answer in answers {
+                    if write_frame(&mut send, &answer).await.is_err() {
+                        break 'session SessionEnd::Disconnected;
+                    }
+                }
+            }
             _ = refresh_tickets.tick() => {
                 let ticket = auth.tickets.issue(
                     Ticket { player, kind: TicketKind::Resume, region: None },
@@ -309,6 +320,13 @@ pub async fn run(
                     return SessionEnd::LoggedOut;
                 }
                 Some(Ok(ControlC2s::Hello(_))) => break SessionEnd::Violation("second Hello".into()),
+                Some(Ok(request)) => {
+                    for answer in economy.start(request, player, session, &node) {
+                        if write_frame(&mut send, &answer).await.is_err() {
+                            break 'session SessionEnd::Disconnected;
+                        }
+                    }
+                }
                 Some(Err(FrameError::Closed(_))) | None => break SessionEnd::Disconnected,
                 Some(Err(e)) => break SessionEnd::Violation(e.to_string()),
             },

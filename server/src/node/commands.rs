@@ -80,6 +80,18 @@ pub enum Command {
         /// The decoded input.
         input: InputC2s,
     },
+    /// An economy transaction a session asked for (a purchase, a refund): committed under
+    /// the balance in force, answered through `reply`. Refused (`Unavailable`) unless
+    /// `session` holds `tx.player` here.
+    Economy {
+        /// The session asking.
+        session: u64,
+        /// The transaction (its player is the session's); boxed, so that commands stay
+        /// small in the driver's preallocated channel.
+        tx: Box<tessera_persistence::economy::EconomyTx>,
+        /// The outcome.
+        reply: crate::economy::TxReply,
+    },
     /// An operator's request, carried out at the next tick boundary.
     Admin {
         /// What to do.

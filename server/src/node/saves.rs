@@ -157,16 +157,40 @@ impl Driver {
     /// Hands `tx` to the economy's committer without waiting: a full queue drops it
     /// (counted). Without a committer nothing happens.
     pub(super) fn send_economy(&mut self, tx: tessera_persistence::economy::EconomyTx) {
+        self.send_economy_request(tx, None);
+    }
+
+    /// Like [`Driver::send_economy`]; `done` is answered with the outcome, or at once
+    /// when the request cannot be queued.
+    pub(super) fn send_economy_request(
+        &mut self,
+        tx: tessera_persistence::economy::EconomyTx,
+        done: Option<crate::economy::TxReply>,
+    ) {
+        use tessera_persistence::StoreError;
         let Some(economy) = &self.economy else {
+            if let Some(done) = done {
+                let _ = done.send(Err(StoreError::Unavailable(
+                    "this node keeps no economy".into(),
+                )));
+            }
             return;
         };
         let request = crate::economy::EconomyRequest {
             tx,
             balance: self.balance.clone(),
-            done: None,
+            done,
         };
-        if economy.try_send(request).is_err() {
+        if let Err(e) = economy.try_send(request) {
             self.stats.counters.economy_dropped += 1;
+            let request = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+            };
+            if let Some(done) = request.done {
+                let _ = done.send(Err(StoreError::Unavailable(
+                    "the economy's queue is full".into(),
+                )));
+            }
         }
     }
 }

@@ -175,6 +175,19 @@ impl Driver {
                 self.remove_player(player);
             }
             Command::Admin { action, reply } => self.admin(action, reply),
+            Command::Economy { session, tx, reply } => {
+                let holds = self
+                    .clients
+                    .get(&tx.player)
+                    .is_some_and(|v| v.session == session);
+                if holds {
+                    self.send_economy_request(*tx, Some(reply));
+                } else {
+                    let _ = reply.send(Err(tessera_persistence::StoreError::Unavailable(
+                        "the player is not in the world on this node".into(),
+                    )));
+                }
+            }
             Command::Input {
                 player,
                 session,

@@ -37,6 +37,8 @@ pub(super) struct ConnectionTask {
     pub(super) generation: u64,
     pub(super) deliveries: mpsc::Sender<Delivery>,
     pub(super) control: mpsc::Sender<ControlS2c>,
+    /// The caller's requests, written to the control stream in order.
+    pub(super) requests: mpsc::Receiver<ControlC2s>,
 }
 
 impl ConnectionTask {
@@ -130,6 +132,11 @@ impl ConnectionTask {
                     None => return self.lost(link, "control stream ended".into()),
                     Some(Err(e)) => return Leave::Final(e.into()),
                 },
+                Some(request) = self.requests.recv() => {
+                    if let Err(e) = write_frame(&mut link.send, &request).await {
+                        return self.lost(link, format!("control stream: {e}"));
+                    }
+                }
                 done = &mut *logout => match done {
                     Ok(done) => return Leave::Logout(done),
                     // The Client is gone: nothing left to serve.

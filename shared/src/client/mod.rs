@@ -49,6 +49,9 @@ pub const STATES_QUEUE_LEN_MAX: usize = 64;
 /// the connection task never waits on the caller, so states, kicks and redirects keep
 /// flowing.
 pub const CONTROL_QUEUE_LEN_MAX: usize = 256;
+/// Requests (`Buy`, `Refund`, `GetEconomy`) waiting to be written to the control stream;
+/// past it [`Client::request`] fails with [`ClientError::Busy`].
+pub const REQUESTS_QUEUE_LEN_MAX: usize = 16;
 
 /// Where the client is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,13 +155,19 @@ pub enum ClientError {
     /// Not connected right now (reconnecting); the input was not sent.
     #[error("not connected")]
     NotConnected,
+    /// [`REQUESTS_QUEUE_LEN_MAX`] requests wait to be sent; this one was not queued.
+    #[error("too many requests waiting to be sent")]
+    Busy,
 }
 
 impl ClientError {
     /// Whether trying again (after a backoff) can help.
     fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Connection(_) | ClientError::Timeout | ClientError::NotConnected => true,
+            ClientError::Connection(_)
+            | ClientError::Timeout
+            | ClientError::NotConnected
+            | ClientError::Busy => true,
             // The server says when: worth another try (a player moving between nodes).
             ClientError::Refused(e) => {
                 matches!(e.code, ErrorCode::ServerFull | ErrorCode::RateLimited)
@@ -249,6 +258,7 @@ pub struct Client {
     deliveries: mpsc::Receiver<Delivery>,
     control: mpsc::Receiver<ControlS2c>,
     logout: Option<oneshot::Sender<oneshot::Sender<Result<(), ClientError>>>>,
+    requests: mpsc::Sender<ControlC2s>,
     task: tokio::task::JoinHandle<()>,
     welcome: WelcomeS2c,
     decoder: DeltaDecoder,
@@ -299,6 +309,7 @@ impl Client {
         let (deliveries_tx, deliveries) = mpsc::channel(STATES_QUEUE_LEN_MAX);
         let (control_tx, control) = mpsc::channel(CONTROL_QUEUE_LEN_MAX);
         let (logout_tx, logout_rx) = oneshot::channel();
+        let (requests, requests_rx) = mpsc::channel(REQUESTS_QUEUE_LEN_MAX);
         let task = ConnectionTask {
             config: config.clone(),
             endpoint,
@@ -308,6 +319,7 @@ impl Client {
             generation: 1,
             deliveries: deliveries_tx,
             control: control_tx,
+            requests: requests_rx,
         };
         let task = tokio::spawn(task.run(link, logout_rx));
         Ok(Client {
@@ -315,6 +327,7 @@ impl Client {
             deliveries,
             control,
             logout: Some(logout_tx),
+            requests,
             task,
             welcome,
             decoder: DeltaDecoder::default(),
@@ -449,6 +462,50 @@ impl Client {
             Some(message) => Ok(message),
             None => Err(self.failure().unwrap_or(ClientError::NotConnected)),
         }
+    }
+
+    /// Sends an economy request on the control stream: `Buy`, `Refund` or `GetEconomy`
+    /// (PROTOCOL.md section 3). Its answers (`TxResult`, `Economy`) arrive through
+    /// [`Client::next_control`]. Queued while the client reconnects, and sent on the new
+    /// connection: a `Buy` or `Refund` carries its idempotency key, so sending it again
+    /// (after an answer that never came) is safe. `Hello` and `Logout` are not requests.
+    pub fn request(&self, request: ControlC2s) -> Result<(), ClientError> {
+        if matches!(request, ControlC2s::Hello(_) | ControlC2s::Logout) {
+            return Err(ClientError::Protocol(
+                "Hello and Logout are the client's own (see Client::logout)".into(),
+            ));
+        }
+        match self.requests.try_send(request) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(ClientError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(self.failure().unwrap_or(ClientError::NotConnected))
+            }
+        }
+    }
+
+    /// Buys `count` of `item` from `shop`, with the idempotency key `key` (see
+    /// [`Client::request`]).
+    pub fn buy(&self, key: &str, shop: &str, item: &str, count: u32) -> Result<(), ClientError> {
+        self.request(ControlC2s::Buy(BuyC2s {
+            key: key.to_owned(),
+            shop: shop.to_owned(),
+            item: item.to_owned(),
+            count,
+        }))
+    }
+
+    /// Refunds the purchase made with the key `purchase`, with the key `key`.
+    pub fn refund(&self, key: &str, purchase: &str) -> Result<(), ClientError> {
+        self.request(ControlC2s::Refund(RefundC2s {
+            key: key.to_owned(),
+            purchase: purchase.to_owned(),
+        }))
+    }
+
+    /// Asks for the player's economy (answered with `ControlS2c::Economy`).
+    pub fn get_economy(&self) -> Result<(), ClientError> {
+        self.request(ControlC2s::GetEconomy)
     }
 
     /// Logs out and waits until the server confirms (its state is then saved).

@@ -103,8 +103,9 @@ pub const SHOP_GOODS_MAX: usize = 256;
 /// Most lines of one loot table.
 pub const LOOT_DROPS_MAX: usize = 32;
 
-/// Most slots of an inventory (`[economy] inventory_slots`).
-pub const INVENTORY_SLOTS_MAX: u32 = 256;
+/// Most slots of an inventory (`[economy] inventory_slots`): a full inventory of
+/// different items fits one `Economy` message.
+pub const INVENTORY_SLOTS_MAX: u32 = 128;
 
 /// Largest stack of one item in one inventory slot.
 pub const STACK_SIZE_MAX: u32 = 1_000_000;

@@ -29,5 +29,25 @@ pub const DATAGRAM_PAYLOAD_BYTES_MIN: usize = 1_024;
 /// The `max_datagram_frame_size` a client must advertise at least: a full
 /// [`DATAGRAM_BYTES_MAX`] payload plus a DATAGRAM frame's type and length bytes (RFC 9221).
 pub const DATAGRAM_FRAME_SIZE_MIN: usize = 1_232;
+/// Longest idempotency key of an economy request (`BuyC2s::key`), in bytes. (The node
+/// stores it with a prefix of its own, within the ledger's 64 bytes.)
+pub const TX_KEY_BYTES_MAX: usize = 48;
+/// Longest shop or item id in an economy request, in bytes.
+pub const ECONOMY_NAME_BYTES_MAX: usize = crate::config::NAME_CHARS_MAX;
+/// Economy requests (`Buy`, `Refund`, `GetEconomy`) a session may send per second; a
+/// burst of [`ECONOMY_REQUESTS_BURST`] is allowed. Past it: `RateLimited`.
+pub const ECONOMY_REQUESTS_PER_S: u32 = 5;
+/// The burst of economy requests a session may send at once.
+pub const ECONOMY_REQUESTS_BURST: u32 = 10;
+/// Economy requests of one session waiting for their answer; past it: `RateLimited`.
+pub const ECONOMY_REQUESTS_IN_FLIGHT_MAX: usize = 4;
+
+const _: () = assert!(
+    // An `Economy` message with every slot a different item of the longest id.
+    crate::config::INVENTORY_SLOTS_MAX as usize * (crate::config::NAME_CHARS_MAX + 1 + 5) + 64
+        <= CONTROL_FRAME_BYTES_MAX,
+    "a full inventory must fit one Economy frame"
+);
+
 /// Baselines a sender keeps per client, and a receiver keeps: at 20 Hz, 1.6 s of acks.
 pub const BASELINES_MAX: usize = 32;

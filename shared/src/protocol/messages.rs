@@ -14,6 +14,36 @@ pub enum ControlC2s {
     Hello(HelloC2s),
     /// The player logs out; the server saves, answers `Bye`, and closes.
     Logout,
+    /// Buys from a shop: answered with `TxResult` (then `Economy` if applied).
+    Buy(BuyC2s),
+    /// Refunds one of the player's purchases: answered like `Buy`.
+    Refund(RefundC2s),
+    /// Asks for the player's economy: answered with `Economy`.
+    GetEconomy,
+}
+
+/// A purchase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyC2s {
+    /// The idempotency key, chosen by the client: 1 to [`super::limits::TX_KEY_BYTES_MAX`]
+    /// bytes of `A-Z a-z 0-9 _ - . :`, unique per player. A request sent again with the
+    /// same key (after a lost answer or a reconnect) is applied once.
+    pub key: String,
+    /// The shop's id (`[shops.ID]` of balance.toml).
+    pub shop: String,
+    /// The item's id.
+    pub item: String,
+    /// How many, at least 1.
+    pub count: u32,
+}
+
+/// A refund of a purchase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundC2s {
+    /// The refund's own idempotency key (as [`BuyC2s::key`]).
+    pub key: String,
+    /// The key of the purchase to refund.
+    pub purchase: String,
 }
 
 /// Login.
@@ -45,6 +75,98 @@ pub enum ControlS2c {
     /// A fresh resume ticket, replacing the previous one (sent every
     /// [`super::limits::RESUME_TICKET_REFRESH_S`]). Since protocol version 3.
     ResumeTicket(Vec<u8>),
+    /// The outcome of a `Buy` or a `Refund`.
+    TxResult(TxResultS2c),
+    /// The player's economy: the answer to `GetEconomy`, and sent after each applied
+    /// `Buy` or `Refund`.
+    Economy(EconomyS2c),
+}
+
+/// The outcome of an economy request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxResultS2c {
+    /// The request's key.
+    pub key: String,
+    /// What happened.
+    pub outcome: TxOutcomeS2c,
+}
+
+/// What happened to an economy request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxOutcomeS2c {
+    /// 0: Applied now.
+    Applied,
+    /// 1: The key was applied before (a repeated request): nothing changed now.
+    Duplicate,
+    /// 2: Refused: nothing changed.
+    Refused(RefusedS2c),
+}
+
+/// Why an economy request changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedS2c {
+    /// The reason, for programs.
+    pub code: RefusalCode,
+    /// For people (at most [`super::limits::TEXT_BYTES_MAX`] bytes).
+    pub message: String,
+    /// When set, the request may succeed if sent again (same key) after this many
+    /// milliseconds.
+    pub retry_after_ms: Option<u32>,
+}
+
+/// Refusal codes of economy requests; the numbers are the wire values, new codes only
+/// appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalCode {
+    /// 0: A field is out of its bounds (a bad key, a count of 0, a name too long).
+    BadRequest,
+    /// 1: No such shop.
+    UnknownShop,
+    /// 2: No such item.
+    UnknownItem,
+    /// 3: The shop does not sell the item.
+    NotSold,
+    /// 4: Not enough coins.
+    InsufficientCoins,
+    /// 5: Not enough of an item.
+    InsufficientItems,
+    /// 6: The shop has too few in stock.
+    OutOfStock,
+    /// 7: The inventory has no room.
+    InventoryFull,
+    /// 8: The wallet would hold too many coins.
+    WalletFull,
+    /// 9: No purchase of this player has that key.
+    NotRefundable,
+    /// 10: The purchase was refunded already.
+    AlreadyRefunded,
+    /// 11: Too many requests: retry after `retry_after_ms`.
+    RateLimited,
+    /// 12: The economy could not answer now (its store): retry with the same key.
+    Unavailable,
+}
+
+/// A player's economy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EconomyS2c {
+    /// Coins.
+    pub coins: u64,
+    /// Items held, sorted by id, no zero counts; at most
+    /// [`crate::config::INVENTORY_SLOTS_MAX`] kinds.
+    pub items: Vec<ItemCountS2c>,
+    /// Experience gained, all of it.
+    pub xp: u64,
+    /// The level.
+    pub level: u32,
+}
+
+/// An amount of one item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemCountS2c {
+    /// The item's id (`[items.ID]` of balance.toml).
+    pub item: String,
+    /// How many.
+    pub count: u32,
 }
 
 /// The session's parameters.
