@@ -105,7 +105,7 @@ async fn check_transactions_apply_refuse_and_reconcile<S: EconomyStore>(store: &
     assert_eq!((back.coins, back.stock, back.items["bread"]), (12, 4, -4));
     assert_eq!(
         apply(store, &tx(7, "refund-2", refund)).await,
-        TxOutcome::Refused(Refusal::AlreadyRefunded("refund-1".into()))
+        TxOutcome::Refused(Refusal::AlreadyRefunded("7:refund-1".into()))
     );
     // A trade with a second player moves both sides.
     apply(store, &tx(8, "kit", TxKind::StarterKit)).await;
@@ -149,6 +149,57 @@ async fn check_transactions_apply_refuse_and_reconcile<S: EconomyStore>(store: &
     );
     // Two kits, the purchase, its refund and the trade.
     assert_eq!(audit.ledger.len(), 5);
+    // An offer, accepted by the player it names: both sides move then, once.
+    let offer = TxKind::Offer {
+        with: PlayerId(8),
+        give: Holdings {
+            coins: 0,
+            items: BTreeMap::from([("bread".to_owned(), 2)]),
+        },
+        take: Holdings {
+            coins: 6,
+            items: BTreeMap::new(),
+        },
+        ttl_ms: 60_000,
+    };
+    assert!(matches!(
+        apply(store, &tx(7, "offer-1", offer)).await,
+        TxOutcome::Applied(_)
+    ));
+    let offers: Vec<String> = store
+        .ledger_of(PlayerId(8), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "offer")
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(
+        offers,
+        ["offer-1"],
+        "an offer is on the ledger of the player it names"
+    );
+    let accept = TxKind::Accept {
+        from: p,
+        offer: "offer-1".into(),
+    };
+    assert!(matches!(
+        apply(store, &tx(8, "accept-1", accept.clone())).await,
+        TxOutcome::Applied(_)
+    ));
+    assert_eq!(
+        apply(store, &tx(8, "accept-2", accept)).await,
+        TxOutcome::Refused(Refusal::OfferNotOpen("offer-1".into()))
+    );
+    let mine = store.economy_of(p).await.unwrap().unwrap();
+    assert_eq!((mine.holdings.coins, mine.holdings.items["bread"]), (46, 8));
+    let audit = store.economy_audit().await.unwrap();
+    assert!(
+        audit.mismatches(&b).is_empty(),
+        "{:?}",
+        audit.mismatches(&b)
+    );
+    assert_eq!(audit.ledger.len(), 7, "and the offer and its acceptance");
 }
 
 /// Many concurrent deliveries of the same starter kit, half with the same key and half

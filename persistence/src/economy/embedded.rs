@@ -96,12 +96,12 @@ fn apply(
         {
             return Ok(TxOutcome::Duplicate(earlier));
         }
-        let touches = tx.kind.touches();
-        let purchase = match touches.purchase {
-            Some(key) => read_entry(&ledger, tx.player, key)?,
+        let touches = tx.kind.touches(tx.player);
+        let entry = match touches.entry {
+            Some((player, key)) => read_entry(&ledger, player, key)?,
             None => None,
         };
-        let stock_at = stock_key(tx, purchase.as_ref());
+        let stock_at = stock_key(tx, entry.as_ref());
         let stock = match &stock_at {
             Some((shop, item)) => stocks
                 .get((shop.as_str(), item.as_str()))
@@ -119,7 +119,7 @@ fn apply(
                 None => None,
             },
             stock,
-            purchase,
+            entry,
         };
         match plan(balance, tx, reads) {
             Err(refusal) => TxOutcome::Refused(refusal),
@@ -131,6 +131,9 @@ fn apply(
                     players
                         .insert(other.0, (SCHEMA_VERSION, encode(state)?.as_slice()))
                         .map_err(unavailable)?;
+                }
+                // Listed in the other player's ledger too (a trade, an offer to it).
+                if let Some(other) = w.entry.other {
                     others
                         .insert((other.0, tx.player.0, tx.key.as_str()), ())
                         .map_err(unavailable)?;
@@ -140,14 +143,14 @@ fn apply(
                         .insert((shop.as_str(), item.as_str()), (s.stock, s.since_ms))
                         .map_err(unavailable)?;
                 }
-                if let Some(purchase) = &w.refunded {
-                    let mut bought = read_entry(&ledger, tx.player, purchase)?
-                        .ok_or_else(|| StoreError::Corrupt("refunded purchase vanished".into()))?;
-                    bought.refunded_by = Some(tx.key.clone());
+                if let Some((owner, key)) = &w.closes {
+                    let mut closed = read_entry(&ledger, *owner, key)?
+                        .ok_or_else(|| StoreError::Corrupt("a closed entry vanished".into()))?;
+                    closed.closed_by = Some(closer(tx));
                     ledger
                         .insert(
-                            (tx.player.0, purchase.as_str()),
-                            (SCHEMA_VERSION, encode(&bought)?.as_slice()),
+                            (owner.0, key.as_str()),
+                            (SCHEMA_VERSION, encode(&closed)?.as_slice()),
                         )
                         .map_err(unavailable)?;
                 }

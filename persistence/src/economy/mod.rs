@@ -2,14 +2,15 @@
 //! only by transactions.
 //!
 //! A transaction ([`EconomyTx`]) names its player, an idempotency key and what it does
-//! ([`TxKind`]: a kill's loot and XP, the starter kit, a purchase, a refund, a trade, an admin
-//! grant or revocation). A store runs it in one of its own transactions (a redb write
+//! ([`TxKind`]: a kill's loot and XP, the starter kit, a purchase, a refund, a trade offer
+//! and its acceptance or cancellation, a direct trade, an admin grant or revocation). A store runs it in one of its own transactions (a redb write
 //! transaction; a MongoDB multi-document transaction with majority write concern):
 //!
 //! 1. if the ledger already holds the key for that player, the earlier outcome is the
 //!    answer ([`TxOutcome::Duplicate`]): a retried request is applied once;
 //! 2. it reads what the transaction touches ([`TxKind::touches`]: one or two players, a
-//!    shop's stock of one item, the purchase a refund reverses);
+//!    shop's stock of one item, the ledger entry a refund reverses or an acceptance takes
+//!    up);
 //! 3. [`plan`] (pure, here) decides: the new states and one [`LedgerEntry`], or a
 //!    [`Refusal`] that changes nothing;
 //! 4. it writes the states and appends the entry, all or nothing.
@@ -109,17 +110,20 @@ impl EconomyAudit {
 }
 
 /// The (shop, item) whose stock `tx` reads: the one a purchase takes, or the one the
-/// purchase a refund reverses took (`purchase`, read first).
-pub(crate) fn stock_key(
-    tx: &EconomyTx,
-    purchase: Option<&LedgerEntry>,
-) -> Option<(String, String)> {
-    tx.kind
-        .touches()
+/// purchase a refund reverses took (`entry`, read first).
+pub(crate) fn stock_key(tx: &EconomyTx, entry: Option<&LedgerEntry>) -> Option<(String, String)> {
+    let touches = tx.kind.touches(tx.player);
+    touches
         .stock
         .map(|(s, i)| (s.to_owned(), i.to_owned()))
-        .or_else(|| purchase.and_then(|p| p.shop.clone()))
+        .or_else(|| match tx.kind {
+            TxKind::Refund { .. } => entry.and_then(|p| p.shop.clone()),
+            _ => None,
+        })
 }
+
+/// Longest time a trade offer stays open, in milliseconds.
+pub const OFFER_TTL_MAX_MS: u64 = 10 * 60 * 1000;
 
 /// Most coins one wallet holds: far below `u64::MAX`, so that sums over many wallets
 /// and ledger deltas (`i64`) never overflow.
@@ -234,8 +238,34 @@ pub enum TxKind {
         /// The purchase's key.
         purchase: String,
     },
-    /// A trade both players confirmed: `give` moves from `player` to `with`, `take` from
-    /// `with` to `player`.
+    /// Offers `with` a trade, open for `ttl_ms`: accepted, `give` moves from `player` to
+    /// `with` and `take` from `with` to `player`. Nothing moves now (what `player` gives
+    /// is checked now, and again at the acceptance).
+    Offer {
+        /// Who may accept it.
+        with: PlayerId,
+        /// What `player` gives.
+        give: Holdings,
+        /// What `player` receives.
+        take: Holdings,
+        /// How long it stays open, 1 to [`OFFER_TTL_MAX_MS`].
+        ttl_ms: u64,
+    },
+    /// Accepts the open offer `offer` (its key) that `from` made to `player`: both sides
+    /// move at once, or nothing does.
+    Accept {
+        /// Who made the offer.
+        from: PlayerId,
+        /// The offer's key.
+        offer: String,
+    },
+    /// Withdraws `player`'s own open offer `offer` (its key).
+    Cancel {
+        /// The offer's key.
+        offer: String,
+    },
+    /// A trade both players confirmed at once (no offer): `give` moves from `player` to
+    /// `with`, `take` from `with` to `player`.
     Trade {
         /// The other player.
         with: PlayerId,
@@ -258,6 +288,9 @@ impl TxKind {
             TxKind::StarterKit => "starter_kit",
             TxKind::Purchase { .. } => "purchase",
             TxKind::Refund { .. } => "refund",
+            TxKind::Offer { .. } => "offer",
+            TxKind::Accept { .. } => "accept",
+            TxKind::Cancel { .. } => "cancel",
             TxKind::Trade { .. } => "trade",
             TxKind::Grant(_) => "grant",
             TxKind::Revoke(_) => "revoke",
@@ -265,24 +298,31 @@ impl TxKind {
     }
 
     /// What a store must read for [`plan`].
-    pub fn touches(&self) -> Touches<'_> {
+    pub fn touches(&self, player: PlayerId) -> Touches<'_> {
+        let none = Touches::default();
         match self {
             TxKind::Purchase { shop, item, .. } => Touches {
-                other: None,
                 stock: Some((shop, item)),
-                purchase: None,
+                ..none
             },
             TxKind::Refund { purchase } => Touches {
-                other: None,
-                stock: None,
-                purchase: Some(purchase),
+                entry: Some((player, purchase)),
+                ..none
             },
             TxKind::Trade { with, .. } => Touches {
                 other: Some(*with),
-                stock: None,
-                purchase: None,
+                ..none
             },
-            _ => Touches::default(),
+            TxKind::Accept { from, offer } => Touches {
+                other: Some(*from),
+                entry: Some((*from, offer)),
+                ..none
+            },
+            TxKind::Cancel { offer } => Touches {
+                entry: Some((player, offer)),
+                ..none
+            },
+            _ => none,
         }
     }
 }
@@ -294,9 +334,10 @@ pub struct Touches<'a> {
     pub other: Option<PlayerId>,
     /// The (shop, item) whose stock a purchase takes.
     pub stock: Option<(&'a str, &'a str)>,
-    /// The key of the purchase a refund reverses (its ledger entry; a refund of it then
-    /// also reads that shop's stock, named by the entry).
-    pub purchase: Option<&'a str>,
+    /// The ledger entry (player, key) a refund reverses (a purchase: a refund then also
+    /// reads that shop's stock, named by the entry), an acceptance takes up or a
+    /// cancellation withdraws (an offer).
+    pub entry: Option<(PlayerId, &'a str)>,
 }
 
 /// What [`plan`] reads: the current states (`None`: never written).
@@ -308,8 +349,8 @@ pub struct Reads {
     pub other: Option<PlayerEconomy>,
     /// The shop's stock of the item, for a purchase or a refund.
     pub stock: Option<ShopStock>,
-    /// The purchase a refund reverses, from the ledger.
-    pub purchase: Option<LedgerEntry>,
+    /// The ledger entry [`Touches::entry`] names.
+    pub entry: Option<LedgerEntry>,
 }
 
 /// What a store writes for an applied transaction, all together.
@@ -321,8 +362,10 @@ pub struct Writes {
     pub other: Option<(PlayerId, PlayerEconomy)>,
     /// The shop's new stock of one item: (shop, item, stock).
     pub stock: Option<(String, String, ShopStock)>,
-    /// The purchase a refund reversed: its entry is marked refunded (by this key).
-    pub refunded: Option<String>,
+    /// A ledger entry this transaction closes (a purchase refunded, an offer accepted or
+    /// withdrawn): (its player, its key); its `closed_by` is set to this
+    /// transaction's [`closer`].
+    pub closes: Option<(PlayerId, String)>,
     /// The ledger entry to append.
     pub entry: LedgerEntry,
 }
@@ -366,8 +409,11 @@ pub struct LedgerEntry {
     pub lost_items: BTreeMap<String, u32>,
     /// The purchase a refund reversed.
     pub refund_of: Option<String>,
-    /// For a purchase: the key of the refund that reversed it.
-    pub refunded_by: Option<String>,
+    /// An offer's terms.
+    pub offer: Option<OfferTerms>,
+    /// For a purchase, the refund that reversed it; for an offer, the acceptance or
+    /// withdrawal that closed it: `<player id>:<key>` ([`closer`]).
+    pub closed_by: Option<String>,
 }
 
 impl LedgerEntry {
@@ -392,9 +438,28 @@ impl LedgerEntry {
             lost_coins: 0,
             lost_items: BTreeMap::new(),
             refund_of: None,
-            refunded_by: None,
+            offer: None,
+            closed_by: None,
         }
     }
+}
+
+/// What a trade offer proposes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferTerms {
+    /// Who may accept it.
+    pub with: PlayerId,
+    /// What the offering player gives.
+    pub give: Holdings,
+    /// What it receives.
+    pub take: Holdings,
+    /// Until when it may be accepted (Unix ms).
+    pub open_until_ms: u64,
+}
+
+/// How an entry's `closed_by` names the transaction that closed it.
+pub fn closer(tx: &EconomyTx) -> String {
+    format!("{}:{}", tx.player.0, tx.key)
 }
 
 /// A store's answer to a transaction.
@@ -476,6 +541,10 @@ pub enum Refusal {
     /// The purchase was refunded already (by the refund with this key).
     #[error("already refunded by {0:?}")]
     AlreadyRefunded(String),
+    /// No open offer with that key to this player (never made, accepted, withdrawn or
+    /// expired).
+    #[error("no open offer {0:?} to accept or withdraw")]
+    OfferNotOpen(String),
     /// The starter kit was delivered already.
     #[error("the starter kit was delivered already")]
     AlreadyDelivered,

@@ -190,16 +190,16 @@ async fn attempt_in(
     {
         return Ok(from_doc(earlier).map(TxOutcome::Duplicate));
     }
-    let touches = tx.kind.touches();
-    let purchase = match touches.purchase {
-        Some(key) => find_entry(session, tx.player, key).await?,
+    let touches = tx.kind.touches(tx.player);
+    let entry = match touches.entry {
+        Some((player, key)) => find_entry(session, player, key).await?,
         None => None,
     };
-    let purchase: Option<LedgerEntry> = match purchase.map(from_doc).transpose() {
+    let entry: Option<LedgerEntry> = match entry.map(from_doc).transpose() {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
-    let stock_at = stock_key(tx, purchase.as_ref());
+    let stock_at = stock_key(tx, entry.as_ref());
     let stock = match &stock_at {
         Some((shop, item)) => c
             .stock
@@ -230,7 +230,7 @@ async fn attempt_in(
             player: player.map(from_doc).transpose()?,
             other: other.map(from_doc).transpose()?,
             stock,
-            purchase,
+            entry,
         })
     })();
     let reads = match decoded {
@@ -289,11 +289,11 @@ async fn attempt_in(
             .session(&mut *session)
             .await?;
     }
-    if let Some(purchase) = &w.refunded {
+    if let Some((owner, key)) = &w.closes {
         c.ledger
             .update_one(
-                doc! { "_id": entry_id(tx.player, purchase) },
-                doc! { "$set": { "refunded_by": Bson::String(tx.key.clone()) } },
+                doc! { "_id": entry_id(*owner, key) },
+                doc! { "$set": { "closed_by": Bson::String(closer(tx)) } },
             )
             .session(&mut *session)
             .await?;

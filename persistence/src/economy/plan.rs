@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 
 use tessera_shared::config::{BalanceConfig, ShopGood};
+use tessera_shared::ids::PlayerId;
 
 use super::{
-    COINS_MAX, EconomyTx, Holdings, LedgerEntry, Reads, Refusal, ShopStock, TX_ITEM_COUNT_MAX,
-    TX_ITEM_KINDS_MAX, TxKind, Writes, XP_TOTAL_MAX, is_valid_key,
+    COINS_MAX, EconomyTx, Holdings, LedgerEntry, OFFER_TTL_MAX_MS, OfferTerms, PlayerEconomy,
+    Reads, Refusal, ShopStock, TX_ITEM_COUNT_MAX, TX_ITEM_KINDS_MAX, TxKind, Writes, XP_TOTAL_MAX,
+    is_valid_key,
 };
 
 /// Milliseconds per minute, the unit of `restock_per_min`.
@@ -22,7 +24,7 @@ pub fn plan(balance: &BalanceConfig, tx: &EconomyTx, reads: Reads) -> Result<Wri
     let mut entry = LedgerEntry::of(tx);
     let mut writes_other = None;
     let mut writes_stock = None;
-    let mut refunded = None;
+    let mut closes = None;
     match &tx.kind {
         TxKind::Kill {
             coins,
@@ -123,10 +125,10 @@ pub fn plan(balance: &BalanceConfig, tx: &EconomyTx, reads: Reads) -> Result<Wri
         }
         TxKind::Refund { purchase } => {
             let bought = reads
-                .purchase
+                .entry
                 .filter(|p| p.player == tx.player && p.kind == "purchase")
                 .ok_or_else(|| Refusal::NotRefundable(purchase.clone()))?;
-            if let Some(by) = bought.refunded_by {
+            if let Some(by) = bought.closed_by {
                 return Err(Refusal::AlreadyRefunded(by));
             }
             let (shop, item) = bought
@@ -174,23 +176,58 @@ pub fn plan(balance: &BalanceConfig, tx: &EconomyTx, reads: Reads) -> Result<Wri
                     since_ms: now.since_ms,
                 },
             ));
-            refunded = Some(purchase.clone());
+            closes = Some((tx.player, purchase.clone()));
+        }
+        TxKind::Offer {
+            with,
+            give,
+            take,
+            ttl_ms,
+        } => {
+            check_terms(tx.player, *with, give, take)?;
+            if !(1..=OFFER_TTL_MAX_MS).contains(ttl_ms) {
+                return Err(Refusal::BadAmount(format!(
+                    "an offer open {ttl_ms} ms; 1 to {OFFER_TTL_MAX_MS}"
+                )));
+            }
+            // Checked now so that a hopeless offer is refused at once; the acceptance
+            // checks again.
+            debit(&mut player.holdings.clone(), give)?;
+            entry.other = Some(*with);
+            entry.offer = Some(OfferTerms {
+                with: *with,
+                give: give.clone(),
+                take: take.clone(),
+                open_until_ms: tx.at_ms.saturating_add(*ttl_ms),
+            });
+        }
+        TxKind::Accept { from, offer } => {
+            let terms = open_offer(&reads.entry, *from, offer, tx.at_ms)?;
+            if terms.with != tx.player {
+                return Err(Refusal::OfferNotOpen(offer.clone()));
+            }
+            // The offering side gives `give` and takes `take`; this player the reverse.
+            let mut other = reads.other.unwrap_or_default();
+            trade(balance, &mut player, &mut other, &terms.take, &terms.give)?;
+            set_deltas(&mut entry.coins, &mut entry.items, &terms.give, &terms.take);
+            set_deltas(
+                &mut entry.other_coins,
+                &mut entry.other_items,
+                &terms.take,
+                &terms.give,
+            );
+            entry.other = Some(*from);
+            writes_other = Some((*from, other));
+            closes = Some((*from, offer.clone()));
+        }
+        TxKind::Cancel { offer } => {
+            open_offer(&reads.entry, tx.player, offer, tx.at_ms)?;
+            closes = Some((tx.player, offer.clone()));
         }
         TxKind::Trade { with, give, take } => {
-            if *with == tx.player {
-                return Err(Refusal::SamePlayer);
-            }
-            check_holdings(give)?;
-            check_holdings(take)?;
-            if give.coins == 0 && give.items.is_empty() && take.coins == 0 && take.items.is_empty()
-            {
-                return Err(Refusal::BadAmount("an empty trade".to_owned()));
-            }
+            check_terms(tx.player, *with, give, take)?;
             let mut other = reads.other.unwrap_or_default();
-            debit(&mut player.holdings, give)?;
-            debit(&mut other.holdings, take)?;
-            credit(balance, &mut player.holdings, take)?;
-            credit(balance, &mut other.holdings, give)?;
+            trade(balance, &mut player, &mut other, give, take)?;
             set_deltas(&mut entry.coins, &mut entry.items, take, give);
             set_deltas(&mut entry.other_coins, &mut entry.other_items, give, take);
             entry.other = Some(*with);
@@ -221,9 +258,61 @@ pub fn plan(balance: &BalanceConfig, tx: &EconomyTx, reads: Reads) -> Result<Wri
         player,
         other: writes_other,
         stock: writes_stock,
-        refunded,
+        closes,
         entry,
     })
+}
+
+/// Checks the terms of a trade: two players, bounded amounts, something moving.
+fn check_terms(
+    player: PlayerId,
+    with: PlayerId,
+    give: &Holdings,
+    take: &Holdings,
+) -> Result<(), Refusal> {
+    if with == player {
+        return Err(Refusal::SamePlayer);
+    }
+    check_holdings(give)?;
+    check_holdings(take)?;
+    if give.coins == 0 && give.items.is_empty() && take.coins == 0 && take.items.is_empty() {
+        return Err(Refusal::BadAmount("an empty trade".to_owned()));
+    }
+    Ok(())
+}
+
+/// Moves `give` from `player` to `other` and `take` from `other` to `player`, or nothing.
+fn trade(
+    balance: &BalanceConfig,
+    player: &mut PlayerEconomy,
+    other: &mut PlayerEconomy,
+    give: &Holdings,
+    take: &Holdings,
+) -> Result<(), Refusal> {
+    debit(&mut player.holdings, give)?;
+    debit(&mut other.holdings, take)?;
+    credit(balance, &mut player.holdings, take)?;
+    credit(balance, &mut other.holdings, give)
+}
+
+/// The terms of `from`'s offer `key` (its ledger entry, read as `entry`) if it is open at
+/// `now_ms`: made, neither accepted nor withdrawn, not expired.
+fn open_offer(
+    entry: &Option<LedgerEntry>,
+    from: PlayerId,
+    key: &str,
+    now_ms: u64,
+) -> Result<OfferTerms, Refusal> {
+    let not_open = || Refusal::OfferNotOpen(key.to_owned());
+    let entry = entry
+        .as_ref()
+        .filter(|e| e.player == from && e.kind == "offer" && e.closed_by.is_none())
+        .ok_or_else(not_open)?;
+    let terms = entry.offer.clone().ok_or_else(not_open)?;
+    if now_ms > terms.open_until_ms {
+        return Err(not_open());
+    }
+    Ok(terms)
 }
 
 /// The stock of `good` at `now_ms`, restocked from `stored` (`None`: the shop opens now,

@@ -26,16 +26,16 @@ impl Model {
         if let Some(e) = self.ledger.get(&(tx.player, tx.key.clone())) {
             return TxOutcome::Duplicate(e.clone());
         }
-        let touches = tx.kind.touches();
-        let purchase = touches
-            .purchase
-            .and_then(|k| self.ledger.get(&(tx.player, k.to_owned())).cloned());
-        let stock_key = stock_key(tx, purchase.as_ref());
+        let touches = tx.kind.touches(tx.player);
+        let entry = touches
+            .entry
+            .and_then(|(p, k)| self.ledger.get(&(p, k.to_owned())).cloned());
+        let stock_key = stock_key(tx, entry.as_ref());
         let reads = Reads {
             player: self.players.get(&tx.player).cloned(),
             other: touches.other.and_then(|o| self.players.get(&o).cloned()),
             stock: stock_key.as_ref().and_then(|k| self.stocks.get(k).copied()),
-            purchase,
+            entry,
         };
         match plan(balance, tx, reads) {
             Err(refusal) => TxOutcome::Refused(refusal),
@@ -47,12 +47,9 @@ impl Model {
                 if let Some((shop, item, stock)) = w.stock {
                     self.stocks.insert((shop, item), stock);
                 }
-                if let Some(purchase) = w.refunded {
-                    let e = self
-                        .ledger
-                        .get_mut(&(tx.player, purchase))
-                        .expect("read above");
-                    e.refunded_by = Some(tx.key.clone());
+                if let Some(closed) = w.closes {
+                    let e = self.ledger.get_mut(&closed).expect("read above");
+                    e.closed_by = Some(closer(tx));
                 }
                 self.ledger
                     .insert((tx.player, tx.key.clone()), w.entry.clone());
@@ -204,7 +201,7 @@ fn a_refund_restores_exactly_what_was_taken_once() {
     assert_eq!((p.holdings.coins, p.holdings.items["bread"]), (50, 5));
     assert_eq!(
         refused(m.apply(&b, &tx(1, "r2", refund.clone()))),
-        Refusal::AlreadyRefunded("r1".into())
+        Refusal::AlreadyRefunded("1:r1".into())
     );
     // Another player cannot refund it; a key that is no purchase is no refund.
     assert_eq!(
@@ -280,6 +277,103 @@ fn a_trade_moves_both_sides_or_nothing() {
         )),
         Refusal::SamePlayer
     );
+    assert!(m.mismatches(&b).is_empty());
+}
+
+#[test]
+fn an_offer_is_accepted_once_by_the_player_it_names_while_open() {
+    let b = balance();
+    let mut m = Model::default();
+    applied(m.apply(&b, &tx(1, "kit", TxKind::StarterKit)));
+    applied(m.apply(&b, &tx(2, "kit", TxKind::StarterKit)));
+    let offer = |ttl_ms| TxKind::Offer {
+        with: PlayerId(2),
+        give: Holdings {
+            coins: 0,
+            items: BTreeMap::from([("health_potion".to_owned(), 2)]),
+        },
+        take: Holdings {
+            coins: 20,
+            items: BTreeMap::new(),
+        },
+        ttl_ms,
+    };
+    let e = applied(m.apply(&b, &tx(1, "o1", offer(60_000))));
+    assert_eq!(
+        (e.coins, e.items.len(), e.other),
+        (0, 0, Some(PlayerId(2))),
+        "nothing moves yet"
+    );
+    let accept = |key| TxKind::Accept {
+        from: PlayerId(1),
+        offer: key,
+    };
+    // Only the player it names may accept.
+    assert_eq!(
+        refused(m.apply(&b, &tx(3, "a0", accept("o1".into())))),
+        Refusal::OfferNotOpen("o1".into())
+    );
+    let e = applied(m.apply(&b, &tx(2, "a1", accept("o1".into()))));
+    assert_eq!(
+        (e.coins, e.items["health_potion"], e.other_coins),
+        (-20, 2, 20)
+    );
+    assert_eq!(m.players[&PlayerId(1)].holdings.coins, 70);
+    assert_eq!(m.players[&PlayerId(2)].holdings.items["health_potion"], 5);
+    assert_eq!(
+        m.ledger[&(PlayerId(1), "o1".to_owned())]
+            .closed_by
+            .as_deref(),
+        Some("2:a1")
+    );
+    // Once.
+    assert_eq!(
+        refused(m.apply(&b, &tx(2, "a2", accept("o1".into())))),
+        Refusal::OfferNotOpen("o1".into())
+    );
+    // Withdrawn: no longer open.
+    let potions = |n| Holdings {
+        coins: 0,
+        items: BTreeMap::from([("health_potion".to_owned(), n)]),
+    };
+    applied(m.apply(&b, &tx(1, "g", TxKind::Grant(potions(10)))));
+    applied(m.apply(&b, &tx(1, "o2", offer(60_000))));
+    applied(m.apply(&b, &tx(1, "c2", TxKind::Cancel { offer: "o2".into() })));
+    assert_eq!(
+        refused(m.apply(&b, &tx(2, "a3", accept("o2".into())))),
+        Refusal::OfferNotOpen("o2".into())
+    );
+    // Expired.
+    applied(m.apply(&b, &tx(1, "o3", offer(1))));
+    let late = EconomyTx {
+        at_ms: 1_000_002,
+        ..tx(2, "a4", accept("o3".into()))
+    };
+    assert_eq!(
+        refused(m.apply(&b, &late)),
+        Refusal::OfferNotOpen("o3".into())
+    );
+    // What the offering player no longer holds at the acceptance: nothing moves.
+    applied(m.apply(&b, &tx(1, "o4", offer(60_000))));
+    applied(m.apply(&b, &tx(1, "rv", TxKind::Revoke(potions(10)))));
+    assert!(matches!(
+        refused(m.apply(&b, &tx(2, "a5", accept("o4".into())))),
+        Refusal::InsufficientItems { .. }
+    ));
+    // An offer of what one does not have is refused at once.
+    let greedy = TxKind::Offer {
+        with: PlayerId(2),
+        give: Holdings {
+            coins: 1_000,
+            items: BTreeMap::new(),
+        },
+        take: Holdings::default(),
+        ttl_ms: 1_000,
+    };
+    assert!(matches!(
+        refused(m.apply(&b, &tx(1, "o5", greedy))),
+        Refusal::InsufficientCoins { .. }
+    ));
     assert!(m.mismatches(&b).is_empty());
 }
 
@@ -380,6 +474,9 @@ enum Step {
     Buy(u64, usize, u32),
     Refund(u64, usize),
     Trade(u64, u64, u64, usize, u32),
+    Offer(u64, u64, u64, usize, u32, u64),
+    Accept(u64, u64, usize),
+    Cancel(u64, usize),
     Grant(u64, u64, usize, u32),
     Revoke(u64, u64, usize, u32),
     /// Replays an earlier transaction (a retry).
@@ -402,6 +499,17 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(a, b, c, d)| Step::Grant(a, b, c, d)),
         (p.clone(), 0..100u64, 0..5usize, 1..50u32)
             .prop_map(|(a, b, c, d)| Step::Revoke(a, b, c, d)),
+        (
+            p.clone(),
+            p.clone(),
+            0..100u64,
+            0..5usize,
+            1..30u32,
+            1..200_000u64
+        )
+            .prop_map(|(a, b, c, d, e, f)| Step::Offer(a, b, c, d, e, f)),
+        (p.clone(), p.clone(), 0..40usize).prop_map(|(a, b, c)| Step::Accept(a, b, c)),
+        (p.clone(), 0..40usize).prop_map(|(a, b)| Step::Cancel(a, b)),
         (0..40usize).prop_map(Step::Replay),
         (0..120_000u64).prop_map(Step::Wait),
     ]
@@ -438,6 +546,14 @@ proptest! {
                         take: Holdings { coins: 0, items: take },
                     })
                 }
+                Step::Offer(a, b2, coins, item, count, ttl_ms) => tx(a, &key, TxKind::Offer {
+                    with: PlayerId(b2),
+                    give: Holdings { coins, items: BTreeMap::new() },
+                    take: Holdings { coins: 0, items: one(item, count) },
+                    ttl_ms,
+                }),
+                Step::Accept(p, from, i) => tx(p, &key, TxKind::Accept { from: PlayerId(from), offer: format!("k{i}") }),
+                Step::Cancel(p, i) => tx(p, &key, TxKind::Cancel { offer: format!("k{i}") }),
                 Step::Grant(p, coins, item, count) => tx(p, &key, TxKind::Grant(Holdings { coins, items: one(item, count) })),
                 Step::Revoke(p, coins, item, count) => tx(p, &key, TxKind::Revoke(Holdings { coins, items: one(item, count) })),
             };

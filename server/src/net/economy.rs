@@ -271,6 +271,7 @@ fn refusal_code(why: &Refusal) -> RefusalCode {
         Refusal::WalletFull => RefusalCode::WalletFull,
         Refusal::NotRefundable(_) => RefusalCode::NotRefundable,
         Refusal::AlreadyRefunded(_) => RefusalCode::AlreadyRefunded,
+        Refusal::OfferNotOpen(_) => RefusalCode::OfferNotOpen,
         Refusal::BadKey
         | Refusal::BadAmount(_)
         | Refusal::AlreadyDelivered

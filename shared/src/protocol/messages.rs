@@ -144,6 +144,9 @@ pub enum RefusalCode {
     RateLimited,
     /// 12: The economy could not answer now (its store): retry with the same key.
     Unavailable,
+    /// 13: No open offer with that key to accept or withdraw (never made, accepted,
+    /// withdrawn or expired).
+    OfferNotOpen,
 }
 
 /// A player's economy.
