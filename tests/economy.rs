@@ -405,3 +405,121 @@ fn a_client_buys_and_refunds_over_the_control_stream_once_per_key() {
         client.logout().await.unwrap();
     });
 }
+
+/// Waits until `client`'s economy shows the starter kit's coins.
+async fn kit_delivered(client: &mut tessera::shared::client::Client) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        client.get_economy().unwrap();
+        if economy(next_answer(client).await).coins >= 50 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no starter kit");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[test]
+fn two_players_trade_by_offer_and_acceptance() {
+    use tessera::shared::protocol::messages::{Goods, ItemCount};
+    let node = start_with(|_| {});
+    client_runtime().block_on(async {
+        let mut ada = login(&node, "ada").await.unwrap();
+        let mut bo = login(&node, "bo").await.unwrap();
+        let (ada_id, bo_id) = (ada.welcome().player, bo.welcome().player);
+        kit_delivered(&mut ada).await;
+        kit_delivered(&mut bo).await;
+        // Ada offers Bo 4 bread for 7 coins.
+        let give = Goods {
+            coins: 0,
+            items: vec![ItemCount {
+                item: "bread".into(),
+                count: 4,
+            }],
+        };
+        let take = Goods {
+            coins: 7,
+            items: vec![],
+        };
+        ada.trade_offer("o-1", bo_id, give.clone(), take.clone(), 60_000)
+            .unwrap();
+        assert_eq!(
+            outcome_of(next_answer(&mut ada).await, "o-1"),
+            TxOutcomeS2c::Applied
+        );
+        let e = economy(next_answer(&mut ada).await);
+        assert_eq!(
+            (e.coins, count_of(&e, "bread")),
+            (50, 5),
+            "nothing moved yet"
+        );
+        // Bo hears of it, and accepts.
+        let offered = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let ControlS2c::TradeOffered(o) = bo.next_control().await.unwrap() {
+                    return o;
+                }
+            }
+        })
+        .await
+        .expect("Bo is told of the offer");
+        assert_eq!((offered.from, offered.offer.as_str()), (ada_id, "o-1"));
+        assert_eq!((offered.give, offered.take), (give, take));
+        bo.trade_accept("a-1", ada_id, "o-1").unwrap();
+        assert_eq!(
+            outcome_of(next_answer(&mut bo).await, "a-1"),
+            TxOutcomeS2c::Applied
+        );
+        let e = economy(next_answer(&mut bo).await);
+        assert_eq!((e.coins, count_of(&e, "bread")), (43, 9));
+        ada.get_economy().unwrap();
+        let e = economy(next_answer(&mut ada).await);
+        assert_eq!((e.coins, count_of(&e, "bread")), (57, 1));
+        // Accepted once; a withdrawn offer cannot be accepted.
+        bo.trade_accept("a-2", ada_id, "o-1").unwrap();
+        match outcome_of(next_answer(&mut bo).await, "a-2") {
+            TxOutcomeS2c::Refused(r) => assert_eq!(r.code, RefusalCode::OfferNotOpen),
+            other => panic!("{other:?}"),
+        }
+        let coins = Goods {
+            coins: 1,
+            items: vec![],
+        };
+        ada.trade_offer("o-2", bo_id, coins, Goods::default(), 60_000)
+            .unwrap();
+        assert_eq!(
+            outcome_of(next_answer(&mut ada).await, "o-2"),
+            TxOutcomeS2c::Applied
+        );
+        economy(next_answer(&mut ada).await);
+        ada.trade_cancel("c-2", "o-2").unwrap();
+        assert_eq!(
+            outcome_of(next_answer(&mut ada).await, "c-2"),
+            TxOutcomeS2c::Applied
+        );
+        economy(next_answer(&mut ada).await);
+        bo.trade_accept("a-3", ada_id, "o-2").unwrap();
+        match outcome_of(next_answer(&mut bo).await, "a-3") {
+            TxOutcomeS2c::Refused(r) => assert_eq!(r.code, RefusalCode::OfferNotOpen),
+            other => panic!("{other:?}"),
+        }
+        // A trade with oneself is a bad request.
+        ada.trade_offer(
+            "o-3",
+            ada_id,
+            Goods {
+                coins: 1,
+                items: vec![],
+            },
+            Goods::default(),
+            1_000,
+        )
+        .unwrap();
+        match outcome_of(next_answer(&mut ada).await, "o-3") {
+            TxOutcomeS2c::Refused(r) => assert_eq!(r.code, RefusalCode::BadRequest),
+            other => panic!("{other:?}"),
+        }
+        ada.logout().await.unwrap();
+        bo.logout().await.unwrap();
+    });
+}

@@ -106,6 +106,59 @@ fn message_cases() -> Vec<(&'static str, &'static str, Vec<u8>, Value)> {
             }),
         ),
         c2s("get_economy", ControlC2s::GetEconomy),
+        c2s(
+            "trade_offer",
+            ControlC2s::TradeOffer(TradeOfferC2s {
+                key: "offer-7".into(),
+                with: PlayerId(43),
+                give: Goods {
+                    coins: 0,
+                    items: vec![ItemCount {
+                        item: "wolf_pelt".into(),
+                        count: 3,
+                    }],
+                },
+                take: Goods {
+                    coins: 30,
+                    items: vec![],
+                },
+                ttl_ms: 60_000,
+            }),
+        ),
+        c2s(
+            "trade_accept",
+            ControlC2s::TradeAccept(TradeAcceptC2s {
+                key: "accept-1".into(),
+                from: PlayerId(42),
+                offer: "offer-7".into(),
+            }),
+        ),
+        c2s(
+            "trade_cancel",
+            ControlC2s::TradeCancel(TradeCancelC2s {
+                key: "cancel-1".into(),
+                offer: "offer-7".into(),
+            }),
+        ),
+        s2c(
+            "trade_offered",
+            ControlS2c::TradeOffered(TradeOfferedS2c {
+                from: PlayerId(42),
+                offer: "offer-7".into(),
+                give: Goods {
+                    coins: 0,
+                    items: vec![ItemCount {
+                        item: "wolf_pelt".into(),
+                        count: 3,
+                    }],
+                },
+                take: Goods {
+                    coins: 30,
+                    items: vec![],
+                },
+                open_until_ms: 1_796_623_148_643,
+            }),
+        ),
         s2c(
             "tx_result_applied",
             ControlS2c::TxResult(TxResultS2c {
@@ -129,11 +182,11 @@ fn message_cases() -> Vec<(&'static str, &'static str, Vec<u8>, Value)> {
             ControlS2c::Economy(EconomyS2c {
                 coins: 26,
                 items: vec![
-                    ItemCountS2c {
+                    ItemCount {
                         item: "bread".into(),
                         count: 5,
                     },
-                    ItemCountS2c {
+                    ItemCount {
                         item: "health_potion".into(),
                         count: 5,
                     },

@@ -8,19 +8,27 @@
 //! A client's keys are its own: they are stored prefixed with [`CLIENT_KEY_PREFIX`], so
 //! that no client key can collide with one the node derives (`kill:...`, `starter-kit`).
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tessera_persistence::StoreError;
 use tessera_persistence::economy::{
-    EconomyStore, EconomyTx, PlayerEconomy, Refusal, TxKind, TxOutcome, is_valid_key,
+    EconomyStore, EconomyTx, Holdings, OFFER_TTL_MAX_MS, PlayerEconomy, Refusal, TX_ITEM_KINDS_MAX,
+    TxKind, TxOutcome, is_valid_key,
 };
 use tessera_shared::ids::PlayerId;
 use tessera_shared::protocol::limits::{
     ECONOMY_NAME_BYTES_MAX, ECONOMY_REQUESTS_BURST, ECONOMY_REQUESTS_IN_FLIGHT_MAX,
-    ECONOMY_REQUESTS_PER_S, TX_KEY_BYTES_MAX,
+    ECONOMY_REQUESTS_PER_S, TRADE_ITEM_KINDS_MAX, TX_KEY_BYTES_MAX,
 };
+
+const _: () = assert!(
+    TRADE_ITEM_KINDS_MAX == TX_ITEM_KINDS_MAX
+        && tessera_shared::protocol::limits::OFFER_TTL_MAX_MS as u64 == OFFER_TTL_MAX_MS,
+    "the protocol's trade bounds are the economy's"
+);
 use tessera_shared::protocol::messages::*;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -66,7 +74,10 @@ impl EconomyRequests {
         let key = match &request {
             ControlC2s::Buy(b) => Some(b.key.clone()),
             ControlC2s::Refund(r) => Some(r.key.clone()),
-            _ => None,
+            ControlC2s::TradeOffer(o) => Some(o.key.clone()),
+            ControlC2s::TradeAccept(a) => Some(a.key.clone()),
+            ControlC2s::TradeCancel(c) => Some(c.key.clone()),
+            ControlC2s::Hello(_) | ControlC2s::Logout | ControlC2s::GetEconomy => None,
         };
         // A refused `GetEconomy` is answered under the empty key (no request has it).
         let refuse = |code, message: String, retry_after_ms| {
@@ -134,6 +145,35 @@ impl EconomyRequests {
                     Err(message) => return refuse(RefusalCode::BadRequest, message, None),
                 }
             }
+            ControlC2s::TradeOffer(o) => match check_key(&o.key)
+                .and_then(|()| goods("give", o.give))
+                .and_then(|give| Ok((give, goods("take", o.take)?)))
+            {
+                Ok((give, take)) => TxKind::Offer {
+                    with: o.with,
+                    give,
+                    take,
+                    ttl_ms: u64::from(o.ttl_ms),
+                },
+                Err(message) => return refuse(RefusalCode::BadRequest, message, None),
+            },
+            ControlC2s::TradeAccept(a) => {
+                match check_key(&a.key).and_then(|()| check_key(&a.offer)) {
+                    Ok(()) => TxKind::Accept {
+                        from: a.from,
+                        offer: format!("{CLIENT_KEY_PREFIX}{}", a.offer),
+                    },
+                    Err(message) => return refuse(RefusalCode::BadRequest, message, None),
+                }
+            }
+            ControlC2s::TradeCancel(c) => {
+                match check_key(&c.key).and_then(|()| check_key(&c.offer)) {
+                    Ok(()) => TxKind::Cancel {
+                        offer: format!("{CLIENT_KEY_PREFIX}{}", c.offer),
+                    },
+                    Err(message) => return refuse(RefusalCode::BadRequest, message, None),
+                }
+            }
             ControlC2s::Hello(_) | ControlC2s::Logout => return Vec::new(),
         };
         let key = key.clone().unwrap_or_default();
@@ -158,10 +198,27 @@ impl EconomyRequests {
                 Some(RETRY_AFTER_MS),
             );
         }
+        let node = node.clone();
         self.waiting.spawn(async move {
             let outcome = outcome
                 .await
                 .unwrap_or_else(|_| Err(StoreError::Unavailable("node stopping".into())));
+            if let Ok(TxOutcome::Applied(entry)) = &outcome
+                && let Some(terms) = &entry.offer
+            {
+                // The player it names hears of it, if its session is on this node.
+                let offered = TradeOfferedS2c {
+                    from: player,
+                    offer: key.clone(),
+                    give: goods_message(&terms.give),
+                    take: goods_message(&terms.take),
+                    open_until_ms: terms.open_until_ms,
+                };
+                let _ = node.try_send(Command::Notify {
+                    player: terms.with,
+                    message: Box::new(ControlS2c::TradeOffered(offered)),
+                });
+            }
             let mut answers = vec![ControlS2c::TxResult(TxResultS2c {
                 key,
                 outcome: outcome_message(&outcome),
@@ -225,6 +282,41 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// The holdings `goods` names, or why they are out of bounds (`what` names the side).
+fn goods(what: &str, goods: Goods) -> Result<Holdings, String> {
+    if goods.items.len() > TRADE_ITEM_KINDS_MAX {
+        return Err(format!(
+            "{what}: at most {TRADE_ITEM_KINDS_MAX} item kinds, got {}",
+            goods.items.len()
+        ));
+    }
+    let mut items = BTreeMap::new();
+    for ItemCount { item, count } in goods.items {
+        check_name(what, &item)?;
+        if items.insert(item, count).is_some() {
+            return Err(format!("{what}: an item listed twice"));
+        }
+    }
+    Ok(Holdings {
+        coins: goods.coins,
+        items,
+    })
+}
+
+fn goods_message(h: &Holdings) -> Goods {
+    Goods {
+        coins: h.coins,
+        items: h
+            .items
+            .iter()
+            .map(|(item, &count)| ItemCount {
+                item: item.clone(),
+                count,
+            })
+            .collect(),
+    }
+}
+
 fn economy_message(state: PlayerEconomy) -> ControlS2c {
     ControlS2c::Economy(EconomyS2c {
         coins: state.holdings.coins,
@@ -232,7 +324,7 @@ fn economy_message(state: PlayerEconomy) -> ControlS2c {
             .holdings
             .items
             .into_iter()
-            .map(|(item, count)| ItemCountS2c { item, count })
+            .map(|(item, count)| ItemCount { item, count })
             .collect(),
         xp: state.xp,
         level: state.level,

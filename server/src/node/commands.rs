@@ -92,6 +92,14 @@ pub enum Command {
         /// The outcome.
         reply: crate::economy::TxReply,
     },
+    /// A control message for `player`'s session, if it is on this node (a trade offered
+    /// to it); dropped otherwise, or if its outbox is full.
+    Notify {
+        /// The player.
+        player: PlayerId,
+        /// The message (boxed: commands stay small).
+        message: Box<ControlS2c>,
+    },
     /// An operator's request, carried out at the next tick boundary.
     Admin {
         /// What to do.

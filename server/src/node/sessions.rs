@@ -175,6 +175,11 @@ impl Driver {
                 self.remove_player(player);
             }
             Command::Admin { action, reply } => self.admin(action, reply),
+            Command::Notify { player, message } => {
+                if let Some(view) = self.clients.get(&player).filter(|v| !v.detached) {
+                    let _ = view.outbox.try_send(Outgoing::Control(message));
+                }
+            }
             Command::Economy { session, tx, reply } => {
                 let holds = self
                     .clients

@@ -26,7 +26,7 @@ use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::ids::NetId;
+use crate::ids::{NetId, PlayerId};
 use crate::math::Vec2;
 use crate::protocol::codec::{self, DecodeError};
 use crate::protocol::delta::{DeltaDecoder, Snapshot};
@@ -506,6 +506,42 @@ impl Client {
     /// Asks for the player's economy (answered with `ControlS2c::Economy`).
     pub fn get_economy(&self) -> Result<(), ClientError> {
         self.request(ControlC2s::GetEconomy)
+    }
+
+    /// Offers `with` a trade under the key `key`: this player gives `give` and receives
+    /// `take` once `with` accepts, within `ttl_ms`.
+    pub fn trade_offer(
+        &self,
+        key: &str,
+        with: PlayerId,
+        give: Goods,
+        take: Goods,
+        ttl_ms: u32,
+    ) -> Result<(), ClientError> {
+        self.request(ControlC2s::TradeOffer(TradeOfferC2s {
+            key: key.to_owned(),
+            with,
+            give,
+            take,
+            ttl_ms,
+        }))
+    }
+
+    /// Accepts the offer `offer` (its key) that `from` made to this player.
+    pub fn trade_accept(&self, key: &str, from: PlayerId, offer: &str) -> Result<(), ClientError> {
+        self.request(ControlC2s::TradeAccept(TradeAcceptC2s {
+            key: key.to_owned(),
+            from,
+            offer: offer.to_owned(),
+        }))
+    }
+
+    /// Withdraws this player's open offer `offer`.
+    pub fn trade_cancel(&self, key: &str, offer: &str) -> Result<(), ClientError> {
+        self.request(ControlC2s::TradeCancel(TradeCancelC2s {
+            key: key.to_owned(),
+            offer: offer.to_owned(),
+        }))
     }
 
     /// Logs out and waits until the server confirms (its state is then saved).

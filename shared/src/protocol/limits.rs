@@ -34,7 +34,11 @@ pub const DATAGRAM_FRAME_SIZE_MIN: usize = 1_232;
 pub const TX_KEY_BYTES_MAX: usize = 48;
 /// Longest shop or item id in an economy request, in bytes.
 pub const ECONOMY_NAME_BYTES_MAX: usize = crate::config::NAME_CHARS_MAX;
-/// Economy requests (`Buy`, `Refund`, `GetEconomy`) a session may send per second; a
+/// Most item kinds on one side of a trade offer.
+pub const TRADE_ITEM_KINDS_MAX: usize = 32;
+/// Longest time a trade offer stays open, in milliseconds (10 minutes).
+pub const OFFER_TTL_MAX_MS: u32 = 600_000;
+/// Economy requests (`Buy`, `Refund`, `GetEconomy`, trades) a session may send per second; a
 /// burst of [`ECONOMY_REQUESTS_BURST`] is allowed. Past it: `RateLimited`.
 pub const ECONOMY_REQUESTS_PER_S: u32 = 5;
 /// The burst of economy requests a session may send at once.

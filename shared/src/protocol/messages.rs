@@ -20,6 +20,60 @@ pub enum ControlC2s {
     Refund(RefundC2s),
     /// Asks for the player's economy: answered with `Economy`.
     GetEconomy,
+    /// Offers another player a trade: answered like `Buy`; the other player, if on the
+    /// same node, is sent `TradeOffered`.
+    TradeOffer(TradeOfferC2s),
+    /// Accepts an open offer made to the player: answered like `Buy`.
+    TradeAccept(TradeAcceptC2s),
+    /// Withdraws one of the player's own open offers: answered like `Buy`.
+    TradeCancel(TradeCancelC2s),
+}
+
+/// Coins and items (a side of a trade).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Goods {
+    /// Coins.
+    pub coins: u64,
+    /// Items, each at most once, counts at least 1; at most
+    /// [`super::limits::TRADE_ITEM_KINDS_MAX`] kinds.
+    pub items: Vec<ItemCount>,
+}
+
+/// A trade offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeOfferC2s {
+    /// The offer's idempotency key (as [`BuyC2s::key`]); the other player accepts it by
+    /// this key.
+    pub key: String,
+    /// The player it is made to.
+    pub with: PlayerId,
+    /// What the offering player gives.
+    pub give: Goods,
+    /// What it receives.
+    pub take: Goods,
+    /// How long it stays open, in milliseconds: 1 to
+    /// [`super::limits::OFFER_TTL_MAX_MS`].
+    pub ttl_ms: u32,
+}
+
+/// The acceptance of an offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeAcceptC2s {
+    /// The acceptance's own idempotency key.
+    pub key: String,
+    /// Who made the offer.
+    pub from: PlayerId,
+    /// The offer's key.
+    pub offer: String,
+}
+
+/// The withdrawal of an offer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeCancelC2s {
+    /// The withdrawal's own idempotency key.
+    pub key: String,
+    /// The offer's key.
+    pub offer: String,
 }
 
 /// A purchase.
@@ -78,8 +132,25 @@ pub enum ControlS2c {
     /// The outcome of a `Buy` or a `Refund`.
     TxResult(TxResultS2c),
     /// The player's economy: the answer to `GetEconomy`, and sent after each applied
-    /// `Buy` or `Refund`.
+    /// request.
     Economy(EconomyS2c),
+    /// Another player offered this player a trade (sent when both are on the same node).
+    TradeOffered(TradeOfferedS2c),
+}
+
+/// A trade offered to the player.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeOfferedS2c {
+    /// Who offers it.
+    pub from: PlayerId,
+    /// The offer's key, to accept it with (`TradeAccept`).
+    pub offer: String,
+    /// What the offering player gives (this player receives).
+    pub give: Goods,
+    /// What it asks for (this player gives).
+    pub take: Goods,
+    /// Until when it may be accepted (Unix milliseconds, the node's clock).
+    pub open_until_ms: u64,
 }
 
 /// The outcome of an economy request.
@@ -156,7 +227,7 @@ pub struct EconomyS2c {
     pub coins: u64,
     /// Items held, sorted by id, no zero counts; at most
     /// [`crate::config::INVENTORY_SLOTS_MAX`] kinds.
-    pub items: Vec<ItemCountS2c>,
+    pub items: Vec<ItemCount>,
     /// Experience gained, all of it.
     pub xp: u64,
     /// The level.
@@ -165,7 +236,7 @@ pub struct EconomyS2c {
 
 /// An amount of one item.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ItemCountS2c {
+pub struct ItemCount {
     /// The item's id (`[items.ID]` of balance.toml).
     pub item: String,
     /// How many.
