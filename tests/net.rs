@@ -458,6 +458,13 @@ fn bots_connect_play_and_report() {
         report.states_per_s_per_client > 5.0 && report.inputs_per_s_per_client > 5.0,
         "{report}"
     );
+    // The bots trade: their requests are answered (applied or refused, never lost), and
+    // the summary says so.
+    let e = &report.economy;
+    let refused: u64 = e.refused.iter().map(|(_, n)| n).sum();
+    assert!(e.requests > 0 && e.applied > 0, "{report}");
+    assert!(e.applied + e.duplicates + refused <= e.requests, "{report}");
+    assert!(report.to_string().contains("economy requests"), "{report}");
 }
 
 /// `tessera bots` as a user runs it: its address and data dir from the flags, bots

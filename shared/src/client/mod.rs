@@ -544,6 +544,12 @@ impl Client {
         }))
     }
 
+    /// The next control message if one is waiting, without waiting (see
+    /// [`Client::next_control`]).
+    pub fn try_next_control(&mut self) -> Option<ControlS2c> {
+        self.control.try_recv().ok()
+    }
+
     /// Logs out and waits until the server confirms (its state is then saved).
     pub async fn logout(mut self) -> Result<(), ClientError> {
         let Some(logout) = self.logout.take() else {

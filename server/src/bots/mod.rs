@@ -1,12 +1,16 @@
 //! `tessera bots`: many QUIC clients against a node, for load and smoke tests. Each bot logs
 //! in with a token signed like `tessera token`'s, wanders, chases the nearest creature it
 //! sees within [`CHASE_RADIUS_M`] and attacks what it reaches, sending one input per tick.
-//! At the end a summary: connected, failures by reason, rates per client and in total, RTT
-//! over the run and state lag percentiles.
+//! Each bot also trades in the economy ([`economy`]: purchases, refunds, trade offers to
+//! players it sees, acceptances). At the end a summary: connected, failures by reason,
+//! rates per client and in total, RTT over the run and state lag percentiles, and the
+//! economy's figures (requests, applied per second, refusals by reason, coins held).
 //!
 //! Before starting the rest, the first bot logs in alone: if nothing answers at the
 //! address, or the node does not present the certificate of the data dir, the command says
 //! so once instead of reporting every bot's timeout.
+
+pub mod economy;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tessera_shared::client::{Client, ClientConfig, ClientError};
-use tessera_shared::ids::RegionId;
+use tessera_shared::ids::{PlayerId, RegionId};
 use tessera_shared::math::Vec2;
+use tessera_shared::protocol::messages::ControlS2c;
 use tessera_shared::protocol::quantize::dequantize_position;
 
+use self::economy::{EconomyFigures, EconomySummary, Trader};
 use crate::auth;
 use crate::node::status::percentile;
 
@@ -135,6 +141,8 @@ struct BotReport {
     redirects: u64,
     /// The region its login joined.
     region: Option<RegionId>,
+    /// Its economy requests and their answers.
+    economy: EconomyFigures,
 }
 
 /// What a run measured.
@@ -184,6 +192,8 @@ pub struct BotsReport {
     pub redirects: u64,
     /// Bots by the region their login joined (region id to bots).
     pub joined_regions: BTreeMap<u32, usize>,
+    /// The bots' economy.
+    pub economy: EconomySummary,
 }
 
 /// How many bots failed for one reason.
@@ -399,8 +409,19 @@ async fn play(mut client: Client, deadline: Instant, seed: u64) -> BotReport {
     let mut heading = Vec2::new(1.0, 0.0);
     let mut own = None;
     let mut target = None;
+    let mut trader = Trader::new(seed, seed);
+    let mut near: Vec<PlayerId> = Vec::new();
+    let mut trade = tokio::time::interval(Duration::from_secs(1));
+    let _ = client.get_economy();
     while Instant::now() < deadline {
         tokio::select! {
+            _ = trade.tick() => {
+                // Answers and offers since the last second (the control queue holds 256).
+                while let Some(message) = client.try_next_control() {
+                    trader.on_control(&client, message);
+                }
+                trader.act(&client, &near);
+            }
             _ = sample.tick() => {
                 if let Some(connection) = client.connection()
                     && report.rtts.len() < SAMPLES_PER_BOT_MAX
@@ -444,6 +465,10 @@ async fn play(mut client: Client, deadline: Instant, seed: u64) -> BotReport {
                         report.lag_ticks.push(expected.saturating_sub(snapshot.tick));
                     }
                     own = snapshot.entities.iter().find(|e| e.id == welcome.entity).map(|e| dequantize_position(e.position));
+                    near.clear();
+                    near.extend(
+                        snapshot.entities.iter().filter_map(|e| e.id.player()).filter(|p| *p != welcome.player).take(16),
+                    );
                     target = own.and_then(|me| {
                         snapshot
                             .entities
@@ -462,6 +487,20 @@ async fn play(mut client: Client, deadline: Instant, seed: u64) -> BotReport {
         }
     }
     report.played = started.elapsed();
+    // The coins it holds at the end: the last `Economy` of the run.
+    if report.error.is_none() && client.get_economy().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(message) = client.next_control().await {
+                let last = matches!(message, ControlS2c::Economy(_));
+                trader.on_control(&client, message);
+                if last {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+    report.economy = trader.figures;
     let stats = client.stats();
     report.bytes_in = stats.bytes_in;
     report.bytes_out = stats.bytes_out;
@@ -539,6 +578,12 @@ fn summarize(addr: SocketAddr, count: usize, reports: &[BotReport]) -> BotsRepor
         lag_ticks_p99: percentile(&lags, 99.0),
         reconnects: reports.iter().map(|r| r.reconnects).sum(),
         redirects: reports.iter().map(|r| r.redirects).sum(),
+        economy: EconomySummary::of(ok.iter().map(|r| &r.economy), {
+            // Wall time of the run: the longest any bot played.
+            ok.iter()
+                .map(|r| r.played.as_secs_f64())
+                .fold(0.0, f64::max)
+        }),
         joined_regions: reports.iter().filter_map(|r| r.region).fold(
             BTreeMap::new(),
             |mut by, region| {
@@ -607,10 +652,31 @@ impl std::fmt::Display for BotsReport {
             self.rtt_ms_p99,
             RTT_SAMPLE_INTERVAL.as_secs()
         )?;
-        write!(
+        writeln!(
             f,
             "state lag p50 / p99  {:>7} / {} ticks",
             self.lag_ticks_p50, self.lag_ticks_p99
+        )?;
+        let e = &self.economy;
+        writeln!(
+            f,
+            "economy requests     {:>10}   applied {} ({:.1}/s), duplicate {}, trades {}",
+            e.requests, e.applied, e.applied_per_s, e.duplicates, e.trades
+        )?;
+        let refused: Vec<String> = e.refused.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        writeln!(
+            f,
+            "economy refused      {}",
+            if refused.is_empty() {
+                "none".to_owned()
+            } else {
+                refused.join(", ")
+            }
+        )?;
+        write!(
+            f,
+            "coins held by bots   {:>10} when first told, {} at the end",
+            e.coins_first, e.coins_last
         )?;
         for failure in &self.failures {
             write!(f, "\n  {:>6} x {}", failure.count, failure.reason)?;
