@@ -83,17 +83,18 @@ fn config() -> Config {
 }
 
 /// `balance.toml`'s text with every spawn table's counts at 0: a world where only players
-/// move (the simulator's, and the crash test's).
+/// move (the simulator's, and the crash test's). Only spawn entries (`{ archetype = ..,
+/// count = N }`) change; other counts (the starter kit's items) keep their values.
 pub fn without_npcs(balance: &str) -> String {
     balance
         .lines()
         .map(|line| match line.find("count = ") {
-            Some(at) => {
+            Some(at) if line.contains("archetype = ") => {
                 let rest = &line[at + "count = ".len()..];
                 let digits = rest.chars().take_while(char::is_ascii_digit).count();
                 format!("{}count = 0{}", &line[..at], &rest[digits..])
             }
-            None => line.to_owned(),
+            _ => line.to_owned(),
         })
         .collect::<Vec<_>>()
         .join("\n")
