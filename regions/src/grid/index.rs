@@ -119,6 +119,8 @@ pub struct SpatialGrid<T: Copy + PartialEq> {
     slots: Vec<u32>,
     /// What the last rebuild changed; see [`SpatialGrid::last_rebuild`].
     last_rebuild: Rebuilt,
+    /// Buffers of [`SpatialGrid::splice`].
+    splice: splice::SpliceScratch<T>,
 }
 
 /// One rebuild's items, in insertion order.
@@ -210,6 +212,7 @@ impl<T: Copy + PartialEq> SpatialGrid<T> {
             dirty: Vec::new(),
             slots: Vec::new(),
             last_rebuild: Rebuilt::Sorted,
+            splice: splice::SpliceScratch::new(),
         })
     }
 
@@ -572,6 +575,8 @@ impl<T: Copy + PartialEq> SpatialGrid<T> {
         }
     }
 }
+
+mod splice;
 
 #[cfg(test)]
 mod tests;
