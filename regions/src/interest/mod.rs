@@ -193,6 +193,10 @@ pub fn update_interest(
     mut scratch: Local<InterestScratch>,
     mut observers: Query<(Entity, &Position, &Player, &mut Observer)>,
 ) {
+    if observers.is_empty() {
+        // Nothing to see, and no per-slot table to reset and scan (a dormant region).
+        return;
+    }
     let interest = config.0.world.interest;
     let cap = interest.visible_entities_max as usize;
     let n_slots = index.grid.len();

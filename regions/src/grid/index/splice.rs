@@ -68,8 +68,6 @@ impl<T: Copy + PartialEq> SpatialGrid<T> {
     pub fn set_position(&mut self, slot: usize, position: Vec2) {
         debug_assert_eq!(self.cell_of_slot(slot), self.cell_idx(position));
         self.positions[slot] = position;
-        // A later rebuild must not trust its comparison with the items it staged.
-        self.staged_complete = false;
     }
 
     /// Removes the items in slots `departures` and inserts `arrivals`, each into the cell of
@@ -134,10 +132,8 @@ impl<T: Copy + PartialEq> SpatialGrid<T> {
         debug_assert_eq!(self.positions.len(), n_new);
         debug_assert_eq!(self.cell_start[self.cell_start.len() - 1] as usize, n_new);
         self.splice = scratch;
-        // The rebuild's staging no longer matches the grid, nor its slots.
-        self.staged_complete = false;
+        // The last rebuild's slots are gone.
         self.slots.clear();
-        self.last_rebuild = Rebuilt::Sorted;
     }
 
     /// The cells whose items changed in the last [`SpatialGrid::splice`], ascending.

@@ -1,5 +1,5 @@
-//! Tests of the grid: queries against brute force, and rebuilds (sorted or with kept
-//! slots) against a fresh sort.
+//! Tests of the grid: queries against brute force, and rebuilds and splices against a
+//! fresh sort.
 
 use super::*;
 use proptest::prelude::*;
@@ -199,7 +199,7 @@ fn assert_same_as_fresh(g: &SpatialGrid<u32>, items: &[(Vec2, u32)]) {
 }
 
 #[test]
-fn kept_slots_match_a_fresh_sort() {
+fn rebuilds_match_a_fresh_sort() {
     let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
     let mut items: Vec<(Vec2, u32)> = (0..20)
         .map(|i| {
@@ -210,38 +210,24 @@ fn kept_slots_match_a_fresh_sort() {
         })
         .collect();
     g.rebuild(items.iter().copied());
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
-    // Nudged within their cells, one value changed: slots kept.
+    assert_same_as_fresh(&g, &items);
+    // Nudged within their cells, one value changed.
     for (p, _) in &mut items {
         p.x += 0.25;
     }
     items[3].1 = 99;
     g.rebuild(items.iter().copied());
-    assert_eq!(
-        g.last_rebuild(),
-        Rebuilt::SlotsKept {
-            values_changed: true
-        }
-    );
     assert_same_as_fresh(&g, &items);
-    g.rebuild(items.iter().copied());
-    assert_eq!(
-        g.last_rebuild(),
-        Rebuilt::SlotsKept {
-            values_changed: false
-        }
-    );
-    // One item crosses into another cell: sorted again.
+    // One item crosses into another cell.
     items[5].0.x = (items[5].0.x + 10.0) % 40.0;
     g.rebuild(items.iter().copied());
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
     assert_same_as_fresh(&g, &items);
-    // One fewer item: sorted again, even though the rest kept their cells.
+    // One fewer item.
     items.pop();
     g.rebuild(items.iter().copied());
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
     assert_same_as_fresh(&g, &items);
-    // After a panicking rebuild, the next one sorts (the staging is half-filled).
+    // A panicking rebuild leaves the contents as they were; the next one is whole.
+    let before = g.values().to_vec();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         g.rebuild(
             items
@@ -251,8 +237,8 @@ fn kept_slots_match_a_fresh_sort() {
         );
     }));
     assert!(r.is_err());
+    assert_eq!(g.values(), &before[..]);
     g.rebuild(items.iter().copied());
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
     assert_same_as_fresh(&g, &items);
 }
 
@@ -385,8 +371,8 @@ fn splice_inserts_in_key_order_and_lists_the_touched_cells() {
     assert!(g.cell_ranges().all(|r| r.is_empty()));
     // A rebuild after splices sorts afresh.
     g.rebuild([(at(1.0, 1.0), 1)]);
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
     assert_eq!(g.values(), &[1]);
+    assert_eq!(g.inserted_slots(), &[0]);
 }
 
 #[test]
