@@ -196,7 +196,8 @@ pub struct ObserverDiff {
 pub struct InterestOutput {
     /// One entry per observer, in a deterministic order.
     pub observers: Vec<ObserverDiff>,
-    /// This tick's views, each entity at most once, in the order first referenced.
+    /// This tick's views, each entity at most once, in the grid's order (by cell, then
+    /// by entity index): read in that order, the grid is read front to back.
     pub entities: Vec<EntityView>,
     /// Indices into `entities`, referenced by the diffs' `entered` and `changed`.
     pub members: Vec<u32>,

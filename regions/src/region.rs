@@ -305,6 +305,12 @@ impl Region {
         self.world.resource::<TickOutput>()
     }
 
+    /// The world, for the crate's tests to inspect.
+    #[cfg(test)]
+    pub(crate) fn world_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+
     /// The output of the last [`Region::step`] (empty before the first).
     pub fn output(&self) -> &TickOutput {
         self.world.resource::<TickOutput>()

@@ -51,8 +51,17 @@ impl WakeMap {
         self.bits.clear();
         self.bits.resize(n_cells.div_ceil(64), 0);
     }
-    fn set(&mut self, idx: usize) {
-        self.bits[idx / 64] |= 1 << (idx % 64);
+    /// Sets the bits of cells `start..end`, a word at a time (a player's wake square is
+    /// a run of 17 cells per row at the shipped radius and cell size).
+    fn set_range(&mut self, start: usize, end: usize) {
+        let mut i = start;
+        while i < end {
+            let bit = i % 64;
+            let n = (64 - bit).min(end - i);
+            let ones = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+            self.bits[i / 64] |= ones << bit;
+            i += n;
+        }
     }
     fn get(&self, idx: usize) -> bool {
         self.bits[idx / 64] & (1 << (idx % 64)) != 0
@@ -106,9 +115,8 @@ pub fn wake_npcs(
         let (x0, y0) = grid.cell_of(position.0 - reach);
         let (x1, y1) = grid.cell_of(position.0 + reach);
         for y in y0..=y1 {
-            for x in x0..=x1 {
-                wake.set(y as usize * w as usize + x as usize);
-            }
+            let row = y as usize * w as usize;
+            wake.set_range(row + x0 as usize, row + x1 as usize + 1);
         }
     }
 }
@@ -365,5 +373,29 @@ fn seek(from: Vec2, to: Vec2, speed_mps: f32, dt_s: f32) -> Vec2 {
         delta * (speed_mps / dist)
     } else {
         Vec2::ZERO
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WakeMap;
+
+    #[test]
+    fn set_range_sets_exactly_the_range() {
+        for (n, start, end) in [
+            (300, 0, 0),
+            (300, 3, 4),
+            (300, 60, 70),
+            (300, 0, 300),
+            (300, 64, 128),
+            (300, 5, 250),
+        ] {
+            let mut map = WakeMap::default();
+            map.reset(n);
+            map.set_range(start, end);
+            for i in 0..n {
+                assert_eq!(map.get(i), (start..end).contains(&i), "{start}..{end}: {i}");
+            }
+        }
     }
 }

@@ -1,19 +1,16 @@
-//! A uniform grid over a region's bounds, rebuilt every tick with a stable counting sort,
-//! or patched in place when no item changed cell.
+//! A uniform grid over a region's bounds, rebuilt wholesale with a stable counting sort
+//! ([`SpatialGrid::rebuild`]) or edited in place ([`SpatialGrid::splice`] and
+//! [`SpatialGrid::set_position`], in `splice.rs`: what the region's index uses).
 //!
-//! Why a grid and not a tree: every entity moves every tick, so the index is rebuilt every
-//! tick, and a counting sort into fixed cells is a few linear passes over flat arrays with no
-//! allocation once warm (PERFORMANCE.md goal 2: >= 10x faster to rebuild than an rstar
-//! R-tree). Items of one cell are contiguous, and so are the items of a run of cells in one
-//! row, so a query walks one slice per row of cells.
+//! Why a grid and not a tree: a counting sort into fixed cells is a few linear passes over
+//! flat arrays with no allocation once warm (PERFORMANCE.md goal 2: >= 10x faster to
+//! rebuild than an rstar R-tree), and an edit is a merge of flat arrays. Items of one cell
+//! are contiguous, and so are the items of a run of cells in one row, so a query walks one
+//! slice per row of cells.
 //!
 //! Determinism: the sort is stable, so items of a cell keep insertion order and every query
 //! visits items in the same order for the same inputs (row by row, cell by cell, then
-//! insertion order). The slots depend only on the sequence of the items' cells, so when a
-//! rebuild sees the same sequence as the previous one (same count, every item in the cell it
-//! was in: a region where nothing moved far, the dormant case) it keeps every slot and
-//! rewrites only the positions and values that differ, which is exactly what the sort would
-//! have produced.
+//! insertion order; after splices, the splices' key order).
 //!
 //! Layout: structure of arrays. Positions and values are sorted into separate arrays, so a
 //! query's distance tests stream through 8 bytes per item and touch a value only on a hit,
@@ -21,9 +18,9 @@
 //! bytes per item instead of a padded tuple.
 //!
 //! Memory: two `u32`s per cell plus one (`cell_start` has a sentinel; the counts and write
-//! cursors), and per item a `Vec2` and a `T` in the sorted storage, the same in the staging
-//! buffers (which persist: the next rebuild is compared with them), one `u32` cell index,
-//! one `u32` slot (where each inserted item went) and, on a patch, one `u32` per dirty item.
+//! cursors), and per item a `Vec2` and a `T` in the sorted storage and the same again in
+//! the staging buffers of a rebuild or a splice (kept between calls), one `u32` cell index
+//! and one `u32` slot (where each inserted item went).
 
 use tessera_shared::math::{Aabb, Vec2};
 
@@ -104,21 +101,14 @@ pub struct SpatialGrid<T: Copy + PartialEq> {
     /// Per cell, its item count while staging, then the next slot to write while
     /// scattering (one array for both: the counts are consumed by the prefix sums).
     cell_cursor: Vec<u32>,
-    /// The items of the last rebuild in insertion order: positions, values and cells.
-    /// Each rebuild compares its items with these and overwrites only those that differ,
-    /// so a rebuild in which nothing changed writes nothing.
+    /// Staging of a rebuild: its items in insertion order, with their cells, so that a
+    /// panicking item iterator leaves the grid as it was.
     staged: Staged<T>,
-    /// True once a rebuild completed: false while one runs, so that a rebuild after a
-    /// panicking one never trusts a half-updated `staged`.
-    staged_complete: bool,
-    /// Reused by `rebuild`: the insertion indices whose position or value differ from the
-    /// previous rebuild's, while every cell so far is the same (what a patch rewrites).
-    dirty: Vec<u32>,
     /// `slots[i]`: the slot of the `i`th item of the last rebuild; see
     /// [`SpatialGrid::inserted_slots`].
     slots: Vec<u32>,
-    /// What the last rebuild changed; see [`SpatialGrid::last_rebuild`].
-    last_rebuild: Rebuilt,
+    /// Buffers of [`SpatialGrid::splice`].
+    splice: splice::SpliceScratch<T>,
 }
 
 /// One rebuild's items, in insertion order.
@@ -138,25 +128,11 @@ impl<T> Staged<T> {
         }
     }
 
-    fn truncate(&mut self, n: usize) {
-        self.positions.truncate(n);
-        self.values.truncate(n);
-        self.cells.truncate(n);
+    fn clear(&mut self) {
+        self.positions.clear();
+        self.values.clear();
+        self.cells.clear();
     }
-}
-
-/// What the last [`SpatialGrid::rebuild`] did to the slots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rebuilt {
-    /// Items were sorted into slots afresh (the count or some item's cell differed from
-    /// the rebuild before): any slot may hold a different item.
-    Sorted,
-    /// Every item kept its slot (same count, each in the same cell as before), and only
-    /// positions and values that differed were rewritten.
-    SlotsKept {
-        /// Whether any item's value differed from the previous rebuild's.
-        values_changed: bool,
-    },
 }
 
 impl<T: Copy + PartialEq> SpatialGrid<T> {
@@ -206,18 +182,12 @@ impl<T: Copy + PartialEq> SpatialGrid<T> {
             values: Vec::new(),
             cell_cursor: vec![0; n_cells],
             staged: Staged::new(),
-            staged_complete: false,
-            dirty: Vec::new(),
             slots: Vec::new(),
-            last_rebuild: Rebuilt::Sorted,
+            splice: splice::SpliceScratch::new(),
         })
     }
 
-    /// Replaces the contents with `items`: a stable counting sort into contiguous storage,
-    /// or, when every item is in the cell the item of the same insertion index was in at
-    /// the previous rebuild (and the count is the same), the previous slots patched in
-    /// place. Either way the slots are those of the sort; [`SpatialGrid::last_rebuild`]
-    /// says which it was.
+    /// Replaces the contents with `items`: a stable counting sort into contiguous storage.
     ///
     /// Buffers are reused, so once they have grown to the item count a rebuild does not
     /// allocate. Positions outside the bounds go to the nearest edge cell. A NaN coordinate
@@ -231,103 +201,29 @@ impl<T: Copy + PartialEq> SpatialGrid<T> {
     /// # Panics
     /// If there are more than [`GRID_ITEMS_MAX`] items.
     pub fn rebuild(&mut self, items: impl IntoIterator<Item = (Vec2, T)>) {
-        // Pass 1, the only pass that runs caller code, touches only scratch buffers. It
-        // stages the items over the previous rebuild's, noting which differ while every
-        // cell is the same as before, and counts each cell's items once one is not (the
-        // prefix that was the same is counted when that happens).
-        let mut same_cells = std::mem::replace(&mut self.staged_complete, false);
-        let n_previous = self.staged.cells.len();
-        self.dirty.clear();
-        if !same_cells {
-            self.cell_cursor.fill(0);
-        }
-        let mut values_changed = false;
-        let mut n_items = 0usize;
+        // Pass 1, the only pass that runs caller code, touches only scratch buffers: it
+        // stages the items with their cells and counts each cell's items.
+        self.slots.clear();
+        self.staged.clear();
+        self.cell_cursor.fill(0);
         for (p, t) in items {
             let c = self.cell_idx(p);
-            let i = n_items;
-            n_items += 1;
-            let staged = &mut self.staged;
-            if i < staged.cells.len() {
-                let cell_changed = staged.cells[i] != c;
-                let was = staged.positions[i];
-                let moved = p.x.to_bits() != was.x.to_bits() || p.y.to_bits() != was.y.to_bits();
-                let revalued = staged.values[i] != t;
-                if cell_changed {
-                    staged.cells[i] = c;
-                }
-                if moved {
-                    staged.positions[i] = p;
-                }
-                if revalued {
-                    staged.values[i] = t;
-                    values_changed = true;
-                }
-                if same_cells {
-                    if !cell_changed {
-                        if moved || revalued {
-                            // Bounded by GRID_ITEMS_MAX (checked below) until it is used.
-                            self.dirty.push(i as u32);
-                        }
-                        continue;
-                    }
-                    same_cells = false;
-                    Self::count_cells(&mut self.cell_cursor, &staged.cells[..i]);
-                }
-            } else {
-                staged.cells.push(c);
-                staged.positions.push(p);
-                staged.values.push(t);
-                if same_cells {
-                    same_cells = false;
-                    Self::count_cells(&mut self.cell_cursor, &staged.cells[..i]);
-                }
-            }
+            self.staged.cells.push(c);
+            self.staged.positions.push(p);
+            self.staged.values.push(t);
             self.cell_cursor[c as usize] += 1;
         }
+        let n_items = self.staged.cells.len();
         assert!(
             n_items <= GRID_ITEMS_MAX,
             "{n_items} items, more than {GRID_ITEMS_MAX}"
         );
-        self.staged.truncate(n_items);
-        if same_cells && n_items != n_previous {
-            // Fewer items, the rest in their cells: the slots still move.
-            same_cells = false;
-            Self::count_cells(&mut self.cell_cursor, &self.staged.cells);
-        }
-        self.last_rebuild = if same_cells {
-            self.patch(values_changed)
-        } else {
-            self.sort();
-            Rebuilt::Sorted
-        };
-        self.staged_complete = true;
+        self.sort();
         assert_eq!(self.cell_start[0], 0);
         assert_eq!(self.cell_start[self.cell_start.len() - 1] as usize, n_items);
         assert_eq!(self.positions.len(), n_items);
         assert_eq!(self.values.len(), n_items);
         assert_eq!(self.slots.len(), n_items);
-    }
-
-    /// Zeroes the counts, then counts `cells`.
-    fn count_cells(counts: &mut [u32], cells: &[u32]) {
-        counts.fill(0);
-        for &c in cells {
-            counts[c as usize] += 1;
-        }
-    }
-
-    /// The staged items are in the same cells, in the same order, as the previous
-    /// rebuild's, so the sort would give each the slot its predecessor had: rewrite only
-    /// the dirty ones, in those slots.
-    fn patch(&mut self, values_changed: bool) -> Rebuilt {
-        for &i in &self.dirty {
-            let i = i as usize;
-            let slot = self.slots[i] as usize;
-            self.positions[slot] = self.staged.positions[i];
-            self.values[slot] = self.staged.values[i];
-        }
-        Rebuilt::SlotsKept { values_changed }
     }
 
     /// The counting sort proper, from the counts pass 1 left in `cell_cursor`: exclusive
@@ -384,23 +280,17 @@ impl<T: Copy + PartialEq> SpatialGrid<T> {
 
     /// Where each item of the last rebuild went: `inserted_slots()[i]` is the slot (index
     /// into [`SpatialGrid::positions`] and [`SpatialGrid::values`]) of the `i`th item
-    /// passed to [`SpatialGrid::rebuild`].
+    /// passed to [`SpatialGrid::rebuild`]; empty after a splice.
     pub fn inserted_slots(&self) -> &[u32] {
         &self.slots
     }
 
-    /// Whether the last rebuild sorted afresh or kept every slot; lets a caller that keeps
-    /// its own tables by slot (or derived from the values) skip rewriting them.
-    pub fn last_rebuild(&self) -> Rebuilt {
-        self.last_rebuild
-    }
-
-    /// Number of items from the last rebuild.
+    /// Number of items.
     pub fn len(&self) -> usize {
         self.positions.len()
     }
 
-    /// True if the last rebuild had no items.
+    /// True if the grid holds no items.
     pub fn is_empty(&self) -> bool {
         self.positions.is_empty()
     }
@@ -572,6 +462,8 @@ impl<T: Copy + PartialEq> SpatialGrid<T> {
         }
     }
 }
+
+mod splice;
 
 #[cfg(test)]
 mod tests;

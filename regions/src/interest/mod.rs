@@ -126,35 +126,55 @@ pub struct InterestScratch {
     previous: Vec<(u32, bool)>,
     /// (id, entity, grid slot) of the candidates not visible before, sorted by id.
     entered: Vec<(NetId, Entity, u32)>,
-    /// Indices into the output's entity table of this observer's changed members.
+    /// Grid slots of this observer's changed members.
     changed: Vec<u32>,
     marks: Marks,
-    /// Per grid slot, the entity's index in this tick's `InterestOutput::entities`
-    /// ([`NOT_INTERNED`]: not there yet), so each entity is copied out once per tick
-    /// however many observers see it. As long as the grid's items.
+    /// Per grid slot, whether some observer's diff refers to the entity this tick
+    /// ([`WANTED`]), and then its index in `InterestOutput::entities` ([`NOT_INTERNED`]:
+    /// not in the table), so each entity is copied out once per tick however many
+    /// observers see it. As long as the grid's items.
     interned: Vec<u32>,
 }
 
 /// `InterestScratch::interned` of a slot whose entity is not in the table.
 const NOT_INTERNED: u32 = u32::MAX;
 
+/// `InterestScratch::interned` of a slot whose entity a diff refers to, before the table
+/// is written.
+const WANTED: u32 = u32::MAX - 1;
+
 /// `InterestScratch::previous` of a member that left the grid (despawned, handed off).
 const GONE: u32 = u32::MAX;
 
-/// The index of the entity in grid `slot` in this tick's entity table, adding it on first
-/// use.
-fn intern(
+/// Marks the entity in grid `slot` for this tick's entity table and returns the slot,
+/// which the diffs hold until [`intern_wanted`] turns it into an index into the table.
+#[inline]
+fn want(interned: &mut [u32], slot: usize) -> u32 {
+    interned[slot] = WANTED;
+    // Grid slots fit u32: the grid refuses more than GRID_ITEMS_MAX items.
+    slot as u32
+}
+
+/// Writes the view of every wanted entity into the table, in slot order (the grid's
+/// arrays read front to back, where interning at first reference read them at random: a
+/// cache miss per entity, a third of interest's time), then turns the slots in `members`
+/// into indices into the table.
+fn intern_wanted(
     interned: &mut [u32],
-    entities: &mut Vec<EntityView>,
     index: &SpatialIndex,
-    slot: usize,
-) -> u32 {
-    if interned[slot] == NOT_INTERNED {
-        // The table is bounded by the grid's items, which fit u32 (GRID_ITEMS_MAX).
-        interned[slot] = entities.len() as u32;
-        entities.push(view(index, slot));
+    entities: &mut Vec<EntityView>,
+    members: &mut [u32],
+) {
+    for (slot, interned) in interned.iter_mut().enumerate() {
+        if *interned == WANTED {
+            // The table is bounded by the grid's items, which fit u32 (GRID_ITEMS_MAX).
+            *interned = entities.len() as u32;
+            entities.push(view(index, slot));
+        }
     }
-    interned[slot]
+    for member in members {
+        *member = interned[*member as usize];
+    }
 }
 
 impl RegionPlugin for InterestPlugin {
@@ -173,6 +193,10 @@ pub fn update_interest(
     mut scratch: Local<InterestScratch>,
     mut observers: Query<(Entity, &Position, &Player, &mut Observer)>,
 ) {
+    if observers.is_empty() {
+        // Nothing to see, and no per-slot table to reset and scan (a dormant region).
+        return;
+    }
     let interest = config.0.world.interest;
     let cap = interest.visible_entities_max as usize;
     let n_slots = index.grid.len();
@@ -189,6 +213,8 @@ pub fn update_interest(
     interned.resize(n_slots, NOT_INTERNED);
     marks.fit(n_slots);
     let out = &mut output.interest;
+    // Until the end, the diffs' members are grid slots (see `want`).
+    let members_start = out.members.len();
     for (entity, position, player, mut observer) in &mut observers {
         let observer = &mut *observer;
         let refresh = observer.refresh_now
@@ -200,8 +226,8 @@ pub fn update_interest(
         let entered_start = out.members.len();
         let left_start = out.left.len();
         changed.clear();
-        next_visible.clear();
         if refresh {
+            next_visible.clear();
             let (was, kept) = marks.next_stamps();
             previous.clear();
             for &(member, _) in &observer.visible {
@@ -229,8 +255,7 @@ pub fn update_interest(
             // Ids are unique: the order is total.
             entered.sort_unstable_by_key(|&(id, _, _)| id);
             for &(_, _, slot) in entered.iter() {
-                let idx = intern(interned, &mut out.entities, &index, slot as usize);
-                out.members.push(idx);
+                out.members.push(want(interned, slot as usize));
             }
             // The kept members (in id order already) merged with the entered ones, so
             // the visible set stays sorted; changes and departures follow in id order.
@@ -248,25 +273,39 @@ pub fn update_interest(
                     continue;
                 }
                 if is_changed {
-                    changed.push(intern(interned, &mut out.entities, &index, slot as usize));
+                    changed.push(want(interned, slot as usize));
                 }
                 next_visible.push((member, id));
             }
             next_visible.extend(entering.map(|&(id, entity, _)| (entity, id)));
-        } else {
-            // Nothing enters between refreshes: changes go straight to the output.
-            for &(member, id) in &observer.visible {
-                match index.placement(member) {
-                    Some((slot, is_changed)) => {
-                        if is_changed {
-                            let idx = intern(interned, &mut out.entities, &index, slot);
-                            out.members.push(idx);
-                        }
-                        next_visible.push((member, id));
-                    }
-                    None => out.left.push(id),
-                }
+            // Copied into the observer's own buffer, sized to fit: swapping the scratch in
+            // would hand every observer the capacity of the largest set any had (twice its
+            // own after doubling), memory held per player.
+            let visible = &mut observer.visible;
+            visible.clear();
+            if visible.capacity() > 2 * next_visible.len() {
+                visible.shrink_to(next_visible.len());
             }
+            visible.reserve_exact(next_visible.len());
+            visible.extend_from_slice(next_visible);
+        } else {
+            // Nothing enters between refreshes: changes go straight to the output, and
+            // the members that left the grid are dropped in place (most ticks, none is,
+            // and the set is not rewritten). Only a changed member's slot is looked up.
+            observer
+                .visible
+                .retain(|&(member, id)| match index.changed_flag(member) {
+                    Some(is_changed) => {
+                        if is_changed && let Some((slot, _)) = index.placement(member) {
+                            out.members.push(want(interned, slot));
+                        }
+                        true
+                    }
+                    None => {
+                        out.left.push(id);
+                        false
+                    }
+                });
         }
         let entered_end = if refresh {
             out.members.len()
@@ -280,17 +319,13 @@ pub fn update_interest(
             changed: entered_end..out.members.len(),
             left: left_start..out.left.len(),
         });
-        // Copied into the observer's own buffer, sized to fit: swapping the scratch in
-        // would hand every observer the capacity of the largest set any had (twice its
-        // own after doubling), memory held per player.
-        let visible = &mut observer.visible;
-        visible.clear();
-        if visible.capacity() > 2 * next_visible.len() {
-            visible.shrink_to(next_visible.len());
-        }
-        visible.reserve_exact(next_visible.len());
-        visible.extend_from_slice(next_visible);
     }
+    intern_wanted(
+        interned,
+        &index,
+        &mut out.entities,
+        &mut out.members[members_start..],
+    );
 }
 
 fn view(index: &SpatialIndex, slot: usize) -> EntityView {
@@ -361,7 +396,8 @@ fn collect_candidates(
         }
         if candidates.len() >= cap {
             // Inner rings are kept whole; from this ring, the nearest that fit (ties
-            // broken by grid slot, itself deterministic).
+            // broken by grid slot: by cell, then entity index, so by which entities are
+            // where, not by the order the ECS iterates them in).
             let ring = &mut candidates[ring_start..];
             let room = cap - ring_start;
             if room < ring.len() {

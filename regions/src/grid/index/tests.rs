@@ -1,5 +1,5 @@
-//! Tests of the grid: queries against brute force, and rebuilds (sorted or with kept
-//! slots) against a fresh sort.
+//! Tests of the grid: queries against brute force, and rebuilds and splices against a
+//! fresh sort.
 
 use super::*;
 use proptest::prelude::*;
@@ -199,7 +199,7 @@ fn assert_same_as_fresh(g: &SpatialGrid<u32>, items: &[(Vec2, u32)]) {
 }
 
 #[test]
-fn kept_slots_match_a_fresh_sort() {
+fn rebuilds_match_a_fresh_sort() {
     let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
     let mut items: Vec<(Vec2, u32)> = (0..20)
         .map(|i| {
@@ -210,38 +210,24 @@ fn kept_slots_match_a_fresh_sort() {
         })
         .collect();
     g.rebuild(items.iter().copied());
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
-    // Nudged within their cells, one value changed: slots kept.
+    assert_same_as_fresh(&g, &items);
+    // Nudged within their cells, one value changed.
     for (p, _) in &mut items {
         p.x += 0.25;
     }
     items[3].1 = 99;
     g.rebuild(items.iter().copied());
-    assert_eq!(
-        g.last_rebuild(),
-        Rebuilt::SlotsKept {
-            values_changed: true
-        }
-    );
     assert_same_as_fresh(&g, &items);
-    g.rebuild(items.iter().copied());
-    assert_eq!(
-        g.last_rebuild(),
-        Rebuilt::SlotsKept {
-            values_changed: false
-        }
-    );
-    // One item crosses into another cell: sorted again.
+    // One item crosses into another cell.
     items[5].0.x = (items[5].0.x + 10.0) % 40.0;
     g.rebuild(items.iter().copied());
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
     assert_same_as_fresh(&g, &items);
-    // One fewer item: sorted again, even though the rest kept their cells.
+    // One fewer item.
     items.pop();
     g.rebuild(items.iter().copied());
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
     assert_same_as_fresh(&g, &items);
-    // After a panicking rebuild, the next one sorts (the staging is half-filled).
+    // A panicking rebuild leaves the contents as they were; the next one is whole.
+    let before = g.values().to_vec();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         g.rebuild(
             items
@@ -251,8 +237,8 @@ fn kept_slots_match_a_fresh_sort() {
         );
     }));
     assert!(r.is_err());
+    assert_eq!(g.values(), &before[..]);
     g.rebuild(items.iter().copied());
-    assert_eq!(g.last_rebuild(), Rebuilt::Sorted);
     assert_same_as_fresh(&g, &items);
 }
 
@@ -332,6 +318,133 @@ proptest! {
                 // A box whose min edge is exactly an item position.
                 let bx = Aabb::new(p, Vec2::new(p.x + 20.0, p.y + 20.0));
                 prop_assert_eq!(box_ids(&g, bx), brute_box(&pts, bx));
+            }
+        }
+    }
+}
+
+/// Compares a spliced grid with one sorted afresh from `items` in id order, which is the
+/// order a splice keeps within a cell (the key is the value itself).
+fn assert_same_as_sorted_by_id(
+    g: &SpatialGrid<u32>,
+    items: &std::collections::BTreeMap<u32, Vec2>,
+) {
+    let mut fresh = SpatialGrid::new(g.bounds(), g.cell_size_m()).unwrap();
+    fresh.rebuild(items.iter().map(|(&id, &p)| (p, id)));
+    let bits = |ps: &[Vec2]| {
+        ps.iter()
+            .map(|p| (p.x.to_bits(), p.y.to_bits()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bits(g.positions()), bits(fresh.positions()));
+    assert_eq!(g.values(), fresh.values());
+    assert!(g.cell_ranges().eq(fresh.cell_ranges()));
+    for slot in 0..g.len() {
+        assert_eq!(g.cell_of_slot(slot), g.cell_index(g.positions()[slot]));
+    }
+}
+
+#[test]
+fn splice_inserts_in_key_order_and_lists_the_touched_cells() {
+    let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
+    let at = |x: f32, y: f32| Vec2::new(x, y);
+    g.splice(
+        &[],
+        [(at(1.0, 1.0), 7), (at(2.0, 2.0), 3), (at(35.0, 35.0), 5)],
+        |&v| v,
+    );
+    assert_eq!(g.values(), &[3, 7, 5]);
+    assert_eq!(g.touched_cells(), &[0, 15]);
+    // 7 leaves cell 0 for cell 1, 4 arrives in cell 0 between... nothing: after 3.
+    g.splice(&[1], [(at(12.0, 1.0), 7), (at(3.0, 3.0), 4)], |&v| v);
+    assert_eq!(g.values(), &[3, 4, 7, 5]);
+    assert_eq!(g.touched_cells(), &[0, 1]);
+    assert_eq!(g.slots_of_cell(0), 0..2);
+    assert_eq!(g.slots_of_cell(1), 2..3);
+    assert_eq!(g.slots_of_cell(15), 3..4);
+    assert_eq!(g.cell_of_slot(3), 15);
+    g.set_position(0, at(9.0, 9.0));
+    assert_eq!(g.positions()[0], at(9.0, 9.0));
+    // Everything out.
+    g.splice(&[3, 0, 2, 1], [], |&v| v);
+    assert!(g.is_empty());
+    assert!(g.cell_ranges().all(|r| r.is_empty()));
+    // A rebuild after splices sorts afresh.
+    g.rebuild([(at(1.0, 1.0), 1)]);
+    assert_eq!(g.values(), &[1]);
+    assert_eq!(g.inserted_slots(), &[0]);
+}
+
+#[test]
+#[should_panic(expected = "departs twice")]
+fn splice_refuses_a_slot_departing_twice() {
+    let mut g = SpatialGrid::<u32>::new(region(40.0, 40.0), 10.0).unwrap();
+    g.splice(&[], [(Vec2::new(1.0, 1.0), 1)], |&v| v);
+    g.splice(&[0, 0], [], |&v| v);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Items move (within and across cells), leave and arrive over several splices; the
+    /// grid always equals a fresh sort in id order, and cells not listed as touched keep
+    /// their items.
+    #[test]
+    fn splices_match_a_fresh_sort_in_key_order(
+        start in prop::collection::vec(point(), 0..150),
+        steps in prop::collection::vec(
+            prop::collection::vec((0u32..200, -20.0f32..20.0, -20.0f32..20.0, 0u32..8), 0..60),
+            1..6),
+    ) {
+        let mut g = SpatialGrid::<u32>::new(region(500.0, 500.0), 16.0).unwrap();
+        let mut items: std::collections::BTreeMap<u32, Vec2> =
+            (0u32..).zip(start).collect();
+        g.splice(&[], items.iter().map(|(&id, &p)| (p, id)), |&v| v);
+        assert_same_as_sorted_by_id(&g, &items);
+        for step in steps {
+            let before: Vec<(std::ops::Range<usize>, Vec<u32>)> = (0..g.dims().0 * g.dims().1)
+                .map(|c| (g.slots_of_cell(c), g.values()[g.slots_of_cell(c)].to_vec()))
+                .collect();
+            let slot_of = |g: &SpatialGrid<u32>, id: u32| g.values().iter().position(|&v| v == id);
+            let mut departures = Vec::new();
+            let mut arrivals = Vec::new();
+            let mut edited = std::collections::BTreeSet::new();
+            for (id, dx, dy, action) in step {
+                if !edited.insert(id) {
+                    continue;
+                }
+                match (items.get(&id).copied(), action) {
+                    // Leaves.
+                    (Some(_), 0) => {
+                        departures.push(slot_of(&g, id).unwrap() as u32);
+                        items.remove(&id);
+                    }
+                    // Moves: in place if it stays in its cell.
+                    (Some(p), _) => {
+                        let to = Vec2::new(p.x + dx, p.y + dy);
+                        let slot = slot_of(&g, id).unwrap();
+                        if g.cell_index(to) == g.cell_of_slot(slot) {
+                            g.set_position(slot, to);
+                        } else {
+                            departures.push(slot as u32);
+                            arrivals.push((to, id));
+                        }
+                        items.insert(id, to);
+                    }
+                    // Arrives.
+                    (None, _) => {
+                        let to = Vec2::new(250.0 + dx * 12.0, 250.0 + dy * 12.0);
+                        arrivals.push((to, id));
+                        items.insert(id, to);
+                    }
+                }
+            }
+            g.splice(&departures, arrivals, |&v| v);
+            assert_same_as_sorted_by_id(&g, &items);
+            for (cell, (_, was)) in (0u32..).zip(&before) {
+                if g.touched_cells().binary_search(&cell).is_err() {
+                    prop_assert_eq!(&g.values()[g.slots_of_cell(cell)], &was[..]);
+                }
             }
         }
     }
