@@ -114,6 +114,53 @@ impl EventBus for BusDyn {
             BusDyn::Redis(b) => b.subscribe_ghosts(regions).await,
         }
     }
+    async fn publish_chat(&self, payloads: &[Vec<u8>]) -> Result<(), BusError> {
+        match self {
+            BusDyn::Local(b) => b.publish_chat(payloads).await,
+            BusDyn::Redis(b) => b.publish_chat(payloads).await,
+        }
+    }
+    async fn subscribe_chat(&self) -> Result<ChatFeed, BusError> {
+        match self {
+            BusDyn::Local(b) => b.subscribe_chat().await,
+            BusDyn::Redis(b) => b.subscribe_chat().await,
+        }
+    }
+}
+
+#[test]
+fn chat_reaches_every_subscriber_in_order_and_over_limit_is_refused() {
+    both("bus::chat", BusConfig::default(), |bus| async move {
+        let mut first = bus.subscribe_chat().await.unwrap();
+        let mut second = bus.subscribe_chat().await.unwrap();
+        let payloads: Vec<Vec<u8>> = (0..50u8).map(|n| vec![n; 1 + n as usize]).collect();
+        bus.publish_chat(&payloads[..20]).await.unwrap();
+        bus.publish_chat(&payloads[20..]).await.unwrap();
+        for feed in [&mut first, &mut second] {
+            let mut got = Vec::new();
+            while got.len() < payloads.len() {
+                let frame = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+                    .await
+                    .expect("chat within 5 s")
+                    .expect("the feed goes on");
+                if got.is_empty() {
+                    assert_eq!(frame.gap, 0);
+                }
+                // Other tests' messages share the channel (the Redis one): keep ours.
+                if frame.payload.first().is_some_and(|&b| b < 50)
+                    && frame.payload.len() == 1 + frame.payload[0] as usize
+                {
+                    got.push(frame.payload);
+                }
+            }
+            assert_eq!(got, payloads, "{bus:?}: every message, in order");
+        }
+        let huge = vec![vec![0u8; tessera::persistence::bus::CHAT_BYTES_MAX + 1]];
+        assert!(matches!(
+            bus.publish_chat(&huge).await,
+            Err(BusError::TooLarge { .. })
+        ));
+    });
 }
 
 #[test]

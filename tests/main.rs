@@ -5,6 +5,7 @@ mod util;
 mod admin;
 mod bounds;
 mod bus;
+mod chat;
 mod cli;
 mod cluster;
 mod cluster_sim;

@@ -465,6 +465,9 @@ fn bots_connect_play_and_report() {
     assert!(e.requests > 0 && e.applied > 0, "{report}");
     assert!(e.applied + e.duplicates + refused <= e.requests, "{report}");
     assert!(report.to_string().contains("economy requests"), "{report}");
+    // And chat: what they say is heard (bots start together, within `say` of each other).
+    assert!(e.chat_sent > 0 && e.chat_heard > 0, "{report}");
+    assert!(report.to_string().contains("chat and commands"), "{report}");
 }
 
 /// `tessera bots` as a user runs it: its address and data dir from the flags, bots
@@ -592,12 +595,13 @@ fn a_saved_resume_ticket_continues_the_player_and_bad_tickets_are_refused() {
             player,
             kind: TicketKind::Resume,
             region: None,
+            name: "eve".into(),
         };
         let cases = [
             b"garbage".to_vec(),
             vec![0xff; 513],
-            other_cluster.issue(resume, now()),
-            ours.issue(resume, now() - 3_600),
+            other_cluster.issue(resume.clone(), now()),
+            ours.issue(resume.clone(), now() - 3_600),
         ];
         for ticket in cases {
             let mut config = client_config(&node, auth::mint(&node.secret, &claims("eve")));

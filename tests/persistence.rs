@@ -328,21 +328,43 @@ async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestS
 }
 
 async fn check_bans_are_set_read_and_lifted<S: TestStore>(store: &S) {
-    use tessera::persistence::audit::BanRecord;
+    use tessera::persistence::audit::{Sanction, SanctionRecord};
     let player = PlayerId(77);
-    assert_eq!(store.ban_of(player).await.unwrap(), None);
-    for until in [Some(2_000_000_000), None] {
-        let ban = BanRecord {
-            player,
-            until_unix_s: until,
-            reason: "griefing".into(),
-        };
-        store.set_ban(player, Some(&ban)).await.unwrap();
-        assert_eq!(store.ban_of(player).await.unwrap(), Some(ban));
+    for kind in [Sanction::Ban, Sanction::Mute] {
+        assert_eq!(store.sanction_of(kind, player).await.unwrap(), None);
+        for until in [Some(2_000_000_000), None] {
+            let record = SanctionRecord {
+                player,
+                until_unix_s: until,
+                reason: format!("griefing ({})", kind.name()),
+            };
+            store
+                .set_sanction(kind, player, Some(&record))
+                .await
+                .unwrap();
+            assert_eq!(store.sanction_of(kind, player).await.unwrap(), Some(record));
+        }
+        assert_eq!(store.sanction_of(kind, PlayerId(78)).await.unwrap(), None);
     }
-    assert_eq!(store.ban_of(PlayerId(78)).await.unwrap(), None);
-    store.set_ban(player, None).await.unwrap();
-    assert_eq!(store.ban_of(player).await.unwrap(), None);
+    // Each kind is its own: lifting the ban leaves the mute.
+    store
+        .set_sanction(Sanction::Ban, player, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sanction_of(Sanction::Ban, player).await.unwrap(),
+        None
+    );
+    let mute = store.sanction_of(Sanction::Mute, player).await.unwrap();
+    assert_eq!(mute.map(|m| m.reason), Some("griefing (mute)".into()));
+    store
+        .set_sanction(Sanction::Mute, player, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sanction_of(Sanction::Mute, player).await.unwrap(),
+        None
+    );
 }
 
 macro_rules! conformance {

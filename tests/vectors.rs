@@ -159,6 +159,42 @@ fn message_cases() -> Vec<(&'static str, &'static str, Vec<u8>, Value)> {
                 open_until_ms: 1_796_623_148_643,
             }),
         ),
+        c2s(
+            "chat_whisper",
+            ControlC2s::Chat(ChatC2s {
+                id: 7,
+                channel: ChatChannel::Whisper(PlayerId(42)),
+                text: "meet at the well".into(),
+            }),
+        ),
+        c2s(
+            "command_buy",
+            ControlC2s::Command(CommandC2s {
+                id: 8,
+                line: "/buy general_store bread 2".into(),
+            }),
+        ),
+        s2c(
+            "chat_say",
+            ControlS2c::Chat(ChatS2c {
+                channel: ChatChannel::Say,
+                from: PlayerId(42),
+                from_name: "ada".into(),
+                text: "hello".into(),
+            }),
+        ),
+        s2c(
+            "reply_rate_limited",
+            ControlS2c::Reply(ReplyS2c {
+                id: 9,
+                refused: Some(RefusedS2c {
+                    code: RefusalCode::RateLimited,
+                    message: "at most 1 chat messages a second".into(),
+                    retry_after_ms: Some(950),
+                }),
+                text: String::new(),
+            }),
+        ),
         s2c(
             "tx_result_applied",
             ControlS2c::TxResult(TxResultS2c {

@@ -124,9 +124,28 @@ pub struct AuditPage {
     pub next_before: Option<String>,
 }
 
-/// A ban: the player may not log in until `until_unix_s` (`None`: for good).
+/// What a [`SanctionRecord`] bars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sanction {
+    /// Logging in.
+    Ban,
+    /// Chatting (commands and the economy stay open).
+    Mute,
+}
+
+impl Sanction {
+    /// Its name in logs, audit records and store collections.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sanction::Ban => "ban",
+            Sanction::Mute => "mute",
+        }
+    }
+}
+
+/// A ban or a mute: in force until `until_unix_s` (`None`: for good).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct BanRecord {
+pub struct SanctionRecord {
     /// The player.
     pub player: tessera_shared::ids::PlayerId,
     /// When it ends, seconds since the Unix epoch (`None`: never).
@@ -135,8 +154,8 @@ pub struct BanRecord {
     pub reason: String,
 }
 
-impl BanRecord {
-    /// Whether it bars a login at `now_unix_s`.
+impl SanctionRecord {
+    /// Whether it is in force at `now_unix_s`.
     pub fn is_in_force(&self, now_unix_s: u64) -> bool {
         self.until_unix_s.is_none_or(|until| now_unix_s < until)
     }

@@ -14,12 +14,18 @@
 //!   loss-tolerant (pub/sub). Every message carries the publisher's incarnation and a
 //!   per-region sequence number, so a subscriber knows how many it missed ([`Ghost::gap`]).
 //!
+//! - **Chat** ([`EventBus::publish_chat`], [`EventBus::subscribe_chat`]): the cluster's
+//!   chat (global messages and whispers), loss-tolerant (pub/sub) on one channel that
+//!   every node reads. Each publisher numbers its messages, so that a subscriber receives
+//!   each publisher's in order and knows how many it missed ([`ChatFrame::gap`]).
+//!
 //! One [`Batch`] per tick carries all of a node's outgoing mail and ghosts and costs one
 //! round trip to the bus (pipelined), whatever the number of regions.
 //!
 //! Limits: [`KEY_BYTES_MAX`], [`MAIL_BYTES_MAX`], [`GHOST_BYTES_MAX`], [`LANE_LEN_MAX`]
 //! (a full lane refuses mail: the sender keeps it), [`RECEIVE_MAX`], [`DEAD_LETTERS_MAX`],
-//! [`GHOST_QUEUE_LEN_MAX`].
+//! [`GHOST_QUEUE_LEN_MAX`], [`CHAT_BYTES_MAX`], [`CHAT_QUEUE_LEN_MAX`],
+//! [`CHAT_PUBLISHERS_MAX`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,6 +49,15 @@ pub const DEAD_LETTERS_MAX: usize = 10_000;
 /// Ghost messages queued for a subscriber that has not read them; beyond it they are
 /// dropped (and show as a gap).
 pub const GHOST_QUEUE_LEN_MAX: usize = 1_024;
+
+/// Largest chat message payload, in bytes.
+pub const CHAT_BYTES_MAX: usize = 4 * 1024;
+/// Chat messages queued for a subscriber that has not read them; beyond it they are
+/// dropped (and show as a gap).
+pub const CHAT_QUEUE_LEN_MAX: usize = 4_096;
+/// Publishers whose sequence a chat subscriber tracks; past it, it forgets them all (and
+/// counts no gap for the next message of each).
+pub const CHAT_PUBLISHERS_MAX: usize = 1_024;
 
 /// Priority of mail: a receiver drains `High` before `Normal` before `Low`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -159,6 +174,19 @@ pub struct Ghost {
     pub payload: Vec<u8>,
 }
 
+/// One chat message as a subscriber receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatFrame {
+    /// The publisher (its incarnation: distinct per process start).
+    pub publisher: u64,
+    /// Its sequence number from that publisher (from 1).
+    pub seq: u64,
+    /// Messages of this publisher missed just before this one (0: none).
+    pub gap: u64,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
 /// Tuning shared by the implementations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BusConfig {
@@ -248,6 +276,24 @@ pub trait EventBus: Clone + Send + Sync + 'static {
         &self,
         regions: &[RegionId],
     ) -> impl Future<Output = Result<GhostFeed, BusError>> + Send;
+
+    /// Publishes chat messages (each at most [`CHAT_BYTES_MAX`] bytes) to every chat
+    /// subscriber of the cluster, this process's included, numbered in order: messages of
+    /// one call, and of calls one after another, arrive in that order (or are missed).
+    fn publish_chat(
+        &self,
+        payloads: &[Vec<u8>],
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
+
+    /// A feed of the chat messages published from now on.
+    fn subscribe_chat(&self) -> impl Future<Output = Result<ChatFeed, BusError>> + Send;
+}
+
+/// Checks chat payloads against [`CHAT_BYTES_MAX`] before anything is sent.
+pub(crate) fn check_chat(payloads: &[Vec<u8>]) -> Result<(), BusError> {
+    payloads
+        .iter()
+        .try_for_each(|p| check_len("a chat message", p.len(), CHAT_BYTES_MAX))
 }
 
 /// Checks a batch against the limits before anything is sent.
@@ -279,6 +325,15 @@ pub(crate) fn ghost_frame(incarnation: u64, seq: u64, payload: &[u8]) -> Vec<u8>
     frame.extend_from_slice(&seq.to_le_bytes());
     frame.extend_from_slice(payload);
     frame
+}
+
+/// A framed message's (publisher incarnation, sequence number, payload); `None` if it is
+/// shorter than its header.
+fn unframe(frame: &[u8]) -> Option<(u64, u64, &[u8])> {
+    let (header, payload) = frame.split_at_checked(GHOST_HEADER_BYTES)?;
+    let (incarnation, seq) = header.split_at(8);
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+    Some((word(incarnation), word(seq), payload))
 }
 
 /// Per-region sequence numbers of one publisher incarnation.
@@ -363,16 +418,10 @@ impl GhostFeed {
     }
 
     fn accept(&mut self, region: RegionId, frame: Vec<u8>) -> Option<Ghost> {
-        if frame.len() < GHOST_HEADER_BYTES {
+        let Some((incarnation, seq, payload)) = unframe(&frame) else {
             self.malformed += 1;
             return None;
-        }
-        let word = |at: usize| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(&frame[at..at + 8]);
-            u64::from_le_bytes(bytes)
         };
-        let (incarnation, seq) = (word(0), word(8));
         let gap = match self.seen.get(&region) {
             Some(&(known, last)) if known == incarnation => {
                 if seq <= last {
@@ -390,8 +439,98 @@ impl GhostFeed {
             region,
             seq,
             gap,
-            payload: frame[GHOST_HEADER_BYTES..].to_vec(),
+            payload: payload.to_vec(),
         })
+    }
+}
+
+/// The cluster's chat messages, in arrival order (each publisher's in its order), with
+/// gaps counted per publisher.
+#[derive(Debug)]
+pub struct ChatFeed {
+    raw: mpsc::Receiver<Vec<u8>>,
+    /// Per publisher incarnation: the last sequence number seen.
+    seen: HashMap<u64, u64>,
+    malformed: u64,
+    _task: AbortOnDrop,
+}
+
+impl ChatFeed {
+    /// A feed reading framed messages from `raw`, filled by `task`.
+    pub(crate) fn new(raw: mpsc::Receiver<Vec<u8>>, task: tokio::task::JoinHandle<()>) -> Self {
+        ChatFeed {
+            raw,
+            seen: HashMap::new(),
+            malformed: 0,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    /// The next chat message; `None` once the feed has ended for good.
+    pub async fn recv(&mut self) -> Option<ChatFrame> {
+        loop {
+            let frame = self.raw.recv().await?;
+            if let Some(chat) = self.accept(&frame) {
+                return Some(chat);
+            }
+        }
+    }
+
+    /// Malformed, duplicate or reordered messages ignored so far.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    fn accept(&mut self, frame: &[u8]) -> Option<ChatFrame> {
+        let Some((publisher, seq, payload)) = unframe(frame) else {
+            self.malformed += 1;
+            return None;
+        };
+        let gap = match self.seen.get(&publisher) {
+            Some(&last) if seq <= last => {
+                self.malformed += 1;
+                return None;
+            }
+            Some(&last) => seq - last - 1,
+            // A publisher not seen before (or forgotten): its first message here.
+            None => {
+                if self.seen.len() >= CHAT_PUBLISHERS_MAX {
+                    self.seen.clear();
+                }
+                0
+            }
+        };
+        self.seen.insert(publisher, seq);
+        Some(ChatFrame {
+            publisher,
+            seq,
+            gap,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+/// Numbers one publisher's chat messages; held across the send so that they leave in
+/// their order.
+#[derive(Debug)]
+pub(crate) struct ChatSequencer {
+    incarnation: u64,
+    next: u64,
+}
+
+impl ChatSequencer {
+    pub(crate) fn new(incarnation: u64) -> Self {
+        ChatSequencer {
+            incarnation,
+            next: 1,
+        }
+    }
+
+    /// The framed message of `payload`, with the next sequence number.
+    pub(crate) fn frame(&mut self, payload: &[u8]) -> Vec<u8> {
+        let frame = ghost_frame(self.incarnation, self.next, payload);
+        self.next += 1;
+        frame
     }
 }
 
@@ -425,5 +564,39 @@ mod tests {
     fn feed_gap(feed: &mut GhostFeed, region: RegionId, incarnation: u64, seq: u64) -> Option<u64> {
         feed.accept(region, ghost_frame(incarnation, seq, b"x"))
             .map(|g| g.gap)
+    }
+
+    #[tokio::test]
+    async fn chat_gaps_are_counted_per_publisher_interleaved() {
+        let (_tx, rx) = mpsc::channel(1);
+        let mut feed = ChatFeed::new(rx, tokio::spawn(async {}));
+        let mut gap = |publisher, seq| {
+            feed.accept(&ghost_frame(publisher, seq, b"hi"))
+                .map(|c| (c.gap, c.payload))
+        };
+        assert_eq!(gap(7, 1), Some((0, b"hi".to_vec())));
+        assert_eq!(
+            gap(9, 4),
+            Some((0, b"hi".to_vec())),
+            "first seen mid-sequence"
+        );
+        assert_eq!(
+            gap(7, 2),
+            Some((0, b"hi".to_vec())),
+            "interleaved publishers"
+        );
+        assert_eq!(gap(9, 7), Some((2, b"hi".to_vec())), "5 and 6 missed");
+        assert_eq!(gap(7, 2), None, "duplicate ignored");
+        assert_eq!(gap(7, 1), None, "reordered ignored");
+        assert!(feed.accept(&[0; 15]).is_none(), "shorter than its header");
+        assert_eq!(feed.malformed(), 3);
+    }
+
+    #[test]
+    fn a_chat_sequencer_numbers_from_one_under_its_incarnation() {
+        let mut sequencer = ChatSequencer::new(42);
+        let frames = [sequencer.frame(b"a"), sequencer.frame(b"b")];
+        let parsed: Vec<_> = frames.iter().map(|f| unframe(f).expect("framed")).collect();
+        assert_eq!(parsed, [(42, 1, &b"a"[..]), (42, 2, &b"b"[..])]);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::{AUDIT_SCAN_MAX, AuditFilter, AuditPage, AuditRecord, BanRecord};
+use crate::audit::{AUDIT_SCAN_MAX, AuditFilter, AuditPage, AuditRecord, Sanction, SanctionRecord};
 use crate::snapshot::*;
 
 /// region -> (epoch, tick, schema_version)
@@ -32,7 +32,17 @@ const AUDIT: TableDefinition<&str, (u32, u64, &str, &str, &str, &str, &str, &str
 const AUDIT_DETAILS: TableDefinition<&str, (u32, &str)> = TableDefinition::new("audit_details");
 
 /// player -> (schema_version, until_unix_s (0: never), reason)
-const BANS: TableDefinition<u64, (u32, u64, &str)> = TableDefinition::new("bans");
+/// Bans and mutes by player: (schema version, until (0: for good), reason).
+type SanctionTable = TableDefinition<'static, u64, (u32, u64, &'static str)>;
+const BANS: SanctionTable = TableDefinition::new("bans");
+const MUTES: SanctionTable = TableDefinition::new("mutes");
+
+fn sanction_table(kind: Sanction) -> SanctionTable {
+    match kind {
+        Sanction::Ban => BANS,
+        Sanction::Mute => MUTES,
+    }
+}
 
 /// The file name in the data dir.
 pub const FILE_NAME: &str = "snapshots.redb";
@@ -235,23 +245,29 @@ impl SnapshotStore for EmbeddedStore {
         .await
     }
 
-    async fn set_ban(&self, player: PlayerId, ban: Option<&BanRecord>) -> Result<(), StoreError> {
-        if let Some(ban) = ban {
-            ban.check()?;
+    async fn set_sanction(
+        &self,
+        kind: Sanction,
+        player: PlayerId,
+        record: Option<&SanctionRecord>,
+    ) -> Result<(), StoreError> {
+        if let Some(record) = record {
+            record.check()?;
         }
-        let ban = ban.cloned();
+        let record = record.cloned();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
-                let mut bans = txn.open_table(BANS).map_err(unavailable)?;
-                match &ban {
-                    Some(ban) => {
-                        let until = ban.until_unix_s.unwrap_or(0);
-                        bans.insert(player.0, (SCHEMA_VERSION, until, ban.reason.as_str()))
+                let mut table = txn.open_table(sanction_table(kind)).map_err(unavailable)?;
+                match &record {
+                    Some(record) => {
+                        let until = record.until_unix_s.unwrap_or(0);
+                        table
+                            .insert(player.0, (SCHEMA_VERSION, until, record.reason.as_str()))
                             .map_err(unavailable)?;
                     }
                     None => {
-                        bans.remove(player.0).map_err(unavailable)?;
+                        table.remove(player.0).map_err(unavailable)?;
                     }
                 }
             }
@@ -260,15 +276,24 @@ impl SnapshotStore for EmbeddedStore {
         .await
     }
 
-    async fn ban_of(&self, player: PlayerId) -> Result<Option<BanRecord>, StoreError> {
+    async fn sanction_of(
+        &self,
+        kind: Sanction,
+        player: PlayerId,
+    ) -> Result<Option<SanctionRecord>, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
-            let bans = txn.open_table(BANS).map_err(unavailable)?;
-            let Some(value) = bans.get(player.0).map_err(unavailable)? else {
+            let table = match txn.open_table(sanction_table(kind)) {
+                Ok(table) => table,
+                // Never written (a store from before mutes): nobody has one.
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let Some(value) = table.get(player.0).map_err(unavailable)? else {
                 return Ok(None);
             };
             let (_schema, until, reason) = value.value();
-            Ok(Some(BanRecord {
+            Ok(Some(SanctionRecord {
                 player,
                 until_unix_s: (until != 0).then_some(until),
                 reason: reason.to_owned(),

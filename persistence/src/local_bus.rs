@@ -25,6 +25,7 @@ struct Inner {
     clock: Clock,
     state: Mutex<State>,
     ghosts: broadcast::Sender<(RegionId, Vec<u8>)>,
+    chat: broadcast::Sender<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -35,6 +36,7 @@ struct State {
     done: HashMap<RegionId, HashMap<String, Instant>>,
     dead: HashMap<RegionId, VecDeque<DeadLetter>>,
     sequencer: GhostSequencer,
+    chat_sequencer: ChatSequencer,
 }
 
 #[derive(Debug)]
@@ -56,6 +58,8 @@ impl LocalBus {
     /// An empty bus on `clock`'s time (reclaims and remembered keys).
     pub fn with_clock(config: BusConfig, clock: Clock) -> Self {
         let (ghosts, _) = broadcast::channel(GHOST_QUEUE_LEN_MAX);
+        let (chat, _) = broadcast::channel(CHAT_QUEUE_LEN_MAX);
+        let incarnation = new_incarnation();
         LocalBus {
             inner: Arc::new(Inner {
                 config,
@@ -65,9 +69,11 @@ impl LocalBus {
                     lanes: HashMap::new(),
                     done: HashMap::new(),
                     dead: HashMap::new(),
-                    sequencer: GhostSequencer::new(new_incarnation()),
+                    sequencer: GhostSequencer::new(incarnation),
+                    chat_sequencer: ChatSequencer::new(incarnation),
                 }),
                 ghosts,
+                chat,
             }),
         }
     }
@@ -273,5 +279,36 @@ impl EventBus for LocalBus {
             }
         });
         Ok(GhostFeed::new(rx, task))
+    }
+
+    async fn publish_chat(&self, payloads: &[Vec<u8>]) -> Result<(), BusError> {
+        check_chat(payloads)?;
+        // Framed and sent under the lock: the sequence leaves in its order.
+        let mut state = self.state();
+        for payload in payloads {
+            // No subscriber: the message is gone, as with pub/sub.
+            let _ = self.inner.chat.send(state.chat_sequencer.frame(payload));
+        }
+        Ok(())
+    }
+
+    async fn subscribe_chat(&self) -> Result<ChatFeed, BusError> {
+        let mut source = self.inner.chat.subscribe();
+        let (tx, rx) = mpsc::channel(CHAT_QUEUE_LEN_MAX);
+        let task = tokio::spawn(async move {
+            loop {
+                match source.recv().await {
+                    // A full feed drops the message: the reader sees a gap.
+                    Ok(frame) => {
+                        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(frame) {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(ChatFeed::new(rx, task))
     }
 }

@@ -30,7 +30,7 @@ use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Collection};
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::{AuditFilter, AuditPage, AuditRecord, BanRecord};
+use crate::audit::{AuditFilter, AuditPage, AuditRecord, Sanction, SanctionRecord};
 use crate::snapshot::*;
 
 /// How long the driver may look for a usable server before an operation fails.
@@ -49,6 +49,7 @@ pub struct MongoStore {
     players: Collection<Document>,
     audit: Collection<Document>,
     bans: Collection<Document>,
+    mutes: Collection<Document>,
     /// The economy's collections (`crate::economy`).
     pub(crate) economy: crate::economy::mongo::Collections,
 }
@@ -160,6 +161,14 @@ fn cell_id(region: RegionId, cell: u32, version: Version) -> Document {
 }
 
 impl MongoStore {
+    /// The collection of `kind`'s records.
+    fn sanctions(&self, kind: Sanction) -> Collection<Document> {
+        match kind {
+            Sanction::Ban => self.bans.clone(),
+            Sanction::Mute => self.mutes.clone(),
+        }
+    }
+
     /// Connects to `uri` and uses `database`. Fails within [`SELECTION_TIMEOUT`] plus
     /// [`OPERATION_TIMEOUT`] if no server answers.
     pub async fn connect(uri: &str, database: &str) -> Result<MongoStore, StoreError> {
@@ -187,6 +196,7 @@ impl MongoStore {
             players: db.collection("players"),
             audit: db.collection("audit_log"),
             bans: db.collection("bans"),
+            mutes: db.collection("mutes"),
             economy,
         };
         let cells = store.cells.clone();
@@ -511,21 +521,27 @@ impl SnapshotStore for MongoStore {
         .await
     }
 
-    async fn set_ban(&self, player: PlayerId, ban: Option<&BanRecord>) -> Result<(), StoreError> {
+    async fn set_sanction(
+        &self,
+        kind: Sanction,
+        player: PlayerId,
+        record: Option<&SanctionRecord>,
+    ) -> Result<(), StoreError> {
         let id = i64::try_from(player.0)
             .map_err(|_| StoreError::Invalid("player id out of range".into()))?;
-        let bans = self.bans.clone();
-        match ban {
-            Some(ban) => {
-                ban.check()?;
+        let collection = self.sanctions(kind);
+        match record {
+            Some(record) => {
+                record.check()?;
                 let doc = doc! {
                     "_id": id,
                     "schema_version": i64::from(SCHEMA_VERSION),
-                    "until_unix_s": ban.until_unix_s.map(|u| i64::try_from(u).unwrap_or(i64::MAX)),
-                    "reason": &ban.reason,
+                    "until_unix_s": record.until_unix_s.map(|u| i64::try_from(u).unwrap_or(i64::MAX)),
+                    "reason": &record.reason,
                 };
                 bounded(async move {
-                    bans.replace_one(doc! { "_id": id }, doc)
+                    collection
+                        .replace_one(doc! { "_id": id }, doc)
                         .upsert(true)
                         .await
                         .map_err(unavailable)?;
@@ -535,7 +551,8 @@ impl SnapshotStore for MongoStore {
             }
             None => {
                 bounded(async move {
-                    bans.delete_one(doc! { "_id": id })
+                    collection
+                        .delete_one(doc! { "_id": id })
                         .await
                         .map_err(unavailable)?;
                     Ok(())
@@ -545,20 +562,28 @@ impl SnapshotStore for MongoStore {
         }
     }
 
-    async fn ban_of(&self, player: PlayerId) -> Result<Option<BanRecord>, StoreError> {
+    async fn sanction_of(
+        &self,
+        kind: Sanction,
+        player: PlayerId,
+    ) -> Result<Option<SanctionRecord>, StoreError> {
         let id = i64::try_from(player.0)
             .map_err(|_| StoreError::Invalid("player id out of range".into()))?;
-        let bans = self.bans.clone();
-        let doc =
-            bounded(async move { bans.find_one(doc! { "_id": id }).await.map_err(unavailable) })
-                .await?;
+        let collection = self.sanctions(kind);
+        let doc = bounded(async move {
+            collection
+                .find_one(doc! { "_id": id })
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
         let Some(doc) = doc else { return Ok(None) };
-        Ok(Some(BanRecord {
+        Ok(Some(SanctionRecord {
             player,
             until_unix_s: doc.get_i64("until_unix_s").ok().map(|u| u.max(0) as u64),
             reason: doc
                 .get_str("reason")
-                .map_err(|_| corrupt("ban"))?
+                .map_err(|_| corrupt(kind.name()))?
                 .to_owned(),
         }))
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tessera_shared::config::BalanceConfig;
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::{AuditFilter, AuditPage, AuditRecord, BanRecord};
+use crate::audit::{AuditFilter, AuditPage, AuditRecord, Sanction, SanctionRecord};
 use crate::breaker::Breaker;
 use crate::economy::{
     EconomyAudit, EconomyStore, EconomyTx, LedgerEntry, PlayerEconomy, TxOutcome,
@@ -142,21 +142,30 @@ impl SnapshotStore for NodeStore {
         .await
     }
 
-    async fn set_ban(&self, player: PlayerId, ban: Option<&BanRecord>) -> Result<(), StoreError> {
+    async fn set_sanction(
+        &self,
+        kind: Sanction,
+        player: PlayerId,
+        record: Option<&SanctionRecord>,
+    ) -> Result<(), StoreError> {
         self.guarded(async {
             match &self.backend {
-                Backend::Embedded(s) => s.set_ban(player, ban).await,
-                Backend::Mongo(s) => s.set_ban(player, ban).await,
+                Backend::Embedded(s) => s.set_sanction(kind, player, record).await,
+                Backend::Mongo(s) => s.set_sanction(kind, player, record).await,
             }
         })
         .await
     }
 
-    async fn ban_of(&self, player: PlayerId) -> Result<Option<BanRecord>, StoreError> {
+    async fn sanction_of(
+        &self,
+        kind: Sanction,
+        player: PlayerId,
+    ) -> Result<Option<SanctionRecord>, StoreError> {
         self.guarded(async {
             match &self.backend {
-                Backend::Embedded(s) => s.ban_of(player).await,
-                Backend::Mongo(s) => s.ban_of(player).await,
+                Backend::Embedded(s) => s.sanction_of(kind, player).await,
+                Backend::Mongo(s) => s.sanction_of(kind, player).await,
             }
         })
         .await

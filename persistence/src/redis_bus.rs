@@ -52,6 +52,8 @@ pub struct RedisBus {
     commands: ConnectionManager,
     config: BusConfig,
     sequencer: Arc<Mutex<GhostSequencer>>,
+    /// Held across a chat publish, so that its messages leave in their order.
+    chat_sequencer: Arc<tokio::sync::Mutex<ChatSequencer>>,
     /// Lane streams whose consumer group this process has made sure of.
     groups: Arc<Mutex<HashSet<(RegionId, Lane)>>>,
     /// Around every [`EventBus`] call: a Redis that keeps failing is not waited on.
@@ -81,6 +83,9 @@ fn done_key(region: RegionId, key: &str) -> String {
 fn dead_key(region: RegionId) -> String {
     format!("tessera:{{r{}}}:dead", region.0)
 }
+
+/// The pub/sub channel of the cluster's chat.
+const CHAT_CHANNEL: &str = "tessera:chat";
 
 fn ghost_channel(region: RegionId) -> String {
     format!("tessera:{{r{}}}:ghosts", region.0)
@@ -151,11 +156,13 @@ impl RedisBus {
     pub async fn connect(url: &str, config: BusConfig) -> Result<RedisBus, BusError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let commands = connection_of(&client).await?;
+        let incarnation = new_incarnation();
         Ok(RedisBus {
             client,
             commands,
             config,
-            sequencer: Arc::new(Mutex::new(GhostSequencer::new(new_incarnation()))),
+            sequencer: Arc::new(Mutex::new(GhostSequencer::new(incarnation))),
+            chat_sequencer: Arc::new(tokio::sync::Mutex::new(ChatSequencer::new(incarnation))),
             groups: Arc::new(Mutex::new(HashSet::new())),
             breaker: Breaker::new(),
         })
@@ -565,42 +572,102 @@ impl EventBus for RedisBus {
             // now and messages published after this returns are seen.
             let first = subscribe(&self.client, &channels).await?;
             let (tx, rx) = mpsc::channel(GHOST_QUEUE_LEN_MAX);
-            let client = self.client.clone();
-            let task = tokio::spawn(async move {
-                let mut pubsub = Some(first);
-                loop {
-                    let current = match pubsub.take() {
-                        Some(p) => p,
-                        None => {
-                            use backon::{ExponentialBuilder, Retryable};
-                            let backoff = ExponentialBuilder::default()
-                                .with_min_delay(Duration::from_millis(100))
-                                .with_max_delay(Duration::from_secs(5))
-                                .with_jitter()
-                                .without_max_times();
-                            match (|| subscribe(&client, &channels)).retry(backoff).await {
-                                Ok(p) => p,
-                                Err(_) => return,
-                            }
-                        }
+            let task = tokio::spawn(resubscribing(
+                self.client.clone(),
+                channels,
+                first,
+                move |message| {
+                    let Some(region) = region_of_channel(message.get_channel_name()) else {
+                        return true;
                     };
-                    let mut messages = current.into_on_message();
-                    while let Some(message) = messages.next().await {
-                        let Some(region) = region_of_channel(message.get_channel_name()) else {
-                            continue;
-                        };
-                        match tx.try_send((region, message.get_payload_bytes().to_vec())) {
-                            // A full feed drops the message: the reader sees a gap.
-                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-                            Err(mpsc::error::TrySendError::Closed(_)) => return,
-                        }
+                    // A full feed drops the message: the reader sees a gap.
+                    match tx.try_send((region, message.get_payload_bytes().to_vec())) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
                     }
-                    tracing::warn!("ghost subscription lost; resubscribing");
-                }
-            });
+                },
+            ));
             Ok(GhostFeed::new(rx, task))
         })
         .await
+    }
+
+    async fn publish_chat(&self, payloads: &[Vec<u8>]) -> Result<(), BusError> {
+        self.guarded(async {
+            check_chat(payloads)?;
+            if payloads.is_empty() {
+                return Ok(());
+            }
+            let mut sequencer = self.chat_sequencer.lock().await;
+            let mut pipe = redis::pipe();
+            for payload in payloads {
+                pipe.cmd("PUBLISH")
+                    .arg(CHAT_CHANNEL)
+                    .arg(sequencer.frame(payload))
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut self.commands.clone())
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn subscribe_chat(&self) -> Result<ChatFeed, BusError> {
+        self.guarded(async {
+            let channels = [CHAT_CHANNEL.to_owned()];
+            let first = subscribe(&self.client, &channels).await?;
+            let (tx, rx) = mpsc::channel(CHAT_QUEUE_LEN_MAX);
+            let task = tokio::spawn(resubscribing(
+                self.client.clone(),
+                channels.to_vec(),
+                first,
+                move |message| {
+                    // A full feed drops the message: the reader sees a gap.
+                    match tx.try_send(message.get_payload_bytes().to_vec()) {
+                        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    }
+                },
+            ));
+            Ok(ChatFeed::new(rx, task))
+        })
+        .await
+    }
+}
+
+/// Reads `channels` (subscribed first as `first`), handing each message to `deliver`
+/// until it returns false; resubscribes with backoff whenever the subscription is lost.
+async fn resubscribing(
+    client: redis::Client,
+    channels: Vec<String>,
+    first: redis::aio::PubSub,
+    mut deliver: impl FnMut(redis::Msg) -> bool,
+) {
+    let mut pubsub = Some(first);
+    loop {
+        let current = match pubsub.take() {
+            Some(p) => p,
+            None => {
+                use backon::{ExponentialBuilder, Retryable};
+                let backoff = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_jitter()
+                    .without_max_times();
+                match (|| subscribe(&client, &channels)).retry(backoff).await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                }
+            }
+        };
+        let mut messages = current.into_on_message();
+        while let Some(message) = messages.next().await {
+            if !deliver(message) {
+                return;
+            }
+        }
+        tracing::warn!(?channels, "subscription lost; resubscribing");
     }
 }
 
@@ -668,7 +735,7 @@ async fn subscribe(
         Ok(pubsub)
     })
     .await
-    .map_err(|_| BusError::Unavailable("subscribing to ghosts timed out".into()))?
+    .map_err(|_| BusError::Unavailable("subscribing timed out".into()))?
 }
 
 #[cfg(test)]

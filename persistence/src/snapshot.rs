@@ -16,7 +16,7 @@ use std::future::Future;
 
 use tessera_shared::ids::{PlayerId, RegionId};
 
-use crate::audit::{AuditFilter, AuditPage, AuditRecord, BanRecord};
+use crate::audit::{AuditFilter, AuditPage, AuditRecord, Sanction, SanctionRecord};
 
 /// The schema version written on every document.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -156,18 +156,22 @@ pub trait SnapshotStore: Send + Sync {
         record: &AuditRecord,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Bans a player (replacing an earlier ban), or lifts its ban (`ban` `None`).
-    fn set_ban(
+    /// Bans or mutes a player (`kind`; replacing an earlier one of that kind), or lifts
+    /// it (`record` `None`).
+    fn set_sanction(
         &self,
+        kind: Sanction,
         player: PlayerId,
-        ban: Option<&BanRecord>,
+        record: Option<&SanctionRecord>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The player's ban, if any (in force or not: see [`BanRecord::is_in_force`]).
-    fn ban_of(
+    /// The player's ban or mute (`kind`), if any (in force or not: see
+    /// [`SanctionRecord::is_in_force`]).
+    fn sanction_of(
         &self,
+        kind: Sanction,
         player: PlayerId,
-    ) -> impl Future<Output = Result<Option<BanRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<SanctionRecord>, StoreError>> + Send;
 
     /// The newest audit records that pass `filter`, with an id below `before` (all:
     /// `None`), newest first, at most `limit` (capped at

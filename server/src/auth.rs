@@ -25,7 +25,7 @@ pub const TOKEN_LEEWAY_S: u64 = 30;
 /// Shortest HS256 secret accepted: 256 bits, as RFC 7518 requires for HS256.
 pub const SECRET_BYTES_MIN: usize = 32;
 /// Longest display name carried by a token.
-pub const NAME_BYTES_MAX: usize = 64;
+pub const NAME_BYTES_MAX: usize = tessera_shared::protocol::limits::PLAYER_NAME_BYTES_MAX;
 
 /// The claims of a login token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -305,7 +305,7 @@ pub enum TicketKind {
 }
 
 /// The content of a valid ticket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ticket {
     /// The player it logs in.
     pub player: PlayerId,
@@ -313,6 +313,9 @@ pub struct Ticket {
     pub kind: TicketKind,
     /// The region the player is expected in (redirects).
     pub region: Option<RegionId>,
+    /// The player's display name, from the token it first logged in with (at most
+    /// [`NAME_BYTES_MAX`] bytes; empty: none).
+    pub name: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -321,6 +324,8 @@ struct TicketClaims {
     kind: TicketKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     region: Option<u32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    name: String,
     iss: String,
     aud: String,
     exp: u64,
@@ -378,6 +383,7 @@ impl TicketKeys {
             sub: ticket.player.0.to_string(),
             kind: ticket.kind,
             region: ticket.region.map(|r| r.0),
+            name: ticket.name,
             iss: TICKET_ISSUER.into(),
             aud: TICKET_AUDIENCE.into(),
             exp: now_s.saturating_add(TICKET_TTL_S),
@@ -405,10 +411,14 @@ impl TicketKeys {
             Some(_) => return Err(TicketError::Invalid),
             None => None,
         };
+        if claims.name.len() > NAME_BYTES_MAX {
+            return Err(TicketError::Invalid);
+        }
         Ok(Ticket {
             player,
             kind: claims.kind,
             region,
+            name: claims.name,
         })
     }
 }
@@ -566,14 +576,15 @@ mod tests {
             player: PlayerId(PlayerId::MAX),
             kind: TicketKind::Redirect,
             region: Some(RegionId(7)),
+            name: "\u{1F600}".repeat(NAME_BYTES_MAX / 4),
         };
-        let bytes = keys.issue(ticket, now());
+        let bytes = keys.issue(ticket.clone(), now());
         assert!(bytes.len() <= TICKET_BYTES_MAX, "{} bytes", bytes.len());
-        assert_eq!(keys.verify(&bytes), Ok(ticket));
+        assert_eq!(keys.verify(&bytes), Ok(ticket.clone()));
         // Another cluster's secret, an expired ticket, a login token, garbage: refused.
         let other = TicketKeys::new(b"ffffffffffffffffffffffffffffffff").unwrap();
         assert_eq!(other.verify(&bytes), Err(TicketError::Invalid));
-        let old = keys.issue(ticket, now() - TICKET_TTL_S - TICKET_LEEWAY_S - 10);
+        let old = keys.issue(ticket.clone(), now() - TICKET_TTL_S - TICKET_LEEWAY_S - 10);
         assert_eq!(keys.verify(&old), Err(TicketError::Expired));
         let login = mint(SECRET, &claims());
         assert_eq!(keys.verify(login.as_bytes()), Err(TicketError::Invalid));
@@ -584,7 +595,7 @@ mod tests {
         for i in 0..bytes.len() {
             let mut forged = bytes.clone();
             forged[i] ^= 0x01;
-            assert_ne!(keys.verify(&forged), Ok(ticket), "byte {i}");
+            assert_ne!(keys.verify(&forged), Ok(ticket.clone()), "byte {i}");
         }
     }
 

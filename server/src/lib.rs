@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod balance_report;
 pub mod bots;
+pub mod chat;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_sim;

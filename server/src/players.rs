@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tessera_persistence::audit::Sanction;
 use tessera_persistence::node_store::NodeStore;
 use tessera_persistence::{PlayerRecord, SnapshotStore, StoreError};
 use tessera_regions::io::SavedPlayer;
@@ -127,15 +128,16 @@ impl Players {
         self.saves.clone()
     }
 
-    /// The player's ban in force at `now_unix_s`, if any.
-    pub async fn ban(
+    /// The player's ban or mute (`kind`) in force at `now_unix_s`, if any.
+    pub async fn sanction(
         &self,
+        kind: Sanction,
         player: PlayerId,
         now_unix_s: u64,
-    ) -> Result<Option<tessera_persistence::audit::BanRecord>, StoreError> {
+    ) -> Result<Option<tessera_persistence::audit::SanctionRecord>, StoreError> {
         Ok(self
             .store
-            .ban_of(player)
+            .sanction_of(kind, player)
             .await?
             .filter(|b| b.is_in_force(now_unix_s)))
     }

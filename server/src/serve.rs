@@ -18,6 +18,7 @@ use crate::admin::keys::ApiKeys;
 use crate::admin::metrics::{NodeMetrics, Sources};
 use crate::admin::{self, AdminState};
 use crate::auth::{self, TicketKeys, TokenVerifier};
+use crate::chat::{BlockedWords, Chat};
 use crate::cluster::Cluster;
 use crate::control::RegionControl;
 use crate::economy::Economy;
@@ -31,10 +32,13 @@ use crate::node::{Command, Driver, NodeHandle};
 use crate::players::{Players, SaveStats};
 use crate::reload::{self, ReloadSource, Reloader};
 use crate::snapshots::{SnapshotStats, Snapshots};
+use tessera_persistence::bus::BusConfig;
 use tessera_persistence::embedded::EmbeddedStore;
+use tessera_persistence::local_bus::LocalBus;
 use tessera_persistence::mongo::MongoStore;
 use tessera_persistence::node_store::NodeStore;
 use tessera_persistence::redis_bus::Pinger;
+use tessera_persistence::redis_bus::RedisBus;
 use tessera_shared::ids::{PlayerId, RegionId};
 
 /// A driver that falls further behind than this skips ahead instead of bursting ticks to
@@ -195,10 +199,17 @@ impl RunningNode {
             .iter()
             .map(|&r| (r, stored.get(&r).map_or(1, |s| s.epoch + 1)))
             .collect();
+        let mut chat_bus = None;
         let cluster = match &config.node.services.redis_url {
             None => None,
             Some(url) => {
                 let cluster = runtime.block_on(Cluster::connect(url, &config.node.name))?;
+                // The chat has a connection (and a breaker) of its own: a flood of chat
+                // never delays handoffs.
+                let bus = runtime
+                    .block_on(RedisBus::connect(url, BusConfig::default()))
+                    .map_err(|e| anyhow::anyhow!("connecting the chat to Redis: {e}"))?;
+                chat_bus = Some((bus, cluster.locations()));
                 let leases = runtime.block_on(cluster.acquire(&epochs))?;
                 for lease in &leases {
                     epochs.insert(lease.region, lease.epoch);
@@ -228,6 +239,26 @@ impl RunningNode {
                 Economy::start(store.clone()),
                 Snapshots::start(store, epochs, driver.take_snapshot_encoders()),
             )
+        };
+        let chat = {
+            let _guard = runtime.enter();
+            let blocked = match &config.node.chat.blocked_words_file {
+                Some(path) => BlockedWords::load(path).context("[chat] blocked_words_file")?,
+                None => BlockedWords::default(),
+            };
+            let chat_config = config.node.chat.clone();
+            match chat_bus {
+                Some((bus, locations)) => {
+                    Chat::start(bus, node.clone(), chat_config, blocked, Some(locations))
+                }
+                None => Chat::start(
+                    LocalBus::new(BusConfig::default()),
+                    node.clone(),
+                    chat_config,
+                    blocked,
+                    None,
+                ),
+            }
         };
         driver.save_players_to(players.saves());
         driver.commit_economy_to(economy.requests());
@@ -259,6 +290,7 @@ impl RunningNode {
             endpoint: stats.clone(),
             saves: save_stats.clone(),
             economy: economy.stats.clone(),
+            chat: chat.stats().clone(),
             snapshots: snapshots.stats.clone(),
             probes,
             store: probe_store.clone(),
@@ -340,8 +372,11 @@ impl RunningNode {
                 tickets,
                 logins: net::login_limit::LoginLimiter::new(config.node.login_limit),
             }),
-            players,
-            Some(economy.clone()),
+            net::SessionServices {
+                players,
+                economy: Some(economy.clone()),
+                chat: chat.clone(),
+            },
             stats.clone(),
         ));
         let stop = Arc::new(AtomicBool::new(false));

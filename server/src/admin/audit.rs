@@ -21,12 +21,14 @@ use super::{AdminState, ApiError};
 
 /// Every action the audit log records, as `action` of its records (and the values
 /// `GET /v1/audit?action=` takes).
-pub(super) const ACTIONS: [&str; 11] = [
+pub(super) const ACTIONS: [&str; 13] = [
     "player.kick",
     "player.teleport",
     "player.message",
     "player.ban",
     "player.unban",
+    "player.mute",
+    "player.unmute",
     "player.grant",
     "player.revoke",
     "region.assign",

@@ -43,6 +43,8 @@ pub struct Sources {
     pub saves: Arc<SaveStats>,
     /// Economy transactions.
     pub economy: Arc<EconomyStats>,
+    /// Chat.
+    pub chat: Arc<crate::chat::ChatStats>,
     /// Region snapshots.
     pub snapshots: Arc<SnapshotStats>,
     /// Dependency probes.
@@ -156,6 +158,7 @@ impl NodeMetrics {
             endpoint,
             saves,
             economy,
+            chat,
             snapshots,
             probes,
             store,
@@ -315,6 +318,31 @@ impl NodeMetrics {
         }
         self.counter("tessera_economy_retries_total", none)
             .absolute(economy.retries.load(Ordering::Relaxed));
+        for (channel, n) in ["say", "region", "global", "whisper"]
+            .iter()
+            .zip(&chat.sent)
+        {
+            self.counter(
+                "tessera_chat_messages_total",
+                &[("channel", (*channel).into())],
+            )
+            .absolute(n.load(Ordering::Relaxed));
+        }
+        for (result, n) in [
+            ("refused", chat.refused.load(Ordering::Relaxed)),
+            ("published", chat.published.load(Ordering::Relaxed)),
+            (
+                "publish_failed",
+                chat.publish_failed.load(Ordering::Relaxed),
+            ),
+            ("received", chat.received.load(Ordering::Relaxed)),
+            ("lost", chat.lost.load(Ordering::Relaxed)),
+            ("dropped", chat.dropped.load(Ordering::Relaxed)),
+            ("recipient_dropped", c.chat_dropped),
+        ] {
+            self.counter("tessera_chat_events_total", &[("event", result.into())])
+                .absolute(n);
+        }
         self.counter("tessera_snapshot_commits_total", none)
             .absolute(snapshots.committed.load(Ordering::Relaxed));
         self.gauge("tessera_snapshot_flush_seconds", none)
@@ -526,6 +554,16 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_economy_retries_total",
         None,
         "Economy transaction attempts the store could not answer (unavailable, contended), retried with the same key.",
+    ),
+    (
+        "tessera_chat_messages_total",
+        None,
+        "Chat messages players here sent (and that passed the checks), by channel: say, region, global, whisper.",
+    ),
+    (
+        "tessera_chat_events_total",
+        None,
+        "Chat by event: refused (chat and commands refused: rate limit, mute, blocked word, bad request), published and publish_failed (to the cluster's chat), received (from it), lost (other nodes' messages this node missed: gaps in their sequences), dropped (received, the driver had no room), recipient_dropped (a recipient's outbox was full).",
     ),
     (
         "tessera_snapshot_commits_total",

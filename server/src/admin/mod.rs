@@ -111,6 +111,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/v1/players/{player}/ban",
             post(players::ban).delete(players::unban),
         )
+        .route(
+            "/v1/players/{player}/mute",
+            post(players::mute).delete(players::unmute),
+        )
         .route("/v1/config/reload", post(balance::reload_balance));
     Router::new()
         .route("/healthz", get(healthz))

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use tessera_persistence::SnapshotStore;
-use tessera_persistence::audit::AuditFilter;
+use tessera_persistence::audit::{AuditFilter, Sanction, SanctionRecord};
 
 use super::audit::Entry;
 use super::keys::Caller;
@@ -123,6 +123,45 @@ pub(super) struct BanBody {
 }
 
 pub(super) async fn ban(
+    state: State<Arc<AdminState>>,
+    caller: Extension<Caller>,
+    player: PathParam,
+    body: JsonBody<BanBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    impose(Sanction::Ban, state, caller, player, body).await
+}
+
+pub(super) async fn mute(
+    state: State<Arc<AdminState>>,
+    caller: Extension<Caller>,
+    player: PathParam,
+    body: JsonBody<BanBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    impose(Sanction::Mute, state, caller, player, body).await
+}
+
+pub(super) async fn unban(
+    state: State<Arc<AdminState>>,
+    caller: Extension<Caller>,
+    player: PathParam,
+    body: JsonBody<ReasonBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    lift(Sanction::Ban, state, caller, player, body).await
+}
+
+pub(super) async fn unmute(
+    state: State<Arc<AdminState>>,
+    caller: Extension<Caller>,
+    player: PathParam,
+    body: JsonBody<ReasonBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    lift(Sanction::Mute, state, caller, player, body).await
+}
+
+/// Bans (the session on this node ends; logins are refused) or mutes (chat is refused)
+/// a player, in the store the cluster shares; audited as `player.ban` or `player.mute`.
+async fn impose(
+    kind: Sanction,
     State(state): State<Arc<AdminState>>,
     Extension(caller): Extension<Caller>,
     PathParam(player): PathParam,
@@ -138,13 +177,17 @@ pub(super) async fn ban(
     let until_unix_s = body
         .duration_s
         .map(|d| crate::auth::unix_now_s().saturating_add(d));
-    let record = tessera_persistence::audit::BanRecord {
+    let record = SanctionRecord {
         player,
         until_unix_s,
         reason: reason.clone(),
     };
+    let action = match kind {
+        Sanction::Ban => "player.ban",
+        Sanction::Mute => "player.mute",
+    };
     let entry = Entry {
-        action: "player.ban",
+        action,
         target: AuditFilter::player_target(player),
         reason: &reason,
         details: match (body.duration_s, until_unix_s) {
@@ -154,26 +197,31 @@ pub(super) async fn ban(
             _ => "duration_s: none (for good)".into(),
         },
     };
-    let banning = async {
+    let imposing = async {
         state
             .store
-            .set_ban(player, Some(&record))
+            .set_sanction(kind, player, Some(&record))
             .await
-            .map_err(|e| ApiError::unavailable(format!("the ban could not be stored: {e}"), 2))?;
-        // Online here: the session ends now (elsewhere, the next login is refused).
-        let kick = AdminAction::Kick {
-            player,
-            reason: format!("banned: {reason}"),
-        };
-        let kicked = run_on_driver(&state, kick).await.is_ok();
-        Ok(
-            serde_json::json!({ "player": player.0, "until_unix_s": until_unix_s, "kicked": kicked }),
-        )
+            .map_err(|e| {
+                ApiError::unavailable(format!("the {} could not be stored: {e}", kind.name()), 2)
+            })?;
+        let mut answer = serde_json::json!({ "player": player.0, "until_unix_s": until_unix_s });
+        if kind == Sanction::Ban {
+            // Online here: the session ends now (elsewhere, the next login is refused).
+            let kick = AdminAction::Kick {
+                player,
+                reason: format!("banned: {reason}"),
+            };
+            answer["kicked"] = run_on_driver(&state, kick).await.is_ok().into();
+        }
+        Ok(answer)
     };
-    state.audit.run(&caller, entry, banning).await.map(Json)
+    state.audit.run(&caller, entry, imposing).await.map(Json)
 }
 
-pub(super) async fn unban(
+/// Lifts a player's ban or mute; audited as `player.unban` or `player.unmute`.
+async fn lift(
+    kind: Sanction,
     State(state): State<Arc<AdminState>>,
     Extension(caller): Extension<Caller>,
     PathParam(player): PathParam,
@@ -181,18 +229,25 @@ pub(super) async fn unban(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let player = player_id(&player)?;
     let reason = reason(body.reason)?;
+    let (action, flag) = match kind {
+        Sanction::Ban => ("player.unban", "banned"),
+        Sanction::Mute => ("player.unmute", "muted"),
+    };
     let entry = Entry {
-        action: "player.unban",
+        action,
         target: AuditFilter::player_target(player),
         reason: &reason,
         details: String::new(),
     };
-    let lifting =
-        async {
-            state.store.set_ban(player, None).await.map_err(|e| {
-                ApiError::unavailable(format!("the ban could not be lifted: {e}"), 2)
+    let lifting = async {
+        state
+            .store
+            .set_sanction(kind, player, None)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!("the {} could not be lifted: {e}", kind.name()), 2)
             })?;
-            Ok(serde_json::json!({ "player": player.0, "banned": false }))
-        };
+        Ok(serde_json::json!({ "player": player.0, flag: false }))
+    };
     state.audit.run(&caller, entry, lifting).await.map(Json)
 }

@@ -1,14 +1,17 @@
-//! A bot's economy, in a mix like players': once a second it may buy bread or a potion
-//! from the default shop, refund its last purchase, offer a player it sees a trade (one
-//! bread for two coins), or look at its wallet; it accepts every offer made to it. It
-//! counts what it was answered, and the coins it held first and last.
+//! A bot's economy and chat, in a mix like players': once a second it may buy bread or a
+//! potion from the default shop, refund its last purchase, offer a player it sees a trade
+//! (one bread for two coins), look at its wallet, say something (now and then to the
+//! whole cluster) or ask `/who`; it accepts every offer made to it. It counts what it was
+//! answered, the chat it heard, and the coins it held first and last.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use tessera_shared::client::Client;
 use tessera_shared::ids::PlayerId;
-use tessera_shared::protocol::messages::{ControlS2c, Goods, ItemCount, TxOutcomeS2c, TxResultS2c};
+use tessera_shared::protocol::messages::{
+    ChatChannel, ControlS2c, Goods, ItemCount, TxOutcomeS2c, TxResultS2c,
+};
 
 /// The shop the bots buy from (in the embedded default `balance.toml`).
 pub const SHOP: &str = "general_store";
@@ -32,6 +35,12 @@ pub(super) struct EconomyFigures {
     pub(super) coins_first: Option<u64>,
     /// The coins of the last `Economy`.
     pub(super) coins_last: Option<u64>,
+    /// Chat messages and commands sent.
+    pub(super) chat_sent: u64,
+    /// Chat messages and commands refused.
+    pub(super) chat_refused: u64,
+    /// Chat messages heard.
+    pub(super) chat_heard: u64,
 }
 
 /// The economy summed over the bots that played to the end.
@@ -54,6 +63,12 @@ pub struct EconomySummary {
     pub coins_first: u64,
     /// Coins they held when last told.
     pub coins_last: u64,
+    /// Chat messages and commands sent.
+    pub chat_sent: u64,
+    /// Of which refused.
+    pub chat_refused: u64,
+    /// Chat messages heard (each recipient counts).
+    pub chat_heard: u64,
 }
 
 impl EconomySummary {
@@ -68,6 +83,9 @@ impl EconomySummary {
             s.trades += f.trades;
             s.coins_first += f.coins_first.unwrap_or(0);
             s.coins_last += f.coins_last.unwrap_or(0);
+            s.chat_sent += f.chat_sent;
+            s.chat_refused += f.chat_refused;
+            s.chat_heard += f.chat_heard;
             for (code, n) in &f.refused {
                 *refused.entry(code.clone()).or_default() += n;
             }
@@ -165,6 +183,23 @@ impl Trader {
                 let _ = client.get_economy();
                 false
             }
+            63..78 => {
+                self.sent += 1;
+                let (channel, text) = if roll < 65 {
+                    (ChatChannel::Global, "hello, world")
+                } else {
+                    (ChatChannel::Say, "anyone hunting wolves?")
+                };
+                let id = u32::try_from(self.sent).unwrap_or(u32::MAX);
+                self.figures.chat_sent += u64::from(client.chat(id, channel, text).is_ok());
+                false
+            }
+            78..81 => {
+                self.sent += 1;
+                let id = u32::try_from(self.sent).unwrap_or(u32::MAX);
+                self.figures.chat_sent += u64::from(client.command(id, "/who").is_ok());
+                false
+            }
             _ => false,
         };
         if sent {
@@ -195,6 +230,10 @@ impl Trader {
                     }
                 }
             }
+            ControlS2c::Reply(reply) => {
+                self.figures.chat_refused += u64::from(reply.refused.is_some());
+            }
+            ControlS2c::Chat(_) => self.figures.chat_heard += 1,
             ControlS2c::Economy(e) => {
                 self.figures.coins_first.get_or_insert(e.coins);
                 self.figures.coins_last = Some(e.coins);

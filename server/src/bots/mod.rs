@@ -1,7 +1,7 @@
 //! `tessera bots`: many QUIC clients against a node, for load and smoke tests. Each bot logs
 //! in with a token signed like `tessera token`'s, wanders, chases the nearest creature it
 //! sees within [`CHASE_RADIUS_M`] and attacks what it reaches, sending one input per tick.
-//! Each bot also trades in the economy ([`economy`]: purchases, refunds, trade offers to
+//! Each bot also trades and chats ([`economy`]: purchases, refunds, trade offers to
 //! players it sees, acceptances). At the end a summary: connected, failures by reason,
 //! rates per client and in total, RTT over the run and state lag percentiles, and the
 //! economy's figures (requests, applied per second, refusals by reason, coins held).
@@ -662,6 +662,11 @@ impl std::fmt::Display for BotsReport {
             f,
             "economy requests     {:>10}   applied {} ({:.1}/s), duplicate {}, trades {}",
             e.requests, e.applied, e.applied_per_s, e.duplicates, e.trades
+        )?;
+        writeln!(
+            f,
+            "chat and commands    {:>10}   refused {}, messages heard {}",
+            e.chat_sent, e.chat_refused, e.chat_heard
         )?;
         let refused: Vec<String> = e.refused.iter().map(|(c, n)| format!("{c} {n}")).collect();
         writeln!(

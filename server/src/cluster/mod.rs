@@ -312,6 +312,11 @@ impl Cluster {
         })
     }
 
+    /// Where the cluster's players are (whispers ask whether a player is on another node).
+    pub fn locations(&self) -> RedisLocations {
+        self.locations.clone()
+    }
+
     /// Takes the lease of each region of `min_epochs` with an epoch of at least its
     /// entry, waiting up to [`ACQUIRE_TIMEOUT`] for each.
     pub async fn acquire(

@@ -9,19 +9,17 @@
 //! that no client key can collide with one the node derives (`kill:...`, `starter-kit`).
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use tessera_persistence::StoreError;
 use tessera_persistence::economy::{
     EconomyStore, EconomyTx, Holdings, OFFER_TTL_MAX_MS, PlayerEconomy, Refusal, TX_ITEM_KINDS_MAX,
     TxKind, TxOutcome, is_valid_key,
 };
+use tessera_shared::config::RateLimit;
 use tessera_shared::ids::PlayerId;
 use tessera_shared::protocol::limits::{
-    ECONOMY_NAME_BYTES_MAX, ECONOMY_REQUESTS_BURST, ECONOMY_REQUESTS_IN_FLIGHT_MAX,
-    ECONOMY_REQUESTS_PER_S, TRADE_ITEM_KINDS_MAX, TX_KEY_BYTES_MAX,
+    ECONOMY_NAME_BYTES_MAX, ECONOMY_REQUESTS_IN_FLIGHT_MAX, TRADE_ITEM_KINDS_MAX, TX_KEY_BYTES_MAX,
 };
 
 const _: () = assert!(
@@ -45,19 +43,20 @@ const RETRY_AFTER_MS: u32 = 1_000;
 /// One session's economy requests.
 pub(super) struct EconomyRequests {
     economy: Option<Economy>,
+    limit: RateLimit,
     limiter: DefaultDirectRateLimiter,
     /// The requests waiting for their answers (aborted with the session).
     waiting: JoinSet<Vec<ControlS2c>>,
 }
 
 impl EconomyRequests {
-    /// Requests over `economy` (none: every request is refused `Unavailable`).
-    pub(super) fn new(economy: Option<Economy>) -> EconomyRequests {
-        let per_s = NonZeroU32::new(ECONOMY_REQUESTS_PER_S).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(ECONOMY_REQUESTS_BURST).unwrap_or(NonZeroU32::MIN);
+    /// Requests over `economy` (none: every request is refused `Unavailable`), at most
+    /// `limit`.
+    pub(super) fn new(economy: Option<Economy>, limit: RateLimit) -> EconomyRequests {
         EconomyRequests {
             economy,
-            limiter: RateLimiter::direct(Quota::per_second(per_s).allow_burst(burst)),
+            limit,
+            limiter: super::limiter(limit),
             waiting: JoinSet::new(),
         }
     }
@@ -77,7 +76,11 @@ impl EconomyRequests {
             ControlC2s::TradeOffer(o) => Some(o.key.clone()),
             ControlC2s::TradeAccept(a) => Some(a.key.clone()),
             ControlC2s::TradeCancel(c) => Some(c.key.clone()),
-            ControlC2s::Hello(_) | ControlC2s::Logout | ControlC2s::GetEconomy => None,
+            ControlC2s::Hello(_)
+            | ControlC2s::Logout
+            | ControlC2s::GetEconomy
+            | ControlC2s::Chat(_)
+            | ControlC2s::Command(_) => None,
         };
         // A refused `GetEconomy` is answered under the empty key (no request has it).
         let refuse = |code, message: String, retry_after_ms| {
@@ -88,12 +91,10 @@ impl EconomyRequests {
                 retry_after_ms,
             )]
         };
-        if let Err(not_until) = self.limiter.check() {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1);
+        if let Some(ms) = super::over_limit(&self.limiter) {
             return refuse(
                 RefusalCode::RateLimited,
-                format!("at most {ECONOMY_REQUESTS_PER_S} economy requests a second"),
+                format!("at most {} economy requests a second", self.limit.per_s),
                 Some(ms),
             );
         }
@@ -174,7 +175,10 @@ impl EconomyRequests {
                     Err(message) => return refuse(RefusalCode::BadRequest, message, None),
                 }
             }
-            ControlC2s::Hello(_) | ControlC2s::Logout => return Vec::new(),
+            ControlC2s::Hello(_)
+            | ControlC2s::Logout
+            | ControlC2s::Chat(_)
+            | ControlC2s::Command(_) => return Vec::new(),
         };
         let key = key.clone().unwrap_or_default();
         let tx = EconomyTx {

@@ -2,6 +2,7 @@
 //! handshake load) and one [`session`] task per connection. Everything here runs on tokio;
 //! the simulation runs on the driver thread and meets it only through bounded channels.
 
+mod chat;
 mod economy;
 pub mod login_limit;
 pub mod session;
@@ -60,6 +61,23 @@ pub struct EndpointStats {
     pub payload_bytes_out: AtomicU64,
 }
 
+/// A token bucket of `limit`.
+fn limiter(limit: tessera_shared::config::RateLimit) -> governor::DefaultDirectRateLimiter {
+    use std::num::NonZeroU32;
+    let per_s = NonZeroU32::new(limit.per_s).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    governor::RateLimiter::direct(governor::Quota::per_second(per_s).allow_burst(burst))
+}
+
+/// Takes a request from `limiter`; `None` if it had room, or the milliseconds until it
+/// has (at least 1).
+fn over_limit(limiter: &governor::DefaultDirectRateLimiter) -> Option<u32> {
+    use governor::clock::{Clock, DefaultClock};
+    let not_until = limiter.check().err()?;
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    Some(u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1))
+}
+
 /// How sessions authenticate clients.
 #[derive(Debug)]
 pub struct Auth {
@@ -71,13 +89,23 @@ pub struct Auth {
     pub logins: login_limit::LoginLimiter,
 }
 
+/// What sessions use besides the driver: the players' saves, the economy, the chat.
+#[derive(Clone, Debug)]
+pub struct SessionServices {
+    /// Player saves, bans and mutes.
+    pub players: Arc<crate::players::Players>,
+    /// The economy's committer (none: economy requests are refused `Unavailable`).
+    pub economy: Option<crate::economy::Economy>,
+    /// The chat.
+    pub chat: crate::chat::Chat,
+}
+
 /// Accepts connections until the endpoint is closed.
 pub async fn accept_loop(
     endpoint: quinn::Endpoint,
     node: NodeHandle,
     auth: Arc<Auth>,
-    players: Arc<crate::players::Players>,
-    economy: Option<crate::economy::Economy>,
+    services: SessionServices,
     stats: Arc<EndpointStats>,
 ) {
     let next_session = Arc::new(AtomicU64::new(1));
@@ -95,8 +123,7 @@ pub async fn accept_loop(
             continue;
         }
         let (node, auth, stats) = (node.clone(), auth.clone(), stats.clone());
-        let players = players.clone();
-        let economy = economy.clone();
+        let services = services.clone();
         let session = next_session.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "session",
@@ -115,16 +142,8 @@ pub async fn accept_loop(
                 stats.handshakes.fetch_sub(1, Ordering::Relaxed);
                 let Ok(connection) = connection else { return };
                 stats.connections.fetch_add(1, Ordering::Relaxed);
-                let end = session::run(
-                    connection,
-                    node,
-                    auth,
-                    players,
-                    economy,
-                    session,
-                    stats.clone(),
-                )
-                .await;
+                let end =
+                    session::run(connection, node, auth, services, session, stats.clone()).await;
                 tracing::info!(?end, "session ended");
                 stats.connections.fetch_sub(1, Ordering::Relaxed);
             }

@@ -19,15 +19,16 @@ use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::{PROTOCOL_VERSION, close_code};
 use tokio::sync::oneshot;
 
+use super::chat::ChatRequests;
 use super::economy::EconomyRequests;
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
 use crate::cluster::{LOCATION_TTL, LoginRefusal};
-use crate::economy::Economy;
 use crate::node::{
     Command, LOGIN_RETRY_AFTER_MS, NodeHandle, Outgoing, SessionOutbox, session_outbox,
 };
 use crate::players::{Players, SaveReply};
+use tessera_persistence::audit::Sanction;
 
 /// How long a client has to open its control stream and log in.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,11 +74,15 @@ pub async fn run(
     connection: quinn::Connection,
     node: NodeHandle,
     auth: Arc<Auth>,
-    players: Arc<Players>,
-    economy: Option<Economy>,
+    services: super::SessionServices,
     session: u64,
     stats: Arc<EndpointStats>,
 ) -> SessionEnd {
+    let super::SessionServices {
+        players,
+        economy,
+        chat,
+    } = services;
     let Ok(Ok((mut send, mut recv))) =
         tokio::time::timeout(LOGIN_TIMEOUT, connection.accept_bi()).await
     else {
@@ -153,7 +158,7 @@ pub async fn run(
         .await;
     }
     // A ticket (resume or redirect) stands in for the token, which may have expired since.
-    let (player, arriving, start) = match &hello.ticket {
+    let (player, name, arriving, start) = match &hello.ticket {
         Some(ticket) => match auth.tickets.verify(ticket) {
             Ok(ticket) => {
                 let (counter, arriving) = match ticket.kind {
@@ -161,7 +166,7 @@ pub async fn run(
                     TicketKind::Redirect => (&stats.redirect_logins, ticket.region),
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                (ticket.player, arriving, None)
+                (ticket.player, ticket.name, arriving, None)
             }
             Err(e) => {
                 stats.bad_tickets.fetch_add(1, Ordering::Relaxed);
@@ -169,7 +174,7 @@ pub async fn run(
             }
         },
         None => match auth.verifier.verify(&hello.token) {
-            Ok(login) => (login.player, None, login.start_region),
+            Ok(login) => (login.player, login.name, None, login.start_region),
             Err(e) => return refuse(&connection, &mut send, e.code(), &e.to_string()).await,
         },
     };
@@ -222,6 +227,7 @@ pub async fn run(
                 player,
                 kind: TicketKind::Resume,
                 region: None,
+                name: name.clone(),
             },
             unix_now_s(),
         ),
@@ -234,7 +240,9 @@ pub async fn run(
     tracing::info!(region = joined.region.0, "logged in");
 
     let mut control = FrameReader::<ControlC2s>::spawn(recv, CONTROL_QUEUE_LEN_MAX);
-    let mut economy = EconomyRequests::new(economy);
+    let mut economy = EconomyRequests::new(economy, chat.config().economy);
+    let _listed = chat.logged_in(player, session, &name);
+    let mut chat_requests = ChatRequests::new(chat.clone(), players.clone(), player, name.clone());
 
     let tick_hz = NonZeroU32::new(node.tick_hz()).unwrap_or(NonZeroU32::MIN);
     let rate =
@@ -255,9 +263,14 @@ pub async fn run(
                     }
                 }
             }
+            answer = chat_requests.next() => {
+                if write_frame(&mut send, &answer).await.is_err() {
+                    break 'session SessionEnd::Disconnected;
+                }
+            }
             _ = refresh_tickets.tick() => {
                 let ticket = auth.tickets.issue(
-                    Ticket { player, kind: TicketKind::Resume, region: None },
+                    Ticket { player, kind: TicketKind::Resume, region: None, name: name.clone() },
                     unix_now_s(),
                 );
                 if write_frame(&mut send, &ControlS2c::ResumeTicket(ticket)).await.is_err() {
@@ -320,6 +333,18 @@ pub async fn run(
                     return SessionEnd::LoggedOut;
                 }
                 Some(Ok(ControlC2s::Hello(_))) => break SessionEnd::Violation("second Hello".into()),
+                Some(Ok(request @ (ControlC2s::Chat(_) | ControlC2s::Command(_)))) => {
+                    let started = chat_requests.start(request, session, &node);
+                    let economy_answers = started
+                        .economy
+                        .map(|request| economy.start(request, player, session, &node))
+                        .unwrap_or_default();
+                    for answer in started.answers.into_iter().chain(economy_answers) {
+                        if write_frame(&mut send, &answer).await.is_err() {
+                            break 'session SessionEnd::Disconnected;
+                        }
+                    }
+                }
                 Some(Ok(request)) => {
                     for answer in economy.start(request, player, session, &node) {
                         if write_frame(&mut send, &answer).await.is_err() {
@@ -371,7 +396,12 @@ pub async fn run(
                 }
                 Some(Outgoing::Redirect { addr, region }) => {
                     let ticket = auth.tickets.issue(
-                        Ticket { player, kind: TicketKind::Redirect, region: Some(region) },
+                        Ticket {
+                            player,
+                            kind: TicketKind::Redirect,
+                            region: Some(region),
+                            name: name.clone(),
+                        },
                         unix_now_s(),
                     );
                     let redirect = ControlS2c::Redirect(RedirectS2c { addr, ticket });
@@ -442,7 +472,7 @@ async fn log_in(
 ) -> Result<crate::node::Joined, ErrorS2c> {
     // A banned player is told why, and until when.
     let now = unix_now_s();
-    match players.ban(player, now).await {
+    match players.sanction(Sanction::Ban, player, now).await {
         Ok(None) => {}
         Ok(Some(ban)) => {
             let until = match ban.until_unix_s {

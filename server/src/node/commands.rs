@@ -10,7 +10,7 @@ use tessera_regions::io::SavedPlayer;
 use tessera_shared::config::Config;
 use tessera_shared::ids::{PlayerId, RegionId};
 use tessera_shared::math::Vec2;
-use tessera_shared::protocol::messages::{ControlS2c, ErrorS2c, InputC2s, KickedS2c};
+use tessera_shared::protocol::messages::{ChatS2c, ControlS2c, ErrorS2c, InputC2s, KickedS2c};
 use tokio::sync::oneshot;
 
 use crate::cluster::ClusterHandle;
@@ -100,6 +100,36 @@ pub enum Command {
         /// The message (boxed: commands stay small).
         message: Box<ControlS2c>,
     },
+    /// A chat message of `from` (on `session`) to the players of its region: those within
+    /// `radius_m` of it (`say`), or all of them (`None`: region). Answered with how many
+    /// it reached, the sender included; `None` if `session` does not hold `from` here.
+    Chat {
+        /// The sender.
+        from: PlayerId,
+        /// Its session.
+        session: u64,
+        /// How far it carries; `None`: the whole region.
+        radius_m: Option<f32>,
+        /// The message (boxed: commands stay small).
+        message: Box<ChatS2c>,
+        /// How many players it reached.
+        reply: oneshot::Sender<Option<usize>>,
+    },
+    /// A message of the cluster's chat: a global one for every player here, a whisper
+    /// for its recipient if here. Answered (if asked) with whether it reached anyone.
+    DeliverChat {
+        /// The message (boxed: commands stay small).
+        message: Box<ChatS2c>,
+        /// Whether it reached anyone.
+        reply: Option<oneshot::Sender<bool>>,
+    },
+    /// Who is in `player`'s region (`/who`); `None` if the player is not here.
+    Who {
+        /// The player asking.
+        player: PlayerId,
+        /// The answer.
+        reply: oneshot::Sender<Option<WhoList>>,
+    },
     /// An operator's request, carried out at the next tick boundary.
     Admin {
         /// What to do.
@@ -107,6 +137,20 @@ pub enum Command {
         /// The outcome (JSON for the API's answer).
         reply: oneshot::Sender<ActionResult>,
     },
+}
+
+/// The players of a region (`/who`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WhoList {
+    /// The region.
+    pub region: RegionId,
+    /// The first [`tessera_shared::protocol::limits::WHO_PLAYERS_MAX`] of its players, by
+    /// id.
+    pub players: Vec<PlayerId>,
+    /// How many players it holds.
+    pub region_total: usize,
+    /// How many players this node holds.
+    pub node_total: usize,
 }
 
 /// What an operator's request comes to: JSON for the API's answer, or why not.

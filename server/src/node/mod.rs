@@ -18,6 +18,7 @@
 //! fan-out ([`fanout`]) and the snapshot capture.
 
 mod actions;
+mod chat;
 mod cluster;
 pub mod commands;
 mod fanout;
@@ -42,7 +43,7 @@ use tokio::sync::mpsc;
 
 pub use commands::{
     ActionError, ActionResult, AdminAction, Command, DRIVER_REPLY_TIMEOUT, Joined, NodeHandle,
-    Outgoing,
+    Outgoing, WhoList,
 };
 pub use outbox::{SESSION_OUTBOX_LEN_MAX, SessionInbox, SessionOutbox, session_outbox};
 use sessions::{ClientView, Linger, PendingJoin, Releasing};

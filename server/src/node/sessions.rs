@@ -175,6 +175,24 @@ impl Driver {
                 self.remove_player(player);
             }
             Command::Admin { action, reply } => self.admin(action, reply),
+            Command::Chat {
+                from,
+                session,
+                radius_m,
+                message,
+                reply,
+            } => {
+                let _ = reply.send(self.chat_nearby(from, session, radius_m, *message));
+            }
+            Command::DeliverChat { message, reply } => {
+                let reached = self.deliver_chat(*message);
+                if let Some(reply) = reply {
+                    let _ = reply.send(reached);
+                }
+            }
+            Command::Who { player, reply } => {
+                let _ = reply.send(self.who(player));
+            }
             Command::Notify { player, message } => {
                 if let Some(view) = self.clients.get(&player).filter(|v| !v.detached) {
                     let _ = view.outbox.try_send(Outgoing::Control(message));

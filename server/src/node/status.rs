@@ -58,6 +58,8 @@ pub struct DriverCounters {
     /// Logins whose client left before the driver joined them (skipped, or their avatar
     /// left waiting for a resume).
     pub logins_abandoned: u64,
+    /// Chat messages a recipient here missed because its outbox was full.
+    pub chat_dropped: u64,
     /// Departed players' saves dropped because the save queue was full.
     pub saves_dropped: u64,
     /// Economy transactions (kills, starter kits) dropped because the economy's queue was

@@ -544,6 +544,24 @@ impl Client {
         }))
     }
 
+    /// Sends a chat message on `channel` (answered with a `Reply` under `id`; its
+    /// recipients, this player among them for `say`, region and global, get `Chat`).
+    pub fn chat(&self, id: u32, channel: ChatChannel, text: &str) -> Result<(), ClientError> {
+        self.request(ControlC2s::Chat(ChatC2s {
+            id,
+            channel,
+            text: text.to_owned(),
+        }))
+    }
+
+    /// Sends a slash command line such as `/who` (answered with a `Reply` under `id`).
+    pub fn command(&self, id: u32, line: &str) -> Result<(), ClientError> {
+        self.request(ControlC2s::Command(CommandC2s {
+            id,
+            line: line.to_owned(),
+        }))
+    }
+
     /// The next control message if one is waiting, without waiting (see
     /// [`Client::next_control`]).
     pub fn try_next_control(&mut self) -> Option<ControlS2c> {

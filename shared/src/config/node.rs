@@ -8,8 +8,8 @@ use toml::de::DeTable;
 
 use super::reader::{At, EnvOverride, SourceFile, Table};
 use super::schema::{
-    AdminConfig, AuthConfig, ClusterConfig, LoginLimitConfig, NodeConfig, NodeMode, ServicesConfig,
-    StateBudgetConfig, TlsConfig, TokenAlgorithm,
+    AdminConfig, AuthConfig, ChatConfig, ClusterConfig, LoginLimitConfig, NodeConfig, NodeMode,
+    RateLimit, ServicesConfig, StateBudgetConfig, TlsConfig, TokenAlgorithm,
 };
 use super::spec::{Section, Spec};
 use super::suggest;
@@ -36,6 +36,73 @@ pub(super) const FILE: Section = Section::of(
         Spec::table("persistence", &PERSISTENCE),
         Spec::table("cluster", &CLUSTER),
         Spec::table("admin", &ADMIN),
+        Spec::table("chat", &CHAT),
+    ],
+);
+
+const CHAT: Section = Section::of(
+    "Chat and players' requests: how far `say` reaches, each player's rate limit per kind \
+     of request (a request over it is refused with RateLimited and the time to retry; \
+     others' requests are unaffected), and the blocked-words list.",
+    &[
+        Spec::int_or(
+            "say_radius_m",
+            1,
+            1_000,
+            ChatConfig::DEFAULT.say_radius_m,
+            "A `say` message reaches the players of the speaker's region within this many metres.",
+        ),
+        Spec::int_or(
+            "chat_per_s",
+            1,
+            1_000,
+            ChatConfig::DEFAULT.chat.per_s,
+            "Chat messages a player may send per second, sustained.",
+        ),
+        Spec::int_or(
+            "chat_burst",
+            1,
+            1_000,
+            ChatConfig::DEFAULT.chat.burst,
+            "Chat messages a player may send at once before chat_per_s applies.",
+        ),
+        Spec::int_or(
+            "commands_per_s",
+            1,
+            1_000,
+            ChatConfig::DEFAULT.commands.per_s,
+            "Slash commands a player may send per second, sustained.",
+        ),
+        Spec::int_or(
+            "commands_burst",
+            1,
+            1_000,
+            ChatConfig::DEFAULT.commands.burst,
+            "Slash commands a player may send at once before commands_per_s applies.",
+        ),
+        Spec::int_or(
+            "economy_per_s",
+            1,
+            1_000,
+            ChatConfig::DEFAULT.economy.per_s,
+            "Economy requests (buy, refund, trade offers, acceptances, withdrawals, economy \
+             reads) a player may send per second, sustained.",
+        ),
+        Spec::int_or(
+            "economy_burst",
+            1,
+            1_000,
+            ChatConfig::DEFAULT.economy.burst,
+            "Economy requests a player may send at once before economy_per_s applies.",
+        ),
+        Spec::text_opt(
+            "blocked_words_file",
+            "a file path, or \"\" for none",
+            "A text file of blocked words or phrases, one per line (`#` starts a comment, \
+             case is ignored, at most 10,000 entries of at most 64 bytes); a chat message \
+             holding one as a whole word is refused with Moderated. Relative to the server's \
+             working directory. Absent or \"\": none.",
+        ),
     ],
 );
 
@@ -558,6 +625,49 @@ pub(super) fn read(
         }
         None => None,
     };
+    let chat = root.table("chat").map(|t| t.with_env(env_for("chat")));
+    let chat = match chat {
+        Some(mut t) => {
+            let say_radius_m = t.int("say_radius_m");
+            let mut limit = |per_s: &'static str, burst: &'static str| {
+                Some(RateLimit {
+                    per_s: t.int(per_s)?,
+                    burst: t.int(burst)?,
+                })
+            };
+            let limits = (
+                limit("chat_per_s", "chat_burst"),
+                limit("commands_per_s", "commands_burst"),
+                limit("economy_per_s", "economy_burst"),
+            );
+            let blocked_words_file = t.text_opt("blocked_words_file").and_then(|text| {
+                let Some((text, at)) = text else {
+                    return Some(None);
+                };
+                if text.len() > DATA_DIR_BYTES_MAX || text.contains('\0') {
+                    file.error(
+                        at,
+                        format!(
+                            "blocked_words_file must be a path of at most {DATA_DIR_BYTES_MAX} bytes without NUL"
+                        ),
+                    );
+                    return None;
+                }
+                Some((!text.is_empty()).then(|| PathBuf::from(text)))
+            });
+            t.finish();
+            (|| {
+                Some(ChatConfig {
+                    say_radius_m: say_radius_m?,
+                    chat: limits.0?,
+                    commands: limits.1?,
+                    economy: limits.2?,
+                    blocked_words_file: blocked_words_file?,
+                })
+            })()
+        }
+        None => None,
+    };
     root.finish();
 
     Some(NodeConfig {
@@ -575,6 +685,7 @@ pub(super) fn read(
         snapshot_interval: snapshot_interval?,
         cluster: cluster?,
         admin: admin?,
+        chat: chat?,
     })
 }
 

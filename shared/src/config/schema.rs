@@ -67,6 +67,50 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     /// `[admin]`: who may use the admin HTTP API.
     pub admin: AdminConfig,
+    /// `[chat]`: chat reach, per-player request limits and the blocked-words list.
+    pub chat: ChatConfig,
+}
+
+/// A token bucket: `per_s` sustained, `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Refill, requests per second.
+    pub per_s: u32,
+    /// Size, requests at once.
+    pub burst: u32,
+}
+
+/// `[chat]` of `tessera.toml`: how far `say` reaches, each player's request limits by
+/// kind (PROTOCOL.md section 7), and the blocked-words list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// `say_radius_m`: a `say` reaches the players of the speaker's region this close.
+    pub say_radius_m: u32,
+    /// `chat_per_s`, `chat_burst`: chat messages per player.
+    pub chat: RateLimit,
+    /// `commands_per_s`, `commands_burst`: slash commands per player.
+    pub commands: RateLimit,
+    /// `economy_per_s`, `economy_burst`: economy requests (purchases, refunds, trades,
+    /// economy reads) per player.
+    pub economy: RateLimit,
+    /// `blocked_words_file`: one word or phrase per line (`#` starts a comment); a chat
+    /// message holding one is refused. `None` (`""`): no list.
+    pub blocked_words_file: Option<std::path::PathBuf>,
+}
+
+impl ChatConfig {
+    /// The defaults: `say` reaches 30 m; chat 5 at once then 1 a second, commands 5 then
+    /// 2 a second, economy requests 10 then 5 a second; no blocked words.
+    pub const DEFAULT: ChatConfig = ChatConfig {
+        say_radius_m: 30,
+        chat: RateLimit { per_s: 1, burst: 5 },
+        commands: RateLimit { per_s: 2, burst: 5 },
+        economy: RateLimit {
+            per_s: 5,
+            burst: 10,
+        },
+        blocked_words_file: None,
+    };
 }
 
 /// The login rate limit per remote address (`[net]` of `tessera.toml`; PROTOCOL.md

@@ -71,8 +71,11 @@ pub(super) enum Kind {
     /// `true` or `false`; optional with `default`, else required.
     Bool { default: Option<bool> },
     /// A string the loader's code checks further (a name, a path, an address, a formula);
-    /// `expected` is what errors say it must be. Required.
-    Text { expected: &'static str },
+    /// `expected` is what errors say it must be. Required unless `optional`.
+    Text {
+        expected: &'static str,
+        optional: bool,
+    },
     /// One of `values`. Required.
     Choice { values: &'static [&'static str] },
     /// `{ x = ..., y = ... }`, each component in `[min, max]`.
@@ -138,7 +141,18 @@ impl Spec {
 
     /// A required string, checked further by the loader.
     pub(super) const fn text(key: &'static str, expected: &'static str, doc: &'static str) -> Spec {
-        Spec::new(key, Kind::Text { expected }, doc)
+        let optional = false;
+        Spec::new(key, Kind::Text { expected, optional }, doc)
+    }
+
+    /// An optional string, checked further by the loader.
+    pub(super) const fn text_opt(
+        key: &'static str,
+        expected: &'static str,
+        doc: &'static str,
+    ) -> Spec {
+        let optional = true;
+        Spec::new(key, Kind::Text { expected, optional }, doc)
     }
 
     /// A required string out of `values`.
@@ -225,12 +239,9 @@ impl Spec {
             Kind::Bool { default } => default.is_none(),
             Kind::Vec2 { required, .. } => required,
             Kind::Table(section) => section.has_required(),
+            Kind::Text { optional, .. } => !optional,
             Kind::Map { len_min, .. } => len_min > 0,
-            Kind::Num { .. }
-            | Kind::Text { .. }
-            | Kind::Choice { .. }
-            | Kind::Ids { .. }
-            | Kind::Tables { .. } => true,
+            Kind::Num { .. } | Kind::Choice { .. } | Kind::Ids { .. } | Kind::Tables { .. } => true,
         }
     }
 
@@ -241,7 +252,7 @@ impl Spec {
             Kind::Int { min, max, .. } => format!("an integer between {min} and {max}"),
             Kind::Num { min, max } => format!("a number {}", between(min, max)),
             Kind::Bool { .. } => "true or false".to_owned(),
-            Kind::Text { expected }
+            Kind::Text { expected, .. }
             | Kind::Ids { expected, .. }
             | Kind::Tables { expected, .. } => expected.to_owned(),
             Kind::Choice { values } => one_of(values),

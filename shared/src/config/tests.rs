@@ -472,7 +472,7 @@ fn env_typos_name_the_variable_to_set() {
             &[("TESSERA__SIMM__THREADS", "4")]
         )),
         [
-            r#"env TESSERA__SIMM__THREADS: unknown section "simm" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin; did you mean TESSERA__SIM__THREADS?"#
+            r#"env TESSERA__SIMM__THREADS: unknown section "simm" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin, chat; did you mean TESSERA__SIM__THREADS?"#
         ]
     );
 }
@@ -875,7 +875,7 @@ fn bad_env_overrides_error() {
     assert_eq!(
         e.to_string(),
         [
-            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin; did you mean TESSERA__NET__X?"#,
+            r#"env TESSERA__NETT__X: unknown section "nett" of tessera.toml; allowed: node, net, sim, auth, tls, services, persistence, cluster, admin, chat; did you mean TESSERA__NET__X?"#,
             r#"env TESSERA__NET__QUIC_LISTENN: unknown key "quic_listenn" in [net]; allowed: quic_listen, admin_listen, logins_per_address_per_s, login_burst_per_address, login_limit_loopback, state_kbit_per_s, state_staleness_ticks_max; did you mean TESSERA__NET__QUIC_LISTEN?"#,
             "env TESSERA__NODE: expected a name of the form TESSERA__SECTION__KEY, e.g. TESSERA__NET__QUIC_LISTEN",
             "env TESSERA__SIM__THREADS: threads must be an integer between 0 and 256, got many",

@@ -38,13 +38,19 @@ pub const ECONOMY_NAME_BYTES_MAX: usize = crate::config::NAME_CHARS_MAX;
 pub const TRADE_ITEM_KINDS_MAX: usize = 32;
 /// Longest time a trade offer stays open, in milliseconds (10 minutes).
 pub const OFFER_TTL_MAX_MS: u32 = 600_000;
-/// Economy requests (`Buy`, `Refund`, `GetEconomy`, trades) a session may send per second; a
-/// burst of [`ECONOMY_REQUESTS_BURST`] is allowed. Past it: `RateLimited`.
-pub const ECONOMY_REQUESTS_PER_S: u32 = 5;
-/// The burst of economy requests a session may send at once.
-pub const ECONOMY_REQUESTS_BURST: u32 = 10;
 /// Economy requests of one session waiting for their answer; past it: `RateLimited`.
 pub const ECONOMY_REQUESTS_IN_FLIGHT_MAX: usize = 4;
+/// Longest chat message text (`ChatC2s::text`), in bytes.
+pub const CHAT_TEXT_BYTES_MAX: usize = 256;
+/// Longest slash command line (`CommandC2s::line`), in bytes.
+pub const COMMAND_LINE_BYTES_MAX: usize = 256;
+/// Longest display name a `Chat` message carries, in bytes (a token's `name` claim is cut
+/// to it).
+pub const PLAYER_NAME_BYTES_MAX: usize = 64;
+/// Longest text of a `Reply` (a command's output), in bytes.
+pub const REPLY_TEXT_BYTES_MAX: usize = 4_096;
+/// Players a `/who` lists at most (it says how many more there are).
+pub const WHO_PLAYERS_MAX: usize = 50;
 
 const _: () = assert!(
     // An `Economy` message with every slot a different item of the longest id.

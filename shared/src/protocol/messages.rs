@@ -27,6 +27,46 @@ pub enum ControlC2s {
     TradeAccept(TradeAcceptC2s),
     /// Withdraws one of the player's own open offers: answered like `Buy`.
     TradeCancel(TradeCancelC2s),
+    /// A chat message: answered with `Reply`; its recipients are sent `Chat`.
+    Chat(ChatC2s),
+    /// A slash command (`/who`, `/w`, `/buy`, `/trade`, `/inventory`, `/help`): answered
+    /// with `Reply` (and, for an economy command, what its request is answered with).
+    Command(CommandC2s),
+}
+
+/// Where a chat message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatChannel {
+    /// 0: The players of the speaker's region within `[chat] say_radius_m`.
+    Say,
+    /// 1: Every player of the speaker's region.
+    Region,
+    /// 2: Every player of the cluster.
+    Global,
+    /// 3: One player, wherever in the cluster (its id).
+    Whisper(PlayerId),
+}
+
+/// A chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatC2s {
+    /// Chosen by the client, echoed in the `Reply`.
+    pub id: u32,
+    /// Where it goes.
+    pub channel: ChatChannel,
+    /// The text: 1 to [`super::limits::CHAT_TEXT_BYTES_MAX`] bytes of UTF-8, not only
+    /// spaces, without control or bidirectional-override characters.
+    pub text: String,
+}
+
+/// A slash command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandC2s {
+    /// Chosen by the client, echoed in the `Reply`.
+    pub id: u32,
+    /// The line as typed, `/` first: at most [`super::limits::COMMAND_LINE_BYTES_MAX`]
+    /// bytes, the same characters as chat.
+    pub line: String,
 }
 
 /// Coins and items (a side of a trade).
@@ -136,6 +176,36 @@ pub enum ControlS2c {
     Economy(EconomyS2c),
     /// Another player offered this player a trade (sent when both are on the same node).
     TradeOffered(TradeOfferedS2c),
+    /// A chat message for this player.
+    Chat(ChatS2c),
+    /// The answer to a `Chat` or a `Command`.
+    Reply(ReplyS2c),
+}
+
+/// A chat message as its recipients receive it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatS2c {
+    /// Where it was sent: for a whisper, `Whisper(recipient)`.
+    pub channel: ChatChannel,
+    /// Who sent it.
+    pub from: PlayerId,
+    /// The sender's display name (its token's `name`; empty if none), at most
+    /// [`super::limits::PLAYER_NAME_BYTES_MAX`] bytes.
+    pub from_name: String,
+    /// The text.
+    pub text: String,
+}
+
+/// The answer to a `Chat` or a `Command`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyS2c {
+    /// The request's id.
+    pub id: u32,
+    /// Why it was refused (nothing was sent or done); `None`: done.
+    pub refused: Option<RefusedS2c>,
+    /// For people: a command's output (at most [`super::limits::REPLY_TEXT_BYTES_MAX`]
+    /// bytes), or empty.
+    pub text: String,
 }
 
 /// A trade offered to the player.
@@ -185,7 +255,7 @@ pub struct RefusedS2c {
     pub retry_after_ms: Option<u32>,
 }
 
-/// Refusal codes of economy requests; the numbers are the wire values, new codes only
+/// Refusal codes of economy, chat and command requests; the numbers are the wire values, new codes only
 /// appended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefusalCode {
@@ -218,6 +288,14 @@ pub enum RefusalCode {
     /// 13: No open offer with that key to accept or withdraw (never made, accepted,
     /// withdrawn or expired).
     OfferNotOpen,
+    /// 14: The player is muted: no chat until the mute ends.
+    Muted,
+    /// 15: The message holds a blocked word.
+    Moderated,
+    /// 16: The player named is not in the world (a whisper's target, a trade's partner).
+    PlayerNotFound,
+    /// 17: No such command (`/help` lists them).
+    UnknownCommand,
 }
 
 /// A player's economy.

@@ -111,10 +111,43 @@ impl<'a> Table<'a> {
         key: &'static str,
     ) -> Option<(&'a str, Item<'a>)> {
         let spec = self.spec(key)?;
-        if !matches!(spec.kind, Kind::Text { .. } | Kind::Choice { .. }) {
+        if !matches!(
+            spec.kind,
+            Kind::Text {
+                optional: false,
+                ..
+            } | Kind::Choice { .. }
+        ) {
             return self.wrong_kind(spec);
         }
         let item = self.required(key, || spec.expected())?;
+        self.text_of(spec, key, item)
+    }
+
+    /// An optional string: `Some(None)` when absent, `None` (the error recorded) when not a
+    /// string.
+    pub(in crate::config) fn text_opt(
+        &mut self,
+        key: &'static str,
+    ) -> Option<Option<(&'a str, At<'a>)>> {
+        let spec = self.spec(key)?;
+        if !matches!(spec.kind, Kind::Text { optional: true, .. }) {
+            return self.wrong_kind(spec);
+        }
+        match self.optional(key) {
+            Some(item) => self
+                .text_of(spec, key, item)
+                .map(|(s, item)| Some((s, item.at))),
+            None => Some(None),
+        }
+    }
+
+    fn text_of(
+        &mut self,
+        spec: &'static Spec,
+        key: &'static str,
+        item: Item<'a>,
+    ) -> Option<(&'a str, Item<'a>)> {
         match (item.value, item.env_raw) {
             (DeValue::String(s), _) => Some((s.as_ref(), item)),
             (_, Some(raw)) => Some((raw, item)),
