@@ -523,3 +523,162 @@ fn two_players_trade_by_offer_and_acceptance() {
         bo.logout().await.unwrap();
     });
 }
+
+/// Leaderboards over the admin API and the control stream, on a node of its own (in
+/// process): a grant moves a player up, a client reads the top and its own standing,
+/// `/top` says it for people, bad boards and limits are refused, a rebuild from the
+/// store gives the same boards.
+#[test]
+fn leaderboards_rank_players_over_the_api_and_the_control_stream() {
+    use tessera::shared::protocol::messages::LeaderboardKind;
+    let (node, [viewer, _, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    let rt = client_runtime();
+    let top = |query: &str| {
+        let (status, body) = http(
+            addr,
+            "GET",
+            &format!("/v1/leaderboards/{query}"),
+            Some(&viewer),
+            None,
+        );
+        (status, json(&body))
+    };
+    rt.block_on(async {
+        let mut ada = login(&node, "ada").await.unwrap();
+        let mut bo = login(&node, "bo").await.unwrap();
+        kit_delivered(&mut ada).await;
+        kit_delivered(&mut bo).await;
+        let (ada_id, bo_id) = (ada.welcome().player, bo.welcome().player);
+        // Bo is granted 100 coins: first on the coins board (the kits gave 50 each).
+        let grant = r#"{"key": "lb-1", "coins": 100, "reason": "test"}"#;
+        let (admin2, bo_raw) = (admin.clone(), bo_id.0);
+        let (status, body) =
+            tokio::task::spawn_blocking(move || post(addr, &admin2, bo_raw, "grant", grant))
+                .await
+                .unwrap();
+        assert_eq!(status, 200, "{body}");
+        ada.get_leaderboard(LeaderboardKind::Coins, 10).unwrap();
+        let board = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let ControlS2c::Leaderboard(b) = ada.next_control().await.unwrap() {
+                    return b;
+                }
+            }
+        })
+        .await
+        .expect("a leaderboard within 10 s");
+        let order: Vec<_> = board
+            .top
+            .iter()
+            .map(|s| (s.rank, s.player, s.score))
+            .collect();
+        assert_eq!(order, [(1, bo_id, 150), (2, ada_id, 50)]);
+        assert_eq!(board.you.map(|s| (s.rank, s.score)), Some((2, 50)));
+        ada.command(7, "/top coins").unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let ControlS2c::Reply(r) = ada.next_control().await.unwrap() {
+                    return r;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(reply.refused, None);
+        assert_eq!(
+            reply.text,
+            "top coins: 1. bo 150, 2. ada 50; you: 2. with 50"
+        );
+    });
+    let (status, body) = top("coins?limit=1");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["top"].as_array().map(Vec::len), Some(1));
+    assert_eq!(body["top"][0]["score"], 150);
+    let ada = tessera_server::auth::dev_player_id("ada").0;
+    let (status, body) = top(&format!("xp/players/{ada}"));
+    assert_eq!(
+        (status, body["rank"].as_u64().is_some()),
+        (200, true),
+        "{body}"
+    );
+    for (query, status) in [
+        ("gold", 404),
+        ("coins?limit=0", 400),
+        ("coins?limit=101", 400),
+        ("xp/players/424242", 404),
+    ] {
+        assert_eq!(top(query).0, status, "{query}");
+    }
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/leaderboards/rebuild",
+        Some(&admin),
+        Some(r#"{"reason": "test"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["players"], 2);
+    assert_eq!(
+        top("coins").1["top"][0]["score"],
+        150,
+        "the same after a rebuild"
+    );
+}
+
+/// The Redis leaderboards rank as the in-process ones: the same updates, the same tops
+/// and standings, and a rebuild replaces a board whole.
+#[test]
+fn redis_leaderboards_rank_as_the_in_process_ones() {
+    use tessera::persistence::economy::PlayerEconomy;
+    use tessera::persistence::leaderboard::{Board, Leaderboards};
+    let Some(url) =
+        crate::util::services::redis_url("redis_leaderboards_rank_as_the_in_process_ones")
+    else {
+        return;
+    };
+    crate::util::runtime().block_on(async {
+        let commands = tessera::persistence::redis_bus::connection(&url)
+            .await
+            .unwrap();
+        let redis = Leaderboards::redis_under(commands, &crate::util::unique("test-leaderboard"));
+        let local = Leaderboards::local();
+        let economy = |xp, coins| {
+            let mut e = PlayerEconomy {
+                xp,
+                ..PlayerEconomy::default()
+            };
+            e.holdings.coins = coins;
+            e
+        };
+        let players: std::collections::BTreeMap<PlayerId, PlayerEconomy> = (1..=30)
+            .map(|p| (PlayerId(p), economy(p % 7 * 100, 1_000 - p)))
+            .collect();
+        for boards in [&redis, &local] {
+            boards.rebuild(&players).await.unwrap();
+            boards
+                .record(&[(PlayerId(5), economy(10_000, 0))])
+                .await
+                .unwrap();
+        }
+        for board in Board::ALL {
+            assert_eq!(
+                redis.top(board, 100).await.unwrap(),
+                local.top(board, 100).await.unwrap(),
+                "{board:?}"
+            );
+            for p in [1, 5, 30, 31] {
+                assert_eq!(
+                    redis.standing(board, PlayerId(p)).await.unwrap(),
+                    local.standing(board, PlayerId(p)).await.unwrap(),
+                    "{board:?} {p}"
+                );
+            }
+        }
+        let first = redis.top(Board::Xp, 1).await.unwrap();
+        assert_eq!((first[0].player, first[0].score), (PlayerId(5), 10_000));
+        let one = std::collections::BTreeMap::from([(PlayerId(99), economy(1, 1))]);
+        redis.rebuild(&one).await.unwrap();
+        assert_eq!(redis.top(Board::Coins, 100).await.unwrap().len(), 1);
+    });
+}

@@ -174,6 +174,36 @@ fn message_cases() -> Vec<(&'static str, &'static str, Vec<u8>, Value)> {
                 line: "/buy general_store bread 2".into(),
             }),
         ),
+        c2s(
+            "get_leaderboard",
+            ControlC2s::GetLeaderboard(GetLeaderboardC2s {
+                board: LeaderboardKind::Kills,
+                count: 10,
+            }),
+        ),
+        s2c(
+            "leaderboard",
+            ControlS2c::Leaderboard(LeaderboardS2c {
+                board: LeaderboardKind::Coins,
+                top: vec![
+                    StandingS2c {
+                        rank: 1,
+                        player: PlayerId(42),
+                        score: 1_500,
+                    },
+                    StandingS2c {
+                        rank: 2,
+                        player: PlayerId(7),
+                        score: 90,
+                    },
+                ],
+                you: Some(StandingS2c {
+                    rank: 2,
+                    player: PlayerId(7),
+                    score: 90,
+                }),
+            }),
+        ),
         s2c(
             "chat_say",
             ControlS2c::Chat(ChatS2c {

@@ -16,6 +16,7 @@ pub mod bus;
 pub mod clock;
 pub mod economy;
 pub mod embedded;
+pub mod leaderboard;
 pub mod lease;
 pub mod local_bus;
 pub mod location;

@@ -9,6 +9,10 @@
 //! retried with the same idempotency key, with capped jittered backoff, for up to
 //! [`ECONOMY_RETRY_FOR`]: applied once however often it is tried. A caller that waits on
 //! the outcome gets it through its reply.
+//!
+//! After a transaction is applied, the leaderboards get the new scores of the players it
+//! changed ([`Economy::applied`], read back from the store); one that fails is counted
+//! (`leaderboard_failed`) and mended by a rebuild.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tessera_persistence::StoreError;
 use tessera_persistence::economy::{EconomyStore, EconomyTx, TxKind, TxOutcome};
+use tessera_persistence::leaderboard::Leaderboards;
 use tessera_persistence::node_store::NodeStore;
 use tessera_regions::io::KillReward;
 use tessera_shared::config::BalanceConfig;
@@ -62,6 +67,8 @@ pub struct EconomyStats {
     pub failed: AtomicU64,
     /// Attempts the store could not answer, retried.
     pub retries: AtomicU64,
+    /// Leaderboard updates that failed (the boards lag until a rebuild).
+    pub leaderboard_failed: AtomicU64,
 }
 
 /// The sending side and the counters of the committer.
@@ -69,20 +76,53 @@ pub struct EconomyStats {
 pub struct Economy {
     requests: mpsc::Sender<EconomyRequest>,
     store: NodeStore,
+    leaderboards: Leaderboards,
     /// Counters.
     pub stats: Arc<EconomyStats>,
 }
 
 impl Economy {
-    /// The committer over `store`, spawned on the current runtime.
-    pub fn start(store: NodeStore) -> Economy {
+    /// The committer over `store`, spawned on the current runtime, keeping
+    /// `leaderboards` current.
+    pub fn start(store: NodeStore, leaderboards: Leaderboards) -> Economy {
         let (requests, queue) = mpsc::channel(ECONOMY_QUEUE_LEN_MAX);
         let stats = Arc::new(EconomyStats::default());
-        tokio::spawn(commit(store.clone(), queue, stats.clone()));
-        Economy {
+        let economy = Economy {
             requests,
             store,
+            leaderboards,
             stats,
+        };
+        tokio::spawn(commit(economy.clone(), queue));
+        economy
+    }
+
+    /// The leaderboards.
+    pub fn leaderboards(&self) -> &Leaderboards {
+        &self.leaderboards
+    }
+
+    /// After `tx` was applied: the leaderboards get the new scores of the players it
+    /// changed.
+    pub async fn applied(&self, tx: &EconomyTx) {
+        let other = tx.kind.touches(tx.player).other;
+        let mut economies = Vec::with_capacity(2);
+        for player in std::iter::once(tx.player).chain(other) {
+            match self.store.economy_of(player).await {
+                Ok(economy) => economies.push((player, economy.unwrap_or_default())),
+                Err(_) => {
+                    self.stats
+                        .leaderboard_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.leaderboards.record(&economies).await {
+            self.stats
+                .leaderboard_failed
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "leaderboards not updated");
         }
     }
 
@@ -134,21 +174,21 @@ pub fn now_unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-async fn commit(
-    store: NodeStore,
-    mut queue: mpsc::Receiver<EconomyRequest>,
-    stats: Arc<EconomyStats>,
-) {
+async fn commit(economy: Economy, mut queue: mpsc::Receiver<EconomyRequest>) {
     let slots = Arc::new(Semaphore::new(ECONOMY_IN_FLIGHT_MAX));
     while let Some(request) = queue.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let (store, stats) = (store.clone(), stats.clone());
+        let economy = economy.clone();
         tokio::spawn(async move {
-            let outcome = apply_with_retries(&store, &request, &stats).await;
+            let outcome = apply_with_retries(&economy.store, &request, &economy.stats).await;
+            let applied = matches!(outcome, Ok(TxOutcome::Applied(_)));
             if let Some(done) = request.done {
                 let _ = done.send(outcome);
+            }
+            if applied {
+                economy.applied(&request.tx).await;
             }
             drop(slot);
         });

@@ -33,7 +33,9 @@ use crate::players::{Players, SaveStats};
 use crate::reload::{self, ReloadSource, Reloader};
 use crate::snapshots::{SnapshotStats, Snapshots};
 use tessera_persistence::bus::BusConfig;
+use tessera_persistence::economy::EconomyStore;
 use tessera_persistence::embedded::EmbeddedStore;
+use tessera_persistence::leaderboard::Leaderboards;
 use tessera_persistence::local_bus::LocalBus;
 use tessera_persistence::mongo::MongoStore;
 use tessera_persistence::node_store::NodeStore;
@@ -200,6 +202,7 @@ impl RunningNode {
             .map(|&r| (r, stored.get(&r).map_or(1, |s| s.epoch + 1)))
             .collect();
         let mut chat_bus = None;
+        let mut leaderboards = Leaderboards::local();
         let cluster = match &config.node.services.redis_url {
             None => None,
             Some(url) => {
@@ -210,6 +213,10 @@ impl RunningNode {
                     .block_on(RedisBus::connect(url, BusConfig::default()))
                     .map_err(|e| anyhow::anyhow!("connecting the chat to Redis: {e}"))?;
                 chat_bus = Some((bus, cluster.locations()));
+                let commands = runtime
+                    .block_on(tessera_persistence::redis_bus::connection(url))
+                    .map_err(|e| anyhow::anyhow!("connecting the leaderboards to Redis: {e}"))?;
+                leaderboards = Leaderboards::redis(commands);
                 let leases = runtime.block_on(cluster.acquire(&epochs))?;
                 for lease in &leases {
                     epochs.insert(lease.region, lease.epoch);
@@ -236,7 +243,7 @@ impl RunningNode {
             let _guard = runtime.enter();
             (
                 Arc::new(Players::start(store.clone())),
-                Economy::start(store.clone()),
+                Economy::start(store.clone(), leaderboards),
                 Snapshots::start(store, epochs, driver.take_snapshot_encoders()),
             )
         };
@@ -260,6 +267,23 @@ impl RunningNode {
                 ),
             }
         };
+        if matches!(economy.leaderboards(), Leaderboards::Local(_)) {
+            // In process, the boards start empty: they are filled from the store.
+            let economy = economy.clone();
+            runtime.spawn(async move {
+                let rebuilt = match economy.store().economy_audit().await {
+                    Ok(audit) => economy
+                        .leaderboards()
+                        .rebuild(&audit.players)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = rebuilt {
+                    tracing::warn!(error = %e, "leaderboards not filled from the store");
+                }
+            });
+        }
         driver.save_players_to(players.saves());
         driver.commit_economy_to(economy.requests());
         driver.snapshot_to(snapshots.clone());
@@ -361,6 +385,7 @@ impl RunningNode {
                     reloader,
                     regions: control.clone(),
                     store: probe_store.clone(),
+                    economy: economy.clone(),
                 }),
             );
         }

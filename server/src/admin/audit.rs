@@ -21,7 +21,7 @@ use super::{AdminState, ApiError};
 
 /// Every action the audit log records, as `action` of its records (and the values
 /// `GET /v1/audit?action=` takes).
-pub(super) const ACTIONS: [&str; 13] = [
+pub(super) const ACTIONS: [&str; 14] = [
     "player.kick",
     "player.teleport",
     "player.message",
@@ -35,6 +35,7 @@ pub(super) const ACTIONS: [&str; 13] = [
     "region.release",
     "region.transfer",
     "config.reload",
+    "leaderboards.rebuild",
 ];
 
 /// Longest `before` of a read, in bytes (an id is far shorter).

@@ -14,6 +14,7 @@ use tessera_persistence::economy::{
     EconomyStore, EconomyTx, Holdings, LEDGER_READ_MAX, LedgerEntry, PlayerEconomy, TxKind,
     TxOutcome, is_valid_key,
 };
+use tessera_persistence::leaderboard::{Board, Standing, TOP_MAX};
 
 use super::audit::Entry;
 use super::keys::Caller;
@@ -83,6 +84,108 @@ pub(super) async fn ledger(
         .map_err(|e| ApiError::unavailable(format!("the ledger cannot be read: {e}"), 5))?;
     let entries: Vec<Value> = entries.iter().map(entry_json).collect();
     Ok(Json(json!({ "player": player.0, "entries": entries })))
+}
+
+/// The board a path names, or 404 naming the boards.
+fn board_of(name: &str) -> Result<Board, ApiError> {
+    Board::named(name).ok_or_else(|| {
+        let names: Vec<&str> = Board::ALL.iter().map(|b| b.name()).collect();
+        ApiError::not_found(format!(
+            "no leaderboard {name:?}; there are: {}",
+            names.join(", ")
+        ))
+    })
+}
+
+fn standing_json(s: &Standing) -> Value {
+    json!({ "rank": s.rank, "player": s.player.0, "score": s.score })
+}
+
+/// `GET /v1/leaderboards/{board}?limit=`: the top of a board (1 to [`TOP_MAX`], default
+/// 10).
+pub(super) async fn leaderboard(
+    State(state): State<Arc<AdminState>>,
+    PathParam(board): PathParam,
+    query: Result<Query<LedgerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let board = board_of(&board)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = match &query.limit {
+        None => 10,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| (1..=TOP_MAX).contains(&n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit: must be an integer from 1 to {TOP_MAX}, got {text:?}"
+                ))
+            })?,
+    };
+    let top = state
+        .economy
+        .leaderboards()
+        .top(board, limit)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string(), 2))?;
+    let top: Vec<Value> = top.iter().map(standing_json).collect();
+    Ok(Json(json!({ "board": board.name(), "top": top })))
+}
+
+/// `GET /v1/leaderboards/{board}/players/{player}`: a player's rank and score, 404 if
+/// it is not on the board.
+pub(super) async fn standing(
+    State(state): State<Arc<AdminState>>,
+    axum::extract::Path((board, player)): axum::extract::Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let board = board_of(&board)?;
+    let player = player_id(&player)?;
+    let standing = state
+        .economy
+        .leaderboards()
+        .standing(board, player)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string(), 2))?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "player {} is not on the {} leaderboard",
+                player.0,
+                board.name()
+            ))
+        })?;
+    let mut answer = standing_json(&standing);
+    answer["board"] = board.name().into();
+    Ok(Json(answer))
+}
+
+/// `POST /v1/leaderboards/rebuild`: every board rebuilt from the store's economies
+/// (audited).
+pub(super) async fn rebuild_leaderboards(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<super::ReasonBody>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = reason(body.reason)?;
+    let entry = Entry {
+        action: "leaderboards.rebuild",
+        target: "leaderboards".into(),
+        reason: &reason,
+        details: String::new(),
+    };
+    let economy = state.economy.clone();
+    let rebuilding = async move {
+        let audit =
+            economy.store().economy_audit().await.map_err(|e| {
+                ApiError::unavailable(format!("the economy cannot be read: {e}"), 5)
+            })?;
+        let players = economy
+            .leaderboards()
+            .rebuild(&audit.players)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string(), 2))?;
+        Ok(json!({ "players": players }))
+    };
+    state.audit.run(&caller, entry, rebuilding).await.map(Json)
 }
 
 /// The body of a grant or a revocation.
@@ -165,13 +268,17 @@ async fn change(
         at_ms: now_unix_ms(),
     };
     let store = state.store.clone();
+    let economy = state.economy.clone();
     let apply = async move {
         let outcome = store
             .apply_tx(balance, &tx)
             .await
             .map_err(|e| ApiError::unavailable(format!("the economy cannot be changed: {e}"), 5))?;
         match outcome {
-            TxOutcome::Applied(e) => Ok(json!({ "outcome": "applied", "entry": entry_json(&e) })),
+            TxOutcome::Applied(e) => {
+                economy.applied(&tx).await;
+                Ok(json!({ "outcome": "applied", "entry": entry_json(&e) }))
+            }
             TxOutcome::Duplicate(e) => {
                 Ok(json!({ "outcome": "duplicate", "entry": entry_json(&e) }))
             }

@@ -318,6 +318,8 @@ impl NodeMetrics {
         }
         self.counter("tessera_economy_retries_total", none)
             .absolute(economy.retries.load(Ordering::Relaxed));
+        self.counter("tessera_leaderboard_update_failures_total", none)
+            .absolute(economy.leaderboard_failed.load(Ordering::Relaxed));
         for (channel, n) in ["say", "region", "global", "whisper"]
             .iter()
             .zip(&chat.sent)
@@ -554,6 +556,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_economy_retries_total",
         None,
         "Economy transaction attempts the store could not answer (unavailable, contended), retried with the same key.",
+    ),
+    (
+        "tessera_leaderboard_update_failures_total",
+        None,
+        "Leaderboard updates after an applied economy transaction that failed (the boards lag until POST /v1/leaderboards/rebuild).",
     ),
     (
         "tessera_chat_messages_total",

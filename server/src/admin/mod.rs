@@ -82,6 +82,8 @@ pub struct AdminState {
     pub regions: Arc<crate::control::RegionControl>,
     /// The store (bans).
     pub store: tessera_persistence::node_store::NodeStore,
+    /// The economy's committer (grants update the leaderboards) and the leaderboards.
+    pub economy: crate::economy::Economy,
 }
 
 /// The routes. Each group checks its role before anything of the request is read.
@@ -94,7 +96,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/config/balance", get(balance::balance))
         .route("/v1/placement", get(placement))
         .route("/v1/players/{player}/economy", get(economy::economy))
-        .route("/v1/players/{player}/ledger", get(economy::ledger));
+        .route("/v1/players/{player}/ledger", get(economy::ledger))
+        .route("/v1/leaderboards/{board}", get(economy::leaderboard))
+        .route(
+            "/v1/leaderboards/{board}/players/{player}",
+            get(economy::standing),
+        );
     let orchestrator = Router::new()
         .route(
             "/v1/regions/{region}",
@@ -105,6 +112,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/players/{player}/kick", post(players::kick))
         .route("/v1/players/{player}/grant", post(economy::grant))
         .route("/v1/players/{player}/revoke", post(economy::revoke))
+        .route(
+            "/v1/leaderboards/rebuild",
+            post(economy::rebuild_leaderboards),
+        )
         .route("/v1/players/{player}/teleport", post(players::teleport))
         .route("/v1/players/{player}/message", post(players::message))
         .route(

@@ -5,8 +5,9 @@
 //! other nodes over the cluster's chat ([`crate::chat`]). Each request is answered with a
 //! `Reply` under its id; at most [`CHAT_REQUESTS_WAITING_MAX`] wait for their answer.
 //!
-//! Commands: `/help`, `/who`, `/w <player> <text>`, `/inventory`, `/buy <shop> <item>
-//! [count]`, `/trade <player> <n> <item|coins> for <n> <item|coins>`. The economy's are
+//! Commands: `/help`, `/who`, `/w <player> <text>`, `/inventory`, `/top <xp|kills|coins>`,
+//! `/buy <shop> <item> [count]`, `/trade <player> <n> <item|coins> for <n> <item|coins>`.
+//! `GetLeaderboard` is answered here too (under the commands' limit). The economy's are
 //! the structured requests' shorthand: they become a `GetEconomy`, `Buy` or `TradeOffer`
 //! under a key of their own (`cmd-<ms>-<id>`, in the `Reply`) and are answered as those
 //! are, after the `Reply`.
@@ -16,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use governor::DefaultDirectRateLimiter;
 use tessera_persistence::audit::{Sanction, SanctionRecord};
+use tessera_persistence::leaderboard::{Board, Leaderboards, Standing};
 use tessera_shared::ids::PlayerId;
 use tessera_shared::protocol::limits::{
-    CHAT_TEXT_BYTES_MAX, COMMAND_LINE_BYTES_MAX, REPLY_TEXT_BYTES_MAX,
+    CHAT_TEXT_BYTES_MAX, COMMAND_LINE_BYTES_MAX, LEADERBOARD_TOP_MAX, REPLY_TEXT_BYTES_MAX,
 };
 use tessera_shared::protocol::messages::*;
 use tokio::sync::oneshot;
@@ -42,7 +44,10 @@ const COMMAND_OFFER_TTL_MS: u32 = 60_000;
 const RETRY_AFTER_MS: u32 = 1_000;
 
 const HELP: &str = "commands: /who (the players of your region), /w <player> <text> (whisper), \
-/inventory, /buy <shop> <item> [count], /trade <player> <n> <item|coins> for <n> <item|coins>, /help";
+/inventory, /top <xp|kills|coins>, /buy <shop> <item> [count], \
+/trade <player> <n> <item|coins> for <n> <item|coins>, /help";
+/// Entries `/top` lists.
+const TOP_LISTED: usize = 10;
 
 /// What a request comes to.
 pub(super) struct Started {
@@ -68,6 +73,7 @@ type MuteCache = Arc<Mutex<Option<(Instant, Option<SanctionRecord>)>>>;
 pub(super) struct ChatRequests {
     chat: Chat,
     players: Arc<Players>,
+    leaderboards: Option<Leaderboards>,
     player: PlayerId,
     name: String,
     chat_limiter: DefaultDirectRateLimiter,
@@ -81,6 +87,7 @@ impl ChatRequests {
     pub(super) fn new(
         chat: Chat,
         players: Arc<Players>,
+        leaderboards: Option<Leaderboards>,
         player: PlayerId,
         name: String,
     ) -> ChatRequests {
@@ -90,6 +97,7 @@ impl ChatRequests {
             command_limiter: super::limiter(config.commands),
             chat,
             players,
+            leaderboards,
             player,
             name,
             mute: Arc::new(Mutex::new(None)),
@@ -107,6 +115,7 @@ impl ChatRequests {
         let started = match request {
             ControlC2s::Chat(chat) => self.start_chat(chat, session, node),
             ControlC2s::Command(command) => self.start_command(command, session, node),
+            ControlC2s::GetLeaderboard(get) => self.start_leaderboard(get),
             _ => return Started::answer(refused(0, RefusalCode::BadRequest, "not chat".into())),
         };
         let refusals = started
@@ -234,6 +243,25 @@ impl ChatRequests {
                     economy: None,
                 }
             }
+            Parsed::Top(board) => {
+                if let Some(full) = self.full(id) {
+                    return full;
+                }
+                let Some(leaderboards) = self.leaderboards.clone() else {
+                    return Started::answer(refused(
+                        id,
+                        RefusalCode::Unavailable,
+                        "this node keeps no leaderboards".into(),
+                    ));
+                };
+                let (chat, player) = (self.chat.clone(), self.player);
+                self.waiting
+                    .spawn(async move { top(id, &chat, &leaderboards, board, player).await });
+                Started {
+                    answers: Vec::new(),
+                    economy: None,
+                }
+            }
             Parsed::Inventory => Started {
                 answers: vec![done(id, String::new())],
                 economy: Some(ControlC2s::GetEconomy),
@@ -269,6 +297,55 @@ impl ChatRequests {
                     })),
                 }
             }
+        }
+    }
+
+    fn start_leaderboard(&mut self, get: GetLeaderboardC2s) -> Started {
+        if let Some(ms) = super::over_limit(&self.command_limiter) {
+            let limit = self.chat.config().commands.per_s;
+            return Started::answer(rate_limited(
+                0,
+                format!("at most {limit} commands a second"),
+                ms,
+            ));
+        }
+        if !(1..=LEADERBOARD_TOP_MAX).contains(&get.count) {
+            return Started::answer(refused(
+                0,
+                RefusalCode::BadRequest,
+                format!("count: 1 to {LEADERBOARD_TOP_MAX}, got {}", get.count),
+            ));
+        }
+        if let Some(full) = self.full(0) {
+            return full;
+        }
+        let Some(leaderboards) = self.leaderboards.clone() else {
+            return Started::answer(refused(
+                0,
+                RefusalCode::Unavailable,
+                "this node keeps no leaderboards".into(),
+            ));
+        };
+        let player = self.player;
+        self.waiting.spawn(async move {
+            let board = board_of(get.board);
+            let read = async {
+                let top = leaderboards.top(board, usize::from(get.count)).await?;
+                let you = leaderboards.standing(board, player).await?;
+                Ok::<_, tessera_persistence::leaderboard::LeaderboardError>((top, you))
+            };
+            match read.await {
+                Ok((top, you)) => ControlS2c::Leaderboard(LeaderboardS2c {
+                    board: get.board,
+                    top: top.iter().map(standing_message).collect(),
+                    you: you.as_ref().map(standing_message),
+                }),
+                Err(e) => refused(0, RefusalCode::Unavailable, e.to_string()),
+            }
+        });
+        Started {
+            answers: Vec::new(),
+            economy: None,
         }
     }
 
@@ -431,11 +508,64 @@ async fn who(id: u32, chat: &Chat, node: &NodeHandle, player: PlayerId) -> Contr
     done(id, text)
 }
 
+/// The `/top` answer: the first [`TOP_LISTED`] of `board` and the player's standing.
+async fn top(
+    id: u32,
+    chat: &Chat,
+    leaderboards: &Leaderboards,
+    board: Board,
+    player: PlayerId,
+) -> ControlS2c {
+    let read = async {
+        let top = leaderboards.top(board, TOP_LISTED).await?;
+        let you = leaderboards.standing(board, player).await?;
+        Ok::<_, tessera_persistence::leaderboard::LeaderboardError>((top, you))
+    };
+    let (top, you) = match read.await {
+        Ok(read) => read,
+        Err(e) => return refused(id, RefusalCode::Unavailable, e.to_string()),
+    };
+    let players: Vec<PlayerId> = top.iter().map(|s| s.player).collect();
+    let names = chat.names(&players);
+    let mut text = format!("top {}:", board.name());
+    for (s, name) in top.iter().zip(names) {
+        let who = if name.is_empty() {
+            format!("player {}", s.player.0)
+        } else {
+            name
+        };
+        text.push_str(&format!(" {}. {who} {},", s.rank, s.score));
+    }
+    text.pop();
+    match you {
+        Some(s) => text.push_str(&format!("; you: {}. with {}", s.rank, s.score)),
+        None => text.push_str("; you are not on it yet"),
+    }
+    done(id, text)
+}
+
+fn board_of(kind: LeaderboardKind) -> Board {
+    match kind {
+        LeaderboardKind::Xp => Board::Xp,
+        LeaderboardKind::Kills => Board::Kills,
+        LeaderboardKind::Coins => Board::Coins,
+    }
+}
+
+fn standing_message(s: &Standing) -> StandingS2c {
+    StandingS2c {
+        rank: s.rank,
+        player: s.player,
+        score: s.score,
+    }
+}
+
 /// A parsed command.
 #[derive(Debug, PartialEq, Eq)]
 enum Parsed {
     Help,
     Who,
+    Top(Board),
     Whisper {
         to: PlayerId,
         text: String,
@@ -469,6 +599,13 @@ fn parse(line: &str, player: PlayerId) -> Result<Parsed, (RefusalCode, String)> 
         "help" => Ok(Parsed::Help),
         "who" if args.is_empty() => Ok(Parsed::Who),
         "who" => bad("/who"),
+        "top" => match args.as_slice() {
+            [board] => Board::named(&board.to_lowercase())
+                .map(Parsed::Top)
+                .ok_or(())
+                .or_else(|()| bad("/top <xp|kills|coins>")),
+            _ => bad("/top <xp|kills|coins>"),
+        },
         "inventory" | "inv" if args.is_empty() => Ok(Parsed::Inventory),
         "inventory" | "inv" => bad("/inventory"),
         "w" | "whisper" => {
@@ -633,6 +770,7 @@ mod tests {
         assert_eq!(parse("/help", ME), Ok(Parsed::Help));
         assert_eq!(parse("/WHO", ME), Ok(Parsed::Who));
         assert_eq!(parse("/inv", ME), Ok(Parsed::Inventory));
+        assert_eq!(parse("/top XP", ME), Ok(Parsed::Top(Board::Xp)));
         assert_eq!(
             parse("/w 42   hello  there ", ME),
             Ok(Parsed::Whisper {
@@ -664,6 +802,8 @@ mod tests {
         for line in [
             "who",
             "/who am i",
+            "/top",
+            "/top gold",
             "/w",
             "/w 42",
             "/w bob hi",

@@ -80,7 +80,8 @@ impl EconomyRequests {
             | ControlC2s::Logout
             | ControlC2s::GetEconomy
             | ControlC2s::Chat(_)
-            | ControlC2s::Command(_) => None,
+            | ControlC2s::Command(_)
+            | ControlC2s::GetLeaderboard(_) => None,
         };
         // A refused `GetEconomy` is answered under the empty key (no request has it).
         let refuse = |code, message: String, retry_after_ms| {
@@ -178,7 +179,8 @@ impl EconomyRequests {
             ControlC2s::Hello(_)
             | ControlC2s::Logout
             | ControlC2s::Chat(_)
-            | ControlC2s::Command(_) => return Vec::new(),
+            | ControlC2s::Command(_)
+            | ControlC2s::GetLeaderboard(_) => return Vec::new(),
         };
         let key = key.clone().unwrap_or_default();
         let tx = EconomyTx {

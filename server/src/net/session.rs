@@ -240,9 +240,16 @@ pub async fn run(
     tracing::info!(region = joined.region.0, "logged in");
 
     let mut control = FrameReader::<ControlC2s>::spawn(recv, CONTROL_QUEUE_LEN_MAX);
+    let leaderboards = economy.as_ref().map(|e| e.leaderboards().clone());
     let mut economy = EconomyRequests::new(economy, chat.config().economy);
     let _listed = chat.logged_in(player, session, &name);
-    let mut chat_requests = ChatRequests::new(chat.clone(), players.clone(), player, name.clone());
+    let mut chat_requests = ChatRequests::new(
+        chat.clone(),
+        players.clone(),
+        leaderboards,
+        player,
+        name.clone(),
+    );
 
     let tick_hz = NonZeroU32::new(node.tick_hz()).unwrap_or(NonZeroU32::MIN);
     let rate =
@@ -333,7 +340,11 @@ pub async fn run(
                     return SessionEnd::LoggedOut;
                 }
                 Some(Ok(ControlC2s::Hello(_))) => break SessionEnd::Violation("second Hello".into()),
-                Some(Ok(request @ (ControlC2s::Chat(_) | ControlC2s::Command(_)))) => {
+                Some(Ok(
+                    request @ (ControlC2s::Chat(_)
+                    | ControlC2s::Command(_)
+                    | ControlC2s::GetLeaderboard(_)),
+                )) => {
                     let started = chat_requests.start(request, session, &node);
                     let economy_answers = started
                         .economy

@@ -554,6 +554,15 @@ impl Client {
         }))
     }
 
+    /// Asks for the first `count` of leaderboard `board` and this player's standing
+    /// (answered with `Leaderboard`).
+    pub fn get_leaderboard(&self, board: LeaderboardKind, count: u8) -> Result<(), ClientError> {
+        self.request(ControlC2s::GetLeaderboard(GetLeaderboardC2s {
+            board,
+            count,
+        }))
+    }
+
     /// Sends a slash command line such as `/who` (answered with a `Reply` under `id`).
     pub fn command(&self, id: u32, line: &str) -> Result<(), ClientError> {
         self.request(ControlC2s::Command(CommandC2s {

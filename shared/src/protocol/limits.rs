@@ -49,6 +49,8 @@ pub const COMMAND_LINE_BYTES_MAX: usize = 256;
 pub const PLAYER_NAME_BYTES_MAX: usize = 64;
 /// Longest text of a `Reply` (a command's output), in bytes.
 pub const REPLY_TEXT_BYTES_MAX: usize = 4_096;
+/// Entries of a leaderboard one `GetLeaderboard` may ask for.
+pub const LEADERBOARD_TOP_MAX: u8 = 100;
 /// Players a `/who` lists at most (it says how many more there are).
 pub const WHO_PLAYERS_MAX: usize = 50;
 

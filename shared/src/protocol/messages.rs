@@ -29,9 +29,55 @@ pub enum ControlC2s {
     TradeCancel(TradeCancelC2s),
     /// A chat message: answered with `Reply`; its recipients are sent `Chat`.
     Chat(ChatC2s),
-    /// A slash command (`/who`, `/w`, `/buy`, `/trade`, `/inventory`, `/help`): answered
-    /// with `Reply` (and, for an economy command, what its request is answered with).
+    /// A slash command (`/who`, `/w`, `/buy`, `/trade`, `/inventory`, `/top`, `/help`):
+    /// answered with `Reply` (and, for an economy command, what its request is answered
+    /// with).
     Command(CommandC2s),
+    /// Asks for the top of a leaderboard and the player's standing: answered with
+    /// `Leaderboard` (or a `Reply` refusing it, id 0).
+    GetLeaderboard(GetLeaderboardC2s),
+}
+
+/// What a leaderboard ranks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaderboardKind {
+    /// 0: Experience gained.
+    Xp,
+    /// 1: NPCs killed.
+    Kills,
+    /// 2: Coins held.
+    Coins,
+}
+
+/// A leaderboard request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetLeaderboardC2s {
+    /// Which.
+    pub board: LeaderboardKind,
+    /// How many of its top: 1 to [`super::limits::LEADERBOARD_TOP_MAX`].
+    pub count: u8,
+}
+
+/// A player's place on a leaderboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandingS2c {
+    /// 1 for the highest score (ties: the lower player id first).
+    pub rank: u64,
+    /// The player.
+    pub player: PlayerId,
+    /// Its score.
+    pub score: u64,
+}
+
+/// The top of a leaderboard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderboardS2c {
+    /// Which.
+    pub board: LeaderboardKind,
+    /// Its first entries, by rank.
+    pub top: Vec<StandingS2c>,
+    /// The player's own standing, if it is on it.
+    pub you: Option<StandingS2c>,
 }
 
 /// Where a chat message goes.
@@ -180,6 +226,8 @@ pub enum ControlS2c {
     Chat(ChatS2c),
     /// The answer to a `Chat` or a `Command`.
     Reply(ReplyS2c),
+    /// The answer to `GetLeaderboard`.
+    Leaderboard(LeaderboardS2c),
 }
 
 /// A chat message as its recipients receive it.
