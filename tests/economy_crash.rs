@@ -101,6 +101,8 @@ struct TraderLog {
     resends: Resends,
     /// Logins after the first.
     logins_again: u64,
+    /// Longest time from a key's first send to its final answer.
+    longest: Duration,
 }
 
 /// What the traders share: where to log in, who is who, and the offers made to each (the
@@ -232,6 +234,20 @@ enum Final {
 /// session dies (to wherever the player is logged in again), when no answer comes within
 /// [`ANSWER_WAIT`], and after `Unavailable` or `RateLimited`.
 async fn resolve(
+    market: &Market,
+    me: usize,
+    session: &mut Session,
+    request: &Request,
+    key: &str,
+    log: &mut TraderLog,
+) -> Result<Final, String> {
+    let first_sent = Instant::now();
+    let outcome = resolve_from(market, me, session, request, key, log).await;
+    log.longest = log.longest.max(first_sent.elapsed());
+    outcome
+}
+
+async fn resolve_from(
     market: &Market,
     me: usize,
     session: &mut Session,
@@ -601,9 +617,11 @@ fn traders_lose_and_duplicate_nothing_while_a_node_is_killed() {
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
     let mut resends = Resends::default();
     let mut logins_again = 0;
+    let mut longest = Duration::ZERO;
     for (me, log) in logs.iter().enumerate() {
         let player = market.ids[me];
         logins_again += log.logins_again;
+        longest = longest.max(log.longest);
         resends.dead_session += log.resends.dead_session;
         resends.timeout += log.resends.timeout;
         resends.unavailable += log.resends.unavailable;
@@ -678,7 +696,7 @@ fn traders_lose_and_duplicate_nothing_while_a_node_is_killed() {
         back_serving[0]
     );
     eprintln!(
-        "{test}: {keys} requests ({:.1}/s), {sends} sends; resent after a dead session {}, no answer in {ANSWER_WAIT:?} {}, Unavailable {}, RateLimited {}; {logins_again} logins again",
+        "{test}: {keys} requests ({:.1}/s), {sends} sends; resent after a dead session {}, no answer in {ANSWER_WAIT:?} {}, Unavailable {}, RateLimited {}; {logins_again} logins again; longest wait for a final answer {longest:?}",
         keys as f64 / traded_for.as_secs_f64(),
         resends.dead_session,
         resends.timeout,
