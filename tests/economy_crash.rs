@@ -73,6 +73,14 @@ struct KeyLog {
     refused: Vec<RefusalCode>,
     /// What happened when (seconds into the run), for a report.
     events: Vec<String>,
+    /// Sends on the current session not answered yet. A send's answer may come after
+    /// the key was settled by another's (a send again after [`ANSWER_WAIT`] while the
+    /// first is still being committed): the trader waits for them all at the end, so that
+    /// "only refused" means no send of the key was applied. Sends on a session that
+    /// died are lost with it (their node was killed, or stops retrying for nobody).
+    pending: u32,
+    /// The last refusal's `retry_after_ms`.
+    retry_after_ms: Option<u32>,
 }
 
 impl KeyLog {
@@ -205,6 +213,7 @@ impl Session {
                     began.elapsed().as_secs_f64(),
                     r.outcome
                 ));
+                k.pending = k.pending.saturating_sub(1);
                 match r.outcome {
                     TxOutcomeS2c::Applied => k.applied += 1,
                     TxOutcomeS2c::Duplicate => {
@@ -213,7 +222,10 @@ impl Session {
                         }
                         k.duplicates += 1;
                     }
-                    TxOutcomeS2c::Refused(refusal) => k.refused.push(refusal.code),
+                    TxOutcomeS2c::Refused(refusal) => {
+                        k.retry_after_ms = refusal.retry_after_ms;
+                        k.refused.push(refusal.code);
+                    }
                 }
             }
         }
@@ -259,6 +271,7 @@ async fn resolve_from(
         let refused_before = log.keys.get(key).map_or(0, |k| k.refused.len());
         let k = log.keys.entry(key.to_owned()).or_default();
         k.sends += 1;
+        k.pending += 1;
         k.events.push(format!(
             "{:.3}: sent on session {}",
             market.began.elapsed().as_secs_f64(),
@@ -290,7 +303,9 @@ async fn resolve_from(
                     }
                     Some(RefusalCode::RateLimited) => {
                         log.resends.rate_limited += 1;
-                        retry_after = Some(Duration::from_millis(300));
+                        retry_after = Some(Duration::from_millis(u64::from(
+                            k.retry_after_ms.unwrap_or(300),
+                        )));
                     }
                     _ => return Ok(Final::Refused),
                 }
@@ -304,6 +319,7 @@ async fn resolve_from(
         if dead {
             log.resends.dead_session += 1;
             log.logins_again += 1;
+            lost_with_session(log);
             *session = Session::open(market, me).await?;
         }
         if let Some(wait) = retry_after {
@@ -318,6 +334,13 @@ async fn resolve_from(
                 }
             }
         }
+    }
+}
+
+/// The session died: the answers its sends were waiting for will not come.
+fn lost_with_session(log: &mut TraderLog) {
+    for k in log.keys.values_mut() {
+        k.pending = 0;
     }
 }
 
