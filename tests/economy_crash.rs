@@ -427,15 +427,29 @@ async fn trade(market: Arc<Market>, me: usize, seed: u64) -> Result<TraderLog, S
             }
         }
     }
-    // Late answers (to a key sent twice) still count.
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
+    // Every send on the live session is answered before the count (a key sent again
+    // while its first send was still being committed): the committer retries for up to
+    // 120 s.
+    let until = Instant::now() + Duration::from_secs(150);
+    while log.keys.values().any(|k| k.pending > 0) {
+        if Instant::now() > until {
+            return Err(format!(
+                "{}: sends never answered: {:?}",
+                market.names[me],
+                log.keys
+                    .iter()
+                    .filter(|(_, k)| k.pending > 0)
+                    .map(|(key, _)| key)
+                    .collect::<Vec<_>>()
+            ));
+        }
         if session
             .pump(market.began, Duration::from_millis(100), &mut log)
             .await
             .is_err()
+            || session.moves() != session.moves
         {
-            break;
+            lost_with_session(&mut log);
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), session.client.logout()).await;
