@@ -32,10 +32,10 @@ const LOGGERS_PER_ROUND: usize = 4;
 const ROUND_MIN: Duration = Duration::from_millis(1_500);
 
 /// xorshift64*: the kill times, from the printed seed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -45,7 +45,7 @@ impl Rng {
 
 /// Node A's config directory: the repository's, without NPCs (nothing but the test moves
 /// the players).
-fn config_without_npcs(dir: &std::path::Path) {
+pub(crate) fn config_without_npcs(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     for file in ["tessera.toml", "world.toml", "balance.toml"] {
@@ -61,7 +61,7 @@ fn config_without_npcs(dir: &std::path::Path) {
 
 /// A node process, killed with SIGKILL when dropped (also when the test fails: a node left
 /// running would hold its regions' leases against the next test).
-struct Killed(std::process::Child);
+pub(crate) struct Killed(pub(crate) std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -70,7 +70,7 @@ impl Drop for Killed {
     }
 }
 
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -78,7 +78,7 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -88,15 +88,15 @@ fn free_tcp_port() -> u16 {
 
 /// Where the test's clients go: node A (index 0) and node B (1), by name.
 #[derive(Clone)]
-struct Nodes {
-    addrs: [SocketAddr; 2],
-    names: [String; 2],
-    cert: Vec<u8>,
-    secret: Vec<u8>,
+pub(crate) struct Nodes {
+    pub(crate) addrs: [SocketAddr; 2],
+    pub(crate) names: [String; 2],
+    pub(crate) cert: Vec<u8>,
+    pub(crate) secret: Vec<u8>,
 }
 
 impl Nodes {
-    fn login(&self, node: usize, player: &str) -> ClientConfig {
+    pub(crate) fn login(&self, node: usize, player: &str) -> ClientConfig {
         let token = auth::mint(
             &self.secret,
             &auth::dev_claims(player, auth::unix_now_s(), 600),
@@ -108,8 +108,13 @@ impl Nodes {
     /// for up to 60 s: A may be down, and a player it held is refused elsewhere until its
     /// hold ends.
     async fn connect(&self, player: &str) -> Result<Client, String> {
+        self.connect_from(0, player).await
+    }
+
+    /// [`Nodes::connect`], trying node `node` (0: A, 1: B) first.
+    pub(crate) async fn connect_from(&self, node: usize, player: &str) -> Result<Client, String> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut node = 0;
+        let mut node = node;
         let mut last = String::new();
         while Instant::now() < deadline {
             match tokio::time::timeout(

@@ -13,6 +13,7 @@ mod crash;
 mod deploy;
 mod determinism;
 mod economy;
+mod economy_crash;
 mod handoff;
 mod interest;
 mod invalid_values;

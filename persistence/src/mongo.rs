@@ -75,11 +75,19 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 pub(crate) async fn bounded<T: Send + 'static>(
     op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {
-    match tokio::time::timeout(OPERATION_TIMEOUT, tokio::spawn(op)).await {
+    bounded_for(OPERATION_TIMEOUT, op).await
+}
+
+/// [`bounded`] with a timeout of its own.
+pub(crate) async fn bounded_for<T: Send + 'static>(
+    timeout: Duration,
+    op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, tokio::spawn(op)).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(unavailable(join)),
         Err(_) => Err(StoreError::Unavailable(format!(
-            "no answer within {OPERATION_TIMEOUT:?}"
+            "no answer within {timeout:?}"
         ))),
     }
 }

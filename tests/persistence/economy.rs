@@ -323,3 +323,66 @@ conformance! {
     economy_concurrent_kit_deliveries_give_one_kit => |a, b| check_concurrent_kit_deliveries_give_one_kit(&a, &b, 1_000);
     economy_concurrent_transactions_conserve => |a, b| check_concurrent_transactions_conserve(&a, &b);
 }
+
+/// MongoDB: a transaction the store gave up on (no answer in time: here a write waits on
+/// a document another client's open transaction holds, like one a killed node left) is
+/// never committed afterwards. Before, the attempt went on detached after the timeout
+/// and committed once the document was free, while its caller, told "no answer", had
+/// tried the key again and could have been refused.
+#[test]
+fn economy_mongo_a_transaction_given_up_never_commits_later() {
+    use mongodb::bson::{Document, doc};
+    let test = "persistence::economy_mongo_given_up_never_commits";
+    let Some(uri) = services::mongo_uri(test) else {
+        return;
+    };
+    crate::util::runtime().block_on(async {
+        let db = unique("tessera_test");
+        let store = MongoStore::connect(&uri, &db).await.unwrap();
+        let grant = |key: &str| {
+            tx(
+                7,
+                key,
+                TxKind::Grant(Holdings {
+                    coins: 5,
+                    items: BTreeMap::new(),
+                }),
+            )
+        };
+        assert!(matches!(
+            apply(&store, &grant("g0")).await,
+            TxOutcome::Applied(_)
+        ));
+        // Another client holds player 7's document in an open transaction.
+        let raw = mongodb::Client::with_uri_str(&uri).await.unwrap();
+        let players = raw.database(&db).collection::<Document>("economy_players");
+        let mut holder = raw.start_session().await.unwrap();
+        holder.start_transaction().await.unwrap();
+        players
+            .update_one(doc! { "_id": 7i64 }, doc! { "$set": { "held": true } })
+            .session(&mut holder)
+            .await
+            .unwrap();
+        let given_up = store.apply_tx(balance(), &grant("g1")).await;
+        assert!(given_up.is_err(), "{given_up:?}");
+        // The document is free again; the attempt given up must not commit now.
+        holder.abort_transaction().await.unwrap();
+        tokio::time::sleep(tessera::persistence::mongo::OPERATION_TIMEOUT * 2).await;
+        let ledger = store.ledger_of(PlayerId(7), 10).await.unwrap();
+        assert!(
+            ledger.iter().all(|e| e.key != "g1"),
+            "a transaction reported as failed was committed later: {ledger:?}"
+        );
+        // Sent again, it is applied, once.
+        assert!(matches!(
+            apply(&store, &grant("g1")).await,
+            TxOutcome::Applied(_)
+        ));
+        assert!(matches!(
+            apply(&store, &grant("g1")).await,
+            TxOutcome::Duplicate(_)
+        ));
+        let audit = store.economy_audit().await.unwrap();
+        assert!(audit.mismatches(&balance()).is_empty());
+    });
+}

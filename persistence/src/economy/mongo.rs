@@ -28,7 +28,7 @@ use tessera_shared::config::BalanceConfig;
 use tessera_shared::ids::PlayerId;
 
 use super::*;
-use crate::mongo::{MongoStore, bounded};
+use crate::mongo::{MongoStore, OPERATION_TIMEOUT, bounded, bounded_for};
 use crate::snapshot::StoreError;
 
 /// Most attempts of one transaction that keeps conflicting with others.
@@ -101,12 +101,14 @@ enum Attempt {
     Conflict(Error),
 }
 
-/// One attempt of `tx` in a new transaction on `session`.
+/// One attempt of `tx` in a new transaction on `session`; not committed past `deadline`
+/// (aborted instead).
 async fn attempt(
     c: &Collections,
     session: &mut ClientSession,
     balance: &BalanceConfig,
     tx: &EconomyTx,
+    deadline: tokio::time::Instant,
 ) -> Result<Attempt, StoreError> {
     let majority = WriteConcern::builder()
         .w(Acknowledgment::Majority)
@@ -120,6 +122,14 @@ async fn attempt(
         .map_err(unavailable)?;
     let result = attempt_in(c, session, balance, tx).await;
     match result {
+        Ok(Ok(TxOutcome::Applied(_))) if tokio::time::Instant::now() >= deadline => {
+            // Too late to commit: the caller is told the store did not answer, and may try
+            // again; this attempt must then never commit behind its back.
+            let _ = session.abort_transaction().await;
+            Err(StoreError::Unavailable(format!(
+                "no commit within {OPERATION_TIMEOUT:?}"
+            )))
+        }
         Ok(Ok(TxOutcome::Applied(entry))) => loop {
             match session.commit_transaction().await {
                 Ok(()) => return Ok(Attempt::Done(Box::new(TxOutcome::Applied(entry)))),
@@ -314,7 +324,14 @@ impl EconomyStore for MongoStore {
         let c = self.economy.clone();
         let client = self.client().clone();
         let tx = tx.clone();
-        bounded(async move {
+        // The transaction stops before its commit once OPERATION_TIMEOUT has passed, and
+        // is waited for until then and a commit's answer: `bounded` alone would return at
+        // the timeout and leave the transaction running, so that it could commit after the
+        // caller had been told it failed, beside the caller's next attempt of the same key
+        // (which might be refused: a client told "refused" whose key was applied). Only a
+        // commit the server never answers outlasts the guard (twice the timeout).
+        let deadline = tokio::time::Instant::now() + OPERATION_TIMEOUT;
+        bounded_for(OPERATION_TIMEOUT * 2, async move {
             let mut session = client.start_session().await.map_err(unavailable)?;
             // Spread the retries of transactions that keep meeting: exponential with
             // jitter, from RETRY_PAUSE_MIN to RETRY_PAUSE_MAX.
@@ -325,7 +342,12 @@ impl EconomyStore for MongoStore {
                 .with_max_times(TX_ATTEMPTS_MAX as usize)
                 .build();
             loop {
-                let conflict = match attempt(&c, &mut session, &balance, &tx).await? {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable(format!(
+                        "no commit within {OPERATION_TIMEOUT:?}"
+                    )));
+                }
+                let conflict = match attempt(&c, &mut session, &balance, &tx, deadline).await? {
                     Attempt::Done(outcome) => return Ok(*outcome),
                     Attempt::Conflict(e) => e,
                 };
