@@ -440,6 +440,7 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result
                     crate::bots::Progress::Lines
                 },
                 state_budget_kbit_per_s: Some(node_config.state_budget.kbit_per_s),
+                trade: true,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -92,6 +92,9 @@ pub struct BotsOptions {
     /// The node's state budget per client (`[net] state_kbit_per_s`), to compare the
     /// bytes received with; `None`: not known.
     pub state_budget_kbit_per_s: Option<u32>,
+    /// Whether the bots trade and chat (their economy and chat requests); false: they
+    /// only move and fight (a baseline for what trading costs the node).
+    pub trade: bool,
 }
 
 impl BotsOptions {
@@ -121,6 +124,7 @@ impl BotsOptions {
             audience: auth::DEV_AUDIENCE.into(),
             progress: Progress::None,
             state_budget_kbit_per_s: None,
+            trade: true,
         })
     }
 }
@@ -231,9 +235,9 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(count);
     let seed_of = |i: usize| i as u64;
-    let duration = options.duration;
+    let (duration, trades) = (options.duration, options.trade);
     tasks.push(tokio::spawn(async move {
-        play(first, Instant::now() + duration, seed_of(0)).await
+        play(first, Instant::now() + duration, seed_of(0), trades).await
     }));
     let mut progress = Shown::new(options.progress, count, options.ramp + duration);
     for i in 1..count {
@@ -254,7 +258,7 @@ pub async fn run_bots(options: &BotsOptions) -> anyhow::Result<BotsReport> {
             match Client::connect(&config).await {
                 Ok(client) => {
                     logged_in.fetch_add(1, Ordering::Relaxed);
-                    play(client, Instant::now() + duration, seed_of(i)).await
+                    play(client, Instant::now() + duration, seed_of(i), trades).await
                 }
                 Err(e) => BotReport {
                     error: Some(e.to_string()),
@@ -393,7 +397,7 @@ fn token(options: &BotsOptions, name: &str, start: Option<RegionId>) -> String {
 }
 
 /// One logged-in bot playing until `deadline`.
-async fn play(mut client: Client, deadline: Instant, seed: u64) -> BotReport {
+async fn play(mut client: Client, deadline: Instant, seed: u64, trades: bool) -> BotReport {
     let welcome = client.welcome().clone();
     let mut report = BotReport {
         connected: true,
@@ -412,10 +416,12 @@ async fn play(mut client: Client, deadline: Instant, seed: u64) -> BotReport {
     let mut trader = Trader::new(seed, seed);
     let mut near: Vec<PlayerId> = Vec::new();
     let mut trade = tokio::time::interval(Duration::from_secs(1));
-    let _ = client.get_economy();
+    if trades {
+        let _ = client.get_economy();
+    }
     while Instant::now() < deadline {
         tokio::select! {
-            _ = trade.tick() => {
+            _ = trade.tick(), if trades => {
                 // Answers and offers since the last second (the control queue holds 256).
                 while let Some(message) = client.try_next_control() {
                     trader.on_control(&client, message);
