@@ -4,7 +4,7 @@
 //!
 //! From the top: the entry points (`serve`, `cli`, `bots`), the faces (`admin`, `net`),
 //! the services (`control`, `reload`, `placement`, `sim`, `cluster_sim`,
-//! `balance_report`), the tick driver
+//! `balance_report`, `chat`), the tick driver
 //! (`node`), the edges (`cluster`, `economy`, `players`, `snapshots`) and the leaves (`auth`,
 //! `local`, `views`). A module may use its own layer (without a circle) and those below.
 
@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
         "sim",
         "cluster_sim",
         "balance_report",
+        "chat",
     ],
     &["node"],
     &["cluster", "economy", "players", "snapshots"],

@@ -20,8 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tessera_persistence::bus::{CHAT_BYTES_MAX, EventBus};
+use tessera_persistence::bus::{BusConfig, CHAT_BYTES_MAX, EventBus};
+use tessera_persistence::local_bus::LocalBus;
 use tessera_persistence::location::{LocationStore, RedisLocations};
+use tessera_persistence::redis_bus::RedisBus;
 use tessera_shared::config::ChatConfig;
 use tessera_shared::ids::PlayerId;
 use tessera_shared::protocol::codec;
@@ -101,6 +103,28 @@ impl Chat {
                 stats,
             }),
         }
+    }
+
+    /// The node's chat for `config` (its blocked-words file read now) on the current
+    /// runtime: over the cluster's Redis bus and locations, or in process (`None`).
+    pub fn start_for(
+        config: &ChatConfig,
+        node: NodeHandle,
+        cluster: Option<(RedisBus, RedisLocations)>,
+    ) -> anyhow::Result<Chat> {
+        let blocked = match &config.blocked_words_file {
+            Some(path) => BlockedWords::load(path)
+                .map_err(|e| anyhow::anyhow!("[chat] blocked_words_file: {e}"))?,
+            None => BlockedWords::default(),
+        };
+        let config = config.clone();
+        Ok(match cluster {
+            Some((bus, locations)) => Chat::start(bus, node, config, blocked, Some(locations)),
+            None => {
+                let bus = LocalBus::new(BusConfig::default());
+                Chat::start(bus, node, config, blocked, None)
+            }
+        })
     }
 
     /// `[chat]` of tessera.toml.

@@ -123,6 +123,28 @@ impl Economy {
         &self.leaderboards
     }
 
+    /// In-process leaderboards start empty: fills them from the store, in a task on the
+    /// current runtime (nothing to do for the cluster's, in Redis).
+    pub fn fill_local_leaderboards(&self) {
+        if !matches!(self.leaderboards, Leaderboards::Local(_)) {
+            return;
+        }
+        let economy = self.clone();
+        tokio::spawn(async move {
+            let rebuilt = match economy.store.economy_audit().await {
+                Ok(audit) => economy
+                    .leaderboards
+                    .rebuild(&audit.players)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = rebuilt {
+                tracing::warn!(error = %e, "leaderboards not filled from the store");
+            }
+        });
+    }
+
     /// After `tx` was applied: the leaderboards get the new scores of the players it
     /// changed.
     pub async fn applied(&self, tx: &EconomyTx) {

@@ -18,7 +18,7 @@ use crate::admin::keys::ApiKeys;
 use crate::admin::metrics::{NodeMetrics, Sources};
 use crate::admin::{self, AdminState};
 use crate::auth::{self, TicketKeys, TokenVerifier};
-use crate::chat::{BlockedWords, Chat};
+use crate::chat::Chat;
 use crate::cluster::Cluster;
 use crate::control::RegionControl;
 use crate::economy::Economy;
@@ -33,10 +33,8 @@ use crate::players::{Players, SaveStats};
 use crate::reload::{self, ReloadSource, Reloader};
 use crate::snapshots::{SnapshotStats, Snapshots};
 use tessera_persistence::bus::BusConfig;
-use tessera_persistence::economy::EconomyStore;
 use tessera_persistence::embedded::EmbeddedStore;
 use tessera_persistence::leaderboard::Leaderboards;
-use tessera_persistence::local_bus::LocalBus;
 use tessera_persistence::mongo::MongoStore;
 use tessera_persistence::node_store::NodeStore;
 use tessera_persistence::redis_bus::Pinger;
@@ -249,41 +247,9 @@ impl RunningNode {
         };
         let chat = {
             let _guard = runtime.enter();
-            let blocked = match &config.node.chat.blocked_words_file {
-                Some(path) => BlockedWords::load(path).context("[chat] blocked_words_file")?,
-                None => BlockedWords::default(),
-            };
-            let chat_config = config.node.chat.clone();
-            match chat_bus {
-                Some((bus, locations)) => {
-                    Chat::start(bus, node.clone(), chat_config, blocked, Some(locations))
-                }
-                None => Chat::start(
-                    LocalBus::new(BusConfig::default()),
-                    node.clone(),
-                    chat_config,
-                    blocked,
-                    None,
-                ),
-            }
+            economy.fill_local_leaderboards();
+            Chat::start_for(&config.node.chat, node.clone(), chat_bus)?
         };
-        if matches!(economy.leaderboards(), Leaderboards::Local(_)) {
-            // In process, the boards start empty: they are filled from the store.
-            let economy = economy.clone();
-            runtime.spawn(async move {
-                let rebuilt = match economy.store().economy_audit().await {
-                    Ok(audit) => economy
-                        .leaderboards()
-                        .rebuild(&audit.players)
-                        .await
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = rebuilt {
-                    tracing::warn!(error = %e, "leaderboards not filled from the store");
-                }
-            });
-        }
         driver.save_players_to(players.saves());
         driver.commit_economy_to(economy.requests());
         driver.snapshot_to(snapshots.clone());

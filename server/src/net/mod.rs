@@ -3,6 +3,7 @@
 //! the simulation runs on the driver thread and meets it only through bounded channels.
 
 mod chat;
+mod command;
 mod economy;
 pub mod login_limit;
 pub mod session;
