@@ -10,7 +10,7 @@ use tessera::shared::client::Client;
 use tessera::shared::ids::PlayerId;
 use tessera::shared::math::Vec2;
 use tessera::shared::protocol::messages::{
-    ChatChannel, ChatS2c, ControlS2c, RefusalCode, ReplyS2c, TxOutcomeS2c,
+    ChatChannel, ChatS2c, ControlS2c, Goods, ItemCount, RefusalCode, ReplyS2c, TxOutcomeS2c,
 };
 use tessera::shared::protocol::quantize::dequantize_position;
 use tessera_server::admin::keys::{Role, new_key};
@@ -415,5 +415,67 @@ fn a_global_message_and_a_whisper_reach_players_on_the_other_node() {
         let nobody = ChatChannel::Whisper(PlayerId(424_242));
         let refused = bo.chat_refused(201, nobody, "hello?").await;
         assert_eq!(refused, RefusalCode::PlayerNotFound);
+
+        // A trade offered on A to a player on B: B is told, and accepts it from there.
+        let bread = Goods {
+            coins: 0,
+            items: vec![ItemCount {
+                item: "bread".into(),
+                count: 1,
+            }],
+        };
+        let coin = Goods {
+            coins: 1,
+            items: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut n = 0;
+        let offered = loop {
+            // The starter kit (the bread) is committed after the login: offer until held.
+            n += 1;
+            let key = format!("x-{n}");
+            ada.client
+                .trade_offer(&key, bo_id, bread.clone(), coin.clone(), 60_000)
+                .unwrap();
+            let outcome = tx_result(&mut ada.client, &key).await;
+            if outcome == TxOutcomeS2c::Applied {
+                break key;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ada's offer applied within 10 s: {outcome:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let told = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let ControlS2c::TradeOffered(o) = bo.client.next_control().await.unwrap() {
+                    return o;
+                }
+            }
+        })
+        .await
+        .expect("B's player is told of the offer made on A");
+        assert_eq!((told.from, told.offer.as_str()), (ada_id, offered.as_str()));
+        bo.client.trade_accept("acc-1", ada_id, &offered).unwrap();
+        assert_eq!(
+            tx_result(&mut bo.client, "acc-1").await,
+            TxOutcomeS2c::Applied
+        );
     });
+}
+
+/// The outcome of economy request `key` (other control messages skipped), within 10 s.
+async fn tx_result(client: &mut Client, key: &str) -> TxOutcomeS2c {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let ControlS2c::TxResult(r) = client.next_control().await.unwrap()
+                && r.key == key
+            {
+                return r.outcome;
+            }
+        }
+    })
+    .await
+    .expect("an answer within 10 s")
 }

@@ -10,6 +10,9 @@
 //!   ([`Command::DeliverChat`]), which sends it to its recipients here. Messages missed
 //!   (a gap in a publisher's sequence: pub/sub dropped them, or this node's feed fell
 //!   behind) are counted in `lost` and logged; a subscription lost is made again.
+//! - Notices: a control message for one player wherever it is in the cluster (a trade
+//!   offered to it) travels the same way ([`Chat::notify`]) and is delivered by the node
+//!   that holds the player ([`Command::Notify`]).
 //! - Moderation: the blocked-words list ([`BlockedWords`], `[chat] blocked_words_file`)
 //!   and mutes (the admin API, in the store) are checked by the session before anything
 //!   is sent.
@@ -27,7 +30,7 @@ use tessera_persistence::redis_bus::RedisBus;
 use tessera_shared::config::ChatConfig;
 use tessera_shared::ids::PlayerId;
 use tessera_shared::protocol::codec;
-use tessera_shared::protocol::messages::ChatS2c;
+use tessera_shared::protocol::messages::{ChatS2c, ControlS2c};
 use tokio::sync::mpsc;
 
 use crate::node::{Command, NodeHandle};
@@ -60,6 +63,20 @@ pub struct ChatStats {
     pub lost: AtomicU64,
     /// Messages received that the driver had no room for.
     pub dropped: AtomicU64,
+}
+
+/// What travels on the cluster's chat channel.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum Published {
+    /// A global message or a whisper.
+    Chat(ChatS2c),
+    /// A control message for one player's session.
+    Notify {
+        /// The player.
+        player: PlayerId,
+        /// The message.
+        message: ControlS2c,
+    },
 }
 
 /// The node's chat: where sessions publish, and the moderation they apply.
@@ -145,7 +162,17 @@ impl Chat {
     /// Publishes `message` to the cluster's chat; whether it went out (false: the queue
     /// is full, or the bus failed).
     pub async fn publish(&self, message: &ChatS2c) -> bool {
-        let Ok(payload) = codec::encode(message, CHAT_BYTES_MAX) else {
+        self.send(&Published::Chat(message.clone())).await
+    }
+
+    /// Sends `message` to `player`'s session wherever it is in the cluster (dropped if it
+    /// is nowhere, as pub/sub drops); whether it went out.
+    pub async fn notify(&self, player: PlayerId, message: ControlS2c) -> bool {
+        self.send(&Published::Notify { player, message }).await
+    }
+
+    async fn send(&self, published: &Published) -> bool {
+        let Ok(payload) = codec::encode(published, CHAT_BYTES_MAX) else {
             return false;
         };
         let (sent, outcome) = tokio::sync::oneshot::channel();
@@ -264,16 +291,22 @@ async fn subscriber<B: EventBus>(bus: B, node: NodeHandle, stats: Arc<ChatStats>
                     "chat messages lost"
                 );
             }
-            let Ok(message) = codec::decode::<ChatS2c>(&frame.payload, CHAT_BYTES_MAX) else {
+            let Ok(published) = codec::decode::<Published>(&frame.payload, CHAT_BYTES_MAX) else {
                 tracing::warn!(
                     publisher = frame.publisher,
                     "malformed chat message ignored"
                 );
                 continue;
             };
-            let deliver = Command::DeliverChat {
-                message: Box::new(message),
-                reply: None,
+            let deliver = match published {
+                Published::Chat(message) => Command::DeliverChat {
+                    message: Box::new(message),
+                    reply: None,
+                },
+                Published::Notify { player, message } => Command::Notify {
+                    player,
+                    message: Box::new(message),
+                },
             };
             if node.try_send(deliver).is_err() {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -411,5 +444,23 @@ mod tests {
                 .unwrap_err()
                 .contains("more than")
         );
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    #[test]
+    fn published_messages_decode_as_sent() {
+        let chat = Published::Chat(ChatS2c {
+            channel: tessera_shared::protocol::messages::ChatChannel::Global,
+            from: PlayerId(1),
+            from_name: "ada".into(),
+            text: "hi".into(),
+        });
+        let bytes = codec::encode(&chat, CHAT_BYTES_MAX).unwrap();
+        let back = codec::decode::<Published>(&bytes, CHAT_BYTES_MAX);
+        assert!(matches!(back, Ok(Published::Chat(_))), "{back:?}");
     }
 }

@@ -31,6 +31,7 @@ use tessera_shared::protocol::messages::*;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
+use crate::chat::Chat;
 use crate::economy::{Economy, now_unix_ms};
 use crate::node::{Command, NodeHandle};
 
@@ -43,6 +44,8 @@ const RETRY_AFTER_MS: u32 = 1_000;
 /// One session's economy requests.
 pub(super) struct EconomyRequests {
     economy: Option<Economy>,
+    /// Where offers are announced to the player they name, wherever it is.
+    chat: Chat,
     limit: RateLimit,
     limiter: DefaultDirectRateLimiter,
     /// The requests waiting for their answers (aborted with the session).
@@ -52,9 +55,10 @@ pub(super) struct EconomyRequests {
 impl EconomyRequests {
     /// Requests over `economy` (none: every request is refused `Unavailable`), at most
     /// `limit`.
-    pub(super) fn new(economy: Option<Economy>, limit: RateLimit) -> EconomyRequests {
+    pub(super) fn new(economy: Option<Economy>, limit: RateLimit, chat: Chat) -> EconomyRequests {
         EconomyRequests {
             economy,
+            chat,
             limit,
             limiter: super::limiter(limit),
             waiting: JoinSet::new(),
@@ -204,7 +208,7 @@ impl EconomyRequests {
                 Some(RETRY_AFTER_MS),
             );
         }
-        let node = node.clone();
+        let chat = self.chat.clone();
         self.waiting.spawn(async move {
             let outcome = outcome
                 .await
@@ -212,7 +216,7 @@ impl EconomyRequests {
             if let Ok(TxOutcome::Applied(entry)) = &outcome
                 && let Some(terms) = &entry.offer
             {
-                // The player it names hears of it, if its session is on this node.
+                // The player it names hears of it, wherever in the cluster it is.
                 let offered = TradeOfferedS2c {
                     from: player,
                     offer: key.clone(),
@@ -220,10 +224,8 @@ impl EconomyRequests {
                     take: goods_message(&terms.take),
                     open_until_ms: terms.open_until_ms,
                 };
-                let _ = node.try_send(Command::Notify {
-                    player: terms.with,
-                    message: Box::new(ControlS2c::TradeOffered(offered)),
-                });
+                chat.notify(terms.with, ControlS2c::TradeOffered(offered))
+                    .await;
             }
             let mut answers = vec![ControlS2c::TxResult(TxResultS2c {
                 key,

@@ -241,7 +241,7 @@ pub async fn run(
 
     let mut control = FrameReader::<ControlC2s>::spawn(recv, CONTROL_QUEUE_LEN_MAX);
     let leaderboards = economy.as_ref().map(|e| e.leaderboards().clone());
-    let mut economy = EconomyRequests::new(economy, chat.config().economy);
+    let mut economy = EconomyRequests::new(economy, chat.config().economy, chat.clone());
     let _listed = chat.logged_in(player, session, &name);
     let mut chat_requests = ChatRequests::new(
         chat.clone(),

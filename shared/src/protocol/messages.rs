@@ -20,8 +20,8 @@ pub enum ControlC2s {
     Refund(RefundC2s),
     /// Asks for the player's economy: answered with `Economy`.
     GetEconomy,
-    /// Offers another player a trade: answered like `Buy`; the other player, if on the
-    /// same node, is sent `TradeOffered`.
+    /// Offers another player a trade: answered like `Buy`; the other player, wherever in
+    /// the cluster, is sent `TradeOffered`.
     TradeOffer(TradeOfferC2s),
     /// Accepts an open offer made to the player: answered like `Buy`.
     TradeAccept(TradeAcceptC2s),
@@ -220,7 +220,7 @@ pub enum ControlS2c {
     /// The player's economy: the answer to `GetEconomy`, and sent after each applied
     /// request.
     Economy(EconomyS2c),
-    /// Another player offered this player a trade (sent when both are on the same node).
+    /// Another player offered this player a trade (wherever in the cluster each is).
     TradeOffered(TradeOfferedS2c),
     /// A chat message for this player.
     Chat(ChatS2c),
