@@ -77,3 +77,86 @@ fn the_image_exposes_every_port_the_manifests_use() {
     // The manifests name the image the Dockerfile builds.
     assert!(manifest.contains("image: registry.example.com/tessera:latest"));
 }
+
+/// The metrics `text` queries: every `tessera_*` name, histogram suffixes removed.
+fn queried_metrics(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("tessera_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+            .collect();
+        rest = &rest[at + name.len()..];
+        let name = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name)
+            .to_owned();
+        names.insert(name);
+    }
+    names
+}
+
+/// The Prometheus alert rules pass `promtool check rules` and their unit tests
+/// (`promtool test rules`: each alert fires on what it is for, not on a healthy node), and
+/// they and the Grafana dashboard query only metrics a node exports.
+#[test]
+fn alert_rules_pass_promtool_and_they_and_the_dashboard_query_exported_metrics() {
+    let rules = read("deploy/prometheus/alerts.yml");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/tessera.json")).expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().expect("a target's expr").to_owned())
+        .collect();
+    assert!(exprs.len() >= 10, "the dashboard has its panels");
+    let exported: std::collections::BTreeSet<&str> =
+        tessera_server::admin::metrics::metric_names().collect();
+    for (what, text) in [
+        ("alerts.yml", rules.clone()),
+        ("tessera.json", exprs.join("\n")),
+    ] {
+        let queried = queried_metrics(&text);
+        assert!(!queried.is_empty(), "{what} queries metrics");
+        for name in queried {
+            assert!(
+                exported.contains(name.as_str()),
+                "{what} queries {name}, which no node exports"
+            );
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    for args in [
+        &["check", "rules", "alerts.yml"][..],
+        &["test", "rules", "alerts.test.yml"],
+    ] {
+        let output = match std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+        {
+            Ok(output) => output,
+            Err(e) if crate::util::services::in_ci() => {
+                panic!("CI is set but promtool cannot run ({e}): run ./scripts/test.sh")
+            }
+            Err(_) => {
+                println!(
+                    "SKIPPED promtool {}: promtool not installed (./scripts/test.sh installs it)",
+                    args.join(" ")
+                );
+                return;
+            }
+        };
+        assert!(
+            output.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

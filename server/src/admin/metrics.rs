@@ -387,6 +387,12 @@ fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
 }
 
 /// Every metric's help text (and unit).
+/// The names of every metric a node exports (some only on a cluster node, or once
+/// something happened), for dashboards and alert rules to be checked against.
+pub fn metric_names() -> impl Iterator<Item = &'static str> {
+    DESCRIPTIONS.iter().map(|(name, _, _)| *name)
+}
+
 const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
     (
         "tessera_node_tick_duration_seconds",
