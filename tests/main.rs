@@ -12,6 +12,7 @@ mod cluster_sim;
 mod crash;
 mod deploy;
 mod determinism;
+mod directory;
 mod economy;
 mod economy_crash;
 mod handoff;

@@ -7,7 +7,7 @@
 //! pool.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tessera_shared::ids::{PlayerId, RegionId};
@@ -51,6 +51,8 @@ pub const FILE_NAME: &str = "snapshots.redb";
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// The player directory's profiles and indexes (`crate::directory::embedded`).
+    pub(crate) directory: Arc<RwLock<crate::directory::embedded::Index>>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -76,8 +78,16 @@ impl EmbeddedStore {
         txn.open_table(AUDIT_DETAILS).map_err(unavailable)?;
         txn.open_table(BANS).map_err(unavailable)?;
         crate::economy::embedded::create_tables(&txn)?;
+        txn.open_table(crate::directory::embedded::PROFILES)
+            .map_err(unavailable)?;
+        txn.open_table(crate::directory::embedded::SESSIONS)
+            .map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let directory = crate::directory::embedded::Index::load(&db)?;
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            directory: Arc::new(RwLock::new(directory)),
+        })
     }
 
     pub(crate) async fn blocking<T: Send + 'static>(
@@ -255,8 +265,8 @@ impl SnapshotStore for EmbeddedStore {
             record.check()?;
         }
         let record = record.cloned();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(unavailable)?;
+        // The profile shows it too, written in the same transaction.
+        self.write_directory(move |index, txn| {
             {
                 let mut table = txn.open_table(sanction_table(kind)).map_err(unavailable)?;
                 match &record {
@@ -271,7 +281,12 @@ impl SnapshotStore for EmbeddedStore {
                     }
                 }
             }
-            txn.commit().map_err(unavailable)
+            let until = record
+                .as_ref()
+                .map_or(0, |r| r.until_unix_s.unwrap_or(crate::directory::FOREVER));
+            let profile =
+                crate::directory::embedded::note_sanction(index, txn, kind, player, until)?;
+            Ok(vec![profile])
         })
         .await
     }

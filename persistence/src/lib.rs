@@ -14,6 +14,7 @@ pub mod audit;
 pub mod breaker;
 pub mod bus;
 pub mod clock;
+pub mod directory;
 pub mod economy;
 pub mod embedded;
 pub mod leaderboard;

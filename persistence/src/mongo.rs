@@ -7,6 +7,8 @@
 //! - `region_cells`: one document per written version of a cell, `_id` =
 //!   `{r, c, e, t}` (region, cell, epoch, tick), with `region` (shard key) repeated;
 //! - `players`: one document per player, `_id` = player id (shard key `_id`);
+//! - the player directory's `player_directory` and `player_sessions`
+//!   (`crate::directory`'s MongoDB half);
 //! - the economy's `economy_players`, `shop_stock` and `economy_ledger`
 //!   (`crate::economy`'s MongoDB half).
 //!
@@ -52,13 +54,15 @@ pub struct MongoStore {
     mutes: Collection<Document>,
     /// The economy's collections (`crate::economy`).
     pub(crate) economy: crate::economy::mongo::Collections,
+    /// The player directory's collections (`crate::directory`).
+    pub(crate) directory: crate::directory::mongo::Collections,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+pub(crate) fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
@@ -197,6 +201,7 @@ impl MongoStore {
         let client = Client::with_options(options).map_err(unavailable)?;
         let db = client.database(database);
         let economy = crate::economy::mongo::Collections::open(&db).await?;
+        let directory = crate::directory::mongo::Collections::open(&db).await?;
         let store = MongoStore {
             db: db.clone(),
             heads: db.collection("regions"),
@@ -206,6 +211,7 @@ impl MongoStore {
             bans: db.collection("bans"),
             mutes: db.collection("mutes"),
             economy,
+            directory,
         };
         let cells = store.cells.clone();
         let audit = store.audit.clone();
@@ -538,9 +544,15 @@ impl SnapshotStore for MongoStore {
         let id = i64::try_from(player.0)
             .map_err(|_| StoreError::Invalid("player id out of range".into()))?;
         let collection = self.sanctions(kind);
+        // The profile shows it too (written first: a profile that says banned with no
+        // ban behind it is put right by the retry the failure asks for).
+        let until = record.map_or(0, |r| r.until_unix_s.unwrap_or(crate::directory::FOREVER));
+        if let Some(record) = record {
+            record.check()?;
+        }
+        self.note_sanction(kind, player, until).await?;
         match record {
             Some(record) => {
-                record.check()?;
                 let doc = doc! {
                     "_id": id,
                     "schema_version": i64::from(SCHEMA_VERSION),

@@ -15,6 +15,7 @@ use tessera_shared::ids::{PlayerId, RegionId};
 
 use crate::audit::{AuditFilter, AuditPage, AuditRecord, Sanction, SanctionRecord};
 use crate::breaker::Breaker;
+use crate::directory::{DirectoryStore, PlayerPage, PlayerQuery, PresenceUpdate, Profile, Session};
 use crate::economy::{
     EconomyAudit, EconomyStore, EconomyTx, LedgerEntry, PlayerEconomy, TxOutcome,
 };
@@ -231,6 +232,66 @@ impl EconomyStore for NodeStore {
             match &self.backend {
                 Backend::Embedded(s) => s.economy_audit().await,
                 Backend::Mongo(s) => s.economy_audit().await,
+            }
+        })
+        .await
+    }
+}
+
+impl DirectoryStore for NodeStore {
+    async fn record_presence(&self, updates: &[PresenceUpdate]) -> Result<(), StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.record_presence(updates).await,
+                Backend::Mongo(s) => s.record_presence(updates).await,
+            }
+        })
+        .await
+    }
+
+    async fn list_players(
+        &self,
+        query: &PlayerQuery,
+        now_unix_s: u64,
+    ) -> Result<PlayerPage, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.list_players(query, now_unix_s).await,
+                Backend::Mongo(s) => s.list_players(query, now_unix_s).await,
+            }
+        })
+        .await
+    }
+
+    async fn profile_of(&self, player: PlayerId) -> Result<Option<Profile>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.profile_of(player).await,
+                Backend::Mongo(s) => s.profile_of(player).await,
+            }
+        })
+        .await
+    }
+
+    async fn sessions_of(
+        &self,
+        player: PlayerId,
+        limit: usize,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.sessions_of(player, limit).await,
+                Backend::Mongo(s) => s.sessions_of(player, limit).await,
+            }
+        })
+        .await
+    }
+
+    async fn import_profiles(&self, profiles: &[Profile]) -> Result<(), StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.import_profiles(profiles).await,
+                Backend::Mongo(s) => s.import_profiles(profiles).await,
             }
         })
         .await
