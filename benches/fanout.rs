@@ -109,6 +109,7 @@ fn run(scenario: &str, clients: u64, spread_m: Option<f32>, visible_max: Option<
         let (reply, answer) = oneshot::channel();
         node.try_send(Command::Join {
             player: PlayerId(p),
+            name: String::new(),
             session: p,
             outbox: tx,
             saved: spread_m.map(|side| {

@@ -16,7 +16,7 @@ const NOW: u64 = 1_800_000_000;
 fn login(player: u64, node: &str, region: u32, at_s: u64) -> PresenceUpdate {
     PresenceUpdate::Login {
         player: PlayerId(player),
-        name: format!("Hero{player}"),
+        name: Some(format!("Hero{player}")),
         level: 4,
         node: node.into(),
         region: RegionId(region),
@@ -198,8 +198,8 @@ fn query(rng: &mut Rng) -> PlayerQuery {
             .then(|| ["a", "AN", "ann", "b", "æ", "Bj", "zed1", "q"][rng.below(8) as usize].into()),
         level_min,
         level_max: maybe(rng).then(|| level_min.unwrap_or(1) + rng.below(30) as u32),
-        last_login_from: maybe(rng).then(|| NOW - 60_000),
-        last_login_to: maybe(rng).then(|| NOW - 20_000),
+        last_login_from: maybe(rng).then_some(NOW - 60_000),
+        last_login_to: maybe(rng).then_some(NOW - 20_000),
         banned: flag(rng),
         muted: flag(rng),
         sort: SortKey::ALL[rng.below(4) as usize].1,
@@ -302,4 +302,121 @@ fn mongo_lists_match_the_reference() {
         import(&store, &all).await;
         check_lists_match_the_reference(&store, &all).await;
     });
+}
+
+/// `GET` `path` with `key`, from a blocking thread: (status, JSON body).
+fn get(addr: std::net::SocketAddr, path: &str, key: &str) -> (u16, serde_json::Value) {
+    let (status, body) = crate::admin::http(addr, "GET", path, Some(key), None);
+    (status, crate::admin::json(&body))
+}
+
+/// Polls `path` until `done` holds of its body (within 5 s).
+fn get_until(
+    addr: std::net::SocketAddr,
+    path: &str,
+    key: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, body) = get(addr, path, key);
+        assert_eq!(status, 200, "{path}: {body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Players who log in are listed online with their node and region, found by name,
+/// sorted and paged; their details show the session, closed at logout; bans show; wrong
+/// parameters are 400s naming them.
+#[test]
+fn the_admin_api_lists_and_details_the_players_who_play() {
+    use crate::admin::{admin_addr, http, node_with_keys};
+    let (node, [viewer, _, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    let runtime = crate::net::client_runtime();
+    let ada = runtime.block_on(crate::net::login(&node, "ada")).unwrap();
+    let bob = runtime.block_on(crate::net::login(&node, "Bob")).unwrap();
+    let (ada_id, bob_id) = (ada.welcome().player.0, bob.welcome().player.0);
+    let online = get_until(addr, "/v1/players?online=true", &viewer, |b| {
+        b["total"] == 2
+    });
+    let (_, info) = get(addr, "/v1/node", &viewer);
+    let node_name = info["name"].as_str().unwrap().to_owned();
+    for p in online["players"].as_array().unwrap() {
+        assert_eq!(p["node"], node_name, "{p}");
+        assert!(p["region"].is_u64(), "{p}");
+        assert_eq!(p["level"], 1);
+    }
+    let (_, found) = get(addr, "/v1/players?name=AD", &viewer);
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(found["players"][0]["player"], ada_id);
+    assert_eq!(found["players"][0]["name"], "ada");
+    // By name, descending, one a page: Bob, then ada, then no more.
+    let (_, first) = get(addr, "/v1/players?sort=name&order=desc&limit=1", &viewer);
+    assert_eq!(first["players"][0]["player"], bob_id, "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = get(
+        addr,
+        &format!("/v1/players?sort=name&order=desc&limit=1&cursor={cursor}"),
+        &viewer,
+    );
+    assert_eq!(second["players"][0]["player"], ada_id, "{second}");
+    assert_eq!(second["total"], 2);
+    assert!(second["next_cursor"].is_null(), "{second}");
+
+    // Ada logs out: offline, her session closed.
+    runtime.block_on(ada.logout()).unwrap();
+    let details = get_until(addr, &format!("/v1/players/{ada_id}"), &viewer, |b| {
+        b["sessions"][0]["logout_unix_ms"].is_u64()
+    });
+    assert_eq!(details["profile"]["online"], false, "{details}");
+    assert_eq!(details["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(details["sessions"][0]["node"], node_name);
+    assert!(details["economy"]["level"].is_u64(), "{details}");
+    assert!(details["saved_position"]["x"].is_number(), "{details}");
+    let (_, offline) = get(addr, "/v1/players?online=false", &viewer);
+    assert_eq!(offline["total"], 1, "{offline}");
+
+    // Bob is banned: the list shows it, and the details with the audit entry.
+    let (status, body) = http(
+        addr,
+        "POST",
+        &format!("/v1/players/{bob_id}/ban"),
+        Some(&admin),
+        Some(r#"{"reason": "botting"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, banned) = get(addr, "/v1/players?banned=true", &viewer);
+    assert_eq!(banned["total"], 1, "{banned}");
+    assert_eq!(banned["players"][0]["player"], bob_id);
+    assert!(banned["players"][0]["banned_until_unix_s"].is_null());
+    let (_, bob_details) = get(addr, &format!("/v1/players/{bob_id}"), &viewer);
+    assert_eq!(bob_details["ban"]["reason"], "botting", "{bob_details}");
+    assert_eq!(bob_details["audit"][0]["action"], "player.ban");
+    drop(bob);
+
+    for (query, field) in [
+        ("level_min=x", "level_min:"),
+        ("level_min=5&level_max=2", "level_min:"),
+        ("online=yes", "online:"),
+        ("sort=height", "sort:"),
+        ("order=up", "order:"),
+        ("limit=0", "limit:"),
+        ("limit=501", "limit:"),
+        ("cursor=nonsense", "cursor:"),
+        ("sort=level&cursor=id..5", "cursor:"),
+        ("region=-1", "region:"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = get(addr, &format!("/v1/players?{query}"), &viewer);
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(message.contains(field), "{query}: {message}");
+    }
+    let (status, body) = get(addr, "/v1/players/123456789", &viewer);
+    assert_eq!(status, 404, "{body}");
 }

@@ -31,7 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tessera_persistence::StoreError;
-use tessera_persistence::economy::{EconomyStore, EconomyTx, TxKind, TxOutcome};
+use tessera_persistence::directory::PresenceUpdate;
+use tessera_persistence::economy::{EconomyStore, EconomyTx, PlayerEconomy, TxKind, TxOutcome};
 use tessera_persistence::leaderboard::Leaderboards;
 use tessera_persistence::node_store::NodeStore;
 use tessera_regions::io::KillReward;
@@ -100,7 +101,11 @@ pub struct Economy {
 impl Economy {
     /// The committer over `store`, spawned on the current runtime, keeping
     /// `leaderboards` current.
-    pub fn start(store: NodeStore, leaderboards: Leaderboards) -> Economy {
+    pub fn start(
+        store: NodeStore,
+        leaderboards: Leaderboards,
+        presence: Option<crate::directory::Presence>,
+    ) -> Economy {
         let (requests, queue) = mpsc::channel(ECONOMY_QUEUE_LEN_MAX);
         let stats = Arc::new(EconomyStats::default());
         let economy = Economy {
@@ -114,6 +119,7 @@ impl Economy {
             queue,
             economy.stats.clone(),
             Some(economy.leaderboards.clone()),
+            presence,
         ));
         economy
     }
@@ -205,7 +211,7 @@ async fn record_scores<S: EconomyStore>(
     leaderboards: &Leaderboards,
     stats: &EconomyStats,
     tx: &EconomyTx,
-) {
+) -> Option<Vec<(PlayerId, PlayerEconomy)>> {
     let other = tx.kind.touches(tx.player).other;
     let mut economies = Vec::with_capacity(2);
     for player in std::iter::once(tx.player).chain(other) {
@@ -213,7 +219,7 @@ async fn record_scores<S: EconomyStore>(
             Ok(economy) => economies.push((player, economy.unwrap_or_default())),
             Err(_) => {
                 stats.leaderboard_failed.fetch_add(1, Ordering::Relaxed);
-                return;
+                return None;
             }
         }
     }
@@ -221,6 +227,7 @@ async fn record_scores<S: EconomyStore>(
         stats.leaderboard_failed.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(error = %e, "leaderboards not updated");
     }
+    Some(economies)
 }
 
 /// The replies waiting on the commit of one (player, key): the request's own (if it has
@@ -258,12 +265,14 @@ impl Waiting {
 type InFlight = Arc<Mutex<HashMap<(PlayerId, String), Waiting>>>;
 
 /// Commits the requests of `queue` in `store`; with `leaderboards`, records the scores
-/// each applied one changed.
+/// each applied one changed, and with `presence` tells the player directory of levels
+/// gained.
 async fn commit<S: EconomyStore + Clone + 'static>(
     store: S,
     mut queue: mpsc::Receiver<EconomyRequest>,
     stats: Arc<EconomyStats>,
     leaderboards: Option<Leaderboards>,
+    presence: Option<crate::directory::Presence>,
 ) {
     let slots = Arc::new(Semaphore::new(ECONOMY_IN_FLIGHT_MAX));
     let in_flight: InFlight = Arc::default();
@@ -292,7 +301,7 @@ async fn commit<S: EconomyStore + Clone + 'static>(
             return;
         };
         let (store, stats, in_flight) = (store.clone(), stats.clone(), in_flight.clone());
-        let leaderboards = leaderboards.clone();
+        let (leaderboards, presence) = (leaderboards.clone(), presence.clone());
         let (tx, balance) = (request.tx, request.balance);
         tokio::spawn(async move {
             let nobody_waits = || {
@@ -305,6 +314,7 @@ async fn commit<S: EconomyStore + Clone + 'static>(
             let outcome =
                 apply_with_retries(&store, balance, tx.clone(), &stats, nobody_waits).await;
             let applied = matches!(outcome, Ok(TxOutcome::Applied(_)));
+            let levelled = matches!(&outcome, Ok(TxOutcome::Applied(e)) if e.levels > 0);
             let waiting = in_flight
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -313,7 +323,16 @@ async fn commit<S: EconomyStore + Clone + 'static>(
                 waiting.answer(outcome);
             }
             if applied && let Some(leaderboards) = &leaderboards {
-                record_scores(&store, leaderboards, &stats, &tx).await;
+                let economies = record_scores(&store, leaderboards, &stats, &tx).await;
+                if levelled
+                    && let Some(presence) = &presence
+                    && let Some((player, economy)) = economies.as_ref().and_then(|e| e.first())
+                {
+                    presence.tell(PresenceUpdate::Level {
+                        player: *player,
+                        level: economy.level,
+                    });
+                }
             }
             drop(slot);
         });
@@ -449,7 +468,7 @@ mod tests {
     fn committer(store: &Flaky) -> (mpsc::Sender<EconomyRequest>, Arc<EconomyStats>) {
         let (requests, queue) = mpsc::channel(16);
         let stats = Arc::new(EconomyStats::default());
-        tokio::spawn(commit(store.clone(), queue, stats.clone(), None));
+        tokio::spawn(commit(store.clone(), queue, stats.clone(), None, None));
         (requests, stats)
     }
 

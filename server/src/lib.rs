@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cluster_sim;
 pub mod control;
+pub mod directory;
 pub mod economy;
 pub mod local;
 pub mod net;

@@ -21,6 +21,7 @@ use crate::auth::{self, TicketKeys, TokenVerifier};
 use crate::chat::Chat;
 use crate::cluster::Cluster;
 use crate::control::RegionControl;
+use crate::directory::Presence;
 use crate::economy::Economy;
 use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
@@ -237,11 +238,13 @@ impl RunningNode {
             driver.join_cluster(link, handle, &mut node);
             control
         });
-        let (players, economy, snapshots) = {
+        let (players, presence, economy, snapshots) = {
             let _guard = runtime.enter();
+            let presence = Presence::start(store.clone());
             (
                 Arc::new(Players::start(store.clone())),
-                Economy::start(store.clone(), leaderboards),
+                presence.clone(),
+                Economy::start(store.clone(), leaderboards, Some(presence)),
                 Snapshots::start(store, epochs, driver.take_snapshot_encoders()),
             )
         };
@@ -251,6 +254,7 @@ impl RunningNode {
             Chat::start_for(&config.node.chat, node.clone(), chat_bus)?
         };
         driver.save_players_to(players.saves());
+        driver.record_presence_to(presence.clone());
         driver.commit_economy_to(economy.requests());
         driver.snapshot_to(snapshots.clone());
         let save_stats = players.stats.clone();
@@ -279,6 +283,7 @@ impl RunningNode {
             board: board.clone(),
             endpoint: stats.clone(),
             saves: save_stats.clone(),
+            presence: presence.stats().clone(),
             economy: economy.stats.clone(),
             chat: chat.stats().clone(),
             snapshots: snapshots.stats.clone(),

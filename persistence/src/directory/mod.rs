@@ -118,7 +118,9 @@ impl Profile {
                 ..
             } => {
                 let at = at_ms / 1000;
-                self.name = cut(name);
+                if let Some(name) = name {
+                    self.name = cut(name);
+                }
                 self.level = *level;
                 if self.first_login_unix_s == 0 {
                     self.first_login_unix_s = at;
@@ -188,9 +190,10 @@ pub enum PresenceUpdate {
     Login {
         /// Who.
         player: PlayerId,
-        /// Its display name.
-        name: String,
-        /// Its level.
+        /// Its display name (`None`: unchanged; an avatar that arrived from another
+        /// node brings none).
+        name: Option<String>,
+        /// Its level (the node's directory writer reads it from the economy).
         level: u32,
         /// Where.
         node: String,

@@ -1,13 +1,18 @@
 //! The directory in MongoDB:
 //! - `player_directory`: `_id` = player id (shard key `_id`), the [`Profile`] fields, the
-//!   name again lower-cased (`name_lc`) for prefix matches and sorting; indexed by every
-//!   sort key (each with `_id`, which makes cursors exact) and by presence and sanctions;
+//!   name again lower-cased (`name_lc`) for prefix matches and sorting, and presence as
+//!   one field (`online_until`: `seen` plus [`PRESENCE_TTL_S`] while it has a node, 0
+//!   otherwise), so that "online" is one range on one index; indexed by every sort key
+//!   (each with `_id`, which makes cursors exact), by presence (with node and region) and
+//!   by sanctions;
 //! - `player_sessions`: `_id` = `{ p: player, t: login ms }`, indexed by `player`, newest
 //!   first.
 //!
 //! A list is two queries on the same filter: the page (sorted, from the cursor, one more
-//! than asked to know whether another page follows) and `count_documents`. Writes are
-//! upserts of the fields they change, the others set on insert; a departure's is
+//! than asked to know whether another page follows) and `count_documents`; without a
+//! filter, the count is the collection's (`estimated_document_count`, from its metadata:
+//! counting 100,000 documents one by one takes longer than the whole page budget). Writes
+//! are upserts of the fields they change, the others set on insert; a departure's is
 //! conditional on the node of the session.
 
 use futures_util::TryStreamExt;
@@ -55,8 +60,9 @@ impl Collections {
                     index(doc! { "name_lc": 1, "_id": 1 }),
                     index(doc! { "level": 1, "_id": 1 }),
                     index(doc! { "last_login": 1, "_id": 1 }),
-                    index(doc! { "node": 1, "seen": 1 }),
-                    index(doc! { "region": 1, "seen": 1 }),
+                    index(doc! { "online_until": 1 }),
+                    index(doc! { "node": 1, "online_until": 1 }),
+                    index(doc! { "region": 1, "online_until": 1 }),
                     index(doc! { "banned_until": 1 }),
                     index(doc! { "muted_until": 1 }),
                 ])
@@ -84,6 +90,7 @@ fn to_doc(p: &Profile) -> Document {
         "first_login": int(p.first_login_unix_s),
         "last_login": int(p.last_login_unix_s),
         "seen": int(p.last_seen_unix_s),
+        "online_until": if p.node.is_some() { online_until(p.last_seen_unix_s) } else { 0 },
         "node": p.node.as_deref().map_or(Bson::Null, Bson::from),
         "region": p.region.map_or(Bson::Null, |r| Bson::Int64(i64::from(r.0))),
         "banned_until": int(p.banned_until_unix_s),
@@ -134,6 +141,11 @@ fn upsert(player: PlayerId, set: Document) -> (Document, Document) {
     (doc! { "_id": int(player.0) }, update)
 }
 
+/// `online_until` of a player its node saw at `seen_unix_s`.
+fn online_until(seen_unix_s: u64) -> i64 {
+    int(seen_unix_s.saturating_add(PRESENCE_TTL_S))
+}
+
 fn session_id(player: PlayerId, login_ms: u64) -> Document {
     doc! { "p": int(player.0), "t": int(login_ms) }
 }
@@ -163,22 +175,18 @@ fn sort_field(key: SortKey) -> Option<&'static str> {
 
 /// The filter of `query`'s filters at `now_unix_s` (its cursor aside).
 fn filter_of(query: &PlayerQuery, now_unix_s: u64) -> Vec<Document> {
-    let cutoff = int(online_cutoff(now_unix_s));
     let now = int(now_unix_s);
     let mut all = Vec::new();
-    let online = doc! { "node": { "$ne": Bson::Null }, "seen": { "$gte": cutoff } };
     match query.online {
-        Some(true) => all.push(online.clone()),
-        Some(false) => {
-            all.push(doc! { "$or": [ { "node": Bson::Null }, { "seen": { "$lt": cutoff } } ] })
-        }
+        Some(true) => all.push(doc! { "online_until": { "$gte": now } }),
+        Some(false) => all.push(doc! { "online_until": { "$lt": now } }),
         None => {}
     }
     if let Some(node) = &query.node {
-        all.push(doc! { "node": node, "seen": { "$gte": cutoff } });
+        all.push(doc! { "node": node, "online_until": { "$gte": now } });
     }
     if let Some(region) = query.region {
-        all.push(doc! { "region": i64::from(region.0), "node": { "$ne": Bson::Null }, "seen": { "$gte": cutoff } });
+        all.push(doc! { "region": i64::from(region.0), "online_until": { "$gte": now } });
     }
     if let Some(prefix) = &query.name_prefix {
         let prefix = prefix.to_lowercase();
@@ -288,9 +296,14 @@ impl DirectoryStore for MongoStore {
                     .try_collect::<Vec<Document>>()
                     .await
             };
-            let count = profiles.count_documents(and(filters));
-            let (docs, total) =
-                tokio::try_join!(find, async { count.await }).map_err(unavailable)?;
+            let count = async {
+                if filters.is_empty() {
+                    profiles.estimated_document_count().await
+                } else {
+                    profiles.count_documents(and(filters)).await
+                }
+            };
+            let (docs, total) = tokio::try_join!(find, count).map_err(unavailable)?;
             let mut players = docs.iter().map(from_doc).collect::<Result<Vec<_>, _>>()?;
             let more = players.len() > query.limit;
             players.truncate(query.limit);
@@ -374,16 +387,19 @@ async fn write_update(c: &Collections, update: &PresenceUpdate) -> mongodb::erro
             at_ms,
         } => {
             let at = int(at_ms / 1000);
-            let name = cut(name);
-            let set = doc! {
-                "name_lc": name.to_lowercase(),
-                "name": name,
+            let mut set = doc! {
                 "level": i64::from(*level),
                 "last_login": at,
                 "seen": at,
+                "online_until": online_until(at_ms / 1000),
                 "node": cut(node),
                 "region": i64::from(region.0),
             };
+            if let Some(name) = name {
+                let name = cut(name);
+                set.insert("name_lc", name.to_lowercase());
+                set.insert("name", name);
+            }
             let (filter, change) = upsert(*player, set);
             c.profiles.update_one(filter, change).upsert(true).await?;
             // The first login of a profile that existed already (a sanction made it).
@@ -416,6 +432,7 @@ async fn write_update(c: &Collections, update: &PresenceUpdate) -> mongodb::erro
         } => {
             let set = doc! {
                 "seen": int(at_ms / 1000),
+                "online_until": online_until(at_ms / 1000),
                 "node": cut(node),
                 "region": i64::from(region.0),
             };
@@ -431,7 +448,7 @@ async fn write_update(c: &Collections, update: &PresenceUpdate) -> mongodb::erro
             c.profiles
                 .update_one(
                     doc! { "_id": int(player.0), "node": cut(node) },
-                    doc! { "$set": { "node": Bson::Null, "region": Bson::Null, "seen": int(at_ms / 1000) } },
+                    doc! { "$set": { "node": Bson::Null, "region": Bson::Null, "seen": int(at_ms / 1000), "online_until": 0_i64 } },
                 )
                 .await?;
             c.sessions

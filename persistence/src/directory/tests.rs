@@ -3,7 +3,7 @@ use super::*;
 fn login(player: u64, node: &str, at_s: u64) -> PresenceUpdate {
     PresenceUpdate::Login {
         player: PlayerId(player),
-        name: format!("Player{player}"),
+        name: Some(format!("Player{player}")),
         level: 3,
         node: node.into(),
         region: RegionId(1),

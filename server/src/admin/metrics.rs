@@ -41,6 +41,8 @@ pub struct Sources {
     pub endpoint: Arc<EndpointStats>,
     /// Player saves.
     pub saves: Arc<SaveStats>,
+    /// Player directory updates.
+    pub presence: Arc<crate::directory::PresenceStats>,
     /// Economy transactions.
     pub economy: Arc<EconomyStats>,
     /// Chat.
@@ -157,6 +159,7 @@ impl NodeMetrics {
             board,
             endpoint,
             saves,
+            presence,
             economy,
             chat,
             snapshots,
@@ -304,6 +307,17 @@ impl NodeMetrics {
         )
         .absolute(c.saves_dropped);
         for (result, n) in [
+            ("written", presence.written.load(Ordering::Relaxed)),
+            ("dropped", presence.dropped.load(Ordering::Relaxed)),
+            ("failed", presence.failed.load(Ordering::Relaxed)),
+        ] {
+            self.counter(
+                "tessera_directory_updates_total",
+                &[("result", result.into())],
+            )
+            .absolute(n);
+        }
+        for (result, n) in [
             ("applied", economy.applied.load(Ordering::Relaxed)),
             ("duplicate", economy.duplicates.load(Ordering::Relaxed)),
             ("refused", economy.refused.load(Ordering::Relaxed)),
@@ -362,6 +376,7 @@ impl NodeMetrics {
             .absolute(c.captures_skipped);
         for (service, degraded) in [
             ("player_saves", saves.degraded.load(Ordering::Relaxed)),
+            ("directory", presence.degraded.load(Ordering::Relaxed)),
             ("snapshots", snapshots.degraded.load(Ordering::Relaxed)),
         ] {
             self.gauge("tessera_writes_waiting", &[("writer", service.into())])
@@ -552,6 +567,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_player_saves_total",
         None,
         "Player saves, by result.",
+    ),
+    (
+        "tessera_directory_updates_total",
+        None,
+        "Player directory updates (logins, heartbeats, departures, levels), by result: written, dropped (the queue was full: a session may be missing from a player's history until its next heartbeat), failed (refused by the store).",
     ),
     (
         "tessera_economy_transactions_total",

@@ -15,6 +15,7 @@
 
 mod audit;
 mod balance;
+pub mod directory;
 mod economy;
 mod error;
 pub mod health;
@@ -95,6 +96,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/audit", get(audit::read))
         .route("/v1/config/balance", get(balance::balance))
         .route("/v1/placement", get(placement))
+        .route("/v1/players", get(directory::list))
+        .route("/v1/players/{player}", get(directory::details))
         .route("/v1/players/{player}/economy", get(economy::economy))
         .route("/v1/players/{player}/ledger", get(economy::ledger))
         .route("/v1/leaderboards/{board}", get(economy::leaderboard))

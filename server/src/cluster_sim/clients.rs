@@ -206,6 +206,7 @@ impl Client {
                     node.call(
                         Call::Command(Command::Join {
                             player: self.player,
+                            name: String::new(),
                             session: at.session,
                             outbox: outbox_tx,
                             saved,

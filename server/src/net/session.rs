@@ -191,7 +191,7 @@ pub async fn run(
         &stats,
         player,
         session,
-        (arriving, start),
+        (name.clone(), arriving, start),
         outbox,
     );
     let joined = tokio::select! {
@@ -475,7 +475,8 @@ async fn log_in(
     stats: &EndpointStats,
     player: tessera_shared::ids::PlayerId,
     session: u64,
-    (arriving, start): (
+    (name, arriving, start): (
+        String,
         Option<tessera_shared::ids::RegionId>,
         Option<tessera_shared::ids::RegionId>,
     ),
@@ -539,6 +540,7 @@ async fn log_in(
     let (reply, joined) = oneshot::channel();
     let join = Command::Join {
         player,
+        name,
         session,
         outbox,
         saved,

@@ -199,7 +199,7 @@ impl Driver {
                     self.depart(record, TRANSFER_REDIRECT_WAIT);
                     continue;
                 }
-                if let Some(view) = self.clients.remove(&player) {
+                if let Some(view) = self.forget_view(player) {
                     view.kick(
                         KickReason::Shutdown,
                         format!(

@@ -46,7 +46,7 @@ impl Driver {
                 .collect();
             for player in players {
                 self.region_of.remove(&player);
-                if let Some(view) = self.clients.remove(&player) {
+                if let Some(view) = self.forget_view(player) {
                     view.kick(
                         KickReason::Shutdown,
                         "this node lost the region; log in again",
@@ -79,7 +79,7 @@ impl Driver {
         let mut redirect = None;
         if let Some(player) = record.entity.player {
             self.region_of.remove(&player);
-            if let Some(view) = self.clients.remove(&player)
+            if let Some(view) = self.forget_view(player)
                 && !view.detached
             {
                 redirect = Some(wait);
@@ -183,10 +183,16 @@ impl Driver {
         self.next_arrival_session += 1;
         self.region_of.insert(player, region);
         let outbox = super::SessionOutbox::detached();
-        self.clients.insert(
+        let view = ClientView::new(session, outbox, true, &self.budget_limits);
+        self.tell_directory(tessera_persistence::directory::PresenceUpdate::Login {
             player,
-            ClientView::new(session, outbox, true, &self.budget_limits),
-        );
+            name: None,
+            level: tessera_persistence::economy::START_LEVEL,
+            node: self.config.node.name.clone(),
+            region,
+            at_ms: view.since_ms,
+        });
+        self.clients.insert(player, view);
         if let Some(mut ledger) = self.ledger() {
             ledger.bind(player, 0);
         }

@@ -30,6 +30,8 @@ pub enum Command {
         session: u64,
         /// Where the driver sends this session's states and events.
         outbox: super::SessionOutbox,
+        /// Its display name (for the player directory).
+        name: String,
         /// The player's last save (the avatar appears there, in the region holding it).
         saved: Option<SavedPlayer>,
         /// For a login with a redirect ticket: the region the player was handed off to.

@@ -116,6 +116,8 @@ pub struct Driver {
     pending_leaves: HashMap<PlayerId, SaveReply>,
     /// Where departed players' states go to be saved (none: nothing is saved).
     saves: Option<mpsc::Sender<SaveRequest>>,
+    /// The player directory's writer (none: no directory is kept).
+    presence: Option<crate::directory::Presence>,
     /// Where kills and starter kits go to be committed (none: no economy).
     economy: Option<mpsc::Sender<EconomyRequest>>,
     /// The balance in force, shared with the economy's transactions.
@@ -188,6 +190,7 @@ impl Driver {
             pending_joins: Vec::new(),
             pending_leaves: HashMap::new(),
             saves: None,
+            presence: None,
             economy: None,
             balance,
             lingering: VecDeque::new(),
@@ -238,6 +241,12 @@ impl Driver {
     /// [`crate::players`]). Without it the node keeps no player state across sessions.
     pub fn save_players_to(&mut self, saves: mpsc::Sender<SaveRequest>) {
         self.saves = Some(saves);
+    }
+
+    /// Tells the player directory who enters, stays in (with each periodic save) and
+    /// leaves the world here (see [`crate::directory`]).
+    pub fn record_presence_to(&mut self, presence: crate::directory::Presence) {
+        self.presence = Some(presence);
     }
 
     /// Commits kills' loot and XP and players' starter kits through `economy` (see

@@ -27,8 +27,17 @@ impl Driver {
             .copied()
             .collect();
         due.sort_unstable();
+        let at_ms = crate::economy::now_unix_ms();
         for player in due {
             self.queue_save(player, None);
+            if let Some(&region) = self.region_of.get(&player) {
+                self.tell_directory(tessera_persistence::directory::PresenceUpdate::Seen {
+                    player,
+                    node: self.config.node.name.clone(),
+                    region,
+                    at_ms,
+                });
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use tessera_persistence::directory::PresenceUpdate;
 use tessera_regions::io::{Join, JoinRefusal, PlayerInput, SavedPlayer, SessionEvent};
 use tessera_shared::ids::{NetId, PlayerId, RegionId};
 use tessera_shared::protocol::delta::DeltaEncoder;
@@ -18,6 +19,7 @@ use crate::views::{BudgetLimits, ClientBudget};
 #[derive(Debug)]
 pub(super) struct PendingJoin {
     pub(super) player: PlayerId,
+    pub(super) name: String,
     pub(super) session: u64,
     pub(super) outbox: super::SessionOutbox,
     pub(super) saved: Option<SavedPlayer>,
@@ -53,6 +55,9 @@ pub(super) struct ClientView {
     pub(super) deaths: Vec<NetId>,
     /// What its states may cost, and the changes waiting for room (`views::budget`).
     pub(super) budget: ClientBudget,
+    /// When the player entered the world on this node, Unix ms: its session's key in
+    /// the player directory.
+    pub(super) since_ms: u64,
 }
 
 impl ClientView {
@@ -72,6 +77,7 @@ impl ClientView {
             detached,
             deaths: Vec::new(),
             budget: ClientBudget::new(limits),
+            since_ms: crate::economy::now_unix_ms(),
         }
     }
 
@@ -106,6 +112,7 @@ impl Driver {
         match command {
             Command::Join {
                 player,
+                name,
                 session,
                 outbox,
                 saved,
@@ -115,6 +122,7 @@ impl Driver {
             } => {
                 let join = PendingJoin {
                     player,
+                    name,
                     session,
                     outbox,
                     saved,
@@ -378,7 +386,7 @@ impl Driver {
 
     /// Takes `player`'s avatar out of the world and forgets its view.
     pub(super) fn remove_player(&mut self, player: PlayerId) {
-        self.clients.remove(&player);
+        self.forget_view(player);
         if let Some(mut ledger) = self.ledger() {
             ledger.unbind(player);
         }
@@ -386,6 +394,26 @@ impl Driver {
             && let Some(input) = self.local.input_mut(region)
         {
             input.sessions.push(SessionEvent::Leave(player));
+        }
+    }
+
+    /// Takes `player`'s view out of this node's sessions, telling the directory that it
+    /// left the world here; the view, for a caller that still has a use for it.
+    pub(super) fn forget_view(&mut self, player: PlayerId) -> Option<ClientView> {
+        let view = self.clients.remove(&player)?;
+        self.tell_directory(PresenceUpdate::Left {
+            player,
+            node: self.config.node.name.clone(),
+            since_ms: view.since_ms,
+            at_ms: crate::economy::now_unix_ms(),
+        });
+        Some(view)
+    }
+
+    /// Hands `update` to the directory's writer, if there is one (never waits).
+    pub(super) fn tell_directory(&self, update: PresenceUpdate) {
+        if let Some(presence) = &self.presence {
+            presence.tell(update);
         }
     }
 
@@ -492,10 +520,16 @@ impl Driver {
                 self.stats.counters.logins_abandoned += 1;
                 self.linger(player, session);
             }
-            self.clients.insert(
+            let view = ClientView::new(session, join.outbox, gone, &self.budget_limits);
+            self.tell_directory(PresenceUpdate::Login {
                 player,
-                ClientView::new(session, join.outbox, gone, &self.budget_limits),
-            );
+                name: Some(join.name),
+                level: tessera_persistence::economy::START_LEVEL,
+                node: self.config.node.name.clone(),
+                region,
+                at_ms: view.since_ms,
+            });
+            self.clients.insert(player, view);
             // Every login asks: the kit's one key per player makes all but the first a
             // duplicate.
             self.send_economy(crate::economy::starter_kit_tx(
@@ -504,6 +538,17 @@ impl Driver {
             ));
         }
         // After the joins: an avatar that joined and crossed at once is where it went.
+        let at_ms = crate::economy::now_unix_ms();
+        for (&player, &region) in &crossed {
+            if self.clients.contains_key(&player) {
+                self.tell_directory(PresenceUpdate::Seen {
+                    player,
+                    node: self.config.node.name.clone(),
+                    region,
+                    at_ms,
+                });
+            }
+        }
         self.region_of.extend(crossed);
         // Logouts whose player left no state (it was in flight between regions).
         for (_, reply) in self.pending_leaves.drain() {

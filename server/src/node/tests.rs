@@ -28,6 +28,7 @@ fn driver_with_player(player: PlayerId) -> (Driver, NodeHandle, SessionInbox) {
     let (reply, mut joined) = oneshot::channel();
     node.try_send(Command::Join {
         player,
+        name: String::new(),
         session: 1,
         outbox,
         saved: None,
@@ -88,6 +89,7 @@ fn departed_players_are_saved_and_a_logout_waits_for_its_save() {
     let (reply, _joined) = oneshot::channel();
     node.try_send(Command::Join {
         player: other,
+        name: String::new(),
         session: 2,
         outbox,
         saved: None,
@@ -148,6 +150,7 @@ fn a_login_whose_client_left_does_not_take_the_player_over() {
     drop(joined); // The session gave up and ended.
     node.try_send(Command::Join {
         player,
+        name: String::new(),
         session: 2,
         outbox,
         saved: None,
@@ -180,6 +183,7 @@ fn a_resume_within_the_linger_keeps_the_avatar() {
     let (reply, _joined) = oneshot::channel();
     node.try_send(Command::Join {
         player,
+        name: String::new(),
         session: 2,
         outbox,
         saved: None,
@@ -226,6 +230,7 @@ fn a_second_login_in_the_same_tick_takes_the_first_over_before_it_joins() {
         let (reply, joined) = oneshot::channel();
         node.try_send(Command::Join {
             player,
+            name: String::new(),
             session,
             outbox,
             saved: None,
@@ -320,6 +325,7 @@ fn join_at(
     let (reply, mut joined) = oneshot::channel();
     node.try_send(Command::Join {
         player,
+        name: String::new(),
         session,
         outbox,
         saved: at.map(|position| tessera_regions::io::SavedPlayer {
