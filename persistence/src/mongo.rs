@@ -241,6 +241,11 @@ impl MongoStore {
         Ok(store)
     }
 
+    /// The database.
+    pub(crate) fn db(&self) -> &mongodb::Database {
+        &self.db
+    }
+
     /// The driver's client (sessions and transactions start from it).
     pub(crate) fn client(&self) -> &Client {
         self.db.client()

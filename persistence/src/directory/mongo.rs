@@ -243,6 +243,20 @@ fn after_cursor(query: &PlayerQuery, cursor: &Cursor) -> Document {
     doc! { "$or": [ { field: { op: value.clone() } }, { field: value, "_id": { op: id } } ] }
 }
 
+/// The filter of a page (the filters and the cursor) and its sort.
+fn page_of(query: &PlayerQuery, mut filters: Vec<Document>) -> (Vec<Document>, Document) {
+    if let Some(cursor) = &query.after {
+        filters.push(after_cursor(query, cursor));
+    }
+    let direction = if query.descending { -1 } else { 1 };
+    let mut sort = Document::new();
+    if let Some(field) = sort_field(query.sort) {
+        sort.insert(field, direction);
+    }
+    sort.insert("_id", direction);
+    (filters, sort)
+}
+
 fn and(filters: Vec<Document>) -> Document {
     if filters.is_empty() {
         Document::new()
@@ -276,16 +290,7 @@ impl DirectoryStore for MongoStore {
         let query = query.clone();
         bounded(async move {
             let filters = filter_of(&query, now_unix_s);
-            let mut paged = filters.clone();
-            if let Some(cursor) = &query.after {
-                paged.push(after_cursor(&query, cursor));
-            }
-            let direction = if query.descending { -1 } else { 1 };
-            let mut sort = Document::new();
-            if let Some(field) = sort_field(query.sort) {
-                sort.insert(field, direction);
-            }
-            sort.insert("_id", direction);
+            let (paged, sort) = page_of(&query, filters.clone());
             let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
             let find = async {
                 profiles
@@ -467,6 +472,43 @@ async fn write_update(c: &Collections, update: &PresenceUpdate) -> mongodb::erro
 }
 
 impl MongoStore {
+    /// The stages of the server's winning plan for the page `query` asks for (its
+    /// `explain`), outermost first, each with the index it scans: what tests check to know
+    /// that every list is answered from an index (`IXSCAN`), never a collection scan.
+    pub async fn plan_of_list(
+        &self,
+        query: &PlayerQuery,
+        now_unix_s: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let (filter, sort) = page_of(query, filter_of(query, now_unix_s));
+        let command = doc! {
+            "explain": {
+                "find": self.directory.profiles.name(),
+                "filter": and(filter),
+                "sort": sort,
+                "limit": i64::try_from(query.limit).unwrap_or(i64::MAX) + 1,
+            },
+            "verbosity": "queryPlanner",
+        };
+        let db = self.db().clone();
+        let answer =
+            bounded(async move { db.run_command(command).await.map_err(unavailable) }).await?;
+        let mut stages = Vec::new();
+        let mut stage = answer
+            .get_document("queryPlanner")
+            .and_then(|p| p.get_document("winningPlan"))
+            .ok();
+        while let Some(s) = stage {
+            let name = s.get_str("stage").unwrap_or("?");
+            stages.push(match s.get_str("indexName") {
+                Ok(index) => format!("{name} {index}"),
+                Err(_) => name.to_owned(),
+            });
+            stage = s.get_document("inputStage").ok();
+        }
+        Ok(stages)
+    }
+
     /// Copies a ban or mute (`until_unix_s`, 0 when lifted) onto the player's profile.
     pub(crate) async fn note_sanction(
         &self,
