@@ -15,6 +15,7 @@ mod determinism;
 mod directory;
 mod economy;
 mod economy_crash;
+mod emergency;
 mod handoff;
 mod interest;
 mod invalid_values;

@@ -288,7 +288,7 @@ async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestS
         [older_form.id.clone(), record(1_000, 1, "ok").id]
     );
     let by_action = AuditFilter {
-        action: Some("region.release".into()),
+        actions: vec!["region.release".into()],
         ..AuditFilter::default()
     };
     assert_eq!(
@@ -299,6 +299,21 @@ async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestS
             .records,
         [other.clone()]
     );
+    // Several actions: either, newest first.
+    let kicks = AuditFilter {
+        actions: vec!["kick".into()],
+        ..AuditFilter::default()
+    };
+    let kicks = store.read_audit(10, None, &kicks).await.unwrap().records;
+    assert!(!kicks.is_empty());
+    let either = AuditFilter {
+        actions: vec!["kick".into(), "region.release".into()],
+        ..AuditFilter::default()
+    };
+    let either = store.read_audit(10, None, &either).await.unwrap().records;
+    assert_eq!(either.len(), kicks.len() + 1);
+    assert!(either.contains(&other) && kicks.iter().all(|k| either.contains(k)));
+    assert!(either.windows(2).all(|w| w[0].id > w[1].id));
     let by_who = AuditFilter {
         who: Some("ops".into()),
         ..AuditFilter::default()
@@ -314,7 +329,7 @@ async fn check_audit_records_are_updated_in_place_and_read_newest_first<S: TestS
     );
     let together = AuditFilter {
         player: Some(PlayerId(1)),
-        action: Some("kick".into()),
+        actions: vec!["kick".into()],
         who: Some("ops".into()),
     };
     let page = store.read_audit(1, None, &together).await.unwrap();

@@ -82,8 +82,8 @@ impl AuditRecord {
 pub struct AuditFilter {
     /// Only mutations of this player (target `player:<id>`).
     pub player: Option<tessera_shared::ids::PlayerId>,
-    /// Only this action, e.g. `player.ban`.
-    pub action: Option<String>,
+    /// Only these actions, e.g. `player.ban` (empty: any).
+    pub actions: Vec<String>,
     /// Only by the API key of this name (`who`).
     pub who: Option<String>,
 }
@@ -104,7 +104,7 @@ impl AuditFilter {
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
         });
         player
-            && self.action.as_ref().is_none_or(|a| *a == record.action)
+            && (self.actions.is_empty() || self.actions.contains(&record.action))
             && self.who.as_ref().is_none_or(|w| *w == record.who)
     }
 

@@ -635,8 +635,14 @@ impl SnapshotStore for MongoStore {
                 ],
             );
         }
-        if let Some(action) = &filter.action {
-            query.insert("action", action.as_str());
+        match filter.actions.as_slice() {
+            [] => {}
+            [action] => {
+                query.insert("action", action.as_str());
+            }
+            actions => {
+                query.insert("action", doc! { "$in": actions });
+            }
         }
         if let Some(who) = &filter.who {
             query.insert("who", who.as_str());

@@ -722,6 +722,7 @@ impl Publisher {
                     entities: counts.entities,
                     tick_p50_ms,
                     tick_p99_ms,
+                    frozen: driver.is_frozen(region.id()),
                 }
             })
             .collect();

@@ -21,7 +21,7 @@ use super::{AdminState, ApiError};
 
 /// Every action the audit log records, as `action` of its records (and the values
 /// `GET /v1/audit?action=` takes).
-pub(super) const ACTIONS: [&str; 14] = [
+pub(super) const ACTIONS: [&str; 18] = [
     "player.kick",
     "player.teleport",
     "player.message",
@@ -34,6 +34,10 @@ pub(super) const ACTIONS: [&str; 14] = [
     "region.assign",
     "region.release",
     "region.transfer",
+    "region.freeze",
+    "region.unfreeze",
+    "region.evacuate",
+    "node.kick_all",
     "config.reload",
     "leaderboards.rebuild",
 ];
@@ -215,7 +219,7 @@ impl AuditQuery {
         }
         let filter = AuditFilter {
             player,
-            action: self.action,
+            actions: self.action.into_iter().collect(),
             who: self.key,
         };
         Ok((limit, self.before, filter))
@@ -288,7 +292,7 @@ mod tests {
             .unwrap();
         assert_eq!(limit, 5);
         assert_eq!(filter.player, Some(tessera_shared::ids::PlayerId(42)));
-        assert_eq!(filter.action.as_deref(), Some("player.ban"));
+        assert_eq!(filter.actions, ["player.ban"]);
         assert_eq!(filter.who.as_deref(), Some("ops"));
     }
 }

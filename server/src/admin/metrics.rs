@@ -203,6 +203,7 @@ impl NodeMetrics {
             ("over_region_limit", c.inputs_over_limit),
             ("stale_sequence", c.inputs_stale),
             ("unknown_player", c.inputs_unknown_player),
+            ("frozen", c.inputs_frozen),
             ("non_finite", c.inputs_non_finite),
             ("stale_session", c.inputs_stale_session),
         ];

@@ -17,6 +17,7 @@ mod audit;
 mod balance;
 pub mod directory;
 mod economy;
+mod emergency;
 mod error;
 pub mod health;
 pub mod keys;
@@ -96,6 +97,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/audit", get(audit::read))
         .route("/v1/config/balance", get(balance::balance))
         .route("/v1/placement", get(placement))
+        .route("/v1/emergency/history", get(emergency::history))
         .route("/v1/players", get(directory::list))
         .route("/v1/players/{player}", get(directory::details))
         .route("/v1/players/{player}/economy", get(economy::economy))
@@ -129,7 +131,13 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/v1/players/{player}/mute",
             post(players::mute).delete(players::unmute),
         )
-        .route("/v1/config/reload", post(balance::reload_balance));
+        .route("/v1/config/reload", post(balance::reload_balance))
+        .route(
+            "/v1/regions/{region}/freeze",
+            post(emergency::freeze).delete(emergency::unfreeze),
+        )
+        .route("/v1/regions/{region}/evacuate", post(emergency::evacuate))
+        .route("/v1/node/kick-all", post(emergency::kick_all));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))

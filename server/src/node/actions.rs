@@ -113,6 +113,10 @@ impl Driver {
             AdminAction::Release { .. } => Err(ActionError::Conflict(
                 "a release is answered after the step".into(),
             )),
+            AdminAction::Freeze { region, reason } => self.freeze(region, reason),
+            AdminAction::Unfreeze { region } => self.unfreeze(region),
+            AdminAction::Evacuate { from, to, reason } => self.evacuate(from, to, &reason),
+            AdminAction::KickAll { reason } => self.kick_all(&reason),
             AdminAction::Reload { config } => {
                 self.local.set_config(config.clone());
                 self.balance = std::sync::Arc::new(config.balance.clone());
@@ -173,6 +177,7 @@ impl Driver {
             };
             // Everyone in the region, and everyone on the way in from a neighbour here.
             let mut leaving = held.evacuate(region);
+            self.frozen.remove(&region);
             let records = held.capture_records();
             let final_tick = held.tick();
             if let Some(snapshots) = &self.snapshots {

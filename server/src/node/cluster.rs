@@ -38,6 +38,7 @@ impl Driver {
                 continue;
             }
             self.update_borders();
+            self.frozen.remove(&region);
             let players: Vec<PlayerId> = self
                 .region_of
                 .iter()

@@ -221,6 +221,37 @@ pub enum AdminAction {
         /// The text (at most `TEXT_BYTES_MAX` bytes).
         text: String,
     },
+    /// Freeze `region` (an emergency): it keeps ticking, its players' inputs are ignored
+    /// (`DriverCounters::inputs_frozen`), and they are told why; idempotent (a second
+    /// freeze replaces the reason).
+    Freeze {
+        /// The region (held here).
+        region: RegionId,
+        /// Told to its players.
+        reason: String,
+    },
+    /// Unfreeze `region`: inputs count again; its players are told.
+    Unfreeze {
+        /// The region (frozen here).
+        region: RegionId,
+    },
+    /// Move every player of `from` to safe spots around `to`'s spawn point (handed off
+    /// like a border crossing: to a region held elsewhere, the clients are redirected);
+    /// each is told why.
+    Evacuate {
+        /// The region emptied (held here).
+        from: RegionId,
+        /// Where they go (another region of the world).
+        to: RegionId,
+        /// Told to the players.
+        reason: String,
+    },
+    /// End every session on this node with `Kicked { Admin, reason }` (their avatars
+    /// leave as on a logout, saved).
+    KickAll {
+        /// Shown to the players.
+        reason: String,
+    },
     /// Run on `config` (a new balance) from the next tick on.
     Reload {
         /// The running config with the new balance.

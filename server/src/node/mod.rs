@@ -21,6 +21,7 @@ mod actions;
 mod chat;
 mod cluster;
 pub mod commands;
+mod emergency;
 mod fanout;
 pub mod outbox;
 mod saves;
@@ -144,6 +145,8 @@ pub struct Driver {
     next_arrival_session: u64,
     /// `[persistence] snapshot_interval_s` in ticks.
     snapshot_interval_ticks: u64,
+    /// Regions an operator froze, with the reason their players were told.
+    frozen: HashMap<RegionId, String>,
     /// Regions to let go after the next step, with their answers.
     releasing: Vec<Releasing>,
     /// Each region's entities of the tick in wire units (indexed like the regions).
@@ -203,6 +206,7 @@ impl Driver {
             awaiting: HashMap::new(),
             next_arrival_session: ARRIVAL_SESSIONS_FROM,
             snapshot_interval_ticks,
+            frozen: HashMap::new(),
             releasing: Vec::new(),
             wire_tables: Vec::new(),
             budget_limits,
@@ -253,6 +257,11 @@ impl Driver {
     /// [`crate::economy`]). Without it nothing is committed.
     pub fn commit_economy_to(&mut self, economy: mpsc::Sender<EconomyRequest>) {
         self.economy = Some(economy);
+    }
+
+    /// Whether an operator froze `region`.
+    pub fn is_frozen(&self, region: RegionId) -> bool {
+        self.frozen.contains_key(&region)
     }
 
     /// Ticks per second.

@@ -367,6 +367,10 @@ impl Driver {
         let Some(region) = self.region_of.get(&player).copied() else {
             return;
         };
+        if self.frozen.contains_key(&region) {
+            self.stats.counters.inputs_frozen += 1;
+            return;
+        }
         let Some(tick_input) = self.local.input_mut(region) else {
             return;
         };
@@ -530,6 +534,7 @@ impl Driver {
                 at_ms: view.since_ms,
             });
             self.clients.insert(player, view);
+            self.tell_if_frozen(player, region);
             // Every login asks: the kit's one key per player makes all but the first a
             // duplicate.
             self.send_economy(crate::economy::starter_kit_tx(

@@ -24,6 +24,8 @@ pub struct RegionStatus {
     pub tick_p50_ms: f64,
     /// Its tick duration's 99th percentile over the window, in milliseconds.
     pub tick_p99_ms: f64,
+    /// Frozen by an operator (inputs ignored).
+    pub frozen: bool,
 }
 
 /// The driver's cumulative counters (since the node started).
@@ -44,6 +46,8 @@ pub struct DriverCounters {
     pub inputs_stale: u64,
     /// Inputs for a player not in the region (or dead).
     pub inputs_unknown_player: u64,
+    /// Inputs of players in a region an operator froze.
+    pub inputs_frozen: u64,
     /// Inputs with a non-finite move.
     pub inputs_non_finite: u64,
     /// Sessions resumed (a login found the player's avatar still in the world).
@@ -391,6 +395,7 @@ mod tests {
             entities: 9,
             tick_p50_ms: 1.0,
             tick_p99_ms: 5.0,
+            frozen: false,
         };
         assert_eq!(
             log.region_line(&region),
