@@ -5,7 +5,8 @@
 //! From the top: the entry points (`serve`, `cli`, `bots`), the faces (`admin`, `net`),
 //! the services (`control`, `reload`, `placement`, `sim`, `cluster_sim`,
 //! `balance_report`, `chat`), the tick driver
-//! (`node`), the edges (`cluster`, `economy`, `players`, `snapshots`) and the leaves (`auth`,
+//! (`node`), the edges (`cluster`, `directory`, `economy`, `feed`, `players`, `snapshots`)
+//! and the leaves (`auth`,
 //! `local`, `views`). A module may use its own layer (without a circle) and those below.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,7 +26,14 @@ const LAYERS: &[&[&str]] = &[
         "chat",
     ],
     &["node"],
-    &["cluster", "economy", "players", "snapshots"],
+    &[
+        "cluster",
+        "directory",
+        "economy",
+        "feed",
+        "players",
+        "snapshots",
+    ],
     &["auth", "local", "views"],
 ];
 

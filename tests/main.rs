@@ -16,6 +16,7 @@ mod directory;
 mod economy;
 mod economy_crash;
 mod emergency;
+mod feed;
 mod handoff;
 mod interest;
 mod invalid_values;

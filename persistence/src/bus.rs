@@ -196,6 +196,10 @@ pub struct BusConfig {
     pub deliveries_max: u32,
     /// How long an acknowledged idempotency key is remembered.
     pub done_ttl: Duration,
+    /// The Redis pub/sub channel of [`EventBus::publish_chat`] and
+    /// [`EventBus::subscribe_chat`]: loss-tolerant broadcasts to every node, the chat's
+    /// (`tessera:chat`), or on a bus of its own the live feed's (`tessera:feed`).
+    pub broadcast_channel: &'static str,
 }
 
 impl Default for BusConfig {
@@ -205,6 +209,7 @@ impl Default for BusConfig {
             reclaim_idle: Duration::from_secs(30),
             deliveries_max: 5,
             done_ttl: Duration::from_secs(3_600),
+            broadcast_channel: "tessera:chat",
         }
     }
 }

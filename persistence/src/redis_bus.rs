@@ -85,8 +85,6 @@ fn dead_key(region: RegionId) -> String {
 }
 
 /// The pub/sub channel of the cluster's chat.
-const CHAT_CHANNEL: &str = "tessera:chat";
-
 fn ghost_channel(region: RegionId) -> String {
     format!("tessera:{{r{}}}:ghosts", region.0)
 }
@@ -602,7 +600,7 @@ impl EventBus for RedisBus {
             let mut pipe = redis::pipe();
             for payload in payloads {
                 pipe.cmd("PUBLISH")
-                    .arg(CHAT_CHANNEL)
+                    .arg(self.config.broadcast_channel)
                     .arg(sequencer.frame(payload))
                     .ignore();
             }
@@ -615,7 +613,7 @@ impl EventBus for RedisBus {
 
     async fn subscribe_chat(&self) -> Result<ChatFeed, BusError> {
         self.guarded(async {
-            let channels = [CHAT_CHANNEL.to_owned()];
+            let channels = [self.config.broadcast_channel.to_owned()];
             let first = subscribe(&self.client, &channels).await?;
             let (tx, rx) = mpsc::channel(CHAT_QUEUE_LEN_MAX);
             let task = tokio::spawn(resubscribing(

@@ -18,6 +18,7 @@ pub mod cluster_sim;
 pub mod control;
 pub mod directory;
 pub mod economy;
+pub mod feed;
 pub mod local;
 pub mod net;
 pub mod node;

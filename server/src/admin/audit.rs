@@ -65,15 +65,18 @@ pub struct Audit {
     store: NodeStore,
     node: String,
     sequence: AtomicU64,
+    /// Where each mutation's outcome is published (`admin` topic; reloads `reload`).
+    feed: Option<crate::feed::Feed>,
 }
 
 impl Audit {
-    /// The audit log of node `node`, in `store`.
-    pub fn new(store: NodeStore, node: String) -> Audit {
+    /// The audit log of node `node`, in `store`, each outcome published to `feed`.
+    pub fn new(store: NodeStore, node: String, feed: Option<crate::feed::Feed>) -> Audit {
         Audit {
             store,
             node,
             sequence: AtomicU64::new(0),
+            feed,
         }
     }
 
@@ -138,6 +141,22 @@ impl Audit {
             // The mutation happened and its `started` record is durable: the log shows it
             // was attempted; only the outcome is missing.
             tracing::error!(id = %record.id, error = %e, "audit outcome not written");
+        }
+        if let Some(feed) = &self.feed {
+            let topic = if record.action == "config.reload" {
+                crate::feed::Topic::Reload
+            } else {
+                crate::feed::Topic::Admin
+            };
+            let region = record
+                .target
+                .strip_prefix("region:")
+                .and_then(|r| r.parse().ok());
+            feed.publish(
+                topic,
+                region,
+                serde_json::to_value(&record).unwrap_or_default(),
+            );
         }
         tracing::info!(
             who = %record.who,

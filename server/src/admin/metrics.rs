@@ -43,6 +43,8 @@ pub struct Sources {
     pub saves: Arc<SaveStats>,
     /// Player directory updates.
     pub presence: Arc<crate::directory::PresenceStats>,
+    /// The live feed.
+    pub feed: Arc<crate::feed::FeedStats>,
     /// Economy transactions.
     pub economy: Arc<EconomyStats>,
     /// Chat.
@@ -160,6 +162,7 @@ impl NodeMetrics {
             endpoint,
             saves,
             presence,
+            feed,
             economy,
             chat,
             snapshots,
@@ -307,6 +310,18 @@ impl NodeMetrics {
             &[("result", "dropped".into())],
         )
         .absolute(c.saves_dropped);
+        for (kind, n) in [
+            ("published", feed.published.load(Ordering::Relaxed)),
+            ("received", feed.received.load(Ordering::Relaxed)),
+            ("dropped", feed.dropped.load(Ordering::Relaxed)),
+        ] {
+            self.counter("tessera_feed_events_total", &[("kind", kind.into())])
+                .absolute(n);
+        }
+        self.gauge("tessera_feed_subscribers", none)
+            .set(feed.subscribers.load(Ordering::Relaxed) as f64);
+        self.counter("tessera_feed_slow_subscribers_total", none)
+            .absolute(feed.slow_subscribers.load(Ordering::Relaxed));
         for (result, n) in [
             ("written", presence.written.load(Ordering::Relaxed)),
             ("dropped", presence.dropped.load(Ordering::Relaxed)),
@@ -568,6 +583,21 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_player_saves_total",
         None,
         "Player saves, by result.",
+    ),
+    (
+        "tessera_feed_events_total",
+        None,
+        "Live feed events: published on this node, received from other nodes, dropped (not sent to the cluster: its queue was full or Redis failed).",
+    ),
+    (
+        "tessera_feed_subscribers",
+        None,
+        "WebSocket subscribers of this node's live feed.",
+    ),
+    (
+        "tessera_feed_slow_subscribers_total",
+        None,
+        "Feed subscribers dropped for falling too far behind or taking nothing.",
     ),
     (
         "tessera_directory_updates_total",

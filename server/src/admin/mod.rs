@@ -19,6 +19,7 @@ pub mod directory;
 mod economy;
 mod emergency;
 mod error;
+pub mod feed;
 pub mod health;
 pub mod keys;
 pub mod metrics;
@@ -86,6 +87,8 @@ pub struct AdminState {
     pub store: tessera_persistence::node_store::NodeStore,
     /// The economy's committer (grants update the leaderboards) and the leaderboards.
     pub economy: crate::economy::Economy,
+    /// The live feed (`GET /v1/feed`).
+    pub feed: crate::feed::Feed,
 }
 
 /// The routes. Each group checks its role before anything of the request is read.
@@ -143,6 +146,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(openapi))
+        // Checks its key itself, before the upgrade (a browser cannot send the header).
+        .route("/v1/feed", get(feed::feed))
         .merge(requiring(Role::Viewer, viewer, &state))
         .merge(requiring(Role::Orchestrator, orchestrator, &state))
         .merge(requiring(Role::Admin, admin, &state))
@@ -191,9 +196,14 @@ fn authorize(state: &AdminState, headers: &HeaderMap, role: Role) -> Result<Call
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::unauthorized("Authorization must be \"Bearer <API key>\""))?;
+    authorize_key(state, key.trim(), role)
+}
+
+/// The caller holding `key`, if its role is at least `role`.
+fn authorize_key(state: &AdminState, key: &str, role: Role) -> Result<Caller, ApiError> {
     let caller = state
         .keys
-        .caller(key.trim())
+        .caller(key)
         .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
     if caller.role < role {
         return Err(ApiError::forbidden(format!(

@@ -77,6 +77,7 @@ impl Driver {
     /// redirect (up to `wait`) and the record goes to the ledger (this tick, or later if
     /// the ledger is full).
     pub(super) fn depart(&mut self, record: HandoffRecord, wait: Duration) {
+        self.publish_handoff(&record, false);
         let mut redirect = None;
         if let Some(player) = record.entity.player {
             self.region_of.remove(&player);

@@ -162,6 +162,7 @@ impl Driver {
             self.tell(player, &text);
             moved.push(player.0);
             if local {
+                self.publish_handoff(&record, true);
                 self.region_of.insert(player, to);
                 if let Some(input) = self.local.input_mut(to) {
                     input.handoffs.push(record);

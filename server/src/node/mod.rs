@@ -23,6 +23,7 @@ mod cluster;
 pub mod commands;
 mod emergency;
 mod fanout;
+mod feed;
 pub mod outbox;
 mod saves;
 mod sessions;
@@ -117,6 +118,8 @@ pub struct Driver {
     pending_leaves: HashMap<PlayerId, SaveReply>,
     /// Where departed players' states go to be saved (none: nothing is saved).
     saves: Option<mpsc::Sender<SaveRequest>>,
+    /// The live feed (none: nothing is published).
+    feed: Option<crate::feed::Feed>,
     /// The player directory's writer (none: no directory is kept).
     presence: Option<crate::directory::Presence>,
     /// Where kills and starter kits go to be committed (none: no economy).
@@ -194,6 +197,7 @@ impl Driver {
             pending_leaves: HashMap::new(),
             saves: None,
             presence: None,
+            feed: None,
             economy: None,
             balance,
             lingering: VecDeque::new(),
@@ -251,6 +255,11 @@ impl Driver {
     /// leaves the world here (see [`crate::directory`]).
     pub fn record_presence_to(&mut self, presence: crate::directory::Presence) {
         self.presence = Some(presence);
+    }
+
+    /// Publishes sessions, deaths and handoffs to `feed` (see [`crate::feed`]).
+    pub fn publish_to(&mut self, feed: crate::feed::Feed) {
+        self.feed = Some(feed);
     }
 
     /// Commits kills' loot and XP and players' starter kits through `economy` (see
@@ -374,6 +383,7 @@ impl Driver {
         span.record("n", tick);
         self.settle_sessions(tick);
         self.commit_kills();
+        self.publish_deaths();
         self.settle_releases();
         self.settle_cluster(tick);
         self.save_due_players(tick);

@@ -416,6 +416,7 @@ impl Driver {
 
     /// Hands `update` to the directory's writer, if there is one (never waits).
     pub(super) fn tell_directory(&self, update: PresenceUpdate) {
+        self.publish_session(&update);
         if let Some(presence) = &self.presence {
             presence.tell(update);
         }
@@ -545,6 +546,11 @@ impl Driver {
         // After the joins: an avatar that joined and crossed at once is where it went.
         let at_ms = crate::economy::now_unix_ms();
         for (&player, &region) in &crossed {
+            if let Some(&from) = self.region_of.get(&player)
+                && self.local.region(region).is_some()
+            {
+                self.publish_local_crossing(player.0, from, region);
+            }
             if self.clients.contains_key(&player) {
                 self.tell_directory(PresenceUpdate::Seen {
                     player,

@@ -2,13 +2,15 @@
 //! pool that steps regions), the QUIC endpoint on a tokio runtime; they meet only through
 //! the bounded channels of [`crate::node`].
 
+mod drive;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use tessera_shared::config::{Config, NodeMode};
@@ -23,16 +25,15 @@ use crate::cluster::Cluster;
 use crate::control::RegionControl;
 use crate::directory::Presence;
 use crate::economy::Economy;
+use crate::feed::Feed;
 use crate::local::LocalRegions;
 use crate::net::{self, EndpointStats, tls};
-use crate::node::status::percentile;
-use crate::node::status::{
-    NodeStatus, RegionStatus, StatusBoard, StatusLog, StatusNow, StatusTotals,
-};
+use crate::node::status::StatusBoard;
 use crate::node::{Command, Driver, NodeHandle};
-use crate::players::{Players, SaveStats};
+use crate::players::Players;
 use crate::reload::{self, ReloadSource, Reloader};
-use crate::snapshots::{SnapshotStats, Snapshots};
+use crate::snapshots::Snapshots;
+use drive::{Observers, drive};
 use tessera_persistence::bus::BusConfig;
 use tessera_persistence::embedded::EmbeddedStore;
 use tessera_persistence::leaderboard::Leaderboards;
@@ -131,6 +132,8 @@ pub struct RunningNode {
     pub stats: Arc<EndpointStats>,
     /// What the node holds, updated every tick.
     pub gauges: Arc<NodeGauges>,
+    /// Its live feed: an embedding game may publish events of its own.
+    pub feed: Feed,
     stop: Arc<AtomicBool>,
     node: NodeHandle,
     /// The watch on balance.toml (dropped with the node).
@@ -201,6 +204,7 @@ impl RunningNode {
             .map(|&r| (r, stored.get(&r).map_or(1, |s| s.epoch + 1)))
             .collect();
         let mut chat_bus = None;
+        let mut feed_bus = None;
         let mut leaderboards = Leaderboards::local();
         let cluster = match &config.node.services.redis_url {
             None => None,
@@ -212,6 +216,16 @@ impl RunningNode {
                     .block_on(RedisBus::connect(url, BusConfig::default()))
                     .map_err(|e| anyhow::anyhow!("connecting the chat to Redis: {e}"))?;
                 chat_bus = Some((bus, cluster.locations()));
+                // The live feed too: its own connection and channel.
+                let feed_config = BusConfig {
+                    broadcast_channel: "tessera:feed",
+                    ..BusConfig::default()
+                };
+                feed_bus = Some(
+                    runtime
+                        .block_on(RedisBus::connect(url, feed_config))
+                        .map_err(|e| anyhow::anyhow!("connecting the feed to Redis: {e}"))?,
+                );
                 let commands = runtime
                     .block_on(tessera_persistence::redis_bus::connection(url))
                     .map_err(|e| anyhow::anyhow!("connecting the leaderboards to Redis: {e}"))?;
@@ -238,6 +252,14 @@ impl RunningNode {
             driver.join_cluster(link, handle, &mut node);
             control
         });
+        let feed = {
+            let _guard = runtime.enter();
+            match feed_bus {
+                Some(bus) => Feed::clustered(&config.node.name, bus),
+                None => Feed::local(&config.node.name),
+            }
+        };
+        driver.publish_to(feed.clone());
         let (players, presence, economy, snapshots) = {
             let _guard = runtime.enter();
             let presence = Presence::start(store.clone());
@@ -284,6 +306,7 @@ impl RunningNode {
             endpoint: stats.clone(),
             saves: save_stats.clone(),
             presence: presence.stats().clone(),
+            feed: feed.stats().clone(),
             economy: economy.stats.clone(),
             chat: chat.stats().clone(),
             snapshots: snapshots.stats.clone(),
@@ -295,7 +318,12 @@ impl RunningNode {
         let audit = Arc::new(admin::Audit::new(
             probe_store.clone(),
             config.node.name.clone(),
+            Some(feed.clone()),
         ));
+        {
+            let _guard = runtime.enter();
+            admin::feed::spawn_reporter(feed.clone(), board.clone(), health.clone());
+        }
         let watch = match reloader.source() {
             Some(source) => {
                 let file = source.balance_file();
@@ -357,6 +385,7 @@ impl RunningNode {
                     regions: control.clone(),
                     store: probe_store.clone(),
                     economy: economy.clone(),
+                    feed: feed.clone(),
                 }),
             );
         }
@@ -411,6 +440,7 @@ impl RunningNode {
             cert_der,
             stats,
             gauges,
+            feed,
             stop,
             node,
             driver: Some(driver),
@@ -567,178 +597,6 @@ fn restore_regions(
         "regions restored from snapshots"
     );
     Ok(Driver::with_regions(config.clone(), local))
-}
-
-/// What the tick loop reports to.
-struct Observers<'a> {
-    saves: &'a SaveStats,
-    snapshots: &'a SnapshotStats,
-    gauges: &'a NodeGauges,
-    board: &'a StatusBoard,
-    metrics: &'a NodeMetrics,
-}
-
-/// The paced tick loop.
-fn drive(mut driver: Driver, observers: Observers<'_>, stop: &AtomicBool, ticks: Option<u64>) {
-    let Observers {
-        saves,
-        snapshots,
-        gauges,
-        board,
-        metrics,
-    } = observers;
-    let interval = Duration::from_secs_f64(1.0 / f64::from(driver.tick_hz()));
-    let mut publish = Publisher::default();
-    let mut next_tick = Instant::now();
-    let mut log = StatusLog::new(driver.tick_hz(), next_tick);
-    let mut tick = 0u64;
-    while !stop.load(Ordering::Relaxed) && ticks.is_none_or(|max| tick < max) {
-        let started = Instant::now();
-        driver.tick();
-        let took = started.elapsed();
-        board.beat();
-        metrics.record_tick(took);
-        for (region, duration) in driver.local().step_durations() {
-            metrics.record_region_tick(region, duration);
-        }
-        publish.add(&driver, took);
-        if publish.due() {
-            board.publish(publish.take(&driver));
-        }
-        gauges
-            .players
-            .store(driver.local().counts().0, Ordering::Relaxed);
-        log.record(took, driver.stats.last_fan_out);
-        tick += 1;
-        let now = Instant::now();
-        if log.due(now) {
-            let (players, entities) = driver.local().counts();
-            let status_tick = driver.local().regions().first().map_or(0, |r| r.tick());
-            let snapshot_tick = snapshots.committed_tick.load(Ordering::Relaxed);
-            let line = log.line(
-                &StatusNow {
-                    tick: status_tick,
-                    players,
-                    entities,
-                    regions: driver.local().regions().len(),
-                    totals: StatusTotals {
-                        states_dropped: driver.stats.counters.states_dropped,
-                        players_saved: saves.saved.load(Ordering::Relaxed),
-                        saves_failed: saves.failed.load(Ordering::Relaxed),
-                        saves_dropped: driver.stats.counters.saves_dropped,
-                        snapshots_committed: snapshots.committed.load(Ordering::Relaxed),
-                    },
-                    store_degraded: saves.degraded.load(Ordering::Relaxed)
-                        || snapshots.degraded.load(Ordering::Relaxed),
-                    snapshot_tick,
-                },
-                now,
-            );
-            // The line for people; the fields for tools reading the log.
-            tracing::info!(tick = status_tick, players, snapshot_tick, "status: {line}");
-            if log.table_due(now) {
-                for region in &board.status().regions {
-                    tracing::info!("{}", log.region_line(region));
-                }
-            }
-        }
-        next_tick += interval;
-        let now = Instant::now();
-        if next_tick > now {
-            std::thread::sleep(next_tick - now);
-        } else if now - next_tick > CATCH_UP_MAX {
-            tracing::warn!(
-                behind_ms = (now - next_tick).as_millis() as u64,
-                "tick driver overloaded; skipping ahead"
-            );
-            next_tick = now;
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    // Players still in the world keep their progress across a graceful stop.
-    let players = driver.local().counts().0;
-    let saved = driver.save_all_players(crate::node::SHUTDOWN_SAVE_TIMEOUT);
-    tracing::info!(players, saved, "saved the players still connected");
-    // Leaving the cluster (after this) releases their locations: the ledger knows who is
-    // here.
-    let flushed = driver.flush_snapshots(crate::node::SHUTDOWN_SAVE_TIMEOUT);
-    let tick = snapshots.committed_tick.load(Ordering::Relaxed);
-    if flushed {
-        tracing::info!(tick, "region snapshots committed");
-    } else {
-        tracing::warn!(
-            tick,
-            "region snapshots not all committed before the shutdown timeout"
-        );
-    }
-}
-
-/// Collects tick durations over [`STATUS_PUBLISH_INTERVAL`] and makes the
-/// [`NodeStatus`] the driver publishes from them.
-#[derive(Default)]
-struct Publisher {
-    started: Option<Instant>,
-    ticks: Vec<Duration>,
-    regions: BTreeMap<RegionId, Vec<Duration>>,
-}
-
-impl Publisher {
-    fn add(&mut self, driver: &Driver, took: Duration) {
-        self.started.get_or_insert_with(Instant::now);
-        self.ticks.push(took);
-        for (region, duration) in driver.local().step_durations() {
-            self.regions.entry(region).or_default().push(duration);
-        }
-    }
-
-    fn due(&self) -> bool {
-        self.started
-            .is_some_and(|at| at.elapsed() >= STATUS_PUBLISH_INTERVAL)
-    }
-
-    fn take(&mut self, driver: &Driver) -> NodeStatus {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let summary = |durations: &mut Vec<Duration>| {
-            durations.sort_unstable();
-            (
-                ms(percentile(durations, 50.0)),
-                ms(percentile(durations, 99.0)),
-            )
-        };
-        let (tick_p50_ms, tick_p99_ms) = summary(&mut self.ticks);
-        let regions = driver
-            .local()
-            .regions()
-            .iter()
-            .map(|region| {
-                let counts = region.counts();
-                let (tick_p50_ms, tick_p99_ms) = self
-                    .regions
-                    .get_mut(&region.id())
-                    .map_or((0.0, 0.0), &summary);
-                RegionStatus {
-                    id: region.id().0,
-                    players: counts.players,
-                    entities: counts.entities,
-                    tick_p50_ms,
-                    tick_p99_ms,
-                    frozen: driver.is_frozen(region.id()),
-                }
-            })
-            .collect();
-        let (players, entities) = driver.local().counts();
-        *self = Publisher::default();
-        NodeStatus {
-            tick: driver.local().regions().first().map_or(0, |r| r.tick()),
-            tick_hz: driver.tick_hz(),
-            players,
-            entities,
-            tick_p50_ms,
-            tick_p99_ms,
-            regions,
-            counters: driver.stats.counters,
-        }
-    }
 }
 
 /// Starts a probe per shared service the node uses (none on the embedded default).
