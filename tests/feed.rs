@@ -214,3 +214,57 @@ fn a_subscriber_that_takes_nothing_is_dropped_and_a_reader_gets_everything() {
         "{metrics}"
     );
 }
+
+/// In a cluster, any node's feed shows every node's events: a login on B is seen by a
+/// subscriber of A, named as B's.
+#[test]
+fn a_nodes_feed_shows_the_other_nodes_events() {
+    let test = "a_nodes_feed_shows_the_other_nodes_events";
+    let Some(pair) = crate::cluster::Pair::start(test) else {
+        return;
+    };
+    let key = tessera_server::admin::keys::dev_admin_key(&pair.a.dir).unwrap();
+    let (a_addr, b_name) = (pair.a().admin_addr, {
+        let (_, info) = http(
+            pair.b().admin_addr,
+            "GET",
+            "/v1/node",
+            Some(&tessera_server::admin::keys::dev_admin_key(&pair.b.dir).unwrap()),
+            None,
+        );
+        crate::admin::json(&info)["name"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
+    pair.runtime.block_on(async {
+        let mut feed = open(a_addr, "/v1/feed?topics=session", &bearer(&key), None)
+            .await
+            .unwrap();
+        // B's subscription to the cluster's feed may not be in place yet (pub/sub is
+        // loss-tolerant): log in on B until A's feed shows it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let client = tessera::shared::client::Client::connect(&pair.login(pair.b(), "feed-bo"))
+                .await
+                .unwrap();
+            let player = client.welcome().player.0;
+            let seen = tokio::time::timeout(
+                Duration::from_secs(1),
+                next_event(&mut feed, |e| e["data"]["event"] == "login"),
+            )
+            .await;
+            if let Ok(event) = seen {
+                assert_eq!(event["node"], b_name.as_str(), "{event}");
+                assert_eq!(event["data"]["player"], player);
+                assert_eq!(event["data"]["name"], "feed-bo");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "A's feed shows B's logins within 10 s"
+            );
+            client.logout().await.unwrap();
+        }
+    });
+}
