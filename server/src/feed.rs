@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use tessera_persistence::bus::{CHAT_BYTES_MAX, EventBus};
 use tessera_persistence::redis_bus::RedisBus;
@@ -50,11 +51,13 @@ pub enum Topic {
     Alert,
     /// The node's and its regions' load, every [`METRICS_PERIOD`].
     Metrics,
+    /// What a game embedding the server publishes itself (`RunningNode::feed`).
+    Game,
 }
 
 impl Topic {
     /// Every topic, by name.
-    pub const ALL: [(&'static str, Topic); 7] = [
+    pub const ALL: [(&'static str, Topic); 8] = [
         ("session", Topic::Session),
         ("death", Topic::Death),
         ("handoff", Topic::Handoff),
@@ -62,6 +65,7 @@ impl Topic {
         ("reload", Topic::Reload),
         ("alert", Topic::Alert),
         ("metrics", Topic::Metrics),
+        ("game", Topic::Game),
     ];
 
     /// The topic by name.
@@ -87,6 +91,22 @@ pub struct FeedEvent {
     pub data: serde_json::Value,
 }
 
+/// An event with its JSON, made once for every subscriber.
+#[derive(Debug)]
+pub struct Published {
+    /// The event.
+    pub event: FeedEvent,
+    /// Its JSON text (a subscriber's message shares it).
+    pub json: Utf8Bytes,
+}
+
+impl Published {
+    fn new(event: FeedEvent) -> Arc<Published> {
+        let json = serde_json::to_string(&event).unwrap_or_default().into();
+        Arc::new(Published { event, json })
+    }
+}
+
 /// Counters.
 #[derive(Debug, Default)]
 pub struct FeedStats {
@@ -106,7 +126,7 @@ pub struct FeedStats {
 #[derive(Clone, Debug)]
 pub struct Feed {
     node: String,
-    local: broadcast::Sender<Arc<FeedEvent>>,
+    local: broadcast::Sender<Arc<Published>>,
     cluster: Option<mpsc::Sender<FeedEvent>>,
     stats: Arc<FeedStats>,
 }
@@ -150,7 +170,9 @@ impl Feed {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
         // No subscriber here: nobody to tell (not an error).
-        let _ = self.local.send(Arc::new(event));
+        if self.local.receiver_count() > 0 {
+            let _ = self.local.send(Published::new(event));
+        }
     }
 
     /// Whether anybody could read an event published now: a subscriber here, or other
@@ -161,7 +183,7 @@ impl Feed {
 
     /// A new subscriber's side: every event from now on, until it falls
     /// [`FEED_QUEUE_LEN_MAX`] behind.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.local.subscribe()
     }
 
@@ -231,7 +253,9 @@ async fn take_from_cluster(bus: RedisBus, feed: Feed) {
             // This node's own events are in its feed already.
             if event.node != feed.node {
                 feed.stats.received.fetch_add(1, Ordering::Relaxed);
-                let _ = feed.local.send(Arc::new(event));
+                if feed.local.receiver_count() > 0 {
+                    let _ = feed.local.send(Published::new(event));
+                }
             }
         }
     }
@@ -308,7 +332,7 @@ mod tests {
         for i in 0..FEED_QUEUE_LEN_MAX + 10 {
             feed.publish(Topic::Admin, None, serde_json::json!({ "i": i }));
             if i < 3 {
-                assert_eq!(a.recv().await.unwrap().data["i"], i);
+                assert_eq!(a.recv().await.unwrap().event.data["i"], i);
             }
         }
         assert!(matches!(

@@ -20,6 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -27,13 +28,15 @@ use tokio::sync::broadcast::error::RecvError;
 use super::keys::Role;
 use super::{AdminState, ApiError};
 use crate::admin::health::Health;
-use crate::feed::{FEED_QUEUE_LEN_MAX, Feed, FeedEvent, METRICS_PERIOD, Topic};
+use crate::feed::{FEED_QUEUE_LEN_MAX, Feed, FeedEvent, METRICS_PERIOD, Published, Topic};
 use crate::node::status::StatusBoard;
 
 /// Subscribers of one node at most.
 pub const FEED_SUBSCRIBERS_MAX: usize = 256;
 /// How long one event may take to be taken by a subscriber before it is dropped.
 pub const FEED_SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Events written to a subscriber in one go at most (those waiting when it is its turn).
+const SEND_BATCH_MAX: usize = 64;
 /// The subprotocol the server speaks.
 pub const FEED_PROTOCOL: &str = "tessera-feed.v1";
 /// The prefix of the subprotocol that carries a key.
@@ -153,20 +156,28 @@ pub(super) async fn feed(
 /// (`true`).
 async fn serve(
     mut socket: WebSocket,
-    mut events: tokio::sync::broadcast::Receiver<Arc<FeedEvent>>,
+    mut events: tokio::sync::broadcast::Receiver<Arc<Published>>,
     filter: Filter,
 ) -> bool {
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(event) => {
-                    if !filter.passes(&event) {
-                        continue;
+                Ok(first) => {
+                    // This one and those already waiting, in one write.
+                    let mut batch = vec![first];
+                    while batch.len() < SEND_BATCH_MAX {
+                        match events.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
                     }
-                    let Ok(text) = serde_json::to_string(&*event) else {
-                        continue;
+                    let sending = async {
+                        for published in batch.iter().filter(|p| filter.passes(&p.event)) {
+                            socket.feed(Message::Text(published.json.clone())).await?;
+                        }
+                        socket.flush().await
                     };
-                    match tokio::time::timeout(FEED_SEND_TIMEOUT, socket.send(Message::Text(text.into()))).await {
+                    match tokio::time::timeout(FEED_SEND_TIMEOUT, sending).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return false,
                         // Takes nothing: dropped without a close frame (it would not be read).
