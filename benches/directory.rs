@@ -299,19 +299,8 @@ fn main() {
     drop(embedded);
     let _ = std::fs::remove_dir_all(&dir);
 
-    let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
-    let (uri, _private) = match (env("TESSERA_TEST_MONGO_URI"), env("TESSERA_TEST_MONGO_BIN")) {
-        (Some(uri), _) => (uri, None),
-        (None, Some(bin)) => {
-            let server = private_mongo::PrivateMongo::start(&bin);
-            (server.uri(), Some(server))
-        }
-        (None, None) => {
-            println!(
-                "directory/mongodb: skipped: neither TESSERA_TEST_MONGO_URI nor TESSERA_TEST_MONGO_BIN is set (source scripts/services.sh; services_start)"
-            );
-            return;
-        }
+    let Some((uri, _private)) = private_mongo::for_bench("directory") else {
+        return;
     };
     let database = format!("tessera_bench_directory_{}", std::process::id());
     let mongo = runtime

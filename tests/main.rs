@@ -4,6 +4,7 @@ mod util;
 
 mod admin;
 mod bounds;
+mod bulk;
 mod bus;
 mod chat;
 mod cli;

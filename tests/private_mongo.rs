@@ -73,6 +73,27 @@ impl PrivateMongo {
     }
 }
 
+/// For a bench: MongoDB at `TESSERA_TEST_MONGO_URI`, or a private server when
+/// `TESSERA_TEST_MONGO_BIN` names one (kept running while the second half is held); or
+/// `None`, having printed that `bench`'s MongoDB half is skipped.
+#[allow(dead_code)] // The benches' only.
+pub(crate) fn for_bench(bench: &str) -> Option<(String, Option<PrivateMongo>)> {
+    let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    match (env("TESSERA_TEST_MONGO_URI"), env("TESSERA_TEST_MONGO_BIN")) {
+        (Some(uri), _) => Some((uri, None)),
+        (None, Some(bin)) => {
+            let server = PrivateMongo::start(&bin);
+            Some((server.uri(), Some(server)))
+        }
+        (None, None) => {
+            println!(
+                "{bench}/mongodb: skipped: neither TESSERA_TEST_MONGO_URI nor TESSERA_TEST_MONGO_BIN is set (source scripts/services.sh; services_start)"
+            );
+            None
+        }
+    }
+}
+
 impl Drop for PrivateMongo {
     fn drop(&mut self) {
         self.kill();

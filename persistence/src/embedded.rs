@@ -82,6 +82,8 @@ impl EmbeddedStore {
             .map_err(unavailable)?;
         txn.open_table(crate::directory::embedded::SESSIONS)
             .map_err(unavailable)?;
+        txn.open_table(crate::jobs::EMBEDDED_TABLE)
+            .map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         let directory = crate::directory::embedded::Index::load(&db)?;
         Ok(EmbeddedStore {

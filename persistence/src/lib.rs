@@ -17,6 +17,7 @@ pub mod clock;
 pub mod directory;
 pub mod economy;
 pub mod embedded;
+pub mod jobs;
 pub mod leaderboard;
 pub mod lease;
 pub mod local_bus;

@@ -56,6 +56,7 @@ pub struct MongoStore {
     pub(crate) economy: crate::economy::mongo::Collections,
     /// The player directory's collections (`crate::directory`).
     pub(crate) directory: crate::directory::mongo::Collections,
+    jobs: Collection<Document>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -212,6 +213,7 @@ impl MongoStore {
             mutes: db.collection("mutes"),
             economy,
             directory,
+            jobs: db.collection("bulk_jobs"),
         };
         let cells = store.cells.clone();
         let audit = store.audit.clone();
@@ -244,6 +246,11 @@ impl MongoStore {
     /// The database.
     pub(crate) fn db(&self) -> &mongodb::Database {
         &self.db
+    }
+
+    /// The bulk jobs (`crate::jobs`), `_id` the job's key.
+    pub(crate) fn jobs(&self) -> &Collection<Document> {
+        &self.jobs
     }
 
     /// The driver's client (sessions and transactions start from it).

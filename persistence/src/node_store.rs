@@ -20,6 +20,7 @@ use crate::economy::{
     EconomyAudit, EconomyStore, EconomyTx, LedgerEntry, PlayerEconomy, TxOutcome,
 };
 use crate::embedded::EmbeddedStore;
+use crate::jobs::{JobRecord, JobStore};
 use crate::mongo::MongoStore;
 use crate::snapshot::{PlayerRecord, RegionCommit, RegionSnapshot, SnapshotStore, StoreError};
 
@@ -292,6 +293,52 @@ impl DirectoryStore for NodeStore {
             match &self.backend {
                 Backend::Embedded(s) => s.import_profiles(profiles).await,
                 Backend::Mongo(s) => s.import_profiles(profiles).await,
+            }
+        })
+        .await
+    }
+}
+
+impl JobStore for NodeStore {
+    async fn create_job(&self, job: &JobRecord) -> Result<Option<JobRecord>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.create_job(job).await,
+                Backend::Mongo(s) => s.create_job(job).await,
+            }
+        })
+        .await
+    }
+
+    async fn update_job(&self, job: &JobRecord) -> Result<(), StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.update_job(job).await,
+                Backend::Mongo(s) => s.update_job(job).await,
+            }
+        })
+        .await
+    }
+
+    async fn job(&self, key: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.job(key).await,
+                Backend::Mongo(s) => s.job(key).await,
+            }
+        })
+        .await
+    }
+
+    async fn interrupt_jobs(
+        &self,
+        node: &str,
+        at_unix_ms: u64,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.guarded(async {
+            match &self.backend {
+                Backend::Embedded(s) => s.interrupt_jobs(node, at_unix_ms).await,
+                Backend::Mongo(s) => s.interrupt_jobs(node, at_unix_ms).await,
             }
         })
         .await

@@ -305,9 +305,7 @@ impl DirectoryStore for EmbeddedStore {
         query: &PlayerQuery,
         now_unix_s: u64,
     ) -> Result<PlayerPage, StoreError> {
-        query
-            .check()
-            .map_err(|(field, why)| StoreError::Invalid(format!("{field}: {why}")))?;
+        query.check_in_store()?;
         let (index, query) = (self.directory.clone(), query.clone());
         self.blocking(move |_| Ok(read(&index).page(&query, now_unix_s)))
             .await

@@ -448,6 +448,12 @@ impl PlayerQuery {
         Ok(())
     }
 
+    /// [`PlayerQuery::check`] as a store's refusal.
+    pub(crate) fn check_in_store(&self) -> Result<(), StoreError> {
+        self.check()
+            .map_err(|(field, why)| StoreError::Invalid(format!("{field}: {why}")))
+    }
+
     /// Whether `profile` passes every filter at `now_unix_s` (the cursor aside).
     pub fn matches(&self, profile: &Profile, now_unix_s: u64) -> bool {
         let online = profile.is_online(now_unix_s);

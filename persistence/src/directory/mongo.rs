@@ -283,9 +283,7 @@ impl DirectoryStore for MongoStore {
         query: &PlayerQuery,
         now_unix_s: u64,
     ) -> Result<PlayerPage, StoreError> {
-        query
-            .check()
-            .map_err(|(field, why)| StoreError::Invalid(format!("{field}: {why}")))?;
+        query.check_in_store()?;
         let profiles = self.directory.profiles.clone();
         let query = query.clone();
         bounded(async move {

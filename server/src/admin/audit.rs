@@ -21,7 +21,7 @@ use super::{AdminState, ApiError};
 
 /// Every action the audit log records, as `action` of its records (and the values
 /// `GET /v1/audit?action=` takes).
-pub(super) const ACTIONS: [&str; 18] = [
+pub(super) const ACTIONS: [&str; 20] = [
     "player.kick",
     "player.teleport",
     "player.message",
@@ -38,6 +38,8 @@ pub(super) const ACTIONS: [&str; 18] = [
     "region.unfreeze",
     "region.evacuate",
     "node.kick_all",
+    "players.bulk",
+    "players.bulk_cancel",
     "config.reload",
     "leaderboards.rebuild",
 ];
@@ -200,18 +202,7 @@ pub(super) struct AuditQuery {
 impl AuditQuery {
     /// The page size and the filter; or a 400 naming the parameter.
     fn check(self) -> Result<(usize, Option<String>, AuditFilter), ApiError> {
-        let limit = match &self.limit {
-            None => 100,
-            Some(text) => text
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| (1..=AUDIT_READ_MAX).contains(&n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "limit: must be an integer from 1 to {AUDIT_READ_MAX}, got {text:?}"
-                    ))
-                })?,
-        };
+        let limit = super::limit_param(self.limit.as_deref(), 100, AUDIT_READ_MAX)?;
         if let Some(before) = &self.before
             && (before.is_empty() || before.len() > BEFORE_BYTES_MAX)
         {

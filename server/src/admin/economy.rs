@@ -65,18 +65,7 @@ pub(super) async fn ledger(
 ) -> Result<Json<Value>, ApiError> {
     let player = player_id(&player)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = match &query.limit {
-        None => 100,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| (1..=LEDGER_READ_MAX).contains(&n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "limit: must be an integer from 1 to {LEDGER_READ_MAX}, got {text:?}"
-                ))
-            })?,
-    };
+    let limit = super::limit_param(query.limit.as_deref(), 100, LEDGER_READ_MAX)?;
     let entries = state
         .store
         .ledger_of(player, limit)
@@ -110,18 +99,7 @@ pub(super) async fn leaderboard(
 ) -> Result<Json<Value>, ApiError> {
     let board = board_of(&board)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = match &query.limit {
-        None => 10,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| (1..=TOP_MAX).contains(&n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "limit: must be an integer from 1 to {TOP_MAX}, got {text:?}"
-                ))
-            })?,
-    };
+    let limit = super::limit_param(query.limit.as_deref(), 10, TOP_MAX)?;
     let top = state
         .economy
         .leaderboards()

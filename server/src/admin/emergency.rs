@@ -152,18 +152,7 @@ pub(super) async fn history(
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = match &query.limit {
-        None => 100,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=AUDIT_READ_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "limit: must be an integer from 1 to {AUDIT_READ_MAX}, got {text:?}"
-                ))
-            })?,
-    };
+    let limit = super::limit_param(query.limit.as_deref(), 100, AUDIT_READ_MAX)?;
     let filter = AuditFilter {
         actions: EMERGENCY_ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
         ..AuditFilter::default()

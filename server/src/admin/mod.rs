@@ -15,6 +15,7 @@
 
 mod audit;
 mod balance;
+pub mod bulk;
 pub mod directory;
 mod economy;
 mod emergency;
@@ -43,6 +44,7 @@ use tessera_shared::ids::PlayerId;
 use crate::node::status::{self, StatusBoard};
 pub use audit::{Audit, Entry};
 pub use balance::follow_reloads;
+pub use bulk::{Jobs, interrupt_stale_jobs};
 pub use error::ApiError;
 use health::Health;
 use keys::{ApiKeys, Caller, Role};
@@ -89,6 +91,8 @@ pub struct AdminState {
     pub economy: crate::economy::Economy,
     /// The live feed (`GET /v1/feed`).
     pub feed: crate::feed::Feed,
+    /// The bulk jobs this node runs.
+    pub jobs: bulk::Jobs,
 }
 
 /// The routes. Each group checks its role before anything of the request is read.
@@ -102,6 +106,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/placement", get(placement))
         .route("/v1/emergency/history", get(emergency::history))
         .route("/v1/players", get(directory::list))
+        .route("/v1/players/bulk/{key}", get(bulk::status))
         .route("/v1/players/{player}", get(directory::details))
         .route("/v1/players/{player}/economy", get(economy::economy))
         .route("/v1/players/{player}/ledger", get(economy::ledger))
@@ -140,7 +145,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
             post(emergency::freeze).delete(emergency::unfreeze),
         )
         .route("/v1/regions/{region}/evacuate", post(emergency::evacuate))
-        .route("/v1/node/kick-all", post(emergency::kick_all));
+        .route("/v1/node/kick-all", post(emergency::kick_all))
+        .route(
+            "/v1/players/bulk",
+            post(bulk::create).layer(DefaultBodyLimit::max(bulk::BULK_BODY_BYTES_MAX)),
+        )
+        .route("/v1/players/bulk/{key}/cancel", post(bulk::cancel));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
@@ -392,6 +402,21 @@ async fn regions(State(state): State<Arc<AdminState>>) -> Json<Regions> {
 /// meaning than that, and `0.045748000000000004` reads as noise.
 pub fn round_ms(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
+}
+
+/// A page's `limit` parameter: 1 to `max`, `default` when absent; or a 400 naming it.
+fn limit_param(text: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "limit: must be an integer from 1 to {max}, got {text:?}"
+            ))
+        })
 }
 
 fn player_id(text: &str) -> Result<PlayerId, ApiError> {

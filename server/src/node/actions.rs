@@ -113,6 +113,7 @@ impl Driver {
             AdminAction::Release { .. } => Err(ActionError::Conflict(
                 "a release is answered after the step".into(),
             )),
+            AdminAction::Rescue { player } => self.rescue(player),
             AdminAction::Freeze { region, reason } => self.freeze(region, reason),
             AdminAction::Unfreeze { region } => self.unfreeze(region),
             AdminAction::Evacuate { from, to, reason } => self.evacuate(from, to, &reason),

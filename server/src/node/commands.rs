@@ -214,6 +214,12 @@ pub enum AdminAction {
         /// Where to; must be inside the player's region.
         to: Vec2,
     },
+    /// Move the player's avatar to a safe spot around its region's spawn point at the next
+    /// tick (`node::emergency::safe_spot`).
+    Rescue {
+        /// The player.
+        player: PlayerId,
+    },
     /// Send the player an operators' message (`EventS2c::Message`).
     Message {
         /// The player.

@@ -192,6 +192,29 @@ impl Driver {
         }))
     }
 
+    pub(super) fn rescue(&mut self, player: PlayerId) -> ActionResult {
+        let Some(&region) = self.region_of.get(&player) else {
+            return Err(ActionError::NotFound(format!(
+                "player {} is not on this node",
+                player.0
+            )));
+        };
+        let Some(def) = self.config.world.regions.iter().find(|r| r.id == region) else {
+            return Err(ActionError::NotFound(format!(
+                "region {} is not in the world",
+                region.0
+            )));
+        };
+        let to = safe_spot(def, (player.0 % 256) as usize);
+        let Some(input) = self.local.input_mut(region) else {
+            return Err(ActionError::unavailable("the player is between regions", 1));
+        };
+        input
+            .teleports
+            .push(tessera_regions::io::Teleport { player, to });
+        Ok(serde_json::json!({ "player": player.0, "region": region.0, "x": to.x, "y": to.y }))
+    }
+
     pub(super) fn kick_all(&mut self, reason: &str) -> ActionResult {
         let mut players: Vec<PlayerId> = self.clients.keys().copied().collect();
         players.sort_unstable();

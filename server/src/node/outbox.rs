@@ -4,9 +4,12 @@
 //! client acknowledged, so a newer one makes up for any not sent. States therefore go
 //! into a slot that holds one, a newer state replacing one the session has not sent yet:
 //! a session that falls behind holds one state (not a queue of stale ones, each several
-//! hundred bytes, per connection) and sends the newest. Everything else (events, kicks,
-//! redirects) must arrive, in order: it goes through a bounded queue of
-//! [`SESSION_OUTBOX_LEN_MAX`] messages (boxed or small).
+//! hundred bytes, per connection) and sends the newest. Events must arrive, in order: they
+//! go through a bounded queue of [`SESSION_OUTBOX_LEN_MAX`] messages (boxed or small).
+//! What ends the session (a kick, a redirect) has a slot of its own, taken after the
+//! queued messages: it is never dropped for a full queue (a dropped kick left the session
+//! open, and its client, seeing no more states, resumed into the world it was kicked
+//! from).
 
 use std::sync::{Arc, Mutex};
 
@@ -69,6 +72,16 @@ impl SessionOutbox {
                     Ok(())
                 }
             }
+            Outgoing::Kick(_) | Outgoing::Redirect { .. } => {
+                // The first end stands: the session ends with it.
+                let mut end = lock(&self.state.end);
+                if end.is_none() {
+                    *end = Some(message);
+                }
+                drop(end);
+                self.state.ready.notify_one();
+                Ok(())
+            }
             other => self.control.try_send(other).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => NotSent::Full,
                 mpsc::error::TrySendError::Closed(_) => NotSent::Closed,
@@ -96,8 +109,8 @@ impl SessionInbox {
     /// drained. Cancel-safe: a message is taken only when it is returned.
     pub async fn recv(&mut self) -> Option<Outgoing> {
         loop {
-            if let Some(state) = self.state.take() {
-                return Some(state);
+            if let Some(message) = self.try_recv() {
+                return Some(message);
             }
             tokio::select! {
                 biased;
@@ -109,17 +122,26 @@ impl SessionInbox {
         }
     }
 
-    /// The next message if one is waiting, the state first.
+    /// The next message if one is waiting: the state first, then the queue, then what
+    /// ends the session.
     pub fn try_recv(&mut self) -> Option<Outgoing> {
-        self.state.take().or_else(|| self.control.try_recv().ok())
+        self.state
+            .take()
+            .or_else(|| self.control.try_recv().ok())
+            .or_else(|| lock(&self.state.end).take())
     }
 }
 
-/// The newest state not sent yet.
+/// The newest state not sent yet, and what ends the session.
 #[derive(Debug, Default)]
 struct StateSlot {
     state: Mutex<Option<Outgoing>>,
+    end: Mutex<Option<Outgoing>>,
     ready: Notify,
+}
+
+fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl StateSlot {
@@ -162,6 +184,35 @@ mod tests {
         assert_eq!(byte_of(inbox.try_recv()), Some(2), "the newest state only");
         for _ in 0..3 {
             assert!(matches!(inbox.try_recv(), Some(Outgoing::Control(_))));
+        }
+        assert!(inbox.try_recv().is_none());
+    }
+
+    /// A kick is never dropped: after a full queue's messages, and after the driver let
+    /// go of the session, it still arrives, last.
+    #[test]
+    fn a_kick_arrives_after_a_full_queue_and_after_the_driver_let_go() {
+        use tessera_shared::protocol::messages::{KickReason, KickedS2c};
+        let (outbox, mut inbox) = session_outbox();
+        for _ in 0..SESSION_OUTBOX_LEN_MAX {
+            let event = ControlS2c::Event(EventS2c::Respawn);
+            outbox.try_send(Outgoing::Control(Box::new(event))).unwrap();
+        }
+        let kick = |message: &str| {
+            Outgoing::Kick(KickedS2c {
+                reason: KickReason::Admin,
+                message: message.into(),
+            })
+        };
+        assert_eq!(outbox.try_send(kick("first")), Ok(()));
+        assert_eq!(outbox.try_send(kick("second")), Ok(()));
+        drop(outbox);
+        for _ in 0..SESSION_OUTBOX_LEN_MAX {
+            assert!(matches!(inbox.try_recv(), Some(Outgoing::Control(_))));
+        }
+        match inbox.try_recv() {
+            Some(Outgoing::Kick(k)) => assert_eq!(k.message, "first"),
+            other => panic!("the kick, last: {other:?}"),
         }
         assert!(inbox.try_recv().is_none());
     }

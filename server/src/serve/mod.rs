@@ -369,25 +369,26 @@ impl RunningNode {
         ));
         {
             let _guard = runtime.enter();
-            admin::spawn(
-                admin_listener,
-                Arc::new(AdminState {
-                    keys,
-                    node_name: config.node.name.clone(),
-                    quic_addr: addr.to_string(),
-                    store_kind: probe_store.kind(),
-                    node: node.clone(),
-                    board: board.clone(),
-                    health,
-                    metrics: metrics.clone(),
-                    audit,
-                    reloader,
-                    regions: control.clone(),
-                    store: probe_store.clone(),
-                    economy: economy.clone(),
-                    feed: feed.clone(),
-                }),
-            );
+            let admin_state = Arc::new(AdminState {
+                keys,
+                node_name: config.node.name.clone(),
+                quic_addr: addr.to_string(),
+                store_kind: probe_store.kind(),
+                node: node.clone(),
+                board: board.clone(),
+                health,
+                metrics: metrics.clone(),
+                audit,
+                reloader,
+                regions: control.clone(),
+                store: probe_store.clone(),
+                economy: economy.clone(),
+                feed: feed.clone(),
+                jobs: admin::Jobs::default(),
+            });
+            // Before any new job: those this node ran when it stopped are interrupted.
+            runtime.block_on(admin::interrupt_stale_jobs(&admin_state));
+            admin::spawn(admin_listener, admin_state);
         }
         runtime.spawn(net::accept_loop(
             endpoint.clone(),

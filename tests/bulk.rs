@@ -1,0 +1,226 @@
+//! Bulk jobs over the admin API: a message job and a kick job over every online bot
+//! complete with each player's part audited, a job cancelled halfway stops there, the
+//! same key returns the same job, and a node restarted while a job ran reports it
+//! interrupted with how far it got.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tessera_server::admin::keys::dev_admin_key;
+use tessera_server::bots::{BotsOptions, run_bots};
+
+use crate::admin::{http, json as parse};
+use crate::net::{TestNode, start_with};
+
+/// Bots the message and kick jobs act on (`BULK_TEST_BOTS`; the issue's figure is 1,000).
+fn bots() -> usize {
+    std::env::var("BULK_TEST_BOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+fn call(node: &TestNode, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let key = dev_admin_key(&node.dir).unwrap();
+    let addr = node.node.as_ref().unwrap().admin_addr;
+    let body = body.map(Value::to_string);
+    let (status, text) = http(addr, method, path, Some(&key), body.as_deref());
+    (status, parse(&text))
+}
+
+/// Polls the job until `done` holds of it (within `within`).
+fn job_until(node: &TestNode, key: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, job) = call(node, "GET", &format!("/v1/players/bulk/{key}"), None);
+        assert_eq!(status, 200, "{job}");
+        if done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "{job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every audit record of `action` whose details name the job `key`.
+fn audited(node: &TestNode, action: &str, key: &str) -> usize {
+    let mut count = 0;
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            Some(b) => format!("/v1/audit?action={action}&limit=500&before={b}"),
+            None => format!("/v1/audit?action={action}&limit=500"),
+        };
+        let (status, page) = call(node, "GET", &path, None);
+        assert_eq!(status, 200, "{page}");
+        count += page["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["details"] == format!("bulk job: {key}") && r["result"] == "ok")
+            .count();
+        match page["next_before"].as_str() {
+            Some(b) => before = Some(b.to_owned()),
+            None => return count,
+        }
+    }
+}
+
+#[test]
+fn jobs_message_and_kick_every_online_bot_and_a_cancelled_one_stops() {
+    let n = bots();
+    let node = start_with(|_| {});
+    let running = node.node.as_ref().unwrap();
+    let options = BotsOptions::dev(n, running.addr, Duration::from_secs(120), &node.dir).unwrap();
+    let bots = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(run_bots(&options))
+    });
+    // Every bot online in the directory.
+    let deadline = Instant::now() + Duration::from_secs(30 + n as u64 / 10);
+    loop {
+        let (_, page) = call(&node, "GET", "/v1/players?online=true&limit=1", None);
+        if page["total"] == n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} bots online: {page}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let message = json!({
+        "key": "welcome-1",
+        "action": { "kind": "message", "text": "Server restarts in 10 minutes" },
+        "filter": { "online": true },
+        "reason": "maintenance notice",
+    });
+    let (status, job) = call(&node, "POST", "/v1/players/bulk", Some(&message));
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(job["total"], n);
+    // The same key again: the same job, not a second one.
+    let (status, again) = call(&node, "POST", "/v1/players/bulk", Some(&message));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["created_unix_ms"], job["created_unix_ms"]);
+    let within = Duration::from_secs(30 + n as u64 / 10);
+    let job = job_until(&node, "welcome-1", within, |j| j["state"] != "running");
+    assert_eq!(
+        (&job["state"], &job["done"], &job["failed"], &job["skipped"]),
+        (&json!("done"), &json!(n), &json!(0), &json!(0)),
+        "{job}"
+    );
+
+    let kick = json!({
+        "key": "kick-all-bots",
+        "action": { "kind": "kick" },
+        "filter": { "online": true },
+        "reason": "maintenance",
+    });
+    let (status, job) = call(&node, "POST", "/v1/players/bulk", Some(&kick));
+    assert_eq!(status, 201, "{job}");
+    let job = job_until(&node, "kick-all-bots", within, |j| j["state"] != "running");
+    assert_eq!(
+        (&job["done"], &job["failed"]),
+        (&json!(n), &json!(0)),
+        "{job}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.board.status().players > 0 {
+        if Instant::now() > deadline {
+            let (_, online) = call(&node, "GET", "/v1/players?online=true", None);
+            panic!(
+                "every kicked bot left: {:?}; online: {online}",
+                running.board.status()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = bots.join().unwrap().unwrap();
+    assert!(report.connected >= n, "{report:?}");
+    // Each player's part is audited, with the job named.
+    assert_eq!(audited(&node, "player.message", "welcome-1"), n);
+    assert_eq!(audited(&node, "player.kick", "kick-all-bots"), n);
+
+    // Cancelled halfway: it stops there.
+    let ids: Vec<u64> = (1..=2_000).collect();
+    let unban = json!({
+        "key": "amnesty",
+        "action": { "kind": "unban" },
+        "ids": ids,
+        "reason": "amnesty",
+    });
+    let (status, job) = call(&node, "POST", "/v1/players/bulk", Some(&unban));
+    assert_eq!(status, 201, "{job}");
+    job_until(&node, "amnesty", Duration::from_secs(30), |j| {
+        j["done"].as_u64() >= Some(200)
+    });
+    let (status, body) = call(
+        &node,
+        "POST",
+        "/v1/players/bulk/amnesty/cancel",
+        Some(&json!({ "reason": "wrong list" })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let job = job_until(&node, "amnesty", Duration::from_secs(10), |j| {
+        j["state"] != "running"
+    });
+    assert_eq!(job["state"], "cancelled", "{job}");
+    let handled = job["done"].as_u64().unwrap();
+    assert!((200..2_000).contains(&handled), "{job}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, later) = call(&node, "GET", "/v1/players/bulk/amnesty", None);
+    assert_eq!(later["done"], handled, "nothing after the cancel");
+
+    // Refusals name the field.
+    for (body, field) in [
+        (
+            json!({ "key": "x", "action": { "kind": "kick" }, "reason": "r" }),
+            "ids or filter",
+        ),
+        (
+            json!({ "key": "bad key", "action": { "kind": "kick" }, "ids": [1], "reason": "r" }),
+            "key",
+        ),
+        (
+            json!({ "key": "y", "action": { "kind": "dance" }, "ids": [1], "reason": "r" }),
+            "action",
+        ),
+        (
+            json!({ "key": "z", "action": { "kind": "kick" }, "filter": { "level_min": 5, "level_max": 1 }, "reason": "r" }),
+            "filter.level_min",
+        ),
+    ] {
+        let (status, answer) = call(&node, "POST", "/v1/players/bulk", Some(&body));
+        assert_eq!(status, 400, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{message}");
+    }
+}
+
+#[test]
+fn a_restarted_node_reports_its_job_interrupted() {
+    let mut node = start_with(|_| {});
+    let ids: Vec<u64> = (1..=20_000).collect();
+    let job = json!({
+        "key": "long-job",
+        "action": { "kind": "unban" },
+        "ids": ids,
+        "reason": "amnesty",
+    });
+    let (status, answer) = call(&node, "POST", "/v1/players/bulk", Some(&job));
+    assert_eq!(status, 201, "{answer}");
+    job_until(&node, "long-job", Duration::from_secs(30), |j| {
+        j["done"].as_u64() >= Some(150)
+    });
+    // Stopped, and started again on the same data.
+    node.node.take().unwrap().shutdown();
+    node.node = Some(crate::net::start_node(&node.dir.clone(), 1, |_| {}));
+    let restarted = node;
+    let (status, job) = call(&restarted, "GET", "/v1/players/bulk/long-job", None);
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["state"], "interrupted", "{job}");
+    let done = job["done"].as_u64().unwrap();
+    assert!((100..20_000).contains(&done), "{job}");
+}
