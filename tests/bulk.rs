@@ -224,3 +224,91 @@ fn a_restarted_node_reports_its_job_interrupted() {
     let done = job["done"].as_u64().unwrap();
     assert!((100..20_000).contains(&done), "{job}");
 }
+
+/// The jobs' store contract, in both stores.
+async fn check_job_store<S: tessera::persistence::jobs::JobStore>(store: &S) {
+    use tessera::persistence::jobs::{JobRecord, JobState};
+    let job = JobRecord {
+        key: "job-1".into(),
+        node: "node-a".into(),
+        who: "ops".into(),
+        reason: "why".into(),
+        action: "kick".into(),
+        params: "{}".into(),
+        targets: (1..=1_000).collect(),
+        state: JobState::Running,
+        done: 0,
+        failed: 0,
+        skipped: 0,
+        created_unix_ms: 1,
+        updated_unix_ms: 1,
+    };
+    assert_eq!(store.create_job(&job).await.unwrap(), None);
+    let other = JobRecord {
+        node: "node-b".into(),
+        key: "job-2".into(),
+        ..job.clone()
+    };
+    assert_eq!(store.create_job(&other).await.unwrap(), None);
+    // The same key: the stored job back, nothing written.
+    let again = JobRecord {
+        reason: "another".into(),
+        ..job.clone()
+    };
+    assert_eq!(store.create_job(&again).await.unwrap(), Some(job.clone()));
+    let progressed = JobRecord {
+        done: 300,
+        failed: 2,
+        skipped: 5,
+        updated_unix_ms: 9,
+        reason: "not written by an update".into(),
+        ..job.clone()
+    };
+    store.update_job(&progressed).await.unwrap();
+    let stored = store.job("job-1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.done,
+            stored.failed,
+            stored.skipped,
+            stored.updated_unix_ms
+        ),
+        (300, 2, 5, 9)
+    );
+    assert_eq!(stored.reason, "why");
+    assert_eq!(stored.targets.len(), 1_000);
+    // node-a restarts: its running job is interrupted, node-b's is not.
+    let interrupted = store.interrupt_jobs("node-a", 20).await.unwrap();
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0].key, "job-1");
+    let stored = store.job("job-1").await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.done), (JobState::Interrupted, 300));
+    let other = store.job("job-2").await.unwrap().unwrap();
+    assert_eq!(other.state, JobState::Running);
+    assert_eq!(store.job("nope").await.unwrap(), None);
+    let bad = JobRecord {
+        key: "no spaces".into(),
+        ..job
+    };
+    assert!(store.create_job(&bad).await.is_err());
+}
+
+#[test]
+fn jobs_are_stored_once_per_key_and_interrupted_per_node() {
+    let dir = std::env::temp_dir().join(crate::util::unique("tessera-jobs"));
+    crate::util::runtime().block_on(async {
+        let embedded = tessera::persistence::embedded::EmbeddedStore::open(&dir).unwrap();
+        check_job_store(&embedded).await;
+        let test = "jobs_are_stored_once_per_key_and_interrupted_per_node";
+        if let Some(uri) = crate::util::services::mongo_uri(test) {
+            let mongo = tessera::persistence::mongo::MongoStore::connect(
+                &uri,
+                &crate::util::unique("tessera_test"),
+            )
+            .await
+            .unwrap();
+            check_job_store(&mongo).await;
+        }
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
