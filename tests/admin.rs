@@ -99,6 +99,23 @@ fn code(body: &str) -> String {
         .to_owned()
 }
 
+/// The kick that ends `client`'s session, which must come within 5 s.
+pub(crate) async fn kicked_within_5s(
+    client: &mut tessera::shared::client::Client,
+) -> tessera::shared::protocol::messages::KickedS2c {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match client.next_control().await {
+                Err(ClientError::Kicked(k)) => return k,
+                Ok(_) => continue,
+                Err(e) => panic!("the session ended without a kick: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("kicked within 5 s")
+}
+
 /// A node with one key per role; returns it and the keys (viewer, orchestrator, admin).
 pub(crate) fn node_with_keys() -> (TestNode, [String; 3]) {
     let dir = std::env::temp_dir().join(crate::util::unique("tessera-admin-keys"));
@@ -467,17 +484,7 @@ fn an_admin_kick_ends_the_session_and_is_audited() {
         .unwrap();
         assert_eq!(status, 200, "{body}");
         assert_eq!(json(&body)["kicked"], true);
-        let kicked = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match client.next_control().await {
-                    Err(ClientError::Kicked(k)) => return k,
-                    Ok(_) => continue,
-                    Err(e) => panic!("the session ended without a kick: {e}"),
-                }
-            }
-        })
-        .await
-        .expect("kicked within 5 s");
+        let kicked = kicked_within_5s(&mut client).await;
         assert_eq!(kicked.reason, KickReason::Admin);
         assert_eq!(kicked.message, "cheating, case 17");
         player

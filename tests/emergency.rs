@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tessera::shared::client::{Client, ClientError};
+use tessera::shared::client::Client;
 use tessera::shared::math::Vec2;
 use tessera::shared::protocol::messages::{ControlS2c, EventS2c, KickReason};
 use tessera::shared::protocol::quantize::dequantize_position;
@@ -185,17 +185,7 @@ fn operators_freeze_evacuate_and_kick_everyone_with_a_history() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["kicked"], 2);
         for client in [&mut ada, &mut bob] {
-            let kicked = tokio::time::timeout(Duration::from_secs(5), async {
-                loop {
-                    match client.next_control().await {
-                        Err(ClientError::Kicked(k)) => return k,
-                        Ok(_) => continue,
-                        Err(e) => panic!("ended without a kick: {e}"),
-                    }
-                }
-            })
-            .await
-            .expect("kicked within 5 s");
+            let kicked = crate::admin::kicked_within_5s(client).await;
             assert_eq!(kicked.reason, KickReason::Admin);
             assert_eq!(kicked.message, "emergency maintenance");
         }

@@ -13,8 +13,6 @@ use crate::snapshot::StoreError;
 pub const JOB_KEY_BYTES_MAX: usize = 128;
 /// Most players one job acts on.
 pub const JOB_TARGETS_MAX: usize = 100_000;
-/// Most jobs one listing returns (newest first).
-pub const JOBS_READ_MAX: usize = 100;
 /// Longest stored job (its targets included), in bytes.
 pub const JOB_BYTES_MAX: usize = 16 * JOB_TARGETS_MAX + 64 * 1024;
 

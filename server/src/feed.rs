@@ -187,11 +187,6 @@ impl Feed {
         self.local.subscribe()
     }
 
-    /// The node's name.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// Counters.
     pub fn stats(&self) -> &Arc<FeedStats> {
         &self.stats

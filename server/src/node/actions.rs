@@ -7,7 +7,7 @@ use tessera_shared::protocol::messages::*;
 use tokio::sync::oneshot;
 
 use super::sessions::Releasing;
-use super::{ActionError, ActionResult, AdminAction, Driver, Outgoing, TRANSFER_REDIRECT_WAIT};
+use super::{ActionError, ActionResult, AdminAction, Driver, TRANSFER_REDIRECT_WAIT};
 use crate::players::SaveRequest;
 
 impl Driver {
@@ -63,26 +63,9 @@ impl Driver {
                     serde_json::json!({ "player": player.0, "region": region.0, "from_tick": from_tick }),
                 )
             }
-            AdminAction::Message { player, text } => {
-                let Some(view) = self.clients.get(&player).filter(|v| !v.detached) else {
-                    return Err(ActionError::NotFound(format!(
-                        "player {} is not connected to this node",
-                        player.0
-                    )));
-                };
-                let message = ControlS2c::Event(EventS2c::Message { text });
-                if view
-                    .outbox
-                    .try_send(Outgoing::Control(Box::new(message)))
-                    .is_err()
-                {
-                    return Err(ActionError::unavailable(
-                        "the player's connection is busy",
-                        1,
-                    ));
-                }
-                Ok(serde_json::json!({ "player": player.0, "sent": true }))
-            }
+            AdminAction::Message { player, text } => self
+                .send_message(player, text)
+                .map(|()| serde_json::json!({ "player": player.0, "sent": true })),
             AdminAction::Assign { mut region } => {
                 let id = region.id();
                 if self.local.region(id).is_some() {

@@ -39,13 +39,7 @@ impl Driver {
             }
             self.update_borders();
             self.frozen.remove(&region);
-            let players: Vec<PlayerId> = self
-                .region_of
-                .iter()
-                .filter(|(_, r)| **r == region)
-                .map(|(p, _)| *p)
-                .collect();
-            for player in players {
+            for player in self.players_in(region) {
                 self.region_of.remove(&player);
                 if let Some(view) = self.forget_view(player) {
                     view.kick(

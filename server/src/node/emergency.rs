@@ -35,23 +35,28 @@ pub(crate) fn safe_spot(region: &tessera_shared::config::RegionDef, i: usize) ->
 }
 
 impl Driver {
+    /// Sends `player` an operators' message (`EventS2c::Message`): refused if it is not
+    /// connected here, or its connection is too busy to take it.
+    pub(super) fn send_message(&self, player: PlayerId, text: String) -> Result<(), ActionError> {
+        let Some(view) = self.clients.get(&player).filter(|v| !v.detached) else {
+            return Err(ActionError::NotFound(format!(
+                "player {} is not connected to this node",
+                player.0
+            )));
+        };
+        let message = ControlS2c::Event(EventS2c::Message { text });
+        view.outbox
+            .try_send(Outgoing::Control(Box::new(message)))
+            .map_err(|_| ActionError::unavailable("the player's connection is busy", 1))
+    }
+
     /// Tells `player` (if connected here) `text`; whether it could be queued.
     fn tell(&self, player: PlayerId, text: &str) -> bool {
-        self.clients
-            .get(&player)
-            .filter(|v| !v.detached)
-            .is_some_and(|view| {
-                let message = ControlS2c::Event(EventS2c::Message {
-                    text: text.to_owned(),
-                });
-                view.outbox
-                    .try_send(Outgoing::Control(Box::new(message)))
-                    .is_ok()
-            })
+        self.send_message(player, text.to_owned()).is_ok()
     }
 
     /// The players whose avatars are in `region`, by id.
-    fn players_in(&self, region: RegionId) -> Vec<PlayerId> {
+    pub(super) fn players_in(&self, region: RegionId) -> Vec<PlayerId> {
         let mut players: Vec<PlayerId> = self
             .region_of
             .iter()
