@@ -24,8 +24,9 @@ echo "== test services"
 source scripts/services.sh
 services_start
 # promtool checks the node's /metrics output (tests/admin.rs); curl and jq run the
-# orchestrator script (tests/region_control.rs).
-apt_install promtool:prometheus curl:curl jq:jq
+# orchestrator script (tests/region_control.rs); the console is tested in a headless
+# Chromium (tests/console.rs).
+apt_install promtool:prometheus curl:curl jq:jq chromium:chromium
 
 echo "== cargo test (workspace)"
 cargo test -j"$JOBS" --workspace --locked

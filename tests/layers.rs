@@ -7,7 +7,7 @@
 //! `balance_report`, `chat`), the tick driver
 //! (`node`), the edges (`cluster`, `directory`, `economy`, `feed`, `players`, `snapshots`)
 //! and the leaves (`auth`,
-//! `local`, `views`). A module may use its own layer (without a circle) and those below.
+//! `local`, `map`, `views`). A module may use its own layer (without a circle) and those below.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -34,7 +34,7 @@ const LAYERS: &[&[&str]] = &[
         "players",
         "snapshots",
     ],
-    &["auth", "local", "views"],
+    &["auth", "local", "map", "views"],
 ];
 
 fn layer_of(module: &str) -> usize {

@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod cluster;
 mod cluster_sim;
+mod console;
 mod crash;
 mod deploy;
 mod determinism;

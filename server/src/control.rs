@@ -31,7 +31,7 @@ use tessera_shared::ids::RegionId;
 
 use crate::cluster::regions::ClusterControl;
 use crate::node::{ActionError, AdminAction, NodeHandle};
-use crate::placement::{NodeLoad, Placement, RegionLoad, suggest};
+use crate::placement::{NodeLoad, Placement, suggest};
 use crate::snapshots::Snapshots;
 
 /// How long a release waits for the region's final snapshot to be durable before
@@ -72,6 +72,11 @@ impl RegionControl {
             cluster,
             busy: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The world whose regions these are.
+    pub fn world(&self) -> &tessera_shared::config::WorldConfig {
+        &self.config.world
     }
 
     fn cluster(&self) -> Result<&ClusterControl, ActionError> {
@@ -269,8 +274,9 @@ impl RegionControl {
         }
     }
 
-    /// Publishes this node's load every [`crate::node::status::STATUS_PUBLISH_INTERVAL`], for
-    /// placement (cluster only), until the runtime stops.
+    /// Publishes this node's load and map sample every
+    /// [`crate::node::status::STATUS_PUBLISH_INTERVAL`], for placement and the map (cluster
+    /// only), until the runtime stops.
     pub async fn publish_load(
         self: Arc<Self>,
         board: Arc<crate::node::status::StatusBoard>,
@@ -281,34 +287,37 @@ impl RegionControl {
         let cluster = cluster.clone();
         loop {
             tokio::time::sleep(crate::node::status::STATUS_PUBLISH_INTERVAL).await;
-            let status = board.status();
-            let load = NodeLoad {
-                node: cluster.node().to_owned(),
-                admin_addr: admin_addr.clone(),
-                quic_addr: quic_addr.clone(),
-                regions: status.regions.iter().map(RegionLoad::from).collect(),
-            };
+            let load = NodeLoad::of(cluster.node(), &board, &admin_addr, &quic_addr);
             if let Ok(report) = serde_json::to_string(&load) {
                 cluster.publish_load(&report).await;
             }
         }
     }
 
+    /// The live nodes' reports (`local`, this node's, as of now; the others' as they
+    /// published them, at most a second old), by node name.
+    pub async fn reports(&self, local: NodeLoad) -> Result<Vec<NodeLoad>, ActionError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(vec![local]);
+        };
+        let mut reports: Vec<NodeLoad> = cluster
+            .loads()
+            .await
+            .map_err(|e| ActionError::unavailable(format!("reading the nodes' loads: {e}"), 2))?
+            .iter()
+            .filter_map(|report| serde_json::from_str::<NodeLoad>(report).ok())
+            .filter(|report| report.node != local.node)
+            .collect();
+        reports.push(local);
+        reports.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(reports)
+    }
+
     /// A placement of the world's regions over the live nodes, by their measured load
     /// (this node alone without a cluster).
     pub async fn placement(&self, local: NodeLoad) -> Result<Placement, ActionError> {
         let regions: Vec<u32> = self.config.world.regions.iter().map(|r| r.id.0).collect();
-        let loads = match &self.cluster {
-            None => vec![local],
-            Some(cluster) => cluster
-                .loads()
-                .await
-                .map_err(|e| ActionError::unavailable(format!("reading the nodes' loads: {e}"), 2))?
-                .iter()
-                .filter_map(|report| serde_json::from_str(report).ok())
-                .collect(),
-        };
-        Ok(suggest(&regions, &loads))
+        Ok(suggest(&regions, &self.reports(local).await?))
     }
 
     /// Takes the regions other nodes ask this one to take (transfers), every

@@ -20,6 +20,7 @@ pub mod directory;
 pub mod economy;
 pub mod feed;
 pub mod local;
+pub mod map;
 pub mod net;
 pub mod node;
 pub mod placement;

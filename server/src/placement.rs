@@ -36,6 +36,9 @@ pub struct NodeLoad {
     pub quic_addr: String,
     /// Its regions' load.
     pub regions: Vec<RegionLoad>,
+    /// Its regions' map sample (`GET /v1/map`; placement does not read it).
+    #[serde(default)]
+    pub map: Vec<crate::map::RegionMap>,
 }
 
 /// One region's load as published.
@@ -49,6 +52,32 @@ pub struct RegionLoad {
     pub entities: usize,
     /// Median step time over the last second.
     pub tick_p50_ms: f64,
+    /// Frozen by an operator.
+    #[serde(default)]
+    pub frozen: bool,
+}
+
+impl NodeLoad {
+    /// Node `node`'s report, from what its driver last published on `board`.
+    pub fn of(
+        node: &str,
+        board: &crate::node::status::StatusBoard,
+        admin_addr: &str,
+        quic_addr: &str,
+    ) -> NodeLoad {
+        NodeLoad {
+            node: node.to_owned(),
+            admin_addr: admin_addr.to_owned(),
+            quic_addr: quic_addr.to_owned(),
+            regions: board
+                .status()
+                .regions
+                .iter()
+                .map(RegionLoad::from)
+                .collect(),
+            map: board.map().as_ref().clone(),
+        }
+    }
 }
 
 impl From<&RegionStatus> for RegionLoad {
@@ -58,6 +87,7 @@ impl From<&RegionStatus> for RegionLoad {
             players: r.players,
             entities: r.entities,
             tick_p50_ms: r.tick_p50_ms,
+            frozen: r.frozen,
         }
     }
 }
@@ -193,8 +223,10 @@ mod tests {
                     players: 0,
                     entities: 100,
                     tick_p50_ms: ms,
+                    frozen: false,
                 })
                 .collect(),
+            map: Vec::new(),
         }
     }
 

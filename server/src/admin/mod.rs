@@ -16,6 +16,7 @@
 mod audit;
 mod balance;
 pub mod bulk;
+mod console;
 pub mod directory;
 mod economy;
 mod emergency;
@@ -23,6 +24,7 @@ mod error;
 pub mod feed;
 pub mod health;
 pub mod keys;
+mod map;
 pub mod metrics;
 mod players;
 
@@ -69,6 +71,8 @@ pub struct AdminState {
     pub node_name: String,
     /// The QUIC endpoint's address.
     pub quic_addr: String,
+    /// This API's address.
+    pub admin_addr: String,
     /// `"mongodb"` or `"embedded"`.
     pub store_kind: &'static str,
     /// Commands to the tick driver.
@@ -104,6 +108,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/audit", get(audit::read))
         .route("/v1/config/balance", get(balance::balance))
         .route("/v1/placement", get(placement))
+        .route("/v1/map", get(map::map))
         .route("/v1/emergency/history", get(emergency::history))
         .route("/v1/players", get(directory::list))
         .route("/v1/players/bulk/{key}", get(bulk::status))
@@ -156,6 +161,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/v1/openapi.json", get(openapi))
+        .merge(console::routes())
         // Checks its key itself, before the upgrade (a browser cannot send the header).
         .route("/v1/feed", get(feed::feed))
         .merge(requiring(Role::Viewer, viewer, &state))
@@ -435,22 +441,21 @@ fn player_id(text: &str) -> Result<PlayerId, ApiError> {
 async fn placement(
     State(state): State<Arc<AdminState>>,
 ) -> Result<Json<crate::placement::Placement>, ApiError> {
-    let status = state.board.status();
-    let local = crate::placement::NodeLoad {
-        node: state.node_name.clone(),
-        admin_addr: String::new(),
-        quic_addr: state.quic_addr.clone(),
-        regions: status
-            .regions
-            .iter()
-            .map(crate::placement::RegionLoad::from)
-            .collect(),
-    };
-    let mut placement = state.regions.placement(local).await?;
+    let mut placement = state.regions.placement(local_report(&state)).await?;
     for plan in &mut placement.nodes {
         plan.cost_ms = round_ms(plan.cost_ms);
     }
     Ok(Json(placement))
+}
+
+/// This node's report as of the driver's last status (what it publishes to the cluster).
+fn local_report(state: &AdminState) -> crate::placement::NodeLoad {
+    crate::placement::NodeLoad::of(
+        &state.node_name,
+        &state.board,
+        &state.admin_addr,
+        &state.quic_addr,
+    )
 }
 
 fn region_id(text: &str) -> Result<tessera_shared::ids::RegionId, ApiError> {

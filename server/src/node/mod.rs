@@ -273,6 +273,11 @@ impl Driver {
         self.frozen.contains_key(&region)
     }
 
+    /// The configuration the regions run on (the balance as of the last reload).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Ticks per second.
     pub fn tick_hz(&self) -> u32 {
         self.config.world.tick_hz

@@ -1,11 +1,13 @@
 //! What the node holds and how it runs, published by the tick driver for the admin API
 //! (region load, node status) and health (the driver's heartbeat).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::map::RegionMap;
 
 /// How often the driver publishes its status (region load, counters) for the admin API
 /// and metrics.
@@ -129,6 +131,7 @@ pub struct StatusBoard {
     /// Milliseconds from `started` to the driver's last tick (0: none yet).
     last_tick_ms: AtomicU64,
     status: Mutex<NodeStatus>,
+    map: Mutex<Arc<Vec<RegionMap>>>,
 }
 
 impl Default for StatusBoard {
@@ -137,6 +140,7 @@ impl Default for StatusBoard {
             started: Instant::now(),
             last_tick_ms: AtomicU64::new(0),
             status: Mutex::new(NodeStatus::default()),
+            map: Mutex::default(),
         }
     }
 }
@@ -171,6 +175,16 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Replaces the published map sample (`crate::map`).
+    pub fn publish_map(&self, map: Vec<RegionMap>) {
+        *self.map.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+    }
+
+    /// The last published map sample of this node's regions.
+    pub fn map(&self) -> Arc<Vec<RegionMap>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Time since the board was made (the node's uptime).

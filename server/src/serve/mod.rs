@@ -373,6 +373,7 @@ impl RunningNode {
                 keys,
                 node_name: config.node.name.clone(),
                 quic_addr: addr.to_string(),
+                admin_addr: admin_addr.to_string(),
                 store_kind: probe_store.kind(),
                 node: node.clone(),
                 board: board.clone(),
