@@ -1,6 +1,7 @@
 //! Scenario builders shared by the tick benches and the integration tests' perf smoke.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tessera_regions::Region;
 use tessera_regions::io::{Join, SavedPlayer, SessionEvent, TickInput};
 use tessera_regions::scripted::ScriptedPlayers;
@@ -163,4 +164,16 @@ impl SplitMix {
             area.min.y + s.y * self.unit_f32(),
         ))
     }
+}
+
+/// Steps `iters` ticks, timing only the steps (input generation is the client's work).
+pub(crate) fn timed_steps(scenario: &mut Scenario, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let input = scenario.next_input();
+        let started = Instant::now();
+        std::hint::black_box(scenario.region.step(input));
+        total += started.elapsed();
+    }
+    total
 }

@@ -26,7 +26,7 @@ use tessera_server::node::status::percentile;
 
 #[path = "support.rs"]
 mod support;
-use support::{Layout, Scenario};
+use support::{Layout, Scenario, timed_steps};
 
 const OBSERVERS: usize = 1_000;
 const P99_TICKS: usize = 300;
@@ -134,18 +134,6 @@ fn bench_ticks(c: &mut Criterion) {
         }
         group.finish();
     }
-}
-
-/// Steps `iters` ticks, timing only the steps (input generation is the client's work).
-fn timed_steps(scenario: &mut Scenario, iters: u64) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let input = scenario.next_input();
-        let started = Instant::now();
-        black_box(scenario.region.step(input));
-        total += started.elapsed();
-    }
-    total
 }
 
 criterion_group!(benches, bench_ticks);

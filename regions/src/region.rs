@@ -471,6 +471,21 @@ impl Region {
         });
     }
 
+    /// Every entity's position as of the last step, with the player it is the avatar of
+    /// (`None` for NPCs), in grid order: one pass over the spatial index (the operators'
+    /// map samples it).
+    pub fn for_each_position(&self, mut f: impl FnMut(Vec2, Option<PlayerId>)) {
+        let index = self.world.resource::<SpatialIndex>();
+        for (&position, item) in index.grid.positions().iter().zip(index.grid.values()) {
+            let player = if item.is_player {
+                index.entry(item).id.player()
+            } else {
+                None
+            };
+            f(position, player);
+        }
+    }
+
     /// The players with an avatar in this region, in no particular order.
     pub fn players(&self) -> impl Iterator<Item = PlayerId> + '_ {
         self.world.resource::<Directory>().by_player.keys().copied()

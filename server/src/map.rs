@@ -9,8 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 use tessera_regions::Region;
-use tessera_regions::io::EntityView;
 use tessera_shared::config::WorldConfig;
+use tessera_shared::ids::PlayerId;
+use tessera_shared::math::{Aabb, Vec2};
 
 /// Players listed by position per region at most; the rest are counted
 /// ([`RegionMap::players_unlisted`]) and still show in the density grid.
@@ -38,97 +39,146 @@ pub fn heat_cell_m(world: &WorldConfig) -> f32 {
     (world.size_m.x.max(world.size_m.y) / HEAT_CELLS_PER_SIDE).max(1.0)
 }
 
-/// Samples `regions` (their entities as of their last step); `scratch` is reused.
-pub fn sample(
-    regions: &[Region],
-    world: &WorldConfig,
-    scratch: &mut Vec<EntityView>,
-) -> Vec<RegionMap> {
+/// Samples `regions` (their entities as of their last step).
+pub fn sample(regions: &[Region], world: &WorldConfig) -> Vec<RegionMap> {
     let cell = heat_cell_m(world);
     regions
         .iter()
         .filter_map(|region| {
             let def = world.regions.iter().find(|r| r.id == region.id())?;
-            scratch.clear();
-            region.views_in(def.bounds, scratch);
-            Some(sample_one(region.id().0, scratch, cell))
+            let mut sampler = Sampler::new(region.id().0, def.bounds, cell);
+            region.for_each_position(|position, player| sampler.add(position, player));
+            Some(sampler.finish())
         })
         .collect()
 }
 
-fn sample_one(id: u32, entities: &[EntityView], cell: f32) -> RegionMap {
-    let mut map = RegionMap {
-        id,
-        ..RegionMap::default()
-    };
-    // Cells in the order first met; a region holds few of them (its area over the cell's).
-    let mut heat: std::collections::HashMap<(u32, u32), usize> = Default::default();
-    for entity in entities {
-        let (column, row) = (
-            (entity.position.x / cell).max(0.0) as u32,
-            (entity.position.y / cell).max(0.0) as u32,
-        );
-        let slot = *heat.entry((column, row)).or_insert_with(|| {
-            map.heat.push([column, row, 0, 0]);
-            map.heat.len() - 1
-        });
-        match entity.id.player() {
-            Some(player) => {
-                map.heat[slot][2] += 1;
-                if map.players.len() < MAP_PLAYERS_PER_REGION_MAX {
-                    map.players
-                        .push((player.0, entity.position.x, entity.position.y));
-                } else {
-                    map.players_unlisted += 1;
-                }
-            }
-            None => map.heat[slot][3] += 1,
+/// One region's sample being taken: the density grid as a dense array over the cells its
+/// bounds touch (at most [`HEAT_CELLS_PER_SIDE`] squared), made sparse at the end.
+struct Sampler {
+    map: RegionMap,
+    cell: f32,
+    first: (u32, u32),
+    columns: u32,
+    rows: u32,
+    /// Players and NPCs per cell, row-major from `first`.
+    counts: Vec<[u32; 2]>,
+}
+
+impl Sampler {
+    fn new(id: u32, bounds: Aabb, cell: f32) -> Sampler {
+        let first = Self::cell_of(bounds.min, cell);
+        let last = Self::cell_of(bounds.max, cell);
+        let (columns, rows) = (last.0 - first.0 + 1, last.1 - first.1 + 1);
+        Sampler {
+            map: RegionMap {
+                id,
+                ..RegionMap::default()
+            },
+            cell,
+            first,
+            columns,
+            rows,
+            counts: vec![[0; 2]; (columns * rows) as usize],
         }
     }
-    map.heat.sort_unstable();
-    map.players.sort_unstable_by_key(|p| p.0);
-    map
+
+    fn cell_of(position: Vec2, cell: f32) -> (u32, u32) {
+        // Saturating casts: NaN and negatives to 0, the far edge clamped below.
+        ((position.x / cell) as u32, (position.y / cell) as u32)
+    }
+
+    fn add(&mut self, position: Vec2, player: Option<PlayerId>) {
+        let (column, row) = Self::cell_of(position, self.cell);
+        let column = column.saturating_sub(self.first.0).min(self.columns - 1);
+        let row = row.saturating_sub(self.first.1).min(self.rows - 1);
+        let counts = &mut self.counts[(row * self.columns + column) as usize];
+        match player {
+            Some(player) => {
+                counts[0] += 1;
+                if self.map.players.len() < MAP_PLAYERS_PER_REGION_MAX {
+                    self.map.players.push((player.0, position.x, position.y));
+                } else {
+                    self.map.players_unlisted += 1;
+                }
+            }
+            None => counts[1] += 1,
+        }
+    }
+
+    fn finish(mut self) -> RegionMap {
+        for (i, &[players, npcs]) in self.counts.iter().enumerate() {
+            if players + npcs > 0 {
+                let (column, row) = (i as u32 % self.columns, i as u32 / self.columns);
+                self.map
+                    .heat
+                    .push([self.first.0 + column, self.first.1 + row, players, npcs]);
+            }
+        }
+        self.map.heat.sort_unstable();
+        self.map.players.sort_unstable_by_key(|p| p.0);
+        self.map
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_shared::ids::{NetId, PlayerId, RegionId};
-    use tessera_shared::math::Vec2;
 
-    fn view(id: NetId, x: f32, y: f32) -> EntityView {
-        EntityView {
-            id,
-            archetype: 0,
-            position: Vec2 { x, y },
-            health: 1.0,
-        }
+    fn at(x: f32, y: f32) -> Vec2 {
+        Vec2 { x, y }
     }
 
     #[test]
     fn players_are_listed_and_everything_is_counted_in_its_cell() {
-        let npc = |n| NetId::mint(RegionId(1), n).unwrap();
-        let player = |p| NetId::of_player(PlayerId(p));
-        let entities = [
-            view(player(7), 5.0, 5.0),
-            view(npc(1), 6.0, 9.0),
-            view(npc(2), 15.0, 1.0),
-            view(player(3), 19.9, 0.5),
-        ];
-        let map = sample_one(1, &entities, 10.0);
+        let bounds = Aabb::new(at(0.0, 0.0), at(20.0, 20.0));
+        let mut sampler = Sampler::new(1, bounds, 10.0);
+        sampler.add(at(5.0, 5.0), Some(PlayerId(7)));
+        sampler.add(at(6.0, 9.0), None);
+        sampler.add(at(15.0, 1.0), None);
+        sampler.add(at(19.9, 0.5), Some(PlayerId(3)));
+        let map = sampler.finish();
         assert_eq!(map.players, vec![(3, 19.9, 0.5), (7, 5.0, 5.0)]);
         assert_eq!(map.players_unlisted, 0);
         assert_eq!(map.heat, vec![[0, 0, 1, 1], [1, 0, 1, 1]]);
     }
 
     #[test]
+    fn cells_count_from_the_world_origin_and_edges_stay_in_the_region() {
+        let bounds = Aabb::new(at(100.0, 200.0), at(200.0, 300.0));
+        let mut sampler = Sampler::new(2, bounds, 32.0);
+        sampler.add(at(100.0, 200.0), None);
+        // The far edge (exclusive) and a stray value land in the region's last cells.
+        sampler.add(at(200.0, 300.0), None);
+        sampler.add(at(f32::NAN, 250.0), None);
+        let map = sampler.finish();
+        assert_eq!(map.heat, vec![[3, 6, 0, 1], [3, 7, 0, 1], [6, 9, 0, 1]]);
+    }
+
+    #[test]
     fn players_past_the_limit_are_counted_not_listed() {
-        let entities: Vec<EntityView> = (0..MAP_PLAYERS_PER_REGION_MAX as u64 + 5)
-            .map(|p| view(NetId::of_player(PlayerId(p)), 1.0, 1.0))
-            .collect();
-        let map = sample_one(2, &entities, 10.0);
+        let bounds = Aabb::new(at(0.0, 0.0), at(10.0, 10.0));
+        let mut sampler = Sampler::new(3, bounds, 10.0);
+        let n = MAP_PLAYERS_PER_REGION_MAX as u64 + 5;
+        for p in 0..n {
+            sampler.add(at(1.0, 1.0), Some(PlayerId(p)));
+        }
+        let map = sampler.finish();
         assert_eq!(map.players.len(), MAP_PLAYERS_PER_REGION_MAX);
         assert_eq!(map.players_unlisted, 5);
-        assert_eq!(map.heat, vec![[0, 0, entities.len() as u32, 0]]);
+        assert_eq!(map.heat, vec![[0, 0, n as u32, 0]]);
+    }
+
+    #[test]
+    fn a_region_is_sampled_whole() {
+        let config = tessera_shared::config::Config::embedded_default();
+        let def = &config.world.regions[0];
+        let mut region = Region::new(def, std::sync::Arc::new(config.clone()), 7).unwrap();
+        region.step(tessera_regions::io::TickInput::default());
+        let maps = sample(std::slice::from_ref(&region), &config.world);
+        let npcs: u32 = maps[0].heat.iter().map(|c| c[3]).sum();
+        assert_eq!(npcs as usize, region.counts().entities);
+        assert!(npcs > 0, "the default region has NPCs");
+        assert!(maps[0].players.is_empty());
     }
 }

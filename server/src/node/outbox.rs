@@ -105,8 +105,8 @@ pub struct SessionInbox {
 
 impl SessionInbox {
     /// The next message: the state waiting if any, otherwise the next control message,
-    /// waiting for either; `None` once the driver dropped its side and the queue is
-    /// drained. Cancel-safe: a message is taken only when it is returned.
+    /// waiting for either; `None` once the driver dropped its side and the queue and the
+    /// slots are drained. Cancel-safe: a message is taken only when it is returned.
     pub async fn recv(&mut self) -> Option<Outgoing> {
         loop {
             if let Some(message) = self.try_recv() {
@@ -117,7 +117,11 @@ impl SessionInbox {
                 // A notification is kept when nobody waits, so one sent between the take
                 // above and this wait is not lost.
                 () = self.state.ready.notified() => {}
-                message = self.control.recv() => return message,
+                // The queue closed: the driver let go, possibly right after putting a
+                // kick or a last state in their slots. Their wake-up may have come between
+                // the polls of the two branches (the driver runs on another thread), so
+                // the slots are looked at once more: a kick is never lost to that race.
+                message = self.control.recv() => return message.or_else(|| self.try_recv()),
             }
         }
     }
@@ -245,5 +249,29 @@ mod tests {
         assert_eq!(byte_of(inbox.recv().await), Some(7));
         drop(sender.await.unwrap());
         assert!(inbox.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_kick_put_as_the_driver_lets_go_is_received_whatever_woke_the_session() {
+        use std::future::Future;
+        use tessera_shared::protocol::messages::{KickReason, KickedS2c};
+        let (outbox, mut inbox) = session_outbox();
+        let mut recv = Box::pin(inbox.recv());
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(recv.as_mut().poll(&mut cx).is_pending(), "nothing sent yet");
+        // The driver puts the kick while the session is between its two polls: the
+        // notification is missed, and the queue's closing is what the session sees.
+        *lock(&outbox.state.end) = Some(Outgoing::Kick(KickedS2c {
+            reason: KickReason::Admin,
+            message: "maintenance".into(),
+        }));
+        drop(outbox);
+        match recv.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Some(Outgoing::Kick(k))) => assert_eq!(k.message, "maintenance"),
+            other => panic!("the kick, got {other:?}"),
+        }
+        drop(recv);
+        assert!(inbox.recv().await.is_none(), "then the end");
     }
 }

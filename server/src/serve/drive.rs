@@ -43,7 +43,6 @@ pub(super) fn drive(
     } = observers;
     let interval = Duration::from_secs_f64(1.0 / f64::from(driver.tick_hz()));
     let mut publish = Publisher::default();
-    let mut map_scratch = Vec::new();
     let mut next_tick = Instant::now();
     let mut log = StatusLog::new(driver.tick_hz(), next_tick);
     let mut tick = 0u64;
@@ -60,11 +59,7 @@ pub(super) fn drive(
         if publish.due() {
             board.publish(publish.take(&driver));
             let world = &driver.config().world;
-            board.publish_map(crate::map::sample(
-                driver.local().regions(),
-                world,
-                &mut map_scratch,
-            ));
+            board.publish_map(crate::map::sample(driver.local().regions(), world));
         }
         gauges
             .players
