@@ -1,7 +1,7 @@
 //! The operator console (`/console`) in a real headless Chromium, driven over the Chrome
 //! DevTools Protocol: it logs in with an API key, its map shows the world's regions and a
-//! moving bot, a kick from the players table ends the bot's session, and the live feed
-//! shows the kick. The page must run without a script error or a refused load (its
+//! moving bot, a bulk job started from the page shows its progress to the end, a kick
+//! from the players table ends the bot's session, and the live feed shows the kick. The page must run without a script error or a refused load (its
 //! Content-Security-Policy allows nothing from elsewhere).
 //!
 //! `./scripts/test.sh` installs Debian's `chromium`; without one the test skips outside
@@ -410,6 +410,35 @@ fn the_console_logs_in_maps_a_moving_bot_kicks_it_from_the_table_and_feeds_the_k
                 "document.querySelector('#feed-status').textContent === 'live'",
             )
             .await;
+
+        // A bulk job started from the page over the players the filters select (the bot,
+        // online) runs to its end, its progress shown.
+        browser
+            .eval(
+                "document.querySelector('#reason').value = 'console test'; \
+                 document.querySelector('#filters select[name=\"online\"]').value = 'true'; \
+                 const job = document.querySelector('#job-form'); \
+                 job.elements.action.value = 'message'; job.elements.text.value = 'hello from the console'; \
+                 job.requestSubmit(); true",
+            )
+            .await;
+        let progress = browser
+            .wait_for(
+                "the job's progress shows it done",
+                "[...document.querySelectorAll('#jobs li')].map(li => li.textContent) \
+                 .find(t => t.includes(': done')) || ''",
+            )
+            .await;
+        assert!(
+            progress.as_str().unwrap().contains("1 done, 0 failed, 0 skipped of 1"),
+            "{progress}"
+        );
+        assert_eq!(
+            browser
+                .eval("document.querySelector('#jobs progress').value")
+                .await,
+            1
+        );
 
         // The players table lists the bot (searching again until the directory has it),
         // and its Kick button kicks it.

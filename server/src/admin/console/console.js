@@ -388,9 +388,10 @@ function drawJobs() {
     const total = job.total || 0;
     const bar = Object.assign(document.createElement("progress"), { max: Math.max(total, 1), value: handled });
     const text = document.createElement("span");
-    text.textContent = job.error
-      ? `${key}: ${job.error}`
-      : `${key} ${job.action || ""}: ${job.state} · ${job.done} done, ${job.failed} failed, ${job.skipped} skipped of ${total}`;
+    if (job.error) text.textContent = `${key}: ${job.error}`;
+    else if (!job.state) text.textContent = `${key}: asking for its status`;
+    else text.textContent =
+      `${key} ${job.action}: ${job.state} · ${job.done} done, ${job.failed} failed, ${job.skipped} skipped of ${total}`;
     item.append(bar, text);
     if (job.state === "running") {
       const cancel = Object.assign(document.createElement("button"), { type: "button", textContent: "Cancel" });
