@@ -42,6 +42,23 @@ fn job_until(node: &TestNode, key: &str, within: Duration, done: impl Fn(&Value)
     }
 }
 
+/// Starts job `key`, unbanning players 1 to `players` (one store write each, no client
+/// needed), and waits until it has done at least `done` of them.
+fn unban_job_under_way(node: &TestNode, key: &str, players: u64, done: u64) {
+    let ids: Vec<u64> = (1..=players).collect();
+    let job = json!({
+        "key": key,
+        "action": { "kind": "unban" },
+        "ids": ids,
+        "reason": "amnesty",
+    });
+    let (status, answer) = call(node, "POST", "/v1/players/bulk", Some(&job));
+    assert_eq!(status, 201, "{answer}");
+    job_until(node, key, Duration::from_secs(30), |j| {
+        j["done"].as_u64() >= Some(done)
+    });
+}
+
 /// Every audit record of `action` whose details name the job `key`.
 fn audited(node: &TestNode, action: &str, key: &str) -> usize {
     let mut count = 0;
@@ -160,18 +177,7 @@ fn jobs_message_and_kick_every_online_bot_and_a_cancelled_one_stops() {
     assert_eq!(audited(&node, "player.kick", "kick-all-bots"), n);
 
     // Cancelled halfway: it stops there.
-    let ids: Vec<u64> = (1..=2_000).collect();
-    let unban = json!({
-        "key": "amnesty",
-        "action": { "kind": "unban" },
-        "ids": ids,
-        "reason": "amnesty",
-    });
-    let (status, job) = call(&node, "POST", "/v1/players/bulk", Some(&unban));
-    assert_eq!(status, 201, "{job}");
-    job_until(&node, "amnesty", Duration::from_secs(30), |j| {
-        j["done"].as_u64() >= Some(200)
-    });
+    unban_job_under_way(&node, "amnesty", 2_000, 200);
     let (status, body) = call(
         &node,
         "POST",
@@ -218,18 +224,7 @@ fn jobs_message_and_kick_every_online_bot_and_a_cancelled_one_stops() {
 #[test]
 fn a_restarted_node_reports_its_job_interrupted() {
     let mut node = start_with(|_| {});
-    let ids: Vec<u64> = (1..=20_000).collect();
-    let job = json!({
-        "key": "long-job",
-        "action": { "kind": "unban" },
-        "ids": ids,
-        "reason": "amnesty",
-    });
-    let (status, answer) = call(&node, "POST", "/v1/players/bulk", Some(&job));
-    assert_eq!(status, 201, "{answer}");
-    job_until(&node, "long-job", Duration::from_secs(30), |j| {
-        j["done"].as_u64() >= Some(150)
-    });
+    unban_job_under_way(&node, "long-job", 20_000, 150);
     // Stopped, and started again on the same data.
     node.node.take().unwrap().shutdown();
     node.node = Some(crate::net::start_node(&node.dir.clone(), 1, |_| {}));
