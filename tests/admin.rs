@@ -6,11 +6,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tessera::shared::client::ClientError;
+use tessera::shared::client::{Client, ClientError};
 use tessera::shared::protocol::messages::KickReason;
 use tessera_server::admin::keys::{Role, new_key};
 
-use crate::net::{TestNode, client_runtime, login, start_with};
+use crate::net::{TestNode, client_config, client_runtime, login, start_with};
 
 /// One HTTP/1.1 exchange: (status, body). The request closes the connection, so the
 /// response is everything until EOF.
@@ -23,6 +23,24 @@ pub(crate) fn http(
 ) -> (u16, String) {
     let (status, _, body) = http_with_head(addr, method, path, key, body);
     (status, body)
+}
+
+/// [`http`] from async code: the exchange blocks, so it runs on the blocking pool.
+pub(crate) async fn http_async(
+    addr: SocketAddr,
+    method: &'static str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let (path, key, body) = (
+        path.to_owned(),
+        key.map(str::to_owned),
+        body.map(str::to_owned),
+    );
+    tokio::task::spawn_blocking(move || http(addr, method, &path, key.as_deref(), body.as_deref()))
+        .await
+        .expect("the HTTP exchange does not panic")
 }
 
 /// Like [`http`], with the response's head (status line and headers) too.
@@ -462,6 +480,66 @@ pub(crate) fn promtool_check(text: &str) {
     );
 }
 
+/// A client that missed its kick (its connection dropped first, so the `Kicked` frame had
+/// nowhere to go) reconnects with its resume ticket: it is answered with the kick, not let
+/// back in. Its token logs it in again, and that new session resumes as usual.
+#[test]
+fn a_kick_the_client_missed_answers_its_resume_ticket_but_the_token_logs_it_in_again() {
+    let (node, [_, _, admin]) = node_with_keys();
+    let addr = admin_addr(&node);
+    client_runtime().block_on(async {
+        let client = login(&node, "ada").await.unwrap();
+        let player = client.welcome().player;
+        let ticket = client.welcome().resume_ticket.clone();
+        // The game client vanishes without a logout: the avatar waits for a resume.
+        drop(client);
+        let path = format!("/v1/players/{}/kick", player.0);
+        let (status, body) = http_async(
+            addr,
+            "POST",
+            &path,
+            Some(&admin),
+            Some(r#"{"reason": "gold duping"}"#),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+
+        let token = tessera_server::auth::mint(&node.secret, &crate::net::claims("ada"));
+        let mut config = client_config(&node, token.clone());
+        config.resume_ticket = Some(ticket);
+        match Client::connect(&config).await {
+            Err(ClientError::Kicked(kicked)) => {
+                assert_eq!(kicked.reason, KickReason::Admin);
+                assert_eq!(kicked.message, "gold duping");
+            }
+            Err(e) => panic!("the resume should be answered with the kick, got {e}"),
+            Ok(_) => panic!("a kicked session was resumed"),
+        }
+        assert_eq!(node.node.as_ref().unwrap().board.status().players, 0);
+
+        // The player logs in again with its token: a new session, whose own ticket resumes
+        // it after a drop.
+        let again = Client::connect(&client_config(&node, token))
+            .await
+            .expect("a login with the token after a kick");
+        assert_eq!(again.welcome().player, player);
+        let ticket = again.welcome().resume_ticket.clone();
+        drop(again);
+        let mut config = client_config(&node, String::new());
+        config.resume_ticket = Some(ticket);
+        let resumed = Client::connect(&config)
+            .await
+            .expect("the new session's ticket resumes it");
+        assert_eq!(resumed.welcome().player, player);
+        resumed.logout().await.expect("Bye");
+    });
+    let metrics = http(addr, "GET", "/metrics", Some(&admin), None).1;
+    assert!(
+        metrics.contains("tessera_kicked_resumes_total 1\n"),
+        "the refused resume is counted"
+    );
+}
+
 #[test]
 fn an_admin_kick_ends_the_session_and_is_audited() {
     let (node, [viewer, _, admin]) = node_with_keys();
@@ -470,18 +548,14 @@ fn an_admin_kick_ends_the_session_and_is_audited() {
         let mut client = login(&node, "ada").await.unwrap();
         let player = client.welcome().player.0;
         let path = format!("/v1/players/{player}/kick");
-        let admin = admin.clone();
-        let (status, body) = tokio::task::spawn_blocking(move || {
-            http(
-                addr,
-                "POST",
-                &path,
-                Some(&admin),
-                Some(r#"{"reason": "cheating, case 17"}"#),
-            )
-        })
-        .await
-        .unwrap();
+        let (status, body) = http_async(
+            addr,
+            "POST",
+            &path,
+            Some(&admin),
+            Some(r#"{"reason": "cheating, case 17"}"#),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(json(&body)["kicked"], true);
         let kicked = kicked_within_5s(&mut client).await;
@@ -704,18 +778,14 @@ fn operators_teleport_message_and_ban_players() {
             ),
         }
         // Lifted: the login works again.
-        let (status, _) = tokio::task::spawn_blocking(move || {
-            let path = format!("/v1/players/{player}/ban");
-            http(
-                addr,
-                "DELETE",
-                &path,
-                Some(&admin_again),
-                Some(r#"{"reason": "appeal"}"#),
-            )
-        })
-        .await
-        .unwrap();
+        let (status, _) = http_async(
+            addr,
+            "DELETE",
+            &format!("/v1/players/{player}/ban"),
+            Some(&admin_again),
+            Some(r#"{"reason": "appeal"}"#),
+        )
+        .await;
         assert_eq!(status, 200);
         login(&node, "ada").await.expect("unbanned");
         player

@@ -15,7 +15,7 @@ use tessera::shared::protocol::messages::{
 use tessera::shared::protocol::quantize::dequantize_position;
 use tessera_server::admin::keys::{Role, new_key};
 
-use crate::admin::{admin_addr, http};
+use crate::admin::{admin_addr, http, http_async};
 use crate::net::{client_runtime, login, start_with};
 
 /// A client with the chat messages it received while waiting for replies.
@@ -320,18 +320,14 @@ fn chat_reaches_its_channel_and_bad_requests_get_clear_refusals() {
         // A muted player cannot chat; its commands still work.
         let mut eve = Player::new(login(&node, "eve").await.unwrap());
         let eve_id = eve.id().0;
-        let admin2 = admin.clone();
-        let (status, body) = tokio::task::spawn_blocking(move || {
-            http(
-                addr,
-                "POST",
-                &format!("/v1/players/{eve_id}/mute"),
-                Some(&admin2),
-                Some(r#"{"reason": "spam", "duration_s": 600}"#),
-            )
-        })
-        .await
-        .unwrap();
+        let (status, body) = http_async(
+            addr,
+            "POST",
+            &format!("/v1/players/{eve_id}/mute"),
+            Some(&admin),
+            Some(r#"{"reason": "spam", "duration_s": 600}"#),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         let refused = eve
             .chat_refused(50, ChatChannel::Global, "let me talk")

@@ -18,7 +18,7 @@ use tessera::shared::math::Vec2;
 use tessera::shared::protocol::messages::KickReason;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::admin::{admin_addr, node_with_keys};
+use crate::admin::{admin_addr, http_async, node_with_keys};
 use crate::net::{client_runtime, login};
 use crate::util::services::in_ci;
 
@@ -572,12 +572,7 @@ fn a_nodes_map_shows_the_whole_cluster() {
         // B publishes its report every second: within a few, A's map has it.
         let deadline = Instant::now() + Duration::from_secs(10);
         let (map, shown) = loop {
-            let key = key.clone();
-            let (status, body) = tokio::task::spawn_blocking(move || {
-                crate::admin::http(a_addr, "GET", "/v1/map", Some(&key), None)
-            })
-            .await
-            .unwrap();
+            let (status, body) = http_async(a_addr, "GET", "/v1/map", Some(&key), None).await;
             assert_eq!(status, 200, "{body}");
             let map = crate::admin::json(&body);
             let shown = map["players"]

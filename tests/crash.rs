@@ -449,11 +449,8 @@ async fn settle_and_count(
     let key = std::fs::read_to_string(a_dir.join(tessera_server::admin::keys::DEV_ADMIN_KEY_FILE))
         .unwrap();
     let admin: SocketAddr = a_admin.parse().unwrap();
-    let (status, body) = tokio::task::spawn_blocking(move || {
-        crate::admin::http(admin, "GET", "/v1/node", Some(key.trim()), None)
-    })
-    .await
-    .unwrap();
+    let (status, body) =
+        crate::admin::http_async(admin, "GET", "/v1/node", Some(key.trim()), None).await;
     assert_eq!(status, 200, "{body}");
     let on_a = serde_json::from_str::<serde_json::Value>(&body).unwrap()["players"]
         .as_u64()

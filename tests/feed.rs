@@ -12,7 +12,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{Error, Message};
 
-use crate::admin::{admin_addr, http, node_with_keys};
+use crate::admin::{admin_addr, http, http_async, node_with_keys};
 use crate::net::{client_runtime, login};
 
 type Socket = WebSocketStream<TcpStream>;
@@ -118,18 +118,14 @@ fn the_feed_shows_sessions_and_admin_actions_as_they_happen() {
         assert!(late < 5_000, "{late} ms");
 
         let path = format!("/v1/players/{player}/kick");
-        let admin = admin.clone();
-        let (status, body) = tokio::task::spawn_blocking(move || {
-            http(
-                addr,
-                "POST",
-                &path,
-                Some(&admin),
-                Some(r#"{"reason": "afk"}"#),
-            )
-        })
-        .await
-        .unwrap();
+        let (status, body) = http_async(
+            addr,
+            "POST",
+            &path,
+            Some(&admin),
+            Some(r#"{"reason": "afk"}"#),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         // The kick is carried out before its audit record is complete: the logout may
         // come first.

@@ -98,11 +98,11 @@ fn now() -> u64 {
     auth::unix_now_s()
 }
 
-fn claims(name: &str) -> Claims {
+pub(crate) fn claims(name: &str) -> Claims {
     auth::dev_claims(name, now(), 600)
 }
 
-fn client_config(node: &TestNode, token: String) -> ClientConfig {
+pub(crate) fn client_config(node: &TestNode, token: String) -> ClientConfig {
     let running = node.node.as_ref().unwrap();
     ClientConfig::new(running.addr, "localhost", running.cert_der.clone(), token)
 }
@@ -596,6 +596,7 @@ fn a_saved_resume_ticket_continues_the_player_and_bad_tickets_are_refused() {
             kind: TicketKind::Resume,
             region: None,
             name: "eve".into(),
+            session_began_ms: 0,
         };
         let cases = [
             b"garbage".to_vec(),

@@ -252,6 +252,7 @@ impl NodeMetrics {
             ("tessera_quic_retries_total", &endpoint.retries),
             ("tessera_protocol_violations_total", &endpoint.violations),
             ("tessera_resumes_total", &endpoint.resumes),
+            ("tessera_kicked_resumes_total", &endpoint.kicked_resumes),
         ] {
             self.counter(name, none).absolute(n.load(Ordering::Relaxed));
         }
@@ -523,6 +524,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_resumes_total",
         None,
         "Logins that resumed a dropped session.",
+    ),
+    (
+        "tessera_kicked_resumes_total",
+        None,
+        "Resumes of sessions an operator kicked, answered with the kick (the client had missed it).",
     ),
     (
         "tessera_handoffs_total",

@@ -48,6 +48,8 @@ pub struct EndpointStats {
     pub redirect_logins: AtomicU64,
     /// Logins refused for a bad or expired ticket.
     pub bad_tickets: AtomicU64,
+    /// Resumes of sessions an operator kicked, answered with the kick.
+    pub kicked_resumes: AtomicU64,
     /// Logins refused by the rate limit of their remote address.
     pub logins_rate_limited: AtomicU64,
     /// Logins refused because another node holds the player (cluster only).

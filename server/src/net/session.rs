@@ -24,6 +24,7 @@ use super::economy::EconomyRequests;
 use super::{Auth, EndpointStats};
 use crate::auth::{Ticket, TicketKind, unix_now_s};
 use crate::cluster::{LOCATION_TTL, LoginRefusal};
+use crate::economy::now_unix_ms;
 use crate::node::{
     Command, LOGIN_RETRY_AFTER_MS, NodeHandle, Outgoing, SessionOutbox, session_outbox,
 };
@@ -67,6 +68,8 @@ pub enum SessionEnd {
     Disconnected,
     /// The player was sent to another node.
     Redirected,
+    /// A resume of a session an operator kicked: answered with the kick.
+    KickedBefore,
 }
 
 /// Runs a session on an established connection until it ends.
@@ -161,6 +164,18 @@ pub async fn run(
     let (player, name, arriving, start) = match &hello.ticket {
         Some(ticket) => match auth.tickets.verify(ticket) {
             Ok(ticket) => {
+                if let Some(kick) = node.kicks().ended(&ticket, now_unix_ms()) {
+                    // The kick this client missed; its token may log it in again.
+                    stats.kicked_resumes.fetch_add(1, Ordering::Relaxed);
+                    let kicked = ControlS2c::Kicked(KickedS2c {
+                        reason: KickReason::Admin,
+                        message: kick.reason.to_string(),
+                    });
+                    let _ = write_frame(&mut send, &kicked).await;
+                    let _ = send.finish();
+                    close_gracefully(&connection, close_code::TAKEN_OVER, b"kicked").await;
+                    return SessionEnd::KickedBefore;
+                }
                 let (counter, arriving) = match ticket.kind {
                     TicketKind::Resume => (&stats.resumes, None),
                     TicketKind::Redirect => (&stats.redirect_logins, ticket.region),
@@ -215,6 +230,15 @@ pub async fn run(
             return SessionEnd::Refused(code);
         }
     };
+    // After the driver applied the login: later than any kick it applied before it.
+    let began_ms = now_unix_ms();
+    let ticket = |kind, region| Ticket {
+        player,
+        kind,
+        region,
+        name: name.clone(),
+        session_began_ms: began_ms,
+    };
     let welcome = ControlS2c::Welcome(WelcomeS2c {
         session,
         player,
@@ -222,15 +246,9 @@ pub async fn run(
         region: joined.region,
         tick: joined.tick,
         tick_hz: u16::try_from(node.tick_hz()).unwrap_or(u16::MAX),
-        resume_ticket: auth.tickets.issue(
-            Ticket {
-                player,
-                kind: TicketKind::Resume,
-                region: None,
-                name: name.clone(),
-            },
-            unix_now_s(),
-        ),
+        resume_ticket: auth
+            .tickets
+            .issue(ticket(TicketKind::Resume, None), unix_now_s()),
         archetypes: node.archetypes().to_vec(),
     });
     if write_frame(&mut send, &welcome).await.is_err() {
@@ -276,11 +294,8 @@ pub async fn run(
                 }
             }
             _ = refresh_tickets.tick() => {
-                let ticket = auth.tickets.issue(
-                    Ticket { player, kind: TicketKind::Resume, region: None, name: name.clone() },
-                    unix_now_s(),
-                );
-                if write_frame(&mut send, &ControlS2c::ResumeTicket(ticket)).await.is_err() {
+                let fresh = auth.tickets.issue(ticket(TicketKind::Resume, None), unix_now_s());
+                if write_frame(&mut send, &ControlS2c::ResumeTicket(fresh)).await.is_err() {
                     break SessionEnd::Disconnected;
                 }
             }
@@ -406,15 +421,9 @@ pub async fn run(
                     }
                 }
                 Some(Outgoing::Redirect { addr, region }) => {
-                    let ticket = auth.tickets.issue(
-                        Ticket {
-                            player,
-                            kind: TicketKind::Redirect,
-                            region: Some(region),
-                            name: name.clone(),
-                        },
-                        unix_now_s(),
-                    );
+                    let ticket = auth
+                        .tickets
+                        .issue(ticket(TicketKind::Redirect, Some(region)), unix_now_s());
                     let redirect = ControlS2c::Redirect(RedirectS2c { addr, ticket });
                     let _ = write_frame(&mut send, &redirect).await;
                     let _ = send.finish();

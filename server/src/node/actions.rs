@@ -2,7 +2,7 @@
 //! answered with an [`ActionResult`] that only the admin API turns into HTTP.
 
 use tessera_regions::io::{SavedPlayer, Teleport};
-use tessera_shared::ids::RegionId;
+use tessera_shared::ids::{PlayerId, RegionId};
 use tessera_shared::protocol::messages::*;
 use tokio::sync::oneshot;
 
@@ -21,17 +21,28 @@ impl Driver {
         }
     }
 
+    /// Ends `player`'s session for an operator's `reason`: its client is told (if its
+    /// connection is there to tell), its avatar leaves, and its resume tickets are refused
+    /// from now on with this kick (`auth::Kicks`), in case the client missed it.
+    pub(super) fn kick_by_operator(&mut self, player: PlayerId, reason: &str) {
+        if let Some(view) = self.clients.get(&player) {
+            view.kick(KickReason::Admin, reason);
+        }
+        self.kicks
+            .record(player, reason, crate::economy::now_unix_ms());
+        self.remove_player(player);
+    }
+
     fn act(&mut self, action: AdminAction) -> ActionResult {
         match action {
             AdminAction::Kick { player, reason } => {
-                let Some(view) = self.clients.get(&player) else {
+                if !self.clients.contains_key(&player) {
                     return Err(ActionError::NotFound(format!(
                         "player {} is not on this node",
                         player.0
                     )));
-                };
-                view.kick(KickReason::Admin, reason);
-                self.remove_player(player);
+                }
+                self.kick_by_operator(player, &reason);
                 Ok(serde_json::json!({ "player": player.0, "kicked": true }))
             }
             AdminAction::Teleport { player, to } => {

@@ -320,6 +320,9 @@ pub struct NodeHandle {
     pub(super) archetypes: Arc<[String]>,
     /// The cluster's side for sessions (none: a node on its own).
     pub(super) cluster: Option<ClusterHandle>,
+    /// Operators' recent kicks, recorded by the driver: logins refuse the kicked
+    /// sessions' resume tickets.
+    pub(super) kicks: Arc<crate::auth::Kicks>,
 }
 
 impl NodeHandle {
@@ -327,6 +330,12 @@ impl NodeHandle {
     /// decides where a player is).
     pub fn cluster(&self) -> Option<&ClusterHandle> {
         self.cluster.as_ref()
+    }
+
+    /// Operators' recent kicks: a resume ticket of a kicked session is answered with its
+    /// kick (PROTOCOL.md section 6 rule 7).
+    pub fn kicks(&self) -> &crate::auth::Kicks {
+        &self.kicks
     }
 
     /// The node's tick rate.

@@ -224,10 +224,7 @@ impl Driver {
         let mut players: Vec<PlayerId> = self.clients.keys().copied().collect();
         players.sort_unstable();
         for &player in &players {
-            if let Some(view) = self.clients.get(&player) {
-                view.kick(KickReason::Admin, reason);
-            }
-            self.remove_player(player);
+            self.kick_by_operator(player, reason);
         }
         tracing::warn!(players = players.len(), "every session kicked");
         Ok(serde_json::json!({

@@ -158,6 +158,8 @@ pub struct Driver {
     budget_limits: BudgetLimits,
     /// The time of the tick under way.
     now: Instant,
+    /// Operators' kicks, shared with logins through the [`NodeHandle`].
+    kicks: Arc<crate::auth::Kicks>,
     /// Counters.
     pub stats: DriverStats,
 }
@@ -187,6 +189,7 @@ impl Driver {
             config.world.interest.leave_radius_m,
         );
         let balance = Arc::new(config.balance.clone());
+        let kicks = Arc::new(crate::auth::Kicks::default());
         let driver = Driver {
             config,
             local,
@@ -215,6 +218,7 @@ impl Driver {
             wire_tables: Vec::new(),
             budget_limits,
             now: Instant::now(),
+            kicks: kicks.clone(),
             stats: DriverStats::default(),
         };
         let node = NodeHandle {
@@ -222,6 +226,7 @@ impl Driver {
             tick_hz,
             archetypes,
             cluster: None,
+            kicks,
         };
         (driver, node)
     }
