@@ -1340,3 +1340,82 @@ fn logins_over_the_per_address_burst_are_rate_limited_until_their_retry_time() {
         assert_eq!(stats.logins_rate_limited.load(Ordering::Relaxed), limited);
     });
 }
+
+/// A server that stops reading the control stream as it ends a session (as nodes before
+/// this one did) makes the client's next request fail before its `Kicked` frame is read:
+/// the client still reads the frame still on its way, ends the session, and does not
+/// come back with its resume ticket. The server is scripted, to order the race.
+#[test]
+fn a_request_failing_as_the_server_kicks_still_ends_the_session_with_the_kick() {
+    use tessera::shared::ids::PlayerId;
+    use tessera::shared::protocol::io::{read_frame, write_frame};
+    use tessera::shared::protocol::messages::{ControlC2s, KickedS2c, WelcomeS2c};
+    use tessera_server::net::tls;
+    let dir = std::env::temp_dir().join(crate::util::unique("tessera-scripted"));
+    let identity = tls::dev_identity(&dir).unwrap();
+    let cert = identity.chain[0].to_vec();
+    client_runtime().block_on(async {
+        let server = quinn::Endpoint::server(
+            tls::server_config(identity).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        let script = async {
+            let connection = server.accept().await.unwrap().await.unwrap();
+            let (mut send, mut recv) = connection.accept_bi().await.unwrap();
+            let hello = read_frame::<ControlC2s>(&mut recv).await.unwrap();
+            assert!(matches!(hello, ControlC2s::Hello(_)), "{hello:?}");
+            let welcome = WelcomeS2c {
+                session: 1,
+                player: PlayerId(7),
+                entity: NetId::of_player(PlayerId(7)),
+                region: RegionId(1),
+                tick: 1,
+                tick_hz: 20,
+                resume_ticket: b"a resume ticket".to_vec(),
+                archetypes: Vec::new(),
+            };
+            write_frame(&mut send, &ControlS2c::Welcome(welcome))
+                .await
+                .unwrap();
+            // The session ends: the server stops reading first, the frame follows.
+            recv.stop(0u32.into()).unwrap();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let kicked = KickedS2c {
+                reason: KickReason::Admin,
+                message: "maintenance".into(),
+            };
+            // (Fails if the client already left.)
+            let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
+            let _ = send.finish();
+            connection.closed().await;
+            // A client that took the failed request for a dropped connection resumes.
+            tokio::time::timeout(Duration::from_secs(3), server.accept())
+                .await
+                .is_ok()
+        };
+        let client = async {
+            let config = ClientConfig::new(addr, "localhost", cert, "a token".into());
+            let mut client = Client::connect(&config).await.unwrap();
+            // Written once the stop has arrived: the write fails.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            client.get_economy().unwrap();
+            let ended = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match client.next_control().await {
+                        Ok(_) => continue,
+                        Err(e) => break e,
+                    }
+                }
+            });
+            ended.await.map_err(|_| "no end within 5 s".to_string())
+        };
+        let (came_back, ended) = tokio::join!(script, client);
+        assert!(!came_back, "the kicked client connected again");
+        match ended {
+            Ok(ClientError::Kicked(kicked)) => assert_eq!(kicked.message, "maintenance"),
+            other => panic!("the session should end with the kick, not {other:?}"),
+        }
+    });
+}

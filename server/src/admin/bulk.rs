@@ -1,6 +1,6 @@
 //! Bulk operations as jobs (role admin): `POST /v1/players/bulk` acts on up to
-//! [`JOB_TARGETS_MAX`] players, given by id or by a directory filter, one at a time at
-//! most [`BULK_PLAYERS_PER_S`] a second, each audited on its own (`details`: the job) and
+//! [`JOB_TARGETS_MAX`] players, given by id or by a directory filter, at most
+//! [`BULK_PLAYERS_PER_S`] a second and [`BULK_PARTS_IN_FLIGHT`] at once, each audited on its own (`details`: the job) and
 //! the job as a whole (`players.bulk`). `GET /v1/players/bulk/{key}` shows its progress,
 //! `POST .../cancel` stops it. The job's key is its idempotency key: posting the same key
 //! again returns the existing job. Jobs live in the store: a node restarted while one ran
@@ -33,6 +33,9 @@ use crate::node::AdminAction;
 pub const BULK_BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// Players a job acts on per second at most.
 pub const BULK_PLAYERS_PER_S: u32 = 200;
+/// Parts of one job under way at once at most: each waits for a tick boundary and its
+/// audit records, so one at a time would run a few players a second.
+pub const BULK_PARTS_IN_FLIGHT: usize = 32;
 /// Jobs running on one node at once at most.
 pub const BULK_JOBS_RUNNING_MAX: usize = 4;
 /// A job's progress is written after this many players (and at the end).
@@ -351,7 +354,7 @@ pub(super) async fn cancel(
 }
 
 /// What one player's part came to.
-enum Part {
+enum Outcome {
     Done,
     Failed,
     Skipped,
@@ -365,21 +368,40 @@ async fn run(
     mut job: JobRecord,
     cancel: Arc<AtomicBool>,
 ) {
+    use futures_util::StreamExt;
     let pace = Duration::from_secs(1) / BULK_PLAYERS_PER_S;
     let mut next = tokio::time::Instant::now();
     let mut written = Instant::now();
-    let from = job.handled() as usize;
-    for &player in &job.targets.clone()[from..] {
-        if cancel.load(Ordering::Relaxed) {
-            job.state = JobState::Cancelled;
-            break;
-        }
-        tokio::time::sleep_until(next).await;
-        next += pace;
-        match act(&state, &caller, &job, &action, PlayerId(player)).await {
-            Part::Done => job.done += 1,
-            Part::Failed => job.failed += 1,
-            Part::Skipped => job.skipped += 1,
+    let targets = job.targets[job.handled() as usize..].to_vec();
+    let (key, why) = (job.key.clone(), job.reason.clone());
+    let part = Part {
+        state: &state,
+        caller: &caller,
+        key: &key,
+        reason: &why,
+        action: &action,
+    };
+    // Parts start at the pace, at most BULK_PARTS_IN_FLIGHT at once (each waits for a
+    // tick and its audit records), and are counted in order: what a job has handled is a
+    // prefix of its targets. A cancel starts no more parts; those started finish.
+    let parts = futures_util::stream::iter(targets)
+        .then(|player| {
+            let start = next;
+            next += pace;
+            async move {
+                tokio::time::sleep_until(start).await;
+                PlayerId(player)
+            }
+        })
+        .take_while(|_| std::future::ready(!cancel.load(Ordering::Relaxed)))
+        .map(|player| part.act(player))
+        .buffered(BULK_PARTS_IN_FLIGHT);
+    let mut parts = std::pin::pin!(parts);
+    while let Some(outcome) = parts.next().await {
+        match outcome {
+            Outcome::Done => job.done += 1,
+            Outcome::Failed => job.failed += 1,
+            Outcome::Skipped => job.skipped += 1,
         }
         if job.handled().is_multiple_of(PROGRESS_EVERY)
             || written.elapsed() > Duration::from_secs(1)
@@ -390,6 +412,9 @@ async fn run(
             }
             written = Instant::now();
         }
+    }
+    if job.handled() < job.targets.len() as u64 {
+        job.state = JobState::Cancelled;
     }
     if job.state.is_running() {
         job.state = JobState::Done;
@@ -402,101 +427,116 @@ async fn run(
     state.jobs.lock().remove(&job.key);
 }
 
-/// One player's part, audited as its own mutation.
-async fn act(
-    state: &AdminState,
-    caller: &Caller,
-    job: &JobRecord,
-    action: &BulkAction,
-    player: PlayerId,
-) -> Part {
-    let entry = Entry {
-        action: action.audit_action(),
-        target: AuditFilter::player_target(player),
-        reason: &job.reason,
-        details: format!("bulk job: {}", job.key),
-    };
-    let on_driver = |a: AdminAction| async { state.node.ask(a).await };
-    let doing = async {
-        match action {
-            BulkAction::Kick => on_driver(AdminAction::Kick {
-                player,
-                reason: job.reason.clone(),
-            })
-            .await
-            .map_err(ApiError::from),
-            BulkAction::Message { text } => on_driver(AdminAction::Message {
-                player,
-                text: text.clone(),
-            })
-            .await
-            .map_err(ApiError::from),
-            BulkAction::Teleport => on_driver(AdminAction::Rescue { player })
-                .await
-                .map_err(ApiError::from),
-            BulkAction::Ban { duration_s } => {
-                let record = SanctionRecord {
+/// What every part of a job shares.
+struct Part<'a> {
+    state: &'a AdminState,
+    caller: &'a Caller,
+    /// The job's key.
+    key: &'a str,
+    /// The job's reason.
+    reason: &'a str,
+    action: &'a BulkAction,
+}
+
+impl Part<'_> {
+    /// One player's part, audited as its own mutation.
+    async fn act(&self, player: PlayerId) -> Outcome {
+        let Part {
+            state,
+            caller,
+            key,
+            reason,
+            action,
+        } = *self;
+        let entry = Entry {
+            action: action.audit_action(),
+            target: AuditFilter::player_target(player),
+            reason,
+            details: format!("bulk job: {key}"),
+        };
+        let on_driver = |a: AdminAction| async { state.node.ask(a).await };
+        let doing = async {
+            match action {
+                BulkAction::Kick => on_driver(AdminAction::Kick {
                     player,
-                    until_unix_s: duration_s.map(|d| crate::auth::unix_now_s().saturating_add(d)),
-                    reason: job.reason.clone(),
-                };
-                state
-                    .store
-                    .set_sanction(Sanction::Ban, player, Some(&record))
-                    .await
-                    .map_err(|e| {
-                        ApiError::unavailable(format!("the ban could not be stored: {e}"), 2)
-                    })?;
-                let kicked = on_driver(AdminAction::Kick {
-                    player,
-                    reason: format!("banned: {}", job.reason),
+                    reason: reason.to_owned(),
                 })
                 .await
-                .is_ok();
-                Ok(json!({ "player": player.0, "kicked": kicked }))
-            }
-            BulkAction::Unban => {
-                state
-                    .store
-                    .set_sanction(Sanction::Ban, player, None)
-                    .await
-                    .map_err(|e| {
-                        ApiError::unavailable(format!("the ban could not be lifted: {e}"), 2)
-                    })?;
-                Ok(json!({ "player": player.0, "banned": false }))
-            }
-            BulkAction::Grant { coins, items } => {
-                let balance = Arc::new(state.reloader.running().config.balance.clone());
-                let tx = EconomyTx {
+                .map_err(ApiError::from),
+                BulkAction::Message { text } => on_driver(AdminAction::Message {
                     player,
-                    key: format!("bulk:{}", job.key),
-                    kind: TxKind::Grant(Holdings {
-                        coins: *coins,
-                        items: items.clone(),
-                    }),
-                    at_ms: now_unix_ms(),
-                };
-                match state.store.apply_tx(balance, &tx).await {
-                    Ok(TxOutcome::Applied(_)) => {
-                        state.economy.applied(&tx).await;
-                        Ok(json!({ "outcome": "applied" }))
+                    text: text.clone(),
+                })
+                .await
+                .map_err(ApiError::from),
+                BulkAction::Teleport => on_driver(AdminAction::Rescue { player })
+                    .await
+                    .map_err(ApiError::from),
+                BulkAction::Ban { duration_s } => {
+                    let record = SanctionRecord {
+                        player,
+                        until_unix_s: duration_s
+                            .map(|d| crate::auth::unix_now_s().saturating_add(d)),
+                        reason: reason.to_owned(),
+                    };
+                    state
+                        .store
+                        .set_sanction(Sanction::Ban, player, Some(&record))
+                        .await
+                        .map_err(|e| {
+                            ApiError::unavailable(format!("the ban could not be stored: {e}"), 2)
+                        })?;
+                    let kicked = on_driver(AdminAction::Kick {
+                        player,
+                        reason: format!("banned: {reason}"),
+                    })
+                    .await
+                    .is_ok();
+                    Ok(json!({ "player": player.0, "kicked": kicked }))
+                }
+                BulkAction::Unban => {
+                    state
+                        .store
+                        .set_sanction(Sanction::Ban, player, None)
+                        .await
+                        .map_err(|e| {
+                            ApiError::unavailable(format!("the ban could not be lifted: {e}"), 2)
+                        })?;
+                    Ok(json!({ "player": player.0, "banned": false }))
+                }
+                BulkAction::Grant { coins, items } => {
+                    let balance = Arc::new(state.reloader.running().config.balance.clone());
+                    let tx = EconomyTx {
+                        player,
+                        key: format!("bulk:{key}"),
+                        kind: TxKind::Grant(Holdings {
+                            coins: *coins,
+                            items: items.clone(),
+                        }),
+                        at_ms: now_unix_ms(),
+                    };
+                    match state.store.apply_tx(balance, &tx).await {
+                        Ok(TxOutcome::Applied(_)) => {
+                            state.economy.applied(&tx).await;
+                            Ok(json!({ "outcome": "applied" }))
+                        }
+                        Ok(TxOutcome::Duplicate(_)) => Ok(json!({ "outcome": "duplicate" })),
+                        Ok(TxOutcome::Refused(why)) => {
+                            Err(ApiError::conflict(format!("refused: {why}")))
+                        }
+                        Err(e) => Err(ApiError::unavailable(
+                            format!("the economy cannot be changed: {e}"),
+                            5,
+                        )),
                     }
-                    Ok(TxOutcome::Duplicate(_)) => Ok(json!({ "outcome": "duplicate" })),
-                    Ok(TxOutcome::Refused(why)) => {
-                        Err(ApiError::conflict(format!("refused: {why}")))
-                    }
-                    Err(e) => Err(ApiError::unavailable(
-                        format!("the economy cannot be changed: {e}"),
-                        5,
-                    )),
                 }
             }
+        };
+        match state.audit.run(caller, entry, doing).await {
+            Ok(_) => Outcome::Done,
+            Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Outcome::Skipped,
+            Err(_) => Outcome::Failed,
         }
-    };
-    match state.audit.run(caller, entry, doing).await {
-        Ok(_) => Part::Done,
-        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Part::Skipped,
-        Err(_) => Part::Failed,
     }
 }
 

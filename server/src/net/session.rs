@@ -345,7 +345,6 @@ pub async fn run(
                     let durable = matches!(answer, ControlS2c::Bye);
                     let _ = write_frame(&mut send, &answer).await;
                     let _ = send.finish();
-                    drop(control);
                     // Free for a login elsewhere once its state is durable (otherwise the
                     // key lapses, LOCATION_TTL: that login must not load an older save).
                     if durable && let Some(cluster) = node.cluster() {
@@ -427,14 +426,15 @@ pub async fn run(
                     let redirect = ControlS2c::Redirect(RedirectS2c { addr, ticket });
                     let _ = write_frame(&mut send, &redirect).await;
                     let _ = send.finish();
-                    drop(control);
                     close_gracefully(&connection, close_code::REDIRECTED, b"redirected").await;
                     return SessionEnd::Redirected;
                 }
                 Some(Outgoing::Kick(kicked)) => {
+                    // The control stream's reader lives until the close: dropped, it would
+                    // stop the client's side, and a request the client writes meanwhile
+                    // would fail before it read this frame (and it would resume).
                     let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
                     let _ = send.finish();
-                    drop(control);
                     // Not released: the avatar's final save may still be on its way (an
                     // admin kick), so the key lapses instead (LOCATION_TTL); a takeover's
                     // newer claim holds it anyway.

@@ -5,6 +5,9 @@ use super::*;
 
 /// Control frames waiting in a link's reader: the server sends few.
 const LINK_FRAMES_LEN_MAX: usize = 4;
+/// How long a link that failed while its connection lives is read for a final frame
+/// still on its way (the server closes at most `CLOSE_GRACE`, 2 s, after sending one).
+const FINAL_FRAME_WAIT: Duration = Duration::from_secs(2);
 
 /// One QUIC connection with its control stream.
 pub(super) struct Link {
@@ -110,16 +113,16 @@ impl ConnectionTask {
             tokio::select! {
                 datagram = link.connection.read_datagram() => match datagram {
                     Ok(bytes) => self.deliver_state(&bytes),
-                    Err(e) => return self.lost(link, e.to_string()),
+                    Err(e) => return self.lost(link, e.to_string()).await,
                 },
                 stream = link.connection.accept_uni() => {
                     let mut stream = match stream {
                         Ok(stream) => stream,
-                        Err(e) => return self.lost(link, e.to_string()),
+                        Err(e) => return self.lost(link, e.to_string()).await,
                     };
                     match stream.read_to_end(STATE_STREAM_BYTES_MAX).await {
                         Ok(bytes) => self.deliver_state(&bytes),
-                        Err(e) => return self.lost(link, format!("state stream: {e}")),
+                        Err(e) => return self.lost(link, format!("state stream: {e}")).await,
                     }
                 }
                 frame = link.frames.recv() => match frame {
@@ -128,13 +131,13 @@ impl ConnectionTask {
                     Some(Ok(ControlS2c::Error(error))) => return Leave::Final(ClientError::Refused(error)),
                     Some(Ok(ControlS2c::ResumeTicket(ticket))) => self.resume_ticket = ticket,
                     Some(Ok(message)) => self.forward(message),
-                    Some(Err(FrameError::Closed(reason))) => return self.lost(link, reason),
-                    None => return self.lost(link, "control stream ended".into()),
+                    Some(Err(FrameError::Closed(reason))) => return self.lost(link, reason).await,
+                    None => return self.lost(link, "control stream ended".into()).await,
                     Some(Err(e)) => return Leave::Final(e.into()),
                 },
                 Some(request) = self.requests.recv() => {
                     if let Err(e) = write_frame(&mut link.send, &request).await {
-                        return self.lost(link, format!("control stream: {e}"));
+                        return self.lost(link, format!("control stream: {e}")).await;
                     }
                 }
                 done = &mut *logout => match done {
@@ -157,17 +160,28 @@ impl ConnectionTask {
 
     /// Classifies the end of `link`: a final frame or close code the server sent ends the
     /// session; anything else (a timeout, a reset, a node restart) is resumed.
-    fn lost(&mut self, link: &mut Link, error: String) -> Leave {
-        // Frames read just before the close: a final one decides; events still go out.
-        while let Some(frame) = link.frames.try_recv() {
+    async fn lost(&mut self, link: &mut Link, error: String) -> Leave {
+        // Frames read, or still on their way while the connection lives (a request written
+        // as the server ended the session may fail before its final frame is read): a
+        // final one decides; events still go out. The control stream ends after a final
+        // frame; FINAL_FRAME_WAIT bounds the wait on a connection that is going silent.
+        let deadline = tokio::time::Instant::now() + FINAL_FRAME_WAIT;
+        loop {
+            let frame = if link.connection.close_reason().is_some() {
+                link.frames.try_recv()
+            } else {
+                tokio::time::timeout_at(deadline, link.frames.recv())
+                    .await
+                    .unwrap_or_default()
+            };
             match frame {
-                Ok(ControlS2c::Kicked(kicked)) => {
+                Some(Ok(ControlS2c::Kicked(kicked))) => {
                     return Leave::Final(ClientError::Kicked(kicked));
                 }
-                Ok(ControlS2c::Redirect(redirect)) => return Leave::Redirect(redirect),
-                Ok(ControlS2c::ResumeTicket(ticket)) => self.resume_ticket = ticket,
-                Ok(message) => self.forward(message),
-                Err(_) => break,
+                Some(Ok(ControlS2c::Redirect(redirect))) => return Leave::Redirect(redirect),
+                Some(Ok(ControlS2c::ResumeTicket(ticket))) => self.resume_ticket = ticket,
+                Some(Ok(message)) => self.forward(message),
+                Some(Err(_)) | None => break,
             }
         }
         match link.connection.close_reason() {
