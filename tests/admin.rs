@@ -674,10 +674,9 @@ fn operators_teleport_message_and_ban_players() {
     use tessera::shared::protocol::messages::{ControlS2c, ErrorCode, EventS2c};
     let (node, [viewer, _, admin]) = node_with_keys();
     let addr = admin_addr(&node);
-    let admin_again = admin.clone();
-    let post = move |path: String, body: String| {
-        let admin = admin.clone();
-        tokio::task::spawn_blocking(move || http(addr, "POST", &path, Some(&admin), Some(&body)))
+    let admin = admin.as_str();
+    let post = move |path: String, body: String| async move {
+        http_async(addr, "POST", &path, Some(admin), Some(&body)).await
     };
     let player = client_runtime().block_on(async {
         let mut client = login(&node, "ada").await.unwrap();
@@ -692,8 +691,7 @@ fn operators_teleport_message_and_ban_players() {
                 to.0, to.1
             ),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(status, 200, "{body}");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -714,8 +712,7 @@ fn operators_teleport_message_and_ban_players() {
             format!("/v1/players/{player}/teleport"),
             r#"{"x": 1500, "y": 10, "reason": "elsewhere"}"#.into(),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(
             (status, code(&body).as_str()),
             (422, "unprocessable"),
@@ -726,8 +723,7 @@ fn operators_teleport_message_and_ban_players() {
             format!("/v1/players/{player}/message"),
             r#"{"text": "Server restarts in 5 minutes", "reason": "maintenance"}"#.into(),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(status, 200, "{body}");
         let text = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
@@ -746,21 +742,10 @@ fn operators_teleport_message_and_ban_players() {
             format!("/v1/players/{player}/ban"),
             r#"{"reason": "botting", "duration_s": 3600}"#.into(),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(json(&body)["kicked"], true);
-        let kicked = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                match client.next_control().await {
-                    Err(ClientError::Kicked(k)) => return k,
-                    Ok(_) => continue,
-                    Err(e) => panic!("ended without a kick: {e}"),
-                }
-            }
-        })
-        .await
-        .unwrap();
+        let kicked = kicked_within_5s(&mut client).await;
         assert_eq!(kicked.reason, KickReason::Admin);
         assert!(kicked.message.contains("botting"));
         match login(&node, "ada").await {
@@ -782,7 +767,7 @@ fn operators_teleport_message_and_ban_players() {
             addr,
             "DELETE",
             &format!("/v1/players/{player}/ban"),
-            Some(&admin_again),
+            Some(admin),
             Some(r#"{"reason": "appeal"}"#),
         )
         .await;

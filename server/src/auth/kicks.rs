@@ -79,17 +79,13 @@ impl Kicks {
     }
 
     /// Kicks remembered now.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .latest
             .len()
-    }
-
-    /// Whether no kick is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -171,9 +171,14 @@ pub async fn run(
                         reason: KickReason::Admin,
                         message: kick.reason.to_string(),
                     });
-                    let _ = write_frame(&mut send, &kicked).await;
-                    let _ = send.finish();
-                    close_gracefully(&connection, close_code::TAKEN_OVER, b"kicked").await;
+                    end_with(
+                        &connection,
+                        &mut send,
+                        &kicked,
+                        close_code::TAKEN_OVER,
+                        b"kicked",
+                    )
+                    .await;
                     return SessionEnd::KickedBefore;
                 }
                 let (counter, arriving) = match ticket.kind {
@@ -224,9 +229,15 @@ pub async fn run(
         Ok(joined) => joined,
         Err(error) => {
             let code = error.code;
-            let _ = write_frame(&mut send, &ControlS2c::Error(error)).await;
-            let _ = send.finish();
-            close_gracefully(&connection, close_code::REFUSED, b"refused").await;
+            let refusal = ControlS2c::Error(error);
+            end_with(
+                &connection,
+                &mut send,
+                &refusal,
+                close_code::REFUSED,
+                b"refused",
+            )
+            .await;
             return SessionEnd::Refused(code);
         }
     };
@@ -424,21 +435,20 @@ pub async fn run(
                         .tickets
                         .issue(ticket(TicketKind::Redirect, Some(region)), unix_now_s());
                     let redirect = ControlS2c::Redirect(RedirectS2c { addr, ticket });
-                    let _ = write_frame(&mut send, &redirect).await;
-                    let _ = send.finish();
-                    close_gracefully(&connection, close_code::REDIRECTED, b"redirected").await;
+                    end_with(&connection, &mut send, &redirect, close_code::REDIRECTED, b"redirected")
+                        .await;
                     return SessionEnd::Redirected;
                 }
                 Some(Outgoing::Kick(kicked)) => {
                     // The control stream's reader lives until the close: dropped, it would
                     // stop the client's side, and a request the client writes meanwhile
                     // would fail before it read this frame (and it would resume).
-                    let _ = write_frame(&mut send, &ControlS2c::Kicked(kicked)).await;
-                    let _ = send.finish();
                     // Not released: the avatar's final save may still be on its way (an
                     // admin kick), so the key lapses instead (LOCATION_TTL); a takeover's
                     // newer claim holds it anyway.
-                    close_gracefully(&connection, close_code::TAKEN_OVER, b"taken over").await;
+                    let kicked = ControlS2c::Kicked(kicked);
+                    end_with(&connection, &mut send, &kicked, close_code::TAKEN_OVER, b"taken over")
+                        .await;
                     return SessionEnd::TakenOver;
                 }
                 None => break SessionEnd::Disconnected,
@@ -664,9 +674,7 @@ async fn refuse_with(
         message: message.chars().take(200).collect(),
         retry_after_ms,
     });
-    let _ = write_frame(send, &error).await;
-    let _ = send.finish();
-    close_gracefully(connection, close_code::REFUSED, b"refused").await;
+    end_with(connection, send, &error, close_code::REFUSED, b"refused").await;
     SessionEnd::Refused(code)
 }
 
@@ -701,6 +709,20 @@ async fn close_after_final_frame(
     };
     let _ = tokio::time::timeout(VIOLATION_CLOSE_GRACE, delivered).await;
     connection.close(close_code::PROTOCOL_VIOLATION.into(), b"protocol violation");
+}
+
+/// Sends `last`, the session's final frame, finishes the control stream and closes
+/// gracefully with `code`.
+async fn end_with(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    last: &ControlS2c,
+    code: u32,
+    reason: &[u8],
+) {
+    let _ = write_frame(send, last).await;
+    let _ = send.finish();
+    close_gracefully(connection, code, reason).await;
 }
 
 /// Waits (at most [`CLOSE_GRACE`]) for the client to close after reading our last frame,
