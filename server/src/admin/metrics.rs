@@ -253,6 +253,10 @@ impl NodeMetrics {
             ("tessera_protocol_violations_total", &endpoint.violations),
             ("tessera_resumes_total", &endpoint.resumes),
             ("tessera_kicked_resumes_total", &endpoint.kicked_resumes),
+            (
+                "tessera_state_streams_busy_total",
+                &endpoint.state_streams_busy,
+            ),
         ] {
             self.counter(name, none).absolute(n.load(Ordering::Relaxed));
         }
@@ -529,6 +533,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         "tessera_kicked_resumes_total",
         None,
         "Resumes of sessions an operator kicked, answered with the kick (the client had missed it).",
+    ),
+    (
+        "tessera_state_streams_busy_total",
+        None,
+        "States too large for a datagram dropped because their connection already had STATE_STREAMS_IN_FLIGHT_MAX (2) on streams its client had not acknowledged.",
     ),
     (
         "tessera_handoffs_total",

@@ -62,6 +62,9 @@ pub struct EndpointStats {
     pub datagrams_out: AtomicU64,
     /// Payload bytes of states sent (datagrams and streams).
     pub payload_bytes_out: AtomicU64,
+    /// States too large for a datagram dropped because their connection already had
+    /// `session::STATE_STREAMS_IN_FLIGHT_MAX` on streams not yet acknowledged.
+    pub state_streams_busy: AtomicU64,
 }
 
 /// A token bucket of `limit`.

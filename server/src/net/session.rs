@@ -17,7 +17,7 @@ use tessera_shared::protocol::limits::{
 };
 use tessera_shared::protocol::messages::*;
 use tessera_shared::protocol::{PROTOCOL_VERSION, close_code};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use super::chat::ChatRequests;
 use super::economy::EconomyRequests;
@@ -52,6 +52,12 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 pub const VIOLATION_CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Control frames queued from the reader task: a client sends almost none.
 const CONTROL_QUEUE_LEN_MAX: usize = 4;
+/// States a connection has on unidirectional streams (those too large for a datagram)
+/// that its client has not acknowledged yet. A large state that finds this many is
+/// dropped, as a lost datagram would be (the next state, a delta against the client's
+/// ack, makes up for it): a client that falls behind costs the node at most this many
+/// states' bytes, not a stream per tick.
+pub const STATE_STREAMS_IN_FLIGHT_MAX: usize = 2;
 
 /// Why a session ended, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +211,7 @@ pub async fn run(
     // gives up meanwhile (closes its connection) must not be logged in after all, or it
     // would take the player over from the session its next attempt opened.
     let (outbox, mut outbox_rx) = session_outbox();
+    let state_streams = Arc::new(Semaphore::new(STATE_STREAMS_IN_FLIGHT_MAX));
     let login = log_in(
         &node,
         &players,
@@ -397,14 +404,7 @@ pub async fn run(
                 {
                     // Larger than this connection's datagrams can be now (the peer's
                     // limit or the path's MTU): a stream carries it, as any large state.
-                    stats.payload_bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    let connection = connection.clone();
-                    tokio::spawn(async move {
-                        if let Ok(mut uni) = connection.open_uni().await {
-                            let _ = uni.write_all(&bytes).await;
-                            let _ = uni.finish();
-                        }
-                    });
+                    send_state_on_stream(&connection, bytes, &state_streams, &stats);
                 }
                 Some(Outgoing::Datagram(bytes)) => {
                     // Errors mean the peer cannot take datagrams now: the state is lost,
@@ -416,14 +416,7 @@ pub async fn run(
                     }
                 }
                 Some(Outgoing::Stream(bytes)) => {
-                    stats.payload_bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                    let connection = connection.clone();
-                    tokio::spawn(async move {
-                        if let Ok(mut uni) = connection.open_uni().await {
-                            let _ = uni.write_all(&bytes).await;
-                            let _ = uni.finish();
-                        }
-                    });
+                    send_state_on_stream(&connection, bytes, &state_streams, &stats);
                 }
                 Some(Outgoing::Control(message)) => {
                     if write_frame(&mut send, &*message).await.is_err() {
@@ -709,6 +702,36 @@ async fn close_after_final_frame(
     };
     let _ = tokio::time::timeout(VIOLATION_CLOSE_GRACE, delivered).await;
     connection.close(close_code::PROTOCOL_VIOLATION.into(), b"protocol violation");
+}
+
+/// Sends a state too large for a datagram on a unidirectional stream of its own, if the
+/// connection has fewer than [`STATE_STREAMS_IN_FLIGHT_MAX`] not yet acknowledged;
+/// otherwise drops it (counted).
+fn send_state_on_stream(
+    connection: &quinn::Connection,
+    bytes: bytes::Bytes,
+    in_flight: &Arc<Semaphore>,
+    stats: &EndpointStats,
+) {
+    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+        stats.state_streams_busy.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    stats
+        .payload_bytes_out
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    let connection = connection.clone();
+    tokio::spawn(async move {
+        if let Ok(mut uni) = connection.open_uni().await
+            && uni.write_all(&bytes).await.is_ok()
+            && uni.finish().is_ok()
+        {
+            // Until the client has it all (or the connection ends): quinn keeps the
+            // bytes until then.
+            let _ = uni.stopped().await;
+        }
+        drop(permit);
+    });
 }
 
 /// Sends `last`, the session's final frame, finishes the control stream and closes

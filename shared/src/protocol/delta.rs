@@ -7,6 +7,7 @@
 //! ([`DeltaDecoder`]) rebuilds it from the same baseline. The block format is in
 //! PROTOCOL.md, "State block"; all integers are [`super::varint`]s.
 
+use std::cmp::Reverse;
 use std::collections::VecDeque;
 
 use super::codec::DecodeError;
@@ -490,16 +491,31 @@ fn add_i32(base: i32, delta: i64) -> Result<i32, DecodeError> {
 /// The next view is built from the previous one by a [`ViewBuilder`] (the tick's
 /// changes), into the buffer of a snapshot the ack made obsolete, then merged against the
 /// baseline into the block, so that once warm it allocates nothing and a client costs its
-/// held snapshots only: the acknowledged one, those in flight, and the view (about
-/// `1 + round trip in ticks` times the visible entities times 24 bytes).
+/// held snapshots only: at most [`SNAPSHOTS_HELD_MAX`] (the acknowledged one, those in
+/// flight, the view) times the visible entities times 24 bytes, whatever its latency.
 #[derive(Debug, Default)]
 pub struct DeltaEncoder {
-    /// Oldest first, the view last; at most [`BASELINES_MAX`] (an ack of an older one
-    /// gets a keyframe). All but the view were sent; the view too if `view_sent`.
+    /// Oldest first, the view last; at most [`SNAPSHOTS_HELD_MAX`]. All but the view were
+    /// sent; the view too if `view_sent`.
     held: VecDeque<Snapshot>,
     /// Whether the view was sent (so that it may be acknowledged and used as a baseline).
     view_sent: bool,
+    /// The tick of the held snapshot the client acknowledged, the baseline (0: none).
+    /// Older ones are dropped; it stays the baseline until the client acknowledges a newer
+    /// one this encoder still holds, even if its newest ack is of one thinned out.
+    acked: u64,
 }
+
+/// Snapshots a [`DeltaEncoder`] holds per client at most, the view included: the
+/// acknowledged one, three in flight and the view. With more states in flight than that
+/// (a round trip over about 150 ms at 20 Hz), those in flight are thinned, the oldest kept
+/// and the others spread out, so that acks keep finding one: the baseline is then up to
+/// about half the round trip older than the client's newest state (deltas a little
+/// larger; no keyframes up to a round trip of 20 ticks, 1 s at 20 Hz), and a client costs
+/// the node the same memory whatever its latency (at the 256-entity cap, 6 KiB a
+/// snapshot). Clients keep [`BASELINES_MAX`] snapshots, so any held one they acked
+/// decodes.
+pub const SNAPSHOTS_HELD_MAX: usize = 5;
 
 impl DeltaEncoder {
     /// Encodes `current` (sorted by id) for a client whose newest applied state is
@@ -565,6 +581,7 @@ impl DeltaEncoder {
             entities: next,
         });
         self.view_sent = false;
+        self.acked = 0;
     }
 
     /// Forgets every snapshot sent (a new connection knows none of them: its first state
@@ -574,6 +591,7 @@ impl DeltaEncoder {
             self.held.pop_front();
         }
         self.view_sent = false;
+        self.acked = 0;
     }
 
     /// The client's view: the newest snapshot's entities, sorted by id.
@@ -595,25 +613,13 @@ impl DeltaEncoder {
         build: impl ViewBuilder,
         scratch: &mut EncodeScratch,
     ) -> u64 {
-        // Snapshots older than the acked one will never be needed again (the view always
-        // stays: the next one is built from it); the last one dropped holds the next view.
-        let mut free = None;
-        while self.held.len() > 1
-            && self
-                .held
-                .front()
-                .is_some_and(|s| s.tick < ack_tick || self.held.len() >= BASELINES_MAX)
-        {
-            free = self.held.pop_front().map(|s| s.entities);
-        }
+        let free = self.release(tick, ack_tick);
         let mut next = free.unwrap_or_default();
         next.clear();
-        let n_sent = self.held.len().saturating_sub(usize::from(!self.view_sent));
         let baseline = self
             .held
-            .iter()
-            .take(n_sent)
-            .find(|s| s.tick == ack_tick && ack_tick != 0);
+            .front()
+            .filter(|s| self.acked != 0 && s.tick == self.acked);
         let prev = self.held.back().map_or(&[][..], |s| &s.entities);
         let (entities, baseline_tick) = match baseline {
             Some(b) => (&b.entities[..], b.tick),
@@ -652,8 +658,57 @@ impl DeltaEncoder {
             entities: next,
         });
         self.view_sent = true;
-        debug_assert!(self.held.len() <= BASELINES_MAX);
+        debug_assert!(self.held.len() <= SNAPSHOTS_HELD_MAX);
         baseline_tick
+    }
+
+    /// Takes in the client's newest ack and lets go of the snapshots no longer needed,
+    /// leaving room for the view of `tick`. Returns the buffer of one let go, to reuse.
+    ///
+    /// Kept: the view (the next one is built from it), the baseline (the newest snapshot
+    /// held that the client acknowledged, while the client still keeps it) and those in
+    /// flight (sent after the client's newest ack). Over [`SNAPSHOTS_HELD_MAX`], the one in
+    /// flight whose neighbours are closest goes, so that those kept stay spread out.
+    fn release(&mut self, tick: u64, ack_tick: u64) -> Option<Vec<WireEntity>> {
+        let n_sent = self.held.len().saturating_sub(usize::from(!self.view_sent));
+        if ack_tick > self.acked && self.held.iter().take(n_sent).any(|s| s.tick == ack_tick) {
+            self.acked = ack_tick;
+        }
+        // A client keeps its newest BASELINES_MAX states, and gets at most one a tick.
+        let kept_by_client = |t: u64| tick.saturating_sub(t) < BASELINES_MAX as u64;
+        if self.acked != 0 && !kept_by_client(self.acked) {
+            self.acked = 0;
+        }
+        let mut free = None;
+        let mut i = 0;
+        while i + 1 < self.held.len() {
+            let t = self.held[i].tick;
+            let in_flight = t > self.acked && t > ack_tick && kept_by_client(t);
+            if t == self.acked || in_flight {
+                i += 1;
+            } else {
+                free = self.held.remove(i).map(|s| s.entities);
+            }
+        }
+        // The view is replaced if it was not sent; otherwise it stays, in flight.
+        let room = SNAPSHOTS_HELD_MAX - usize::from(self.view_sent);
+        while self.held.len() > room {
+            let first = usize::from(self.acked != 0);
+            // The baseline gets as old as the round trip plus the gap between the snapshots
+            // kept: the one going is the one whose going leaves the smallest gap (of equal
+            // ones, the newest); without a baseline, the oldest stays (acked soonest).
+            let Some(victim) = (first..self.held.len() - 1).min_by_key(|&i| {
+                let gap = match i {
+                    0 => u64::MAX,
+                    _ => self.held[i + 1].tick - self.held[i - 1].tick,
+                };
+                (gap, Reverse(i))
+            }) else {
+                break;
+            };
+            free = self.held.remove(victim).map(|s| s.entities);
+        }
+        free
     }
 }
 

@@ -61,5 +61,6 @@ const _: () = assert!(
     "a full inventory must fit one Economy frame"
 );
 
-/// Baselines a sender keeps per client, and a receiver keeps: at 20 Hz, 1.6 s of acks.
+/// States a receiver keeps to decode against (at 20 Hz, 1.6 s of them): a sender's
+/// baseline is never more than `BASELINES_MAX - 1` ticks older than the state it sends.
 pub const BASELINES_MAX: usize = 32;

@@ -192,7 +192,66 @@ proptest! {
                 }
             }
             ack = decoder.newest_tick();
-            prop_assert!(encoder.n_held() <= BASELINES_MAX);
+            prop_assert!(encoder.n_held() <= SNAPSHOTS_HELD_MAX);
+        }
+    }
+}
+
+/// A client whose acks come back `lag` ticks late (0 to 25: up to 1.25 s at 20 Hz) costs
+/// the encoder at most SNAPSHOTS_HELD_MAX snapshots and every state decodes on a lossless
+/// link. Up to a lag of 20 ticks, only the states before the first ack are keyframes and
+/// the baseline is at most about 1.5 times the lag old (those in flight are thinned, so
+/// acks keep finding one); beyond it, the baseline may outlive the 32 states a client
+/// keeps.
+#[test]
+fn a_slow_client_costs_a_bounded_number_of_snapshots_and_keeps_fresh_baselines() {
+    let start: Vec<WireEntity> = (0..50u64)
+        .map(|i| WireEntity {
+            id: NetId(i * 3),
+            archetype: 1,
+            position: [i as i32 * 10, 0],
+            health: 100,
+        })
+        .collect();
+    for lag in 0..=25u64 {
+        let mut encoder = DeltaEncoder::default();
+        let mut decoder = DeltaDecoder::default();
+        let mut entities = start.clone();
+        let mut sent = BTreeMap::new();
+        let mut on_the_way: Vec<StateS2c> = Vec::new();
+        let (mut worst_age, mut keyframes) = (0, 0);
+        for tick in 1..=200u64 {
+            entities = evolve(entities, tick);
+            sent.insert(tick, entities.clone());
+            let state = encoder.encode(
+                Snapshot {
+                    tick,
+                    entities: entities.clone(),
+                },
+                decoder.newest_tick(),
+            );
+            assert!(encoder.n_held() <= SNAPSHOTS_HELD_MAX, "lag {lag}");
+            // The first ack is back at tick lag + 2.
+            if tick > lag + 1 {
+                match state.baseline_tick {
+                    0 => keyframes += 1,
+                    baseline => worst_age = worst_age.max(tick - baseline),
+                }
+            }
+            on_the_way.push(state);
+            if on_the_way.len() as u64 > lag {
+                let state = on_the_way.remove(0);
+                let snapshot = decoder.apply(&state).expect("decodes").expect("newer");
+                assert_eq!(snapshot.entities, sent[&snapshot.tick], "lag {lag}");
+            }
+        }
+        println!("lag {lag}: baseline at most {worst_age} ticks old, {keyframes} keyframes");
+        if lag <= 20 {
+            assert_eq!(keyframes, 0, "lag {lag}");
+            assert!(
+                worst_age <= lag + 1 + lag.div_ceil(2),
+                "lag {lag}: a baseline {worst_age} ticks old"
+            );
         }
     }
 }
