@@ -8,8 +8,10 @@
 //! is removed from the client's view at once (a byte or so: removals never wait).
 //!
 //! The client's bytes come from a token bucket: `[net] state_kbit_per_s` a second, added
-//! each tick, holding at most [`BURST_TICKS`] ticks' worth (so a first view or a burst of
-//! arrivals goes out at once); each state takes what it really weighs. When the whole
+//! each tick, holding at most [`BURST_TICKS`] ticks' worth (so a first view goes out at
+//! once, and a burst of arrivals within a few ticks); each state takes what it really
+//! weighs, and a delta at most a datagram (`DATAGRAM_BYTES_MAX`), so that states stay off
+//! streams unless a keyframe needs one. When the whole
 //! next view fits what the bucket holds (priced by encoding it: the usual case), it is
 //! sent as it is, exactly as without a budget. Otherwise candidates are taken by priority
 //! until the estimate of their bytes fills the bucket; the others wait, and every tick a
@@ -40,6 +42,7 @@
 use tessera_shared::config::StateBudgetConfig;
 use tessera_shared::ids::NetId;
 use tessera_shared::protocol::delta::{ViewBuilder, WireEntity, added_bytes, update_bytes};
+use tessera_shared::protocol::limits::DATAGRAM_BYTES_MAX;
 use tessera_shared::protocol::quantize::POSITION_UNITS_PER_M;
 
 use super::NextView;
@@ -237,7 +240,14 @@ impl ViewBuilder for Budgeted<'_> {
             observer,
             fighting,
         } = self;
-        let room = budget.tokens - HEADER_BYTES;
+        // A delta takes at most a datagram, whatever the bucket holds: one larger would
+        // go on a stream of its own, slower and bounded per connection. Only a keyframe
+        // uses the bucket's whole burst.
+        let most = match baseline {
+            Some(_) => budget.tokens.min(DATAGRAM_BYTES_MAX as i64),
+            None => budget.tokens,
+        };
+        let room = most - HEADER_BYTES;
         scratch.truth.clear();
         if budget.waiting.is_empty() {
             // The client has the truth (or nothing, on a keyframe): if the whole next

@@ -154,6 +154,36 @@ fn a_client_within_its_budget_gets_every_change_every_tick() {
     );
 }
 
+/// A crowd too large for one datagram's worth of changes: with the bucket full, each
+/// delta still fits a datagram (a state larger would go on a stream), and what waits
+/// comes in the next ticks.
+#[test]
+fn deltas_fit_a_datagram_whatever_the_bucket_holds() {
+    // 600 entities moving every tick: about 1,800 bytes of changes a tick, within the
+    // budget's 2,000 but not a datagram's 1,200. Fewer ticks than the staleness bound,
+    // which would send the changes that waited that long whatever they weigh.
+    let mut client = Client::new(limits(2_000, 20));
+    let ids: Vec<u64> = (1..=600).collect();
+    client.step(&crowd(600, 0), &ids, &[], &[], None, &[]);
+    for t in 1..15 {
+        client.step(&crowd(600, t), &[], &ids, &[], None, &[]);
+    }
+    let largest = client.sizes[1..].iter().max().copied().unwrap_or(0);
+    assert!(
+        client.sizes[0] > DATAGRAM_BYTES_MAX,
+        "the keyframe uses the burst: {} bytes",
+        client.sizes[0]
+    );
+    assert!(largest <= DATAGRAM_BYTES_MAX, "a delta of {largest} bytes");
+    assert!(
+        client.sizes[1..]
+            .iter()
+            .all(|&b| b > DATAGRAM_BYTES_MAX - 100),
+        "the deltas use the datagram: {:?}",
+        client.sizes
+    );
+}
+
 #[test]
 fn a_dense_crowd_stays_within_the_budget_and_no_entity_is_staler_than_the_bound() {
     // 2,000 entities all moving 5 m/s, a two-tick round trip: each update, late, weighs
