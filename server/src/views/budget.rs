@@ -10,8 +10,9 @@
 //! The client's bytes come from a token bucket: `[net] state_kbit_per_s` a second, added
 //! each tick, holding at most [`BURST_TICKS`] ticks' worth (so a first view goes out at
 //! once, and a burst of arrivals within a few ticks); each state takes what it really
-//! weighs, and a delta at most a datagram (`DATAGRAM_BYTES_MAX`), so that states stay off
-//! streams unless a keyframe needs one. When the whole
+//! weighs, and a delta at most what any connection's datagrams carry
+//! (`DATAGRAM_PAYLOAD_BYTES_MIN`), so that states stay off streams unless a keyframe needs
+//! one. When the whole
 //! next view fits what the bucket holds (priced by encoding it: the usual case), it is
 //! sent as it is, exactly as without a budget. Otherwise candidates are taken by priority
 //! until the estimate of their bytes fills the bucket; the others wait, and every tick a
@@ -42,7 +43,7 @@
 use tessera_shared::config::StateBudgetConfig;
 use tessera_shared::ids::NetId;
 use tessera_shared::protocol::delta::{ViewBuilder, WireEntity, added_bytes, update_bytes};
-use tessera_shared::protocol::limits::DATAGRAM_BYTES_MAX;
+use tessera_shared::protocol::limits::DATAGRAM_PAYLOAD_BYTES_MIN;
 use tessera_shared::protocol::quantize::POSITION_UNITS_PER_M;
 
 use super::NextView;
@@ -240,11 +241,13 @@ impl ViewBuilder for Budgeted<'_> {
             observer,
             fighting,
         } = self;
-        // A delta takes at most a datagram, whatever the bucket holds: one larger would
-        // go on a stream of its own, slower and bounded per connection. Only a keyframe
-        // uses the bucket's whole burst.
+        // A delta takes at most what any connection's datagrams carry, whatever the
+        // bucket holds: one larger would go on a stream of its own, slower and bounded per
+        // connection (the protocol's DATAGRAM_BYTES_MAX is not enough: QUIC's own bytes
+        // come off it until path MTU discovery raises it). Only a keyframe uses the
+        // bucket's whole burst.
         let most = match baseline {
-            Some(_) => budget.tokens.min(DATAGRAM_BYTES_MAX as i64),
+            Some(_) => budget.tokens.min(DATAGRAM_PAYLOAD_BYTES_MIN as i64),
             None => budget.tokens,
         };
         let room = most - HEADER_BYTES;

@@ -170,15 +170,18 @@ fn deltas_fit_a_datagram_whatever_the_bucket_holds() {
     }
     let largest = client.sizes[1..].iter().max().copied().unwrap_or(0);
     assert!(
-        client.sizes[0] > DATAGRAM_BYTES_MAX,
+        client.sizes[0] > DATAGRAM_PAYLOAD_BYTES_MIN,
         "the keyframe uses the burst: {} bytes",
         client.sizes[0]
     );
-    assert!(largest <= DATAGRAM_BYTES_MAX, "a delta of {largest} bytes");
+    assert!(
+        largest <= DATAGRAM_PAYLOAD_BYTES_MIN,
+        "a delta of {largest} bytes"
+    );
     assert!(
         client.sizes[1..]
             .iter()
-            .all(|&b| b > DATAGRAM_BYTES_MAX - 100),
+            .all(|&b| b > DATAGRAM_PAYLOAD_BYTES_MIN - 100),
         "the deltas use the datagram: {:?}",
         client.sizes
     );
