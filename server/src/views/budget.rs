@@ -12,8 +12,7 @@
 //! once, and a burst of arrivals within a few ticks); each state takes what it really
 //! weighs, and a delta at most what any connection's datagrams carry
 //! (`DATAGRAM_PAYLOAD_BYTES_MIN`), so that states stay off streams unless a keyframe needs
-//! one. When the whole
-//! next view fits what the bucket holds (priced by encoding it: the usual case), it is
+//! one. When the whole next view fits what the bucket holds (priced by encoding it: the usual case), it is
 //! sent as it is, exactly as without a budget. Otherwise candidates are taken by priority
 //! until the estimate of their bytes fills the bucket; the others wait, and every tick a
 //! candidate waits its priority grows by its weight, so far and slow entities get their

@@ -508,8 +508,9 @@ pub struct DeltaEncoder {
 
 /// Snapshots a [`DeltaEncoder`] holds per client at most, the view included: the
 /// acknowledged one, three in flight and the view. With more states in flight than that
-/// (a round trip over about 150 ms at 20 Hz), those in flight are thinned, the oldest kept
-/// and the others spread out, so that acks keep finding one: the baseline is then up to
+/// (a round trip over about 150 ms at 20 Hz), those in flight are thinned (see
+/// `DeltaEncoder::release`: the one whose going leaves the smallest gap goes), so that
+/// acks keep finding one: the baseline is then up to
 /// about half the round trip older than the client's newest state (deltas a little
 /// larger; no keyframes up to a round trip of 20 ticks, 1 s at 20 Hz), and a client costs
 /// the node the same memory whatever its latency (at the 256-entity cap, 6 KiB a

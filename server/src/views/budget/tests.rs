@@ -160,7 +160,7 @@ fn a_client_within_its_budget_gets_every_change_every_tick() {
 #[test]
 fn deltas_fit_a_datagram_whatever_the_bucket_holds() {
     // 600 entities moving every tick: about 1,800 bytes of changes a tick, within the
-    // budget's 2,000 but not a datagram's 1,200. Fewer ticks than the staleness bound,
+    // budget's 2,000 but not the 1,024 any datagram carries. Fewer ticks than the staleness bound,
     // which would send the changes that waited that long whatever they weigh.
     let mut client = Client::new(limits(2_000, 20));
     let ids: Vec<u64> = (1..=600).collect();
